@@ -1,0 +1,73 @@
+"""The essential secrets plugin: references in the project file, values in 0600 files.
+
+References:
+
+``secret:NAME``
+    ``{home}/{project}/{env}/secrets/NAME`` for environment secrets, else
+    ``{home}/{project}/secrets/NAME`` (project-wide, e.g. ``api/git_token``).
+``env:NAME``
+    The operator's environment variable ``NAME`` (read on the operator's machine only;
+    it is never passed on as a container's environment).
+``file:PATH``
+    A file the operator keeps elsewhere (``~`` expanded).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..core import paths
+from ..core.errors import SecretError
+from ..core.fsutil import write_private
+from ..hookspecs import hookimpl
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+
+
+def secret_path(project: str, env: str | None, name: str) -> Path:
+    """Where ``secret:name`` of ``project`` (and ``env``) is kept."""
+    if not _NAME_RE.match(name):
+        raise SecretError(f"'{name}' is not a valid secret name (letters, digits, _ . - and / between parts)")
+    base = paths.env_dir(project, env, "secrets") if env else paths.project_dir(project) / "secrets"
+    return base / name
+
+
+@hookimpl
+def resolve_secret(project: str, env: str | None, ref: str) -> str | None:
+    scheme, _, rest = ref.partition(":")
+    if scheme == "env":
+        value = os.environ.get(rest)
+        if value is None:
+            raise SecretError(f"secret reference '{ref}': environment variable {rest} is not set")
+        return value
+    if scheme == "file":
+        path = Path(rest).expanduser()
+    elif scheme == "secret":
+        path = secret_path(project, env, rest)
+        if env and not path.exists():
+            path = secret_path(project, None, rest)
+    else:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise SecretError(f"secret reference '{ref}': {path} does not exist") from None
+    except OSError as exc:
+        raise SecretError(f"secret reference '{ref}': cannot read {path}: {exc.strerror}") from None
+
+
+@hookimpl
+def store_secret(project: str, env: str | None, name: str, value: str) -> str | None:
+    path = secret_path(project, env, name)
+    # Every directory from the secrets root down is private, not just the file's own.
+    root = paths.env_dir(project, env, "secrets") if env else paths.project_dir(project) / "secrets"
+    chain = [path.parent]
+    while chain[-1] != root:
+        chain.append(chain[-1].parent)
+    for directory in reversed(chain):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+    write_private(path, value + "\n")
+    return f"secret:{name}"

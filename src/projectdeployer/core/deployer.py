@@ -1,0 +1,358 @@
+"""``ProjectDeployer``: the seed's fluent API over a project file.
+
+Every method that changes the project validates the whole result first and writes nothing if
+it is invalid; then it writes the file atomically through tomlkit, so comments and ordering the
+user put in the file survive. Secrets given to the API (``git_token``, secret-looking
+``env_vars``) go to 0600 files; the project file only ever holds a reference to them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import tomlkit
+from tomlkit.items import Table
+
+from . import paths
+from .errors import ConfigError, ProjectExists, ProjectNotFound
+from .model import Project, ServiceSpec, spec_fields
+from .order import startup_groups, startup_orders
+from .ports import PortAssignment, PortStore
+from .projectfile import build_project, read_document, write_document
+from .registry import Registry, get_registry
+from .servicetype import ServiceType
+from .validation import is_secret_ref, valid_name
+
+log = logging.getLogger("projectdeployer")
+
+#: Environment variable names whose literal values are kept as secrets, not in the file.
+SECRET_ENV_RE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIALS)", re.IGNORECASE)
+#: Tables that ``update_service`` merges key by key (a ``None`` value removes the key).
+MERGED_ON_UPDATE = ("env_vars", "volumes")
+
+
+def _looks_like_path(name: str | os.PathLike[str]) -> bool:
+    text = os.fspath(name)
+    return text.endswith(".toml") or os.sep in text or "/" in text
+
+
+@attrs.define
+class _PendingSecret:
+    name: str
+    value: str
+
+
+class ProjectDeployer:
+    """A project: its services, environments and settings, kept in a TOML project file.
+
+    ``ProjectDeployer("myapp")`` loads the project named ``myapp`` from its default location
+    (see :mod:`projectdeployer.core.paths`); ``ProjectDeployer("path/to/file.toml")`` loads a file.
+    """
+
+    def __init__(self, name: str | os.PathLike[str], *, path: str | os.PathLike[str] | None = None, registry: Registry | None = None) -> None:
+        if path is None:
+            path = name if _looks_like_path(name) else paths.project_file(os.fspath(name))
+        self._path = Path(path)
+        self._registry = registry
+        if not self._path.exists():
+            raise ProjectNotFound(f"{self._path}: no project file (create it with ProjectDeployer.create({os.fspath(name)!r}) or `projectdeployer init`)")
+        self._doc = read_document(self._path)
+        self._project = build_project(self._doc.unwrap(), source=str(self._path), registry=self.registry)
+
+    # --- creation and loading -----------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        docker_hub_user: str | None = None,
+        version: str | None = None,
+        default_server_ip: str | None = None,
+        registry: str | None = None,
+        description: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+    ) -> ProjectDeployer:
+        """Create a project file and return the project.
+
+        An existing project that has services is never overwritten unless ``overwrite=True``;
+        one without services (a fresh ``create``) is replaced.
+        """
+        target = Path(path) if path is not None else paths.project_file(name)
+        settings: dict[str, Any] = {"name": name}
+        for key, value in (("docker_hub_user", docker_hub_user), ("registry", registry), ("version", version), ("default_server_ip", default_server_ip), ("description", description)):
+            if value is not None:
+                settings[key] = value
+        if target.exists() and not overwrite:
+            _refuse_overwrite(target)
+
+        reg = get_registry()
+        doc = tomlkit.document()
+        doc.add(tomlkit.comment(f"ProjectDeployer project file for {name!r}."))
+        doc.add(tomlkit.comment("Edit freely: comments and ordering are kept. Secrets are references (secret:..., env:...), never values."))
+        doc.add(tomlkit.nl())
+        project_table = tomlkit.table()
+        for key, value in settings.items():
+            project_table.add(key, _to_toml(value))
+        doc.add("project", project_table)
+        images = tomlkit.table()
+        images.add(tomlkit.comment("Base images; {version} is filled from each service. Point them at a mirror or local images."))
+        for key, value in sorted(reg.default_images.items()):
+            images.add(key, value)
+        doc.add("images", images)
+        doc.add("services", tomlkit.table(is_super_table=True))
+
+        build_project(doc.unwrap(), source=str(target), registry=reg)
+        write_document(target, doc)
+        return cls(name, path=target)
+
+    @property
+    def path(self) -> Path:
+        """The project file."""
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return self._project.name
+
+    @property
+    def project(self) -> Project:
+        """The loaded, validated model."""
+        return self._project
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry if self._registry is not None else get_registry()
+
+    def reload(self) -> ProjectDeployer:
+        """Read the file again (after someone edited it)."""
+        self._doc = read_document(self._path)
+        self._project = build_project(self._doc.unwrap(), source=str(self._path), registry=self.registry)
+        return self
+
+    def __repr__(self) -> str:
+        return f"ProjectDeployer({self.name!r}, services={list(self._project.services)})"
+
+    # --- the fluent API ---------------------------------------------------------------------
+
+    def add(self, type_name: str, name: str | None = None, /, **options: Any) -> ProjectDeployer:
+        """Add (or replace) a service of ``type_name``; returns ``self`` for chaining."""
+        stype = self.registry.service_type(type_name)
+        if stype is None:
+            raise ConfigError([f"unknown service type {type_name!r} (known: {', '.join(sorted(self.registry.service_types))})"], source=str(self._path))
+        name = name or stype.default_name
+        if not name:
+            raise ConfigError([f"{stype.api_method or 'add'}: a service name is required"], source=str(self._path))
+        if not valid_name(name):
+            raise ConfigError([f"services.{name}: not a valid service name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"], source=str(self._path))
+        self._check_options(stype, name, options)
+
+        doc = tomlkit.parse(tomlkit.dumps(self._doc))  # edit a copy: nothing changes on failure
+        services = _services_table(doc)
+        if name in services:
+            log.warning("%s: service %r replaced by a new %s service", self._path, name, stype.name)
+        table = tomlkit.table()
+        table.add("type", stype.name)
+        pending: list[_PendingSecret] = []
+        for key, value in options.items():
+            if value is None:
+                continue
+            table.add(key, _to_toml(self._protect(name, key, value, pending)))
+        services[name] = table
+        self._commit(doc, pending)
+        return self
+
+    def add_postgres(self, name: str = "postgres", **options: Any) -> ProjectDeployer:
+        """Add a PostgreSQL database (``version="15"``, ``backup_config={...}``, ...)."""
+        return self.add("postgres", name, **options)
+
+    def add_redis(self, name: str = "redis", **options: Any) -> ProjectDeployer:
+        """Add a Redis server (``version="7-alpine"``, ...)."""
+        return self.add("redis", name, **options)
+
+    def add_opensearch(self, name: str = "opensearch", **options: Any) -> ProjectDeployer:
+        """Add an OpenSearch node (``version="2"``, ...)."""
+        return self.add("opensearch", name, **options)
+
+    def add_python_service(self, name: str, **options: Any) -> ProjectDeployer:
+        """Add a Python service with a generated Dockerfile (``requirements_files``, ``python_version``, ...)."""
+        return self.add("python", name, **options)
+
+    def add_nodejs_service(self, name: str, **options: Any) -> ProjectDeployer:
+        """Add a Node.js service (``package_manager``, ``build_command``, ...)."""
+        return self.add("nodejs", name, **options)
+
+    def add_react_service(self, name: str, **options: Any) -> ProjectDeployer:
+        """Add a single-page app built with Node and served by nginx (``build_dir``, ``nginx_config``, ...)."""
+        return self.add("react", name, **options)
+
+    def add_service(self, name: str, **options: Any) -> ProjectDeployer:
+        """Add a service from an ``image``, a ``dockerfile``, ``dockerfile_content`` or a ``git_repo``."""
+        return self.add("generic", name, **options)
+
+    def __getattr__(self, attr: str) -> Any:
+        # Service types from third-party plugins get their fluent method too: add_memcached().
+        if attr.startswith("add_"):
+            stype = self.registry.by_api_method(attr)
+            if stype is not None:
+                type_name = stype.name
+
+                def add_method(name: str | None = None, **options: Any) -> ProjectDeployer:
+                    return self.add(type_name, name, **options)
+
+                add_method.__doc__ = stype.description
+                return add_method
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def update_service(self, name: str, **options: Any) -> ProjectDeployer:
+        """Change some settings of ``name``. ``None`` resets a setting to its default;
+        ``env_vars`` and ``volumes`` are merged key by key (a ``None`` value removes a key)."""
+        services_data = self._doc.unwrap().get("services", {})
+        if name not in services_data:
+            raise ConfigError([f"services.{name}: no such service (services: {', '.join(services_data) or 'none'})"], source=str(self._path))
+        stype = self.registry.service_types[self._project.services[name].type]
+        self._check_options(stype, name, options)
+
+        doc = tomlkit.parse(tomlkit.dumps(self._doc))
+        table = _services_table(doc)[name]
+        pending: list[_PendingSecret] = []
+        for key, value in options.items():
+            if key in MERGED_ON_UPDATE and isinstance(value, Mapping) and key in table:
+                current = table[key]
+                for sub_key, sub_value in value.items():
+                    if sub_value is None:
+                        current.pop(sub_key, None)
+                    else:
+                        current[sub_key] = _to_toml(self._protect(name, key, {sub_key: sub_value}, pending)[sub_key])
+            elif value is None:
+                table.pop(key, None)
+            else:
+                table[key] = _to_toml(self._protect(name, key, value, pending))
+        self._commit(doc, pending)
+        return self
+
+    def delete_service(self, name: str) -> ProjectDeployer:
+        """Remove ``name`` from the project file (running containers go at the next deploy)."""
+        doc = tomlkit.parse(tomlkit.dumps(self._doc))
+        services = _services_table(doc)
+        if name not in services:
+            raise ConfigError([f"services.{name}: no such service"], source=str(self._path))
+        del services[name]
+        self._commit(doc, [])
+        return self
+
+    # --- derived views ----------------------------------------------------------------------
+
+    def services(self, env: str | None = None) -> Mapping[str, ServiceSpec]:
+        """Every service, as ``env`` sees it (with that environment's overrides)."""
+        return self._project.services_for(env)
+
+    def startup_orders(self, env: str | None = None) -> dict[str, int]:
+        """Each service's startup order (``depends_on`` gives max(dependencies) + 1)."""
+        specs = self.services(env)
+        return startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
+
+    def startup_groups(self, env: str | None = None) -> list[list[str]]:
+        """Services grouped by startup order; a group is deployed in parallel."""
+        return startup_groups(self.startup_orders(env))
+
+    def ports(self, env: str) -> dict[str, PortAssignment]:
+        """The host and internal ports of every service in ``env``, assigned once and recorded
+        in ``{home}/{project}/{env}/config/ports.json`` so they never move."""
+        store = PortStore(paths.env_dir(self.name, env, "config") / "ports.json")
+        return store.assign(self.name, env, {n: s.port for n, s in self.services(env).items()})
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _check_options(self, stype: ServiceType, name: str, options: Mapping[str, Any]) -> None:
+        known = [a.name for a in spec_fields(stype.spec_class)]
+        problems = []
+        for key in options:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
+                problems.append(f"services.{name}.{key}: a {stype.name} service has no setting '{key}'{suffix}")
+        if problems:
+            raise ConfigError(problems, source=str(self._path))
+
+    def _protect(self, service: str, key: str, value: Any, pending: list[_PendingSecret]) -> Any:
+        """Swap secrets for references; the values are written to 0600 files on commit."""
+        if key == "git_token" and isinstance(value, str) and not is_secret_ref(value):
+            ref_name = f"{service}/git_token"
+            pending.append(_PendingSecret(ref_name, value))
+            return f"secret:{ref_name}"
+        if key == "env_vars" and isinstance(value, Mapping):
+            out = {}
+            for env_key, env_value in value.items():
+                if isinstance(env_value, str) and SECRET_ENV_RE.search(env_key) and env_value != "auto" and not is_secret_ref(env_value):
+                    ref_name = f"{service}/env/{env_key}"
+                    pending.append(_PendingSecret(ref_name, env_value))
+                    out[env_key] = f"secret:{ref_name}"
+                else:
+                    out[env_key] = env_value
+            return out
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        return value
+
+    def _commit(self, doc: tomlkit.TOMLDocument, pending: list[_PendingSecret]) -> None:
+        project = build_project(doc.unwrap(), source=str(self._path), registry=self.registry)
+        from ..plugins import pm
+
+        for secret in pending:
+            pm.hook.store_secret(project=project.name, env=None, name=secret.name, value=secret.value)
+        write_document(self._path, doc)
+        self._doc = doc
+        self._project = project
+
+
+def _refuse_overwrite(target: Path) -> None:
+    try:
+        data = read_document(target).unwrap()
+    except ConfigError:
+        raise ProjectExists(f"{target}: a project file is already there (and it is invalid); pass overwrite=True to replace it") from None
+    count = len(data.get("services", {}) or {})
+    if count:
+        raise ProjectExists(
+            f"{target}: project {data.get('project', {}).get('name', '?')!r} already exists with {count} service(s); "
+            "load it with ProjectDeployer(name) or pass overwrite=True"
+        )
+
+
+def _services_table(doc: tomlkit.TOMLDocument) -> Table:
+    if "services" not in doc:
+        doc.add("services", tomlkit.table(is_super_table=True))
+    return doc["services"]  # type: ignore[return-value]
+
+
+def _to_toml(value: Any) -> Any:
+    """A TOML item for ``value``: nested tables stay inline-free and multi-line text stays readable."""
+    if isinstance(value, str) and "\n" in value:
+        return tomlkit.string(value, multiline=True)
+    if isinstance(value, Mapping):
+        inline = tomlkit.inline_table()
+        for key, item in value.items():
+            inline[str(key)] = _to_toml(item)
+        if len(inline.as_string()) <= 80 and not any(isinstance(v, str) and "\n" in v for v in value.values()):
+            return inline
+        # Too long for one line: a sub-table, closed by a blank line like the tables around it.
+        table = tomlkit.table()
+        for key, item in value.items():
+            table[str(key)] = _to_toml(item)
+        table.add(tomlkit.nl())
+        return table
+    if isinstance(value, (list, tuple)):
+        array = tomlkit.array()
+        array.extend(_to_toml(v) for v in value)
+        return array
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value

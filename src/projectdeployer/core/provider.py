@@ -1,0 +1,86 @@
+"""The interface every provider implements: where servers come from and how to reach them.
+
+Providers (local engine, sandbox, DigitalOcean, plain SSH) sit behind this one small interface,
+as pyinfra's connectors do, so the deploy engine never knows which one it talks to.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class CommandResult:
+    """What a command run on a server returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@attrs.frozen(kw_only=True)
+class ServerSpec:
+    """What to create: size and placement of a server."""
+
+    zone: str
+    cpu: int = 1
+    memory: int = 1024
+    tags: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class Server(abc.ABC):
+    """One machine that runs containers."""
+
+    name: str
+    zone: str
+    #: Address other servers of the zone reach it on (the VPC address).
+    private_address: str
+    #: Address the operator reaches it on.
+    public_address: str
+    tags: Mapping[str, str]
+
+    @abc.abstractmethod
+    def run(self, command: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        """Run ``command`` (an argument list, never a shell string) on the server."""
+
+    @abc.abstractmethod
+    def docker(self) -> Any:
+        """A Docker SDK client talking to this server's engine."""
+
+    @abc.abstractmethod
+    def put_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Write ``data`` to ``remote_path`` atomically with ``mode``."""
+
+    @abc.abstractmethod
+    def get_file(self, remote_path: str) -> bytes:
+        """Read ``remote_path``."""
+
+
+class Provider(abc.ABC):
+    """Creates, lists, resizes and destroys servers. Inventory is read live, never cached."""
+
+    name: str
+
+    @abc.abstractmethod
+    def list_servers(self, project: str, env: str) -> list[Server]:
+        """The servers of ``project``/``env`` as the provider sees them now (by tags/labels)."""
+
+    @abc.abstractmethod
+    def create_server(self, project: str, env: str, spec: ServerSpec) -> Server:
+        """Create a server and return it once it accepts commands."""
+
+    @abc.abstractmethod
+    def destroy_server(self, server: Server) -> None:
+        """Destroy ``server``; destroying one that is already gone is not an error."""
+
+    def resize_server(self, server: Server, cpu: int, memory: int) -> Server:
+        """Change a server's size (vertical scaling). Providers that cannot, say so."""
+        raise NotImplementedError(f"provider '{self.name}' cannot resize servers")

@@ -1,0 +1,135 @@
+"""What the plugins registered: service types, providers, known zones and base images.
+
+Built once per plugin manager by calling the registration hooks; the core owns the ``register``
+callbacks so it can reject duplicates and remember which plugin supplied what.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+import pluggy
+
+from .errors import PluginError
+from .servicetype import ServiceType
+
+if TYPE_CHECKING:
+    from .provider import Provider
+
+#: Base images of the core itself (the nginx sidecar); service types add their own.
+CORE_IMAGES: Mapping[str, str] = {"nginx": "nginx:alpine"}
+
+
+@attrs.define
+class ProviderEntry:
+    """A registered provider: its name, the zones it serves and a lazy factory."""
+
+    name: str
+    factory: Callable[[], Provider]
+    zones: frozenset[str]
+    plugin: str
+    _instance: Provider | None = None
+
+    def get(self) -> Provider:
+        """The provider object, created on first use (its SDK is imported only then)."""
+        if self._instance is None:
+            self._instance = self.factory()
+        return self._instance
+
+
+@attrs.define
+class Registry:
+    """Everything the plugins contributed."""
+
+    service_types: dict[str, ServiceType] = attrs.field(factory=dict)
+    providers: dict[str, ProviderEntry] = attrs.field(factory=dict)
+
+    @property
+    def zones(self) -> frozenset[str]:
+        """Every zone some provider serves."""
+        out: set[str] = set()
+        for entry in self.providers.values():
+            out |= entry.zones
+        return frozenset(out)
+
+    @property
+    def default_images(self) -> dict[str, str]:
+        """The ``[images]`` defaults: the core's plus every service type's."""
+        images = dict(CORE_IMAGES)
+        for stype in self.service_types.values():
+            images.update(stype.default_images)
+        return images
+
+    def service_type(self, name: str) -> ServiceType | None:
+        return self.service_types.get(name)
+
+    def by_api_method(self, method: str) -> ServiceType | None:
+        for stype in self.service_types.values():
+            if stype.api_method == method:
+                return stype
+        return None
+
+
+# Cached per manager together with the set of plugins it was built from, so registering or
+# unregistering a plugin (tests, ``pip install`` at run time) rebuilds it.
+_registries: weakref.WeakKeyDictionary[pluggy.PluginManager, tuple[frozenset[int], Registry]] = weakref.WeakKeyDictionary()
+
+
+def _caller_name(manager: pluggy.PluginManager, hook_name: str, index: int) -> str:
+    impls = getattr(manager.hook, hook_name).get_hookimpls()
+    return impls[index].plugin_name if index < len(impls) else "?"
+
+
+def build_registry(manager: pluggy.PluginManager) -> Registry:
+    """Call the registration hooks of ``manager`` and collect the results."""
+    registry = Registry()
+
+    # pluggy calls implementations last-registered first; to name the plugin behind each
+    # registration we call the hook implementations one at a time.
+    for impl in reversed(manager.hook.register_service_types.get_hookimpls()):
+        origin = impl.plugin_name
+
+        def register_type(stype: ServiceType, origin: str = origin) -> None:
+            if not isinstance(stype, ServiceType):
+                raise PluginError(f"plugin '{origin}' registered {stype!r}, which is not a ServiceType")
+            if stype.name in registry.service_types:
+                first = registry.service_types[stype.name].plugin
+                raise PluginError(f"service type '{stype.name}' is registered by both '{first}' and '{origin}'")
+            registry.service_types[stype.name] = attrs.evolve(stype, plugin=origin)
+
+        impl.function(**_args(impl, {"register": register_type}))
+
+    for impl in reversed(manager.hook.register_providers.get_hookimpls()):
+        origin = impl.plugin_name
+
+        def register_provider(name: str, factory: Callable[[], Provider], zones: frozenset[str] | set[str] | None = None, origin: str = origin) -> None:
+            if name in registry.providers:
+                first = registry.providers[name].plugin
+                raise PluginError(f"provider '{name}' is registered by both '{first}' and '{origin}'")
+            registry.providers[name] = ProviderEntry(name, factory, frozenset(zones or ()), origin)
+
+        impl.function(**_args(impl, {"register": register_provider}))
+    return registry
+
+
+def _args(impl: pluggy.HookImpl, available: dict[str, object]) -> dict[str, object]:
+    return {name: available[name] for name in impl.argnames if name in available}
+
+
+def get_registry(manager: pluggy.PluginManager | None = None) -> Registry:
+    """The registry of ``manager`` (the global, loaded, manager by default), built once."""
+    from ..plugins import load_plugins, pm
+
+    target = pm if manager is None else manager
+    if target is pm:
+        load_plugins()
+    key = frozenset(id(plugin) for plugin in target.get_plugins())
+    cached = _registries.get(target)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    registry = build_registry(target)
+    _registries[target] = (key, registry)
+    return registry

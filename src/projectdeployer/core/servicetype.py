@@ -1,0 +1,48 @@
+"""What a service-type plugin registers: a name, a spec class and the type's defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from .model import ServiceSpec
+
+
+@attrs.frozen(kw_only=True)
+class ServiceType:
+    """A kind of service (postgres, python, ...), contributed through ``register_service_types``.
+
+    :param name: the value of ``type`` in the project file.
+    :param spec_class: attrs class (deriving from ``ServiceSpec``) with the type's fields.
+    :param description: one line for ``projectdeployer add --help`` and ``plugins``.
+    :param api_method: the fluent-API method that adds it (``add_postgres``); ``None`` = only
+        ``project.add(type, name, ...)``.
+    :param default_name: the service name used when the API method gets none (``postgres``).
+    :param default_port: the port the process listens on inside the container.
+    :param stateful: one data directory: stop-then-start instead of the toggle, backed up.
+    :param web: serves HTTP (health-checked over HTTP, may have a ``domain``).
+    :param buildable: its image is built from source (needs a build context or git repository).
+    :param default_images: keys this type adds to ``[images]`` with their default image.
+    :param default_version: the ``version`` field's default for database types.
+    :param backup_schedule: the default cron schedule of its backups (stateful types).
+    :param auto_env: env var names whose ``"auto"`` value is this type's connection string.
+    """
+
+    name: str
+    spec_class: type[ServiceSpec]
+    description: str
+    api_method: str | None = None
+    default_name: str | None = None
+    default_port: int | None = None
+    stateful: bool = False
+    web: bool = False
+    buildable: bool = False
+    default_images: Mapping[str, str] = attrs.field(factory=dict)
+    default_version: str | None = None
+    backup_schedule: str | None = None
+    #: Environment variables that ``"auto"`` resolves to a service of this type
+    #: (postgres: ``DATABASE_URL``; redis: ``REDIS_URL``).
+    auto_env: tuple[str, ...] = ()
+    #: Filled in by the registry: the plugin that registered this type.
+    plugin: str = ""

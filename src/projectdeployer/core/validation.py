@@ -1,0 +1,269 @@
+"""Checks a structured project for what types alone cannot express.
+
+Each check yields ``(key path, message)``; the loader turns them into ``file: key.path: message``
+lines, all problems at once. Nothing here touches the disk or the network.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+
+from .gitref import GitRepoError, parse_git_repo
+from .model import BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
+from .order import find_cycle
+from .registry import Registry
+from .servicetype import ServiceType
+
+Problem = tuple[Sequence[str | int], str]
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+HUB_USER_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+DOMAIN_RE = re.compile(rf"^(\*\.)?({_LABEL}\.)+{_LABEL}$|^localhost$")
+SECRET_SCHEMES = ("secret:", "env:", "file:")
+CPU_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def valid_name(name: str) -> bool:
+    """Project and service names: lower-case letters, digits, ``_`` and ``-``, starting with a letter."""
+    return bool(NAME_RE.match(name))
+
+
+def domain_problem(domain: str) -> str | None:
+    """Why ``domain`` is not a usable host name, or ``None``."""
+    if len(domain) > 253 or not DOMAIN_RE.match(domain):
+        return f"'{domain}' is not a valid domain name (expected e.g. api.example.com)"
+    if domain.rsplit(".", 1)[-1].isdigit():
+        return f"'{domain}' is an IP address; a domain needs a name"
+    return None
+
+
+def cron_problem(expr: str) -> str | None:
+    """Why ``expr`` is not a valid cron schedule, or ``None``."""
+    from croniter import croniter  # 0.1 s to import: only when a schedule exists
+
+    fields = expr.split()
+    if not expr.startswith("@") and len(fields) != 5:
+        return f"'{expr}' is not a cron schedule: expected 5 fields (minute hour day month weekday), got {len(fields)}"
+    if not croniter.is_valid(expr):
+        return f"'{expr}' is not a valid cron schedule"
+    return None
+
+
+def is_secret_ref(value: str) -> bool:
+    return value.startswith(SECRET_SCHEMES) and len(value.split(":", 1)[1]) > 0
+
+
+def auto_env_target(key: str, spec: ServiceSpec, project: Project, types: Mapping[str, ServiceType]) -> tuple[str | None, str | None]:
+    """The service an ``env_vars[key] = "auto"`` resolves to: ``(service, None)`` or ``(None, why not)``.
+
+    ``DATABASE_URL``-style names resolve to a service of the type that declares them (a dependency
+    first, else the only one in the project); ``<SERVICE>_URL`` resolves to that service.
+    """
+    wanted_types = {name for name, st in types.items() if key in st.auto_env}
+    if wanted_types:
+        deps = [d for d in spec.depends_on if d in project.services and project.services[d].type in wanted_types]
+        candidates = deps or [n for n, s in project.services.items() if s.type in wanted_types and n != spec.name]
+        if len(candidates) == 1:
+            return candidates[0], None
+        kinds = "/".join(sorted(wanted_types))
+        if not candidates:
+            return None, f'"auto" needs a {kinds} service in the project'
+        return None, f'"auto" is ambiguous: several {kinds} services ({", ".join(candidates)}); list the one to use in depends_on'
+    if key.endswith("_URL"):
+        prefix = key[:-4].lower()
+        for name in project.services:
+            if name.replace("-", "_") == prefix and name != spec.name:
+                return name, None
+    known = sorted({k for st in types.values() for k in st.auto_env})
+    return None, f'"auto" is not known for {key} (known: {", ".join(known)} or <SERVICE>_URL)'
+
+
+def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, registry: Registry) -> Iterator[Problem]:
+    """Problems of one service; paths are relative to the service's table."""
+    if not valid_name(spec.name):
+        yield (), f"'{spec.name}' is not a valid service name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"
+    if spec.servers_count < 1:
+        yield ("servers_count",), f"must be at least 1, got {spec.servers_count}"
+    zones = registry.zones
+    if zones and spec.server_zone not in zones:
+        yield ("server_zone",), f"unknown zone '{spec.server_zone}' (known: {', '.join(sorted(zones))})"
+    if spec.server_cpu not in CPU_SIZES:
+        yield ("server_cpu",), f"must be one of {', '.join(map(str, CPU_SIZES))} vCPUs, got {spec.server_cpu}"
+    if not 512 <= spec.server_memory <= 262144:
+        yield ("server_memory",), f"must be between 512 and 262144 MB, got {spec.server_memory}"
+    if spec.port is not None and not 1 <= spec.port <= 65535:
+        yield ("port",), f"must be between 1 and 65535, got {spec.port}"
+    if spec.domain is not None:
+        why = domain_problem(spec.domain)
+        if why:
+            yield ("domain",), why
+        elif not stype.web:
+            yield ("domain",), f"a {stype.name} service does not serve HTTP and cannot have a domain"
+        elif spec.port is None:
+            yield ("domain",), "a service with a domain needs the port it listens on (port = ...)"
+    if not spec.health_path.startswith("/"):
+        yield ("health_path",), f"must start with '/', got '{spec.health_path}'"
+
+    for key, value in spec.env_vars.items():
+        if not ENV_KEY_RE.match(key):
+            yield ("env_vars", key), "is not a valid environment variable name"
+        elif value == "auto":
+            _, why = auto_env_target(key, spec, project, registry.service_types)
+            if why:
+                yield ("env_vars", key), why
+
+    for host_path, target in spec.volumes.items():
+        container_path, _, mode = target.partition(":")
+        if not container_path.startswith("/"):
+            yield ("volumes", host_path), f"container path must be absolute, got '{container_path}'"
+        if mode and mode not in ("ro", "rw"):
+            yield ("volumes", host_path), f"mode must be 'ro' or 'rw', got '{mode}'"
+        if not host_path:
+            yield ("volumes",), "empty host path"
+
+    for i, dep in enumerate(spec.depends_on):
+        if dep == spec.name:
+            yield ("depends_on", i), "a service cannot depend on itself"
+        elif dep not in project.services:
+            yield ("depends_on", i), f"unknown service '{dep}' (services: {', '.join(project.services)})"
+
+    if spec.startup_order is not None and spec.startup_order < 1:
+        yield ("startup_order",), f"must be at least 1, got {spec.startup_order}"
+
+    if spec.schedule is not None:
+        why = cron_problem(spec.schedule)
+        if why:
+            yield ("schedule",), why
+        if spec.domain:
+            yield ("schedule",), "a scheduled job runs and exits; it cannot also serve a domain"
+
+    yield from _check_scaling(spec, stype)
+    if isinstance(spec, BuildSpec):
+        yield from _check_build(spec)
+    if isinstance(spec, DatabaseSpec) and spec.backup_config is not None:
+        bc = spec.backup_config
+        if bc.schedule is not None:
+            why = cron_problem(bc.schedule)
+            if why:
+                yield ("backup_config", "schedule"), why
+        if bc.retention_days < 1:
+            yield ("backup_config", "retention_days"), f"must be at least 1 day, got {bc.retention_days}"
+
+
+def _check_scaling(spec: ServiceSpec, stype: ServiceType) -> Iterator[Problem]:
+    scaling = spec.scaling
+    if scaling is None:
+        return
+    if scaling.horizontal is not None and stype.stateful:
+        yield ("auto_scaling", "horizontal"), f"a {stype.name} service holds data on one server and cannot scale horizontally"
+    if scaling.vertical is not None:
+        v = scaling.vertical
+        for kind in ("cpu", "memory"):
+            up, down = getattr(v, f"{kind}_scale_up"), getattr(v, f"{kind}_scale_down")
+            for which, val in (("up", up), ("down", down)):
+                if not 0 < val <= 100:
+                    yield ("auto_scaling", "vertical", f"{kind}_scale_{which}"), f"must be a percentage above 0 and at most 100, got {val:g}"
+            if down >= up:
+                yield ("auto_scaling", "vertical", f"{kind}_scale_down"), f"must be below {kind}_scale_up ({up:g}), got {down:g}"
+    if scaling.horizontal is not None:
+        h = scaling.horizontal
+        if h.rps_scale_down < 0:
+            yield ("auto_scaling", "horizontal", "rps_scale_down"), f"must not be negative, got {h.rps_scale_down:g}"
+        if h.rps_scale_down >= h.rps_scale_up:
+            yield ("auto_scaling", "horizontal", "rps_scale_down"), f"must be below rps_scale_up ({h.rps_scale_up:g}), got {h.rps_scale_down:g}"
+    if not 1 <= scaling.min_servers <= scaling.max_servers <= 20:
+        yield ("auto_scaling",), f"need 1 <= min_servers <= max_servers <= 20, got {scaling.min_servers} and {scaling.max_servers}"
+    elif not scaling.min_servers <= spec.servers_count <= scaling.max_servers:
+        yield ("servers_count",), f"{spec.servers_count} is outside auto_scaling's {scaling.min_servers}..{scaling.max_servers}"
+    for key in ("scale_up_cooldown", "scale_down_cooldown"):
+        if getattr(scaling, key) < 0:
+            yield ("auto_scaling", key), "must not be negative"
+
+
+def _check_build(spec: BuildSpec) -> Iterator[Problem]:
+    if spec.git_repo is not None:
+        try:
+            parse_git_repo(spec.git_repo)
+        except GitRepoError as exc:
+            yield ("git_repo",), str(exc)
+        if spec.build_context is not None:
+            yield ("build_context",), "set either git_repo or build_context, not both"
+    if spec.git_token is not None:
+        if not is_secret_ref(spec.git_token):
+            yield ("git_token",), "must be a reference (secret:NAME, env:NAME or file:PATH), never the token itself"
+        if spec.git_repo is None:
+            yield ("git_token",), "is only used with git_repo"
+    if spec.dockerfile is not None and spec.dockerfile_content is not None:
+        yield ("dockerfile_content",), "set either dockerfile or dockerfile_content, not both"
+    if spec.dockerfile is not None and (spec.dockerfile.startswith("/") or ".." in spec.dockerfile.split("/")):
+        yield ("dockerfile",), f"must be a path inside the build context, got '{spec.dockerfile}'"
+    if spec.dockerfile_content is not None and not spec.dockerfile_content:
+        yield ("dockerfile_content",), "is empty"
+    if isinstance(spec, GenericSpec) and spec.image is not None:
+        for key in ("git_repo", "build_context", "dockerfile", "dockerfile_content"):
+            if getattr(spec, key) is not None:
+                yield (key,), "cannot be combined with image (an image is used as it is)"
+
+
+def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
+    """Every problem of ``project``, paths from the document root."""
+    s = project.settings
+    if not valid_name(s.name):
+        yield ("project", "name"), f"'{s.name}' is not a valid project name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"
+    if s.docker_hub_user is not None and not HUB_USER_RE.match(s.docker_hub_user):
+        yield ("project", "docker_hub_user"), f"'{s.docker_hub_user}' is not a valid Docker Hub user name"
+    if not TAG_RE.match(s.version):
+        yield ("project", "version"), f"'{s.version}' cannot be an image tag (letters, digits, _ . -)"
+
+    known_images = registry.default_images
+    for key, value in project.images.items():
+        if key not in known_images:
+            yield ("images", key), f"unknown image key (known: {', '.join(sorted(known_images))})"
+        elif not value or any(c.isspace() for c in value):
+            yield ("images", key), f"'{value}' is not an image reference"
+
+    for env_name, env in project.environments.items():
+        if not ENV_NAME_RE.match(env_name):
+            yield ("environments", env_name), "is not a valid environment name (lower-case letters, digits and -)"
+        if env.provider != "auto" and env.provider not in registry.providers:
+            yield ("environments", env_name, "provider"), f"unknown provider '{env.provider}' (known: auto, {', '.join(sorted(registry.providers))})"
+        for i, zone in enumerate(env.zones):
+            if zone not in registry.zones:
+                yield ("environments", env_name, "zones", i), f"unknown zone '{zone}'"
+
+    for name, spec in project.services.items():
+        stype = registry.service_types[spec.type]
+        for path, message in check_service(spec, stype, project, registry):
+            yield ("services", name, *path), message
+
+    deps = {name: spec.depends_on for name, spec in project.services.items()}
+    cycle = find_cycle(deps)
+    if cycle:
+        yield ("services", cycle[0], "depends_on"), f"dependency cycle: {' -> '.join(cycle)}"
+    else:
+        yield from _check_manual_orders(project)
+
+    seen: dict[tuple[str, str], str] = {}
+    for name, spec in project.services.items():
+        if spec.domain:
+            key = (spec.domain, spec.server_zone)
+            if key in seen:
+                yield ("services", name, "domain"), f"'{spec.domain}' is already served by '{seen[key]}' in zone {spec.server_zone}"
+            seen[key] = name
+
+
+def _check_manual_orders(project: Project) -> Iterator[Problem]:
+    from .order import startup_orders
+
+    orders = startup_orders({n: s.depends_on for n, s in project.services.items()}, {n: s.startup_order for n, s in project.services.items()})
+    for name, spec in project.services.items():
+        if spec.startup_order is None:
+            continue
+        for dep in spec.depends_on:
+            if dep in orders and orders[dep] >= spec.startup_order:
+                yield ("services", name, "startup_order"), f"{spec.startup_order} would start before its dependency '{dep}' (order {orders[dep]})"

@@ -1,0 +1,258 @@
+"""Every hook of ProjectDeployer: the one page a plugin author reads.
+
+A plugin is a module or object with functions decorated ``@hookimpl`` and named after a hook
+below. An implementation may accept any subset of a hook's parameters (pluggy passes only the
+ones it names). Hooks that choose one answer are ``firstresult``: the first non-``None`` result
+wins and the core keeps a fallback for ``None``. Hooks that collect return a value (or a list)
+per plugin.
+
+Plugins are found through the ``projectdeployer`` entry-point group; the built-ins are declared
+there too (see ``pyproject.toml``). ``docs/plugins.md`` documents each hook with an example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:  # imported for annotations only: plugins must not pay for them at start-up
+    import click
+
+    from .core.model import Project, ServiceSpec
+    from .core.monitoring import Alert, HealthCheck, MetricSample
+    from .core.plan import DeployResult, Plan
+    from .core.provider import Provider, Server
+    from .core.routing import Route
+    from .core.servicetype import ServiceType
+    from .service_types.dockerfiles import GeneratedBuild
+
+hookspec = pluggy.HookspecMarker("projectdeployer")
+hookimpl = pluggy.HookimplMarker("projectdeployer")
+
+
+# --- registration ----------------------------------------------------------------------------
+
+
+@hookspec
+def register_service_types(register: Callable[[ServiceType], None]) -> None:
+    """Contribute service types (postgres, python, ...) by calling ``register(ServiceType(...))``.
+
+    A service type names its fields (an attrs class deriving from ``ServiceSpec``), its defaults,
+    the fluent-API method that adds it (``add_postgres``) and whether it is stateful or serves
+    HTTP. Registering a name twice is an error that names both plugins.
+
+    :param register: the core's callback; it validates and records which plugin supplied what.
+    """
+
+
+@hookspec
+def register_providers(register: Callable[..., None]) -> None:
+    """Contribute server providers: ``register("local", LocalProvider, zones={"local"})``.
+
+    The factory is called on first use only, so a provider's SDK (docker, pydo, paramiko) is
+    imported when a deploy needs it, not when the CLI starts.
+
+    :param register: the core's callback taking a provider name, a zero-argument factory and
+        the zones the provider serves (used to validate ``server_zone``).
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add click commands or groups to the ``projectdeployer`` command line.
+
+    :param cli: the root click group; call ``cli.add_command(...)`` or decorate with ``@cli.command()``.
+    """
+
+
+# --- provisioning ----------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def get_provider(project: Project, env: str, zone: str) -> Provider | None:
+    """Choose the provider that serves ``zone`` of ``env``; return ``None`` to let others decide.
+
+    The core's fallback picks the provider named by the environment's ``provider`` setting
+    (``auto`` means: DigitalOcean when ``DIGITALOCEAN_API_TOKEN`` is set, else local).
+
+    :param project: the loaded project.
+    :param env: the environment name (``dev``, ``prod``, ...).
+    :param zone: the zone slug (``lon1``, ``nyc3``, ``local``, ...).
+    """
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuild | None:
+    """Return the generated Dockerfile (and extra context files) for ``service``, or ``None``.
+
+    ``None`` means: not this plugin's type, or the user brought their own ``dockerfile``.
+
+    Service types answer for their own ``type``; a user's ``dockerfile`` or
+    ``dockerfile_content`` always takes precedence over generation.
+
+    :param service: the service's resolved spec (type, build fields, versions).
+    :param project: the project, for its ``[images]`` table.
+    """
+
+
+@hookspec(firstresult=True)
+def build_image(service: ServiceSpec, context: str, tag: str) -> str | None:
+    """Build ``service`` from the build ``context`` directory, tag it ``tag``, return the image id.
+
+    :param service: the service to build.
+    :param context: path of the prepared build context (checkout or ``build_context``).
+    :param tag: ``{registry or docker_hub_user}/{project}-{service}:{version}``.
+    """
+
+
+# --- routing ---------------------------------------------------------------------------------
+
+
+@hookspec
+def configure_routing(project: Project, env: str, routes: Sequence[Route]) -> None:
+    """Render, validate and gracefully apply the routes of ``env`` (the nginx sidecar does this).
+
+    Must never leave a broken configuration live: validate before reload, keep the old one
+    on failure and raise.
+
+    :param project: the project.
+    :param env: the environment.
+    :param routes: one route per service: internal port, protocol, backends, optional domain.
+    """
+
+
+@hookspec
+def publish_domains(project: Project, env: str, domains: Sequence[str]) -> None:
+    """Point public DNS (and load balancers) at the servers that serve ``domains``.
+
+    :param project: the project.
+    :param env: the environment.
+    :param domains: the domains of the environment's web services.
+    """
+
+
+@hookspec(firstresult=True)
+def obtain_certificate(domain: str, servers: Sequence[Server]) -> tuple[str, str] | None:
+    """Obtain a TLS certificate for ``domain``: return ``(cert_pem, key_pem)`` or ``None``.
+
+    The self-signed plugin answers for local deploys; ACME plugins for public servers.
+
+    :param domain: the domain name (may be a wildcard for DNS-01 issuers).
+    :param servers: the servers that will serve it (for HTTP-01 webroots).
+    """
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def resolve_secret(project: str, env: str | None, ref: str) -> str | None:
+    """Return the value behind a secret reference, or ``None`` if the scheme is not yours.
+
+    References look like ``scheme:rest``: ``secret:api/git_token`` (the file store),
+    ``env:GITHUB_TOKEN`` (an environment variable of the operator), ``file:/path``.
+
+    :param project: the project name.
+    :param env: the environment, or ``None`` for project-wide secrets (git tokens).
+    :param ref: the reference as written in the project file.
+    """
+
+
+@hookspec(firstresult=True)
+def store_secret(project: str, env: str | None, name: str, value: str) -> str | None:
+    """Keep ``value`` somewhere safe and return the reference to write in the project file.
+
+    :param project: the project name.
+    :param env: the environment, or ``None`` for project-wide secrets.
+    :param name: a path-like name such as ``api/git_token``.
+    :param value: the secret itself; never log it.
+    """
+
+
+@hookspec
+def secret_rotated(project: str, env: str, service: str) -> None:
+    """Called after a service's secret was rotated, so consumers can be redeployed or reloaded.
+
+    :param project: the project name.
+    :param env: the environment.
+    :param service: the service whose secret changed.
+    """
+
+
+# --- monitoring ------------------------------------------------------------------------------
+
+
+@hookspec
+def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
+    """Return the health checks for ``service`` (collected from every plugin).
+
+    Service types return their default (HTTP for web services, TCP for databases); other
+    plugins may add custom checks.
+
+    :param service: the service spec.
+    """
+
+
+@hookspec
+def collect_metrics(server: Server) -> list[MetricSample] | None:
+    """Return CPU, memory and request-rate samples measured on ``server``.
+
+    :param server: the server to sample.
+    """
+
+
+@hookspec
+def send_alert(alert: Alert) -> None:
+    """Deliver ``alert`` (every channel plugin receives it: email, chat, pager).
+
+    :param alert: severity, title, body and the project/env/server it concerns.
+    """
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+@hookspec
+def before_deploy(plan: Plan) -> None:
+    """Called once the plan is made and before anything changes; raise to veto the deploy.
+
+    :param plan: what the deploy is about to do.
+    """
+
+
+@hookspec
+def after_deploy(result: DeployResult) -> None:
+    """Called after a deploy finished successfully.
+
+    :param result: what was deployed, with timings and release ids.
+    """
+
+
+@hookspec
+def deploy_failed(plan: Plan, error: BaseException) -> None:
+    """Called when a deploy failed; the old version is still serving.
+
+    :param plan: the plan that was being applied.
+    :param error: the error that stopped it.
+    """
+
+
+def hook_names() -> list[str]:
+    """Names of every hook defined here, sorted."""
+    import inspect
+    import sys
+
+    module = sys.modules[__name__]
+    return [
+        name
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if getattr(fn, "projectdeployer_spec", None) is not None
+    ]
+
+
+__all__ = ["hookimpl", "hookspec", "hook_names"]

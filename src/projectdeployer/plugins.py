@@ -1,0 +1,165 @@
+"""The plugin manager: finds, loads and introspects plugins.
+
+Built-in plugins are declared in the ``projectdeployer`` entry-point group of our own
+``pyproject.toml`` and loaded exactly as a third-party package's are. Only the essential core
+(:data:`ESSENTIAL_PLUGINS`) is imported directly, because nothing works without it.
+
+Environment switches:
+
+``PROJECTDEPLOYER_LOAD_PLUGINS``
+    Comma-separated entry-point names or distribution names to load; unset loads all,
+    empty loads none but the essential core (the way out when a broken plugin stops start-up).
+``PROJECTDEPLOYER_TRACE_PLUGINS``
+    Any non-empty value prints every hook call, its arguments and results to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import weakref
+from collections.abc import Iterable
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .core.errors import PluginError
+
+ENTRY_POINT_GROUP = "projectdeployer"
+LOAD_ENV = "PROJECTDEPLOYER_LOAD_PLUGINS"
+TRACE_ENV = "PROJECTDEPLOYER_TRACE_PLUGINS"
+
+#: Imported directly and never disabled: the secret references every project file uses.
+ESSENTIAL_PLUGINS: tuple[str, ...] = ("projectdeployer.addons.secrets_store",)
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    """A fresh manager with our hookspecs and nothing registered (tests use this)."""
+    manager = pluggy.PluginManager("projectdeployer")
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+pm: pluggy.PluginManager = make_plugin_manager()
+_loaded = False
+# Which distribution supplied each plugin, per manager (pluggy records this only for its own
+# setuptools loader, which we do not use because we need per-plugin error handling).
+_distinfo: weakref.WeakKeyDictionary[pluggy.PluginManager, dict[str, tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def _wanted(raw: str | None) -> set[str] | None:
+    if raw is None:
+        return None
+    return {item.strip() for item in raw.split(",") if item.strip()}
+
+
+def _entry_points() -> Iterable[metadata.EntryPoint]:
+    return metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _describe(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    where = f" from {dist.name} {dist.version}" if dist is not None else ""
+    return f"plugin '{ep.name}' ({ep.value}){where}"
+
+
+def register_plugin(manager: pluggy.PluginManager, plugin: object, name: str, origin: str) -> None:
+    """Register ``plugin``; a hookimpl that matches no hook or has wrong arguments is a PluginError."""
+    try:
+        manager.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"{origin} is invalid: {exc}") from exc
+    except ValueError as exc:  # already registered under this name
+        raise PluginError(f"{origin} could not be registered: {exc}") from exc
+
+
+def load_plugins(manager: pluggy.PluginManager | None = None, *, env: dict[str, str] | None = None) -> pluggy.PluginManager:
+    """Load the essential core and the entry-point plugins into ``manager`` (the global by default).
+
+    Idempotent for the global manager. Raises :class:`PluginError` naming the plugin that failed
+    to import, registered a misspelled hook (``check_pending``) or has invalid hook arguments.
+    """
+    global _loaded
+    target = pm if manager is None else manager
+    if target is pm and _loaded:
+        return pm
+    environ = os.environ if env is None else env
+
+    for module_name in ESSENTIAL_PLUGINS:
+        if target.get_plugin(module_name) is None:
+            register_plugin(target, importlib.import_module(module_name), module_name, f"essential plugin {module_name}")
+
+    wanted = _wanted(environ.get(LOAD_ENV))
+    for ep in _entry_points():
+        dist_name = ep.dist.name if getattr(ep, "dist", None) is not None else ""
+        if wanted is not None and ep.name not in wanted and dist_name not in wanted:
+            continue
+        if target.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import-time failure is the plugin's, name it
+            raise PluginError(
+                f"{_describe(ep)} failed to load: {type(exc).__name__}: {exc} "
+                f"(set {LOAD_ENV} to a list without it to start anyway)"
+            ) from exc
+        register_plugin(target, plugin, ep.name, _describe(ep))
+        if getattr(ep, "dist", None) is not None:
+            _distinfo.setdefault(target, {})[ep.name] = (ep.dist.name, ep.dist.version)
+
+    try:
+        target.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"a plugin implements a hook that does not exist: {exc}") from exc
+
+    if environ.get(TRACE_ENV):
+        _enable_tracing(target)
+    if target is pm:
+        _loaded = True
+    return target
+
+
+def _enable_tracing(manager: pluggy.PluginManager) -> None:
+    def before(hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+        names = ", ".join(impl.plugin_name for impl in hook_impls)
+        print(f"[plugins] {hook_name}({', '.join(kwargs)}) -> {names}", file=sys.stderr)
+
+    def after(outcome: Any, hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+        try:
+            result = outcome.get_result()
+        except BaseException as exc:  # noqa: BLE001 - tracing reports, it does not handle
+            print(f"[plugins] {hook_name} raised {type(exc).__name__}: {exc}", file=sys.stderr)
+            return
+        print(f"[plugins] {hook_name} returned {result!r:.200}", file=sys.stderr)
+
+    manager.add_hookcall_monitoring(before, after)
+
+
+def get_plugins(manager: pluggy.PluginManager | None = None, *, include_builtin: bool = True) -> list[dict[str, Any]]:
+    """Describe every registered plugin: name, module, version, hooks, built-in or not."""
+    target = pm if manager is None else manager
+    dists = _distinfo.get(target, {})
+    plugins = []
+    for plugin in target.get_plugins():
+        name = target.get_name(plugin) or repr(plugin)
+        dist_name, version = dists.get(name, (None, None))
+        module = getattr(plugin, "__name__", type(plugin).__module__)
+        builtin = module.startswith("projectdeployer.")
+        if builtin and not include_builtin:
+            continue
+        callers = target.get_hookcallers(plugin) or []
+        plugins.append(
+            {
+                "name": name,
+                "module": module,
+                "distribution": dist_name or ("projectdeployer" if builtin else None),
+                "version": version,
+                "builtin": builtin,
+                "hooks": sorted(caller.name for caller in callers),
+            }
+        )
+    plugins.sort(key=lambda p: (not p["builtin"], p["name"]))
+    return plugins

@@ -1,0 +1,62 @@
+"""The ``nodejs`` service type: npm, yarn or pnpm, an optional build step, production dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from attrs import define
+
+from ..core.model import BuildSpec, Project, ServiceSpec
+from ..core.monitoring import HealthCheck
+from ..core.servicetype import ServiceType
+from ..hookspecs import hookimpl
+from .apps import app_health_checks, uses_generator
+from .dockerfiles import GeneratedBuild, render_nodejs
+
+PackageManager = Literal["npm", "yarn", "pnpm"]
+
+
+@define(kw_only=True)
+class NodeSpec(BuildSpec):
+    """A Node.js API or server-rendered site (Express, Next.js, NestJS, ...)."""
+
+    node_version: str = "20"
+    package_manager: PackageManager = "npm"
+    #: e.g. ``npm run build`` for TypeScript or Next.js; dev dependencies are pruned after it.
+    build_command: str | None = None
+
+
+NODEJS = ServiceType(
+    name="nodejs",
+    spec_class=NodeSpec,
+    description="Node.js service with a generated Dockerfile (npm/yarn/pnpm, optional build step)",
+    api_method="add_nodejs_service",
+    web=True,
+    buildable=True,
+    default_images={"node": "node:{version}-slim"},
+)
+
+
+@hookimpl
+def register_service_types(register: Callable[[ServiceType], None]) -> None:
+    register(NODEJS)
+
+
+@hookimpl
+def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuild | None:
+    if not uses_generator(service, NODEJS):
+        return None
+    assert isinstance(service, NodeSpec)
+    return render_nodejs(
+        base_image=project.image("node", service.node_version),
+        package_manager=service.package_manager,
+        build_command=service.build_command,
+        command=service.command,
+        port=service.port,
+    )
+
+
+@hookimpl
+def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
+    return app_health_checks(service, NODEJS)

@@ -1,0 +1,63 @@
+"""The ``react`` service type: any single-page app (React, Vue, Angular, Svelte) built with Node
+and served by nginx with gzip, long caching of fingerprinted assets and SPA routing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from attrs import define
+
+from ..core.model import Project, ServiceSpec
+from ..core.monitoring import HealthCheck
+from ..core.servicetype import ServiceType
+from ..hookspecs import hookimpl
+from .apps import app_health_checks, uses_generator
+from .dockerfiles import GeneratedBuild, render_react
+from .nodejs import NodeSpec
+
+
+@define(kw_only=True)
+class ReactSpec(NodeSpec):
+    """A static single-page app. ``build_command`` defaults to the package manager's ``build``."""
+
+    #: Where the build writes its output: ``build`` (React), ``dist`` (Vue), ``dist/<app>`` (Angular).
+    build_dir: str = "build"
+    #: A complete nginx ``server { ... }`` block replacing the generated one.
+    nginx_config: str | None = None
+
+
+REACT = ServiceType(
+    name="react",
+    spec_class=ReactSpec,
+    description="Single-page app (React/Vue/Angular/Svelte): Node build, served by nginx",
+    api_method="add_react_service",
+    default_port=80,
+    web=True,
+    buildable=True,
+    default_images={"node": "node:{version}-slim"},
+)
+
+
+@hookimpl
+def register_service_types(register: Callable[[ServiceType], None]) -> None:
+    register(REACT)
+
+
+@hookimpl
+def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuild | None:
+    if not uses_generator(service, REACT):
+        return None
+    assert isinstance(service, ReactSpec)
+    return render_react(
+        build_image=project.image("node", service.node_version),
+        serve_image=project.image("nginx"),
+        package_manager=service.package_manager,
+        build_command=service.build_command,
+        build_dir=service.build_dir,
+        nginx_config=service.nginx_config,
+    )
+
+
+@hookimpl
+def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
+    return app_health_checks(service, REACT)
