@@ -32,8 +32,9 @@ ENTRY_POINT_GROUP = "projectdeployer"
 LOAD_ENV = "PROJECTDEPLOYER_LOAD_PLUGINS"
 TRACE_ENV = "PROJECTDEPLOYER_TRACE_PLUGINS"
 
-#: Imported directly and never disabled: the secret references every project file uses.
-ESSENTIAL_PLUGINS: tuple[str, ...] = ("projectdeployer.addons.secrets_store",)
+#: Imported directly and never disabled (name -> module): the secret references every project
+#: file uses.
+ESSENTIAL_PLUGINS: dict[str, str] = {"secrets_store": "projectdeployer.addons.secrets_store"}
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
@@ -88,9 +89,9 @@ def load_plugins(manager: pluggy.PluginManager | None = None, *, env: dict[str, 
         return pm
     environ = os.environ if env is None else env
 
-    for module_name in ESSENTIAL_PLUGINS:
-        if target.get_plugin(module_name) is None:
-            register_plugin(target, importlib.import_module(module_name), module_name, f"essential plugin {module_name}")
+    for name, module_name in ESSENTIAL_PLUGINS.items():
+        if target.get_plugin(name) is None:
+            register_plugin(target, importlib.import_module(module_name), name, f"essential plugin {name} ({module_name})")
 
     wanted = _wanted(environ.get(LOAD_ENV))
     for ep in _entry_points():

@@ -4,13 +4,13 @@ or a git repository with its own Dockerfile. Also renders ``dockerfile_content``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..core.model import GenericSpec, Project, ServiceSpec
 from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
 from .apps import app_health_checks
-from .dockerfiles import GeneratedBuild, render_dockerfile_content
 
 GENERIC = ServiceType(
     name="generic",
@@ -20,6 +20,9 @@ GENERIC = ServiceType(
     web=True,
     buildable=True,
 )
+
+if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
+    from .dockerfiles import GeneratedBuild
 
 
 @hookimpl
@@ -33,6 +36,8 @@ def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuil
     content = getattr(service, "dockerfile_content", None)
     if content is None:
         return None
+    from .dockerfiles import GeneratedBuild, render_dockerfile_content
+
     return GeneratedBuild(dockerfile=render_dockerfile_content(content), files={})
 
 

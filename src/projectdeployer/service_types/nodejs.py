@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from attrs import define
 
@@ -12,9 +12,11 @@ from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
 from .apps import app_health_checks, uses_generator
-from .dockerfiles import GeneratedBuild, render_nodejs
 
 PackageManager = Literal["npm", "yarn", "pnpm"]
+
+if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
+    from .dockerfiles import GeneratedBuild
 
 
 @define(kw_only=True)
@@ -48,6 +50,8 @@ def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuil
     if not uses_generator(service, NODEJS):
         return None
     assert isinstance(service, NodeSpec)
+    from .dockerfiles import render_nodejs
+
     return render_nodejs(
         base_image=project.image("node", service.node_version),
         package_manager=service.package_manager,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from attrs import define, field
 
@@ -11,7 +12,9 @@ from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
 from .apps import app_health_checks, uses_generator
-from .dockerfiles import GeneratedBuild, render_python
+
+if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
+    from .dockerfiles import GeneratedBuild
 
 
 @define(kw_only=True)
@@ -44,6 +47,8 @@ def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuil
     if not uses_generator(service, PYTHON):
         return None
     assert isinstance(service, PythonSpec)
+    from .dockerfiles import render_python
+
     return render_python(
         base_image=project.image("python", service.python_version),
         requirements_files=tuple(service.requirements_files),

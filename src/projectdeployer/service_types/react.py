@@ -4,6 +4,7 @@ and served by nginx with gzip, long caching of fingerprinted assets and SPA rout
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from attrs import define
 
@@ -12,8 +13,10 @@ from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
 from .apps import app_health_checks, uses_generator
-from .dockerfiles import GeneratedBuild, render_react
 from .nodejs import NodeSpec
+
+if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
+    from .dockerfiles import GeneratedBuild
 
 
 @define(kw_only=True)
@@ -48,6 +51,8 @@ def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuil
     if not uses_generator(service, REACT):
         return None
     assert isinstance(service, ReactSpec)
+    from .dockerfiles import render_react
+
     return render_react(
         build_image=project.image("node", service.node_version),
         serve_image=project.image("nginx"),

@@ -1,0 +1,65 @@
+"""The ``projectdeployer`` command line.
+
+:func:`make_cli` builds the click group for a plugin manager (the global one by default) and lets
+every plugin add commands through ``register_commands``; :func:`main` is the console script and
+turns expected errors into one red line per problem with the error's exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+import pluggy
+
+from ..core.errors import ProjectDeployerError
+from .output import error_lines
+
+
+def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
+    """The root command group, with the core commands and every plugin's commands."""
+    from ..plugins import load_plugins, pm
+    from . import plugins_cmd, project_cmds
+
+    target = pm if manager is None else manager
+    if manager is None:
+        load_plugins()
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+    @click.version_option(package_name="projectdeployer", prog_name="projectdeployer")
+    @click.option("-f", "--file", "file", type=click.Path(dir_okay=False), envvar="PROJECTDEPLOYER_FILE", help="Project file to use (default: ./projectdeployer.toml, else --project).")
+    @click.option("-p", "--project", "project", metavar="NAME", envvar="PROJECTDEPLOYER_PROJECT", help="Project name, loaded from $PROJECTDEPLOYER_HOME/NAME/project.toml.")
+    @click.pass_context
+    def cli(ctx: click.Context, file: str | None, project: str | None) -> None:
+        """Deploy a whole project - databases, APIs, sites, workers, cron jobs - as Docker
+        containers, on this machine or on many servers, with zero-downtime switches.
+
+        Shell completion: eval "$(_PROJECTDEPLOYER_COMPLETE=bash_source projectdeployer)"
+        (zsh_source / fish_source for zsh and fish); see docs/cli.md.
+        """
+        ctx.obj = {"file": file, "project": project, "manager": target}
+
+    project_cmds.register(cli, target)
+    plugins_cmd.register(cli, target)
+    target.hook.register_commands(cli=cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console entry point: expected errors are one line each, never a traceback."""
+    try:
+        cli = make_cli()
+        return cli.main(args=argv, prog_name="projectdeployer", standalone_mode=True)
+    except ProjectDeployerError as exc:
+        for line in error_lines(exc):
+            click.secho(line, fg="red", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.secho("interrupted", fg="red", err=True)
+        sys.exit(130)
+    except Exception:  # noqa: BLE001 - a bug: keep the traceback, and say it is ours
+        traceback.print_exc()
+        click.secho("This is a bug in ProjectDeployer or one of its plugins; please report it with the traceback above.", fg="red", err=True)
+        sys.exit(70)

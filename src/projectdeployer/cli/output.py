@@ -1,0 +1,37 @@
+"""Printing for the CLI: errors as lines, data as tables or JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+
+from ..core.errors import ProjectDeployerError
+
+
+def error_lines(exc: ProjectDeployerError) -> list[str]:
+    """``error: <line>`` for each problem of ``exc``."""
+    return [f"error: {line}" for line in exc.lines()]
+
+
+def print_json(data: Any) -> None:
+    """Stable, readable JSON on stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A rich table on stdout (rich is imported only by commands that print tables)."""
+    import shutil
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    # Piped output has no terminal width; take a wide one rather than truncating cells.
+    Console(width=shutil.get_terminal_size((160, 24)).columns).print(table)
