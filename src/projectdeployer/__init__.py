@@ -6,15 +6,42 @@ Public API::
 
     project = ProjectDeployer.create("myapp")
     project.add_postgres().add_python_service("api", depends_on=["postgres"], port=8000)
+
+Names are imported on first access, so ``projectdeployer --help`` does not pay for the
+project-file machinery (cattrs, tomlkit) it does not use.
 """
 
 from __future__ import annotations
 
-from .core.deployer import ProjectDeployer
-from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .hookspecs import hookimpl
 
+if TYPE_CHECKING:
+    from .core.deployer import ProjectDeployer
+    from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "ProjectDeployer": "projectdeployer.core.deployer",
+    "ConfigError": "projectdeployer.core.errors",
+    "PluginError": "projectdeployer.core.errors",
+    "ProjectDeployerError": "projectdeployer.core.errors",
+    "ProjectExists": "projectdeployer.core.errors",
+    "ProjectNotFound": "projectdeployer.core.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'projectdeployer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ConfigError",

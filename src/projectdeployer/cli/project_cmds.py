@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import pluggy
 
 from ..core import paths
-from ..core.deployer import ProjectDeployer
 from ..core.errors import ConfigError, ProjectNotFound
 from ..core.registry import get_registry
 from .output import print_json, print_table
 
+if TYPE_CHECKING:  # the project-file machinery is imported by the commands that use it
+    from ..core.deployer import ProjectDeployer
+
 
 def open_project(ctx: click.Context) -> ProjectDeployer:
     """The project named by --file / --project, or ./projectdeployer.toml."""
+    from ..core.deployer import ProjectDeployer
+
     obj = ctx.find_root().obj
     registry = get_registry(obj["manager"])
     if obj["file"]:
@@ -43,6 +47,8 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     @click.pass_context
     def init(ctx: click.Context, name: str, docker_hub_user: str | None, registry_host: str | None, version: str | None, default_server_ip: str | None, overwrite: bool, as_json: bool) -> None:
         """Create a project file for NAME (at --file, or in $PROJECTDEPLOYER_HOME)."""
+        from ..core.deployer import ProjectDeployer
+
         obj = ctx.find_root().obj
         project = ProjectDeployer.create(
             name,

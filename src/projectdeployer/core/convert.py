@@ -7,7 +7,6 @@ and every problem reported with its key path, all at once. :func:`structure` rai
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any, TypeVar, Union, get_args, get_origin
 
@@ -157,6 +156,8 @@ def problems_of(exc: BaseException, path: Sequence[str | int] = ()) -> list[str]
             keys = [n.key for n in getattr(sub, "__notes__", []) if isinstance(n, _KeyNote)]
             out += problems_of(sub, [*path, *keys[-1:]])
     elif isinstance(exc, ForbiddenExtraKeysError):
+        import difflib  # only when there is a typo to explain
+
         known = [a.name for a in attrs.fields(exc.cl) if not a.metadata.get("internal")]
         for key in sorted(exc.extra_fields):
             hint = difflib.get_close_matches(key, known, n=1)

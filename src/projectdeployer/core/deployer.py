@@ -8,7 +8,6 @@ user put in the file survive. Secrets given to the API (``git_token``, secret-lo
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -277,6 +276,8 @@ class ProjectDeployer:
         problems = []
         for key in options:
             if key not in known:
+                import difflib  # only when there is a typo to explain
+
                 hint = difflib.get_close_matches(key, known, n=1)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
                 problems.append(f"services.{name}.{key}: a {stype.name} service has no setting '{key}'{suffix}")

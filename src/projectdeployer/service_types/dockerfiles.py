@@ -1,0 +1,504 @@
+"""Dockerfile generation for the built-in service types: pure functions, no I/O beyond templates.
+
+``render_python``, ``render_nodejs`` and ``render_react`` turn a service's settings into a
+:class:`GeneratedBuild`: the Dockerfile text plus any extra files the build context needs (the
+nginx config of a single-page application). ``render_dockerfile_content`` turns the seed's
+``dockerfile_content={"1": "FROM ...", ...}`` mapping into a Dockerfile.
+
+Constraints every template honours:
+
+- Builds go through the Docker SDK's classic builder (engine 20.10): no BuildKit syntax (no
+  ``# syntax=`` line, heredocs or ``RUN --mount``). Multi-stage builds and ``COPY --from`` are fine.
+- Base images come from the caller (the project's ``[images]``), never from the templates.
+- Output is deterministic and tidy: no trailing spaces, no runs of blank lines, one final newline.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+import textwrap
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import attrs
+import jinja2
+
+__all__ = [
+    "HASHED_ASSET_REGEX",
+    "NGINX_CONF_PATH",
+    "PACKAGE_MANAGERS",
+    "GeneratedBuild",
+    "default_spa_nginx_config",
+    "render_dockerfile_content",
+    "render_nodejs",
+    "render_python",
+    "render_react",
+]
+
+#: Where a react build's nginx config is written, relative to the build context root.
+NGINX_CONF_PATH = ".projectdeployer/nginx.conf"
+
+#: File names that carry a content hash, so they may be cached forever (``immutable``).
+#: Matched against the request path by nginx (PCRE) and by Python's ``re`` in the tests.
+#: A name qualifies when, just before its extension (optionally ``.chunk``, optionally
+#: followed by ``.map``), it has either
+#:
+#: - ``.`` or ``-`` and 8 to 32 lowercase hex digits: webpack style, as emitted by Create React
+#:   App and Vue CLI (``main.3f9a1c2e.js``, ``main.3f9a1c2e.chunk.js``), Angular's webpack
+#:   builder (``main.3f9a1c2e5b6d7e8f.js``) and Vite before 5 (``index-4ed993c7.js``); or
+#: - ``-`` and exactly 8 base64url/base32 characters with at least one digit or capital:
+#:   Rollup/Vite 5+ (``index-BXk2_3aZ.js``) and Angular's esbuild builder (``chunk-5WRI5ZAA.js``).
+#:   Requiring a digit or capital keeps ordinary words (``-vendors1`` aside) out: an 8-letter
+#:   lowercase word after a ``-`` is a name, not a hash.
+#:
+#: and an asset extension (scripts, styles, fonts, images, wasm; never ``.html`` or ``.json``).
+#: A miss is harmless (the file is revalidated like any other); a false positive would pin a
+#: file for a year, which is why the rule is narrow. Known false positive: an unhashed file named
+#: like ``Font-SemiBold.woff2`` (8 characters with a capital); use ``nginx_config`` if that matters.
+HASHED_ASSET_REGEX = (
+    r"(?:[.-][0-9a-f]{8,32}|-(?=[0-9A-Za-z_-]{0,7}[0-9A-Z])[0-9A-Za-z_-]{8})"
+    r"(?:\.chunk)?"
+    r"\.(?:m?js|css|woff2?|ttf|otf|eot|svg|png|jpe?g|gif|webp|avif|ico|wasm)(?:\.map)?$"
+)
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined,  # a typo in a template is an error, not an empty string
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,  # Dockerfiles and nginx configs, not HTML
+)
+
+
+@attrs.frozen
+class GeneratedBuild:
+    """What a service type needs to build its image.
+
+    ``files`` are extra files to write into the build context before building, keyed by path
+    relative to the context root (e.g. ``.projectdeployer/nginx.conf``); the Dockerfile COPYs
+    them. The mapping is read-only.
+    """
+
+    dockerfile: str
+    files: Mapping[str, str] = attrs.field(
+        factory=dict, converter=lambda m: types.MappingProxyType(dict(m))
+    )
+
+
+@attrs.frozen
+class _PackageManager:
+    """The shell lines that install, prune and build with one Node.js package manager."""
+
+    name: str
+    manifests: str  # COPY sources: package.json, the lockfile (wildcard), .npmrc (wildcard)
+    install_all: str  # every dependency, for a build
+    install_prod: str  # production dependencies only, when there is no build step
+    prune: str  # drop devDependencies after a build
+    default_build: str
+    setup: str | None = None  # one-time setup before the package manager can run
+    setup_comment: str | None = None
+
+
+def _frozen_if_lockfile(lockfile: str, frozen: str, unfrozen: str) -> str:
+    # A lockfile pins exact versions, but the frozen installs refuse to run without one, so
+    # projects that have none still build (with whatever the manifest's ranges resolve to).
+    return f"if [ -f {lockfile} ]; then {frozen}; else {unfrozen}; fi"
+
+
+#: The supported package managers, by name. The ``.npmrc`` goes with the manifests because it
+#: changes how installs resolve (``legacy-peer-deps``, pnpm's ``node-linker``, private scopes).
+PACKAGE_MANAGERS: Mapping[str, _PackageManager] = types.MappingProxyType(
+    {
+        "npm": _PackageManager(
+            name="npm",
+            manifests="package*.json .npmrc*",
+            install_all=_frozen_if_lockfile("package-lock.json", "npm ci", "npm install"),
+            install_prod=_frozen_if_lockfile(
+                "package-lock.json", "npm ci --omit=dev", "npm install --omit=dev"
+            )
+            + " && npm cache clean --force",
+            prune="npm prune --omit=dev",
+            default_build="npm run build",
+        ),
+        "yarn": _PackageManager(
+            name="yarn",
+            manifests="package.json yarn.lock* .npmrc* .yarnrc*",
+            install_all=_frozen_if_lockfile(
+                "yarn.lock", "yarn install --frozen-lockfile", "yarn install"
+            ),
+            install_prod=_frozen_if_lockfile(
+                "yarn.lock",
+                "yarn install --frozen-lockfile --production",
+                "yarn install --production",
+            )
+            + " && yarn cache clean",
+            prune=_frozen_if_lockfile(
+                "yarn.lock",
+                "yarn install --frozen-lockfile --production",
+                "yarn install --production",
+            ),
+            default_build="yarn build",
+        ),
+        "pnpm": _PackageManager(
+            name="pnpm",
+            manifests="package.json pnpm-lock.yaml* .npmrc*",
+            install_all=_frozen_if_lockfile(
+                "pnpm-lock.yaml", "pnpm install --frozen-lockfile", "pnpm install"
+            ),
+            install_prod=_frozen_if_lockfile(
+                "pnpm-lock.yaml", "pnpm install --frozen-lockfile --prod", "pnpm install --prod"
+            ),
+            prune="pnpm prune --prod",
+            default_build="pnpm build",
+            setup="corepack enable",
+            setup_comment="# pnpm ships with Node.js through corepack.",
+        ),
+    }
+)
+
+
+def render_python(
+    *,
+    base_image: str,
+    requirements_files: Sequence[str] = ("requirements.txt",),
+    command: str | None,
+    port: int | None,
+) -> GeneratedBuild:
+    """Dockerfile for a Python service (Flask, FastAPI, Django, workers, cron jobs).
+
+    Requirements are installed with ``pip install --no-cache-dir`` before the code is copied
+    (layer caching). Build args ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_TRUSTED_HOST``
+    and ``PIP_FIND_LINKS`` point pip at a mirror or wheelhouse. The app runs as user ``app``
+    (uid 10001) from ``/app``, code owned by root. ``command`` becomes an exec-form CMD (see
+    :func:`_exec_form`); ``None`` keeps the image's default. ``requirements_files`` may be
+    empty (nothing to install); paths are relative to the build context and keep their
+    directories, so ``-r`` includes between files in the same directory still resolve.
+
+    Raises ValueError for an invalid image name, requirements path, port or command.
+    """
+    _check_image("base_image", base_image)
+    if isinstance(requirements_files, str):  # a lone "requirements.txt" is not 16 characters
+        requirements_files = (requirements_files,)
+    files = list(dict.fromkeys(_relative_path("requirements file", f) for f in requirements_files))
+    return GeneratedBuild(
+        dockerfile=_render(
+            "python.Dockerfile.j2",
+            base_image=base_image,
+            requirement_copies=_copy_lines(files),
+            requirement_args=" ".join(f"-r {f}" for f in files),
+            port=_check_port(port),
+            cmd=_exec_form(command),
+        )
+    )
+
+
+def render_nodejs(
+    *,
+    base_image: str,
+    package_manager: str = "npm",
+    build_command: str | None = None,
+    command: str | None,
+    port: int | None,
+) -> GeneratedBuild:
+    """Dockerfile for a Node.js service (Express, NestJS, Next.js, ...) with npm, yarn or pnpm.
+
+    Without ``build_command``: one stage, production dependencies only, ``NODE_ENV=production``.
+    With it: a build stage installs every dependency, runs the build with
+    ``NODE_ENV=production``, prunes devDependencies, and the final stage copies ``/app`` from
+    it (so the pruned packages really leave the image). The app runs as user ``app``;
+    ``command`` becomes an exec-form CMD, ``None`` keeps the image's default (``node``).
+    Build arg ``npm_config_registry`` points the package manager at a mirror.
+
+    Raises ValueError for an unknown package manager (naming it), an invalid image name, port,
+    command or a multi-line build command.
+    """
+    _check_image("base_image", base_image)
+    pm = _package_manager(package_manager)
+    return GeneratedBuild(
+        dockerfile=_render(
+            "nodejs.Dockerfile.j2",
+            base_image=base_image,
+            pm=pm,
+            build_command=_check_shell_line("build_command", build_command),
+            port=_check_port(port),
+            cmd=_exec_form(command),
+        )
+    )
+
+
+def render_react(
+    *,
+    build_image: str,
+    serve_image: str,
+    package_manager: str = "npm",
+    build_command: str | None = None,
+    build_dir: str = "build",
+    nginx_config: str | None = None,
+) -> GeneratedBuild:
+    """Multi-stage Dockerfile for a single-page application (React, Vue, Angular, Svelte).
+
+    Stage ``build`` (``build_image``) installs every dependency and runs ``build_command``
+    (default: the package manager's ``build`` script); stage 2 (``serve_image``, nginx) serves
+    ``build_dir`` on port 80 with ``nginx_config`` (dedented) or :func:`default_spa_nginx_config`.
+    The config is returned in ``files`` as ``.projectdeployer/nginx.conf``: the caller writes it
+    into the build context.
+
+    Raises ValueError for an unknown package manager, an absolute ``build_dir`` or one that
+    contains ``..`` (naming the value), an invalid image name or an empty ``nginx_config``.
+    """
+    _check_image("build_image", build_image)
+    _check_image("serve_image", serve_image)
+    pm = _package_manager(package_manager)
+    build_dir = _relative_path("build_dir", build_dir)
+    if nginx_config is None:
+        config = default_spa_nginx_config()
+    else:
+        config = textwrap.dedent(nginx_config).strip()
+        if not config:
+            raise ValueError("nginx_config is empty: give an nginx server block, or None")
+        config += "\n"
+    return GeneratedBuild(
+        dockerfile=_render(
+            "react.Dockerfile.j2",
+            build_image=build_image,
+            serve_image=serve_image,
+            pm=pm,
+            build_command=_check_shell_line("build_command", build_command) or pm.default_build,
+            build_dir=build_dir,
+            nginx_conf_path=NGINX_CONF_PATH,
+        ),
+        files={NGINX_CONF_PATH: config},
+    )
+
+
+def default_spa_nginx_config() -> str:
+    """The nginx ``server`` block (for ``conf.d/default.conf``) that serves a built SPA.
+
+    Port 80, root ``/usr/share/nginx/html``; gzip for text assets over 1 KiB (with
+    ``Vary: Accept-Encoding``); ``Cache-Control: public, max-age=31536000, immutable`` for
+    fingerprinted assets (:data:`HASHED_ASSET_REGEX`), ``no-cache`` for ``index.html`` and
+    everything else; client-side routes fall back to ``/index.html``; ``GET /healthz`` is 200 "ok".
+    """
+    return _render("spa-nginx.conf.j2", hashed_asset_regex=HASHED_ASSET_REGEX)
+
+
+# Instructions whose argument is either JSON (exec form) or a shell command. HEALTHCHECK's
+# options come before its CMD.
+_EXEC_FORM_LINE = re.compile(
+    r"^(?P<head>(?:CMD|ENTRYPOINT|RUN|SHELL|HEALTHCHECK(?:\s+--\S+)*\s+CMD)\s+)(?P<arg>\[.*\])$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def render_dockerfile_content(content: Mapping[str, str]) -> str:
+    """Dockerfile text from the seed's ``dockerfile_content`` mapping (one instruction a value).
+
+    Lines come in key order: numerically when every key is an integer (``"10"`` after ``"9"``),
+    otherwise in the mapping's order. Empty values are dropped. A CMD, ENTRYPOINT, RUN, SHELL or
+    HEALTHCHECK CMD whose argument is a Python list of strings (``CMD ['python', 'app.py']``,
+    as the seed writes it) becomes JSON exec form (``CMD ["python", "app.py"]``): Docker reads
+    anything that is not JSON as a shell command, which would fail only when the container
+    starts. Everything else is kept as written.
+
+    Raises ValueError when the mapping is empty or has no non-empty line, or a value is not text.
+    """
+    if not content:
+        raise ValueError("dockerfile_content is empty: give at least a FROM line")
+    items = list(content.items())
+    keys = [_int_or_none(key) for key, _ in items]
+    if all(k is not None for k in keys):
+        # sorted() is stable: equal numbers ("1" and "01") keep their given order.
+        items = [item for _, item in sorted(zip(keys, items), key=lambda pair: pair[0])]
+    lines = []
+    for key, value in items:
+        if not isinstance(value, str):
+            raise ValueError(f"dockerfile_content[{key!r}]: expected text, got {value!r}")
+        line = value.strip()
+        if line:
+            lines.append(_json_exec_form(line))
+    if not lines:
+        raise ValueError("dockerfile_content has only empty lines: give at least a FROM line")
+    return _tidy("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _render(template: str, **context: Any) -> str:
+    return _tidy(_TEMPLATES.get_template(template).render(**context))
+
+
+def _tidy(text: str) -> str:
+    """No trailing spaces, no leading/trailing blank lines, no two blank lines in a row."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if not line and (not out or not out[-1]):
+            continue
+        out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+# Outside quotes, these characters mean shell syntax: operators, redirections, subshells, globs,
+# tilde expansion. "$" and "`" (expansions) count outside single quotes too.
+_SHELL_CHARS = frozenset("|&;<>()*?[~")
+_ENV_PREFIX = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _needs_shell(command: str) -> bool:
+    """Whether ``command`` uses shell syntax that splitting it into an argv would lose."""
+    if _ENV_PREFIX.match(command):  # VAR=value cmd
+        return True
+    quote = ""
+    escaped = False
+    for char in command:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            if char == quote:
+                quote = ""
+            elif quote == '"' and char in "$`":
+                return True
+        elif char in "'\"":
+            quote = char
+        elif char in _SHELL_CHARS or char in "$`":
+            return True
+    return False
+
+
+def _exec_form(command: str | None) -> str | None:
+    """A JSON exec-form CMD argument for ``command``, or None to keep the image's default.
+
+    A plain command line is split like a POSIX shell would (``shlex.split``) and JSON-encoded,
+    so the process gets signals directly as PID 1. A command that uses shell syntax outside
+    quotes (``&&``, pipes, redirections, ``$VAR``, globs, ``VAR=value cmd``) would lose its
+    meaning when split, so it runs as ``["/bin/sh", "-c", command]`` instead.
+    """
+    if command is None:
+        return None
+    if not command.strip():
+        raise ValueError("command is empty: give a command line, or None for the image default")
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:  # e.g. an unclosed quote
+        raise ValueError(f"command {command!r} cannot be parsed: {exc}") from None
+    if _needs_shell(command):
+        argv = ["/bin/sh", "-c", command.strip()]
+    return json.dumps(argv)
+
+
+def _json_exec_form(line: str) -> str:
+    """``CMD ['a', 'b']`` -> ``CMD ["a", "b"]``; any other line unchanged."""
+    match = _EXEC_FORM_LINE.match(line)
+    if not match:
+        return line
+    arg = match["arg"]
+    try:
+        json.loads(arg)
+        return line  # already JSON: keep it exactly as written
+    except ValueError:
+        pass
+    try:
+        value = ast.literal_eval(arg)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return line
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return line
+    return match["head"] + json.dumps(value)
+
+
+def _int_or_none(key: object) -> int | None:
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int):
+        return key
+    if isinstance(key, str) and re.fullmatch(r"\s*[+-]?\d+\s*", key):
+        return int(key)
+    return None
+
+
+def _package_manager(name: str) -> _PackageManager:
+    try:
+        return PACKAGE_MANAGERS[name]
+    except (KeyError, TypeError):
+        known = ", ".join(PACKAGE_MANAGERS)
+        raise ValueError(f"unknown package_manager {name!r}: expected one of {known}") from None
+
+
+# Characters that are safe unquoted in a Dockerfile COPY and in a shell word.
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._@+=,-]+(?:/[A-Za-z0-9._@+=,-]+)*")
+
+
+def _relative_path(what: str, value: str) -> str:
+    """A normalised relative POSIX path inside the build context, or ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} {value!r}: expected a path")
+    path = value.strip().rstrip("/")
+    parts = PurePosixPath(path).parts
+    if (
+        not path
+        or path.startswith("/")
+        or ".." in parts
+        or not _SAFE_PATH.fullmatch(path)
+        or path.startswith("-")
+    ):
+        raise ValueError(
+            f"{what} {value!r} must be a relative path inside the project "
+            "(no leading '/', no '..', no spaces)"
+        )
+    normalised = str(PurePosixPath(path))  # drops "./" and repeated slashes
+    if normalised == ".":
+        raise ValueError(f"{what} {value!r} must name a file or directory, not the project root")
+    return normalised
+
+
+def _copy_lines(files: Sequence[str]) -> list[str]:
+    """COPY arguments that keep each file's directory: ``a b ./``, ``reqs/x reqs/``."""
+    by_dir: dict[str, list[str]] = {}
+    for f in files:
+        parent = str(PurePosixPath(f).parent)
+        by_dir.setdefault(parent, []).append(f)
+    return [
+        " ".join([*group, "./" if parent == "." else f"{parent}/"])
+        for parent, group in by_dir.items()
+    ]
+
+
+# A registry host (with port), path components, then a tag and/or digest: no spaces, no quotes.
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+
+
+def _check_image(what: str, value: str) -> None:
+    if not isinstance(value, str) or not _IMAGE.fullmatch(value):
+        raise ValueError(f"{what} {value!r} is not a Docker image reference (e.g. python:3.11-slim)")
+
+
+def _check_port(port: int | None) -> int | None:
+    if port is None:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"port {port!r} must be an integer from 1 to 65535, or None")
+    return port
+
+
+def _check_shell_line(what: str, value: str | None) -> str | None:
+    """A one-line shell command (it goes into a RUN line), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} is empty: give a command, or None")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{what} {value!r} must be a single line (join steps with &&)")
+    return value
