@@ -1,0 +1,35 @@
+"""The docs stay true to the code: every project-file key and every CLI command is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from projectdeployer.core.model import AutoScaling, BackupConfig, EnvironmentSpec, HorizontalScaling, ProjectSettings, VerticalScaling, spec_fields
+from projectdeployer.core.registry import get_registry
+
+pytestmark = pytest.mark.unit
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _builtin_spec_classes() -> list[type]:
+    return [t.spec_class for t in get_registry().service_types.values() if t.plugin.startswith("service_")]
+
+
+@pytest.mark.parametrize("cls", [ProjectSettings, EnvironmentSpec, AutoScaling, VerticalScaling, HorizontalScaling, BackupConfig, *_builtin_spec_classes()], ids=lambda c: c.__name__)
+def test_every_project_file_key_is_documented(cls: type) -> None:
+    text = (DOCS / "project-file.md").read_text()
+    # Documented = in a table cell (`name`) or in an example assignment (name = ...).
+    missing = [f.name for f in spec_fields(cls) if f"`{f.name}" not in text and not re.search(rf"\b{f.name}\s*=", text)]
+    assert not missing, f"docs/project-file.md does not mention {missing} of {cls.__name__}"
+
+
+def test_every_cli_command_is_documented() -> None:
+    from projectdeployer.cli import make_cli
+
+    text = (DOCS / "cli.md").read_text()
+    missing = [name for name in make_cli().commands if f"`{name}" not in text]
+    assert not missing, f"docs/cli.md does not mention {missing}"
