@@ -8,7 +8,7 @@ and every problem reported with its key path, all at once. :func:`structure` rai
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -90,6 +90,14 @@ def make_converter() -> cattrs.Converter:
             return dict(value)
         return _structure_items(conv, value, args[1])
 
+    def literal_hook(value: Any, tp: Any) -> Any:
+        allowed = get_args(tp)
+        if value not in allowed or type(value) is not type(allowed[0]):
+            shown = ", ".join(repr(a) for a in allowed)
+            raise StrictTypeError(f"expected one of {shown}, got {describe(value)}")
+        return value
+
+    conv.register_structure_hook_func(lambda tp: get_origin(tp) is Literal, literal_hook)
     conv.register_structure_hook_func(_is_list, list_hook)
     conv.register_structure_hook_func(_is_dict, dict_hook)
 
