@@ -21,6 +21,7 @@ from .hookspecs import hookimpl
 if TYPE_CHECKING:
     from .core.deployer import ProjectDeployer
     from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
+    from .core.gitmanager import GitManager, cleanup_git_checkouts
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,8 @@ _LAZY = {
     "ProjectDeployerError": "projectdeployer.core.errors",
     "ProjectExists": "projectdeployer.core.errors",
     "ProjectNotFound": "projectdeployer.core.errors",
+    "GitManager": "projectdeployer.core.gitmanager",
+    "cleanup_git_checkouts": "projectdeployer.core.gitmanager",
 }
 
 
@@ -45,6 +48,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ConfigError",
+    "GitManager",
+    "cleanup_git_checkouts",
     "PluginError",
     "ProjectDeployer",
     "ProjectDeployerError",

@@ -269,6 +269,12 @@ class ProjectDeployer:
         store = PortStore(paths.env_dir(self.name, env, "config") / "ports.json")
         return store.assign(self.name, env, {n: s.port for n, s in self.services(env).items()})
 
+    def cleanup_git_checkouts(self, env: str | None = None) -> list[Path]:
+        """Delete this project's git checkouts (of one environment, or all); returns what went."""
+        from .gitmanager import cleanup_git_checkouts
+
+        return cleanup_git_checkouts(self.name, env)
+
     # --- internals --------------------------------------------------------------------------
 
     def _check_options(self, stype: ServiceType, name: str, options: Mapping[str, Any]) -> None:
