@@ -1,0 +1,49 @@
+"""A tiny JSON API (standard library only, plus the packages in requirements.txt).
+
+GET /        -> {"service": "python-api", "version": ...}
+GET /health  -> {"ok": true}
+GET /slow?ms=N -> answers after N milliseconds (for draining tests)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import itsdangerous  # from requirements.txt: proves the dependency was installed
+
+VERSION = os.environ.get("APP_VERSION", "1")
+
+
+class Handler(BaseHTTPRequestHandler):
+    def _json(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        if url.path == "/health":
+            self._json(200, {"ok": True})
+        elif url.path == "/slow":
+            time.sleep(int(parse_qs(url.query).get("ms", ["500"])[0]) / 1000)
+            self._json(200, {"slow": True, "version": VERSION})
+        elif url.path == "/":
+            self._json(200, {"service": "python-api", "version": VERSION, "itsdangerous": itsdangerous.__name__})
+        else:
+            self._json(404, {"error": "not found"})
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        print(f"{self.address_string()} {fmt % args}", flush=True)
+
+
+if __name__ == "__main__":
+    port = int(os.environ.get("PORT", "8000"))
+    print(f"python-api {VERSION} listening on {port}", flush=True)
+    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
