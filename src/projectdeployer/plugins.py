@@ -48,6 +48,7 @@ pm: pluggy.PluginManager = make_plugin_manager()
 _loaded = False
 # Which distribution supplied each plugin, per manager (pluggy records this only for its own
 # setuptools loader, which we do not use because we need per-plugin error handling).
+_traced: weakref.WeakSet[pluggy.PluginManager] = weakref.WeakSet()
 _distinfo: weakref.WeakKeyDictionary[pluggy.PluginManager, dict[str, tuple[str, str]]] = weakref.WeakKeyDictionary()
 
 
@@ -116,8 +117,9 @@ def load_plugins(manager: pluggy.PluginManager | None = None, *, env: dict[str, 
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"a plugin implements a hook that does not exist: {exc}") from exc
 
-    if environ.get(TRACE_ENV):
+    if environ.get(TRACE_ENV) and target not in _traced:
         _enable_tracing(target)
+        _traced.add(target)
     if target is pm:
         _loaded = True
     return target

@@ -51,7 +51,9 @@ def resolve_secret(project: str, env: str | None, ref: str) -> str | None:
     else:
         return None
     try:
-        return path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8")
+        # Exactly what was stored; a file written by hand (echo token > f) loses its one newline.
+        return text[:-1] if text.endswith("\n") else text
     except FileNotFoundError:
         raise SecretError(f"secret reference '{ref}': {path} does not exist") from None
     except OSError as exc:
@@ -69,5 +71,5 @@ def store_secret(project: str, env: str | None, name: str, value: str) -> str | 
     for directory in reversed(chain):
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-    write_private(path, value + "\n")
+    write_private(path, value)
     return f"secret:{name}"

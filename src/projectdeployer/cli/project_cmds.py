@@ -22,14 +22,14 @@ def open_project(ctx: click.Context) -> ProjectDeployer:
     from ..core.deployer import ProjectDeployer
 
     obj = ctx.find_root().obj
-    registry = get_registry(obj["manager"])
+    manager = obj["manager"]
     if obj["file"]:
-        return ProjectDeployer(obj["file"], path=obj["file"], registry=registry)
+        return ProjectDeployer(obj["file"], path=obj["file"], manager=manager)
     if obj["project"]:
-        return ProjectDeployer(obj["project"], registry=registry)
+        return ProjectDeployer(obj["project"], manager=manager)
     local = Path(paths.LOCAL_PROJECT_FILE)
     if local.exists():
-        return ProjectDeployer(str(local), path=local, registry=registry)
+        return ProjectDeployer(str(local), path=local, manager=manager)
     raise ProjectNotFound(f"no project given: pass --project NAME or --file PATH, or run where {paths.LOCAL_PROJECT_FILE} is")
 
 
@@ -58,6 +58,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             default_server_ip=default_server_ip,
             path=obj["file"],
             overwrite=overwrite,
+            manager=obj["manager"],
         )
         if as_json:
             print_json({"name": project.name, "path": str(project.path)})

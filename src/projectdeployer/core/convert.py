@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_structure_fn
 from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
@@ -98,6 +99,19 @@ def make_converter() -> cattrs.Converter:
         return value
 
     conv.register_structure_hook_func(lambda tp: get_origin(tp) is Literal, literal_hook)
+
+    def attrs_factory(cls: type) -> Any:
+        generated = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
+
+        def hook(value: Any, tp: Any) -> Any:
+            # cattrs would iterate a scalar and fail with "argument of type 'int' is not iterable".
+            if not isinstance(value, dict):
+                raise StrictTypeError(f"expected a table, got {describe(value)}")
+            return generated(value, tp)
+
+        return hook
+
+    conv.register_structure_hook_factory(attrs.has, attrs_factory)
     conv.register_structure_hook_func(_is_list, list_hook)
     conv.register_structure_hook_func(_is_dict, dict_hook)
 

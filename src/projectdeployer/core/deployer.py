@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pluggy
 import tomlkit
 from tomlkit.items import Table
 
 from . import paths
-from .errors import ConfigError, ProjectExists, ProjectNotFound
+from .errors import ConfigError, ProjectExists, ProjectNotFound, SecretError
 from .model import Project, ServiceSpec, spec_fields
 from .order import startup_groups, startup_orders
 from .ports import PortAssignment, PortStore
@@ -47,6 +48,11 @@ class _PendingSecret:
     name: str
     value: str
 
+    @property
+    def provisional(self) -> str:
+        """The reference used while validating; the secret plugin may return another."""
+        return f"secret:{self.name}"
+
 
 class ProjectDeployer:
     """A project: its services, environments and settings, kept in a TOML project file.
@@ -55,11 +61,19 @@ class ProjectDeployer:
     (see :mod:`projectdeployer.core.paths`); ``ProjectDeployer("path/to/file.toml")`` loads a file.
     """
 
-    def __init__(self, name: str | os.PathLike[str], *, path: str | os.PathLike[str] | None = None, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        name: str | os.PathLike[str],
+        *,
+        path: str | os.PathLike[str] | None = None,
+        registry: Registry | None = None,
+        manager: pluggy.PluginManager | None = None,
+    ) -> None:
         if path is None:
             path = name if _looks_like_path(name) else paths.project_file(os.fspath(name))
         self._path = Path(path)
-        self._registry = registry
+        self._manager = manager
+        self._registry = registry if registry is not None else (get_registry(manager) if manager is not None else None)
         if not self._path.exists():
             raise ProjectNotFound(f"{self._path}: no project file (create it with ProjectDeployer.create({os.fspath(name)!r}) or `projectdeployer init`)")
         self._doc = read_document(self._path)
@@ -79,6 +93,7 @@ class ProjectDeployer:
         description: str | None = None,
         path: str | os.PathLike[str] | None = None,
         overwrite: bool = False,
+        manager: pluggy.PluginManager | None = None,
     ) -> ProjectDeployer:
         """Create a project file and return the project.
 
@@ -93,7 +108,7 @@ class ProjectDeployer:
         if target.exists() and not overwrite:
             _refuse_overwrite(target)
 
-        reg = get_registry()
+        reg = get_registry(manager)
         doc = tomlkit.document()
         doc.add(tomlkit.comment(f"ProjectDeployer project file for {name!r}."))
         doc.add(tomlkit.comment("Edit freely: comments and ordering are kept. Secrets are references (secret:..., env:...), never values."))
@@ -111,7 +126,7 @@ class ProjectDeployer:
 
         build_project(doc.unwrap(), source=str(target), registry=reg)
         write_document(target, doc)
-        return cls(name, path=target)
+        return cls(name, path=target, manager=manager)
 
     @property
     def path(self) -> Path:
@@ -129,6 +144,7 @@ class ProjectDeployer:
 
     @property
     def registry(self) -> Registry:
+        """The service types and providers this project is checked against."""
         return self._registry if self._registry is not None else get_registry()
 
     def reload(self) -> ProjectDeployer:
@@ -311,11 +327,21 @@ class ProjectDeployer:
         return value
 
     def _commit(self, doc: tomlkit.TOMLDocument, pending: list[_PendingSecret]) -> None:
+        """Validate ``doc`` (with provisional ``secret:`` references), store the pending secrets,
+        put the references the secret plugin returned into ``doc``, and write it."""
         project = build_project(doc.unwrap(), source=str(self._path), registry=self.registry)
-        from ..plugins import pm
+        if pending:
+            from ..plugins import load_plugins
 
-        for secret in pending:
-            pm.hook.store_secret(project=project.name, env=None, name=secret.name, value=secret.value)
+            manager = self._manager if self._manager is not None else load_plugins()
+            for secret in pending:
+                ref = manager.hook.store_secret(project=project.name, env=None, name=secret.name, value=secret.value)
+                if ref is None:
+                    raise SecretError(f"no plugin stored the secret {secret.name} (is the secrets_store plugin loaded?); nothing was written")
+                if ref != secret.provisional:
+                    _replace_value(doc, secret.provisional, ref)
+            if any(s.provisional for s in pending):
+                project = build_project(doc.unwrap(), source=str(self._path), registry=self.registry)
         write_document(self._path, doc)
         self._doc = doc
         self._project = project
@@ -332,6 +358,15 @@ def _refuse_overwrite(target: Path) -> None:
             f"{target}: project {data.get('project', {}).get('name', '?')!r} already exists with {count} service(s); "
             "load it with ProjectDeployer(name) or pass overwrite=True"
         )
+
+
+def _replace_value(container: Any, old: str, new: str) -> None:
+    """Replace every string value ``old`` in a tomlkit container by ``new`` (in place)."""
+    for key, value in list(container.items()):
+        if isinstance(value, str) and value == old:
+            container[key] = new
+        elif isinstance(value, Mapping):
+            _replace_value(value, old, new)
 
 
 def _services_table(doc: tomlkit.TOMLDocument) -> Table:

@@ -6,53 +6,58 @@ from collections.abc import Mapping, Sequence
 
 
 def find_cycle(depends_on: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A dependency cycle as a path ``[a, b, a]``, or ``None``. Unknown names are ignored."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    stack: list[str] = []
+    """A dependency cycle as a path ``[a, b, a]``, or ``None``. Unknown names are ignored.
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in depends_on.get(node, ()):
-            if dep not in depends_on:
+    Iterative depth-first search, so a long chain of dependencies cannot exhaust the stack.
+    """
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for root in depends_on:
+        if root in state:
+            continue
+        path: list[str] = [root]
+        iters = [iter(depends_on.get(root, ()))]
+        state[root] = 1
+        while iters:
+            dep = next(iters[-1], None)
+            if dep is None:
+                state[path.pop()] = 2
+                iters.pop()
+                continue
+            if dep not in depends_on or state.get(dep) == 2:
                 continue
             if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for name in depends_on:
-        if name not in state:
-            found = visit(name)
-            if found:
-                return found
+                return path[path.index(dep):] + [dep]
+            state[dep] = 1
+            path.append(dep)
+            iters.append(iter(depends_on.get(dep, ())))
     return None
 
 
 def startup_orders(depends_on: Mapping[str, Sequence[str]], manual: Mapping[str, int | None]) -> dict[str, int]:
     """Each service's order: the manual value, else ``max(order of dependencies) + 1``, else 1.
 
-    ``depends_on`` must be acyclic and name known services (validated before).
+    ``depends_on`` must be acyclic and name known services (validated before). Iterative, in
+    dependency order, so long chains are fine.
     """
     orders: dict[str, int] = {}
-
-    def order_of(name: str) -> int:
-        if name not in orders:
+    for root in depends_on:
+        stack = [root]
+        while stack:
+            name = stack[-1]
+            if name in orders:
+                stack.pop()
+                continue
             fixed = manual.get(name)
             if fixed is not None:
                 orders[name] = fixed
-            else:
-                deps = depends_on.get(name, ())
-                orders[name] = max((order_of(d) for d in deps), default=0) + 1
-        return orders[name]
-
-    for name in depends_on:
-        order_of(name)
+                stack.pop()
+                continue
+            pending = [d for d in depends_on.get(name, ()) if d in depends_on and d not in orders]
+            if pending:
+                stack.extend(pending)
+                continue
+            orders[name] = max((orders[d] for d in depends_on.get(name, ()) if d in orders), default=0) + 1
+            stack.pop()
     return orders
 
 

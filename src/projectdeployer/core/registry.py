@@ -87,23 +87,17 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
     """Call the registration hooks of ``manager`` and collect the results."""
     registry = Registry()
 
-    # pluggy calls implementations last-registered first; to name the plugin behind each
-    # registration we call the hook implementations one at a time.
-    for impl in reversed(manager.hook.register_service_types.get_hookimpls()):
-        origin = impl.plugin_name
+    # To name the plugin behind each registration, each plugin's implementation is called on
+    # its own; through a subset hook caller, so hook tracing and monitoring still see it.
+    for origin in _implementers(manager, "register_service_types"):
 
         def register_type(stype: ServiceType, origin: str = origin) -> None:
-            if not isinstance(stype, ServiceType):
-                raise PluginError(f"plugin '{origin}' registered {stype!r}, which is not a ServiceType")
-            if stype.name in registry.service_types:
-                first = registry.service_types[stype.name].plugin
-                raise PluginError(f"service type '{stype.name}' is registered by both '{first}' and '{origin}'")
+            _check_service_type(stype, origin, registry)
             registry.service_types[stype.name] = attrs.evolve(stype, plugin=origin)
 
-        impl.function(**_args(impl, {"register": register_type}))
+        _call_one(manager, "register_service_types", origin, register=register_type)
 
-    for impl in reversed(manager.hook.register_providers.get_hookimpls()):
-        origin = impl.plugin_name
+    for origin in _implementers(manager, "register_providers"):
 
         def register_provider(name: str, factory: Callable[[], Provider], zones: frozenset[str] | set[str] | None = None, origin: str = origin) -> None:
             if name in registry.providers:
@@ -111,12 +105,50 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
                 raise PluginError(f"provider '{name}' is registered by both '{first}' and '{origin}'")
             registry.providers[name] = ProviderEntry(name, factory, frozenset(zones or ()), origin)
 
-        impl.function(**_args(impl, {"register": register_provider}))
+        _call_one(manager, "register_providers", origin, register=register_provider)
     return registry
 
 
-def _args(impl: pluggy.HookImpl, available: dict[str, object]) -> dict[str, object]:
-    return {name: available[name] for name in impl.argnames if name in available}
+def _implementers(manager: pluggy.PluginManager, hook_name: str) -> list[str]:
+    """Plugin names implementing ``hook_name``, first registered first."""
+    return [impl.plugin_name for impl in reversed(getattr(manager.hook, hook_name).get_hookimpls())]
+
+
+def _call_one(manager: pluggy.PluginManager, hook_name: str, plugin_name: str, **kwargs: object) -> None:
+    others = [p for p in manager.get_plugins() if manager.get_name(p) != plugin_name]
+    manager.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
+
+
+def _check_service_type(stype: object, origin: str, registry: Registry) -> None:
+    from .model import ServiceSpec
+
+    if not isinstance(stype, ServiceType):
+        raise PluginError(f"plugin '{origin}' registered {stype!r}, which is not a ServiceType")
+    if not (isinstance(stype.spec_class, type) and issubclass(stype.spec_class, ServiceSpec) and attrs.has(stype.spec_class)):
+        raise PluginError(f"plugin '{origin}': service type '{stype.name}' has spec_class {stype.spec_class!r}, which is not an attrs class deriving from ServiceSpec")
+    if stype.name in registry.service_types:
+        first = registry.service_types[stype.name].plugin
+        raise PluginError(f"service type '{stype.name}' is registered by both '{first}' and '{origin}'")
+    if stype.api_method is not None:
+        from .deployer import ProjectDeployer
+
+        if not stype.api_method.startswith("add_") or (hasattr(ProjectDeployer, stype.api_method) and stype.api_method != _BUILTIN_METHODS.get(stype.name)):
+            raise PluginError(f"plugin '{origin}': service type '{stype.name}' cannot use api_method '{stype.api_method}' (must start with add_ and not be an existing method)")
+        for other in registry.service_types.values():
+            if other.api_method == stype.api_method:
+                raise PluginError(f"api_method '{stype.api_method}' is registered by both '{other.plugin}' ({other.name}) and '{origin}' ({stype.name})")
+
+
+#: The built-in types whose fluent methods ProjectDeployer defines explicitly (the seed's API).
+_BUILTIN_METHODS = {
+    "postgres": "add_postgres",
+    "redis": "add_redis",
+    "opensearch": "add_opensearch",
+    "python": "add_python_service",
+    "nodejs": "add_nodejs_service",
+    "react": "add_react_service",
+    "generic": "add_service",
+}
 
 
 def get_registry(manager: pluggy.PluginManager | None = None) -> Registry:

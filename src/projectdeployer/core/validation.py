@@ -24,7 +24,9 @@ TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 HUB_USER_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN_RE = re.compile(rf"^(\*\.)?({_LABEL}\.)+{_LABEL}$|^localhost$")
-SECRET_SCHEMES = ("secret:", "env:", "file:")
+#: A secret reference is ``scheme:rest``: secret:, env:, file: from the built-in store, or a
+#: scheme a secrets plugin answers (vault:...). A literal token has no such prefix.
+SECRET_REF_RE = re.compile(r"^[a-z][a-z0-9+.-]{1,15}:\S+$")
 CPU_SIZES = (1, 2, 4, 8, 16, 32)
 
 
@@ -55,7 +57,8 @@ def cron_problem(expr: str) -> str | None:
 
 
 def is_secret_ref(value: str) -> bool:
-    return value.startswith(SECRET_SCHEMES) and len(value.split(":", 1)[1]) > 0
+    """Whether ``value`` is a reference to a secret rather than the secret itself."""
+    return bool(SECRET_REF_RE.match(value)) and not value.startswith(("http:", "https:"))
 
 
 def auto_env_target(key: str, spec: ServiceSpec, project: Project, types: Mapping[str, ServiceType]) -> tuple[str | None, str | None]:

@@ -1,0 +1,23 @@
+"""What a plugin's command needs from the running CLI."""
+
+from __future__ import annotations
+
+import click
+import pluggy
+
+from ..core.registry import Registry, get_registry
+
+
+def current_manager(ctx: click.Context | None = None) -> pluggy.PluginManager:
+    """The plugin manager the CLI was built with (the global one outside the CLI)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().obj:
+        return ctx.find_root().obj["manager"]
+    from ..plugins import load_plugins
+
+    return load_plugins()
+
+
+def current_registry(ctx: click.Context | None = None) -> Registry:
+    """The service types and providers of the running CLI's plugins."""
+    return get_registry(current_manager(ctx))
