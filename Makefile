@@ -4,7 +4,20 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test unit demo bench clean
+.PHONY: venv system-deps test unit demo bench clean
+
+# Debian packages the tests use for real (nginx validates and serves generated configs; git
+# serves test repositories over smart HTTP). Installed only when missing.
+SYSTEM_TOOLS := nginx:nginx-light git:git
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  tool=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +28,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## make test: everything this machine can run (unit now; docker/e2e as they land)
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
