@@ -23,7 +23,8 @@ def find_cycle(depends_on: Mapping[str, Sequence[str]]) -> list[str] | None:
                 state[path.pop()] = 2
                 iters.pop()
                 continue
-            if dep not in depends_on or state.get(dep) == 2:
+            # Unknown names and self-dependencies are reported by validation on their own.
+            if dep not in depends_on or state.get(dep) == 2 or dep == path[-1]:
                 continue
             if state.get(dep) == 1:
                 return path[path.index(dep):] + [dep]

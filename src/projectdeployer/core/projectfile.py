@@ -34,7 +34,7 @@ from typing import Any
 
 import attrs
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import ParseError, TOMLKitError
 
 from .convert import describe, structure
 from .errors import ConfigError, ProjectNotFound, join_path
@@ -54,6 +54,8 @@ def parse_toml(text: str, source: str) -> tomlkit.TOMLDocument:
         return tomlkit.parse(text)
     except ParseError as exc:
         raise ConfigError([f"line {exc.line}, column {exc.col}: invalid TOML: {_parse_message(exc)}"], source=source) from exc
+    except TOMLKitError as exc:  # e.g. KeyAlreadyPresent: a key defined twice in one table
+        raise ConfigError([f"invalid TOML: {exc}"], source=source) from exc
 
 
 def _parse_message(exc: ParseError) -> str:
