@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # imported for annotations only: plugins must not pay for the
     import click
 
     from .core.model import Project, ServiceSpec
+    from .core.build import BuildRequest
     from .core.monitoring import Alert, HealthCheck, MetricSample
     from .core.plan import DeployResult, Plan
     from .core.provider import Provider, Server
@@ -101,12 +102,23 @@ def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuil
 
 
 @hookspec(firstresult=True)
-def build_image(service: ServiceSpec, context: str, tag: str) -> str | None:
-    """Build ``service`` from the build ``context`` directory, tag it ``tag``, return the image id.
+def build_image(request: BuildRequest) -> tuple[str, bool] | None:
+    """Build one service's image; return ``(image_id, reused)`` or ``None`` to leave it to others.
 
-    :param service: the service to build.
-    :param context: path of the prepared build context (checkout or ``build_context``).
-    :param tag: ``{registry or docker_hub_user}/{project}-{service}:{version}``.
+    ``reused`` is true when nothing that goes into the image changed and the existing image was
+    kept without a build. Raise ``BuildFailed`` naming the service and the failing step.
+
+    :param request: the service, its build context directory, the Dockerfile path inside it,
+        generated files to add to the context, the tag, build args, labels and a log callback.
+    """
+
+
+@hookspec(firstresult=True)
+def push_image(tag: str, log: Callable[[str], None]) -> str | None:
+    """Push the image ``tag`` to its registry; return ``repo@sha256:...`` or ``None``.
+
+    :param tag: ``{registry}/{project}-{service}:{version}``.
+    :param log: receives progress lines.
     """
 
 

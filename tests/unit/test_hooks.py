@@ -33,6 +33,7 @@ import pytest
 from click.testing import CliRunner
 
 from projectdeployer import hookimpl, hookspecs, plugins
+from projectdeployer.core.build import BuildRequest
 from projectdeployer.core.errors import ConfigError, PluginError, ProjectDeployerError, SecretError
 from projectdeployer.core.model import Project, ServiceSpec
 from projectdeployer.core.monitoring import Alert, HealthCheck, MetricSample
@@ -534,9 +535,15 @@ def test_hook_generate_dockerfile(manager: pluggy.PluginManager, register_plugin
 
 def test_hook_build_image(bare_manager: pluggy.PluginManager, register_plugin: Callable, tmp_path: Path) -> None:
     spec = make_project(load_plugins(make_plugin_manager(), env={}), {"api": {"type": "python"}}).services["api"]
-    kwargs = {"service": spec, "context": str(tmp_path), "tag": "me/shop-api:1.0"}
-    assert bare_manager.hook.build_image(**kwargs) is None
-    check_firstresult(bare_manager, register_plugin, "build_image", kwargs, "sha256:aaa", "sha256:bbb")
+    request = BuildRequest(project="shop", service=spec, context_dir=tmp_path, dockerfile="Dockerfile", tag="me/shop-api:1.0")
+    assert bare_manager.hook.build_image(request=request) is None
+    check_firstresult(bare_manager, register_plugin, "build_image", {"request": request}, ("sha256:aaa", False), ("sha256:bbb", True))
+
+
+def test_hook_push_image(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
+    kwargs = {"tag": "127.0.0.1:5000/shop-api:1.0", "log": lambda line: None}
+    assert bare_manager.hook.push_image(**kwargs) is None
+    check_firstresult(bare_manager, register_plugin, "push_image", kwargs, "127.0.0.1:5000/shop-api@sha256:aaa", "127.0.0.1:5000/shop-api@sha256:bbb")
 
 
 # --- routing -----------------------------------------------------------------------------------

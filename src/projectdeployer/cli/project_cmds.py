@@ -128,6 +128,23 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             click.echo(f"{project.path}: ok ({count} service{'s' if count != 1 else ''})")
 
     @cli.command()
+    @click.option("--env", "env", default="dev", show_default=True, help="Environment whose refs and overrides are built.")
+    @click.option("--service", "services", multiple=True, help="Build only this service (repeatable).")
+    @click.option("--push", is_flag=True, help="Push each image to the project's registry and print its digest.")
+    @click.option("--quiet", "-q", is_flag=True, help="Do not stream build output.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the built images as JSON.")
+    @click.pass_context
+    def build(ctx: click.Context, env: str, services: tuple[str, ...], push: bool, quiet: bool, as_json: bool) -> None:
+        """Build the images of the project's services (generated or own Dockerfiles, git refs)."""
+        project = open_project(ctx)
+        log = (lambda line: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
+        built = project.build(env=env, push=push, services=list(services) or None, log=log)
+        if as_json:
+            print_json({name: {"tag": b.tag, "image_id": b.image_id, "digest": b.digest, "commit": b.commit, "seconds": round(b.seconds, 2), "reused": b.cached} for name, b in built.items()})
+            return
+        print_table(f"{project.name} / {env} images", ["service", "tag", "image", "digest", "commit", "seconds", "reused"], [(n, b.tag, b.image_id[7:19], b.digest or "", (b.commit or "")[:12], f"{b.seconds:.1f}", "yes" if b.cached else "no") for n, b in built.items()])
+
+    @cli.command()
     @click.argument("env")
     @click.option("--json", "as_json", is_flag=True, help="Print the ports as JSON.")
     @click.pass_context

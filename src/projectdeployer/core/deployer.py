@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -29,6 +29,9 @@ from .projectfile import build_project, read_document, write_document
 from .registry import Registry, get_registry
 from .servicetype import ServiceType
 from .validation import is_secret_ref, valid_name
+
+if TYPE_CHECKING:
+    from .build import BuiltImage
 
 log = logging.getLogger("projectdeployer")
 
@@ -284,6 +287,28 @@ class ProjectDeployer:
         in ``{home}/{project}/{env}/config/ports.json`` so they never move."""
         store = PortStore(paths.env_dir(self.name, env, "config") / "ports.json")
         return store.assign(self.name, env, {n: s.port for n, s in self.services(env).items()})
+
+    def build(self, env: str = "dev", push: bool = False, *, services: list[str] | None = None, log: Callable[[str], None] | None = None) -> dict[str, BuiltImage]:
+        """Build the images of every buildable service (or of ``services``) for ``env``.
+
+        Sources come from ``build_context`` or a git checkout at the service's ref; Dockerfiles
+        are the user's or generated. With ``push=True`` each image is pushed to the project's
+        registry (or Docker Hub user) and its digest returned. Unchanged services are reused.
+        """
+        from ..plugins import load_plugins
+        from .build import ProjectBuilder
+
+        manager = self._manager if self._manager is not None else load_plugins()
+        builder = ProjectBuilder(self._project, env, manager, log=log or (lambda line: print(line, flush=True)))
+        ordered = [name for group in self.startup_groups(env) for name in group]
+        if services is not None:
+            ordered = [name for name in ordered if name in services] + [n for n in services if n not in ordered]
+        else:
+            from .build import is_buildable
+
+            specs = self.services(env)
+            ordered = [name for name in ordered if is_buildable(specs[name])]
+        return builder.build(services=ordered, push=push)
 
     def cleanup_git_checkouts(self, env: str | None = None) -> list[Path]:
         """Delete this project's git checkouts (of one environment, or all); returns what went."""

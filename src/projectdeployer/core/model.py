@@ -121,6 +121,9 @@ class BuildSpec(ServiceSpec):
     dockerfile: str | None = None
     #: Dockerfile lines keyed "1", "2", ... rendered in key order.
     dockerfile_content: dict[str, str] | None = None
+    #: ``--build-arg`` values, e.g. ``PIP_INDEX_URL`` for a package mirror. Visible in the
+    #: image's history: never put secrets here.
+    build_args: dict[str, str] = field(factory=dict)
 
 
 @define(kw_only=True)

@@ -1,0 +1,162 @@
+"""The Docker SDK builder: answers ``build_image`` and ``push_image`` on this machine's engine.
+
+The build context is streamed as a tar made from the source directory (honouring its
+``.dockerignore``) plus the generated files, so a generated Dockerfile never touches the user's
+tree. Every image is labelled with a hash of all its inputs; when an image with the same tag
+and hash exists, the build is skipped outright (Docker's layer cache covers the rest).
+The docker package is imported on first use, never at CLI start-up.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ..core.build import INPUTS_LABEL, BuildFailed, BuildRequest, inputs_digest
+from ..hookspecs import hookimpl
+
+_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE)
+_STEP = re.compile(r"^Step \d+/\d+ : ")
+
+
+@cache
+def docker_client() -> Any:
+    """The engine's client (DOCKER_HOST etc. honoured), created once."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure here means: no usable engine
+        raise BuildFailed(f"cannot reach the Docker engine: {exc}") from None
+    return client
+
+
+def _context_files(context_dir: Path, dockerfile: str) -> list[str]:
+    from docker.utils.build import exclude_paths
+
+    ignore = context_dir / ".dockerignore"
+    patterns: list[str] = []
+    if ignore.is_file():
+        patterns = [line.strip() for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return sorted(exclude_paths(str(context_dir), patterns, dockerfile=dockerfile))
+
+
+def _base_images(dockerfile_text: str) -> list[str]:
+    """Images named in FROM lines, without references to earlier stages."""
+    stages: set[str] = set()
+    images = []
+    for match in _FROM.finditer(dockerfile_text):
+        image, alias = match.group(1), match.group(2)
+        if image.lower() not in stages and "$" not in image:
+            images.append(image)
+        if alias:
+            stages.add(alias.lower())
+    return images
+
+
+def _base_ids(client: Any, images: Iterable[str]) -> list[str]:
+    ids = []
+    for image in images:
+        try:
+            ids.append(client.images.get(image).id)
+        except Exception:  # noqa: BLE001 - not present locally: the build will pull or fail
+            ids.append(f"absent:{image}")
+    return ids
+
+
+def _make_tar(context_dir: Path, files: list[str], extra: dict[str, str]) -> tempfile.SpooledTemporaryFile:
+    out = tempfile.SpooledTemporaryFile(max_size=64 << 20)
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for rel in files:
+            if rel in extra:
+                continue
+            tar.add(str(context_dir / rel), arcname=rel, recursive=False)
+        for rel, text in sorted(extra.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    out.seek(0)
+    return out
+
+
+@hookimpl
+def build_image(request: BuildRequest) -> tuple[str, bool] | None:
+    client = docker_client()
+    name = request.service.name
+    dockerfile_text = request.extra_files.get(request.dockerfile)
+    if dockerfile_text is None:
+        dockerfile_text = (request.context_dir / request.dockerfile).read_text()
+    files = _context_files(request.context_dir, request.dockerfile)
+    inputs = inputs_digest(request.context_dir, files, request.extra_files, request.dockerfile, request.build_args, _base_ids(client, _base_images(dockerfile_text)))
+    try:
+        existing = client.images.get(request.tag)
+        if (existing.labels or {}).get(INPUTS_LABEL) == inputs:
+            return existing.id, True
+    except Exception:  # noqa: BLE001 - no such image yet
+        pass
+
+    output: list[str] = []
+    step = ""
+    image_id = None
+    with _make_tar(request.context_dir, files, dict(request.extra_files)) as context:
+        stream = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            tag=request.tag,
+            dockerfile=request.dockerfile,
+            buildargs=dict(request.build_args),
+            labels={**request.labels, INPUTS_LABEL: inputs},
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                for line in chunk["stream"].splitlines():
+                    if line.strip():
+                        output.append(line)
+                        if _STEP.match(line):
+                            step = line
+                        request.log(f"  {name} | {line}")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            if "error" in chunk:
+                tail = "\n".join(f"    {line}" for line in output[-15:])
+                where = f" at {step}" if step else ""
+                raise BuildFailed(f"{name}: build failed{where}\n{tail}\n    {chunk['error'].strip()}")
+    if image_id is None:
+        image_id = client.images.get(request.tag).id
+    return image_id, False
+
+
+@hookimpl
+def push_image(tag: str, log: Callable[[str], None]) -> str | None:
+    client = docker_client()
+    repo, _, version = tag.rpartition(":")
+    if "/" in version or not repo:  # a registry port, not a tag: the tag is implicit
+        repo, version = tag, "latest"
+    digest = None
+    for chunk in client.api.push(repo, tag=version, stream=True, decode=True):
+        if "error" in chunk:
+            raise BuildFailed(f"push of {tag} failed: {chunk['error'].strip()}")
+        if "status" in chunk and chunk.get("id") is None:
+            log(f"  push | {chunk['status']}")
+        aux = chunk.get("aux") or {}
+        if "Digest" in aux:
+            digest = aux["Digest"]
+    if digest is None:
+        raise BuildFailed(f"push of {tag} reported no digest")
+    return f"{repo}@{digest}"
+
+
+__all__ = ["build_image", "docker_client", "push_image"]

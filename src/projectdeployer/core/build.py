@@ -1,0 +1,208 @@
+"""Building the images of a project: sources, Dockerfiles, tags, and the calls to the builder.
+
+For each buildable service (in startup order) the pipeline:
+
+1. finds the source: a git checkout at the service's ref (:mod:`.gitmanager`, the token resolved
+   through the ``resolve_secret`` hook) or ``build_context`` (relative paths are relative to
+   the project file);
+2. picks the Dockerfile: ``dockerfile_content``, else the user's ``dockerfile``, else the one the
+   service type generates (``generate_dockerfile`` hook), else a ``Dockerfile`` in the source;
+3. hands a :class:`BuildRequest` to the ``build_image`` hook (the Docker SDK builder answers),
+   whose answer is the image id; with ``push=True`` the ``push_image`` hook returns the digest.
+
+Nothing here talks to Docker itself: the core knows no vendor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import pluggy
+
+from .errors import ProjectDeployerError
+from .model import BuildSpec, GenericSpec, Project, ServiceSpec
+
+if TYPE_CHECKING:
+    from ..service_types.dockerfiles import GeneratedBuild
+
+Log = Callable[[str], None]
+
+#: Where a generated Dockerfile is placed inside the build context sent to the builder.
+GENERATED_DOCKERFILE = ".projectdeployer/Dockerfile"
+#: Label holding the hash of everything that went into an image, so an unchanged service is
+#: not rebuilt at all.
+INPUTS_LABEL = "io.projectdeployer.inputs"
+
+
+class BuildFailed(ProjectDeployerError):
+    """A service's image could not be built; names the service and shows the failing step."""
+
+
+@attrs.frozen(kw_only=True)
+class BuildRequest:
+    """Everything a builder plugin needs to build one service's image."""
+
+    project: str
+    service: ServiceSpec
+    #: The directory whose files are the build context.
+    context_dir: Path
+    #: Path of the Dockerfile inside the context (``GENERATED_DOCKERFILE`` when generated).
+    dockerfile: str
+    #: Files to add to the context (path inside the context -> text): the generated
+    #: Dockerfile and what it needs (e.g. an nginx config). The source directory is not touched.
+    extra_files: Mapping[str, str] = attrs.field(factory=dict)
+    tag: str
+    build_args: Mapping[str, str] = attrs.field(factory=dict)
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    #: Receives each line of build output.
+    log: Log = print
+
+
+@attrs.frozen(kw_only=True)
+class BuiltImage:
+    """The result of building one service."""
+
+    service: str
+    tag: str
+    image_id: str
+    #: ``repo@sha256:...`` after a push, else ``None``.
+    digest: str | None
+    #: The git commit built, for services built from a repository.
+    commit: str | None
+    seconds: float
+    #: Whether the image was reused because nothing that goes into it changed.
+    cached: bool
+
+
+def image_tag(project: Project, service: str) -> str:
+    """``{registry or docker_hub_user}/{project}-{service}:{version}``; no prefix when neither is set."""
+    prefix = project.settings.registry or project.settings.docker_hub_user
+    repo = f"{project.name}-{service}"
+    return f"{prefix}/{repo}:{project.settings.version}" if prefix else f"{repo}:{project.settings.version}"
+
+
+def is_buildable(spec: ServiceSpec) -> bool:
+    """Whether the service's image is built (not pulled as it is)."""
+    return isinstance(spec, BuildSpec) and not (isinstance(spec, GenericSpec) and spec.image is not None)
+
+
+def inputs_digest(context_dir: Path, files: Iterable[str], extra: Mapping[str, str], dockerfile: str, build_args: Mapping[str, str], base_ids: Iterable[str]) -> str:
+    """A hash of everything that goes into an image: the context's files (names, modes,
+    contents), the generated files, the Dockerfile path, build args and the base images' ids."""
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        path = context_dir / rel
+        if path.is_file() and not path.is_symlink():
+            digest.update(f"F\0{rel}\0{os.stat(path).st_mode & 0o111}\0".encode())
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        elif path.is_symlink():
+            digest.update(f"L\0{rel}\0{os.readlink(path)}\0".encode())
+    for name, text in sorted(extra.items()):
+        digest.update(f"X\0{name}\0{text}\0".encode())
+    digest.update(f"D\0{dockerfile}\0".encode())
+    for key, value in sorted(build_args.items()):
+        digest.update(f"A\0{key}={value}\0".encode())
+    for base in base_ids:
+        digest.update(f"B\0{base}\0".encode())
+    return digest.hexdigest()
+
+
+class ProjectBuilder:
+    """Builds the images of one project/environment through the plugin hooks."""
+
+    def __init__(self, project: Project, env: str, manager: pluggy.PluginManager, *, log: Log = print) -> None:
+        self.project = project
+        self.env = env
+        self.manager = manager
+        self.log = log
+
+    def build(self, *, services: Iterable[str] | None = None, push: bool = False) -> dict[str, BuiltImage]:
+        """Build the named services (default: every buildable one); returns what was built."""
+        specs = self.project.services_for(self.env)
+        names = list(services) if services is not None else [n for n, s in specs.items() if is_buildable(s)]
+        for name in names:
+            if name not in specs:
+                raise BuildFailed(f"no service named '{name}' (services: {', '.join(specs)})")
+            if not is_buildable(specs[name]):
+                raise BuildFailed(f"service '{name}' uses a ready image and has nothing to build")
+        if push and not (self.project.settings.registry or self.project.settings.docker_hub_user):
+            raise BuildFailed("push needs [project] registry or docker_hub_user to know where to push")
+        results: dict[str, BuiltImage] = {}
+        for index, name in enumerate(names, 1):
+            self.log(f"[{index}/{len(names)}] building {name}")
+            results[name] = self._build_one(specs[name], push=push)
+        return results
+
+    def _build_one(self, spec: ServiceSpec, *, push: bool) -> BuiltImage:
+        assert isinstance(spec, BuildSpec)
+        started = time.monotonic()
+        context_dir, commit = self._source(spec)
+        dockerfile, extra = self._dockerfile(spec, context_dir)
+        tag = image_tag(self.project, spec.name)
+        labels = {
+            "io.projectdeployer.project": self.project.name,
+            "io.projectdeployer.service": spec.name,
+        }
+        if commit:
+            labels["io.projectdeployer.commit"] = commit
+        request = BuildRequest(
+            project=self.project.name,
+            service=spec,
+            context_dir=context_dir,
+            dockerfile=dockerfile,
+            extra_files=extra,
+            tag=tag,
+            build_args=dict(spec.build_args),
+            labels=labels,
+            log=self.log,
+        )
+        result = self.manager.hook.build_image(request=request)
+        if result is None:
+            raise BuildFailed("no builder plugin answered build_image (is the docker_builder plugin loaded?)")
+        image_id, cached = result
+        digest = None
+        if push:
+            digest = self.manager.hook.push_image(tag=tag, log=self.log)
+            if digest is None:
+                raise BuildFailed(f"{spec.name}: no plugin answered push_image")
+        seconds = time.monotonic() - started
+        self.log(f"{spec.name}: {'unchanged, reused' if cached else 'built'} {tag} ({image_id[:19]}) in {seconds:.1f}s")
+        return BuiltImage(service=spec.name, tag=tag, image_id=image_id, digest=digest, commit=commit, seconds=seconds, cached=cached)
+
+    def _source(self, spec: BuildSpec) -> tuple[Path, str | None]:
+        if spec.git_repo is not None:
+            from .gitmanager import GitManager
+
+            token = None
+            if spec.git_token is not None:
+                token = self.manager.hook.resolve_secret(project=self.project.name, env=None, ref=spec.git_token)
+            checkout = GitManager(self.project.name, self.env, log=self.log).checkout(spec.name, spec.git_repo, token=token)
+            return checkout.path, checkout.commit
+        if spec.build_context is not None:
+            context = Path(spec.build_context).expanduser()
+            if not context.is_absolute() and self.project.source:
+                context = Path(self.project.source).resolve().parent / context
+            if not context.is_dir():
+                raise BuildFailed(f"{spec.name}: build_context {context} is not a directory")
+            return context, None
+        raise BuildFailed(f"{spec.name}: nothing to build from: set build_context or git_repo")
+
+    def _dockerfile(self, spec: BuildSpec, context_dir: Path) -> tuple[str, dict[str, str]]:
+        if spec.dockerfile is not None and spec.dockerfile_content is None:
+            if not (context_dir / spec.dockerfile).is_file():
+                raise BuildFailed(f"{spec.name}: dockerfile '{spec.dockerfile}' not found in {context_dir}")
+            return spec.dockerfile, {}
+        generated: GeneratedBuild | None = self.manager.hook.generate_dockerfile(service=spec, project=self.project)
+        if generated is not None:
+            return GENERATED_DOCKERFILE, {GENERATED_DOCKERFILE: generated.dockerfile, **generated.files}
+        if (context_dir / "Dockerfile").is_file():
+            return "Dockerfile", {}
+        raise BuildFailed(f"{spec.name}: no Dockerfile: set dockerfile or dockerfile_content, or add a Dockerfile to {context_dir}")
