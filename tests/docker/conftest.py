@@ -1,0 +1,94 @@
+"""Fixtures for tests on the real Docker engine: the offline image bed and a local registry."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES_DIR = ROOT / "tests" / "images"
+
+#: The bed's images, as the project file's [images] table names them.
+BED_IMAGES = {
+    "python": "pd-test/python:3.11",
+    "node": "pd-test/node:18",
+    "nginx": "pd-test/nginx:1.22",
+    "postgres": "pd-test/postgres:15",
+    "redis": "pd-test/redis:7",
+}
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # type: ignore[no-untyped-def]
+    import docker
+
+    client = docker.from_env(timeout=600)
+    client.ping()
+    return client
+
+
+@pytest.fixture(scope="session")
+def bed(docker_client) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The pd-test/* images; `make test` builds them first (tests/images/build.sh), and this
+    fixture builds whatever is missing, so a bare `pytest` works too (slowly the first time)."""
+    missing = [tag for tag in BED_IMAGES.values() if not docker_client.images.list(name=tag)]
+    if missing:
+        subprocess.run(["bash", str(IMAGES_DIR / "build.sh")], check=True)
+    return dict(BED_IMAGES)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's docker-registry on 127.0.0.1 (a free port), for real push and pull by digest."""
+    port = str(_free_port())
+    state = tmp_path_factory.mktemp("registry")
+    env = {"PD_REGISTRY_PORT": port, "PD_REGISTRY_STATE": str(state / "state"), "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    address = subprocess.run(["bash", str(IMAGES_DIR / "start-registry.sh")], env=env, check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        yield address
+    finally:
+        subprocess.run(["bash", str(IMAGES_DIR / "stop-registry.sh")], env=env, check=False, capture_output=True)
+
+
+@pytest.fixture
+def containers(docker_client) -> Iterator[Callable[..., object]]:  # type: ignore[no-untyped-def]
+    """Run containers that are always removed after the test."""
+    started: list[object] = []
+
+    def run(image: str, **kwargs: object) -> object:
+        container = docker_client.containers.run(image, detach=True, **kwargs)
+        started.append(container)
+        return container
+
+    yield run
+    for container in started:
+        try:
+            container.remove(force=True)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def wait_for(check: Callable[[], object], *, timeout: float = 60.0, what: str = "condition") -> object:
+    """Poll ``check`` until it returns a truthy value (no fixed sleeps); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - not ready yet
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {last!r}")
