@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv system-deps test unit demo bench clean
+.PHONY: venv system-deps images test unit demo bench clean
 
 # Debian packages the tests use for real (nginx validates and serves generated configs; git
 # serves test repositories over smart HTTP). Installed only when missing.
@@ -27,8 +27,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+## make images: the offline image bed (pd-test/* from Debian packages), cached by content hash
+images: system-deps
+	bash tests/images/build.sh
+
 ## make test: everything this machine can run (unit now; docker/e2e as they land)
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps images
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
@@ -40,8 +44,9 @@ demo: $(STAMP)
 	@echo "What works today: the project model and CLI, e.g.:"
 	$(VENV)/bin/projectdeployer --help
 
-bench: $(STAMP)
+bench: $(STAMP) images
 	$(PY) bench/startup.py
+	$(PY) bench/rebuild.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
