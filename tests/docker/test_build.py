@@ -128,6 +128,46 @@ def test_git_repo_at_a_tag_builds_that_tag(tmp_path: Path, bed: dict[str, str], 
     assert json.loads(_serves(api2, "8000/tcp", b"python-api"))["version"] == "v2"
 
 
+def _tagged_repo(tmp_path: Path, source: Path, name: str) -> Path:
+    """A bare repo of ``source`` with tag v1, then one more commit on main that breaks it, so
+    only a build of the tag works."""
+    work = tmp_path / "work" / name
+    shutil.copytree(source, work)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-qm", "v1")
+    git("tag", "v1")
+    for path in work.iterdir():
+        if path.is_file() and path.suffix in (".py", ".js"):
+            path.write_text("raise SystemExit('main is broken')\n" if path.suffix == ".py" else "process.exit(7);\n")
+    git("commit", "-qam", "break main")
+    bare = tmp_path / "repos" / f"{name}.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True, capture_output=True)
+    return bare
+
+
+def test_every_service_type_builds_and_runs_from_a_git_tag(tmp_path: Path, bed: dict[str, str], containers) -> None:  # type: ignore[no-untyped-def]
+    repos = {name: f"file://{_tagged_repo(tmp_path, EXAMPLES / name, name)}@v1" for name in ("python-api", "node-api", "spa", "worker")}
+    project = _project(tmp_path, bed, "fromgit")
+    project.add_python_service("api", git_repo=repos["python-api"], command="python app.py", port=8000)
+    project.add_nodejs_service("node", git_repo=repos["node-api"], command="node server.js", port=3000)
+    project.add_react_service("web", git_repo=repos["spa"])
+    project.add_python_service("worker", git_repo=repos["worker"], command="python worker.py")
+    built = project.build(env="prod", log=lambda line: None)
+    assert all(len(b.commit or "") == 40 for b in built.values())
+    _serves(containers(built["api"].tag, ports={"8000/tcp": ("127.0.0.1", None)}), "8000/tcp", b"python-api")
+    _serves(containers(built["node"].tag, ports={"3000/tcp": ("127.0.0.1", None)}), "3000/tcp", b"node-api")
+    _serves(containers(built["web"].tag, ports={"80/tcp": ("127.0.0.1", None)}), "80/tcp", b"ProjectDeployer example app")
+    job = containers(built["worker"].tag)
+    assert job.wait(timeout=60)["StatusCode"] == 0
+    assert b"worker done" in job.logs()
+
+
 def test_private_repo_token_reaches_no_config_image_or_log(tmp_path: Path, bed: dict[str, str], docker_client, capfd) -> None:  # type: ignore[no-untyped-def]
     bare = _git_repo(tmp_path, EXAMPLES / "python-api")
     project = _project(tmp_path, bed, "private")
