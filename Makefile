@@ -38,11 +38,17 @@ test: $(STAMP) system-deps images
 unit: $(STAMP)
 	$(PY) -m pytest -q -m unit
 
-## make demo: deploys examples/fullstack to this machine's Docker engine (not yet: see README)
-demo: $(STAMP)
-	@echo "make demo: not yet. The local deploy lands with issue 4 (deploy to this machine)."
-	@echo "What works today: the project model and CLI, e.g.:"
-	$(VENV)/bin/projectdeployer --help
+## make demo: deploys examples/fullstack to this machine's Docker engine and prints its URLs
+DEMO := $(VENV)/bin/projectdeployer -f examples/fullstack/projectdeployer.toml
+demo: $(STAMP) images
+	$(DEMO) deploy --env dev
+	@echo
+	$(DEMO) status --env dev
+	@echo
+	@echo "The API, through the sidecar, with data it read from PostgreSQL:"
+	curl -sS --max-time 10 -H 'Host: api.fullstack.localhost' http://127.0.0.1:8080/
+	@echo
+	@echo "Open http://www.fullstack.localhost:8080/ and http://api.fullstack.localhost:8080/ (*.localhost resolves to this machine)."
 
 bench: $(STAMP) images
 	$(PY) bench/startup.py

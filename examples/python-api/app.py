@@ -3,6 +3,7 @@
 GET /        -> {"service": "python-api", "version": ...}
 GET /health  -> {"ok": true}
 GET /slow?ms=N -> answers after N milliseconds (for draining tests)
+GET /stream?seconds=N -> a chunked response, one chunk every 100 ms for N seconds
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ VERSION = os.environ.get("APP_VERSION", "1")
 
 
 class Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1: keep-alive connections and chunked streaming, as real app servers do.
+    protocol_version = "HTTP/1.1"
+
     def _json(self, status: int, payload: dict) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
@@ -34,6 +38,21 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/slow":
             time.sleep(int(parse_qs(url.query).get("ms", ["500"])[0]) / 1000)
             self._json(200, {"slow": True, "version": VERSION})
+        elif url.path == "/stream":
+            seconds = float(parse_qs(url.query).get("seconds", ["3"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            deadline = time.monotonic() + seconds
+            count = 0
+            while time.monotonic() < deadline:
+                chunk = f"chunk {count} from {VERSION}\n".encode()
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+                count += 1
+                time.sleep(0.1)
+            self.wfile.write(b"0\r\n\r\n")
         elif url.path == "/":
             self._json(200, {"service": "python-api", "version": VERSION, "itsdangerous": itsdangerous.__name__})
         else:
