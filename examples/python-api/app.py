@@ -34,7 +34,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path == "/health":
-            self._json(200, {"ok": True})
+            if os.environ.get("BROKEN"):
+                self._json(500, {"ok": False, "why": "BROKEN is set"})
+            else:
+                self._json(200, {"ok": True})
         elif url.path == "/slow":
             time.sleep(int(parse_qs(url.query).get("ms", ["500"])[0]) / 1000)
             self._json(200, {"slow": True, "version": VERSION})
