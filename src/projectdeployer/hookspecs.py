@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # imported for annotations only: plugins must not pay for the
 
     from .core.model import Project, ServiceSpec
     from .core.build import BuildRequest
+    from .core.containers import ContainerParts
     from .core.monitoring import Alert, HealthCheck, MetricSample
     from .core.plan import DeployResult, Plan
     from .core.provider import Provider, Server
@@ -126,15 +127,18 @@ def push_image(tag: str, log: Callable[[str], None]) -> str | None:
 
 
 @hookspec
-def configure_routing(project: Project, env: str, routes: Sequence[Route]) -> None:
-    """Render, validate and gracefully apply the routes of ``env`` (the nginx sidecar does this).
+def configure_routing(server: Server, project: Project, env: str, routes: Sequence[Route]) -> None:
+    """Apply the routes of ``env`` on ``server``'s router (the nginx sidecar does this).
 
-    Must never leave a broken configuration live: validate before reload, keep the old one
-    on failure and raise.
+    Called once per server that routes to the project's services. Must never leave a broken
+    configuration live: validate before reloading, keep the old configuration on failure and
+    raise ``RoutingError`` (from ``projectdeployer.addons.nginx_sidecar``) saying why.
 
+    :param server: the server whose router to configure (``server.docker()`` reaches its engine).
     :param project: the project.
     :param env: the environment.
-    :param routes: one route per service: internal port, protocol, backends, optional domain.
+    :param routes: every route of ``env`` on this server: internal port, protocol, backends,
+        optional domain. Routes missing from the list are removed.
     """
 
 
@@ -149,11 +153,14 @@ def publish_domains(project: Project, env: str, domains: Sequence[str]) -> None:
 
 
 @hookspec(firstresult=True)
-def obtain_certificate(domain: str, servers: Sequence[Server]) -> tuple[str, str] | None:
+def obtain_certificate(project: str, env: str, domain: str, servers: Sequence[Server]) -> tuple[str, str] | None:
     """Obtain a TLS certificate for ``domain``: return ``(cert_pem, key_pem)`` or ``None``.
 
-    The self-signed plugin answers for local deploys; ACME plugins for public servers.
+    ACME and company-CA plugins answer for the domains they handle; the built-in
+    ``tls_selfsigned`` answers last, for any domain, with a cached self-signed certificate.
 
+    :param project: the project name (issuers keep their state per project/env).
+    :param env: the environment.
     :param domain: the domain name (may be a wildcard for DNS-01 issuers).
     :param servers: the servers that will serve it (for HTTP-01 webroots).
     """
@@ -251,6 +258,36 @@ def deploy_failed(plan: Plan, error: BaseException) -> None:
 
     :param plan: the plan that was being applied.
     :param error: the error that stopped it.
+    """
+
+
+# --- containers ------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def container_parts(service: ServiceSpec, project: Project, env: str) -> ContainerParts | None:
+    """What a service type adds to its containers: environment, command, secret files, data volumes.
+
+    Stateful types answer for their own ``type`` (postgres: ``POSTGRES_*`` settings, its password
+    as a file, the data volume); ``None`` means nothing beyond the generic settings.
+
+    :param service: the service spec, with the environment's overrides applied.
+    :param project: the project.
+    :param env: the environment being deployed.
+    """
+
+
+@hookspec(firstresult=True)
+def wait_drained(server: Server, project: Project, env: str, timeout: float) -> bool | None:
+    """Wait until requests that were in flight before the last routing change have finished.
+
+    The deploy stops the old container only after this returns. Return ``True`` when drained,
+    ``False`` on timeout, ``None`` if this plugin does not route for ``server``.
+
+    :param server: the server whose router changed.
+    :param project: the project.
+    :param env: the environment.
+    :param timeout: seconds to wait at most.
     """
 
 

@@ -35,7 +35,7 @@ IMAGES=(
   "debian|pd-test/debian:bookworm|ca-certificates"
   "python|pd-test/python:3.11|ca-certificates,python3,python3-venv,python3-pip"
   "node|pd-test/node:18|ca-certificates,nodejs,npm"
-  "nginx|pd-test/nginx:1.22|ca-certificates,nginx-light,gettext-base"
+  "nginx|pd-test/nginx:1.22|ca-certificates,nginx-light,libnginx-mod-stream,gettext-base"
   "postgres|pd-test/postgres:15|ca-certificates,postgresql-15,postgresql-client-15,gosu"
   "redis|pd-test/redis:7|ca-certificates,redis-server,redis-tools,gosu"
   "server|pd-test/server:bookworm|ca-certificates,openssh-server,docker.io,iptables,fuse-overlayfs,procps,curl"

@@ -552,7 +552,10 @@ def test_hook_push_image(bare_manager: pluggy.PluginManager, register_plugin: Ca
 def test_hook_configure_routing(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
     project = make_project(load_plugins(make_plugin_manager(), env={}), {"api": {"type": "python", "port": 8000}})
     routes = (Route(service="api", internal_port=5123, protocol="http", backends=(Backend(host="shop-prod-api-a", port=8000),), domain="api.example.com"),)
-    check_collecting(bare_manager, register_plugin, "configure_routing", {"project": project, "env": "prod", "routes": routes})
+    check_collecting(bare_manager, register_plugin, "configure_routing", {"server": FakeServer(), "project": project, "env": "prod", "routes": routes})
+    # The built-in nginx sidecar implements it (tests/docker/test_sidecar.py drives it for real).
+    loaded = load_plugins(make_plugin_manager(), env={})
+    assert "routing_nginx" in [impl.plugin_name for impl in loaded.hook.configure_routing.get_hookimpls()]
 
 
 def test_hook_publish_domains(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
@@ -560,10 +563,19 @@ def test_hook_publish_domains(bare_manager: pluggy.PluginManager, register_plugi
     check_collecting(bare_manager, register_plugin, "publish_domains", {"project": project, "env": "prod", "domains": ["api.example.com", "www.example.com"]})
 
 
-def test_hook_obtain_certificate(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
-    kwargs = {"domain": "api.example.com", "servers": [FakeServer()]}
+def test_hook_obtain_certificate(bare_manager: pluggy.PluginManager, manager: pluggy.PluginManager, register_plugin: Callable, home: Path) -> None:
+    kwargs = {"project": "shop", "env": "prod", "domain": "api.example.com", "servers": [FakeServer()]}
     assert bare_manager.hook.obtain_certificate(**kwargs) is None
     check_firstresult(bare_manager, register_plugin, "obtain_certificate", kwargs, ("CERT-A", "KEY-A"), ("CERT-B", "KEY-B"))
+
+    # With the built-ins, nobody else answering: tls_selfsigned's cached self-signed certificate.
+    cert, key = manager.hook.obtain_certificate(**kwargs)
+    assert cert.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" in key
+    assert (home / "shop" / "prod" / "secrets" / "certs" / "api.example.com.crt").read_text() == cert
+    # trylast: any issuer that answers is asked before it and wins.
+    register_plugin(manager, recorder("obtain_certificate", [], "acme", ("CERT-A", "KEY-A")), "test-acme")
+    assert manager.hook.obtain_certificate(**kwargs) == ("CERT-A", "KEY-A")
+    assert manager.hook.obtain_certificate.get_hookimpls()[0].plugin_name == "tls_selfsigned"  # called last
 
 
 # --- secrets -----------------------------------------------------------------------------------
@@ -771,6 +783,34 @@ def test_hook_deploy_failed(bare_manager: pluggy.PluginManager, register_plugin:
     check_collecting(bare_manager, register_plugin, "deploy_failed", {"plan": PLAN, "error": RuntimeError("unhealthy")})
 
 
+# --- containers --------------------------------------------------------------------------------
+
+
+def test_hook_container_parts(manager: pluggy.PluginManager, register_plugin: Callable, home: Path) -> None:
+    project = make_project(manager, {"db": {"type": "postgres"}, "cache": {"type": "redis"}, "api": {"type": "python", "port": 8000}})
+    pg = manager.hook.container_parts(service=project.services["db"], project=project, env="prod")
+    assert pg.env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/pd/password"
+    assert "POSTGRES_PASSWORD" not in pg.env  # the password is a file, never the environment
+    password = (home / "shop" / "prod" / "secrets" / "db" / "db_password").read_text()
+    assert len(password) == 32 and password.isalnum()
+    assert pg.secret_files == {"password": password} and pg.secret_owner == "postgres"
+    assert pg.data_volumes == {"data": "/var/lib/postgresql/data"}
+    redis = manager.hook.container_parts(service=project.services["cache"], project=project, env="prod")
+    assert redis.command == ("redis-server", "/run/secrets/pd/redis.conf")
+    assert "requirepass " in redis.secret_files["redis.conf"] and not any("requirepass" in part for part in redis.command)
+    assert manager.hook.container_parts(service=project.services["api"], project=project, env="prod") is None
+    from projectdeployer.core.containers import ContainerParts
+
+    check_firstresult(manager, register_plugin, "container_parts", {"service": project.services["api"], "project": project, "env": "prod"}, ContainerParts(env={"A": "1"}), ContainerParts(env={"B": "2"}))
+
+
+def test_hook_wait_drained(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
+    project = make_project(load_plugins(make_plugin_manager(), env={}), {})
+    kwargs = {"server": FakeServer(), "project": project, "env": "prod", "timeout": 1.0}
+    assert bare_manager.hook.wait_drained(**kwargs) is None
+    check_firstresult(bare_manager, register_plugin, "wait_drained", kwargs, True, False)
+
+
 # --- the plugin manager ------------------------------------------------------------------------
 
 
@@ -791,7 +831,7 @@ def test_load_plugins_unset_loads_everything(manager: pluggy.PluginManager) -> N
     described = {p["name"]: p for p in get_plugins(manager)}
     postgres = described["service_postgres"]
     assert postgres["builtin"] is True and postgres["distribution"] == "projectdeployer"
-    assert postgres["hooks"] == ["health_checks", "register_service_types"]
+    assert postgres["hooks"] == ["container_parts", "health_checks", "register_service_types"]
     assert postgres["module"] == "projectdeployer.service_types.postgres"
 
 

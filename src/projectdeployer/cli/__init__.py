@@ -21,7 +21,7 @@ from .output import error_lines
 def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
     """The root command group, with the core commands and every plugin's commands."""
     from ..plugins import load_plugins, pm
-    from . import plugins_cmd, project_cmds
+    from . import deploy_cmds, plugins_cmd, project_cmds
 
     target = pm if manager is None else manager
     if manager is None:
@@ -42,6 +42,7 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
         ctx.obj = {"file": file, "project": project, "manager": target}
 
     project_cmds.register(cli, target)
+    deploy_cmds.register(cli, target)
     plugins_cmd.register(cli, target)
     target.hook.register_commands(cli=cli)
     return cli

@@ -21,7 +21,7 @@ import tomlkit
 from tomlkit.items import Table
 
 from . import paths
-from .errors import ConfigError, ProjectExists, ProjectNotFound, SecretError
+from .errors import ConfigError, ProjectDeployerError, ProjectExists, ProjectNotFound, SecretError
 from .model import Project, ServiceSpec, spec_fields
 from .order import startup_groups, startup_orders
 from .ports import PortAssignment, PortStore
@@ -32,6 +32,8 @@ from .validation import is_secret_ref, valid_name
 
 if TYPE_CHECKING:
     from .build import BuiltImage
+    from .engine import DeployPlan
+    from .operations import DeployReport, Operations
 
 log = logging.getLogger("projectdeployer")
 
@@ -80,6 +82,7 @@ class ProjectDeployer:
         if not self._path.exists():
             raise ProjectNotFound(f"{self._path}: no project file (create it with ProjectDeployer.create({os.fspath(name)!r}) or `projectdeployer init`)")
         self._doc = read_document(self._path)
+        self._loaded_text = tomlkit.dumps(self._doc)
         self._project = build_project(self._doc.unwrap(), source=str(self._path), registry=self.registry)
 
     # --- creation and loading -----------------------------------------------------------------
@@ -153,6 +156,7 @@ class ProjectDeployer:
     def reload(self) -> ProjectDeployer:
         """Read the file again (after someone edited it)."""
         self._doc = read_document(self._path)
+        self._loaded_text = tomlkit.dumps(self._doc)
         self._project = build_project(self._doc.unwrap(), source=str(self._path), registry=self.registry)
         return self
 
@@ -310,6 +314,70 @@ class ProjectDeployer:
             ordered = [name for name in ordered if is_buildable(specs[name])]
         return builder.build(services=ordered, push=push)
 
+    # --- operations -----------------------------------------------------------------------
+
+    def _operations(self, log: Callable[[str], None] | None = None) -> Operations:
+        from ..plugins import load_plugins
+        from .operations import Operations
+
+        manager = self._manager if self._manager is not None else load_plugins()
+        return Operations(self._project, manager, self.registry, log=log)
+
+    def deploy(
+        self,
+        env: str = "dev",
+        service: str | None = None,
+        build: bool = True,
+        *,
+        dry_run: bool = False,
+        lock_wait: float = 0.0,
+        log: Callable[[str], None] | None = None,
+    ) -> DeployReport | DeployPlan:
+        """Deploy ``env`` (or one ``service``) with zero-downtime switches.
+
+        Builds first unless ``build=False`` (then the images must exist). With ``dry_run=True``
+        returns the plan and changes nothing. A deploy that fails leaves the old version serving.
+        """
+        ops = self._operations(log)
+        if dry_run:
+            return ops.plan(env, service)
+        if build:
+            from .build import is_buildable
+
+            specs = self.services(env)
+            targets = [service] if service else [n for n, s in specs.items() if is_buildable(s)]
+            targets = [n for n in targets if is_buildable(specs[n])]
+            if targets:
+                self.build(env=env, services=targets, log=log)
+        return ops.deploy(env, service=service, lock_wait=lock_wait)
+
+    def plan(self, env: str = "dev", service: str | None = None) -> DeployPlan:
+        """What a deploy of ``env`` would change (nothing is changed)."""
+        return self._operations().plan(env, service)
+
+    def status(self, env: str = "dev") -> dict[str, dict[str, int]]:
+        """Servers per zone, as the seed shows it: ``{zone: {active, reserve, destroying, total}}``."""
+        return self._operations().zone_status(env)
+
+    def service_status(self, env: str = "dev") -> list[dict[str, Any]]:
+        """One row per service: container, state, health, slot, release, image, ports, URL."""
+        return self._operations().service_status(env)
+
+    def logs(self, service: str, env: str = "dev", lines: int = 100) -> list[str]:
+        """The last ``lines`` log lines of the container serving ``service``."""
+        return list(self._operations().logs(env, service, lines))
+
+    def print_logs(self, service: str, env: str = "dev", lines: int = 100) -> None:
+        """Print the last ``lines`` log lines of ``service``."""
+        for line in self.logs(service, env, lines):
+            print(line)
+
+    def rollback(self, env: str = "dev", service: str | None = None, version: str | None = None, *, log: Callable[[str], None] | None = None) -> DeployReport:
+        """Redeploy ``service`` with its previous release's image (or release/version ``version``)."""
+        if service is None:
+            raise ConfigError(["rollback: name the service to roll back (service=...)"], source=str(self._path))
+        return self._operations(log).rollback(env, service, version)
+
     def cleanup_git_checkouts(self, env: str | None = None) -> list[Path]:
         """Delete this project's git checkouts (of one environment, or all); returns what went."""
         from .gitmanager import cleanup_git_checkouts
@@ -355,6 +423,13 @@ class ProjectDeployer:
         """Validate ``doc`` (with provisional ``secret:`` references), store the pending secrets,
         put the references the secret plugin returned into ``doc``, and write it."""
         project = build_project(doc.unwrap(), source=str(self._path), registry=self.registry)
+        try:
+            on_disk = self._path.read_text(encoding="utf-8")
+        except OSError:
+            on_disk = None
+        if on_disk != self._loaded_text:
+            # Someone edited the file since we read it: writing now would silently undo that.
+            raise ProjectFileChanged(f"{self._path}: the file changed on disk since it was loaded; call reload() (or load the project again) and retry")
         if pending:
             from ..plugins import load_plugins
 
@@ -369,7 +444,14 @@ class ProjectDeployer:
                 project = build_project(doc.unwrap(), source=str(self._path), registry=self.registry)
         write_document(self._path, doc)
         self._doc = doc
+        self._loaded_text = tomlkit.dumps(doc)
         self._project = project
+
+
+class ProjectFileChanged(ProjectDeployerError):
+    """The project file was edited by someone else since this object read it."""
+
+    exit_code = 2
 
 
 def _refuse_overwrite(target: Path) -> None:
@@ -400,16 +482,18 @@ def _services_table(doc: tomlkit.TOMLDocument) -> Table:
     return doc["services"]  # type: ignore[return-value]
 
 
-def _to_toml(value: Any) -> Any:
-    """A TOML item for ``value``: nested tables stay inline-free and multi-line text stays readable."""
+def _to_toml(value: Any, *, inline: bool = False) -> Any:
+    """A TOML item for ``value``. Tables that fit on a line are inline; longer ones become
+    sub-tables. The choice is made from the top down: inside an inline table, everything stays
+    inline (TOML forbids a table there)."""
     if isinstance(value, str) and "\n" in value:
         return tomlkit.string(value, multiline=True)
     if isinstance(value, Mapping):
-        inline = tomlkit.inline_table()
+        one_line = tomlkit.inline_table()
         for key, item in value.items():
-            inline[str(key)] = _to_toml(item)
-        if len(inline.as_string()) <= 80 and not any(isinstance(v, str) and "\n" in v for v in value.values()):
-            return inline
+            one_line[str(key)] = _to_toml(item, inline=True)
+        if inline or (len(one_line.as_string()) <= 80 and not any(isinstance(v, str) and "\n" in v for v in value.values())):
+            return one_line
         # Too long for one line: a sub-table, closed by a blank line like the tables around it.
         table = tomlkit.table()
         for key, item in value.items():
@@ -418,7 +502,7 @@ def _to_toml(value: Any) -> Any:
         return table
     if isinstance(value, (list, tuple)):
         array = tomlkit.array()
-        array.extend(_to_toml(v) for v in value)
+        array.extend(_to_toml(v, inline=True) for v in value)
         return array
     if isinstance(value, os.PathLike):
         return os.fspath(value)

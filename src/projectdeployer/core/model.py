@@ -164,6 +164,10 @@ class EnvironmentSpec:
     zones: list[str] = field(factory=list)
     #: Per-service overrides merged over the service's table (e.g. another git ref in prod).
     services: dict[str, dict[str, Any]] = field(factory=dict)
+    #: Host ports where the sidecar serves the domains over HTTP and HTTPS. Unset: 80/443 on
+    #: servers, 8080/8443 on this machine (80 and 443 are often taken or need root there).
+    http_port: int | None = None
+    https_port: int | None = None
 
 
 @define(kw_only=True)

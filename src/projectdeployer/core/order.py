@@ -53,11 +53,12 @@ def startup_orders(depends_on: Mapping[str, Sequence[str]], manual: Mapping[str,
                 orders[name] = fixed
                 stack.pop()
                 continue
-            pending = [d for d in depends_on.get(name, ()) if d in depends_on and d not in orders]
+            # Self-dependencies are an error reported by validation; skip them so ordering ends.
+            pending = [d for d in depends_on.get(name, ()) if d in depends_on and d not in orders and d != name and d not in stack]
             if pending:
                 stack.extend(pending)
                 continue
-            orders[name] = max((orders[d] for d in depends_on.get(name, ()) if d in orders), default=0) + 1
+            orders[name] = max((orders[d] for d in depends_on.get(name, ()) if d in orders and d != name), default=0) + 1
             stack.pop()
     return orders
 

@@ -28,6 +28,7 @@ Edits go through :mod:`tomlkit`, so the user's comments and ordering survive.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from tomlkit.exceptions import ParseError, TOMLKitError
 from .convert import describe, structure
 from .errors import ConfigError, ProjectNotFound, join_path
 from .fsutil import atomic_write
-from .model import DatabaseSpec, EnvironmentSpec, Project, ProjectSettings, ServiceSpec
+from .model import BuildSpec, DatabaseSpec, EnvironmentSpec, Project, ProjectSettings, ServiceSpec
 from .registry import Registry, get_registry
 from .validation import check_project
 
@@ -95,7 +96,20 @@ def _structure_service(name: str, table: Any, registry: Registry, path: list[str
         spec = attrs.evolve(spec, port=stype.default_port)
     if isinstance(spec, DatabaseSpec) and not spec.version and stype.default_version:
         spec = attrs.evolve(spec, version=stype.default_version)
+    if spec.port is None and isinstance(spec, BuildSpec) and spec.dockerfile_content:
+        # The seed's dockerfile_content example says EXPOSE 8000 and no port: take it from there.
+        exposed = _exposed_port(spec.dockerfile_content.values())
+        if exposed is not None:
+            spec = attrs.evolve(spec, port=exposed)
     return spec
+
+
+def _exposed_port(lines: Any) -> int | None:
+    for line in lines:
+        match = re.match(r"^\s*EXPOSE\s+(\d+)(?:/tcp)?\b", str(line), re.IGNORECASE)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def _merge_override(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

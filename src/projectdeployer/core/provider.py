@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 
+from .runtime import ContainerRuntime
+
 
 @attrs.frozen(kw_only=True)
 class CommandResult:
@@ -62,6 +64,26 @@ class Server(abc.ABC):
     @abc.abstractmethod
     def get_file(self, remote_path: str) -> bytes:
         """Read ``remote_path``."""
+
+    # --- what the deploy engine needs; providers whose servers run containers implement these
+
+    #: Where the seed's ``/local`` tree lives on this server (``/local`` on real servers; the
+    #: operator's ``$PROJECTDEPLOYER_HOME`` when the server is this machine).
+    data_root: str = "/local"
+    #: Address host ports are published on (loopback on this machine, the VPC address elsewhere).
+    bind_address: str = "127.0.0.1"
+
+    def runtime(self) -> ContainerRuntime:
+        """Container operations on this server."""
+        raise NotImplementedError(f"server {self.name} cannot run containers")
+
+    def probe_http(self, port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[bool, str]:
+        """GET ``path`` on host port ``port`` of this server: ``(healthy, what happened)``."""
+        raise NotImplementedError(f"server {self.name} cannot probe HTTP")
+
+    def probe_tcp(self, port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
+        """Open a TCP connection to host port ``port`` of this server."""
+        raise NotImplementedError(f"server {self.name} cannot probe TCP")
 
 
 class Provider(abc.ABC):

@@ -26,7 +26,7 @@ _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN_RE = re.compile(rf"^(\*\.)?({_LABEL}\.)+{_LABEL}$|^localhost$")
 #: A secret reference is ``scheme:rest``: secret:, env:, file: from the built-in store, or a
 #: scheme a secrets plugin answers (vault:...). A literal token has no such prefix.
-SECRET_REF_RE = re.compile(r"^[a-z][a-z0-9+.-]{1,15}:\S+$")
+SECRET_REF_RE = re.compile(r"^[a-z][a-z0-9+.-]{1,15}:(?!//)\S+$")
 CPU_SIZES = (1, 2, 4, 8, 16, 32)
 
 
@@ -58,7 +58,8 @@ def cron_problem(expr: str) -> str | None:
 
 def is_secret_ref(value: str) -> bool:
     """Whether ``value`` is a reference to a secret rather than the secret itself."""
-    return bool(SECRET_REF_RE.match(value)) and not value.startswith(("http:", "https:"))
+    # "scheme://..." is a URL, not a reference.
+    return bool(SECRET_REF_RE.match(value))
 
 
 def auto_env_target(key: str, spec: ServiceSpec, project: Project, types: Mapping[str, ServiceType]) -> tuple[str | None, str | None]:
@@ -235,6 +236,12 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
             yield ("environments", env_name), "is not a valid environment name (lower-case letters, digits and -)"
         if env.provider != "auto" and env.provider not in registry.providers:
             yield ("environments", env_name, "provider"), f"unknown provider '{env.provider}' (known: auto, {', '.join(sorted(registry.providers))})"
+        for key in ("http_port", "https_port"):
+            value = getattr(env, key)
+            if value is not None and not 1 <= value <= 65535:
+                yield ("environments", env_name, key), f"must be between 1 and 65535, got {value}"
+        if env.http_port is not None and env.http_port == env.https_port:
+            yield ("environments", env_name, "https_port"), "must differ from http_port"
         for i, zone in enumerate(env.zones):
             if zone not in registry.zones:
                 yield ("environments", env_name, "zones", i), f"unknown zone '{zone}'"

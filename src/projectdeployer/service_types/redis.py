@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from attrs import define
 
-from ..core.model import DatabaseSpec, ServiceSpec
+from ..core.containers import SECRETS_MOUNT, ContainerParts
+from ..core.model import DatabaseSpec, Project, ServiceSpec
+from ..core.resolver import ensure_password
 from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
@@ -38,3 +40,18 @@ def register_service_types(register: Callable[[ServiceType], None]) -> None:
 @hookimpl
 def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
     return tcp_health_checks(service, REDIS)
+
+
+@hookimpl
+def container_parts(service: ServiceSpec, project: Project, env: str) -> ContainerParts | None:
+    """The password goes into a config file, never onto redis-server's command line."""
+    if service.type != REDIS.name:
+        return None
+    password = ensure_password(project.name, env, service.name)
+    config = f"requirepass {password}\nappendonly yes\ndir /data\n"
+    return ContainerParts(
+        command=("redis-server", f"{SECRETS_MOUNT}/redis.conf"),
+        secret_files={"redis.conf": config},
+        data_volumes={"data": "/data"},
+        secret_owner="redis",
+    )

@@ -1,0 +1,111 @@
+"""Commands that act on running environments: plan, deploy, status, logs, rollback."""
+
+from __future__ import annotations
+
+import click
+import pluggy
+
+from .output import print_json, print_table
+from .project_cmds import open_project
+
+
+def _plan_rows(plan) -> list[tuple]:  # type: ignore[no-untyped-def]
+    return [(p.group, p.service, p.action, p.reason, p.current_slot or "", p.next_slot or "", p.image) for p in plan.services]
+
+
+def _plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
+    return {"project": plan.project, "env": plan.env, "services": [{"service": p.service, "action": p.action, "reason": p.reason, "group": p.group, "current_slot": p.current_slot, "next_slot": p.next_slot, "image": p.image} for p in plan.services]}
+
+
+def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
+    """Attach the deploy commands to ``cli``."""
+    env_option = click.option("--env", "env", default="dev", show_default=True, help="Environment.")
+
+    @cli.command()
+    @env_option
+    @click.option("--service", default=None, help="Only this service.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+    @click.pass_context
+    def plan(ctx: click.Context, env: str, service: str | None, as_json: bool) -> None:
+        """Show what a deploy would change, and change nothing."""
+        result = open_project(ctx).plan(env, service)
+        if as_json:
+            print_json(_plan_json(result))
+        else:
+            print_table(f"plan for {result.project}/{env}", ["group", "service", "action", "why", "slot now", "slot next", "image"], _plan_rows(result))
+
+    @cli.command()
+    @env_option
+    @click.option("--service", default=None, help="Deploy only this service.")
+    @click.option("--no-build", is_flag=True, help="Use the images already built.")
+    @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+    @click.option("--lock-wait", type=float, default=0.0, show_default=True, help="Seconds to wait for another deploy to finish.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @click.pass_context
+    def deploy(ctx: click.Context, env: str, service: str | None, no_build: bool, dry_run: bool, lock_wait: float, as_json: bool) -> None:
+        """Build and deploy the project (or one service) with zero-downtime switches."""
+        project = open_project(ctx)
+        log = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
+        result = project.deploy(env=env, service=service, build=not no_build, dry_run=dry_run, lock_wait=lock_wait, log=log)
+        if dry_run:
+            if as_json:
+                print_json(_plan_json(result))
+            else:
+                print_table(f"plan for {result.project}/{env} (dry run)", ["group", "service", "action", "why", "slot now", "slot next", "image"], _plan_rows(result))
+            return
+        rows = [(o.service, o.action, o.slot or "", o.release or "", f"{o.seconds:.1f}", "" if o.gap_seconds is None else f"{o.gap_seconds:.1f}") for o in result.outcomes]
+        if as_json:
+            print_json({"seconds": round(result.seconds, 2), "urls": result.urls, "services": [{"service": o.service, "action": o.action, "slot": o.slot, "release": o.release, "seconds": round(o.seconds, 2), "gap_seconds": o.gap_seconds} for o in result.outcomes]})
+            return
+        print_table(f"deployed {project.name}/{env} in {result.seconds:.1f}s", ["service", "action", "slot", "release", "seconds", "gap (stateful)"], rows)
+        for name, url in result.urls.items():
+            click.echo(f"{name}: {url}")
+
+    @cli.command()
+    @env_option
+    @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+    @click.pass_context
+    def status(ctx: click.Context, env: str, as_json: bool) -> None:
+        """Servers per zone, and each service's container, health, release and URL."""
+        project = open_project(ctx)
+        zones = project.status(env)
+        services = project.service_status(env)
+        if as_json:
+            print_json({"zones": zones, "services": services})
+            return
+        print_table(f"{project.name}/{env} servers", ["zone", "active", "reserve", "destroying", "total"], [(z, c["active"], c["reserve"], c["destroying"], c["total"]) for z, c in zones.items()])
+        print_table(f"{project.name}/{env} services", ["service", "type", "state", "health", "slot", "release", "host port", "internal", "url"], [(r["service"], r["type"], r["state"], r["health"] or "", r["slot"] or "", r["release"] or "", r["host_port"] or "", r["internal_port"] or "", r["url"] or "") for r in services])
+
+    @cli.command()
+    @click.argument("service")
+    @env_option
+    @click.option("-n", "--lines", default=100, show_default=True, help="How many lines from the end.")
+    @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the lines as a JSON array.")
+    @click.pass_context
+    def logs(ctx: click.Context, service: str, env: str, lines: int, follow: bool, as_json: bool) -> None:
+        """Print the log lines of the container serving SERVICE."""
+        project = open_project(ctx)
+        stream = project._operations().logs(env, service, lines, follow and not as_json)  # noqa: SLF001 - the CLI is part of the package
+        if as_json:
+            print_json(list(stream))
+            return
+        for line in stream:
+            click.echo(line)
+
+    @cli.command()
+    @click.argument("service")
+    @env_option
+    @click.option("--version", "version", default=None, help="A release id or version to go back to (default: the previous release).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @click.pass_context
+    def rollback(ctx: click.Context, service: str, env: str, version: str | None, as_json: bool) -> None:
+        """Redeploy SERVICE with its previous image, with zero downtime."""
+        project = open_project(ctx)
+        log = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
+        result = project.rollback(env=env, service=service, version=version, log=log)
+        outcome = result.outcomes[0] if result.outcomes else None
+        if as_json:
+            print_json({"service": service, "release": outcome.release if outcome else None, "seconds": round(result.seconds, 2)})
+        else:
+            click.echo(f"{service}: rolled back in {result.seconds:.1f}s (release {outcome.release if outcome else '-'})")

@@ -1,0 +1,191 @@
+"""From a service spec to the container that runs it: names, labels, ports, environment, mounts
+and the private files (passwords, connection strings) a container gets instead of secrets in
+its environment."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping
+
+import attrs
+
+from .model import Project, ServiceSpec
+from .ports import PortAssignment
+from .resolver import SIDECAR_HOST, ResourceResolver
+from .runtime import (
+    LABEL_CONFIG,
+    LABEL_ENV,
+    LABEL_PROJECT,
+    LABEL_ROLE,
+    LABEL_SERVICE,
+    LABEL_SLOT,
+    ContainerSpec,
+    Mount,
+)
+from .servicetype import ServiceType
+from .validation import auto_env_target, is_secret_ref
+
+#: Where a container finds its private files (read-only, owned by the image's user, 0400).
+SECRETS_MOUNT = "/run/secrets/pd"
+#: The two slots of a stateless service: slot a publishes the base host port, b the secondary.
+SLOTS = ("a", "b")
+#: The one slot of a stateful service (one data directory, so never two copies at once).
+STATEFUL_SLOT = "s"
+
+
+@attrs.frozen(kw_only=True)
+class ContainerParts:
+    """What a service type adds to its containers (the ``container_parts`` hook's answer)."""
+
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    command: tuple[str, ...] | None = None
+    #: file name -> content, written privately and mounted at ``/run/secrets/pd``.
+    secret_files: Mapping[str, str] = attrs.field(factory=dict)
+    #: volume suffix -> container path; the volume is ``{project}_{env}_{service}_{suffix}``.
+    data_volumes: Mapping[str, str] = attrs.field(factory=dict)
+    #: The user inside the image that must be able to read the secret files.
+    secret_owner: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ServiceContainer:
+    """A container to start for a service, with the private files it needs."""
+
+    spec: ContainerSpec
+    secret_files: Mapping[str, str]
+    secret_owner: str | None
+    config_hash: str
+    slot: str
+
+
+def network_name(project: str, env: str) -> str:
+    return f"{project}_{env}_network"
+
+
+def container_name(project: str, env: str, service: str, slot: str) -> str:
+    """``{project}_{env}_{service}_{slot}``; stateful services have no slot suffix."""
+    base = f"{project}_{env}_{service}"
+    return base if slot == STATEFUL_SLOT else f"{base}_{slot}"
+
+
+def host_port(ports: PortAssignment, slot: str) -> int:
+    return ports.secondary if slot == "b" else ports.host
+
+
+def _auto_env(key: str, target: str, target_type: str, project: Project, env: str, files: dict[str, str]) -> dict[str, str]:
+    """Environment for ``KEY = "auto"``: a URL without the password, and the full one as a file."""
+    name, rr = project.name, ResourceResolver
+    if target_type == "postgres":
+        user, db, port = rr.get_db_user(name, env, target), rr.get_db_name(name, env, target), rr.get_service_port(name, env, target)
+        password = rr.get_service_password(name, env, target)
+        files[key] = f"postgresql://{user}:{password}@{SIDECAR_HOST}:{port}/{db}"
+        files["pgpass"] = files.get("pgpass", "") + f"{SIDECAR_HOST}:{port}:{db}:{user}:{password}\n"
+        return {key: f"postgresql://{user}@{SIDECAR_HOST}:{port}/{db}", f"{key}_FILE": f"{SECRETS_MOUNT}/{key}", "PGPASSFILE": f"{SECRETS_MOUNT}/pgpass"}
+    if target_type == "redis":
+        port = rr.get_service_port(name, env, target)
+        files[key] = rr.get_redis_connection_string(name, env, target)
+        return {key: f"redis://{SIDECAR_HOST}:{port}/0", f"{key}_FILE": f"{SECRETS_MOUNT}/{key}"}
+    if target_type == "opensearch":
+        port = rr.get_service_port(name, env, target)
+        files[key] = rr.get_opensearch_url(name, env, target)
+        return {key: f"https://{SIDECAR_HOST}:{port}", f"{key}_FILE": f"{SECRETS_MOUNT}/{key}"}
+    return {key: rr.get_service_url(name, env, target)}
+
+
+def build_container(
+    *,
+    project: Project,
+    env: str,
+    service: ServiceSpec,
+    stype: ServiceType,
+    parts: ContainerParts | None,
+    image: str,
+    image_id: str,
+    ports: PortAssignment,
+    slot: str,
+    data_root: str,
+    resolve_secret: callable,  # type: ignore[valid-type]
+) -> ServiceContainer:
+    """The container for ``service`` in ``slot``; its config hash ignores the slot."""
+    parts = parts or ContainerParts()
+    name = project.name
+    files: dict[str, str] = dict(parts.secret_files)
+    environ: dict[str, str] = {
+        "PROJECTDEPLOYER_HOME": "/local",
+        "PD_PROJECT": name,
+        "PD_ENV": env,
+        "PD_SERVICE": service.name,
+    }
+    if service.port is not None and not stype.stateful:
+        environ["PORT"] = str(service.port)
+    types = {n: s.type for n, s in project.services.items()}
+    from .registry import get_registry  # the types' auto_env names
+
+    registry_types = get_registry().service_types
+    for key, value in service.env_vars.items():
+        if value == "auto":
+            target, _ = auto_env_target(key, service, project, registry_types)
+            if target is not None:
+                environ.update(_auto_env(key, target, types[target], project, env, files))
+        elif is_secret_ref(value):
+            # A secret is a file plus KEY_FILE, never the value in the environment.
+            files[f"env_{key}"] = resolve_secret(value)
+            environ[f"{key}_FILE"] = f"{SECRETS_MOUNT}/env_{key}"
+        else:
+            environ[key] = value
+    # Passwords of the stateful services this one depends on, for ResourceResolver-style access.
+    for dep in service.depends_on:
+        dep_spec = project.services.get(dep)
+        if dep_spec is not None and dep_spec.type in ("postgres", "redis", "opensearch"):
+            files.setdefault(f"{dep}_password", ResourceResolver.get_service_password(name, env, dep))
+    environ.update(parts.env)
+
+    mounts: list[Mount] = []
+    for suffix, target in sorted(parts.data_volumes.items()):
+        mounts.append(Mount(source=f"{name}_{env}_{service.name}_{suffix}", target=target, volume=True))
+    for host_path, target in service.volumes.items():
+        container_path, _, mode = target.partition(":")
+        source = host_path.replace("/local/", f"{data_root.rstrip('/')}/", 1) if host_path.startswith("/local/") else host_path
+        mounts.append(Mount(source=source, target=container_path, read_only=mode == "ro"))
+    mounts.append(Mount(source=f"{data_root.rstrip('/')}/{name}/{env}/config", target=f"/local/{name}/{env}/config", read_only=True))
+
+    command = parts.command or (tuple(shlex.split(service.command)) if service.command else None)
+    container_port = service.port
+    published = {container_port: host_port(ports, slot)} if container_port else {}
+    spec = ContainerSpec(
+        name=container_name(name, env, service.name, slot),
+        image=image,
+        command=command,
+        env=environ,
+        labels={},
+        ports=published,
+        network=network_name(name, env),
+        mounts=tuple(mounts),
+        stop_timeout=30,
+    )
+    config_hash = _config_hash(spec, image_id, files)
+    labels = {
+        LABEL_PROJECT: name,
+        LABEL_ENV: env,
+        LABEL_SERVICE: service.name,
+        LABEL_SLOT: slot,
+        LABEL_CONFIG: config_hash,
+        LABEL_ROLE: "stateful" if stype.stateful else "service",
+    }
+    return ServiceContainer(spec=attrs.evolve(spec, labels=labels), secret_files=files, secret_owner=parts.secret_owner, config_hash=config_hash, slot=slot)
+
+
+def _config_hash(spec: ContainerSpec, image_id: str, files: Mapping[str, str]) -> str:
+    """Everything that makes a container different, except its name, slot and host port."""
+    canonical = {
+        "image_id": image_id,
+        "command": spec.command,
+        "env": dict(sorted(spec.env.items())),
+        "container_ports": sorted(spec.ports),
+        "mounts": [attrs.asdict(m) for m in spec.mounts],
+        # The secrets' version: their contents' digest, never the contents.
+        "files": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in sorted(files.items())},
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=list).encode()).hexdigest()[:16]

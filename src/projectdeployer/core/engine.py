@@ -1,0 +1,424 @@
+"""The deploy engine: plan what changes, then apply it with the seed's toggle deploy.
+
+Plan (no changes made): for every service, compare the container that should run (its config
+hash: image id, command, environment, mounts, secrets' digests) with what runs now, read live
+from the server's container labels. Apply, group by startup group, services of a group in
+parallel:
+
+stateless (toggle)
+    start the new container on the other slot (other host port of the pair), wait until it is
+    healthy, switch the sidecar to it (validated config, graceful reload), wait until requests
+    in flight through the old config finished, then stop and remove the old container.
+    A new container that never gets healthy is removed; the old one never stopped serving.
+stateful (one data directory)
+    stop, then start on the same volume; the gap is measured and reported.
+
+Crash safety: the old container is stopped only after the sidecar serves the new one, and the
+sidecar switch itself is atomic, so a deploy killed at any point leaves the old version serving;
+the next deploy finds the leftover container, replaces it and converges.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import paths
+from .containers import SLOTS, STATEFUL_SLOT, ServiceContainer, build_container, container_name, network_name
+from .errors import ProjectDeployerError
+from .model import GenericSpec, Project, ServiceSpec
+from .monitoring import HealthCheck
+from .order import startup_groups, startup_orders
+from .ports import PortAssignment, PortStore
+from .provider import Server
+from .releases import Release, ReleaseHistory, new_release_id
+from .routing import Backend, Route
+from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime
+from .servicetype import ServiceType
+
+Log = Callable[[str], None]
+
+
+class DeployFailed(ProjectDeployerError):
+    """A service could not be deployed; the old version keeps serving. Says why."""
+
+
+@attrs.frozen(kw_only=True)
+class ServicePlan:
+    """What the deploy will do to one service."""
+
+    service: str
+    #: create, update, unchanged, remove
+    action: str
+    reason: str
+    group: int
+    stateful: bool
+    current_slot: str | None = None
+    next_slot: str | None = None
+    image: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class DeployPlan:
+    project: str
+    env: str
+    services: tuple[ServicePlan, ...]
+
+    @property
+    def changes(self) -> list[ServicePlan]:
+        return [s for s in self.services if s.action != "unchanged"]
+
+
+@attrs.frozen(kw_only=True)
+class ServiceOutcome:
+    service: str
+    action: str
+    slot: str | None
+    release: str | None
+    seconds: float
+    #: Stateful restarts: how long the service accepted no connections.
+    gap_seconds: float | None = None
+
+
+class Engine:
+    """Plans and applies deploys of one project/environment to one server."""
+
+    def __init__(
+        self,
+        project: Project,
+        env: str,
+        server: Server,
+        manager: pluggy.PluginManager,
+        registry: Any,
+        *,
+        images: Mapping[str, str] | None = None,
+        log: Log = print,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        self.project = project
+        self.env = env
+        self.server = server
+        self.manager = manager
+        self.registry = registry
+        self.images = dict(images or {})
+        self.log = log
+        self.drain_timeout = drain_timeout
+        self.runtime: ContainerRuntime = server.runtime()
+        self._routing_lock = threading.Lock()
+        self._routes: dict[str, Route] = {}
+
+    # --- observation ----------------------------------------------------------------------
+
+    def observed(self) -> dict[str, list[ContainerInfo]]:
+        """The project's containers on the server, by service."""
+        found: dict[str, list[ContainerInfo]] = {}
+        for info in self.runtime.list({LABEL_PROJECT: self.project.name, LABEL_ENV: self.env}):
+            service = info.labels.get(LABEL_SERVICE)
+            if service:
+                found.setdefault(service, []).append(info)
+        return found
+
+    def ports(self) -> dict[str, PortAssignment]:
+        store = PortStore(paths.env_dir(self.project.name, self.env, "config") / "ports.json")
+        return store.assign(self.project.name, self.env, {n: s.port for n, s in self.project.services_for(self.env).items()})
+
+    def image_for(self, spec: ServiceSpec, stype: ServiceType) -> str:
+        """The image reference a service runs: built tag, its own ``image``, or the type's image."""
+        if spec.name in self.images:
+            return self.images[spec.name]
+        if isinstance(spec, GenericSpec) and spec.image:
+            return spec.image
+        if stype.buildable:
+            from .build import image_tag
+
+            return image_tag(self.project, spec.name)
+        version = getattr(spec, "version", None) or stype.default_version
+        return self.project.image(stype.name, version)
+
+    def desired(self, spec: ServiceSpec, slot: str, ports: Mapping[str, PortAssignment]) -> ServiceContainer:
+        stype = self.registry.service_types[spec.type]
+        image = self.image_for(spec, stype)
+        image_id = self.runtime.image_id(image)
+        if image_id is None:
+            raise DeployFailed(f"{spec.name}: image {image} is not on server {self.server.name} (build it first: projectdeployer build)")
+        parts = self.manager.hook.container_parts(service=spec, project=self.project, env=self.env)
+
+        def resolve(ref: str) -> str:
+            value = self.manager.hook.resolve_secret(project=self.project.name, env=self.env, ref=ref)
+            if value is None:
+                raise DeployFailed(f"{spec.name}: no plugin resolves the secret reference {ref!r}")
+            return value
+
+        return build_container(
+            project=self.project, env=self.env, service=spec, stype=stype, parts=parts, image=image, image_id=image_id,
+            ports=ports[spec.name], slot=slot, data_root=self.server.data_root, resolve_secret=resolve,
+        )
+
+    def active_container(self, containers: list[ContainerInfo]) -> ContainerInfo | None:
+        """The container serving now: the running one the sidecar routes to (else the newest running)."""
+        running = [c for c in containers if c.running]
+        if not running:
+            return None
+        routed = self._routed_backends()
+        for c in running:
+            if c.name in routed:
+                return c
+        return sorted(running, key=lambda c: c.started_at or "")[-1]
+
+    def _routed_backends(self) -> set[str]:
+        state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
+        try:
+            import json
+
+            return set(json.loads(state.read_text()).get("backends", {}).values())
+        except (OSError, ValueError):
+            return set()
+
+    # --- plan -----------------------------------------------------------------------------
+
+    def plan(self, services: Iterable[str] | None = None) -> DeployPlan:
+        specs = self.project.services_for(self.env)
+        wanted = set(services) if services is not None else set(specs)
+        unknown = wanted - set(specs)
+        if unknown:
+            raise DeployFailed(f"no service named {', '.join(sorted(unknown))} (services: {', '.join(specs)})")
+        orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
+        ports = self.ports()
+        observed = self.observed()
+        plans = []
+        for name, spec in specs.items():
+            if name not in wanted or spec.is_scheduled:
+                continue
+            stype = self.registry.service_types[spec.type]
+            current = self.active_container(observed.get(name, []))
+            if stype.stateful:
+                next_slot = STATEFUL_SLOT
+            else:
+                next_slot = "a" if current is None else ("b" if current.labels.get(LABEL_SLOT) == "a" else "a")
+            try:
+                desired = self.desired(spec, next_slot, ports)
+            except DeployFailed as exc:
+                plans.append(ServicePlan(service=name, action="error", reason=str(exc), group=orders[name], stateful=stype.stateful))
+                continue
+            if current is None:
+                action, reason = "create", "not running"
+            elif current.labels.get(LABEL_CONFIG) != desired.config_hash:
+                action, reason = "update", "image or configuration changed"
+            else:
+                action, reason, next_slot = "unchanged", "running and up to date", None
+            plans.append(
+                ServicePlan(
+                    service=name, action=action, reason=reason, group=orders[name], stateful=stype.stateful,
+                    current_slot=current.labels.get(LABEL_SLOT) if current else None, next_slot=next_slot, image=desired.spec.image,
+                )
+            )
+        if services is None:
+            for name in sorted(set(observed) - set(specs)):
+                plans.append(ServicePlan(service=name, action="remove", reason="no longer in the project file", group=0, stateful=False))
+        return DeployPlan(project=self.project.name, env=self.env, services=tuple(plans))
+
+    # --- apply ----------------------------------------------------------------------------
+
+    def apply(self, plan: DeployPlan) -> list[ServiceOutcome]:
+        errors = [p for p in plan.services if p.action == "error"]
+        if errors:
+            raise DeployFailed("\n".join(p.reason for p in errors))
+        self.runtime.ensure_network(network_name(self.project.name, self.env), {LABEL_PROJECT: self.project.name, LABEL_ENV: self.env})
+        ports = self.ports()
+        self._routes = self._current_routes(ports)
+        outcomes: list[ServiceOutcome] = []
+        groups: dict[int, list[ServicePlan]] = {}
+        for item in plan.services:
+            groups.setdefault(item.group, []).append(item)
+        # Make sure the sidecar exists and routes what runs now before anything changes.
+        self._apply_routes()
+        for group in sorted(groups):
+            items = groups[group]
+            with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
+                futures = [pool.submit(self._apply_one, item, ports) for item in items]
+                failures = []
+                for future in futures:
+                    try:
+                        outcomes.append(future.result())
+                    except ProjectDeployerError as exc:
+                        failures.append(exc)
+                if failures:
+                    raise DeployFailed("\n".join(str(f) for f in failures))
+        return outcomes
+
+    def _apply_one(self, item: ServicePlan, ports: Mapping[str, PortAssignment]) -> ServiceOutcome:
+        started = time.monotonic()
+        if item.action == "unchanged":
+            return ServiceOutcome(service=item.service, action="unchanged", slot=item.current_slot, release=None, seconds=0.0)
+        if item.action == "remove":
+            return self._remove_service(item)
+        spec = self.project.service(item.service, self.env)
+        desired = self.desired(spec, item.next_slot or "a", ports)
+        release = new_release_id()
+        if item.stateful:
+            gap = self._restart_stateful(spec, desired, ports[spec.name], release)
+            outcome = ServiceOutcome(service=spec.name, action=item.action, slot=STATEFUL_SLOT, release=release, seconds=time.monotonic() - started, gap_seconds=gap)
+        else:
+            self._toggle(spec, desired, ports[spec.name], release)
+            outcome = ServiceOutcome(service=spec.name, action=item.action, slot=desired.slot, release=release, seconds=time.monotonic() - started)
+        self._record(spec, desired, release)
+        return outcome
+
+    def _start(self, desired: ServiceContainer, release: str) -> ContainerInfo:
+        from .secretfiles import write_secret_files
+
+        spec = desired.spec
+        mounts = list(spec.mounts)
+        if desired.secret_files:
+            source = write_secret_files(self.server, self.runtime, self.project.name, self.env, spec.name, spec.image, desired.secret_files, desired.secret_owner)
+            from .containers import SECRETS_MOUNT
+            from .runtime import Mount
+
+            mounts.append(Mount(source=source, target=SECRETS_MOUNT, read_only=True))
+        spec = attrs.evolve(spec, mounts=tuple(mounts), labels={**spec.labels, LABEL_RELEASE: release})
+        self.runtime.remove(spec.name)  # a leftover of a crashed deploy in this slot
+        return self.runtime.start(spec)
+
+    def _toggle(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment, release: str) -> None:
+        old = self.active_container(self.observed().get(spec.name, []))
+        self.log(f"{spec.name}: starting {desired.spec.name} (release {release})")
+        self._start(desired, release)
+        self._wait_healthy(spec, desired)
+        if spec.port is not None:
+            self.log(f"{spec.name}: switching the sidecar to {desired.spec.name}")
+            self._switch_route(spec, desired, ports)
+        if old is not None and old.name != desired.spec.name:
+            drained = self.manager.hook.wait_drained(server=self.server, project=self.project, env=self.env, timeout=self.drain_timeout)
+            if drained is False:
+                self.log(f"{spec.name}: requests still in flight after {self.drain_timeout:.0f}s; stopping {old.name} anyway")
+            self.log(f"{spec.name}: stopping {old.name}")
+            self.runtime.stop(old.name, timeout=30)
+            self.runtime.remove(old.name)
+
+    def _restart_stateful(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment, release: str) -> float:
+        existing = self.runtime.get(desired.spec.name)
+        began = time.monotonic()
+        if existing is not None:
+            self.log(f"{spec.name}: stopping {existing.name} (one data directory: stop, then start)")
+            self.runtime.stop(existing.name, timeout=60)
+            self.runtime.remove(existing.name)
+        self._start(desired, release)
+        self._wait_healthy(spec, desired)
+        gap = time.monotonic() - began
+        self._switch_route(spec, desired, ports)
+        if existing is not None:
+            self.log(f"{spec.name}: back after a {gap:.1f}s gap")
+        return gap if existing is not None else 0.0
+
+    def _wait_healthy(self, spec: ServiceSpec, desired: ServiceContainer) -> None:
+        checks: list[HealthCheck] = [c for found in self.manager.hook.health_checks(service=spec) if found for c in found]
+        check = checks[0] if checks else HealthCheck(kind="image")
+        host_port = desired.spec.ports.get(spec.port) if spec.port else None
+        deadline = time.monotonic() + check.start_period
+        detail = "no check ran"
+        stable_since: float | None = None
+        while time.monotonic() < deadline:
+            info = self.runtime.get(desired.spec.name)
+            if info is None or info.state in ("exited", "dead"):
+                detail = f"container {desired.spec.name} exited with code {info.exit_code if info else '?'}"
+                break
+            if check.kind == "http" and host_port:
+                ok, detail = self.server.probe_http(host_port, check.path, timeout=check.timeout)
+            elif check.kind == "tcp" and host_port:
+                ok, detail = self.server.probe_tcp(host_port, timeout=check.timeout)
+            elif info.health is not None:
+                ok, detail = info.health == "healthy", f"image HEALTHCHECK says {info.health}"
+            else:
+                # No probe to run: running for 2 s in a row counts as healthy.
+                stable_since = stable_since or time.monotonic()
+                ok, detail = time.monotonic() - stable_since >= 2.0, "running"
+            if ok:
+                self.log(f"{spec.name}: healthy ({detail})")
+                return
+            time.sleep(check.interval)
+        else:
+            detail = f"not healthy after {check.start_period:.0f}s: {detail}"
+        logs = "\n".join(f"    {line}" for line in self.runtime.logs(desired.spec.name, tail=20))
+        self.runtime.remove(desired.spec.name)
+        raise DeployFailed(f"{spec.name}: the new container never became healthy ({detail}); it was removed and the old version keeps serving.\n  last log lines of {desired.spec.name}:\n{logs}")
+
+    # --- routing --------------------------------------------------------------------------
+
+    def _route_for(self, spec: ServiceSpec, target_name: str, ports: PortAssignment) -> Route | None:
+        if spec.port is None:
+            return None
+        stype = self.registry.service_types[spec.type]
+        return Route(
+            service=spec.name,
+            internal_port=ports.internal,
+            protocol="tcp" if stype.stateful or not stype.web else "http",
+            backends=(Backend(host=target_name, port=spec.port),),
+            domain=spec.domain,
+        )
+
+    def _current_routes(self, ports: Mapping[str, PortAssignment]) -> dict[str, Route]:
+        routes: dict[str, Route] = {}
+        observed = self.observed()
+        for name, spec in self.project.services_for(self.env).items():
+            active = self.active_container(observed.get(name, []))
+            if active is not None and name in ports:
+                route = self._route_for(spec, active.name, ports[name])
+                if route:
+                    routes[name] = route
+        return routes
+
+    def _switch_route(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment) -> None:
+        route = self._route_for(spec, desired.spec.name, ports)
+        if route is None:
+            return
+        with self._routing_lock:
+            self._routes[spec.name] = route
+            self._apply_routes()
+
+    def _apply_routes(self) -> None:
+        import json
+
+        from .fsutil import atomic_write
+
+        routes = [self._routes[name] for name in sorted(self._routes)]
+        self.manager.hook.configure_routing(server=self.server, project=self.project, env=self.env, routes=routes)
+        state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
+        atomic_write(state, json.dumps({"backends": {r.service: r.backends[0].host for r in routes}}, indent=2) + "\n")
+
+    # --- removal and history --------------------------------------------------------------
+
+    def _remove_service(self, item: ServicePlan) -> ServiceOutcome:
+        with self._routing_lock:
+            if self._routes.pop(item.service, None) is not None:
+                self._apply_routes()
+        for info in self.observed().get(item.service, []):
+            self.log(f"{item.service}: removing {info.name} (no longer in the project file)")
+            self.runtime.stop(info.name, timeout=30)
+            self.runtime.remove(info.name)
+        return ServiceOutcome(service=item.service, action="remove", slot=None, release=None, seconds=0.0)
+
+    def _record(self, spec: ServiceSpec, desired: ServiceContainer, release: str) -> None:
+        import hashlib
+
+        secrets_version = hashlib.sha256("".join(sorted(desired.secret_files.values())).encode()).hexdigest()[:16]
+        ReleaseHistory(self.project.name, self.env).record(
+            Release(
+                id=release,
+                service=spec.name,
+                version=self.project.settings.version,
+                image=desired.spec.image,
+                image_id=self.runtime.image_id(desired.spec.image) or "",
+                config_hash=desired.config_hash,
+                secrets_version=secrets_version,
+                deployed_at=time.time(),
+            )
+        )
+
+
+__all__ = ["DeployFailed", "DeployPlan", "Engine", "ServiceOutcome", "ServicePlan", "SLOTS", "container_name", "startup_groups"]

@@ -1,0 +1,50 @@
+"""The deploy lock: one deploy of a project/environment at a time (from this machine)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import ProjectDeployerError
+
+
+class DeployLocked(ProjectDeployerError):
+    """Another deploy holds the lock; says who and since when."""
+
+
+@contextmanager
+def deploy_lock(path: Path, *, wait: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (waiting up to ``wait`` seconds for it).
+
+    The kernel releases the lock when the holder dies, even by SIGKILL, so a crashed deploy
+    never leaves a stale lock behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "{}"
+                    try:
+                        info = json.loads(holder)
+                        who = f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+                    except ValueError:
+                        who = "another process"
+                    raise DeployLocked(f"another deploy is running ({who}); wait for it or pass --lock-wait SECONDS") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)

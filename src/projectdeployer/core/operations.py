@@ -1,0 +1,173 @@
+"""Deploy, status, logs and rollback of a project: the operations behind ``ProjectDeployer``.
+
+Kept apart from the fluent API so the project-file machinery stays importable without them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import paths
+from .engine import DeployFailed, DeployPlan, Engine, ServiceOutcome
+from .errors import ProjectDeployerError
+from .lock import deploy_lock
+from .model import Project
+from .plan import DeployResult, Plan, Step
+from .provider import Server
+from .registry import Registry
+from .releases import ReleaseHistory
+from .runtime import LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_SERVICE, LABEL_SLOT
+
+Log = Callable[[str], None]
+
+
+@attrs.frozen(kw_only=True)
+class DeployReport:
+    """What a deploy did."""
+
+    plan: DeployPlan
+    outcomes: tuple[ServiceOutcome, ...]
+    seconds: float
+    urls: dict[str, str]
+
+
+def provider_name(project: Project, env: str) -> str:
+    """The provider of ``env``: its setting, or ``auto`` = DigitalOcean with a token, else local."""
+    setting = project.environment(env).provider
+    if setting != "auto":
+        return setting
+    return "digitalocean" if os.environ.get("DIGITALOCEAN_API_TOKEN") else "local"
+
+
+def server_for(project: Project, env: str, registry: Registry, manager: pluggy.PluginManager) -> Server:
+    """The server a single-server environment deploys to."""
+    chosen = manager.hook.get_provider(project=project, env=env, zone="local")
+    if chosen is None:
+        name = provider_name(project, env)
+        entry = registry.providers.get(name)
+        if entry is None:
+            raise ProjectDeployerError(f"environment {env}: no provider named '{name}' is loaded")
+        chosen = entry.get()
+    servers = chosen.list_servers(project.name, env)
+    if not servers:
+        raise ProjectDeployerError(f"environment {env}: provider {chosen.name} has no server")
+    return servers[0]
+
+
+class Operations:
+    """Deploy-time operations of one project."""
+
+    def __init__(self, project: Project, manager: pluggy.PluginManager, registry: Registry, *, log: Log | None = None) -> None:
+        self.project = project
+        self.manager = manager
+        self.registry = registry
+        self.log = log or (lambda line: print(line, flush=True))
+
+    def engine(self, env: str, images: dict[str, str] | None = None) -> Engine:
+        server = server_for(self.project, env, self.registry, self.manager)
+        return Engine(self.project, env, server, self.manager, self.registry, images=images, log=self.log)
+
+    def plan(self, env: str, service: str | None = None) -> DeployPlan:
+        return self.engine(env).plan([service] if service else None)
+
+    def deploy(self, env: str, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
+        started = time.monotonic()
+        with deploy_lock(paths.env_dir(self.project.name, env) / "deploy.lock", wait=lock_wait):
+            engine = self.engine(env, images)
+            plan = engine.plan([service] if service else None)
+            hook_plan = Plan(project=self.project.name, env=env, steps=tuple(Step(action=p.action, service=p.service, detail=p.reason) for p in plan.services))
+            self.manager.hook.before_deploy(plan=hook_plan)
+            changes = plan.changes
+            self.log(f"deploying {self.project.name}/{env}: {len(changes)} change(s), {len(plan.services) - len(changes)} unchanged")
+            try:
+                outcomes = engine.apply(plan)
+            except ProjectDeployerError as exc:
+                self.manager.hook.deploy_failed(plan=hook_plan, error=exc)
+                raise
+        report = DeployReport(plan=plan, outcomes=tuple(outcomes), seconds=time.monotonic() - started, urls=self.urls(env))
+        self.manager.hook.after_deploy(result=DeployResult(plan=hook_plan, releases={o.service: o.release for o in outcomes if o.release}, seconds=report.seconds))
+        return report
+
+    def urls(self, env: str) -> dict[str, str]:
+        """``service -> URL`` for services with a domain, through the sidecar's published ports."""
+        settings = self.project.environment(env)
+        out = {}
+        for name, spec in self.project.services_for(env).items():
+            if spec.domain:
+                http_port = getattr(settings, "http_port", None)
+                https_port = getattr(settings, "https_port", None)
+                if https_port:
+                    out[name] = f"https://{spec.domain}:{https_port}/" if https_port != 443 else f"https://{spec.domain}/"
+                elif http_port:
+                    out[name] = f"http://{spec.domain}:{http_port}/" if http_port != 80 else f"http://{spec.domain}/"
+        return out
+
+    def service_status(self, env: str) -> list[dict[str, Any]]:
+        """One row per service: what runs, where, which release, healthy or not."""
+        engine = self.engine(env)
+        observed = engine.observed()
+        history = ReleaseHistory(self.project.name, env)
+        ports = engine.ports()
+        rows = []
+        for name, spec in self.project.services_for(env).items():
+            active = engine.active_container(observed.get(name, []))
+            current = history.current(name)
+            rows.append(
+                {
+                    "service": name,
+                    "type": spec.type,
+                    "container": active.name if active else None,
+                    "state": active.state if active else "not deployed",
+                    "health": (active.health or ("running" if active.running else active.state)) if active else None,
+                    "slot": active.labels.get(LABEL_SLOT) if active else None,
+                    "release": active.labels.get(LABEL_RELEASE) if active else None,
+                    "image": current.image if current else None,
+                    "host_port": next(iter(active.ports.values()), None) if active else None,
+                    "internal_port": ports[name].internal if name in ports else None,
+                    "url": self.urls(env).get(name),
+                }
+            )
+        return rows
+
+    def zone_status(self, env: str) -> dict[str, dict[str, int]]:
+        """The seed's shape: ``{zone: {active, reserve, destroying, total}}``."""
+        server = server_for(self.project, env, self.registry, self.manager)
+        running = [c for c in server.runtime().list({LABEL_PROJECT: self.project.name, LABEL_ENV: env}) if c.running and c.labels.get(LABEL_SERVICE)]
+        active = 1 if running else 0
+        return {server.zone: {"active": active, "reserve": 1 - active, "destroying": 0, "total": 1}}
+
+    def logs(self, env: str, service: str, lines: int = 100, follow: bool = False) -> Iterator[str]:
+        engine = self.engine(env)
+        if service not in self.project.services:
+            raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
+        active = engine.active_container(engine.observed().get(service, []))
+        if active is None:
+            raise ProjectDeployerError(f"{service} is not running in {env}")
+        return engine.runtime.logs(active.name, tail=lines, follow=follow)
+
+    def rollback(self, env: str, service: str, version: str | None = None, *, lock_wait: float = 0.0) -> DeployReport:
+        """Redeploy ``service`` with the image of its previous release (or of release/version
+        ``version``), through the same zero-downtime toggle."""
+        history = ReleaseHistory(self.project.name, env).for_service(service)
+        if not history:
+            raise DeployFailed(f"{service}: no release recorded in {env} to roll back to")
+        current = history[-1]
+        if version is None:
+            previous = [r for r in history[:-1] if r.image_id != current.image_id]
+            if not previous:
+                raise DeployFailed(f"{service}: no earlier release with another image than the current one ({current.id})")
+            target = previous[-1]
+        else:
+            matches = [r for r in history if version in (r.id, r.version)]
+            if not matches:
+                known = ", ".join(f"{r.id} ({r.version})" for r in history[-10:])
+                raise DeployFailed(f"{service}: no release '{version}' (recent: {known})")
+            target = matches[-1]
+        self.log(f"{service}: rolling back to release {target.id} (image {target.image_id[7:19]})")
+        return self.deploy(env, service=service, images={service: target.image_id}, lock_wait=lock_wait)

@@ -1,0 +1,122 @@
+"""Containers as the deploy engine sees them: specs to start, facts observed, one small interface.
+
+The engine never calls a container SDK itself; a server hands it a :class:`ContainerRuntime`
+(the Docker implementation lives in ``providers/docker_runtime.py``), so the toggle logic is the
+same on this machine, on sandbox servers and on droplets.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+
+import attrs
+
+#: Label keys carried by every container ProjectDeployer starts.
+LABEL_PROJECT = "io.projectdeployer.project"
+LABEL_ENV = "io.projectdeployer.env"
+LABEL_SERVICE = "io.projectdeployer.service"
+LABEL_SLOT = "io.projectdeployer.slot"
+LABEL_RELEASE = "io.projectdeployer.release"
+LABEL_CONFIG = "io.projectdeployer.config"
+LABEL_ROLE = "io.projectdeployer.role"
+
+
+@attrs.frozen(kw_only=True)
+class Mount:
+    """A bind mount (``source`` is a path on the server) or a named volume (``volume=True``)."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    volume: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class ContainerSpec:
+    """Everything needed to start one container; its hash is the service's config hash."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] | None = None
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    #: container port -> host port (published on the server's bind address)
+    ports: Mapping[int, int] = attrs.field(factory=dict)
+    network: str | None = None
+    aliases: tuple[str, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    restart: str = "unless-stopped"
+    #: Seconds a stop waits for the process before killing it (draining time for the app).
+    stop_timeout: int = 30
+    user: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ContainerInfo:
+    """A container as observed now."""
+
+    id: str
+    name: str
+    image_id: str
+    labels: Mapping[str, str]
+    #: created, running, restarting, exited, dead, ...
+    state: str
+    #: Docker's health status when the image has a HEALTHCHECK: starting, healthy, unhealthy.
+    health: str | None
+    exit_code: int | None
+    started_at: str | None
+    #: container port -> host port actually published
+    ports: Mapping[int, int] = attrs.field(factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class ContainerRuntime(abc.ABC):
+    """Container operations on one server."""
+
+    @abc.abstractmethod
+    def list(self, labels: Mapping[str, str], *, all: bool = True) -> list[ContainerInfo]:
+        """Containers carrying every label in ``labels``."""
+
+    @abc.abstractmethod
+    def get(self, name: str) -> ContainerInfo | None:
+        """The container named ``name``, or ``None``."""
+
+    @abc.abstractmethod
+    def start(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create and start a container from ``spec`` (a container of that name must not exist)."""
+
+    @abc.abstractmethod
+    def stop(self, name: str, timeout: int = 30) -> None:
+        """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``); a missing one is fine."""
+
+    @abc.abstractmethod
+    def remove(self, name: str) -> None:
+        """Remove the container (forcefully); a missing one is fine."""
+
+    @abc.abstractmethod
+    def logs(self, name: str, *, tail: int = 100, follow: bool = False, timestamps: bool = False) -> Iterator[str]:
+        """The container's output lines (stdout and stderr)."""
+
+    @abc.abstractmethod
+    def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
+        """Create the network if it does not exist."""
+
+    @abc.abstractmethod
+    def image_id(self, ref: str) -> str | None:
+        """The id of image ``ref`` on this server, or ``None`` when absent."""
+
+    @abc.abstractmethod
+    def remove_network(self, name: str) -> None:
+        """Remove the network; a missing one is fine."""
+
+    @abc.abstractmethod
+    def user_ids(self, image: str, user: str | None) -> tuple[int, int]:
+        """(uid, gid) of ``user`` inside ``image`` (the image's own USER when ``None``)."""
+
+    @abc.abstractmethod
+    def tag(self, image: str, repository: str, tag: str) -> None:
+        """Tag ``image`` as ``repository:tag`` (keeps a release's image from being pruned)."""

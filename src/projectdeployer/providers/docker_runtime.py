@@ -1,0 +1,165 @@
+"""ContainerRuntime over a Docker SDK client: the same code for this machine's engine and for
+any server whose engine we can reach (over SSH later)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..core.errors import ProjectDeployerError
+from ..core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
+
+
+class RuntimeError_(ProjectDeployerError):
+    """The engine refused an operation (port taken, image missing, ...)."""
+
+
+def _info(container: Any) -> ContainerInfo:
+    attrs = container.attrs
+    state = attrs.get("State", {})
+    ports: dict[int, int] = {}
+    for key, bindings in (attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
+        if bindings:
+            ports[int(key.split("/")[0])] = int(bindings[0]["HostPort"])
+    health = (state.get("Health") or {}).get("Status")
+    return ContainerInfo(
+        id=container.id,
+        name=container.name,
+        image_id=attrs.get("Image", ""),
+        labels=dict(container.labels or {}),
+        state=state.get("Status", "unknown"),
+        health=health,
+        exit_code=state.get("ExitCode"),
+        started_at=state.get("StartedAt"),
+        ports=ports,
+    )
+
+
+class DockerRuntime(ContainerRuntime):
+    """Container operations through ``client`` (a ``docker.DockerClient``)."""
+
+    def __init__(self, client: Any, *, bind_address: str = "127.0.0.1") -> None:
+        self.client = client
+        self.bind_address = bind_address
+        self._ids: dict[tuple[str, str | None], tuple[int, int]] = {}
+
+    def user_ids(self, image: str, user: str | None) -> tuple[int, int]:
+        key = (image, user)
+        if key not in self._ids:
+            config = self.client.images.get(image).attrs.get("Config") or {}
+            name = user or config.get("User") or "root"
+            uid, _, gid = name.partition(":")
+            if uid.isdigit() and (not gid or gid.isdigit()):
+                self._ids[key] = (int(uid), int(gid or uid))
+            else:
+                out = self.client.containers.run(image, entrypoint=["sh", "-c", f"id -u {uid} && id -g {uid}"], user="root", remove=True, network_disabled=True)
+                numbers = out.decode().split()
+                self._ids[key] = (int(numbers[0]), int(numbers[1]))
+        return self._ids[key]
+
+    def tag(self, image: str, repository: str, tag: str) -> None:
+        self.client.images.get(image).tag(repository, tag)
+
+    def list(self, labels: Mapping[str, str], *, all: bool = True) -> list[ContainerInfo]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        return [_info(c) for c in self.client.containers.list(all=all, filters=filters)]
+
+    def get(self, name: str) -> ContainerInfo | None:
+        import docker.errors
+
+        try:
+            return _info(self.client.containers.get(name))
+        except docker.errors.NotFound:
+            return None
+
+    def start(self, spec: ContainerSpec) -> ContainerInfo:
+        import docker.errors
+        from docker.types import Mount as DockerMount
+
+        mounts = [
+            DockerMount(target=m.target, source=m.source, type="volume" if m.volume else "bind", read_only=m.read_only)
+            for m in spec.mounts
+        ]
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "command": list(spec.command) if spec.command else None,
+            "environment": dict(spec.env),
+            "labels": dict(spec.labels),
+            "ports": {f"{cport}/tcp": (self.bind_address, hport) for cport, hport in spec.ports.items()},
+            "mounts": mounts,
+            "restart_policy": {"Name": spec.restart} if spec.restart != "no" else None,
+            "stop_signal": None,
+            "detach": True,
+            "init": False,
+        }
+        if spec.user:
+            kwargs["user"] = spec.user
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if spec.network:
+            kwargs["network"] = spec.network
+            if spec.aliases:
+                from docker.types import EndpointConfig
+
+                kwargs["networking_config"] = {spec.network: EndpointConfig(self.client.api.api_version, aliases=list(spec.aliases))}
+        try:
+            container = self.client.containers.create(spec.image, **kwargs)
+            container.start()
+            container.reload()
+        except docker.errors.APIError as exc:
+            self.remove(spec.name)
+            raise RuntimeError_(f"cannot start {spec.name}: {exc.explanation or exc}") from None
+        return _info(container)
+
+    def stop(self, name: str, timeout: int = 30) -> None:
+        import docker.errors
+
+        try:
+            self.client.containers.get(name).stop(timeout=timeout)
+        except docker.errors.NotFound:
+            pass
+
+    def remove(self, name: str) -> None:
+        import docker.errors
+
+        try:
+            self.client.containers.get(name).remove(force=True, v=False)
+        except docker.errors.NotFound:
+            pass
+
+    def logs(self, name: str, *, tail: int = 100, follow: bool = False, timestamps: bool = False) -> Iterator[str]:
+        import docker.errors
+
+        try:
+            container = self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return iter(())
+        if not follow:
+            return iter(container.logs(tail=tail, timestamps=timestamps).decode(errors="replace").splitlines())
+
+        def stream() -> Iterator[str]:
+            buffer = b""
+            for chunk in container.logs(tail=tail, timestamps=timestamps, stream=True, follow=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+            if buffer:
+                yield buffer.decode(errors="replace")
+
+        return stream()
+
+    def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
+        if not self.client.networks.list(names=[name]):
+            self.client.networks.create(name, driver="bridge", labels=dict(labels))
+
+    def remove_network(self, name: str) -> None:
+        for network in self.client.networks.list(names=[name]):
+            network.remove()
+
+    def image_id(self, ref: str) -> str | None:
+        import docker.errors
+
+        try:
+            return self.client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            return None

@@ -1,0 +1,205 @@
+"""Deploys to this machine's engine, proven under load: zero failed requests across a new
+version, a rollback and an unchanged redeploy; a broken version never serves; a deploy killed
+at any point leaves the old version serving and the next one converges."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from projectdeployer import ProjectDeployer
+from projectdeployer.core.engine import DeployFailed
+from projectdeployer.core.lock import deploy_lock
+from projectdeployer.core.runtime import LABEL_PROJECT, LABEL_SERVICE
+from projectdeployer.testing.loadgen import LoadGenerator
+from tests.docker.conftest import wait_for
+
+pytestmark = pytest.mark.docker
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DOMAIN = "api.zd.localhost"
+BIN = Path(sys.executable).with_name("projectdeployer")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(port: int, path: str = "/", host: str = DOMAIN) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
+    with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback only
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def zd(tmp_path: Path, bed: dict[str, str], docker_client) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+    """A project with one web service (examples/python-api copied, so tests can change it)."""
+    name = f"zd{os.getpid() % 10000}{int(time.time() * 1000) % 100000}"
+    source = tmp_path / "api"
+    shutil.copytree(EXAMPLES / "python-api", source)
+    http_port, https_port = _free_port(), _free_port()
+    path = tmp_path / "zd.toml"
+    path.write_text(
+        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        + f'\n[environments.dev]\nprovider = "local"\nhttp_port = {http_port}\nhttps_port = {https_port}\n'
+        + f'\n[services.api]\ntype = "python"\nbuild_context = "{source}"\ncommand = "python app.py"\nport = 8000\n'
+        + f'health_path = "/health"\ndomain = "{DOMAIN}"\n'
+    )
+    try:
+        yield {"name": name, "path": path, "source": source, "http": http_port, "https": https_port, "project": ProjectDeployer(str(path), path=path)}
+    finally:
+        for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
+            container.remove(force=True)
+        for container in docker_client.containers.list(all=True, filters={"name": f"{name}_dev_"}):
+            container.remove(force=True)
+        for network in docker_client.networks.list(names=[f"{name}_dev_network"]):
+            network.remove()
+
+
+def _set_version(source: Path, version: str) -> None:
+    app = source / "app.py"
+    text = app.read_text()
+    start = text.index('os.environ.get("APP_VERSION", "') + len('os.environ.get("APP_VERSION", "')
+    end = text.index('"', start)
+    app.write_text(text[:start] + version + text[end:])
+
+
+def _api_containers(docker_client, name: str) -> list:  # type: ignore[no-untyped-def]
+    return docker_client.containers.list(all=True, filters={"label": [f"{LABEL_PROJECT}={name}", f"{LABEL_SERVICE}=api"]})
+
+
+def _load(zd: dict) -> LoadGenerator:
+    return LoadGenerator(
+        f"http://127.0.0.1:{zd['http']}/",
+        rate=120,
+        concurrency=8,
+        host_header=DOMAIN,
+        slow_path="/slow?ms=1500",
+        slow_every=0.5,
+        stream_path="/stream?seconds=3",
+        streams=2,
+        max_seconds=300,
+    )
+
+
+def test_zero_failed_requests_across_deploy_rollback_and_unchanged_redeploy(zd: dict, docker_client) -> None:  # type: ignore[no-untyped-def]
+    project: ProjectDeployer = zd["project"]
+    quiet = {"log": lambda line: None}
+    _set_version(zd["source"], "v1")
+    project.deploy(env="dev", **quiet)
+    assert _get(zd["http"])["version"] == "v1"
+
+    with _load(zd) as load:
+        load.wait_sent(200, timeout=30)
+        _set_version(zd["source"], "v2")
+        project.deploy(env="dev", **quiet)
+        assert _get(zd["http"])["version"] == "v2"
+        load.wait_sent(load.snapshot().sent + 150, timeout=30)
+
+        rolled = project.rollback(env="dev", service="api", **quiet)
+        assert rolled.outcomes[0].action == "update"
+        assert _get(zd["http"])["version"] == "v1"
+        load.wait_sent(load.snapshot().sent + 150, timeout=30)
+
+        project.deploy(env="dev", **quiet)  # back to what the project file says: v2
+        assert _get(zd["http"])["version"] == "v2"
+        before = {c.id for c in _api_containers(docker_client, zd["name"])}
+        started = time.monotonic()
+        again = project.deploy(env="dev", **quiet)
+        assert [o.action for o in again.outcomes] == ["unchanged"]
+        assert {c.id for c in _api_containers(docker_client, zd["name"])} == before  # nothing restarted
+        unchanged_seconds = time.monotonic() - started
+        load.wait_sent(load.snapshot().sent + 150, timeout=30)
+    result = load.result
+    print(result.summary())
+    assert result.failed == 0, result.failures
+    assert result.slow_ok > 0 and result.stream_ok > 0, "no request was in flight across the switches"
+    assert result.rps >= 100
+    assert unchanged_seconds < 15
+    assert len(_api_containers(docker_client, zd["name"])) == 1
+
+
+def test_broken_version_never_serves_and_fails_no_request(zd: dict, docker_client) -> None:  # type: ignore[no-untyped-def]
+    project: ProjectDeployer = zd["project"]
+    project.deploy(env="dev", log=lambda line: None)
+    serving = {c.id for c in _api_containers(docker_client, zd["name"])}
+    with _load(zd) as load:
+        load.wait_sent(150, timeout=30)
+        project.update_service("api", env_vars={"BROKEN": "1"})
+        with pytest.raises(DeployFailed) as failure:
+            project.deploy(env="dev", build=False, log=lambda line: None)
+        load.wait_sent(load.snapshot().sent + 100, timeout=30)
+    message = str(failure.value)
+    assert "never became healthy" in message and "HTTP 500" in message
+    assert "last log lines" in message and "GET /health" in message  # the new container's own log
+    assert load.result.failed == 0, load.result.failures
+    assert {c.id for c in _api_containers(docker_client, zd["name"])} == serving  # the broken one is gone
+    assert _get(zd["http"])["service"] == "python-api"
+
+
+def test_a_killed_deploy_leaves_the_old_version_serving_and_the_next_converges(zd: dict, docker_client) -> None:  # type: ignore[no-untyped-def]
+    project: ProjectDeployer = zd["project"]
+    _set_version(zd["source"], "v1")
+    project.deploy(env="dev", log=lambda line: None)
+    env = {**os.environ}
+    with _load(zd) as load:
+        load.wait_sent(150, timeout=30)
+        for n, delay in enumerate((0.2, 0.6, 1.0, 1.6, 2.4, 3.5)):
+            _set_version(zd["source"], f"k{n}")
+            proc = subprocess.Popen([str(BIN), "-f", str(zd["path"]), "deploy", "--env", "dev"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(delay)  # the point in the deploy where it dies
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            assert _get(zd["http"])["service"] == "python-api"  # something serves after every kill
+        load.wait_sent(load.snapshot().sent + 100, timeout=30)
+        _set_version(zd["source"], "final")
+        project.deploy(env="dev", log=lambda line: None)
+        assert _get(zd["http"])["version"] == "final"
+        load.wait_sent(load.snapshot().sent + 100, timeout=30)
+    assert load.result.failed == 0, load.result.failures
+    running = [c for c in _api_containers(docker_client, zd["name"]) if c.status == "running"]
+    assert len(running) == 1, [c.name for c in running]
+    assert [o.action for o in project.deploy(env="dev", log=lambda line: None).outcomes] == ["unchanged"]
+
+
+def test_https_status_logs_and_the_deploy_lock(zd: dict) -> None:
+    project: ProjectDeployer = zd["project"]
+    report = project.deploy(env="dev", log=lambda line: None)
+    assert report.urls == {"api": f"https://{DOMAIN}:{zd['https']}/"}
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    conn_sock = socket.create_connection(("127.0.0.1", zd["https"]), timeout=5)
+    with context.wrap_socket(conn_sock, server_hostname=DOMAIN) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+        cert = tls.getpeercert(binary_form=True)
+    assert data.startswith(b"HTTP/1.1 200") and b"python-api" in data
+    assert cert  # the sidecar's self-signed certificate for the domain
+
+    rows = {r["service"]: r for r in project.service_status("dev")}
+    assert rows["api"]["state"] == "running" and rows["api"]["url"] == f"https://{DOMAIN}:{zd['https']}/"
+    assert project.status("dev") == {"local": {"active": 1, "reserve": 0, "destroying": 0, "total": 1}}
+    wait_for(lambda: any("GET /" in line for line in project.logs("api", "dev", 50)), what="the request in the logs")
+
+    with deploy_lock(Path(os.environ["PROJECTDEPLOYER_HOME"]) / zd["name"] / "dev" / "deploy.lock"):
+        proc = subprocess.run([str(BIN), "-f", str(zd["path"]), "deploy", "--env", "dev", "--no-build"], capture_output=True, text=True, env=os.environ.copy())
+    assert proc.returncode == 1
+    assert "another deploy is running (pid" in proc.stderr and "Traceback" not in proc.stderr
