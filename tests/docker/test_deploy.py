@@ -203,3 +203,38 @@ def test_https_status_logs_and_the_deploy_lock(zd: dict) -> None:
         proc = subprocess.run([str(BIN), "-f", str(zd["path"]), "deploy", "--env", "dev", "--no-build"], capture_output=True, text=True, env=os.environ.copy())
     assert proc.returncode == 1
     assert "another deploy is running (pid" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_fullstack_example_serves_data_from_postgresql(tmp_path: Path, bed: dict[str, str], docker_client) -> None:  # type: ignore[no-untyped-def]
+    """What `make demo` deploys, under another name and ports so it can run beside the demo."""
+    source = tmp_path / "fullstack"
+    shutil.copytree(EXAMPLES / "fullstack", source)
+    name = f"fs{os.getpid() % 10000}"
+    http_port, https_port = _free_port(), _free_port()
+    text = (source / "projectdeployer.toml").read_text()
+    text = text.replace('name = "fullstack"', f'name = "{name}"').replace("http_port = 8080", f"http_port = {http_port}").replace("https_port = 8443", f"https_port = {https_port}")
+    for key, image in bed.items():
+        assert f'{key} = "{image}"' in text  # the example already points at the image bed
+    (source / "projectdeployer.toml").write_text(text)
+    project = ProjectDeployer(str(source / "projectdeployer.toml"), path=source / "projectdeployer.toml")
+    try:
+        project.deploy(env="dev", log=lambda line: None)
+        first = _get(http_port, host="api.fullstack.localhost")
+        assert first["greeting"] == "Hello from PostgreSQL"
+        assert _get(http_port, host="api.fullstack.localhost")["visits"] == first["visits"] + 1
+        page = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{http_port}/", headers={"Host": "www.fullstack.localhost"}), timeout=5).read()  # noqa: S310
+        assert b"ProjectDeployer" in page
+        # A new API version: data in PostgreSQL and Redis is still there.
+        project.update_service("api", env_vars={"APP_VERSION": "2"})
+        project.deploy(env="dev", log=lambda line: None)
+        after = _get(http_port, host="api.fullstack.localhost")
+        assert after == {"greeting": "Hello from PostgreSQL", "visits": first["visits"] + 2, "version": "2"}
+    finally:
+        for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
+            container.remove(force=True, v=True)
+        for container in docker_client.containers.list(all=True, filters={"name": f"{name}_dev_"}):
+            container.remove(force=True)
+        for network in docker_client.networks.list(names=[f"{name}_dev_network"]):
+            network.remove()
+        for volume in docker_client.volumes.list(filters={"name": f"{name}_dev_"}):
+            volume.remove(force=True)
