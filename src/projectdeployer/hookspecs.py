@@ -278,6 +278,20 @@ def container_parts(service: ServiceSpec, project: Project, env: str) -> Contain
 
 
 @hookspec(firstresult=True)
+def live_routes(server: Server, project: Project, env: str) -> Sequence[Route] | None:
+    """The routes ``server``'s router serves right now, read from the router itself.
+
+    The deploy engine asks before every deploy which container of each service is the one
+    being served, so a deploy killed between the switch and its own bookkeeping never mistakes
+    the serving container for a leftover. ``None``: this plugin does not route for ``server``.
+
+    :param server: the server whose router to read.
+    :param project: the project.
+    :param env: the environment.
+    """
+
+
+@hookspec(firstresult=True)
 def wait_drained(server: Server, project: Project, env: str, timeout: float) -> bool | None:
     """Wait until requests that were in flight before the last routing change have finished.
 

@@ -238,3 +238,31 @@ def test_the_fullstack_example_serves_data_from_postgresql(tmp_path: Path, bed: 
             network.remove()
         for volume in docker_client.volumes.list(filters={"name": f"{name}_dev_"}):
             volume.remove(force=True)
+
+
+def test_the_router_not_local_bookkeeping_says_which_container_serves(zd: dict, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """A deploy killed after switching the router but before recording it leaves stale local
+    state and two running containers; the next deploy must ask the router, and replace the
+    leftover, never the container being served."""
+    project: ProjectDeployer = zd["project"]
+    _set_version(zd["source"], "v1")
+    project.deploy(env="dev", log=lambda line: None)
+    _set_version(zd["source"], "v2")
+    project.deploy(env="dev", log=lambda line: None)  # now slot b serves v2
+    (serving,) = _api_containers(docker_client, zd["name"])
+    assert serving.labels["io.projectdeployer.slot"] == "b"
+    # The leftover of a crashed deploy in slot a, and local state claiming it is the one routed.
+    labels = {**serving.labels, "io.projectdeployer.slot": "a"}
+    leftover = docker_client.containers.run(serving.image.id, name=f"{zd['name']}_dev_api_a", labels=labels, detach=True, network=f"{zd['name']}_dev_network", command=["python", "app.py"])
+    routes = Path(os.environ["PROJECTDEPLOYER_HOME"]) / zd["name"] / "dev" / "config" / "routes.json"
+    routes.write_text(json.dumps({"backends": {"api": leftover.name}}))
+    plan = project.plan("dev")
+    (api,) = [p for p in plan.services if p.service == "api"]
+    assert api.current_slot == "b"  # what the sidecar serves, not what the stale file says
+    with _load(zd) as load:
+        load.wait_sent(150, timeout=30)
+        _set_version(zd["source"], "v3")
+        project.deploy(env="dev", log=lambda line: None)
+        assert _get(zd["http"])["version"] == "v3"
+        load.wait_sent(load.snapshot().sent + 100, timeout=30)
+    assert load.result.failed == 0, load.result.failures

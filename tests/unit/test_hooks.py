@@ -804,6 +804,15 @@ def test_hook_container_parts(manager: pluggy.PluginManager, register_plugin: Ca
     check_firstresult(manager, register_plugin, "container_parts", {"service": project.services["api"], "project": project, "env": "prod"}, ContainerParts(env={"A": "1"}), ContainerParts(env={"B": "2"}))
 
 
+def test_hook_live_routes(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
+    project = make_project(load_plugins(make_plugin_manager(), env={}), {})
+    kwargs = {"server": FakeServer(), "project": project, "env": "prod"}
+    assert bare_manager.hook.live_routes(**kwargs) is None
+    first = [Route(service="api", internal_port=5123, protocol="http", backends=(Backend(host="shop_prod_api_a", port=8000),))]
+    second = [Route(service="api", internal_port=5123, protocol="http", backends=(Backend(host="shop_prod_api_b", port=8000),))]
+    check_firstresult(bare_manager, register_plugin, "live_routes", kwargs, first, second)
+
+
 def test_hook_wait_drained(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
     project = make_project(load_plugins(make_plugin_manager(), env={}), {})
     kwargs = {"server": FakeServer(), "project": project, "env": "prod", "timeout": 1.0}

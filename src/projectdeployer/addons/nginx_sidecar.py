@@ -873,7 +873,13 @@ def configure_routing(server: Server, project: Project, env: str, routes: Sequen
     sidecar.apply(routes, _certificates(server, project, env, routes))
 
 
-@hookimpl(optionalhook=True)
+@hookimpl
+def live_routes(server: Server, project: Project, env: str) -> Sequence[Route] | None:
+    """What ``server``'s sidecar serves now; ``None`` when it has no sidecar."""
+    return sidecar_for(server, project, env).live_routes()
+
+
+@hookimpl
 def wait_drained(server: Server, project: Project, env: str, timeout: float) -> bool | None:
     """Wait for the old workers of ``server``'s sidecar; ``None`` when it has no sidecar."""
     sidecar = sidecar_for(server, project, env)
@@ -887,6 +893,7 @@ __all__ = [
     "RoutingError",
     "check_domain",
     "configure_routing",
+    "live_routes",
     "render_active",
     "render_config",
     "render_main_config",

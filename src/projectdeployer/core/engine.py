@@ -172,6 +172,11 @@ class Engine:
         return sorted(running, key=lambda c: c.started_at or "")[-1]
 
     def _routed_backends(self) -> set[str]:
+        """Container names the router serves now: asked of the router itself (the truth), else
+        the last routing this machine applied."""
+        live = self.manager.hook.live_routes(server=self.server, project=self.project, env=self.env)
+        if live is not None:
+            return {backend.host for route in live for backend in route.backends}
         state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
         try:
             import json
