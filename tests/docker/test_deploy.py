@@ -130,6 +130,14 @@ def test_zero_failed_requests_across_deploy_rollback_and_unchanged_redeploy(zd: 
     assert result.rps >= 100
     assert unchanged_seconds < 15
     assert len(_api_containers(docker_client, zd["name"])) == 1
+    # Back to a named release: the very first one (v1).
+    from projectdeployer.core.releases import ReleaseHistory
+
+    first = ReleaseHistory(zd["name"], "dev").for_service("api")[0]
+    project.rollback(env="dev", service="api", version=first.id, **quiet)
+    assert _get(zd["http"])["version"] == "v1"
+    with pytest.raises(DeployFailed, match="no release 'nope'"):
+        project.rollback(env="dev", service="api", version="nope", **quiet)
 
 
 def test_broken_version_never_serves_and_fails_no_request(zd: dict, docker_client) -> None:  # type: ignore[no-untyped-def]
@@ -229,6 +237,14 @@ def test_the_fullstack_example_serves_data_from_postgresql(tmp_path: Path, bed: 
         project.deploy(env="dev", log=lambda line: None)
         after = _get(http_port, host="api.fullstack.localhost")
         assert after == {"greeting": "Hello from PostgreSQL", "visits": first["visits"] + 2, "version": "2"}
+        # No password in any container's configuration (env, args, labels): they are files.
+        home = Path(os.environ["PROJECTDEPLOYER_HOME"])
+        passwords = [(home / name / "dev" / "secrets" / s / f"{s}_password").read_text() for s in ("postgres", "redis")]
+        for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
+            inspected = json.dumps(container.attrs)
+            assert not any(p in inspected for p in passwords), f"a password in docker inspect of {container.name}"
+            assert not any(p in container.logs().decode(errors="replace") for p in passwords)
+        assert not any(p in (source / "projectdeployer.toml").read_text() for p in passwords)
     finally:
         for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
             container.remove(force=True, v=True)

@@ -1,0 +1,58 @@
+"""ResourceResolver: the seed's connection details, from the files a deploy records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from projectdeployer.core.errors import SecretError
+from projectdeployer.core.resolver import ResourceResolver as RR
+from projectdeployer.core.resolver import ensure_password, generate_password
+
+pytestmark = pytest.mark.unit
+
+
+def _ports(home: Path, project: str, env: str, table: dict) -> None:
+    path = home / project / env / "config" / "ports.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(table))
+
+
+def test_names_and_host_follow_the_seed(pd_home: Path) -> None:
+    assert RR.get_service_host("myapp", "prod", "postgres") == "nginx"
+    digest = hashlib.sha256(b"myapp_prod_postgres").hexdigest()[:8]
+    assert RR.get_db_name("myapp", "prod", "postgres") == f"myapp_{digest}"
+    assert RR.get_db_name("myapp", "dev", "postgres") != RR.get_db_name("myapp", "prod", "postgres")
+    assert RR.get_db_user("myapp", "prod", "postgres") == "myapp_user"
+    assert RR.get_db_user("my-app", "prod", "postgres") == "my_app_user"  # a valid SQL identifier
+
+
+def test_passwords_are_generated_once_private_and_strong(pd_home: Path) -> None:
+    first = ensure_password("myapp", "prod", "postgres")
+    assert len(first) == 32 and first.isalnum()
+    assert ensure_password("myapp", "prod", "postgres") == first
+    path = pd_home / "myapp" / "prod" / "secrets" / "postgres" / "postgres_password"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert RR.get_service_password("myapp", "prod", "postgres") == first
+    assert len({generate_password() for _ in range(50)}) == 50
+
+
+def test_connection_strings_use_the_internal_port(pd_home: Path) -> None:
+    _ports(pd_home, "myapp", "prod", {"postgres": {"host": 8357, "internal": 5234}, "redis": {"host": 8891, "internal": 6891 - 1000}})
+    pg = ensure_password("myapp", "prod", "postgres")
+    rd = ensure_password("myapp", "prod", "redis")
+    assert RR.get_service_port("myapp", "prod", "postgres") == 5234
+    assert RR.get_db_connection_string("myapp", "prod", "postgres") == f"postgresql://myapp_user:{pg}@nginx:5234/{RR.get_db_name('myapp', 'prod', 'postgres')}"
+    assert RR.get_redis_connection_string("myapp", "prod", "redis") == f"redis://:{rd}@nginx:5891/0"
+
+
+def test_missing_state_is_a_clear_error(pd_home: Path) -> None:
+    with pytest.raises(SecretError, match="no internal port recorded for myapp/prod/api .* \\(deploy first\\)"):
+        RR.get_service_port("myapp", "prod", "api")
+    with pytest.raises(SecretError, match="no password for myapp/prod/postgres"):
+        RR.get_service_password("myapp", "prod", "postgres")
