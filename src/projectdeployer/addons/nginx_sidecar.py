@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ProjectDeployerError
 from ..core.routing import Backend, Route
+from ..core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE
 from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -66,9 +67,6 @@ NETWORK_ALIAS = "nginx"
 #: Seconds an old worker may keep long-lived connections after a reload (then they are closed).
 DEFAULT_SHUTDOWN_TIMEOUT = 300
 
-LABEL_PROJECT = "io.projectdeployer.project"
-LABEL_ENV = "io.projectdeployer.env"
-LABEL_ROLE = "io.projectdeployer.role"
 #: Hash of what the container was created from (image id, ports, main configuration).
 LABEL_SIDECAR = "io.projectdeployer.sidecar"
 ROLE = "sidecar"
