@@ -50,9 +50,14 @@ demo: $(STAMP) images
 	@echo
 	@echo "Open http://www.fullstack.localhost:8080/ and http://api.fullstack.localhost:8080/ (*.localhost resolves to this machine)."
 
+## make bench: every bench in bench/ (see bench/README.md), after the image bed is built;
+## compose_compare also needs Debian's docker-compose (installed here when missing)
 bench: $(STAMP) images
+	@$(MAKE) --no-print-directory system-deps SYSTEM_TOOLS=docker-compose:docker-compose
 	$(PY) bench/startup.py
 	$(PY) bench/rebuild.py
+	$(PY) bench/zero_downtime.py
+	$(PY) bench/compose_compare.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

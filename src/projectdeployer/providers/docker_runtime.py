@@ -31,6 +31,7 @@ def _info(container: Any) -> ContainerInfo:
         health=health,
         exit_code=state.get("ExitCode"),
         started_at=state.get("StartedAt"),
+        finished_at=state.get("FinishedAt"),
         ports=ports,
     )
 
@@ -73,6 +74,36 @@ class DockerRuntime(ContainerRuntime):
             return None
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
+        return self._create(spec, start=True)
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        return self._create(spec, start=False)
+
+    def start_existing(self, name: str) -> None:
+        import docker.errors
+
+        try:
+            self.client.containers.get(name).start()
+        except docker.errors.NotFound:
+            raise RuntimeError_(f"no container {name}") from None
+        except docker.errors.APIError as exc:
+            raise RuntimeError_(f"cannot start {name}: {exc.explanation or exc}") from None
+
+    def wait(self, name: str, timeout: float | None = None) -> int | None:
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.get(name)
+            if info is None:
+                return None
+            if not info.running and info.state != "restarting":
+                return info.exit_code
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.2)
+
+    def _create(self, spec: ContainerSpec, *, start: bool) -> ContainerInfo:
         import docker.errors
         from docker.types import Mount as DockerMount
 
@@ -90,7 +121,10 @@ class DockerRuntime(ContainerRuntime):
             "restart_policy": {"Name": spec.restart} if spec.restart != "no" else None,
             "stop_signal": None,
             "detach": True,
-            "init": False,
+            # An init process as PID 1 forwards SIGTERM to the app: a process that is PID 1
+            # itself ignores signals it has no handler for, and every stop would wait out the
+            # whole timeout before the kill.
+            "init": True,
         }
         if spec.user:
             kwargs["user"] = spec.user
@@ -103,7 +137,8 @@ class DockerRuntime(ContainerRuntime):
                 kwargs["networking_config"] = {spec.network: EndpointConfig(self.client.api.api_version, aliases=list(spec.aliases))}
         try:
             container = self.client.containers.create(spec.image, **kwargs)
-            container.start()
+            if start:
+                container.start()
             container.reload()
         except docker.errors.APIError as exc:
             self.remove(spec.name)
@@ -126,19 +161,20 @@ class DockerRuntime(ContainerRuntime):
         except docker.errors.NotFound:
             pass
 
-    def logs(self, name: str, *, tail: int = 100, follow: bool = False, timestamps: bool = False) -> Iterator[str]:
+    def logs(self, name: str, *, tail: int = 100, follow: bool = False, timestamps: bool = False, since: float | None = None) -> Iterator[str]:
         import docker.errors
 
         try:
             container = self.client.containers.get(name)
         except docker.errors.NotFound:
             return iter(())
+        extra: dict[str, Any] = {"since": since} if since else {}
         if not follow:
-            return iter(container.logs(tail=tail, timestamps=timestamps).decode(errors="replace").splitlines())
+            return iter(container.logs(tail=tail, timestamps=timestamps, **extra).decode(errors="replace").splitlines())
 
         def stream() -> Iterator[str]:
             buffer = b""
-            for chunk in container.logs(tail=tail, timestamps=timestamps, stream=True, follow=True):
+            for chunk in container.logs(tail=tail, timestamps=timestamps, stream=True, follow=True, **extra):
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
