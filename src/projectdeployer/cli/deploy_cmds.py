@@ -14,7 +14,24 @@ def _plan_rows(plan) -> list[tuple]:  # type: ignore[no-untyped-def]
 
 
 def _plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
-    return {"project": plan.project, "env": plan.env, "services": [{"service": p.service, "action": p.action, "reason": p.reason, "group": p.group, "current_slot": p.current_slot, "next_slot": p.next_slot, "image": p.image} for p in plan.services]}
+    scheduler = plan.scheduler
+    return {
+        "project": plan.project, "env": plan.env,
+        "services": [{"service": p.service, "action": p.action, "reason": p.reason, "group": p.group, "current_slot": p.current_slot, "next_slot": p.next_slot, "image": p.image} for p in plan.services],
+        "scheduler": None if scheduler is None else {"action": scheduler.action, "reason": scheduler.reason, "jobs": list(scheduler.jobs), "image": scheduler.image},
+    }
+
+
+def _when(stamp: str | None) -> str:
+    """Docker's ``2024-05-01T02:00:00.123456789Z`` as ``2024-05-01 02:00:00`` (UTC)."""
+    return stamp[:19].replace("T", " ") if stamp else ""
+
+
+def _print_plan(title: str, plan) -> None:  # type: ignore[no-untyped-def]
+    print_table(title, ["group", "service", "action", "why", "slot now", "slot next", "image"], _plan_rows(plan))
+    if plan.scheduler is not None:
+        s = plan.scheduler
+        click.echo(f"scheduler: {s.action} ({s.reason}){'; jobs: ' + ', '.join(s.jobs) if s.jobs else ''}")
 
 
 def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
@@ -32,7 +49,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         if as_json:
             print_json(_plan_json(result))
         else:
-            print_table(f"plan for {result.project}/{env}", ["group", "service", "action", "why", "slot now", "slot next", "image"], _plan_rows(result))
+            _print_plan(f"plan for {result.project}/{env}", result)
 
     @cli.command()
     @env_option
@@ -51,7 +68,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             if as_json:
                 print_json(_plan_json(result))
             else:
-                print_table(f"plan for {result.project}/{env} (dry run)", ["group", "service", "action", "why", "slot now", "slot next", "image"], _plan_rows(result))
+                _print_plan(f"plan for {result.project}/{env} (dry run)", result)
             return
         rows = [(o.service, o.action, o.slot or "", o.release or "", f"{o.seconds:.1f}", "" if o.gap_seconds is None else f"{o.gap_seconds:.1f}") for o in result.outcomes]
         if as_json:
@@ -75,6 +92,26 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             return
         print_table(f"{project.name}/{env} servers", ["zone", "active", "reserve", "destroying", "total"], [(z, c["active"], c["reserve"], c["destroying"], c["total"]) for z, c in zones.items()])
         print_table(f"{project.name}/{env} services", ["service", "type", "state", "health", "slot", "release", "host port", "internal", "url"], [(r["service"], r["type"], r["state"], r["health"] or "", r["slot"] or "", r["release"] or "", r["host_port"] or "", r["internal_port"] or "", r["url"] or "") for r in services])
+        scheduled = [r for r in services if r["schedule"]]
+        if scheduled:
+            print_table(
+                f"{project.name}/{env} scheduled jobs (UTC)",
+                ["service", "schedule", "state", "health", "last run", "finished", "exit code"],
+                [(r["service"], r["schedule"], r["state"], r["health"] or "", _when(r["last_run"]) or "never", _when(r["last_finished"]), "" if r["exit_code"] is None else r["exit_code"]) for r in scheduled],
+            )
+
+    @cli.command("run")
+    @click.argument("service")
+    @env_option
+    @click.option("--wait", is_flag=True, help="Wait for the run to end, print its output and exit with its exit code.")
+    @click.pass_context
+    def run_job(ctx: click.Context, service: str, env: str, wait: bool) -> None:
+        """Run the scheduled service SERVICE now, outside its schedule."""
+        project = open_project(ctx)
+        code = project.run_job(service, env=env, wait=wait, output=click.echo, log=lambda line: click.echo(line, err=True))
+        if wait:
+            click.echo(f"{service}: exit code {code}", err=True)
+            ctx.exit(code)
 
     @cli.command()
     @click.argument("service")

@@ -33,6 +33,9 @@ SECRETS_MOUNT = "/run/secrets/pd"
 SLOTS = ("a", "b")
 #: The one slot of a stateful service (one data directory, so never two copies at once).
 STATEFUL_SLOT = "s"
+#: The one slot of a scheduled service: a container created by the deploy and started by the
+#: scheduler (or ``projectdeployer run``); no published ports, restart policy "no".
+JOB_SLOT = "job"
 
 
 @attrs.frozen(kw_only=True)
@@ -65,9 +68,9 @@ def network_name(project: str, env: str) -> str:
 
 
 def container_name(project: str, env: str, service: str, slot: str) -> str:
-    """``{project}_{env}_{service}_{slot}``; stateful services have no slot suffix."""
+    """``{project}_{env}_{service}_{slot}``; stateful services and scheduled jobs have no slot suffix."""
     base = f"{project}_{env}_{service}"
-    return base if slot == STATEFUL_SLOT else f"{base}_{slot}"
+    return base if slot in (STATEFUL_SLOT, JOB_SLOT) else f"{base}_{slot}"
 
 
 def host_port(ports: PortAssignment, slot: str) -> int:
@@ -118,7 +121,8 @@ def build_container(
         "PD_ENV": env,
         "PD_SERVICE": service.name,
     }
-    if service.port is not None and not stype.stateful:
+    job = slot == JOB_SLOT
+    if service.port is not None and not stype.stateful and not job:
         environ["PORT"] = str(service.port)
     types = {n: s.type for n, s in project.services.items()}
     from .registry import get_registry  # the types' auto_env names
@@ -153,7 +157,7 @@ def build_container(
 
     command = parts.command or (tuple(shlex.split(service.command)) if service.command else None)
     container_port = service.port
-    published = {container_port: host_port(ports, slot)} if container_port else {}
+    published = {container_port: host_port(ports, slot)} if container_port and not job else {}
     spec = ContainerSpec(
         name=container_name(name, env, service.name, slot),
         image=image,
@@ -164,6 +168,7 @@ def build_container(
         network=network_name(name, env),
         mounts=tuple(mounts),
         stop_timeout=30,
+        restart="no" if job else "unless-stopped",
     )
     config_hash = _config_hash(spec, image_id, files)
     labels = {
@@ -172,7 +177,7 @@ def build_container(
         LABEL_SERVICE: service.name,
         LABEL_SLOT: slot,
         LABEL_CONFIG: config_hash,
-        LABEL_ROLE: "stateful" if stype.stateful else "service",
+        LABEL_ROLE: "job" if job else ("stateful" if stype.stateful else "service"),
     }
     return ServiceContainer(spec=attrs.evolve(spec, labels=labels), secret_files=files, secret_owner=parts.secret_owner, config_hash=config_hash, slot=slot)
 

@@ -372,6 +372,15 @@ class ProjectDeployer:
         for line in self.logs(service, env, lines):
             print(line)
 
+    def run_job(self, service: str, env: str = "dev", wait: bool = True, *, output: Callable[[str], None] | None = None, log: Callable[[str], None] | None = None) -> int:
+        """Run the scheduled service ``service`` now, outside its schedule.
+
+        With ``wait=True`` its output lines go to ``output`` (default: printed) as they come and
+        the run's exit code is returned; with ``wait=False`` it returns 0 once the run started.
+        A run already in progress is an error (runs never overlap).
+        """
+        return self._operations(log).run_job(env, service, wait=wait, output=output)
+
     def rollback(self, env: str = "dev", service: str | None = None, version: str | None = None, *, log: Callable[[str], None] | None = None) -> DeployReport:
         """Redeploy ``service`` with its previous release's image (or release/version ``version``)."""
         if service is None:

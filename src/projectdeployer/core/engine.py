@@ -29,8 +29,8 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import paths
-from .containers import SLOTS, STATEFUL_SLOT, ServiceContainer, build_container, container_name, network_name
+from . import jobs, paths
+from .containers import JOB_SLOT, SLOTS, STATEFUL_SLOT, ServiceContainer, build_container, container_name, network_name
 from .errors import ProjectDeployerError
 from .model import GenericSpec, Project, ServiceSpec
 from .monitoring import HealthCheck
@@ -39,7 +39,7 @@ from .ports import PortAssignment, PortStore
 from .provider import Server
 from .releases import Release, ReleaseHistory, new_release_id
 from .routing import Backend, Route
-from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime
+from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime, ContainerSpec
 from .servicetype import ServiceType
 
 Log = Callable[[str], None]
@@ -69,6 +69,8 @@ class DeployPlan:
     project: str
     env: str
     services: tuple[ServicePlan, ...]
+    #: The environment's scheduler container (``None``: it has no scheduled service).
+    scheduler: jobs.SchedulerPlan | None = None
 
     @property
     def changes(self) -> list[ServicePlan]:
@@ -198,7 +200,10 @@ class Engine:
         observed = self.observed()
         plans = []
         for name, spec in specs.items():
-            if name not in wanted or spec.is_scheduled:
+            if name not in wanted:
+                continue
+            if spec.is_scheduled:  # a job container, started by the scheduler (core/jobs.py)
+                plans.append(jobs.plan_job(self, spec, orders[name], ports, observed.get(name, [])))
                 continue
             stype = self.registry.service_types[spec.type]
             current = self.active_container(observed.get(name, []))
@@ -226,14 +231,17 @@ class Engine:
         if services is None:
             for name in sorted(set(observed) - set(specs)):
                 plans.append(ServicePlan(service=name, action="remove", reason="no longer in the project file", group=0, stateful=False))
-        return DeployPlan(project=self.project.name, env=self.env, services=tuple(plans))
+        scheduler = jobs.plan_scheduler(self, specs, observed, plans)
+        return DeployPlan(project=self.project.name, env=self.env, services=tuple(plans), scheduler=scheduler)
 
     # --- apply ----------------------------------------------------------------------------
 
     def apply(self, plan: DeployPlan) -> list[ServiceOutcome]:
-        errors = [p for p in plan.services if p.action == "error"]
+        errors = [p.reason for p in plan.services if p.action == "error"]
+        if plan.scheduler is not None and plan.scheduler.action == "error":
+            errors.append(plan.scheduler.reason)
         if errors:
-            raise DeployFailed("\n".join(p.reason for p in errors))
+            raise DeployFailed("\n".join(errors))
         self.runtime.ensure_network(network_name(self.project.name, self.env), {LABEL_PROJECT: self.project.name, LABEL_ENV: self.env})
         ports = self.ports()
         self._routes = self._current_routes(ports)
@@ -255,6 +263,8 @@ class Engine:
                         failures.append(exc)
                 if failures:
                     raise DeployFailed("\n".join(str(f) for f in failures))
+        # The job containers are in place: start, recreate or remove the scheduler to match.
+        jobs.apply_scheduler(self)
         return outcomes
 
     def _apply_one(self, item: ServicePlan, ports: Mapping[str, PortAssignment]) -> ServiceOutcome:
@@ -263,6 +273,8 @@ class Engine:
             return ServiceOutcome(service=item.service, action="unchanged", slot=item.current_slot, release=None, seconds=0.0)
         if item.action == "remove":
             return self._remove_service(item)
+        if item.next_slot == JOB_SLOT:
+            return jobs.apply_job(self, item, ports)
         spec = self.project.service(item.service, self.env)
         desired = self.desired(spec, item.next_slot or "a", ports)
         release = new_release_id()
@@ -276,6 +288,12 @@ class Engine:
         return outcome
 
     def _start(self, desired: ServiceContainer, release: str) -> ContainerInfo:
+        spec = self._private_spec(desired, release)
+        self.runtime.remove(spec.name)  # a leftover of a crashed deploy in this slot
+        return self.runtime.start(spec)
+
+    def _private_spec(self, desired: ServiceContainer, release: str) -> ContainerSpec:
+        """``desired``'s container with its private files written and mounted, and its release label."""
         from .secretfiles import write_secret_files
 
         spec = desired.spec
@@ -286,9 +304,7 @@ class Engine:
             from .runtime import Mount
 
             mounts.append(Mount(source=source, target=SECRETS_MOUNT, read_only=True))
-        spec = attrs.evolve(spec, mounts=tuple(mounts), labels={**spec.labels, LABEL_RELEASE: release})
-        self.runtime.remove(spec.name)  # a leftover of a crashed deploy in this slot
-        return self.runtime.start(spec)
+        return attrs.evolve(spec, mounts=tuple(mounts), labels={**spec.labels, LABEL_RELEASE: release})
 
     def _toggle(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment, release: str) -> None:
         old = self.active_container(self.observed().get(spec.name, []))
@@ -371,6 +387,8 @@ class Engine:
         routes: dict[str, Route] = {}
         observed = self.observed()
         for name, spec in self.project.services_for(self.env).items():
+            if spec.is_scheduled:
+                continue  # a job is never routed to, even while it runs
             active = self.active_container(observed.get(name, []))
             if active is not None and name in ports:
                 route = self._route_for(spec, active.name, ports[name])

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import paths
+from . import jobs, paths
 from .engine import DeployFailed, DeployPlan, Engine, ServiceOutcome
 from .errors import ProjectDeployerError
 from .lock import deploy_lock
@@ -115,9 +115,13 @@ class Operations:
         history = ReleaseHistory(self.project.name, env)
         ports = engine.ports()
         rows = []
+        scheduler = engine.runtime.get(jobs.scheduler_name(self.project.name, env))
         for name, spec in self.project.services_for(env).items():
-            active = engine.active_container(observed.get(name, []))
             current = history.current(name)
+            if spec.is_scheduled:
+                rows.append(self._job_row(env, name, spec, engine, observed, scheduler, current.image if current else None))
+                continue
+            active = engine.active_container(observed.get(name, []))
             rows.append(
                 {
                     "service": name,
@@ -131,9 +135,63 @@ class Operations:
                     "host_port": next(iter(active.ports.values()), None) if active else None,
                     "internal_port": ports[name].internal if name in ports else None,
                     "url": self.urls(env).get(name),
+                    "schedule": None,
+                    "last_run": None,
+                    "last_finished": None,
+                    "exit_code": None,
                 }
             )
         return rows
+
+    def _job_row(self, env: str, name: str, spec: Any, engine: Engine, observed: dict, scheduler: Any, image: str | None) -> dict[str, Any]:
+        """A scheduled service's row: ``scheduled``, its schedule, last run, finish and exit code."""
+        container = jobs.job_name(self.project.name, env, name)
+        info = next((c for c in observed.get(name, []) if c.name == container), None)
+        fields = jobs.job_status(info, scheduler)
+        return {
+            "service": name,
+            "type": spec.type,
+            "container": info.name if info else None,
+            "state": fields["state"],
+            "health": fields["health"],
+            "slot": info.labels.get(LABEL_SLOT) if info else None,
+            "release": info.labels.get(LABEL_RELEASE) if info else None,
+            "image": image,
+            "host_port": None,
+            "internal_port": None,
+            "url": None,
+            "schedule": spec.schedule,
+            "last_run": fields["last_run"],
+            "last_finished": fields["last_finished"],
+            "exit_code": fields["exit_code"],
+        }
+
+    def run_job(self, env: str, service: str, *, wait: bool = True, output: Log | None = None) -> int:
+        """Start ``service``'s job container now. With ``wait``, pass its output lines to
+        ``output`` as they come and return its exit code; without, return 0 once it started."""
+        spec = self.project.services_for(env).get(service)
+        if spec is None:
+            raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
+        if not spec.is_scheduled:
+            raise ProjectDeployerError(f"{service} is not a scheduled service (it has no schedule); only jobs can be run")
+        engine = self.engine(env)
+        name = jobs.job_name(self.project.name, env, service)
+        info = engine.runtime.get(name)
+        if info is None:
+            raise ProjectDeployerError(f"{service} has no job container in {env}: deploy first")
+        if info.running:
+            raise ProjectDeployerError(f"{service}: a run is in progress (started {info.started_at}); wait for it to finish")
+        engine.runtime.start_existing(name)
+        started = engine.runtime.get(name)
+        self.log(f"{service}: started {name}")
+        if not wait:
+            return 0
+        since = jobs.since_epoch(started.started_at) if started and started.started_at else None
+        emit = output or (lambda line: print(line, flush=True))
+        for line in engine.runtime.logs(name, tail=100_000, follow=True, since=since):
+            emit(line)
+        code = engine.runtime.wait(name)
+        return 1 if code is None else code
 
     def zone_status(self, env: str) -> dict[str, dict[str, int]]:
         """The seed's shape: ``{zone: {active, reserve, destroying, total}}``."""
@@ -146,6 +204,12 @@ class Operations:
         engine = self.engine(env)
         if service not in self.project.services:
             raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
+        if self.project.service(service, env).is_scheduled:
+            # Every run's output, oldest first, from the job container (runs share one log).
+            name = jobs.job_name(self.project.name, env, service)
+            if engine.runtime.get(name) is None:
+                raise ProjectDeployerError(f"{service} has no job container in {env}: deploy first")
+            return engine.runtime.logs(name, tail=lines, follow=follow)
         active = engine.active_container(engine.observed().get(service, []))
         if active is None:
             raise ProjectDeployerError(f"{service} is not running in {env}")

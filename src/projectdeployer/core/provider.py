@@ -72,6 +72,8 @@ class Server(abc.ABC):
     data_root: str = "/local"
     #: Address host ports are published on (loopback on this machine, the VPC address elsewhere).
     bind_address: str = "127.0.0.1"
+    #: The Docker engine's unix socket on this server (mounted into the scheduler container).
+    docker_socket: str = "/var/run/docker.sock"
 
     def runtime(self) -> ContainerRuntime:
         """Container operations on this server."""

@@ -66,6 +66,8 @@ class ContainerInfo:
     health: str | None
     exit_code: int | None
     started_at: str | None
+    #: When the last run ended (RFC 3339); Docker's zero time when it never ran or runs now.
+    finished_at: str | None = None
     #: container port -> host port actually published
     ports: Mapping[int, int] = attrs.field(factory=dict)
 
@@ -90,16 +92,31 @@ class ContainerRuntime(abc.ABC):
         """Create and start a container from ``spec`` (a container of that name must not exist)."""
 
     @abc.abstractmethod
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create a container from ``spec`` without starting it (a scheduled job's container)."""
+
+    @abc.abstractmethod
+    def start_existing(self, name: str) -> None:
+        """Start the existing, stopped container ``name`` (a job run)."""
+
+    @abc.abstractmethod
+    def wait(self, name: str, timeout: float | None = None) -> int | None:
+        """Wait until ``name`` is not running; its exit code, or ``None`` after ``timeout`` s."""
+
+    @abc.abstractmethod
     def stop(self, name: str, timeout: int = 30) -> None:
         """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``); a missing one is fine."""
 
     @abc.abstractmethod
-    def remove(self, name: str) -> None:
-        """Remove the container (forcefully); a missing one is fine."""
+    def remove(self, name: str, *, force: bool = True) -> None:
+        """Remove the container (forcefully); a missing one is fine. With ``force=False`` a
+        running container is not removed: that raises an error instead (the engine decides,
+        atomically: a scheduled job's run is never cut short by a deploy)."""
 
     @abc.abstractmethod
-    def logs(self, name: str, *, tail: int = 100, follow: bool = False, timestamps: bool = False) -> Iterator[str]:
-        """The container's output lines (stdout and stderr)."""
+    def logs(self, name: str, *, tail: int = 100, follow: bool = False, timestamps: bool = False, since: float | None = None) -> Iterator[str]:
+        """The container's output lines (stdout and stderr); only those after ``since``
+        (seconds since the epoch) when given."""
 
     @abc.abstractmethod
     def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:

@@ -45,14 +45,27 @@ def domain_problem(domain: str) -> str | None:
 
 
 def cron_problem(expr: str) -> str | None:
-    """Why ``expr`` is not a valid cron schedule, or ``None``."""
+    """Why ``expr`` is not a valid cron schedule, or ``None``.
+
+    The scheduler agent's own parser decides (what validates is what runs: it refuses the
+    croniter extensions it cannot run, e.g. seconds, ``L``/``W``/``#``); croniter is a second
+    opinion, so nothing passes that the common cron reading rejects.
+    """
     from croniter import croniter  # 0.1 s to import: only when a schedule exists
+
+    from ..addons.scheduler_agent import CronError, parse_cron
 
     fields = expr.split()
     if not expr.startswith("@") and len(fields) != 5:
         return f"'{expr}' is not a cron schedule: expected 5 fields (minute hour day month weekday), got {len(fields)}"
+    try:
+        cron = parse_cron(expr)
+    except CronError as exc:
+        return f"'{expr}' is not a valid cron schedule: {exc}"
     if not croniter.is_valid(expr):
         return f"'{expr}' is not a valid cron schedule"
+    if not cron.possible():
+        return f"'{expr}' never runs: no month has that day"
     return None
 
 
@@ -145,6 +158,11 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
             yield ("schedule",), why
         if spec.domain:
             yield ("schedule",), "a scheduled job runs and exits; it cannot also serve a domain"
+        if stype.stateful:
+            yield ("schedule",), f"a {stype.name} service keeps its data and runs all the time; it cannot be a scheduled job"
+    if spec.name == "scheduler" and (stype.stateful or spec.is_scheduled):
+        # Job and stateful containers have no slot suffix: {project}_{env}_scheduler is taken.
+        yield (), f"a {'scheduled' if spec.is_scheduled else stype.name} service cannot be named 'scheduler' (the environment's scheduler container has that name)"
 
     yield from _check_scaling(spec, stype)
     if isinstance(spec, BuildSpec):

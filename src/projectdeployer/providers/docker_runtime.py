@@ -153,13 +153,17 @@ class DockerRuntime(ContainerRuntime):
         except docker.errors.NotFound:
             pass
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, *, force: bool = True) -> None:
         import docker.errors
 
         try:
-            self.client.containers.get(name).remove(force=True, v=False)
+            self.client.containers.get(name).remove(force=force, v=False)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:
+            if force:
+                raise
+            raise RuntimeError_(f"cannot remove {name}: {exc.explanation or exc}") from None
 
     def logs(self, name: str, *, tail: int = 100, follow: bool = False, timestamps: bool = False, since: float | None = None) -> Iterator[str]:
         import docker.errors

@@ -40,6 +40,14 @@ class LocalServer(Server):
     def data_root(self) -> str:  # type: ignore[override]
         return str(paths.home())
 
+    @property
+    def docker_socket(self) -> str:  # type: ignore[override]
+        """The socket ``docker.from_env`` talks to: ``DOCKER_HOST=unix://...`` or the default."""
+        import os
+
+        host = os.environ.get("DOCKER_HOST", "")
+        return host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
+
     @cached_property
     def _client(self) -> Any:
         import docker
