@@ -629,7 +629,7 @@ def test_home_is_the_env_var(pd_home: Path) -> None:
         ("git@github.com:user/private-repo.git@main", "git@github.com:user/private-repo.git", "main", "ssh", "github.com", False),
         ("git@github.com:user/private-repo.git", "git@github.com:user/private-repo.git", None, "ssh", "github.com", False),
         ("file:///srv/x.git@v1", "file:///srv/x.git", "v1", "file", None, False),
-        ("https://user@host/x.git@dev", "https://user@host/x.git", "dev", "https", "host", False),
+        ("ssh://git@host/x.git@dev", "ssh://git@host/x.git", "dev", "ssh", "host", False),
         ("ssh://git@host:2222/x.git@feature/new-ui", "ssh://git@host:2222/x.git", "feature/new-ui", "ssh", "host", False),
     ],
 )
@@ -658,7 +658,7 @@ def test_bad_git_urls(value: str, fragment: str) -> None:
 
 def test_git_url_forms_load_through_the_api() -> None:
     project = ProjectDeployer.create("myapp")
-    for value in ("https://github.com/user/myapp.git", "git@github.com:user/private-repo.git@main", "file:///srv/x.git@v1", "https://user@host/x.git@dev"):
+    for value in ("https://github.com/user/myapp.git", "git@github.com:user/private-repo.git@main", "file:///srv/x.git@v1", "ssh://git@host/x.git@dev"):
         project.add_service("api", git_repo=value, dockerfile="Dockerfile")
         assert ProjectDeployer("myapp").project.services["api"].git_repo == value
 
@@ -717,3 +717,26 @@ def test_no_temporary_files_are_left_behind(pd_home: Path) -> None:
     project.update_service("api", git_token="t2").delete_service("web")
     leftovers = [p for p in pd_home.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_update_service_merges_tables_key_by_key() -> None:
+    project = ProjectDeployer.create("merge")
+    project.add_postgres(backup_config={"schedule": "0 */6 * * *", "retention_days": 14})
+    project.add_python_service("api", port=8000, auto_scaling={"vertical": {"cpu_scale_up": 90}, "horizontal": {"rps_scale_up": 900}})
+    project.update_service("postgres", backup_config={"retention_days": 30})
+    backup = ProjectDeployer("merge").project.services["postgres"].backup_config
+    assert (backup.schedule, backup.retention_days) == ("0 */6 * * *", 30)
+    project.update_service("api", auto_scaling={"horizontal": None})
+    scaling = ProjectDeployer("merge").project.services["api"].scaling
+    assert scaling.horizontal is None and scaling.vertical.cpu_scale_up == 90
+    project.update_service("api", auto_scaling=False)
+    assert ProjectDeployer("merge").project.services["api"].scaling is None
+
+
+def test_a_token_in_an_https_url_is_refused_and_nothing_is_written() -> None:
+    project = ProjectDeployer.create("tok")
+    before = project.path.read_bytes()
+    with pytest.raises(ConfigError, match="services.api.git_repo: credentials in the URL are not allowed"):
+        project.add_python_service("api", git_repo="https://ghp_abc123@github.com/u/r.git@main")
+    assert project.path.read_bytes() == before
+    project.add_python_service("api", git_repo="git@github.com:u/r.git@main")  # an ssh user is fine

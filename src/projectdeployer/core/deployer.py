@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pluggy
 import tomlkit
-from tomlkit.items import Table
+from tomlkit.items import InlineTable, Table
 
 from . import paths
 from .errors import ConfigError, ProjectDeployerError, ProjectExists, ProjectNotFound, SecretError
@@ -39,8 +39,6 @@ log = logging.getLogger("projectdeployer")
 
 #: Environment variable names whose literal values are kept as secrets, not in the file.
 SECRET_ENV_RE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIALS)", re.IGNORECASE)
-#: Tables that ``update_service`` merges key by key (a ``None`` value removes the key).
-MERGED_ON_UPDATE = ("env_vars", "volumes")
 
 
 def _looks_like_path(name: str | os.PathLike[str]) -> bool:
@@ -235,8 +233,9 @@ class ProjectDeployer:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
 
     def update_service(self, name: str, **options: Any) -> ProjectDeployer:
-        """Change some settings of ``name``. ``None`` resets a setting to its default;
-        ``env_vars`` and ``volumes`` are merged key by key (a ``None`` value removes a key)."""
+        """Change some settings of ``name``. ``None`` resets a setting to its default; a table
+        given for a table setting (``env_vars``, ``volumes``, ``backup_config``,
+        ``auto_scaling``) is merged key by key (a ``None`` value removes a key)."""
         services_data = self._doc.unwrap().get("services", {})
         if name not in services_data:
             raise ConfigError([f"services.{name}: no such service (services: {', '.join(services_data) or 'none'})"], source=str(self._path))
@@ -247,13 +246,16 @@ class ProjectDeployer:
         table = _services_table(doc)[name]
         pending: list[_PendingSecret] = []
         for key, value in options.items():
-            if key in MERGED_ON_UPDATE and isinstance(value, Mapping) and key in table:
+            if isinstance(value, Mapping) and isinstance(table.get(key), Mapping) and not isinstance(table.get(key), bool):
+                # Tables are merged key by key (env_vars, volumes, backup_config, auto_scaling):
+                # update_service(backup_config={"retention_days": 30}) keeps the schedule.
                 current = table[key]
                 for sub_key, sub_value in value.items():
                     if sub_value is None:
                         current.pop(sub_key, None)
                     else:
-                        current[sub_key] = _to_toml(self._protect(name, key, {sub_key: sub_value}, pending)[sub_key])
+                        protected = self._protect(name, key, {sub_key: sub_value}, pending)[sub_key]
+                        current[sub_key] = _to_toml(protected, inline=isinstance(current, InlineTable))
             elif value is None:
                 table.pop(key, None)
             else:

@@ -58,8 +58,10 @@ def parse_git_repo(value: str) -> GitRepo:
             if not authority or not path:
                 raise GitRepoError("expected a host and a repository path, e.g. https://host/owner/repo.git")
             userinfo, at, hostport = authority.rpartition("@")
-            if at and ":" in userinfo:
-                # A password or token inside the URL would end up in .git/config and in logs.
+            # A password or token inside the URL would end up in .git/config and in logs. Over
+            # http(s) any user part is a credential (https://TOKEN@github.com/...); over ssh the
+            # user name (git@) is not.
+            if at and (":" in userinfo or scheme in ("http", "https")):
                 raise GitRepoError("credentials in the URL are not allowed; pass git_token instead")
             host = hostport.split(":")[0] or None
             if host is None:
