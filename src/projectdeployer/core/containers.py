@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -109,7 +109,8 @@ def build_container(
     ports: PortAssignment,
     slot: str,
     data_root: str,
-    resolve_secret: callable,  # type: ignore[valid-type]
+    resolve_secret: Callable[[str], str],
+    service_types: Mapping[str, ServiceType] | None = None,
 ) -> ServiceContainer:
     """The container for ``service`` in ``slot``; its config hash ignores the slot."""
     parts = parts or ContainerParts()
@@ -125,9 +126,11 @@ def build_container(
     if service.port is not None and not stype.stateful and not job:
         environ["PORT"] = str(service.port)
     types = {n: s.type for n, s in project.services.items()}
-    from .registry import get_registry  # the types' auto_env names
+    if service_types is None:
+        from .registry import get_registry
 
-    registry_types = get_registry().service_types
+        service_types = get_registry().service_types
+    registry_types = service_types
     for key, value in service.env_vars.items():
         if value == "auto":
             target, _ = auto_env_target(key, service, project, registry_types)

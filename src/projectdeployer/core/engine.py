@@ -160,6 +160,7 @@ class Engine:
         return build_container(
             project=self.project, env=self.env, service=spec, stype=stype, parts=parts, image=image, image_id=image_id,
             ports=ports[spec.name], slot=slot, data_root=self.server.data_root, resolve_secret=resolve,
+            service_types=self.registry.service_types,
         )
 
     def active_container(self, containers: list[ContainerInfo]) -> ContainerInfo | None:
