@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .core.deployer import ProjectDeployer
     from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
     from .core.gitmanager import GitManager, cleanup_git_checkouts
+    from .core.rotator import SecretsRotator
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ _LAZY = {
     "ProjectNotFound": "projectdeployer.core.errors",
     "GitManager": "projectdeployer.core.gitmanager",
     "cleanup_git_checkouts": "projectdeployer.core.gitmanager",
+    "SecretsRotator": "projectdeployer.core.rotator",
 }
 
 
@@ -55,5 +57,6 @@ __all__ = [
     "ProjectDeployerError",
     "ProjectExists",
     "ProjectNotFound",
+    "SecretsRotator",
     "hookimpl",
 ]

@@ -8,9 +8,13 @@ same on this machine, on sandbox servers and on droplets.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from .provider import CommandResult
 
 #: Label keys carried by every container ProjectDeployer starts.
 LABEL_PROJECT = "io.projectdeployer.project"
@@ -137,3 +141,12 @@ class ContainerRuntime(abc.ABC):
     @abc.abstractmethod
     def tag(self, image: str, repository: str, tag: str) -> None:
         """Tag ``image`` as ``repository:tag`` (keeps a release's image from being pruned)."""
+
+    def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None, user: str | None = None, timeout: float = 60.0) -> CommandResult:
+        """Run ``argv`` inside the running container ``name``; its exit code and output.
+
+        Secrets (a new password, SQL that carries one) go through ``stdin``, never into
+        ``argv`` or the environment: both show up in ``ps`` and in the engine's exec records.
+        Not abstract, so runtimes written before it still load; they cannot rotate secrets.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot run commands inside containers")

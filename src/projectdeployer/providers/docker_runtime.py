@@ -3,10 +3,11 @@ any server whose engine we can reach (over SSH later)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..core.errors import ProjectDeployerError
+from ..core.provider import CommandResult
 from ..core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
 
 
@@ -203,3 +204,35 @@ class DockerRuntime(ContainerRuntime):
             return self.client.images.get(ref).id
         except docker.errors.ImageNotFound:
             return None
+
+    def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None, user: str | None = None, timeout: float = 60.0) -> CommandResult:
+        """``docker exec`` through the API: ``stdin`` is written to the process and closed
+        (half-close, so it sees end of input), stdout and stderr are read apart."""
+        import socket as socket_module
+
+        import docker.errors
+        from docker.utils.socket import STDERR, frames_iter
+
+        try:
+            created = self.client.api.exec_create(name, list(argv), stdin=stdin is not None, stdout=True, stderr=True, tty=False, user=user or "")
+        except docker.errors.NotFound:
+            raise RuntimeError_(f"no container {name}") from None
+        except docker.errors.APIError as exc:
+            raise RuntimeError_(f"cannot run a command in {name}: {exc.explanation or exc}") from None
+        exec_id = created["Id"]
+        stream = self.client.api.exec_start(exec_id, socket=True, tty=False)
+        raw = getattr(stream, "_sock", stream)
+        try:
+            raw.settimeout(timeout)
+            if stdin is not None:
+                raw.sendall(stdin)
+                raw.shutdown(socket_module.SHUT_WR)
+            out, err = bytearray(), bytearray()
+            for stream_id, payload in frames_iter(stream, tty=False):
+                (err if stream_id == STDERR else out).extend(payload)
+        except OSError as exc:
+            raise RuntimeError_(f"command in {name} did not finish: {exc}") from None
+        finally:
+            stream.close()
+        code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+        return CommandResult(exit_code=-1 if code is None else int(code), stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"))

@@ -1,0 +1,272 @@
+"""``SecretsRotator``: new passwords for a project's running databases, without locking clients out.
+
+A rotation of service ``S`` in ``{project}/{env}``:
+
+1. copies the current password file to ``secrets/S/backups/S_password.{YYYYmmdd_HHMMSS}`` (0600);
+2. generates a new 32-character password and keeps it, before anything else changes, in
+   ``secrets/S/.S_password.pending`` (0600), so a crash in the next step never loses it;
+3. changes the password in the *running* database first, through the container runtime, the
+   password only ever on the command's standard input (never in argv or environment):
+
+   - PostgreSQL: ``ALTER ROLE`` by ``psql`` over the container's local socket;
+   - Redis: ``ACL SETUSER default >new`` (the old and the new password both work), and after
+     step 4 ``CONFIG SET requirepass new`` (only the new one works), by ``redis-cli``;
+4. replaces the password file with the new one (atomic rename, 0600);
+5. calls the ``secret_rotated`` hook.
+
+If step 3 fails nothing has changed: the backup and the pending file are removed, the old
+password file is intact, and the error says why. The containers that use the password (the
+database's own private files, the consumers' connection strings) pick the new file up on the
+next ``deploy``: their config hash includes the secret files' digests, so they are restarted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import paths
+from .errors import ProjectDeployerError
+from .fsutil import write_private
+from .lock import deploy_lock
+from .resolver import ResourceResolver, generate_password, password_path
+from .runtime import ContainerInfo, ContainerRuntime
+
+if TYPE_CHECKING:
+    from .deployer import ProjectDeployer
+
+Log = Callable[[str], None]
+
+#: The service types whose password can be rotated today.
+ROTATABLE = ("postgres", "redis")
+BACKUPS_DIR = "backups"
+TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
+
+
+class RotationError(ProjectDeployerError):
+    """A rotation could not be done; nothing was changed. Says why."""
+
+
+class SecretsRotator:
+    """Rotates the generated passwords of one project environment (the seed's API)."""
+
+    def __init__(self, project: str | ProjectDeployer, env: str = "dev", *, log: Log | None = None, lock_wait: float = 60.0) -> None:
+        if isinstance(project, str):
+            from .deployer import ProjectDeployer
+
+            project = ProjectDeployer(project)
+        self.deployer = project
+        self.project = project.name
+        self.env = env
+        self.log = log or (lambda line: print(line, flush=True))
+        #: Seconds to wait for a deploy of the environment to finish before rotating.
+        self.lock_wait = lock_wait
+        self._ops: Any = None
+
+    # --- paths --------------------------------------------------------------------------------
+
+    def secrets_dir(self) -> Path:
+        return paths.env_dir(self.project, self.env, "secrets")
+
+    def backups_dir(self, service: str) -> Path:
+        return self.secrets_dir() / service / BACKUPS_DIR
+
+    # --- rotation -----------------------------------------------------------------------------
+
+    def rotate_postgres_password(self, service_name: str = "postgres") -> Path:
+        """Rotate the password of PostgreSQL service ``service_name``; the backup's path."""
+        return self._rotate(service_name, "postgres")
+
+    def rotate_redis_password(self, service_name: str = "redis") -> Path:
+        """Rotate the password of Redis service ``service_name``; the backup's path."""
+        return self._rotate(service_name, "redis")
+
+    def rotate_opensearch_password(self, service_name: str = "opensearch") -> Path:
+        """Not supported yet: OpenSearch has no container support in ProjectDeployer yet."""
+        raise RotationError(
+            f"{service_name}: rotating an OpenSearch password is not supported yet "
+            "(OpenSearch services cannot be deployed as containers yet, so there is no running node to change it in)"
+        )
+
+    def rotate_all_secrets(self) -> dict[str, Path]:
+        """Rotate every PostgreSQL and Redis service of the environment; ``service -> backup``.
+
+        Every service is tried; when some fail, the others stay rotated and one error lists
+        the failures.
+        """
+        done: dict[str, Path] = {}
+        failures: list[str] = []
+        for name, spec in self._services().items():
+            if spec.type not in ROTATABLE:
+                if spec.type == "opensearch":
+                    self.log(f"{name}: skipped (OpenSearch rotation is not supported yet)")
+                continue
+            try:
+                done[name] = self._rotate(name, spec.type)
+            except ProjectDeployerError as exc:
+                failures.append(str(exc))
+        if failures:
+            rotated = f" (rotated: {', '.join(done)})" if done else ""
+            raise RotationError("\n".join(failures) + rotated)
+        return done
+
+    # --- listing and cleanup ------------------------------------------------------------------
+
+    def list_secrets(self) -> dict[str, list[str]]:
+        """``service -> file names`` in ``secrets/{service}/`` (files only, sorted; the backups
+        directory and temporary files are left out)."""
+        root = self.secrets_dir()
+        if not root.is_dir():
+            return {}
+        found: dict[str, list[str]] = {}
+        for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+            found[directory.name] = sorted(f.name for f in directory.iterdir() if f.is_file() and not f.name.startswith("."))
+        return found
+
+    def list_backups(self, service: str) -> list[Path]:
+        """The password backups of ``service``, oldest first."""
+        directory = self.backups_dir(service)
+        if not directory.is_dir():
+            return []
+        return sorted((f for f in directory.iterdir() if f.is_file()), key=lambda f: (f.stat().st_mtime, f.name))
+
+    def cleanup_old_backups(self, days_to_keep: int = 30) -> list[Path]:
+        """Delete password backups older than ``days_to_keep`` days (by mtime); the paths removed.
+
+        Only files in ``secrets/{service}/backups/`` are ever touched, never a current password.
+        """
+        if days_to_keep < 0:
+            raise ProjectDeployerError(f"days_to_keep must be 0 or more, not {days_to_keep}")
+        root = self.secrets_dir()
+        if not root.is_dir():
+            return []
+        cutoff = time.time() - days_to_keep * 86400
+        removed: list[Path] = []
+        for service_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for backup in self.list_backups(service_dir.name):
+                if backup.stat().st_mtime < cutoff:
+                    backup.unlink()
+                    removed.append(backup)
+        if removed:
+            self.log(f"removed {len(removed)} secret backup(s) older than {days_to_keep} day(s)")
+        return removed
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _services(self) -> dict[str, Any]:
+        return dict(self.deployer.project.services_for(self.env))
+
+    def _operations(self) -> Any:
+        if self._ops is None:
+            self._ops = self.deployer._operations(log=self.log)
+        return self._ops
+
+    def _running_container(self, service: str) -> tuple[ContainerRuntime, ContainerInfo]:
+        """The runtime and the running container of ``service``, or a "deploy it first" error."""
+        engine = self._operations().engine(self.env)
+        active = engine.active_container(engine.observed().get(service, []))
+        if active is None:
+            raise RotationError(f"{service} is not running in {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
+        return engine.runtime, active
+
+    def _hook(self, service: str) -> None:
+        self._operations().manager.hook.secret_rotated(project=self.project, env=self.env, service=service)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """No deploy of the environment reads the password files while one is rotated."""
+        with deploy_lock(paths.env_dir(self.project, self.env) / "deploy.lock", wait=self.lock_wait):
+            yield
+
+    def _rotate(self, service: str, kind: str) -> Path:
+        spec = self._services().get(service)
+        if spec is None:
+            raise RotationError(f"no service named '{service}' in {self.project}/{self.env} (services: {', '.join(self._services()) or 'none'})")
+        if spec.type != kind:
+            raise RotationError(f"{service} is a {spec.type} service, not {kind}")
+        current = password_path(self.project, self.env, service)
+        if not current.is_file():
+            raise RotationError(f"{service} has no password file at {current}: deploy it first")
+        with self._locked():
+            runtime, container = self._running_container(service)
+            old = current.read_text()
+            new = generate_password()
+            backup = self._backup(service, current)
+            pending = current.with_name(f".{current.name}.pending")
+            write_private(pending, new)
+            try:
+                if kind == "postgres":
+                    self._alter_postgres(runtime, container, service, new)
+                else:
+                    self._add_redis_password(runtime, container, service, old, new)
+            except BaseException:
+                pending.unlink(missing_ok=True)
+                backup.unlink(missing_ok=True)
+                raise
+            os.replace(pending, current)
+            if kind == "redis":
+                self._drop_old_redis_password(runtime, container, service, new)
+        self.log(f"{service}: password rotated in {container.name} and {current} (old one saved as {backup.name}); deploy to restart the containers that use it")
+        self._hook(service)
+        return backup
+
+    def _backup(self, service: str, current: Path) -> Path:
+        directory = self.backups_dir(service)
+        stamp = datetime.now().strftime(TIMESTAMP_FORMAT)
+        target = directory / f"{service}_password.{stamp}"
+        n = 1
+        while target.exists():  # two rotations within one second keep both backups
+            target = directory / f"{service}_password.{stamp}_{n}"
+            n += 1
+        write_private(target, current.read_text())
+        return target
+
+    def _alter_postgres(self, runtime: ContainerRuntime, container: ContainerInfo, service: str, new: str) -> None:
+        user = ResourceResolver.get_db_user(self.project, self.env, service)
+        db = ResourceResolver.get_db_name(self.project, self.env, service)
+        quoted_user = '"' + user.replace('"', '""') + '"'
+        quoted_password = "'" + new.replace("'", "''") + "'"
+        # Keep the statement (it carries the password) out of the server log even on an error.
+        sql = (
+            "SET log_statement = 'none';\n"
+            "SET log_min_error_statement = 'panic';\n"
+            "SET log_min_duration_statement = -1;\n"
+            f"ALTER ROLE {quoted_user} PASSWORD {quoted_password};\n"
+        )
+        argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", db]
+        result = self._exec(runtime, container, argv, sql, user="postgres")
+        if not result.ok:
+            detail = (result.stderr or result.stdout).strip().replace(new, "***")
+            raise RotationError(f"{service}: PostgreSQL refused the new password (nothing changed): {detail or f'psql exit code {result.exit_code}'}")
+
+    def _redis(self, runtime: ContainerRuntime, container: ContainerInfo, service: str, password: str, command: str, what: str) -> None:
+        """``AUTH password`` then ``command`` through redis-cli's standard input; both must say OK."""
+        result = self._exec(runtime, container, ["redis-cli", "--no-auth-warning"], f"AUTH {password}\n{command}\n")
+        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        if not result.ok or lines != ["OK", "OK"]:
+            detail = " / ".join(lines) or result.stderr.strip() or f"redis-cli exit code {result.exit_code}"
+            for secret in password, command:
+                detail = detail.replace(secret, "***")
+            raise RotationError(f"{service}: Redis refused to {what}: {detail}")
+
+    def _add_redis_password(self, runtime: ContainerRuntime, container: ContainerInfo, service: str, old: str, new: str) -> None:
+        # Both passwords valid until the file holds the new one: no client is locked out.
+        self._redis(runtime, container, service, old, f"ACL SETUSER default >{new}", "add the new password (nothing changed; is the password file the one the running server uses?)")
+
+    def _drop_old_redis_password(self, runtime: ContainerRuntime, container: ContainerInfo, service: str, new: str) -> None:
+        try:
+            self._redis(runtime, container, service, new, f"CONFIG SET requirepass {new}", "drop the old password")
+        except RotationError as exc:
+            # The new password works and is in the file; only the old one still works too.
+            self.log(f"warning: {exc}; the old password keeps working until {service} is redeployed")
+
+    def _exec(self, runtime: ContainerRuntime, container: ContainerInfo, argv: list[str], stdin: str, user: str | None = None) -> Any:
+        try:
+            return runtime.exec(container.name, argv, stdin=stdin.encode(), user=user)
+        except NotImplementedError as exc:
+            raise RotationError(f"cannot rotate in {container.name}: {exc}") from None
