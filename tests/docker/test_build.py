@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import tarfile
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +35,25 @@ def _http_get(port: int, path: str = "/") -> tuple[int, bytes]:
         return resp.status, resp.read()
 
 
+_CREATED: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_built_images(docker_client) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Each test's images go when it ends (their layers stay cached for the next build)."""
+    yield
+    while _CREATED:
+        name = _CREATED.pop()
+        for image in docker_client.images.list(filters={"label": f"io.projectdeployer.project={name}"}):
+            for tag in image.tags:
+                docker_client.images.remove(tag, noprune=False)
+
+
 def _project(tmp_path: Path, bed: dict[str, str], name: str, **settings: str) -> ProjectDeployer:
+    # A name of its own per run: an image left by an earlier run on this engine under the same
+    # tag and inputs would be reused, and the build under test would never run.
+    name = f"{name}{uuid.uuid4().hex[:6]}"
+    _CREATED.append(name)
     project = ProjectDeployer.create(name, path=tmp_path / f"{name}.toml", **settings)
     text = project.path.read_text()
     for key, image in bed.items():
@@ -177,7 +197,7 @@ def test_private_repo_token_reaches_no_config_image_or_log(tmp_path: Path, bed: 
         built = project.build(env="prod", log=lines.append)
         assert any(auth for _, auth in server.requests), "the server never saw credentials"
     assert TOKEN not in project.path.read_text()
-    checkout = Path(os.environ["PROJECTDEPLOYER_HOME"]) / "git_checkouts" / "private" / "prod" / "api"
+    checkout = Path(os.environ["PROJECTDEPLOYER_HOME"]) / "git_checkouts" / project.name / "prod" / "api"
     for path in (checkout / ".git").rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), f"token in {path}"
@@ -203,8 +223,8 @@ def test_push_then_pull_by_digest(tmp_path: Path, bed: dict[str, str], registry:
     project = _project(tmp_path, bed, "pushed", registry=registry)
     project.add_python_service("worker", build_context=str(EXAMPLES / "worker"), command="python worker.py")
     built = project.build(env="dev", push=True, log=lambda line: None)["worker"]
-    assert built.tag == f"{registry}/pushed-worker:latest"
-    assert built.digest and built.digest.startswith(f"{registry}/pushed-worker@sha256:")
+    assert built.tag == f"{registry}/{project.name}-worker:latest"
+    assert built.digest and built.digest.startswith(f"{registry}/{project.name}-worker@sha256:")
     image_id = built.image_id
     docker_client.images.remove(built.tag)
     pulled = docker_client.images.pull(built.digest)
