@@ -92,3 +92,25 @@ def wait_for(check: Callable[[], object], *, timeout: float = 60.0, what: str = 
             last = exc
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {last!r}")
+
+
+def remove_project(docker_client, name: str, env: str = "dev", *, volumes: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """Remove everything a test deployed for project ``name``: containers (by label and by name,
+    for leftovers of killed deploys), the network, data volumes and the images it built."""
+    from projectdeployer.core.runtime import LABEL_PROJECT
+
+    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
+        container.remove(force=True, v=True)
+    for container in docker_client.containers.list(all=True, filters={"name": f"{name}_{env}_"}):
+        container.remove(force=True)
+    for network in docker_client.networks.list(names=[f"{name}_{env}_network"]):
+        network.remove()
+    if volumes:
+        for volume in docker_client.volumes.list(filters={"name": f"{name}_{env}_"}):
+            volume.remove(force=True)
+    for image in docker_client.images.list(filters={"label": f"{LABEL_PROJECT}={name}"}):
+        for tag in image.tags:
+            try:
+                docker_client.images.remove(tag)
+            except Exception:  # noqa: BLE001 - still used by something else: leave it
+                pass

@@ -23,7 +23,7 @@ from projectdeployer.core.engine import DeployFailed
 from projectdeployer.core.lock import deploy_lock
 from projectdeployer.core.runtime import LABEL_PROJECT, LABEL_SERVICE
 from projectdeployer.testing.loadgen import LoadGenerator
-from tests.docker.conftest import wait_for
+from tests.docker.conftest import remove_project, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -61,12 +61,7 @@ def zd(tmp_path: Path, bed: dict[str, str], docker_client) -> Iterator[dict]:  #
     try:
         yield {"name": name, "path": path, "source": source, "http": http_port, "https": https_port, "project": ProjectDeployer(str(path), path=path)}
     finally:
-        for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
-            container.remove(force=True)
-        for container in docker_client.containers.list(all=True, filters={"name": f"{name}_dev_"}):
-            container.remove(force=True)
-        for network in docker_client.networks.list(names=[f"{name}_dev_network"]):
-            network.remove()
+        remove_project(docker_client, name)
 
 
 def _set_version(source: Path, version: str) -> None:
@@ -246,14 +241,7 @@ def test_the_fullstack_example_serves_data_from_postgresql(tmp_path: Path, bed: 
             assert not any(p in container.logs().decode(errors="replace") for p in passwords)
         assert not any(p in (source / "projectdeployer.toml").read_text() for p in passwords)
     finally:
-        for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
-            container.remove(force=True, v=True)
-        for container in docker_client.containers.list(all=True, filters={"name": f"{name}_dev_"}):
-            container.remove(force=True)
-        for network in docker_client.networks.list(names=[f"{name}_dev_network"]):
-            network.remove()
-        for volume in docker_client.volumes.list(filters={"name": f"{name}_dev_"}):
-            volume.remove(force=True)
+        remove_project(docker_client, name)
 
 
 def test_the_router_not_local_bookkeeping_says_which_container_serves(zd: dict, docker_client) -> None:  # type: ignore[no-untyped-def]

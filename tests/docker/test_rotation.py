@@ -19,7 +19,7 @@ import pytest
 from projectdeployer import ProjectDeployer, SecretsRotator
 from projectdeployer.core.resolver import ResourceResolver
 from projectdeployer.core.runtime import LABEL_PROJECT
-from tests.docker.conftest import wait_for
+from tests.docker.conftest import remove_project, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -112,14 +112,7 @@ def dbs(tmp_path: Path, bed: dict[str, str], docker_client) -> Iterator[dict]:  
         project.deploy(env="dev", log=lambda line: None)
         yield {"name": name, "project": project}
     finally:
-        for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
-            container.remove(force=True, v=True)
-        for container in docker_client.containers.list(all=True, filters={"name": f"{name}_dev_"}):
-            container.remove(force=True)
-        for network in docker_client.networks.list(names=[f"{name}_dev_network"]):
-            network.remove()
-        for volume in docker_client.volumes.list(filters={"name": f"{name}_dev_"}):
-            volume.remove(force=True)
+        remove_project(docker_client, name)
 
 
 def test_rotation_changes_the_running_databases_first_and_survives_a_redeploy(dbs: dict, docker_client, pd_home: Path) -> None:  # type: ignore[no-untyped-def]

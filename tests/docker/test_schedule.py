@@ -19,7 +19,7 @@ from projectdeployer import ProjectDeployer
 from projectdeployer.core import jobs
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_PROJECT, LABEL_ROLE
-from tests.docker.conftest import wait_for
+from tests.docker.conftest import remove_project, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -72,12 +72,7 @@ def sched(tmp_path: Path, bed: dict[str, str], docker_client, monkeypatch: pytes
     try:
         yield {"name": name, "path": path, "out": out, "project": ProjectDeployer(str(path), path=path)}
     finally:
-        for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
-            container.remove(force=True)
-        for container in docker_client.containers.list(all=True, filters={"name": f"{name}_dev_"}):
-            container.remove(force=True)
-        for network in docker_client.networks.list(names=[f"{name}_dev_network"]):
-            network.remove()
+        remove_project(docker_client, name)
 
 
 def _get(docker_client, name: str):  # type: ignore[no-untyped-def]
