@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.core.runtime import LABEL_PROJECT, LABEL_SERVICE
+from projectdeployer.core.runtime import LABEL_PROJECT
 from projectdeployer.testing.loadgen import LoadGenerator, LoadResult
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import pytest
 from projectdeployer import ProjectDeployer
 from projectdeployer.core import jobs
 from projectdeployer.core.errors import ProjectDeployerError
-from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_PROJECT, LABEL_ROLE
+from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_ROLE
 from tests.docker.conftest import remove_project, wait_for
 
 pytestmark = pytest.mark.docker

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomlkit
-from hypothesis import HealthCheck, assume, find, given, reject, settings
+from hypothesis import HealthCheck, assume, find, given, settings
 from hypothesis import strategies as st
 
 from projectdeployer import ConfigError, ProjectDeployer

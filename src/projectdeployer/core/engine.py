@@ -30,11 +30,11 @@ import attrs
 import pluggy
 
 from . import jobs, paths
-from .containers import JOB_SLOT, SLOTS, STATEFUL_SLOT, ServiceContainer, build_container, container_name, network_name
+from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, build_container, network_name
 from .errors import ProjectDeployerError
 from .model import GenericSpec, Project, ServiceSpec
 from .monitoring import HealthCheck
-from .order import startup_groups, startup_orders
+from .order import startup_orders
 from .ports import PortAssignment, PortStore
 from .provider import Server
 from .releases import Release, ReleaseHistory, new_release_id
@@ -445,4 +445,4 @@ class Engine:
         )
 
 
-__all__ = ["DeployFailed", "DeployPlan", "Engine", "ServiceOutcome", "ServicePlan", "SLOTS", "container_name", "startup_groups"]
+__all__ = ["DeployFailed", "DeployPlan", "Engine", "ServiceOutcome", "ServicePlan"]
