@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .core.deployer import ProjectDeployer
     from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
     from .core.gitmanager import GitManager, cleanup_git_checkouts
+    from .core.backupmanager import BackupManager
+    from .core.bastion import Deployer
     from .core.rotator import SecretsRotator
 
 __version__ = "0.1.0"
@@ -36,6 +38,8 @@ _LAZY = {
     "GitManager": "projectdeployer.core.gitmanager",
     "cleanup_git_checkouts": "projectdeployer.core.gitmanager",
     "SecretsRotator": "projectdeployer.core.rotator",
+    "BackupManager": "projectdeployer.core.backupmanager",
+    "Deployer": "projectdeployer.core.bastion",
 }
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # imported for annotations only: plugins must not pay for the
     import click
 
     from .core.model import Project, ServiceSpec
+    from .core.backups import BackupMethod
     from .core.build import BuildRequest
     from .core.containers import ContainerParts
     from .core.monitoring import Alert, HealthCheck, MetricSample
@@ -274,6 +275,16 @@ def container_parts(service: ServiceSpec, project: Project, env: str) -> Contain
     :param service: the service spec, with the environment's overrides applied.
     :param project: the project.
     :param env: the environment being deployed.
+    """
+
+
+@hookspec(firstresult=True)
+def backup_method(service: ServiceSpec) -> BackupMethod | None:
+    """How ``service`` is backed up, verified and restored, or ``None`` when this plugin does
+    not back up its type. The scheduled backup container, listing and restore are the core's;
+    the method gives the commands (see ``projectdeployer.core.backups.BackupMethod``).
+
+    :param service: a stateful service of the project.
     """
 
 

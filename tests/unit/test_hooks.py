@@ -804,6 +804,28 @@ def test_hook_container_parts(manager: pluggy.PluginManager, register_plugin: Ca
     check_firstresult(manager, register_plugin, "container_parts", {"service": project.services["api"], "project": project, "env": "prod"}, ContainerParts(env={"A": "1"}), ContainerParts(env={"B": "2"}))
 
 
+def test_hook_backup_method(manager: pluggy.PluginManager, register_plugin: Callable, home: Path) -> None:
+    from projectdeployer.core.backups import BackupPolicy, BackupTarget
+
+    project = make_project(manager, {"db": {"type": "postgres"}, "cache": {"type": "redis"}, "api": {"type": "python", "port": 8000}})
+    pg = manager.hook.backup_method(service=project.services["db"])
+    redis = manager.hook.backup_method(service=project.services["cache"])
+    assert (pg.extension, redis.extension) == ("dump", "rdb")
+    assert manager.hook.backup_method(service=project.services["api"]) is None
+    target = BackupTarget(
+        project=project, env="prod", service=project.services["db"], server=FakeServer(), runtime=None,  # type: ignore[arg-type]
+        image="postgres:15", host="shop_prod_db", port=5432, policy=BackupPolicy(enabled=True, schedule="0 2 * * *", retention_days=7),
+    )
+    job = pg.backup_job(target)
+    password = (home / "shop" / "prod" / "secrets" / "db" / "db_password").read_text()
+    # The password only in the private pgpass file, never in the command or environment.
+    assert password in job.secret_files["pgpass"]
+    assert not any(password in part for part in job.command) and not any(password in v for v in job.env.values())
+    assert job.env["PGPASSFILE"] == "/run/secrets/pd/pgpass" and "pg_dump --format=custom" in job.command[-1]
+    assert pg.verify_job(target, "db_20250101_020000.dump").command == ("pg_restore", "--list", "/backups/db_20250101_020000.dump")
+    check_firstresult(manager, register_plugin, "backup_method", {"service": project.services["api"]}, pg, redis)
+
+
 def test_hook_live_routes(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
     project = make_project(load_plugins(make_plugin_manager(), env={}), {})
     kwargs = {"server": FakeServer(), "project": project, "env": "prod"}
@@ -840,7 +862,7 @@ def test_load_plugins_unset_loads_everything(manager: pluggy.PluginManager) -> N
     described = {p["name"]: p for p in get_plugins(manager)}
     postgres = described["service_postgres"]
     assert postgres["builtin"] is True and postgres["distribution"] == "projectdeployer"
-    assert postgres["hooks"] == ["container_parts", "health_checks", "register_service_types"]
+    assert postgres["hooks"] == ["backup_method", "container_parts", "health_checks", "register_service_types"]
     assert postgres["module"] == "projectdeployer.service_types.postgres"
 
 

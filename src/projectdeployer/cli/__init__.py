@@ -21,7 +21,8 @@ from .output import error_lines
 def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
     """The root command group, with the core commands and every plugin's commands."""
     from ..plugins import load_plugins, pm
-    from . import deploy_cmds, plugins_cmd, project_cmds
+    from . import backups_cmds, deploy_cmds, plugins_cmd, project_cmds, secrets_cmds
+    from . import sync_cmds
 
     target = pm if manager is None else manager
     if manager is None:
@@ -44,6 +45,9 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
     project_cmds.register(cli, target)
     deploy_cmds.register(cli, target)
     plugins_cmd.register(cli, target)
+    secrets_cmds.register(cli, target)
+    backups_cmds.register(cli, target)
+    sync_cmds.register(cli, target)
     target.hook.register_commands(cli=cli)
     return cli
 

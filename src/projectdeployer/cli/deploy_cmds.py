@@ -87,8 +87,11 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         project = open_project(ctx)
         zones = project.status(env)
         services = project.service_status(env)
+        from ..core.backupmanager import BackupManager
+
+        backups = BackupManager(project, env, log=lambda line: None).status()
         if as_json:
-            print_json({"zones": zones, "services": services})
+            print_json({"zones": zones, "services": services, "backups": backups})
             return
         print_table(f"{project.name}/{env} servers", ["zone", "active", "reserve", "destroying", "total"], [(z, c["active"], c["reserve"], c["destroying"], c["total"]) for z, c in zones.items()])
         print_table(f"{project.name}/{env} services", ["service", "type", "state", "health", "slot", "release", "host port", "internal", "url"], [(r["service"], r["type"], r["state"], r["health"] or "", r["slot"] or "", r["release"] or "", r["host_port"] or "", r["internal_port"] or "", r["url"] or "") for r in services])
@@ -98,6 +101,12 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
                 f"{project.name}/{env} scheduled jobs (UTC)",
                 ["service", "schedule", "state", "health", "last run", "finished", "exit code"],
                 [(r["service"], r["schedule"], r["state"], r["health"] or "", _when(r["last_run"]) or "never", _when(r["last_finished"]), "" if r["exit_code"] is None else r["exit_code"]) for r in scheduled],
+            )
+        if backups:
+            print_table(
+                f"{project.name}/{env} backups (UTC)",
+                ["service", "schedule", "keep days", "health", "last run", "exit code", "latest verified", "verified"],
+                [(r["service"], r["schedule"], r["retention_days"], r["health"] or "", _when(r["last_run"]) or "never", "" if r["exit_code"] is None else r["exit_code"], r["latest"] or "none", r["verified_count"]) for r in backups],
             )
 
     @cli.command("run")

@@ -383,10 +383,24 @@ class ProjectDeployer:
         """
         return self._operations(log).run_job(env, service, wait=wait, output=output)
 
-    def rollback(self, env: str = "dev", service: str | None = None, version: str | None = None, *, log: Callable[[str], None] | None = None) -> DeployReport:
-        """Redeploy ``service`` with its previous release's image (or release/version ``version``)."""
+    def rollback(
+        self, env: str = "dev", service: str | None = None, version: str | None = None, *,
+        timestamp: str | None = None, log: Callable[[str], None] | None = None,
+    ) -> Any:
+        """Redeploy ``service`` with its previous release's image (or release/version ``version``).
+
+        With ``timestamp`` (``"latest"`` or ``"YYYYmmdd_HHMMSS"``) a stateful service's *data*
+        is restored from that backup instead (see ``BackupManager.restore``; causes downtime),
+        and the restore's report is returned.
+        """
         if service is None:
             raise ConfigError(["rollback: name the service to roll back (service=...)"], source=str(self._path))
+        if timestamp is not None:
+            if version is not None:
+                raise ConfigError(["rollback: give version= (an image release) or timestamp= (a data backup), not both"], source=str(self._path))
+            from .backupmanager import BackupManager
+
+            return BackupManager(self, env, log=log).restore(service, timestamp)
         return self._operations(log).rollback(env, service, version)
 
     def cleanup_git_checkouts(self, env: str | None = None) -> list[Path]:

@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new file, never half of one.
+def atomic_write(path: Path, text: str | bytes, *, mode: int = 0o644) -> None:
+    """Write ``text`` (or bytes) to ``path`` so readers see the old or the new file, never half of one.
 
     The temporary file is created in the same directory (rename is atomic only within one
     file system) with ``mode`` set before any byte is written, so a secret is never readable
@@ -19,8 +19,8 @@ def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from .backupjobs import TABLE_SUFFIX
 from .containers import JOB_SLOT, container_name
 from .errors import ProjectDeployerError
 from .model import ServiceSpec
@@ -82,7 +83,7 @@ def agent_source() -> str:
 class SchedulerPlan:
     """What the deploy will do to the environment's scheduler container."""
 
-    #: create, update, unchanged, remove, error
+    #: create, update, unchanged, remove, error, skip (only backups, and no image for it)
     action: str
     reason: str
     #: The scheduled services in its job table.
@@ -132,7 +133,7 @@ def apply_job(engine: Engine, item: ServicePlan, ports: Mapping[str, PortAssignm
     runtime = engine.runtime
     spec = engine.project.service(item.service, engine.env)
     name = job_name(engine.project.name, engine.env, spec.name)
-    if not _remove_idle(engine, name, spec.name):
+    if not remove_idle(engine, name, spec.name):
         engine.log(f"{spec.name}: {name} is still running; it keeps its old configuration until the next deploy")
         return ServiceOutcome(service=spec.name, action="deferred", slot=JOB_SLOT, release=None, seconds=time.monotonic() - started)
     # From here until the create, a start by the scheduler finds no container (logged, missed).
@@ -150,7 +151,7 @@ def apply_job(engine: Engine, item: ServicePlan, ports: Mapping[str, PortAssignm
     return ServiceOutcome(service=spec.name, action=item.action, slot=JOB_SLOT, release=release, seconds=time.monotonic() - started)
 
 
-def _remove_idle(engine: Engine, name: str, service: str) -> bool:
+def remove_idle(engine: Engine, name: str, service: str) -> bool:
     """Remove job container ``name`` unless a run is in progress for longer than
     :data:`RUN_WAIT_SECONDS`; whether it is gone. The engine refuses to remove a running
     container without force, so a run starting at the last moment is never cut short."""
@@ -195,13 +196,16 @@ def remove_stale_jobs(engine: Engine, specs: Mapping[str, ServiceSpec]) -> None:
 
 
 def job_table(engine: Engine, specs: Mapping[str, ServiceSpec], present: Iterable[str]) -> list[dict[str, str]]:
-    """The scheduler's table: the scheduled services whose job container exists (or will)."""
+    """The scheduler's table: the scheduled services whose job container exists (or will), and
+    the backups of the stateful services (``{service}:backup``, core/backupjobs.py)."""
+    from .backupjobs import schedule_entries
+
     here = set(present)
     return [
         {"service": n, "schedule": s.schedule or "", "container": job_name(engine.project.name, engine.env, n)}
         for n, s in sorted(specs.items())
         if s.is_scheduled and n in here
-    ]
+    ] + schedule_entries(engine, specs)
 
 
 def _scheduler_image(engine: Engine) -> tuple[str, str]:
@@ -274,6 +278,9 @@ def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: M
     try:
         desired = _desired_scheduler(engine, table)
     except DeployFailed as exc:
+        if all(j.endswith(TABLE_SUFFIX) for j in jobs):
+            # Only backups to schedule: the deploy goes on, and says the backups are manual.
+            return SchedulerPlan(action="skip", reason=f"backups are not scheduled: {exc}", jobs=jobs)
         return SchedulerPlan(action="error", reason=str(exc), jobs=jobs)
     if current is None:
         action, reason = "create", "not running"
@@ -290,10 +297,16 @@ def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
     """Converge the scheduler to the job containers that exist now."""
     from .engine import DeployFailed
 
+    from .backupjobs import converge
+
     specs = engine.project.services_for(engine.env)
     remove_stale_jobs(engine, specs)
+    converge(engine)
     plan = plan_scheduler(engine, specs, engine.observed())
     if plan is None or plan.action == "unchanged":
+        return plan
+    if plan.action == "skip":
+        engine.log(f"scheduler: warning: {plan.reason} (run them with: projectdeployer backups run)")
         return plan
     server, runtime = engine.server, engine.runtime
     name = scheduler_name(engine.project.name, engine.env)

@@ -74,7 +74,7 @@ class LocalServer(Server):
     def put_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> None:
         from ..core.fsutil import atomic_write
 
-        atomic_write(Path(remote_path), data.decode(), mode=mode)
+        atomic_write(Path(remote_path), data, mode=mode)
 
     def get_file(self, remote_path: str) -> bytes:
         return Path(remote_path).read_bytes()

@@ -39,3 +39,10 @@ def database_type(
         backup_schedule=backup_schedule,
         auto_env=auto_env,
     )
+
+
+def backup_script(name: str) -> str:
+    """A shell script of ``service_types/backup_scripts/`` (run with ``sh -c``)."""
+    from importlib import resources
+
+    return resources.files("projectdeployer.service_types").joinpath("backup_scripts", name).read_text(encoding="utf-8")

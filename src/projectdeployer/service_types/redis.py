@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from attrs import define
 
+from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts
 from ..core.model import DatabaseSpec, Project, ServiceSpec
 from ..core.resolver import ensure_password
 from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
-from .databases import database_type, tcp_health_checks
+from .databases import backup_script, database_type, tcp_health_checks
 
 
 @define(kw_only=True)
@@ -55,3 +57,72 @@ def container_parts(service: ServiceSpec, project: Project, env: str) -> Contain
         data_volumes={"data": "/data"},
         secret_owner="redis",
     )
+
+
+class RedisBackup(BackupMethod):
+    """A fresh RDB snapshot (BGSAVE) copied from the volume and checked with
+    ``redis-check-rdb``; restored with the database stopped, through a private redis-server
+    that rewrites the append-only file from the snapshot (see ``backup_scripts/``)."""
+
+    extension = "rdb"
+
+    def backup_job(self, target: BackupTarget) -> BackupJob:
+        password = ensure_password(target.project.name, target.env, target.service.name)
+        return BackupJob(
+            command=("sh", "-c", backup_script("redis_backup.sh")),
+            env={"REDIS_HOST": target.host, "REDIS_PORT": str(target.port)},
+            secret_files={"password": password},
+            data_volumes={"data": "/data"},
+        )
+
+    def verify_job(self, target: BackupTarget, file: str) -> BackupJob:
+        return BackupJob(command=("redis-check-rdb", f"/backups/{file}"), isolated=True)
+
+    def restore(self, target: BackupTarget, file: str, runner: JobRunner, log: Callable[[str], None]) -> float:
+        from ..core.backups import BackupError
+
+        runtime, name = target.runtime, target.host
+        info = runtime.get(name)
+        if info is None:
+            raise BackupError(f"{target.service.name}: its container {name} does not exist: deploy it first")
+        job = BackupJob(
+            command=("sh", "-c", backup_script("redis_restore.sh")), env={"BACKUP_FILE": file},
+            data_volumes={"data": "/data"}, data_read_only=False, isolated=True,
+        )
+        began = time.monotonic()
+        log(f"{target.service.name}: stopping {name} (the restore replaces its files)")
+        runtime.stop(name, timeout=60)
+        try:
+            code, lines = runner.run_once(job, "restore")
+            for line in lines:
+                log(f"{target.service.name}: {line}")
+        finally:
+            # Whatever happened, the database runs again (on the restored data, or on its own
+            # files moved back by hand from .pre-restore/ if the restore failed).
+            runtime.start_existing(name)
+        if code != 0:
+            tail = "\n".join(f"    {line}" for line in lines[-15:])
+            raise BackupError(f"{target.service.name}: the restore of {file} failed (exit code {code}); the previous files are in the volume's .pre-restore/ directory.\n{tail}")
+        _wait_tcp(target, began)
+        return time.monotonic() - began
+
+
+def _wait_tcp(target: BackupTarget, began: float, timeout: float = 120.0) -> None:
+    """Until the restarted server answers on its published port."""
+    from ..core.backups import BackupError
+
+    info = target.runtime.get(target.host)
+    port = next(iter(info.ports.values()), None) if info else None
+    detail = "no published port"
+    while port and time.monotonic() - began < timeout:
+        ok, detail = target.server.probe_tcp(port)
+        if ok:
+            return
+        time.sleep(0.2)
+    if port:
+        raise BackupError(f"{target.service.name}: not answering after the restore ({detail})")
+
+
+@hookimpl
+def backup_method(service: ServiceSpec) -> BackupMethod | None:
+    return RedisBackup() if service.type == REDIS.name else None
