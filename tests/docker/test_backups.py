@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,6 +173,19 @@ def test_backup_restore_corruption_and_alerts(stack: dict, docker_client, pd_hom
     docker_client.containers.get(f"{name}_dev_redis").restart(timeout=30)
     wait_for(lambda: redis(port, password, "GET", "k7") == "v7", timeout=60, what="redis back after a restart")
     assert redis(port, password, "DBSIZE") == ":50"
+
+    # --- the CLI: a table, --json, a prompt that changes nothing when refused, one-line errors -
+    cli = [str(Path(sys.executable).parent / "projectdeployer"), "-f", str(project.path)]
+    env = {**os.environ, "PROJECTDEPLOYER_HOME": str(pd_home)}
+    listed = subprocess.run([*cli, "backups", "list", "postgres", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and [r["status"] for r in json.loads(listed.stdout)] == ["verified", "verified"]
+    refused = subprocess.run([*cli, "backups", "restore", "postgres"], env=env, input="n\n", capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "Replace ALL data of postgres" in refused.stderr
+    assert _sql(docker_client, name, "SELECT count(*) FROM orders") == "501"
+    unknown = subprocess.run([*cli, "backups", "restore", "nosuch", "--yes"], env=env, capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 1 and "no service named 'nosuch'" in unknown.stderr and "Traceback" not in unknown.stderr
+    table = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0 and "backups (UTC)" in table.stdout and "0 2 * * *" in table.stdout
 
     # --- a failed backup alerts once -----------------------------------------------------------
     docker_client.containers.get(f"{name}_dev_postgres").stop(timeout=30)

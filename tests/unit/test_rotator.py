@@ -176,10 +176,18 @@ def test_a_service_without_password_file_must_be_deployed_first(pd_home: Path) -
         rotator.rotate_redis_password()
 
 
-def test_opensearch_is_not_supported_yet(project: ProjectDeployer) -> None:
+def test_opensearch_is_changed_in_the_running_node(project: ProjectDeployer) -> None:
+    # The account API round trip itself is tested against the fake node in test_opensearch.py.
     rotator, _ = rotator_with(project, FakeRuntime(ok()))
-    with pytest.raises(ProjectDeployerError, match="opensearch: rotating an OpenSearch password is not supported yet"):
+    with pytest.raises(RotationError, match="opensearch is not running in shop/prod: deploy it first"):
         rotator.rotate_opensearch_password()
+    changed: list[tuple[str, str, str]] = []
+    rotator, manager = rotator_with(project, FakeRuntime(ok()), running={"opensearch": f"shop_{ENV}_opensearch"})
+    rotator._change_opensearch_password = lambda container, service, old, new: changed.append((container.name, old, new))  # type: ignore[method-assign]
+    before = password_path("shop", ENV, "opensearch").read_text()
+    rotator.rotate_opensearch_password()
+    assert changed == [(f"shop_{ENV}_opensearch", before, password_path("shop", ENV, "opensearch").read_text())]
+    manager.hook.secret_rotated.assert_called_once_with(project="shop", env=ENV, service="opensearch")
 
 
 def test_wrong_or_unknown_services_are_clear_errors(project: ProjectDeployer) -> None:
@@ -204,18 +212,19 @@ def test_a_runtime_without_exec_cannot_rotate(project: ProjectDeployer) -> None:
     _assert_unchanged(current, old, manager)
 
 
-def test_rotate_all_rotates_every_postgres_and_redis_service(project: ProjectDeployer) -> None:
+def test_rotate_all_rotates_every_postgres_redis_and_opensearch_service(project: ProjectDeployer) -> None:
     def answer(argv: Sequence[str], stdin: bytes) -> CommandResult:
         return CommandResult(exit_code=0, stdout="OK\nOK\n" if argv[0] == "redis-cli" else "", stderr="")
 
-    before = {s: password_path("shop", ENV, s).read_text() for s in ("postgres", "redis", "analytics", "opensearch")}
-    rotator, manager = rotator_with(project, FakeRuntime(answer))
+    services = ("postgres", "redis", "analytics", "opensearch")
+    before = {s: password_path("shop", ENV, s).read_text() for s in services}
+    rotator, manager = rotator_with(project, FakeRuntime(answer), running={s: f"shop_{ENV}_{s}" for s in services})
+    rotator._change_opensearch_password = lambda container, service, old, new: None  # type: ignore[method-assign]
     done = rotator.rotate_all_secrets()
-    assert set(done) == {"postgres", "redis", "analytics"}
+    assert set(done) == set(services)
     for service in done:
         assert password_path("shop", ENV, service).read_text() != before[service]
-    assert password_path("shop", ENV, "opensearch").read_text() == before["opensearch"]
-    assert manager.hook.secret_rotated.call_count == 3
+    assert manager.hook.secret_rotated.call_count == 4
 
 
 def test_rotate_all_reports_failures_and_keeps_the_others(project: ProjectDeployer) -> None:
@@ -224,8 +233,9 @@ def test_rotate_all_reports_failures_and_keeps_the_others(project: ProjectDeploy
 
     rotator, _ = rotator_with(project, FakeRuntime(answer), running={"postgres": "shop_prod_postgres", "redis": "shop_prod_redis"})
     before = password_path("shop", ENV, "analytics").read_text()
-    with pytest.raises(RotationError, match="analytics is not running .*\\(rotated: postgres, redis\\)"):
+    with pytest.raises(RotationError, match="analytics is not running") as caught:
         rotator.rotate_all_secrets()
+    assert "opensearch is not running" in str(caught.value) and str(caught.value).endswith("(rotated: postgres, redis)")
     assert password_path("shop", ENV, "analytics").read_text() == before
 
 

@@ -17,6 +17,7 @@ import attrs
 
 from .backups import (
     LABEL_BACKUP_OF,
+    BackupError,
     ROLE_BACKUP,
     BackupMethod,
     BackupPolicy,
@@ -65,8 +66,16 @@ def backed_up(engine: Engine, specs: Mapping[str, ServiceSpec] | None = None) ->
 
 def target_for(engine: Engine, spec: ServiceSpec, policy: BackupPolicy) -> BackupTarget:
     """The backup target of ``spec`` on the engine's server."""
+    from .engine import DeployFailed
+    from .jobs import scheduler_image
+
     stype = engine.registry.service_types[spec.type]
+    try:
+        python_image: str | None = scheduler_image(engine)[0]
+    except DeployFailed:
+        python_image = None
     return BackupTarget(
+        python_image=python_image,
         project=engine.project, env=engine.env, service=spec, server=engine.server, runtime=engine.runtime,
         image=engine.image_for(spec, stype), host=container_name(engine.project.name, engine.env, spec.name, STATEFUL_SLOT),
         port=spec.port or stype.default_port or 0, policy=policy,
@@ -100,7 +109,11 @@ def converge(engine: Engine) -> None:
             continue
         runner = JobRunner(target)
         name = backup_container_name(project, env, service)
-        spec, files, config_hash = runner.spec(item.method.backup_job(target), name, ROLE_BACKUP)
+        try:
+            spec, files, config_hash = runner.spec(item.method.backup_job(target), name, ROLE_BACKUP)
+        except BackupError as exc:
+            engine.log(f"{service}: no backup container: {exc}")
+            continue
         current = existing.get(service)
         if current is not None and current.labels.get(LABEL_CONFIG) == config_hash:
             continue

@@ -109,6 +109,9 @@ class BackupTarget:
     #: The database's port inside the project network.
     port: int
     policy: BackupPolicy
+    #: The project's ``[images] python`` image on the server (for methods whose tools are
+    #: Python scripts, e.g. OpenSearch's snapshot client), when it is there.
+    python_image: str | None = None
 
     @property
     def backups_dir(self) -> str:
@@ -135,6 +138,8 @@ class BackupJob:
     data_read_only: bool = True
     #: No network (a restore working on the volume alone).
     isolated: bool = False
+    #: ``None``: the service's own image; ``"python"``: the project's python image.
+    image: str | None = None
 
 
 class BackupMethod(abc.ABC):
@@ -300,9 +305,14 @@ class JobRunner:
         for suffix, path in sorted(job.data_volumes.items()):
             mounts.append(Mount(source=t.volume(suffix), target=path, volume=True, read_only=job.data_read_only))
         env = {"TZ": "UTC", "PD_SERVICE": t.service.name, "RETENTION_DAYS": str(t.policy.retention_days), **job.env}
+        image = t.image
+        if job.image == "python":
+            if not t.python_image:
+                raise BackupError(f"{t.service.name}: its backups run on the project's [images] python image, which is not on {t.server.name}")
+            image = t.python_image
         spec = ContainerSpec(
             name=name,
-            image=t.image,
+            image=image,
             command=job.command,
             env=env,
             network=None if job.isolated else network_name(t.project.name, t.env),
@@ -311,7 +321,7 @@ class JobRunner:
             stop_timeout=60,
             user="0",  # writes /backups (the operator's tree) and reads the private files
         )
-        image_id = t.runtime.image_id(t.image) or ""
+        image_id = t.runtime.image_id(image) or ""
         config_hash = _canonical_hash(spec, image_id, job.secret_files)
         labels = {
             LABEL_PROJECT: t.project.name, LABEL_ENV: t.env, LABEL_ROLE: role,

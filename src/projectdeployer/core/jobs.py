@@ -208,7 +208,7 @@ def job_table(engine: Engine, specs: Mapping[str, ServiceSpec], present: Iterabl
     ] + schedule_entries(engine, specs)
 
 
-def _scheduler_image(engine: Engine) -> tuple[str, str]:
+def scheduler_image(engine: Engine) -> tuple[str, str]:
     """The ``[images] python`` image for the agent, and its id on the server."""
     from .engine import DeployFailed
 
@@ -230,7 +230,7 @@ def _scheduler_image(engine: Engine) -> tuple[str, str]:
 
 def _desired_scheduler(engine: Engine, table: list[dict[str, str]]) -> _DesiredScheduler:
     project, env, server = engine.project.name, engine.env, engine.server
-    image, image_id = _scheduler_image(engine)
+    image, image_id = scheduler_image(engine)
     agent = agent_source()
     jobs = json.dumps({"jobs": table}, indent=2, sort_keys=True) + "\n"
     directory = scheduler_dir(server.data_root, project, env)

@@ -11,6 +11,13 @@ A rotation of service ``S`` in ``{project}/{env}``:
    - PostgreSQL: ``ALTER ROLE`` by ``psql`` over the container's local socket;
    - Redis: ``ACL SETUSER default >new`` (the old and the new password both work), and after
      step 4 ``CONFIG SET requirepass new`` (only the new one works), by ``redis-cli``;
+   - OpenSearch: the security plugin's account API (``PUT /_plugins/_security/api/account``
+     with ``current_password`` and ``password``, authenticated as ``admin`` with the old one),
+     over HTTPS to the node's published host port on ``127.0.0.1``, the TLS certificate
+     verified against the node's own CA (``secrets/S/tls/root-ca.pem``); the password only in
+     the request body. From then on only the new password works (the plugin drops its
+     authentication cache on a configuration change), so clients using the old one get HTTP
+     401 until the next ``deploy`` gives them the new one;
 4. replaces the password file with the new one (atomic rename, 0600);
 5. calls the ``secret_rotated`` hook.
 
@@ -18,6 +25,14 @@ If step 3 fails nothing has changed: the backup and the pending file are removed
 password file is intact, and the error says why. The containers that use the password (the
 database's own private files, the consumers' connection strings) pick the new file up on the
 next ``deploy``: their config hash includes the secret files' digests, so they are restarted.
+
+OpenSearch keeps its users in its security index, initialized from ``internal_users.yml`` only
+on a node's first start (``plugins.security.allow_default_init_securityindex``): the change in
+the running node (step 3) is what counts. The deploy regenerates ``internal_users.yml``'s
+bcrypt hash from the new password file, which matters only for a fresh node (an empty data
+volume). The node is reached at ``127.0.0.1``: this works where the operator's machine is the
+server (the ``local`` provider, which publishes ports on 127.0.0.1); for a remote server the
+URL must be tunnelled there (``_opensearch_url`` is the one place to change).
 """
 
 from __future__ import annotations
@@ -43,7 +58,7 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 
 #: The service types whose password can be rotated today.
-ROTATABLE = ("postgres", "redis")
+ROTATABLE = ("postgres", "redis", "opensearch")
 BACKUPS_DIR = "backups"
 TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 
@@ -87,14 +102,12 @@ class SecretsRotator:
         return self._rotate(service_name, "redis")
 
     def rotate_opensearch_password(self, service_name: str = "opensearch") -> Path:
-        """Not supported yet: OpenSearch has no container support in ProjectDeployer yet."""
-        raise RotationError(
-            f"{service_name}: rotating an OpenSearch password is not supported yet "
-            "(OpenSearch services cannot be deployed as containers yet, so there is no running node to change it in)"
-        )
+        """Rotate the ``admin`` password of OpenSearch service ``service_name`` (the account API
+        of the running node, then the file); the backup's path."""
+        return self._rotate(service_name, "opensearch")
 
     def rotate_all_secrets(self) -> dict[str, Path]:
-        """Rotate every PostgreSQL and Redis service of the environment; ``service -> backup``.
+        """Rotate every PostgreSQL, Redis and OpenSearch service of the environment; ``service -> backup``.
 
         Every service is tried; when some fail, the others stay rotated and one error lists
         the failures.
@@ -103,8 +116,6 @@ class SecretsRotator:
         failures: list[str] = []
         for name, spec in self._services().items():
             if spec.type not in ROTATABLE:
-                if spec.type == "opensearch":
-                    self.log(f"{name}: skipped (OpenSearch rotation is not supported yet)")
                 continue
             try:
                 done[name] = self._rotate(name, spec.type)
@@ -202,8 +213,10 @@ class SecretsRotator:
             try:
                 if kind == "postgres":
                     self._alter_postgres(runtime, container, service, new)
-                else:
+                elif kind == "redis":
                     self._add_redis_password(runtime, container, service, old, new)
+                else:
+                    self._change_opensearch_password(container, service, old, new)
             except BaseException:
                 pending.unlink(missing_ok=True)
                 backup.unlink(missing_ok=True)
@@ -265,8 +278,64 @@ class SecretsRotator:
             # The new password works and is in the file; only the old one still works too.
             self.log(f"warning: {exc}; the old password keeps working until {service} is redeployed")
 
+    def _opensearch_url(self, service: str, container: ContainerInfo) -> str:
+        """The running node's URL from this machine: its published host port on 127.0.0.1
+        (tests point it at a fake node)."""
+        spec = self._services()[service]
+        port = container.ports.get(spec.port or 9200)
+        if port is None:
+            raise RotationError(f"{service}: {container.name} publishes no host port for {spec.port or 9200}: cannot reach the node (nothing changed)")
+        return f"https://127.0.0.1:{port}"
+
+    def _opensearch_ca_file(self, service: str) -> Path:
+        """The CA the node's HTTPS certificate is verified against (made by the deploy)."""
+        from ..service_types.opensearch import ca_certificate_path
+
+        return ca_certificate_path(self.project, self.env, service)
+
+    def _change_opensearch_password(self, container: ContainerInfo, service: str, old: str, new: str) -> None:
+        from ..addons.opensearch_snapshot import OpenSearchError, SnapshotClient
+
+        url = self._opensearch_url(service, container)
+        ca_file = self._opensearch_ca_file(service)
+        if url.startswith("https:") and not ca_file.is_file():
+            raise RotationError(f"{service}: no CA certificate at {ca_file} to verify the node with (deploy it first; nothing changed)")
+        try:
+            client = SnapshotClient(url, password=old, ca_file=str(ca_file) if url.startswith("https:") else None)
+        except ValueError as exc:
+            raise RotationError(f"{service}: cannot reach the node at {url}: {exc} (nothing changed)") from None
+        try:
+            client.change_password(old, new)
+        except OpenSearchError as exc:
+            # No answer at all (connection lost, timeout) leaves it open whether the node made
+            # the change: ask it which password it takes before calling it unchanged.
+            if exc.status is None and self._opensearch_accepts(client, new):
+                self.log(f"{service}: the node's answer was lost ({exc}), but it takes the new password: going on")
+                return
+            detail = str(exc).replace(new, "***").replace(old, "***")
+            raise RotationError(f"{service}: OpenSearch refused the new password (nothing changed): {detail}") from None
+
+    @staticmethod
+    def _opensearch_accepts(client: Any, password: str) -> bool:
+        from ..addons.opensearch_snapshot import OpenSearchError
+
+        try:
+            return bool(client.authenticates(password))
+        except OpenSearchError:
+            return False
+
     def _exec(self, runtime: ContainerRuntime, container: ContainerInfo, argv: list[str], stdin: str, user: str | None = None) -> Any:
         try:
             return runtime.exec(container.name, argv, stdin=stdin.encode(), user=user)
         except NotImplementedError as exc:
             raise RotationError(f"cannot rotate in {container.name}: {exc}") from None
+
+    def rotate(self, service: str) -> Path:
+        """Rotate the password of ``service`` by its type (``rotate_<type>_password``); the backup's path."""
+        spec = self._services().get(service)
+        if spec is None:
+            raise RotationError(f"no service named '{service}' in {self.project}/{self.env} (services: {', '.join(self._services()) or 'none'})")
+        rotate = getattr(self, f"rotate_{spec.type}_password", None)
+        if not callable(rotate):
+            raise RotationError(f"{service} is a {spec.type} service: it has no generated password to rotate")
+        return rotate(service)

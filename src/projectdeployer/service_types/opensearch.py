@@ -1,13 +1,98 @@
-"""The ``opensearch`` service type: OpenSearch, backed up through its snapshot API at 04:00 daily by default."""
+"""The ``opensearch`` service type: OpenSearch, backed up through its snapshot API at 04:00 daily by default.
+
+The container runs the official image (``opensearchproject/opensearch:{version}``) configured
+the way production deployments are, not with the image's demo security setup: the demo
+installer wants the admin password in ``OPENSEARCH_INITIAL_ADMIN_PASSWORD`` (an environment
+variable, which this project never uses for a secret) and installs well-known demo
+certificates. Instead:
+
+* ``DISABLE_INSTALL_DEMO_CONFIG=true`` (the image's entrypoint then skips
+  ``install_demo_configuration.sh``); the security plugin stays enabled;
+* our own ``opensearch.yml``: single node (``discovery.type: single-node``, which also skips the
+  production bootstrap checks such as ``vm.max_map_count``), ``network.host: 0.0.0.0``,
+  ``path.repo`` = ``/usr/share/opensearch/snapshots`` (the ``snapshots`` data volume: the
+  snapshot API's ``fs`` repository), TLS on the transport and HTTP layers with our certificates,
+  ``plugins.security.allow_default_init_securityindex: true`` and the admin certificate's DN;
+* TLS certificates made here with ``cryptography``: a CA per project/env/service and a node
+  certificate (serverAuth + clientAuth, as the transport layer needs) signed by it, plus an
+  admin client certificate (``plugins.security.authcz.admin_dn``) for ``securityadmin.sh``;
+  RSA 2048, keys in PKCS#8 (what the Security plugin settings documentation asks for). They are kept
+  (0600, directory 0700) in ``{home}/{project}/{env}/secrets/{service}/tls/``, made once and
+  reused; the node certificate is made again when it expires within 30 days.
+  ``tls/root-ca.pem`` is what clients verify the node with;
+* the security plugin's configuration files (``config.yml``: HTTP basic against the internal
+  users database; ``internal_users.yml``: the one user ``admin``, whose bcrypt hash is made from
+  the generated password file each time the parts are computed; ``roles_mapping.yml``:
+  ``admin`` -> ``all_access``; empty ``roles.yml``, ``action_groups.yml``, ``tenants.yml``).
+  ``admin`` is *not* ``reserved``: the security plugin refuses to change a reserved user
+  through its REST API ("Resource 'admin' is read-only."), and password rotation changes it
+  through the account API.
+
+Why the files are copied into the config directory: OpenSearch 2.x runs with the Java Security
+Manager, and a plugin may only read files the node's policy grants, i.e. inside its config
+directory (certificates elsewhere fail with ``AccessControlException ... FilePermission ...
+read``, e.g. wazuh/wazuh-kubernetes#1173); the security plugin also reads its configuration
+files from ``{config}/opensearch-security/`` only (``ConfigurationRepository``, unless the JVM
+property ``security.default_init.dir`` is set). Our files are private files mounted read-only at
+``/run/secrets/pd`` (flat names, 0400, owned by ``opensearch``, uid 1000), so the container's
+command is a small ``bash`` script that copies them (0600) into
+``/usr/share/opensearch/config/`` (``opensearch.yml``, ``pd-tls/*.pem``,
+``opensearch-security/*.yml``; the image's home is owned by uid 1000, so it may) and then runs
+the image's own ``./opensearch-docker-entrypoint.sh opensearch`` (in a process group of its own,
+to which a stop's SIGTERM is passed: that entrypoint runs the JVM as a child, not with exec, so
+the JVM would otherwise be killed rather than shut down). opensearch.yml names the
+certificates relative to the config directory (``pd-tls/node.pem``), as the Security plugin
+settings documentation asks ("must be under the config directory, specified using a relative
+path"); ``SslCertificatesLoader`` resolves them against it. The script only names paths: no
+secret is in argv, environment or labels.
+
+The security index is initialized from those files once, on the first start of a node with an
+empty data volume (``ConfigurationRepository`` creates ``.opendistro_security`` and uploads
+each file with ``OpType.CREATE``: documents that exist are left alone, see ``ConfigHelper``).
+After that the live index is the truth: a password rotation changes it in the running node
+(``SecretsRotator.rotate_opensearch_password``), and the hash in ``internal_users.yml`` only
+matters for a fresh node.
+
+Snapshots: the ``snapshots`` volume is mounted at ``/usr/share/opensearch/snapshots``, a path
+that does not exist in the image, so Docker creates the new volume owned by root and the node
+(uid 1000) cannot write there until the volume is given to uid 1000 (``chown 1000:1000`` of its
+root, once). The start script says so in the container log when it finds the directory not
+writable; the rest of the node works regardless.
+
+Heap: ``OPENSEARCH_JAVA_OPTS=-Xms512m -Xmx512m`` (not a secret). The performance analyzer's
+agent (a second JVM) is not started. The health check stays TCP on 9200.
+
+Sources relied on: opensearch-project/opensearch-build ``docker/release`` (the 2.x entrypoint:
+``DISABLE_INSTALL_DEMO_CONFIG``, ``DISABLE_PERFORMANCE_ANALYZER_AGENT_CLI``, env vars with dots
+become ``-E`` settings, it refuses to run as root; the Dockerfile: user ``opensearch`` uid
+1000, ``WORKDIR /usr/share/opensearch``, ``ENTRYPOINT ["./opensearch-docker-entrypoint.sh"]``,
+``CMD ["opensearch"]``); opensearch-project/security (``config/*.yml`` formats,
+``config/opensearch.yml.example``, ``ConfigurationRepository``, ``ConfigHelper``,
+``SslCertificatesLoader`` resolving PEM paths against the config directory,
+``AccountApiAction``); docs.opensearch.org "Docker security configuration", "Security plugin
+settings" and the Change Password API. None of this was run against a real node here (no
+OpenSearch image or package is reachable on this machine): it is tested against
+``projectdeployer.testing.fake_opensearch`` and by inspecting the generated files.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
+import attrs
 from attrs import define
 
-from ..core.model import DatabaseSpec, ServiceSpec
+from ..core import paths
+from ..core.containers import SECRETS_MOUNT, ContainerParts, container_name
+from ..core.fsutil import write_private
+from ..core.model import DatabaseSpec, Project, ServiceSpec
 from ..core.monitoring import HealthCheck
+from ..core.resolver import SIDECAR_HOST, ensure_password
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
 from .databases import database_type, tcp_health_checks
@@ -29,6 +114,30 @@ OPENSEARCH = database_type(
     auto_env=("OPENSEARCH_URL",),
 )
 
+#: The image's layout (opensearch-build's Dockerfile).
+OPENSEARCH_HOME = "/usr/share/opensearch"
+CONFIG_DIR = f"{OPENSEARCH_HOME}/config"
+DATA_DIR = f"{OPENSEARCH_HOME}/data"
+#: The snapshot repository's directory: ``path.repo`` and the ``snapshots`` volume.
+SNAPSHOTS_DIR = f"{OPENSEARCH_HOME}/snapshots"
+TLS_DIR = f"{CONFIG_DIR}/pd-tls"
+#: How opensearch.yml names the TLS files: relative to the config directory, as documented.
+TLS_REL = "pd-tls"
+SECURITY_DIR = f"{CONFIG_DIR}/opensearch-security"
+#: The user the image runs as (uid 1000), who must read the private files.
+OPENSEARCH_USER = "opensearch"
+ADMIN_USER = "admin"
+HEAP = "512m"
+#: The security plugin's files, each mounted as ``security-{name}``.
+SECURITY_FILES = ("config.yml", "internal_users.yml", "roles.yml", "roles_mapping.yml", "action_groups.yml", "tenants.yml")
+TLS_FILES = ("root-ca.pem", "node.pem", "node-key.pem", "admin.pem", "admin-key.pem")
+#: A node certificate is valid this long, and made again when it expires sooner than RENEW_BEFORE.
+NODE_VALIDITY = dt.timedelta(days=825)
+CA_VALIDITY = dt.timedelta(days=3650)
+RENEW_BEFORE = dt.timedelta(days=30)
+BCRYPT_ROUNDS = 12
+HASH_FILE = "admin_password.bcrypt"
+
 
 @hookimpl
 def register_service_types(register: Callable[[ServiceType], None]) -> None:
@@ -38,3 +147,418 @@ def register_service_types(register: Callable[[ServiceType], None]) -> None:
 @hookimpl
 def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
     return tcp_health_checks(service, OPENSEARCH)
+
+
+# --- certificates ------------------------------------------------------------------------------
+
+
+def tls_dir(project: str, env: str, service: str) -> Path:
+    """``{home}/{project}/{env}/secrets/{service}/tls``: the CA, node and admin certificates and keys."""
+    return paths.env_dir(project, env, "secrets") / service / "tls"
+
+
+def ca_certificate_path(project: str, env: str, service: str) -> Path:
+    """The CA certificate (PEM) a client verifies the node's HTTPS certificate with."""
+    return tls_dir(project, env, service) / "root-ca.pem"
+
+
+@attrs.frozen(kw_only=True)
+class NodePki:
+    """PEM texts of a node's certificates and keys, and the DNs opensearch.yml names."""
+
+    ca_cert: str
+    node_cert: str
+    node_key: str
+    admin_cert: str
+    admin_key: str
+    node_dn: str
+    admin_dn: str
+
+
+def _name(common_name: str, project: str, env: str) -> Any:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ProjectDeployer"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{project}-{env}"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
+    ])
+
+
+def _key_pem(key: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    # PKCS#8, unencrypted: the key format the Security plugin documentation asks for.
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
+def _cert_pem(cert: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _new_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _make_ca(project: str, env: str, service: str, now: dt.datetime) -> tuple[str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    key = _new_key()
+    name = _name(f"{project}-{env}-{service} CA", project, env)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                          key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _cert_pem(cert), _key_pem(key)
+
+
+def node_hostnames(project: str, env: str, service: str) -> list[str]:
+    """The DNS names in the node certificate: its container name (backup containers reach it by
+    that name on the project network), the service name, the sidecar alias apps use, localhost."""
+    return [container_name(project, env, service, "s"), service, SIDECAR_HOST, "localhost"]
+
+
+def _issue(
+    ca_cert_pem: str, ca_key_pem: str, subject: Any, now: dt.datetime, *, server: bool, hostnames: Sequence[str] = ()
+) -> tuple[str, str]:
+    """A certificate for ``subject`` signed by the CA: a node's (server + client auth, SANs) or a client's."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    key = _new_key()
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(min(now + NODE_VALIDITY, ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True, data_encipherment=False,
+                          key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
+    )
+    if server:
+        names: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
+        names += [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return _cert_pem(builder.sign(ca_key, hashes.SHA256())), _key_pem(key)  # type: ignore[arg-type]
+
+
+def _valid_until(cert_pem: str) -> dt.datetime | None:
+    from cryptography import x509
+
+    try:
+        return x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc
+    except ValueError:
+        return None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _private_dirs(directory: Path) -> None:
+    """The directory and its parents up to the environment's secrets directory: 0700."""
+    secrets_dir = directory.parents[1]
+    for d in (secrets_dir, directory.parent, directory):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(d, 0o700)
+
+
+def _usable(cert_pem: str | None, key_pem: str | None, ca_cert_pem: str, now: dt.datetime) -> bool:
+    """Both present, the key matches, the CA signed it, and it is valid for 30 more days."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+
+    if not cert_pem or not key_pem or not _matches(cert_pem, key_pem):
+        return False
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_cert_pem.encode()))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return cert.not_valid_after_utc - now > RENEW_BEFORE
+
+
+def _pair(directory: Path, name: str, ca_cert: str, make: Callable[[], tuple[str, str]], now: dt.datetime) -> tuple[str, str]:
+    """``{name}.pem`` and ``{name}-key.pem``: read, or made (again) when not usable. A crash
+    between the two writes leaves a pair that does not match: made again on the next call."""
+    cert, key = _read(directory / f"{name}.pem"), _read(directory / f"{name}-key.pem")
+    if _usable(cert, key, ca_cert, now):
+        return cert, key  # type: ignore[return-value]
+    cert, key = make()
+    write_private(directory / f"{name}-key.pem", key)
+    write_private(directory / f"{name}.pem", cert)
+    return cert, key
+
+
+def _matches(cert_pem: str, key_pem: str) -> bool:
+    """The certificate's public key is the key's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert_pub = x509.load_pem_x509_certificate(cert_pem.encode()).public_key()
+        key_pub = serialization.load_pem_private_key(key_pem.encode(), password=None).public_key()
+    except (ValueError, TypeError):
+        return False
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return cert_pub.public_bytes(der, spki) == key_pub.public_bytes(der, spki)
+
+
+def ensure_pki(project: str, env: str, service: str, *, now: dt.datetime | None = None) -> NodePki:
+    """The node's CA, node and admin certificates, made on first use and reused after."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    directory = tls_dir(project, env, service)
+    _private_dirs(directory)
+    ca_cert, ca_key = _read(directory / "root-ca.pem"), _read(directory / "root-ca-key.pem")
+    ca_until = _valid_until(ca_cert) if ca_cert else None
+    if not (ca_cert and ca_key and ca_until and ca_until - now > RENEW_BEFORE and _matches(ca_cert, ca_key)):
+        # A new CA: every certificate the old one signed fails _usable and is made again.
+        ca_cert, ca_key = _make_ca(project, env, service, now)
+        write_private(directory / "root-ca-key.pem", ca_key)
+        write_private(directory / "root-ca.pem", ca_cert)
+    node_subject = _name(f"{service}.{env}.{project}.node", project, env)
+    admin_subject = _name(f"{service}.{env}.{project}.admin", project, env)
+    hostnames = node_hostnames(project, env, service)
+    node = _pair(directory, "node", ca_cert, lambda: _issue(ca_cert, ca_key, node_subject, now, server=True, hostnames=hostnames), now)
+    admin = _pair(directory, "admin", ca_cert, lambda: _issue(ca_cert, ca_key, admin_subject, now, server=False), now)
+    return NodePki(
+        ca_cert=ca_cert, node_cert=node[0], node_key=node[1], admin_cert=admin[0], admin_key=admin[1],
+        node_dn=node_subject.rfc4514_string(), admin_dn=admin_subject.rfc4514_string(),
+    )
+
+
+# --- the admin password's hash -----------------------------------------------------------------
+
+
+def admin_password_hash(project: str, env: str, service: str, password: str) -> str:
+    """The bcrypt hash of ``password`` for internal_users.yml, the same on every call while the
+    password stays the same (a new salt would change the container's config hash, and so
+    restart OpenSearch, on every deploy).
+
+    Cached in ``secrets/{service}/admin_password.bcrypt`` (0600) as two lines: the password's
+    SHA-256 (which says whether the cache is for the current password without a slow bcrypt
+    check; it reveals nothing the password file beside it does not) and the bcrypt hash. Made
+    again when the password changed (after a rotation).
+    """
+    import hashlib
+
+    import bcrypt
+
+    path = paths.env_dir(project, env, "secrets") / service / HASH_FILE
+    fingerprint = "sha256:" + hashlib.sha256(password.encode()).hexdigest()
+    cached = (_read(path) or "").splitlines()
+    if len(cached) == 2 and cached[0] == fingerprint and cached[1].startswith("$2a$"):
+        return cached[1]
+    # $2a$, as the security plugin's own demo users are written; 12 rounds, as its hash.sh.
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS, prefix=b"2a")).decode()
+    write_private(path, f"{fingerprint}\n{hashed}\n")
+    return hashed
+
+
+# --- configuration files -----------------------------------------------------------------------
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    """A small YAML writer for dicts, lists and scalars; strings are JSON-quoted (valid YAML)."""
+    pad = "  " * indent
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, (Mapping, list)) and item:
+                lines.append(f"{pad}{key}:\n{to_yaml(item, indent + 1)}")
+            else:
+                lines.append(f"{pad}{key}: {to_yaml(item)}")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        return "\n".join(
+            f"{pad}-\n{to_yaml(item, indent + 1)}" if isinstance(item, (Mapping, list)) and item else f"{pad}- {to_yaml(item)}"
+            for item in value
+        )
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if value is None:
+        return "null"
+    return json.dumps(str(value))
+
+
+def _meta(kind: str) -> dict[str, Any]:
+    return {"_meta": {"type": kind, "config_version": 2}}
+
+
+def security_files(admin_hash: str) -> dict[str, str]:
+    """The security plugin's configuration (``opensearch-security/*.yml``) by file name."""
+    config = {
+        **_meta("config"),
+        "config": {"dynamic": {
+            "http": {"anonymous_auth_enabled": False},
+            "authc": {"basic_internal_auth_domain": {
+                "description": "HTTP basic authentication against the internal users database",
+                "http_enabled": True,
+                "transport_enabled": True,
+                "order": 0,
+                "http_authenticator": {"type": "basic", "challenge": True},
+                "authentication_backend": {"type": "intern"},
+            }},
+            "authz": {},
+        }},
+    }
+    users = {
+        **_meta("internalusers"),
+        ADMIN_USER: {
+            "hash": admin_hash,
+            # Not reserved: the account API must be able to change it (password rotation).
+            "reserved": False,
+            "backend_roles": ["admin"],
+            "description": "ProjectDeployer's admin user (password: the service's generated password file)",
+        },
+    }
+    mapping = {**_meta("rolesmapping"), "all_access": {"reserved": False, "backend_roles": ["admin"], "description": "admin has all access"}}
+    files = {
+        "config.yml": config,
+        "internal_users.yml": users,
+        "roles.yml": _meta("roles"),
+        "roles_mapping.yml": mapping,
+        "action_groups.yml": _meta("actiongroups"),
+        "tenants.yml": _meta("tenants"),
+    }
+    return {name: "---\n" + to_yaml(content) + "\n" for name, content in files.items()}
+
+
+def opensearch_yml(project: str, env: str, service: str, pki: NodePki) -> str:
+    """The node's opensearch.yml (no secret in it: paths and names only)."""
+    settings: dict[str, Any] = {
+        "cluster.name": f"{project}-{env}-{service}",
+        "node.name": service,
+        "network.host": "0.0.0.0",
+        "discovery.type": "single-node",
+        "bootstrap.memory_lock": False,
+        "path.data": DATA_DIR,
+        "path.repo": [SNAPSHOTS_DIR],
+        "plugins.security.ssl.transport.pemcert_filepath": f"{TLS_REL}/node.pem",
+        "plugins.security.ssl.transport.pemkey_filepath": f"{TLS_REL}/node-key.pem",
+        "plugins.security.ssl.transport.pemtrustedcas_filepath": f"{TLS_REL}/root-ca.pem",
+        # One node: its transport peers are itself; the certificate names no transport host.
+        "plugins.security.ssl.transport.enforce_hostname_verification": False,
+        "plugins.security.ssl.http.enabled": True,
+        "plugins.security.ssl.http.pemcert_filepath": f"{TLS_REL}/node.pem",
+        "plugins.security.ssl.http.pemkey_filepath": f"{TLS_REL}/node-key.pem",
+        "plugins.security.ssl.http.pemtrustedcas_filepath": f"{TLS_REL}/root-ca.pem",
+        "plugins.security.allow_unsafe_democertificates": False,
+        "plugins.security.allow_default_init_securityindex": True,
+        "plugins.security.authcz.admin_dn": [pki.admin_dn],
+        "plugins.security.nodes_dn": [pki.node_dn],
+        "plugins.security.restapi.roles_enabled": ["all_access"],
+    }
+    header = "# Written by ProjectDeployer for {0}/{1}/{2}; copied here from {3} at each start.\n".format(project, env, service, SECRETS_MOUNT)
+    return header + to_yaml(settings) + "\n"
+
+
+def start_script() -> str:
+    """The container's command: copy the private files into the config directory, then run the
+    image's entrypoint. Paths only: nothing secret is in it."""
+    tls = " ".join(TLS_FILES)
+    security = " ".join(SECURITY_FILES)
+    return "\n".join([
+        "set -eu",
+        "umask 077",
+        f"src={SECRETS_MOUNT}",
+        f"conf={CONFIG_DIR}",
+        'put() { rm -f "$2"; cp "$1" "$2"; chmod 0600 "$2"; }',
+        f'mkdir -p "{TLS_DIR}" "{SECURITY_DIR}"',
+        'put "$src/opensearch.yml" "$conf/opensearch.yml"',
+        f'for f in {tls}; do put "$src/$f" "{TLS_DIR}/$f"; done',
+        f'for f in {security}; do put "$src/security-$f" "{SECURITY_DIR}/$f"; done',
+        f'if [ ! -w "{SNAPSHOTS_DIR}" ]; then',
+        f'  echo "projectdeployer: {SNAPSHOTS_DIR} is not writable by $(id -u): snapshots will fail until the snapshots volume belongs to uid $(id -u)" >&2',
+        "fi",
+        f"cd {OPENSEARCH_HOME}",
+        # The image's entrypoint runs OpenSearch as its child (not with exec), so a stop's
+        # SIGTERM would end the entrypoint and leave the JVM to be killed: start it in a process
+        # group of its own, pass the signal to the whole group, and wait until it is empty.
+        "set -m",
+        "./opensearch-docker-entrypoint.sh opensearch &",
+        "node=$!",
+        'trap \'kill -TERM -- "-$node" 2>/dev/null || true\' TERM INT',
+        "status=0",
+        'wait "$node" || status=$?',
+        'while kill -0 -- "-$node" 2>/dev/null; do sleep 0.5; done',
+        'exit "$status"',
+    ]) + "\n"
+
+
+def node_files(project: str, env: str, service: str) -> dict[str, str]:
+    """Every private file the node's container gets at ``/run/secrets/pd``."""
+    password = ensure_password(project, env, service)
+    pki = ensure_pki(project, env, service)
+    files = {
+        "opensearch.yml": opensearch_yml(project, env, service, pki),
+        "root-ca.pem": pki.ca_cert,
+        "node.pem": pki.node_cert,
+        "node-key.pem": pki.node_key,
+        "admin.pem": pki.admin_cert,
+        "admin-key.pem": pki.admin_key,
+    }
+    for name, text in security_files(admin_password_hash(project, env, service, password)).items():
+        files[f"security-{name}"] = text
+    return files
+
+
+@hookimpl
+def container_parts(service: ServiceSpec, project: Project, env: str) -> ContainerParts | None:
+    """The official image with our own security configuration, every secret as a private file."""
+    if service.type != OPENSEARCH.name:
+        return None
+    return ContainerParts(
+        env={
+            "DISABLE_INSTALL_DEMO_CONFIG": "true",
+            "DISABLE_PERFORMANCE_ANALYZER_AGENT_CLI": "true",
+            "OPENSEARCH_JAVA_OPTS": f"-Xms{HEAP} -Xmx{HEAP}",
+        },
+        command=("bash", "-c", start_script(), "projectdeployer-opensearch-start"),
+        secret_files=node_files(project.name, env, service.name),
+        data_volumes={"data": DATA_DIR, "snapshots": SNAPSHOTS_DIR},
+        secret_owner=OPENSEARCH_USER,
+    )
