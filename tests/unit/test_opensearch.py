@@ -17,6 +17,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -674,3 +675,57 @@ def test_rotate_all_includes_opensearch(project: ProjectDeployer, node: FakeOpen
     done = rotator.rotate_all_secrets()
     assert set(done) == {SERVICE}
     assert node.password == password_path("shop", ENV, SERVICE).read_text()
+
+
+
+def _run_job(job: Any, tmp_path: Path, node: FakeOpenSearch, backups: Path) -> subprocess.CompletedProcess[str]:
+    """A backup job's exact command, run here: its private files in a temp dir instead of
+    /run/secrets/pd, ``backups`` for /backups, the fake's URL and repository directory."""
+    secrets = tmp_path / "pd-secrets"
+    secrets.mkdir(exist_ok=True)
+    for name, content in job.secret_files.items():
+        (secrets / name).write_text(content)
+    argv = [*job.command[:4], *(a.replace("/run/secrets/pd", str(secrets)) for a in job.command[4:])]
+    argv[argv.index("--url") + 1] = node.url
+    argv[argv.index("--location") + 1] = str(tmp_path / "snapshots")
+    if "--manifest-dir" in argv:
+        argv[argv.index("--manifest-dir") + 1] = str(backups)
+    assert argv[0] == "python3"
+    return subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=60)
+
+
+def test_the_backup_method_snapshots_through_the_api_and_writes_a_verified_manifest(project: ProjectDeployer, node: FakeOpenSearch, tmp_path: Path) -> None:
+    from projectdeployer.core.backups import BackupPolicy, BackupTarget, read_backups
+    from projectdeployer.providers.local import LocalServer
+
+    spec = project.project.services[SERVICE]
+    target = BackupTarget(
+        project=project.project, env=ENV, service=spec, server=LocalServer(), runtime=None,  # type: ignore[arg-type]
+        image="opensearchproject/opensearch:2", host=f"shop_{ENV}_{SERVICE}", port=9200,
+        policy=BackupPolicy(enabled=True, schedule="0 4 * * *", retention_days=7), python_image="pd-test/python:3.11",
+    )
+    method = os_type.OpenSearchBackup()
+    job = method.backup_job(target)
+    password = password_path("shop", ENV, SERVICE).read_text()
+    # It runs on the python image; the password only as a private file.
+    assert job.image == "python" and job.command[:3] == ("python3", "-I", "-c")
+    assert not any(password in part for part in job.command) and job.secret_files["password"] == password
+    assert job.secret_files["root-ca.pem"] == os_type.ca_certificate_path("shop", ENV, SERVICE).read_text()
+    seed(node)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    done = _run_job(job, tmp_path, node, backups)
+    assert done.returncode == 0, done.stderr
+    assert password not in done.stdout + done.stderr
+    found = read_backups(LocalServer(), str(backups), SERVICE, "snapshot")
+    assert len(found) == 1 and found[0].verified
+    manifest = json.loads((backups / found[0].file).read_text())
+    assert manifest["state"] == "SUCCESS" and set(manifest["indices"]) >= {"products", "orders"}
+    # verify answers 0 for the snapshot, 1 for one that does not exist
+    assert _run_job(method.verify_job(target, found[0].file), tmp_path, node, backups).returncode == 0
+    assert _run_job(method.verify_job(target, f"{SERVICE}_20200101_000000.snapshot"), tmp_path, node, backups).returncode == 1
+    # a failed snapshot leaves no manifest, so it is never a backup
+    node.fail_next_snapshot()
+    failed = _run_job(job, tmp_path, node, backups)
+    assert failed.returncode == 1 and "failed" in failed.stderr
+    assert len(read_backups(LocalServer(), str(backups), SERVICE, "snapshot")) == 1

@@ -371,6 +371,10 @@ def _parser() -> argparse.ArgumentParser:
     common(backup)
     backup.add_argument("--prefix", required=True, help="snapshot names are PREFIX_YYYYmmdd_HHMMSS (UTC)")
     backup.add_argument("--retention-days", type=float, required=True)
+    backup.add_argument("--manifest-dir", help="also write NAME.snapshot (the verified snapshot's JSON) and its .sha256 here")
+    verify = sub.add_parser("verify", help="exit 0 only when the snapshot is complete (SUCCESS, no failed shard)")
+    common(verify)
+    verify.add_argument("--snapshot", required=True)
     listing = sub.add_parser("list", help="one line per snapshot")
     common(listing)
     restore = sub.add_parser("restore", help="close the indices, restore them from a snapshot")
@@ -380,7 +384,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _backup(client: SnapshotClient, prefix: str, retention_days: float, out: Any) -> None:
+def write_manifest(directory: str, name: str, info: Dict[str, Any]) -> str:
+    """``{directory}/{name}.snapshot``: the verified snapshot's JSON, then its ``.sha256`` (written
+    before the manifest is renamed into place, the way ProjectDeployer's backup files are)."""
+    import hashlib
+    import os
+
+    data = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
+    final = f"{directory}/{name}.snapshot"
+    tmp = f"{directory}/.{name}.snapshot.partial"
+    old_umask = os.umask(0o077)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        with open(f"{final}.sha256", "w") as fh:
+            fh.write(f"{hashlib.sha256(data).hexdigest()}  {name}.snapshot\n")
+        os.replace(tmp, final)
+    finally:
+        os.umask(old_umask)
+    return final
+
+
+def _remove_manifests(directory: str, names: Sequence[str]) -> None:
+    import os
+
+    for name in names:
+        for path in (f"{directory}/{name}.snapshot", f"{directory}/{name}.snapshot.sha256"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def _backup(client: SnapshotClient, prefix: str, retention_days: float, out: Any, manifest_dir: Optional[str] = None) -> None:
     name = snapshot_name(prefix)
     registered = client.ensure_repository()
     print(f"repository {client.repo}: {'registered' if registered else 'present'} (fs, {client.location})", file=out, flush=True)
@@ -393,7 +429,11 @@ def _backup(client: SnapshotClient, prefix: str, retention_days: float, out: Any
     info = client.verify_snapshot(name, expected)
     shards = info.get("shards") or {}
     print(f"verified {name}: {len(info.get('indices') or [])} indices, {shards.get('successful')}/{shards.get('total')} shards", file=out, flush=True)
+    if manifest_dir:
+        print(f"manifest {write_manifest(manifest_dir, name, info)}", file=out, flush=True)
     deleted = client.delete_older_than(prefix, retention_days, keep=[name])
+    if manifest_dir:
+        _remove_manifests(manifest_dir, deleted)
     detail = ", ".join(deleted) if deleted else "nothing to delete"
     print(f"retention {retention_days:g} days: {detail}", file=out, flush=True)
 
@@ -405,7 +445,10 @@ def main(argv: Optional[Sequence[str]] = None, out: Any = None) -> int:
     try:
         client = SnapshotClient.from_files(args.url, args.auth_file, ca_file=args.ca_file, user=args.user, repo=args.repo, location=args.location)
         if args.command == "backup":
-            _backup(client, args.prefix, args.retention_days, out)
+            _backup(client, args.prefix, args.retention_days, out, args.manifest_dir)
+        elif args.command == "verify":
+            info = client.verify_snapshot(args.snapshot)
+            print(f"verified {args.snapshot}: {info.get('state')}", file=out)
         elif args.command == "list":
             for snap in client.list_snapshots():
                 print(f"{snap.get('snapshot')} {snap.get('state')} {','.join(snap.get('indices') or [])}", file=out)

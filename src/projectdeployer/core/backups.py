@@ -315,7 +315,7 @@ class JobRunner:
             image=image,
             command=job.command,
             env=env,
-            network=None if job.isolated else network_name(t.project.name, t.env),
+            network="none" if job.isolated else network_name(t.project.name, t.env),
             mounts=tuple(mounts),
             restart="no",
             stop_timeout=60,

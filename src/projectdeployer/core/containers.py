@@ -50,6 +50,9 @@ class ContainerParts:
     data_volumes: Mapping[str, str] = attrs.field(factory=dict)
     #: The user inside the image that must be able to read the secret files.
     secret_owner: str | None = None
+    #: The user inside the image that must own the data volumes' mount points: Docker creates
+    #: a new volume root-owned when the image has no directory at its path.
+    volume_owner: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -61,6 +64,7 @@ class ServiceContainer:
     secret_owner: str | None
     config_hash: str
     slot: str
+    volume_owner: str | None = None
 
 
 def network_name(project: str, env: str) -> str:
@@ -182,7 +186,7 @@ def build_container(
         LABEL_CONFIG: config_hash,
         LABEL_ROLE: "job" if job else ("stateful" if stype.stateful else "service"),
     }
-    return ServiceContainer(spec=attrs.evolve(spec, labels=labels), secret_files=files, secret_owner=parts.secret_owner, config_hash=config_hash, slot=slot)
+    return ServiceContainer(spec=attrs.evolve(spec, labels=labels), secret_files=files, secret_owner=parts.secret_owner, config_hash=config_hash, slot=slot, volume_owner=parts.volume_owner)
 
 
 def _config_hash(spec: ContainerSpec, image_id: str, files: Mapping[str, str]) -> str:

@@ -330,6 +330,7 @@ class Engine:
             self.log(f"{spec.name}: stopping {existing.name} (one data directory: stop, then start)")
             self.runtime.stop(existing.name, timeout=60)
             self.runtime.remove(existing.name)
+        self._own_volumes(desired)
         self._start(desired, release)
         self._wait_healthy(spec, desired)
         gap = time.monotonic() - began
@@ -337,6 +338,28 @@ class Engine:
         if existing is not None:
             self.log(f"{spec.name}: back after a {gap:.1f}s gap")
         return gap if existing is not None else 0.0
+
+    def _own_volumes(self, desired: ServiceContainer) -> None:
+        """Give the data volumes' mount points to ``desired.volume_owner`` (a one-off root
+        container on the service's image; only the top directories, never the data below)."""
+        volumes = [m for m in desired.spec.mounts if m.volume]
+        if not desired.volume_owner or not volumes:
+            return
+        uid, gid = self.runtime.user_ids(desired.spec.image, desired.volume_owner)
+        name = f"{desired.spec.name}_init"
+        init = ContainerSpec(
+            name=name, image=desired.spec.image, command=("chown", f"{uid}:{gid}", *[m.target for m in volumes]),
+            labels={LABEL_PROJECT: self.project.name, LABEL_ENV: self.env}, network="none", mounts=tuple(volumes), restart="no", user="0",
+        )
+        self.runtime.remove(name)
+        try:
+            self.runtime.start(init)
+            code = self.runtime.wait(name, timeout=120)
+            lines = list(self.runtime.logs(name, tail=5))
+        finally:
+            self.runtime.remove(name)
+        if code != 0:
+            raise DeployFailed(f"{desired.spec.name}: cannot give its volumes to user {desired.volume_owner} (exit code {code}): {' / '.join(lines)}")
 
     def _wait_healthy(self, spec: ServiceSpec, desired: ServiceContainer) -> None:
         checks: list[HealthCheck] = [c for found in self.manager.hook.health_checks(service=spec) if found for c in found]

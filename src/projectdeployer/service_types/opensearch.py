@@ -80,6 +80,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ import attrs
 from attrs import define
 
 from ..core import paths
+from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts, container_name
 from ..core.fsutil import write_private
 from ..core.model import DatabaseSpec, Project, ServiceSpec
@@ -561,4 +563,61 @@ def container_parts(service: ServiceSpec, project: Project, env: str) -> Contain
         secret_files=node_files(project.name, env, service.name),
         data_volumes={"data": DATA_DIR, "snapshots": SNAPSHOTS_DIR},
         secret_owner=OPENSEARCH_USER,
+        # The image has no snapshots directory: Docker would create that volume root-owned.
+        volume_owner=OPENSEARCH_USER,
     )
+
+
+# --- backups through the snapshot API --------------------------------------------------------
+
+
+def _snapshot_tool() -> str:
+    from importlib import resources
+
+    return resources.files("projectdeployer.addons").joinpath("opensearch_snapshot.py").read_text(encoding="utf-8")
+
+
+class OpenSearchBackup(BackupMethod):
+    """Snapshots through the snapshot API (``addons/opensearch_snapshot.py``, run on the project's
+    python image: the OpenSearch image has no Python). The snapshot itself lives in the node's
+    ``fs`` repository (the ``snapshots`` volume); each verified snapshot also gets a manifest
+    ``/backups/{service}_{YYYYmmdd_HHMMSS}.snapshot`` (its JSON) and ``.sha256``, so listing,
+    ``latest`` and retention work as for the other types. A restore closes the indices and
+    restores them from the snapshot: they are unavailable meanwhile."""
+
+    extension = "snapshot"
+
+    def _client_args(self, target: BackupTarget) -> tuple[tuple[str, ...], dict[str, str]]:
+        project, env, service = target.project.name, target.env, target.service.name
+        files = {"password": ensure_password(project, env, service), "root-ca.pem": ensure_pki(project, env, service).ca_cert}
+        args = (
+            "--url", f"https://{target.host}:{target.port}", "--auth-file", f"{SECRETS_MOUNT}/password",
+            "--ca-file", f"{SECRETS_MOUNT}/root-ca.pem", "--repo", "pd", "--location", SNAPSHOTS_DIR,
+        )
+        return args, files
+
+    def _job(self, target: BackupTarget, *argv: str) -> BackupJob:
+        args, files = self._client_args(target)
+        return BackupJob(command=("python3", "-I", "-c", _snapshot_tool(), argv[0], *args, *argv[1:]), secret_files=files, image="python")
+
+    def backup_job(self, target: BackupTarget) -> BackupJob:
+        return self._job(target, "backup", "--prefix", target.service.name, "--retention-days", str(target.policy.retention_days), "--manifest-dir", "/backups")
+
+    def verify_job(self, target: BackupTarget, file: str) -> BackupJob:
+        return self._job(target, "verify", "--snapshot", file.removesuffix(".snapshot"))
+
+    def restore(self, target: BackupTarget, file: str, runner: JobRunner, log: Callable[[str], None]) -> float:
+        from ..core.backups import BackupError
+
+        began = time.monotonic()
+        code, lines = runner.run_once(self._job(target, "restore", "--snapshot", file.removesuffix(".snapshot")), "restore")
+        for line in lines:
+            log(f"{target.service.name}: {line}")
+        if code != 0:
+            raise BackupError(f"{target.service.name}: the restore of {file} failed (exit code {code}): {' / '.join(lines[-3:])}")
+        return time.monotonic() - began
+
+
+@hookimpl
+def backup_method(service: ServiceSpec) -> BackupMethod | None:
+    return OpenSearchBackup() if service.type == OPENSEARCH.name else None
