@@ -76,6 +76,7 @@ def target_for(engine: Engine, spec: ServiceSpec, policy: BackupPolicy) -> Backu
         python_image = None
     return BackupTarget(
         python_image=python_image,
+        offline=lambda: engine.offline(spec.name),
         project=engine.project, env=engine.env, service=spec, server=engine.server, runtime=engine.runtime,
         image=engine.image_for(spec, stype), host=container_name(engine.project.name, engine.env, spec.name, STATEFUL_SLOT),
         port=spec.port or stype.default_port or 0, policy=policy,

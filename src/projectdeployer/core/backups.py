@@ -32,10 +32,12 @@ hook when ``BackupManager.run_backup`` or ``BackupManager.check_backups`` sees i
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +114,13 @@ class BackupTarget:
     #: The project's ``[images] python`` image on the server (for methods whose tools are
     #: Python scripts, e.g. OpenSearch's snapshot client), when it is there.
     python_image: str | None = None
+    #: A context manager factory: the service's route is out of the router inside (a restore
+    #: that stops and starts the database wraps that in it, so the router looks the restarted
+    #: container up again). ``None``: no router to tell.
+    offline: Callable[[], AbstractContextManager[None]] | None = None
+
+    def routed_off(self) -> AbstractContextManager[None]:
+        return self.offline() if self.offline is not None else contextlib.nullcontext()
 
     @property
     def backups_dir(self) -> str:

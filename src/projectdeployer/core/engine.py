@@ -20,9 +20,10 @@ the next deploy finds the leftover container, replaces it and converges.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -327,14 +328,20 @@ class Engine:
         existing = self.runtime.get(desired.spec.name)
         began = time.monotonic()
         if existing is not None:
+            # The router resolved the container's name to an address when it last loaded its
+            # routes, and the new container may get another address (two stateful services
+            # restarted together swap theirs), while an unchanged route reloads nothing. So the
+            # route goes before the stop (no route ever names a container that is gone, which
+            # the router's config check would refuse) and comes back, resolved anew, once healthy.
+            self._drop_route(spec.name)
             self.log(f"{spec.name}: stopping {existing.name} (one data directory: stop, then start)")
             self.runtime.stop(existing.name, timeout=60)
             self.runtime.remove(existing.name)
         self._own_volumes(desired)
         self._start(desired, release)
         self._wait_healthy(spec, desired)
-        gap = time.monotonic() - began
         self._switch_route(spec, desired, ports)
+        gap = time.monotonic() - began
         if existing is not None:
             self.log(f"{spec.name}: back after a {gap:.1f}s gap")
         return gap if existing is not None else 0.0
@@ -427,6 +434,30 @@ class Engine:
         with self._routing_lock:
             self._routes[spec.name] = route
             self._apply_routes()
+
+    def _drop_route(self, service: str) -> None:
+        with self._routing_lock:
+            if self._routes.pop(service, None) is not None:
+                self._apply_routes()
+
+    @contextlib.contextmanager
+    def offline(self, service: str) -> Iterator[None]:
+        """Take ``service``'s route out of the router for the block (its container is stopped
+        and started again inside, e.g. by a restore) and put it back afterwards, resolved anew:
+        the restarted container may have another address, which an unchanged route would never
+        make the router look up again."""
+        ports = self.ports()
+        with self._routing_lock:
+            self._routes = self._current_routes(ports)
+        self._drop_route(service)
+        try:
+            yield
+        finally:
+            spec = self.project.service(service, self.env)
+            with self._routing_lock:
+                self._routes = self._current_routes(ports)
+                self._apply_routes()
+            self.log(f"{spec.name}: routed again")
 
     def _apply_routes(self) -> None:
         import json

@@ -90,20 +90,21 @@ class RedisBackup(BackupMethod):
             data_volumes={"data": "/data"}, data_read_only=False, isolated=True,
         )
         began = time.monotonic()
-        log(f"{target.service.name}: stopping {name} (the restore replaces its files)")
-        runtime.stop(name, timeout=60)
-        try:
-            code, lines = runner.run_once(job, "restore")
-            for line in lines:
-                log(f"{target.service.name}: {line}")
-        finally:
-            # Whatever happened, the database runs again (on the restored data, or on its own
-            # files moved back by hand from .pre-restore/ if the restore failed).
-            runtime.start_existing(name)
+        with target.routed_off():
+            log(f"{target.service.name}: stopping {name} (the restore replaces its files)")
+            runtime.stop(name, timeout=60)
+            try:
+                code, lines = runner.run_once(job, "restore")
+                for line in lines:
+                    log(f"{target.service.name}: {line}")
+            finally:
+                # Whatever happened, the database runs again (on the restored data, or on its
+                # own files moved back by hand from .pre-restore/ if the restore failed).
+                runtime.start_existing(name)
+            _wait_tcp(target, began)
         if code != 0:
             tail = "\n".join(f"    {line}" for line in lines[-15:])
             raise BackupError(f"{target.service.name}: the restore of {file} failed (exit code {code}); the previous files are in the volume's .pre-restore/ directory.\n{tail}")
-        _wait_tcp(target, began)
         return time.monotonic() - began
 
 
