@@ -1,0 +1,319 @@
+"""SSH identity and host-key pinning of a project/environment, on the operator's machine.
+
+Two things live here, both vendor-free (no paramiko; the SSH provider bridges its key objects to
+the plain ``(key type, base64 blob)`` pairs used below):
+
+* **The key pair** ``ensure_keypair(project, env)``: one ed25519 key per project/env, generated
+  once with ``cryptography`` and reused afterwards. It is installed on every server of that
+  environment (``authorized_keys``)::
+
+      {home}/{project}/{env}/secrets/ssh/id_ed25519       OpenSSH private key, 0600 (dir 0700)
+      {home}/{project}/{env}/secrets/ssh/id_ed25519.pub   ``ssh-ed25519 AAAA... projectdeployer:{project}/{env}``
+
+* **Pinned host keys** :class:`KnownHosts`: ``{home}/{project}/{env}/config/known_hosts`` in
+  OpenSSH's format (``host`` for port 22, ``[host]:port`` otherwise; hashed ``|1|...`` entries
+  written by ``ssh-keyscan -H`` are understood too). The first connection to an address records
+  the key it presented; a later connection presenting a different key is refused with
+  :class:`HostKeyChanged`, which names both SHA256 fingerprints and how to fix it.
+
+Both files are written atomically and under an advisory file lock, so several processes (or
+threads fanning out to many new servers) can create and pin at the same time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import hashlib
+import hmac
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+from . import paths
+from .errors import ProjectDeployerError
+from .fsutil import atomic_write, write_private
+
+KEY_FILE = "id_ed25519"
+KNOWN_HOSTS_FILE = "known_hosts"
+
+_thread_lock = threading.RLock()
+
+
+# --- key pair -------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class KeyPair:
+    """The SSH identity of a project/environment."""
+
+    #: The OpenSSH-format private key file (mode 0600).
+    private_path: Path
+    #: The public key line as ``authorized_keys`` wants it: ``ssh-ed25519 AAAA... comment``.
+    public_openssh: str
+
+    @property
+    def public_path(self) -> Path:
+        return self.private_path.with_name(self.private_path.name + ".pub")
+
+    @property
+    def fingerprint(self) -> str:
+        """``SHA256:...`` as ``ssh-keygen -lf`` prints it."""
+        return fingerprint(self.public_openssh.split()[1])
+
+
+def ssh_dir(project: str, env: str) -> Path:
+    """``{home}/{project}/{env}/secrets/ssh``."""
+    return paths.env_dir(project, env, "secrets") / "ssh"
+
+
+def known_hosts_path(project: str, env: str) -> Path:
+    """``{home}/{project}/{env}/config/known_hosts``."""
+    return paths.env_dir(project, env, "config") / KNOWN_HOSTS_FILE
+
+
+def ensure_keypair(project: str, env: str) -> KeyPair:
+    """The key pair of ``project``/``env``: generated on the first call, reused afterwards.
+
+    The public half is always derived from the private key (a missing or stale ``.pub`` file is
+    rewritten), and a private key file readable by others is made private again.
+    """
+    directory = ssh_dir(project, env)
+    _make_private_dir(directory)
+    private_path = directory / KEY_FILE
+    with _file_lock(directory / ".lock"):
+        if private_path.exists():
+            if private_path.stat().st_mode & 0o077:
+                os.chmod(private_path, 0o600)
+            public = _public_line(private_path.read_bytes(), project, env)
+        else:
+            private_pem, public = _generate(project, env)
+            write_private(private_path, private_pem)
+        pub_path = private_path.with_name(KEY_FILE + ".pub")
+        if not pub_path.exists() or pub_path.read_text().strip() != public:
+            atomic_write(pub_path, public + "\n", mode=0o644)
+    return KeyPair(private_path=private_path, public_openssh=public)
+
+
+def _make_private_dir(directory: Path) -> None:
+    """Create ``directory`` and make it and its ``secrets`` parent 0700."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in (directory, directory.parent):
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o700)
+
+
+def _comment(project: str, env: str) -> str:
+    return f"projectdeployer:{project}/{env}"
+
+
+def _generate(project: str, env: str) -> tuple[str, str]:
+    """A new ed25519 key: (OpenSSH private key text, public key line)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private.decode(), f"{public.decode()} {_comment(project, env)}"
+
+
+def _public_line(private_pem: bytes, project: str, env: str) -> str:
+    """The public key line of an OpenSSH private key."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_ssh_private_key(private_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise SshKeyError(f"cannot read the SSH key of {project}/{env} ({exc}); remove it to have a new one generated, then install the new public key on the servers") from exc
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return f"{public.decode()} {_comment(project, env)}"
+
+
+class SshKeyError(ProjectDeployerError):
+    """The project's SSH key exists but cannot be used."""
+
+
+# --- host keys ------------------------------------------------------------------------------
+
+
+def fingerprint(blob_b64: str) -> str:
+    """The SHA256 fingerprint of a public key blob (base64), as OpenSSH prints it."""
+    digest = hashlib.sha256(base64.b64decode(blob_b64)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def host_entry_name(host: str, port: int) -> str:
+    """How known_hosts names an address: ``host`` on port 22, ``[host]:port`` otherwise."""
+    return host if int(port) == 22 else f"[{host}]:{int(port)}"
+
+
+@attrs.frozen
+class HostKey:
+    """A public host key: ``ssh-ed25519`` and its base64 blob."""
+
+    keytype: str
+    blob: str
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.blob)
+
+    def describe(self) -> str:
+        return f"{self.fingerprint} ({self.keytype})"
+
+
+class HostKeyChanged(ProjectDeployerError):
+    """A server presented a host key other than the one pinned on first contact."""
+
+    def __init__(self, *, server: str, host: str, port: int, expected: list[HostKey], presented: HostKey, known_hosts: Path) -> None:
+        self.server = server
+        self.address = host_entry_name(host, port)
+        self.expected = expected
+        self.presented = presented
+        self.known_hosts = known_hosts
+        wanted = ", ".join(key.describe() for key in expected)
+        super().__init__(
+            f"host key of server {server} at {host}:{port} has changed: expected {wanted}, "
+            f"presented {presented.describe()}; refusing to connect. If the server was rebuilt, "
+            f"remove its line with: ssh-keygen -R '{self.address}' -f {known_hosts}"
+        )
+
+
+@attrs.frozen
+class _Entry:
+    """One line of a known_hosts file."""
+
+    patterns: str
+    key: HostKey | None
+    line: str
+
+    def matches(self, name: str) -> bool:
+        if self.key is None:
+            return False
+        return any(_pattern_matches(pattern, name) for pattern in self.patterns.split(","))
+
+
+def _pattern_matches(pattern: str, name: str) -> bool:
+    """Plain names and hashed ``|1|salt|hash`` names (wildcards and negations are not used here)."""
+    if pattern.startswith("|1|"):
+        try:
+            _, _, salt_b64, hash_b64 = pattern.split("|")
+            salt = base64.b64decode(salt_b64)
+            expected = base64.b64decode(hash_b64)
+        except (ValueError, binascii.Error):
+            return False
+        return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), expected)
+    return pattern == name
+
+
+def _parse(line: str) -> _Entry:
+    text = line.strip()
+    if not text or text.startswith("#") or text.startswith("@"):
+        # Comments, and @cert-authority / @revoked markers we do not act on: kept as they are.
+        return _Entry(patterns="", key=None, line=line)
+    fields = text.split()
+    if len(fields) < 3:
+        return _Entry(patterns="", key=None, line=line)
+    try:
+        base64.b64decode(fields[2], validate=True)
+    except (ValueError, binascii.Error):
+        return _Entry(patterns="", key=None, line=line)
+    return _Entry(patterns=fields[0], key=HostKey(fields[1], fields[2]), line=line)
+
+
+class KnownHosts:
+    """A known_hosts file whose entries are pinned on first contact."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock_path = self.path.with_name(f".{self.path.name}.lock")
+
+    def _entries(self) -> list[_Entry]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        return [_parse(line) for line in text.splitlines()]
+
+    def lookup(self, host: str, port: int) -> list[HostKey]:
+        """The keys pinned for ``host``:``port`` (empty when it was never contacted)."""
+        name = host_entry_name(host, port)
+        return [entry.key for entry in self._entries() if entry.key is not None and entry.matches(name)]
+
+    def check(self, server: str, host: str, port: int, presented: HostKey) -> bool:
+        """True when ``presented`` is pinned for the address, False when nothing is pinned yet.
+
+        Raises :class:`HostKeyChanged` when another key is pinned.
+        """
+        known = self.lookup(host, port)
+        if not known:
+            return False
+        if presented in known:
+            return True
+        raise HostKeyChanged(server=server, host=host, port=port, expected=known, presented=presented, known_hosts=self.path)
+
+    def pin(self, server: str, host: str, port: int, presented: HostKey) -> bool:
+        """Record ``presented`` for the address unless a key is pinned already (first contact).
+
+        Returns True when the key was recorded now. Atomic against other threads and processes:
+        of two first contacts racing, the second sees the first one's key (and is refused if it
+        differs).
+        """
+        with self._locked():
+            if self.check(server, host, port, presented):
+                return False
+            line = f"{host_entry_name(host, port)} {presented.keytype} {presented.blob}"
+            self._write([entry.line for entry in self._entries()] + [line])
+            return True
+
+    def remove(self, host: str, port: int) -> int:
+        """Forget the keys of ``host``:``port`` (a rebuilt server, a reused port); returns how many."""
+        name = host_entry_name(host, port)
+        with self._locked():
+            entries = self._entries()
+            keep = [entry.line for entry in entries if not entry.matches(name)]
+            removed = len(entries) - len(keep)
+            if removed:
+                self._write(keep)
+            return removed
+
+    def _write(self, lines: list[str]) -> None:
+        atomic_write(self.path, "".join(line + "\n" for line in lines), mode=0o644)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with _thread_lock, _file_lock(self._lock_path):
+            yield
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if needed), released on exit or death."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _thread_lock:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+__all__ = [
+    "HostKey",
+    "HostKeyChanged",
+    "KeyPair",
+    "KnownHosts",
+    "SshKeyError",
+    "ensure_keypair",
+    "fingerprint",
+    "host_entry_name",
+    "known_hosts_path",
+    "ssh_dir",
+]

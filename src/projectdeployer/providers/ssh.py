@@ -1,0 +1,897 @@
+"""Server access over SSH: the one :class:`~projectdeployer.core.provider.Server` implementation
+every remote provider (sandbox, DigitalOcean, servers you already have) uses.
+
+What it does
+------------
+* **Identity and trust.** Authenticates with the project/env key pair
+  (:func:`projectdeployer.core.sshkeys.ensure_keypair`), never with the operator's agent or
+  ``~/.ssh`` keys, and pins host keys in ``{home}/{project}/{env}/config/known_hosts``: the first
+  contact records the key, a different key later is refused with
+  :class:`~projectdeployer.core.sshkeys.HostKeyChanged` before anything is authenticated or run.
+  ``~/.ssh/config`` and ``~/.ssh/known_hosts`` are not read: a deploy behaves the same on every
+  operator machine.
+* **Commands** ``run(argv)``: the argument list is quoted with :func:`shlex.join`, so the remote
+  shell sees each argument literally (spaces, quotes, ``$(...)``); stdout and stderr are read
+  concurrently; a timeout closes the channel and raises :class:`SshCommandTimeout`.
+* **Files** over SFTP: ``put_file`` writes a temporary file beside the target, sets its mode
+  *before* writing a byte, then renames it over the target (``posix-rename@openssh.com``), so
+  readers see the old or the new file and a secret is never readable by others.
+* **Connections** are reused: one authenticated paramiko Transport per server for commands and
+  SFTP (thread-safe; at most ``max_sessions`` channels at once, below OpenSSH's default
+  ``MaxSessions 10``), re-established when it has dropped. Connection *establishment* is retried
+  with exponential backoff (refused, reset, timeout, no banner yet); commands never are, since
+  they may not be idempotent. Every error names the server and keeps its cause (``__cause__``).
+* **Fan-out** :func:`fan_out`: a function over many servers in parallel, bounded concurrency, a
+  per-server timeout, every error kept under its server's name.
+
+How ``docker()`` reaches the server's engine
+--------------------------------------------
+The options were:
+
+1. ``docker.DockerClient(base_url="ssh://root@host:port")`` (paramiko inside the SDK). Its
+   ``SSHHTTPAdapter`` builds its own ``SSHClient``: it reads ``~/.ssh/config`` and the system
+   known_hosts with ``RejectPolicy``, accepts no key file or host-key store from the caller
+   (docker/docker-py#2416, #3062), connects in its constructor and keys its connection pools by
+   full URL, so almost every distinct API path costs a new SSH channel and a new remote process.
+   ``use_ssh_client=True`` shells out to ``ssh`` and has the same configuration problem.
+2. Forwarding the remote ``/var/run/docker.sock`` with a ``direct-streamlocal@openssh.com``
+   channel. paramiko has no API for that channel type (paramiko/paramiko#544, open since 2015);
+   it would mean copying ``Transport.open_channel`` and its private state.
+3. **Chosen:** what the Docker CLI and the SDK themselves do for ``ssh://`` hosts — an exec
+   channel running ``docker system dial-stdio`` on the server, which relays stdin/stdout to the
+   engine socket — but on *our* authenticated, host-key-pinned paramiko Transport, plugged into
+   the SDK through a small requests adapter mounted exactly where the SDK mounts its own SSH
+   adapter (``http+docker://ssh``), so the SDK's streaming code (logs, attach, exec, image load)
+   takes its SSH path unchanged. Keep-alive HTTP connections are pooled in ONE pool per server
+   (at most ``docker_pool_size`` channels, each one ``dial-stdio`` process on the server), and a
+   pooled connection whose channel or transport has died is replaced, not handed out.
+
+   Docker traffic runs on a second Transport of its own, opened on the first ``docker()`` call:
+   pooled dial-stdio channels are long-lived *session* channels and would otherwise use up the
+   sshd ``MaxSessions`` limit that ``run``/SFTP need. Requirements on the server: the ``docker``
+   CLI (18.09+) and a login user allowed to use the engine socket (root here).
+
+Probes run ON the server
+------------------------
+A container's host port is published on the server's bind (private/VPC) address, which the
+operator's machine may not reach, so :meth:`SshServer.probe_http` runs ``curl`` on the server and
+:meth:`SshServer.probe_tcp` a ``bash`` ``/dev/tcp`` check, with LocalServer's semantics (a port
+where the engine's proxy accepts and closes at once counts as not listening). A server that
+cannot be reached raises (a clear :class:`SshError` naming it) instead of reporting "unhealthy".
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import posixpath
+import secrets
+import select
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import paramiko
+
+from ..core.errors import ProjectDeployerError
+from ..core.provider import CommandResult, Server
+from ..core.runtime import ContainerRuntime
+from ..core.sshkeys import HostKey, HostKeyChanged, KeyPair, KnownHosts, ensure_keypair, host_entry_name, known_hosts_path
+
+T = TypeVar("T")
+
+# paramiko logs every failed connection attempt (with a traceback) from its transport thread; we
+# retry those and report the last one ourselves. A NullHandler keeps them off stderr unless the
+# application configures logging.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class SshError(ProjectDeployerError):
+    """Something about reaching a server over SSH failed; names the server, keeps the cause."""
+
+    def __init__(self, message: str, *, server: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.server = server
+        self.cause = cause
+
+
+class SshConnectError(SshError):
+    """No SSH connection could be established (after retries)."""
+
+
+class SshAuthError(SshError):
+    """The server refused our key."""
+
+
+class SshConnectionLost(SshError):
+    """The connection dropped while an operation was under way (it may or may not have run)."""
+
+
+class SshCommandTimeout(SshError, TimeoutError):
+    """A command did not finish within its timeout (its channel was closed)."""
+
+
+class FanOutTimeout(ProjectDeployerError, TimeoutError):
+    """A fanned-out call did not finish within the per-server timeout (it was abandoned)."""
+
+
+class FanOutFailed(ProjectDeployerError):
+    """Some servers of a fan-out failed: one line per server."""
+
+    def __init__(self, what: str, errors: Mapping[str, BaseException]) -> None:
+        self.errors = dict(errors)
+        lines = [f"{what} failed on {len(self.errors)} server(s):"]
+        lines += [f"  {name}: {_one_line(exc)}" for name, exc in self.errors.items()]
+        super().__init__("\n".join(lines))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+#: Exceptions during connection establishment worth another attempt (server booting, sshd
+#: restarting, a full accept queue). Host-key and authentication failures are not among them.
+_TRANSIENT = (OSError, EOFError, paramiko.SSHException)
+
+
+# --- one authenticated connection -----------------------------------------------------------
+
+
+class _Link:
+    """One authenticated SSH Transport to a server, re-established when it has dropped."""
+
+    def __init__(self, server: SshServer, purpose: str) -> None:
+        self._server = server
+        self._purpose = purpose
+        self._lock = threading.Lock()
+        self._client: paramiko.SSHClient | None = None
+        self._transport: paramiko.Transport | None = None
+        #: Incremented on every (re)connection; lets users of the transport notice a new one.
+        self.generation = 0
+        self._attempts = 0
+        self._last_error: BaseException | None = None
+
+    def transport(self) -> paramiko.Transport:
+        """The live transport, connecting (with retries) when there is none or it has dropped.
+
+        Callers that waited while another thread's connection attempt failed get that failure
+        instead of starting their own round of retries (N threads on a dead server cost one
+        round, not N in a row).
+        """
+        seen = self._attempts
+        with self._lock:
+            if self._transport is not None and self._transport.is_active():
+                return self._transport
+            if self._attempts != seen and self._last_error is not None:
+                raise self._last_error
+            self._drop()
+            try:
+                self._client = self._server._connect(self._purpose)
+            except BaseException as exc:
+                self._last_error = exc
+                raise
+            finally:
+                self._attempts += 1
+            self._last_error = None
+            self._transport = self._client.get_transport()
+            assert self._transport is not None
+            self._transport.set_keepalive(self._server.keepalive)
+            self.generation += 1
+            return self._transport
+
+    def open_session(self) -> paramiko.Channel:
+        """A new session channel. A transport found dead while opening it (before anything was
+        sent) is re-established once; any other refusal is raised."""
+        transport = self.transport()
+        try:
+            return transport.open_session(timeout=self._server.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if transport.is_active():
+                raise self._server._error(SshError, f"cannot open an SSH channel: {exc}", exc) from exc
+        transport = self.transport()
+        try:
+            return transport.open_session(timeout=self._server.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._server._error(SshConnectionLost, f"cannot open an SSH channel: {exc}", exc) from exc
+
+    def is_current(self, transport: paramiko.Transport | None) -> bool:
+        return transport is not None and transport is self._transport and transport.is_active()
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self._transport = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+class _PinOnFirstContact(paramiko.MissingHostKeyPolicy):
+    """Called by paramiko only for an address with no pinned key: record the presented key."""
+
+    def __init__(self, server: SshServer) -> None:
+        self._server = server
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        server = self._server
+        server.known_hosts.pin(server.name, server.public_address, server.port, _host_key(key))
+
+
+def _host_key(key: paramiko.PKey) -> HostKey:
+    return HostKey(key.get_name(), key.get_base64())
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+class SshServer(Server):
+    """A machine reached over SSH, with its own Docker engine."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        zone: str,
+        public_address: str,
+        key_pair: KeyPair,
+        known_hosts: Path | KnownHosts,
+        port: int = 22,
+        private_address: str | None = None,
+        user: str = "root",
+        data_root: str = "/local",
+        bind_address: str | None = None,
+        docker_socket: str = "/var/run/docker.sock",
+        tags: Mapping[str, str] | None = None,
+        connect_timeout: float = 10.0,
+        connect_attempts: int = 4,
+        backoff: float = 0.5,
+        keepalive: int = 30,
+        max_sessions: int = 8,
+        docker_timeout: float = 300.0,
+        docker_pool_size: int = 8,
+    ) -> None:
+        self.name = name
+        self.zone = zone
+        self.public_address = public_address
+        self.port = int(port)
+        self.private_address = private_address or public_address
+        self.user = user
+        self.key_pair = key_pair
+        self.known_hosts = known_hosts if isinstance(known_hosts, KnownHosts) else KnownHosts(known_hosts)
+        self.data_root = data_root
+        self.bind_address = bind_address or self.private_address
+        self.docker_socket = docker_socket
+        self.tags = dict(tags or {})
+        self.connect_timeout = connect_timeout
+        self.connect_attempts = max(1, connect_attempts)
+        self.backoff = backoff
+        self.keepalive = keepalive
+        self.docker_timeout = docker_timeout
+        self.docker_pool_size = docker_pool_size
+        # SFTP keeps one channel open for good: at least one more is needed for commands.
+        self._sessions = threading.BoundedSemaphore(max(2, max_sessions))
+        self._pkey: paramiko.PKey | None = None
+        self._link = _Link(self, "commands")
+        self._docker_link = _Link(self, "docker")
+        self._sftp_lock = threading.Lock()
+        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_transport: paramiko.Transport | None = None
+        self._docker_lock = threading.Lock()
+        self._docker_client: Any = None
+
+    @classmethod
+    def for_project(cls, project: str, env: str, **kwargs: Any) -> SshServer:
+        """A server of ``project``/``env``: its key pair and known_hosts file."""
+        kwargs.setdefault("key_pair", ensure_keypair(project, env))
+        kwargs.setdefault("known_hosts", known_hosts_path(project, env))
+        return cls(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"<SshServer {self.name} {self.address}>"
+
+    @property
+    def address(self) -> str:
+        """``user@host:port``, as error messages show it."""
+        return f"{self.user}@{self.public_address}:{self.port}"
+
+    def _error(self, kind: type[SshError], what: str, cause: BaseException | None = None) -> SshError:
+        return kind(f"server {self.name} ({self.address}): {what}", server=self.name, cause=cause)
+
+    # --- connecting ---------------------------------------------------------------------
+
+    def _private_key(self) -> paramiko.PKey:
+        if self._pkey is None:
+            try:
+                self._pkey = paramiko.Ed25519Key.from_private_key_file(str(self.key_pair.private_path))
+            except (OSError, paramiko.SSHException) as exc:
+                raise self._error(SshAuthError, f"cannot read the SSH key {self.key_pair.private_path}: {exc}", exc) from exc
+        return self._pkey
+
+    def _connect(self, purpose: str) -> paramiko.SSHClient:
+        """An authenticated client, retrying transient failures with exponential backoff."""
+        last: BaseException | None = None
+        for attempt in range(self.connect_attempts):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                return self._connect_once()
+            except (HostKeyChanged, SshError):
+                raise
+            except _TRANSIENT as exc:
+                last = exc
+        assert last is not None
+        raise self._error(
+            SshConnectError,
+            f"cannot connect ({purpose}) after {self.connect_attempts} attempt(s): {type(last).__name__}: {_one_line(last)}",
+            last,
+        ) from last
+
+    def _connect_once(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        # Pinned keys go in as the client's own host keys: paramiko then prefers their key type
+        # in the negotiation and compares; unknown addresses reach _PinOnFirstContact.
+        entry = host_entry_name(self.public_address, self.port)
+        for known in self.known_hosts.lookup(self.public_address, self.port):
+            try:
+                client.get_host_keys().add(entry, known.keytype, paramiko.PKey.from_type_string(known.keytype, base64.b64decode(known.blob)))
+            except (paramiko.SSHException, ValueError):
+                continue  # a key type paramiko cannot parse: the comparison below still refuses a mismatch
+        client.set_missing_host_key_policy(_PinOnFirstContact(self))
+        try:
+            client.connect(
+                self.public_address,
+                port=self.port,
+                username=self.user,
+                pkey=self._private_key(),
+                timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout,
+                channel_timeout=self.connect_timeout,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyChanged(
+                server=self.name,
+                host=self.public_address,
+                port=self.port,
+                expected=self.known_hosts.lookup(self.public_address, self.port) or [_host_key(exc.expected_key)],
+                presented=_host_key(exc.key),
+                known_hosts=self.known_hosts.path,
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise self._error(SshAuthError, f"the server refused our key {self.key_pair.fingerprint} ({exc}); is it in {self.user}'s authorized_keys?", exc) from exc
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def wait_until_reachable(self, timeout: float = 60.0) -> None:
+        """Wait for a new server's sshd to accept our key (authentication failures included:
+        the key may not be installed yet). Raises the last error after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._link.transport()
+                return
+            except HostKeyChanged:
+                raise
+            except SshError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def connected(self) -> bool:
+        """Whether the command connection is up now (does not connect)."""
+        transport = self._link._transport
+        return transport is not None and transport.is_active()
+
+    def close(self) -> None:
+        """Close the Docker client, SFTP and both connections (they reopen on next use)."""
+        with self._docker_lock:
+            if self._docker_client is not None:
+                self._docker_client.close()
+            self._docker_client = None
+        with self._sftp_lock:
+            self._close_sftp()
+        self._link.close()
+        self._docker_link.close()
+
+    def __enter__(self) -> SshServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- commands -----------------------------------------------------------------------
+
+    def run(self, command: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        """Run ``command`` (an argument list) on the server; each argument reaches it literally."""
+        if isinstance(command, str):
+            raise TypeError("run() takes an argument list, not a shell string")
+        argv = [str(arg) for arg in command]
+        if not argv:
+            raise ValueError("run() needs a command")
+        line = shlex.join(argv)
+        with self._sessions:
+            channel = self._link.open_session()
+            try:
+                channel.exec_command(line)
+                channel.shutdown_write()  # stdin is empty: a command that reads it sees EOF, never hangs
+                return self._collect(channel, line, timeout)
+            except SshError:
+                raise
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise self._lost(f"running {_short(line)} (it may or may not have run)", exc) from exc
+            finally:
+                channel.close()
+
+    def _lost(self, during: str, cause: BaseException | None = None) -> SshError:
+        detail = f": {_one_line(cause)}" if cause is not None else ""
+        return self._error(SshConnectionLost, f"connection lost while {during}{detail}", cause)
+
+    def _collect(self, channel: paramiko.Channel, line: str, timeout: float | None) -> CommandResult:
+        """Read stdout and stderr until the exit status arrives (or the deadline passes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[bytes] = []
+        err: list[bytes] = []
+        while True:
+            drained = _drain(channel, out, err)
+            # sshd may send the exit status before it has relayed all output: done at EOF + status
+            if (channel.eof_received or channel.closed) and channel.exit_status_ready():
+                _drain(channel, out, err)
+                break
+            if drained:
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise self._error(SshCommandTimeout, f"{_short(line)} did not finish within {timeout:g}s (channel closed)")
+            slice_ = 1.0 if remaining is None else min(remaining, 1.0)
+            if channel.eof_received:
+                channel.status_event.wait(slice_)  # all output is in; the exit status follows
+            else:
+                select.select([channel], [], [], slice_)
+        exit_code = channel.recv_exit_status()
+        if exit_code == -1:
+            transport = channel.get_transport()
+            if transport is None or not transport.is_active():
+                raise self._lost(f"running {_short(line)} (it may or may not have run)")
+            # Open channel, no exit status: the process was killed by a signal (paramiko does not
+            # report exit-signal); -1 stands for it, as a negative code does for subprocess.
+        return CommandResult(exit_code=exit_code, stdout=b"".join(out).decode(errors="replace"), stderr=b"".join(err).decode(errors="replace"))
+
+    # --- files --------------------------------------------------------------------------
+
+    def _open_sftp(self) -> paramiko.SFTPClient:
+        """The SFTP session (caller holds _sftp_lock), reopened after a reconnection."""
+        if self._sftp is not None and self._link.is_current(self._sftp_transport):
+            return self._sftp
+        self._close_sftp()
+        self._sessions.acquire()
+        try:
+            channel = self._link.open_session()
+            channel.invoke_subsystem("sftp")
+            self._sftp = paramiko.SFTPClient(channel)
+        except BaseException as exc:
+            self._sessions.release()
+            if isinstance(exc, (paramiko.SSHException, EOFError, OSError)) and not isinstance(exc, SshError):
+                raise self._error(SshError, f"cannot start SFTP: {exc}", exc) from exc
+            raise
+        self._sftp_transport = channel.get_transport()
+        return self._sftp
+
+    def _close_sftp(self) -> None:
+        if self._sftp is not None:
+            try:
+                self._sftp.close()
+            except Exception:  # noqa: BLE001 - the connection is gone already
+                pass
+            self._sftp = None
+            self._sftp_transport = None
+            self._sessions.release()
+
+    def put_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Write ``data`` to ``remote_path`` atomically with ``mode`` (parents are created)."""
+        directory, base = posixpath.split(remote_path)
+        tmp = posixpath.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        with self._sftp_lock:
+            sftp = self._open_sftp()
+            try:
+                _makedirs(sftp, directory)
+                try:
+                    with sftp.open(tmp, "wb") as fh:
+                        fh.chmod(mode)  # before any byte: a secret is never readable by others
+                        fh.set_pipelined(True)
+                        fh.write(data)
+                    sftp.posix_rename(tmp, remote_path)
+                except BaseException:
+                    _remove_quietly(sftp, tmp)
+                    raise
+            except (EOFError, paramiko.SSHException) as exc:
+                self._close_sftp()
+                raise self._lost(f"writing {remote_path}", exc) from exc
+            except OSError as exc:
+                if not self._link.is_current(self._sftp_transport):
+                    self._close_sftp()
+                    raise self._lost(f"writing {remote_path}", exc) from exc
+                raise _os_error(exc, f"server {self.name}: cannot write {remote_path}: {exc.strerror or exc}") from exc
+
+    def get_file(self, remote_path: str) -> bytes:
+        """Read ``remote_path`` (FileNotFoundError when it does not exist, as locally)."""
+        with self._sftp_lock:
+            sftp = self._open_sftp()
+            try:
+                with sftp.open(remote_path, "rb") as fh:
+                    fh.prefetch()
+                    return fh.read()
+            except (EOFError, paramiko.SSHException) as exc:
+                self._close_sftp()
+                raise self._lost(f"reading {remote_path}", exc) from exc
+            except OSError as exc:
+                if not self._link.is_current(self._sftp_transport):
+                    self._close_sftp()
+                    raise self._lost(f"reading {remote_path}", exc) from exc
+                raise _os_error(exc, f"server {self.name}: cannot read {remote_path}: {exc.strerror or exc}") from exc
+
+    # --- docker -------------------------------------------------------------------------
+
+    def docker(self) -> Any:
+        """A ``docker.DockerClient`` talking to this server's engine over SSH (cached)."""
+        with self._docker_lock:
+            if self._docker_client is None:
+                self._docker_client = self._make_docker_client()
+            return self._docker_client
+
+    def _make_docker_client(self) -> Any:
+        import docker
+
+        # Built for a unix socket (no connection is made with an explicit version), then re-pointed
+        # at our adapter, mounted where the SDK mounts its own SSH adapter: "http+docker://ssh".
+        client = docker.DockerClient(base_url="unix:///projectdeployer-ssh-unused.sock", version="1.24", timeout=int(self.docker_timeout))
+        api = client.api
+        for prefix in list(api.adapters):
+            api.adapters.pop(prefix).close()
+        adapter = _DockerSshAdapter(self, timeout=self.docker_timeout, pool_size=self.docker_pool_size)
+        api.mount("http+docker://ssh", adapter)
+        api._custom_adapter = adapter
+        api.base_url = "http+docker://ssh"
+        try:
+            api._version = api.version(api_version=False)["ApiVersion"]
+        except Exception as exc:  # noqa: BLE001 - explained below with what the server says
+            client.close()
+            if isinstance(exc, (SshError, HostKeyChanged)):
+                raise
+            raise self._error(SshError, f"cannot reach its Docker engine through `docker system dial-stdio`: {_one_line(exc)}{self._docker_hint()}", exc) from exc
+        return client
+
+    def _docker_hint(self) -> str:
+        try:
+            result = self.run(["docker", "version", "--format", "{{.Server.APIVersion}}"], timeout=30)
+        except SshError:
+            return ""
+        return "" if result.ok else f" (docker version on the server: {_one_line(Exception(result.stderr or result.stdout))})"
+
+    def runtime(self) -> ContainerRuntime:
+        from .docker_runtime import DockerRuntime
+
+        return DockerRuntime(self.docker(), bind_address=self.bind_address)
+
+    # --- probes (run on the server) -----------------------------------------------------
+
+    def probe_http(self, port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[bool, str]:
+        """GET ``path`` on host port ``port`` of this server, from the server itself."""
+        url = f"http://{_url_host(self.bind_address)}:{int(port)}{path}"
+        result = self.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", f"{timeout:g}", "-H", "User-Agent: projectdeployer-healthcheck", url],
+            timeout=timeout + self.connect_timeout,
+        )
+        code = result.stdout.strip()
+        if result.ok and code.isdigit() and code != "000":
+            status = int(code)
+            return status < 500, f"HTTP {status} from GET {path}"
+        reason = _one_line(Exception(result.stderr)) if result.stderr.strip() else f"curl exit {result.exit_code}"
+        return False, f"GET {path} on port {port}: {reason}"
+
+    def probe_tcp(self, port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
+        """Open a TCP connection to host port ``port`` from the server itself."""
+        result = self.run(["timeout", f"{timeout:g}", "bash", "-c", _TCP_PROBE, "probe", self.bind_address, str(int(port))], timeout=timeout + self.connect_timeout)
+        verdict = result.stdout.strip()
+        if verdict == "answers":
+            return True, f"TCP port {port} answers"
+        if verdict == "accepts":
+            return True, f"TCP port {port} accepts connections"
+        if verdict == "closed":
+            return False, f"TCP port {port}: connection closed at once (nothing listening behind the published port)"
+        if result.exit_code == 124:
+            return False, f"TCP port {port}: no answer within {timeout:g}s"
+        lines = result.stderr.strip().splitlines()
+        reason = lines[0].removeprefix("probe: ") if lines else f"exit {result.exit_code}"
+        return False, f"TCP port {port}: {reason}"
+
+
+#: Connect, then wait 0.3 s for a first byte (as LocalServer.probe_tcp): a byte = answers,
+#: silence = accepts (databases wait for the client), EOF at once = the proxy closed it.
+_TCP_PROBE = r"""
+exec 3<>"/dev/tcp/$1/$2" || exit 10
+IFS= read -r -t 0.3 -n 1 -u 3 _
+rc=$?
+if [ "$rc" -eq 0 ]; then echo answers
+elif [ "$rc" -gt 128 ]; then echo accepts
+else echo closed
+fi
+"""
+
+
+def _drain(channel: paramiko.Channel, out: list[bytes], err: list[bytes]) -> bool:
+    """Move what has arrived on stdout/stderr into ``out``/``err``; True when anything did."""
+    got = False
+    while channel.recv_ready():
+        out.append(channel.recv(65536))
+        got = True
+    while channel.recv_stderr_ready():
+        err.append(channel.recv_stderr(65536))
+        got = True
+    return got
+
+
+def _os_error(exc: OSError, message: str) -> OSError:
+    """``exc``'s kind (FileNotFoundError, PermissionError, ...) with a message naming the server."""
+    return type(exc)(exc.errno, message) if exc.errno is not None else OSError(message)
+
+
+def _short(line: str, limit: int = 120) -> str:
+    return f"`{line}`" if len(line) <= limit else f"`{line[:limit]}...`"
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def _makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
+    """``mkdir -p`` over SFTP."""
+    if not directory or directory == "/":
+        return
+    try:
+        sftp.stat(directory)
+        return
+    except FileNotFoundError:
+        pass
+    _makedirs(sftp, posixpath.dirname(directory))
+    try:
+        sftp.mkdir(directory, 0o755)
+    except OSError:
+        sftp.stat(directory)  # created meanwhile by someone else: fine; otherwise raise
+
+
+def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
+    try:
+        sftp.remove(path)
+    except Exception:  # noqa: BLE001 - best effort cleanup of a temporary file
+        pass
+
+
+# --- the Docker SDK over our transport --------------------------------------------------------
+
+
+@functools.cache
+def _docker_transport_classes() -> tuple[type, type, type]:
+    """Built on first use so that importing this module does not import the Docker SDK."""
+    import http.client
+    import queue
+
+    import urllib3.connection
+    import urllib3.connectionpool
+    from docker.transport.basehttpadapter import BaseHTTPAdapter
+
+    class DialStdioConnection(urllib3.connection.HTTPConnection):
+        """One HTTP connection = one ``docker system dial-stdio`` channel on the docker link."""
+
+        def __init__(self, link: _Link, server: SshServer, timeout: float) -> None:
+            super().__init__("localhost", timeout=timeout)
+            self._pd_link = link
+            self._pd_server = server
+            self._pd_timeout = timeout
+
+        def connect(self) -> None:
+            channel = self._pd_link.open_session()
+            channel.settimeout(self._pd_timeout)
+            try:
+                channel.exec_command("docker system dial-stdio")
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                channel.close()
+                raise self._pd_server._lost("opening a connection to the Docker engine", exc) from exc
+            self.sock = channel
+
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().request(*args, **kwargs)
+            except (OSError, EOFError, paramiko.SSHException, http.client.HTTPException) as exc:
+                self._pd_raise_if_ended(exc)
+                raise
+
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().getresponse(*args, **kwargs)
+            except (OSError, EOFError, paramiko.SSHException, http.client.HTTPException) as exc:
+                self._pd_raise_if_ended(exc)
+                raise
+
+        def _pd_raise_if_ended(self, exc: BaseException) -> None:
+            """Name the server when the failure is the SSH side ending, not an HTTP matter."""
+            channel = self.sock
+            if channel is None or self.pd_alive():
+                return
+            transport = channel.get_transport()
+            if transport is None or not transport.is_active():
+                raise self._pd_server._lost("talking to the Docker engine (the request may or may not have been carried out)", exc) from exc
+            if channel.exit_status_ready():
+                detail = channel.recv_stderr(4096).decode(errors="replace").strip() if channel.recv_stderr_ready() else ""
+                status = channel.exit_status
+                raise self._pd_server._error(
+                    SshError, f"the connection to its Docker engine ended (`docker system dial-stdio` exit {status}{': ' + _one_line(Exception(detail)) if detail else ''})", exc
+                ) from exc
+
+        def pd_alive(self) -> bool:
+            channel = self.sock
+            if channel is None:
+                return True  # not connected yet: connect() will open a channel
+            transport = channel.get_transport()
+            return not channel.closed and not channel.eof_received and not channel.exit_status_ready() and transport is not None and transport.is_active()
+
+    class DialStdioPool(urllib3.connectionpool.HTTPConnectionPool):
+        """At most ``maxsize`` channels; a pooled connection that died is replaced."""
+
+        def __init__(self, link: _Link, server: SshServer, timeout: float, maxsize: int) -> None:
+            super().__init__("localhost", timeout=timeout, maxsize=maxsize, block=True)
+            self._pd_link = link
+            self._pd_server = server
+            self._pd_timeout = timeout
+
+        def _new_conn(self) -> DialStdioConnection:
+            return DialStdioConnection(self._pd_link, self._pd_server, self._pd_timeout)
+
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            # urllib3's own check calls select() on the channel's fileno(), which makes paramiko
+            # create a pipe pair per channel (docker-py avoids it the same way).
+            if self.pool is None:
+                raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.")
+            try:
+                conn = self.pool.get(block=True, timeout=timeout)
+            except queue.Empty:
+                raise urllib3.exceptions.EmptyPoolError(self, "all Docker connections to the server are busy") from None
+            if conn is not None and not conn.pd_alive():
+                conn.close()
+                conn = None
+            return conn or self._new_conn()
+
+    class Adapter(BaseHTTPAdapter):
+        """requests adapter: every request to ``http+docker://ssh`` goes through one pool."""
+
+        def __init__(self, server: SshServer, *, timeout: float, pool_size: int) -> None:
+            super().__init__()
+            self.pools: dict[str, Any] = {}
+            self._pd_pool = DialStdioPool(server._docker_link, server, timeout, pool_size)
+
+        def get_connection(self, url: str, proxies: Any = None) -> Any:
+            return self._pd_pool
+
+        def request_url(self, request: Any, proxies: Any) -> str:
+            return request.path_url  # never through a proxy: the "host" is an SSH channel
+
+        def close(self) -> None:
+            super().close()
+            self._pd_pool.close()
+
+    return DialStdioConnection, DialStdioPool, Adapter
+
+
+def _DockerSshAdapter(server: SshServer, *, timeout: float, pool_size: int) -> Any:  # noqa: N802 - a class factory
+    return _docker_transport_classes()[2](server, timeout=timeout, pool_size=pool_size)
+
+
+# --- fan-out --------------------------------------------------------------------------------
+
+
+class _Call:
+    """One server's call in a fan-out."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.started = 0.0
+        self.done = False
+        self.value: Any = None
+
+
+def fan_out(
+    servers: Iterable[Server],
+    fn: Callable[[Server], T],
+    *,
+    max_workers: int = 8,
+    timeout: float | None = None,
+) -> dict[str, T | BaseException]:
+    """``fn(server)`` for every server in parallel: ``{server name: result or the exception}``.
+
+    At most ``max_workers`` calls run at once. A call running longer than ``timeout`` seconds
+    (counted from its own start) is abandoned and recorded as :class:`FanOutTimeout`; its thread
+    cannot be killed and finishes in the background (so give ``fn``'s commands timeouts too),
+    but it no longer holds a slot, so the whole fan-out takes at most about
+    ``ceil(len(servers) / max_workers) * timeout``. Nothing is retried here (connection
+    establishment is retried inside each server); every error is kept under its server's name.
+    The result keeps the order of ``servers``.
+    """
+    calls = [_Call(server) for server in servers]
+    names = [call.server.name for call in calls]
+    if len(set(names)) != len(names):
+        raise ValueError(f"fan_out needs distinct server names, got {names}")
+    cond = threading.Condition()
+    queue = list(calls)
+    running: list[_Call] = []
+    results: dict[str, Any] = {}
+
+    def work(call: _Call) -> None:
+        try:
+            call.value = fn(call.server)
+        except BaseException as exc:  # noqa: BLE001 - kept and returned under the server's name
+            call.value = exc
+        with cond:
+            call.done = True
+            cond.notify_all()
+
+    with cond:
+        while queue or running:
+            while queue and len(running) < max(1, max_workers):
+                call = queue.pop(0)
+                call.started = time.monotonic()
+                running.append(call)
+                threading.Thread(target=work, args=(call,), name=f"pd-fanout-{call.server.name}", daemon=True).start()
+            now = time.monotonic()
+            for call in list(running):
+                if call.done:
+                    results[call.server.name] = call.value
+                    running.remove(call)
+                elif timeout is not None and now - call.started >= timeout:
+                    results[call.server.name] = FanOutTimeout(f"server {call.server.name}: no result within {timeout:g}s (abandoned)")
+                    running.remove(call)
+            if running and not any(call.done for call in running):
+                waits = [call.started + timeout - now for call in running] if timeout is not None else []
+                cond.wait(max(0.0, min(waits)) if waits else None)
+    return {name: results[name] for name in names}
+
+
+def failures(results: Mapping[str, object]) -> dict[str, BaseException]:
+    """The failed entries of a :func:`fan_out` result."""
+    return {name: value for name, value in results.items() if isinstance(value, BaseException)}
+
+
+def raise_for_failures(results: Mapping[str, T | BaseException], what: str = "operation") -> dict[str, T]:
+    """The results when every server succeeded; otherwise :class:`FanOutFailed` naming each failure."""
+    errors = failures(results)
+    if errors:
+        raise FanOutFailed(what, errors)
+    return {name: value for name, value in results.items()}  # type: ignore[misc]
+
+
+__all__ = [
+    "FanOutFailed",
+    "FanOutTimeout",
+    "SshAuthError",
+    "SshCommandTimeout",
+    "SshConnectError",
+    "SshConnectionLost",
+    "SshError",
+    "SshServer",
+    "failures",
+    "fan_out",
+    "raise_for_failures",
+]
