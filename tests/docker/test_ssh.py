@@ -13,6 +13,7 @@ Timings are compared as ratios (the machine is shared), never as absolute durati
 from __future__ import annotations
 
 import hashlib
+import io
 import socket
 import subprocess
 import threading
@@ -427,3 +428,38 @@ def test_docker_over_ssh_runs_containers_and_probes_run_on_the_server(docker_cli
     runtime.remove("talker")
     runtime.remove("probe-target")
     assert runtime.get("probe-target") is None
+
+
+def test_images_reach_servers_only_when_missing(servers: Callable[..., SshServer], ssh_bed: Bed, known: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """distribute(): streamed to the servers that lack the image id, nothing sent when present,
+    only a tag when the id is there under another name; an unreachable server is named while
+    the others still get the image."""
+    from projectdeployer.core.imagetransfer import ImageTransferError, distribute
+
+    tag = f"pdssh-transfer-{RUN_ID}:v1"
+    image, _ = docker_client.images.build(fileobj=io.BytesIO(f"FROM pd-test/debian:bookworm\nLABEL run={RUN_ID}\n".encode()), tag=tag, rm=True)
+    a, b = servers("a"), servers("b")
+    try:
+        first = distribute(docker_client, [a, b], [tag])
+        assert sorted((t.server, t.action) for t in first) == [("a", "loaded"), ("b", "loaded")]
+        assert all(t.bytes > 1_000_000 and t.image_id == image.id for t in first)
+        assert a.docker().images.get(tag).id == image.id
+        again = distribute(docker_client, [a, b], [tag])
+        assert [t.action for t in again] == ["present", "present"]
+        # Asking costs a fraction of sending.
+        assert max(t.seconds for t in again) < min(t.seconds for t in first)
+        image.tag(f"pdssh-transfer-{RUN_ID}", "v2")
+        renamed = distribute(docker_client, [a], [f"pdssh-transfer-{RUN_ID}:v2"])
+        assert [(t.action, t.bytes) for t in renamed] == [("tagged", 0)]
+        gone = SshServer(name="gone", zone="z1", public_address="127.0.0.1", port=_free_port(), private_address="10.255.255.1", key_pair=ssh_bed.key, known_hosts=known)
+        with pytest.raises(ImageTransferError, match="gone: ") as caught:
+            distribute(docker_client, [a, gone], [tag])
+        assert "a:" not in str(caught.value).replace("gone:", "")
+    finally:
+        for server in (a, b):
+            for ref in (tag, f"pdssh-transfer-{RUN_ID}:v2"):
+                try:
+                    server.docker().images.remove(ref, force=True)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+        docker_client.images.remove(image.id, force=True)

@@ -1,0 +1,128 @@
+"""Getting an image built on this machine onto a server's Docker engine.
+
+With no registry configured, the image is streamed over the server's own connection
+(``docker save`` here, ``docker load`` there, through the Docker SDK: chunks, never the whole
+image in memory), and only when the server lacks it: the server is first asked for the image
+*id* (the content digest of its config), and an image present under another name is only
+tagged. A registry (``[project] registry``) pushes once and lets every server pull by digest —
+that path needs the registry reachable from the servers and comes with the multi-server deploy.
+
+Every server is checked and fed in parallel (bounded), and one server that cannot be reached
+does not stop the others: the result says, per server, what happened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+
+from .errors import ProjectDeployerError
+from .provider import Server
+
+Log = Callable[[str], None]
+
+
+class ImageTransferError(ProjectDeployerError):
+    """An image could not be put on one or more servers; names each and why."""
+
+
+@attrs.frozen(kw_only=True)
+class Transfer:
+    """What happened to one image on one server."""
+
+    server: str
+    image: str
+    image_id: str
+    #: present (nothing to do), tagged (same id under another name), loaded (streamed)
+    action: str
+    seconds: float
+    bytes: int = 0
+
+
+def _split(ref: str) -> tuple[str, str]:
+    """``repo:tag`` (the tag defaults to ``latest``; a registry port is not a tag)."""
+    repo, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return ref, "latest"
+    return repo, tag
+
+
+def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None) -> Transfer:
+    """Make ``ref`` (an image of the local engine ``local``, a Docker SDK client) present on
+    ``server`` with the same id; stream it only when the server has no image of that id."""
+    import docker.errors
+
+    began = time.monotonic()
+    try:
+        image_id = local.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        raise ImageTransferError(f"image {ref} is not on this machine (build it first)") from None
+    remote = server.docker()
+    try:
+        if remote.images.get(ref).id == image_id:
+            return Transfer(server=server.name, image=ref, image_id=image_id, action="present", seconds=time.monotonic() - began)
+    except docker.errors.ImageNotFound:
+        pass
+    repo, tag = _split(ref)
+    try:
+        remote.images.get(image_id).tag(repo, tag)
+        return Transfer(server=server.name, image=ref, image_id=image_id, action="tagged", seconds=time.monotonic() - began)
+    except docker.errors.ImageNotFound:
+        pass
+    if log:
+        log(f"{server.name}: sending image {ref} ({image_id[7:19]})")
+    sent = _Counter(local.api.get_image(ref))
+    remote.images.load(sent)
+    if remote.images.get(ref).id != image_id:  # an engine that loaded something else under the name
+        raise ImageTransferError(f"{server.name}: image {ref} arrived with another id than {image_id[7:19]}")
+    return Transfer(server=server.name, image=ref, image_id=image_id, action="loaded", seconds=time.monotonic() - began, bytes=sent.count)
+
+
+class _Counter:
+    """An iterable of chunks that counts the bytes passing through."""
+
+    def __init__(self, chunks: Any) -> None:
+        self.chunks = chunks
+        self.count = 0
+
+    def __iter__(self) -> Any:
+        for chunk in self.chunks:
+            self.count += len(chunk)
+            yield chunk
+
+
+def distribute(local: Any, servers: Sequence[Server], refs: Sequence[str], *, max_workers: int = 4, log: Log | None = None) -> list[Transfer]:
+    """Every image of ``refs`` onto every server of ``servers``, servers in parallel (each
+    server's images one after the other: its engine loads one at a time anyway). Raises
+    :class:`ImageTransferError` naming every server that failed, after all were tried."""
+    done: list[Transfer] = []
+    errors: dict[str, str] = {}
+
+    def feed(server: Server) -> list[Transfer]:
+        return [ensure_image(local, server, ref, log=log) for ref in refs]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(servers)))) as pool:
+        futures = {server.name: pool.submit(feed, server) for server in servers}
+        for name, future in futures.items():
+            try:
+                done.extend(future.result())
+            except Exception as exc:  # noqa: BLE001 - every server's failure is reported, none hides another
+                errors[name] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ProjectDeployerError) else str(exc)
+    if errors:
+        raise ImageTransferError("images could not be sent to " + "; ".join(f"{n}: {e}" for n, e in errors.items()))
+    return done
+
+
+def summary(transfers: Sequence[Transfer]) -> Mapping[str, int]:
+    """How many transfers ended in each action."""
+    counts: dict[str, int] = {}
+    for t in transfers:
+        counts[t.action] = counts.get(t.action, 0) + 1
+    return counts
+
+
+__all__ = ["ImageTransferError", "Transfer", "distribute", "ensure_image", "summary"]
