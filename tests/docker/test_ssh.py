@@ -463,3 +463,29 @@ def test_images_reach_servers_only_when_missing(servers: Callable[..., SshServer
                 except Exception:  # noqa: BLE001 - already gone
                     pass
         docker_client.images.remove(image.id, force=True)
+
+
+def test_the_server_lock_excludes_a_second_holder_and_dies_with_its_connection(servers: Callable[..., SshServer], ssh_bed: Bed, known: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two operators (two connections) cannot hold the environment's lock at once; the lock
+    of a holder whose connection dies is free again at once (no stale lock)."""
+    from projectdeployer.providers.ssh import ServerLocked
+
+    first = servers("a")
+    second = ssh_bed.server("a", known)  # another operator: its own connection
+    path = "/local/shop/prod/deploy.lock"
+    try:
+        with first.hold_lock(path):
+            started = time.monotonic()
+            with pytest.raises(ServerLocked, match="locked by another deploy"):
+                with second.hold_lock(path, wait=1.0):
+                    pass
+            assert time.monotonic() - started >= 1.0  # it waited as told
+        with second.hold_lock(path):  # released at the end of the block
+            pass
+        holder = first.hold_lock(path)
+        holder.__enter__()
+        first.close()  # the holder's connection dies without releasing
+        with second.hold_lock(path, wait=10.0):
+            pass
+    finally:
+        second.close()

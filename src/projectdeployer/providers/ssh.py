@@ -67,11 +67,12 @@ import functools
 import logging
 import posixpath
 import secrets
+import contextlib
 import select
 import shlex
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -115,6 +116,10 @@ class SshConnectionLost(SshError):
 
 class SshCommandTimeout(SshError, TimeoutError):
     """A command did not finish within its timeout (its channel was closed)."""
+
+
+class ServerLocked(ProjectDeployerError):
+    """Another deploy holds the lock on the server."""
 
 
 class FanOutTimeout(ProjectDeployerError, TimeoutError):
@@ -470,6 +475,37 @@ class SshServer(Server):
             # Open channel, no exit status: the process was killed by a signal (paramiko does not
             # report exit-signal); -1 stands for it, as a negative code does for subprocess.
         return CommandResult(exit_code=exit_code, stdout=b"".join(out).decode(errors="replace"), stderr=b"".join(err).decode(errors="replace"))
+
+    # --- locks --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def hold_lock(self, path: str, *, wait: float = 0.0) -> Iterator[None]:
+        """Hold ``flock`` on ``path`` on the server for the block.
+
+        The lock is held by a process of an open SSH session (``flock PATH cat``): it is
+        released when the block ends *and* when this process dies or its connection drops (sshd
+        ends the session, ``cat`` sees EOF), so a crashed deploy never leaves a stale lock.
+        Raises :class:`ServerLocked` when another holder keeps it longer than ``wait`` seconds.
+        """
+        directory = path.rsplit("/", 1)[0]
+        script = f"mkdir -p {shlex.quote(directory)} && exec flock -w {max(0.0, wait):g} {shlex.quote(path)} sh -c 'echo PD-LOCKED; exec cat'"
+        channel = self._link.open_session()
+        try:
+            channel.exec_command(script)
+            got = b""
+            deadline = time.monotonic() + wait + self.connect_timeout + 5
+            while b"PD-LOCKED" not in got:
+                if channel.exit_status_ready():
+                    raise ServerLocked(f"server {self.name}: {path} is locked by another deploy (waited {wait:g}s)")
+                if time.monotonic() > deadline:
+                    raise self._error(SshCommandTimeout, f"no answer while taking the lock {path}")
+                if channel.recv_ready():
+                    got += channel.recv(64)
+                else:
+                    select.select([channel], [], [], 0.2)
+            yield
+        finally:
+            channel.close()  # EOF for cat: flock exits and releases the lock
 
     # --- files --------------------------------------------------------------------------
 
