@@ -49,7 +49,7 @@ class BackedUp:
 
 def backed_up(engine: Engine, specs: Mapping[str, ServiceSpec] | None = None) -> dict[str, BackedUp]:
     """The environment's services with backups enabled and a backup method, by name."""
-    specs = engine.project.services_for(engine.env) if specs is None else specs
+    specs = engine.specs() if specs is None else specs
     found: dict[str, BackedUp] = {}
     for name, spec in specs.items():
         stype = engine.registry.service_types.get(spec.type)

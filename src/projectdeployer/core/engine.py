@@ -115,6 +115,16 @@ class Engine:
         self.runtime: ContainerRuntime = server.runtime()
         self._routing_lock = threading.Lock()
         self._routes: dict[str, Route] = {}
+        #: Many servers (core/fleet.py): the services placed on this server (``None``: all),
+        #: and the fleet's own routing, called instead of this engine's (which knows only the
+        #: containers of its own server).
+        self.only: frozenset[str] | None = None
+        self.route_override: Callable[[], None] | None = None
+
+    def specs(self) -> dict[str, ServiceSpec]:
+        """The services this engine runs: every service, or the ones placed on its server."""
+        specs = self.project.services_for(self.env)
+        return {n: s for n, s in specs.items() if self.only is None or n in self.only}
 
     # --- observation ----------------------------------------------------------------------
 
@@ -192,7 +202,7 @@ class Engine:
     # --- plan -----------------------------------------------------------------------------
 
     def plan(self, services: Iterable[str] | None = None) -> DeployPlan:
-        specs = self.project.services_for(self.env)
+        specs = self.specs()
         wanted = set(services) if services is not None else set(specs)
         unknown = wanted - set(specs)
         if unknown:
@@ -460,6 +470,9 @@ class Engine:
             self.log(f"{spec.name}: routed again")
 
     def _apply_routes(self) -> None:
+        if self.route_override is not None:
+            self.route_override()
+            return
         import json
 
         from .fsutil import atomic_write

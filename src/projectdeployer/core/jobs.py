@@ -299,7 +299,7 @@ def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
 
     from .backupjobs import converge
 
-    specs = engine.project.services_for(engine.env)
+    specs = engine.specs()
     remove_stale_jobs(engine, specs)
     converge(engine)
     plan = plan_scheduler(engine, specs, engine.observed())

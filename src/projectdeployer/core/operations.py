@@ -76,7 +76,44 @@ class Operations:
     def plan(self, env: str, service: str | None = None) -> DeployPlan:
         return self.engine(env).plan([service] if service else None)
 
+    def provider(self, env: str) -> Any:
+        """The provider object of ``env`` (a plugin's ``get_provider`` first, else by name)."""
+        chosen = self.manager.hook.get_provider(project=self.project, env=env, zone="local")
+        if chosen is not None:
+            return chosen
+        name = provider_name(self.project, env)
+        entry = self.registry.providers.get(name)
+        if entry is None:
+            raise ProjectDeployerError(f"environment {env}: no provider named '{name}' is loaded")
+        return entry.get()
+
+    def on_servers(self, env: str) -> bool:
+        """Whether ``env`` runs on servers (many, over SSH) rather than this machine's engine."""
+        return provider_name(self.project, env) != "local"
+
+    def deploy_fleet(self, env: str, *, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
+        """Deploy ``env`` onto its provider's servers (core/fleet.py)."""
+        from .fleet import Fleet
+
+        started = time.monotonic()
+        fleet = Fleet(self.project, env, self.provider(env), self.manager, self.registry, images=images, log=self.log)
+        hook_plan = Plan(project=self.project.name, env=env, steps=())
+        self.manager.hook.before_deploy(plan=hook_plan)
+        try:
+            result = fleet.deploy(lock_wait=lock_wait)
+        except ProjectDeployerError as exc:
+            self.manager.hook.deploy_failed(plan=hook_plan, error=exc)
+            raise
+        plan = DeployPlan(project=self.project.name, env=env, services=())
+        report = DeployReport(plan=plan, outcomes=result.outcomes, seconds=time.monotonic() - started, urls={})
+        self.manager.hook.after_deploy(result=DeployResult(plan=hook_plan, releases={o.service: o.release for o in result.outcomes if o.release}, seconds=report.seconds))
+        return report
+
     def deploy(self, env: str, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
+        if self.on_servers(env):
+            if service is not None:
+                raise ProjectDeployerError(f"environment {env} runs on servers: deploy it whole (--service is for this machine's engine for now)")
+            return self.deploy_fleet(env, images=images, lock_wait=lock_wait)
         started = time.monotonic()
         with deploy_lock(paths.env_dir(self.project.name, env) / "deploy.lock", wait=lock_wait):
             engine = self.engine(env, images)

@@ -1,0 +1,475 @@
+"""Deploying one environment onto many servers: allocation, images, cross-server routing and the
+toggle across hosts.
+
+A deploy on servers (every provider but ``local``):
+
+1. **Servers**: the provider lists them live; :func:`~projectdeployer.core.allocation.allocate`
+   says which to keep, create or destroy and which services run where; missing servers are
+   created in parallel. The environment's lock is taken on the lock server
+   (:mod:`~projectdeployer.core.serverlock`).
+2. **Images** reach every server that runs them (:mod:`~projectdeployer.core.imagetransfer`),
+   with the sidecar's image everywhere, only when missing.
+3. **Routing**: every server runs the nginx sidecar, and every sidecar routes every service:
+   a backend on the same server by container name, one on another server by address and host
+   port (the VPC address within a zone, the public one across zones). The fleet keeps one table
+   ``service -> [where it runs]`` and renders each server's routes from it.
+4. **Services**, group by startup group, the services of a group in parallel:
+
+   stateless (the toggle across hosts)
+       start the new container on the other slot of *every* server that runs the service and
+       wait until all are healthy; then update and reload *all* sidecars to the new containers;
+       only then drain and stop the old ones (also on servers that no longer run it). A new
+       container that never gets healthy, or a sidecar that cannot be updated, stops the switch:
+       the new containers are removed and every sidecar keeps (or gets back) the old routing.
+   stateful
+       stop-then-start on its one server, its route out of every sidecar meanwhile.
+5. Scheduled jobs, the scheduler and backups run on the first server of their zone; servers the
+   allocation no longer needs are destroyed once nothing routes to them.
+
+A server that cannot be reached fails the deploy with its name, after the others were tried;
+what runs elsewhere keeps serving, and running the deploy again converges.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+import pluggy
+
+from .allocation import Allocation, ServerState, allocate
+from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, network_name
+from .engine import DeployFailed, Engine, ServiceOutcome
+from .errors import ProjectDeployerError
+from .model import Project, ServiceSpec
+from .order import startup_orders
+from .ports import PortAssignment
+from .provider import Provider, Server, ServerSpec
+from .releases import new_release_id
+from .routing import Backend, Route
+from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
+
+Log = Callable[[str], None]
+
+
+@attrs.frozen(kw_only=True)
+class Placed:
+    """One container that serves a service: where, and how other servers reach it."""
+
+    server: str
+    container: str
+    port: int
+    host_port: int
+
+
+@attrs.frozen(kw_only=True)
+class FleetReport:
+    allocation: Allocation
+    outcomes: tuple[ServiceOutcome, ...]
+    created: tuple[str, ...]
+    destroyed: tuple[str, ...]
+    seconds: float
+
+
+def _parallel(items: Sequence[Any], fn: Callable[[Any], Any], *, max_workers: int = 8) -> tuple[list[Any], dict[str, BaseException]]:
+    """``fn`` over ``items`` in parallel; results in order, and the errors by item name."""
+    results: list[Any] = [None] * len(items)
+    errors: dict[str, BaseException] = {}
+    if not items:
+        return results, errors
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items)))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        for i, future in enumerate(futures):
+            try:
+                results[i] = future.result()
+            except Exception as exc:  # noqa: BLE001 - every failure is reported with its server
+                errors[getattr(items[i], "name", str(items[i]))] = exc
+    return results, errors
+
+
+def _explain(errors: Mapping[str, BaseException]) -> str:
+    return "; ".join(f"{name}: {exc}" for name, exc in errors.items())
+
+
+class Fleet:
+    """Deploys ``project``/``env`` onto the servers of ``provider``."""
+
+    def __init__(
+        self,
+        project: Project,
+        env: str,
+        provider: Provider,
+        manager: pluggy.PluginManager,
+        registry: Any,
+        *,
+        images: Mapping[str, str] | None = None,
+        log: Log = print,
+        drain_timeout: float = 30.0,
+        max_workers: int = 8,
+        local_docker: Any = None,
+    ) -> None:
+        self.project = project
+        self.env = env
+        self.provider = provider
+        self.manager = manager
+        self.registry = registry
+        self.images = dict(images or {})
+        self.log = log
+        self.drain_timeout = drain_timeout
+        self.max_workers = max_workers
+        self._local_docker = local_docker
+        self.servers: dict[str, Server] = {}
+        self.engines: dict[str, Engine] = {}
+        #: service -> the containers the sidecars route it to.
+        self.table: dict[str, list[Placed]] = {}
+        self._table_lock = threading.Lock()
+        self.placement: dict[str, tuple[str, ...]] = {}
+
+    # --- servers and allocation --------------------------------------------------------------
+
+    def stateful(self) -> set[str]:
+        types = self.registry.service_types
+        return {n for n, s in self.project.services_for(self.env).items() if types[s.type].stateful}
+
+    def allocation(self, servers: Sequence[Server]) -> Allocation:
+        states = [ServerState(name=s.name, zone=s.zone, state=str(s.tags.get("state", "active"))) for s in servers]
+        return allocate(self.project.services_for(self.env), states, env_zones=self.project.environment(self.env).zones, stateful=self.stateful())
+
+    def _create(self, plans: Sequence[Any]) -> dict[str, Server]:
+        """Create the servers of ``plans`` in parallel; label -> server."""
+        if plans:
+            self.log(f"creating {len(plans)} server(s): {', '.join(p.label for p in plans)}")
+
+        def create(plan: Any) -> Server:
+            return self.provider.create_server(self.project.name, self.env, ServerSpec(zone=plan.zone, cpu=plan.cpu, memory=plan.memory))
+
+        made, errors = _parallel(list(plans), create, max_workers=self.max_workers)
+        if errors:
+            raise DeployFailed(f"cannot create servers: {_explain(errors)}")
+        return {plan.label: server for plan, server in zip(plans, made, strict=True)}
+
+    # --- the deploy ----------------------------------------------------------------------------
+
+    def deploy(self, *, lock_wait: float = 0.0) -> FleetReport:
+        from .serverlock import environment_lock
+
+        started = time.monotonic()
+        existing = self.provider.list_servers(self.project.name, self.env)
+        allocation = self.allocation(existing)
+        created = self._create(allocation.to_create)
+        by_name = {s.name: s for s in existing} | {s.name: s for s in created.values()}
+        label_to_name = {p.label: (created[p.label].name if p.label in created else p.name) for p in allocation.servers if p.action != "destroy"}
+        self.placement = {svc: tuple(label_to_name[label] for label in labels) for svc, labels in allocation.placement.items()}
+        keep = [by_name[n] for n in dict.fromkeys(label_to_name.values())]
+        leaving = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name]
+        self.servers = {s.name: s for s in keep + leaving}
+        with environment_lock(self.project.name, self.env, list(self.servers.values()), wait=lock_wait):
+            self._prepare()
+            outcomes = self._services()
+            self._jobs()
+            self._remove_gone_services()
+            destroyed = self._destroy(leaving)
+        return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
+
+    def _engine(self, server: Server) -> Engine:
+        engine = Engine(self.project, self.env, server, self.manager, self.registry, images=self.images, log=self.log, drain_timeout=self.drain_timeout)
+        engine.only = frozenset(n for n, names in self.placement.items() if server.name in names)
+        engine.route_override = lambda: self._route(server)
+        return engine
+
+    def _prepare(self) -> None:
+        """Engines, networks, images, and the routes of what runs now on every sidecar."""
+        self.engines = {name: self._engine(server) for name, server in self.servers.items()}
+        self._send_images()
+        for engine in self.engines.values():
+            engine.runtime.ensure_network(network_name(self.project.name, self.env), {LABEL_PROJECT: self.project.name, LABEL_ENV: self.env})
+        self.ports = self.engines[next(iter(self.engines))].ports()
+        self.table = self._observed_table()
+        self._route_everywhere()
+
+    def _send_images(self) -> None:
+        from .imagetransfer import ImageTransferError, ensure_image
+
+        def refs(name: str) -> list[str]:
+            engine = self.engines[name]
+            wanted = [self.project.image("nginx")] if "nginx" in self.project.images else []
+            for svc in sorted(engine.only or ()):
+                spec = self.project.service(svc, self.env)
+                wanted.append(engine.image_for(spec, self.registry.service_types[spec.type]))
+            if any(self.project.service(s, self.env).is_scheduled or s in self.stateful() for s in engine.only or ()):
+                from .jobs import scheduler_image
+
+                try:
+                    wanted.append(scheduler_image(self.engines[name])[0])
+                except DeployFailed:
+                    if "python" in self.project.images:
+                        wanted.append(self.project.image("python"))
+            return list(dict.fromkeys(wanted))
+
+        def feed(server: Server) -> None:
+            for ref in refs(server.name):
+                try:
+                    ensure_image(self.local_docker(), server, ref, log=self.log)
+                except ImageTransferError:
+                    # Not built here: the server's engine pulls it (a public image on a real server).
+                    server.docker().images.pull(ref)
+
+        _, errors = _parallel(list(self.servers.values()), feed, max_workers=self.max_workers)
+        if errors:
+            raise DeployFailed(f"images could not reach every server: {_explain(errors)}")
+
+    def local_docker(self) -> Any:
+        if self._local_docker is None:
+            import docker
+
+            self._local_docker = docker.from_env(timeout=600)
+        return self._local_docker
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def _observed_table(self) -> dict[str, list[Placed]]:
+        table: dict[str, list[Placed]] = {}
+        for name, engine in self.engines.items():
+            for service, containers in engine.observed().items():
+                if service not in self.project.services:
+                    continue
+                spec = self.project.service(service, self.env)
+                if spec.is_scheduled or spec.port is None:
+                    continue
+                active = engine.active_container(containers)
+                if active is not None:
+                    table.setdefault(service, []).append(self._placed(name, active.name, spec, active.labels.get(LABEL_SLOT, "a")))
+        return table
+
+    def _placed(self, server: str, container: str, spec: ServiceSpec, slot: str) -> Placed:
+        from .containers import host_port
+
+        assert spec.port is not None
+        return Placed(server=server, container=container, port=spec.port, host_port=host_port(self.ports[spec.name], slot))
+
+    def address(self, target: str, viewer: Server) -> str:
+        """How ``viewer`` reaches server ``target``: its VPC address within a zone, else its public one."""
+        server = self.servers[target]
+        return server.private_address if server.zone == viewer.zone else server.public_address
+
+    def routes_for(self, viewer: Server, table: Mapping[str, list[Placed]] | None = None) -> list[Route]:
+        """``viewer``'s sidecar routes: every service of the table, local containers by name,
+        remote ones by address and host port."""
+        table = self.table if table is None else table
+        routes = []
+        for service in sorted(table):
+            placed = table[service]
+            if not placed:
+                continue
+            spec = self.project.service(service, self.env)
+            stype = self.registry.service_types[spec.type]
+            backends = tuple(
+                Backend(host=p.container, port=p.port) if p.server == viewer.name else Backend(host=self.address(p.server, viewer), port=p.host_port)
+                for p in sorted(placed, key=lambda p: (p.server != viewer.name, p.server))
+            )
+            routes.append(Route(
+                service=service, internal_port=self.ports[service].internal,
+                protocol="tcp" if stype.stateful or not stype.web else "http", backends=backends, domain=spec.domain,
+            ))
+        return routes
+
+    def _route(self, server: Server, table: Mapping[str, list[Placed]] | None = None) -> None:
+        self.manager.hook.configure_routing(server=server, project=self.project, env=self.env, routes=self.routes_for(server, table))
+
+    def _route_everywhere(self, table: Mapping[str, list[Placed]] | None = None) -> None:
+        """Every sidecar to ``table``; raises naming every server that could not be updated."""
+        _, errors = _parallel(list(self.servers.values()), lambda s: self._route(s, table), max_workers=self.max_workers)
+        if errors:
+            raise DeployFailed(f"the routing could not be updated on {', '.join(errors)}: {_explain(errors)}")
+
+    def _drain_everywhere(self) -> None:
+        def drain(server: Server) -> None:
+            self.manager.hook.wait_drained(server=server, project=self.project, env=self.env, timeout=self.drain_timeout)
+
+        _parallel(list(self.servers.values()), drain, max_workers=self.max_workers)
+
+    # --- services ------------------------------------------------------------------------------
+
+    def _services(self) -> list[ServiceOutcome]:
+        specs = {n: s for n, s in self.project.services_for(self.env).items() if not s.is_scheduled}
+        orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
+        outcomes: list[ServiceOutcome] = []
+        for group in sorted(set(orders.values())):
+            names = [n for n in specs if orders[n] == group]
+            done, errors = _parallel(names, self._service, max_workers=self.max_workers)
+            if errors:
+                raise DeployFailed("\n".join(f"{n}: {e}" for n, e in errors.items()))
+            outcomes.extend(done)
+        return outcomes
+
+    def _containers(self, service: str) -> dict[str, list[ContainerInfo]]:
+        """server -> the service's containers there."""
+        return {name: found for name, engine in self.engines.items() if (found := engine.observed().get(service))}
+
+    def _service(self, service: str) -> ServiceOutcome:
+        spec = self.project.service(service, self.env)
+        if service in self.stateful():
+            return self._stateful(spec)
+        return self._toggle(spec)
+
+    def _toggle(self, spec: ServiceSpec) -> ServiceOutcome:
+        began = time.monotonic()
+        targets = self.placement.get(spec.name, ())
+        current = self._containers(spec.name)
+        release = new_release_id()
+        todo: dict[str, ServiceContainer] = {}
+        keep: dict[str, ContainerInfo] = {}
+        for name in targets:
+            engine = self.engines[name]
+            active = engine.active_container(current.get(name, []))
+            slot = "a" if active is None else ("b" if active.labels.get(LABEL_SLOT) == "a" else "a")
+            desired = engine.desired(spec, slot, self.ports)
+            if active is not None and active.labels.get(LABEL_CONFIG) == desired.config_hash:
+                keep[name] = active
+            else:
+                todo[name] = desired
+        leaving = [n for n in current if n not in targets]
+        if not todo and not leaving:
+            return ServiceOutcome(service=spec.name, action="unchanged", slot=None, release=None, seconds=0.0)
+        old_table = {k: list(v) for k, v in self.table.items()}
+        started: list[tuple[str, ServiceContainer]] = []
+
+        def start(name: str) -> None:
+            engine = self.engines[name]
+            self.log(f"{spec.name}: starting {todo[name].spec.name} on {name} (release {release})")
+            engine._start(todo[name], release)  # noqa: SLF001 - the fleet drives the engine's steps
+            started.append((name, todo[name]))
+            engine._wait_healthy(spec, todo[name])  # noqa: SLF001
+
+        _, errors = _parallel(list(todo), start, max_workers=self.max_workers)
+        if errors:
+            self._remove_started(started)
+            raise DeployFailed(f"{spec.name}: the new version is not healthy on {', '.join(errors)}; it was removed everywhere and the old version keeps serving.\n{_explain(errors)}")
+        if spec.port is not None:
+            new = [self._placed(n, todo[n].spec.name, spec, todo[n].slot) for n in todo]
+            new += [self._placed(n, keep[n].name, spec, keep[n].labels.get(LABEL_SLOT, "a")) for n in keep]
+            with self._table_lock:
+                self.table[spec.name] = new
+                table = {k: list(v) for k, v in self.table.items()}
+            self.log(f"{spec.name}: switching the sidecars of {len(self.servers)} server(s)")
+            try:
+                self._route_everywhere(table)
+            except DeployFailed as exc:
+                with self._table_lock:
+                    self.table[spec.name] = old_table.get(spec.name, [])
+                try:
+                    self._route_everywhere(self.table)
+                except DeployFailed:
+                    pass  # the unreachable server is named in exc; the others are back on the old routes
+                self._remove_started(started)
+                raise DeployFailed(f"{spec.name}: {exc}; the switch was undone and the old version keeps serving") from None
+            self._drain_everywhere()
+        survivors = {(n, d.spec.name) for n, d in todo.items()} | {(n, c.name) for n, c in keep.items()}
+        self._stop_old(spec.name, {n: [c for c in cs if (n, c.name) not in survivors] for n, cs in current.items()})
+        for name, desired in todo.items():
+            self.engines[name]._record(spec, desired, release)  # noqa: SLF001
+            break
+        return ServiceOutcome(service=spec.name, action="update" if current else "create", slot=None, release=release, seconds=time.monotonic() - began)
+
+    def _remove_started(self, started: Sequence[tuple[str, ServiceContainer]]) -> None:
+        for name, desired in started:
+            self.engines[name].runtime.remove(desired.spec.name)
+
+    def _stop_old(self, service: str, old: Mapping[str, list[ContainerInfo]]) -> None:
+        def stop(name: str) -> None:
+            for info in old.get(name, []):
+                self.log(f"{service}: stopping {info.name} on {name}")
+                self.engines[name].runtime.stop(info.name, timeout=30)
+                self.engines[name].runtime.remove(info.name)
+
+        _, errors = _parallel([n for n in old if old[n]], stop, max_workers=self.max_workers)
+        if errors:
+            self.log(f"{service}: old containers left on {', '.join(errors)} (the next deploy removes them): {_explain(errors)}")
+
+    def _stateful(self, spec: ServiceSpec) -> ServiceOutcome:
+        began = time.monotonic()
+        targets = self.placement.get(spec.name, ())
+        target = targets[0]
+        current = self._containers(spec.name)
+        elsewhere = [n for n in current if n != target]
+        if elsewhere:
+            raise DeployFailed(f"{spec.name} keeps its data on {elsewhere[0]}, but the allocation puts it on {target}: moving a database between servers is not done automatically")
+        engine = self.engines[target]
+        desired = engine.desired(spec, STATEFUL_SLOT, self.ports)
+        existing = engine.runtime.get(desired.spec.name)
+        if existing is not None and existing.running and existing.labels.get(LABEL_CONFIG) == desired.config_hash:
+            return ServiceOutcome(service=spec.name, action="unchanged", slot=STATEFUL_SLOT, release=None, seconds=0.0)
+        release = new_release_id()
+        if existing is not None:
+            with self._table_lock:
+                self.table.pop(spec.name, None)
+            self._route_everywhere(self.table)
+            self.log(f"{spec.name}: stopping {existing.name} on {target} (one data directory: stop, then start)")
+            engine.runtime.stop(existing.name, timeout=60)
+            engine.runtime.remove(existing.name)
+        engine._own_volumes(desired)  # noqa: SLF001
+        engine._start(desired, release)  # noqa: SLF001
+        engine._wait_healthy(spec, desired)  # noqa: SLF001
+        if spec.port is not None:
+            with self._table_lock:
+                self.table[spec.name] = [self._placed(target, desired.spec.name, spec, STATEFUL_SLOT)]
+            self._route_everywhere(self.table)
+        gap = time.monotonic() - began
+        engine._record(spec, desired, release)  # noqa: SLF001
+        return ServiceOutcome(service=spec.name, action="update" if existing else "create", slot=STATEFUL_SLOT, release=release, seconds=gap, gap_seconds=gap if existing else None)
+
+    # --- jobs, removals, servers ---------------------------------------------------------------
+
+    def _jobs(self) -> None:
+        """Job containers, the scheduler and the backup containers, on each server that runs them."""
+        def converge(name: str) -> None:
+            from . import jobs
+
+            engine = self.engines[name]
+            scheduled = [n for n in engine.only or () if self.project.service(n, self.env).is_scheduled]
+            if scheduled:
+                plan = engine.plan(scheduled)
+                engine.apply(plan)
+            else:
+                jobs.apply_scheduler(engine)
+
+        _, errors = _parallel(list(self.engines), converge, max_workers=self.max_workers)
+        if errors:
+            raise DeployFailed(f"scheduled jobs and backups: {_explain(errors)}")
+
+    def _remove_gone_services(self) -> None:
+        """Containers of services that left the project file, on every server."""
+        known = set(self.project.services)
+
+        def clean(name: str) -> None:
+            engine = self.engines[name]
+            for service, containers in engine.observed().items():
+                if service in known:
+                    continue
+                for info in containers:
+                    self.log(f"{service}: removing {info.name} on {name} (no longer in the project file)")
+                    engine.runtime.stop(info.name, timeout=30)
+                    engine.runtime.remove(info.name)
+
+        with self._table_lock:
+            for service in [s for s in self.table if s not in known]:
+                self.table.pop(service)
+        self._route_everywhere(self.table)
+        _parallel(list(self.engines), clean, max_workers=self.max_workers)
+
+    def _destroy(self, leaving: Sequence[Server]) -> list[str]:
+        """Destroy the servers the allocation no longer needs: nothing routes to them any more."""
+        if not leaving:
+            return []
+        self.log(f"destroying {len(leaving)} server(s) no longer needed: {', '.join(s.name for s in leaving)}")
+        _, errors = _parallel(list(leaving), self.provider.destroy_server, max_workers=self.max_workers)
+        if errors:
+            self.log(f"could not destroy {', '.join(errors)} (the next deploy tries again): {_explain(errors)}")
+        return [s.name for s in leaving if s.name not in errors]
+
+
+__all__ = ["Fleet", "FleetReport", "Placed"]
