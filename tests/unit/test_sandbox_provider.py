@@ -284,7 +284,7 @@ def test_server_delegates_to_ssh() -> None:
     server.put_file("/local/x", b"1", mode=0o600)
     assert server.get_file("/local/x") == b"data"
     assert ssh.calls == [("run", ["echo", "hi"]), ("put", ("/local/x", b"1", 0o600))]
-    assert server.bind_address == "10.0.0.2" and server.data_root == "/local"
+    assert server.bind_address == "0.0.0.0" and server.data_root == "/local"
     assert server.ssh_port == 32999 and server.state == "active" and server.running
     assert server.port == 32999  # anything else of SshServer is reached through the server
 

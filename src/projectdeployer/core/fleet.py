@@ -136,7 +136,7 @@ class Fleet:
         return {n for n, s in self.project.services_for(self.env).items() if types[s.type].stateful}
 
     def allocation(self, servers: Sequence[Server]) -> Allocation:
-        states = [ServerState(name=s.name, zone=s.zone, state=str(s.tags.get("state", "active"))) for s in servers]
+        states = [ServerState(name=s.name, zone=s.zone, state=str(getattr(s, "state", None) or s.tags.get("state", "active"))) for s in servers]
         return allocate(self.project.services_for(self.env), states, env_zones=self.project.environment(self.env).zones, stateful=self.stateful())
 
     def _create(self, plans: Sequence[Any]) -> dict[str, Server]:
@@ -185,8 +185,17 @@ class Fleet:
         """Engines, networks, images, and the routes of what runs now on every sidecar."""
         self.engines = {name: self._engine(server) for name, server in self.servers.items()}
         self._send_images()
-        for engine in self.engines.values():
-            engine.runtime.ensure_network(network_name(self.project.name, self.env), {LABEL_PROJECT: self.project.name, LABEL_ENV: self.env})
+        def ready(server: Server) -> None:
+            # Containers bind-mount the environment's config/ (pushed by `sync push`).
+            config = f"{server.data_root.rstrip('/')}/{self.project.name}/{self.env}/config"
+            result = server.run(["mkdir", "-p", config])
+            if not result.ok:
+                raise DeployFailed(f"cannot create {config}: {result.stderr.strip()}")
+            self.engines[server.name].runtime.ensure_network(network_name(self.project.name, self.env), {LABEL_PROJECT: self.project.name, LABEL_ENV: self.env})
+
+        _, errors = _parallel(list(self.servers.values()), ready, max_workers=self.max_workers)
+        if errors:
+            raise DeployFailed(f"servers not ready: {_explain(errors)}")
         self.ports = self.engines[next(iter(self.engines))].ports()
         self.table = self._observed_table()
         self._route_everywhere()

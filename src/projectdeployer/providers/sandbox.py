@@ -463,8 +463,11 @@ class SandboxServer(Server):
 
     @property
     def bind_address(self) -> str:  # type: ignore[override]
-        """Host ports are published on the VPC address, as on droplets."""
-        return self.private_address
+        """Host ports are published on every address of the server: the VPC one for its zone,
+        the public one for servers of other zones (droplets in other regions reach each other
+        over their public addresses; a firewall admitting only the project's droplets stands in
+        for the sandbox's separate networks)."""
+        return "0.0.0.0"  # noqa: S104 - the sandbox's networks are private to this machine
 
     @property
     def ssh_port(self) -> int | None:
@@ -501,7 +504,9 @@ class SandboxServer(Server):
         return self.ssh.get_file(remote_path)
 
     def runtime(self) -> ContainerRuntime:
-        return self.ssh.runtime()
+        from .docker_runtime import DockerRuntime
+
+        return DockerRuntime(self.docker(), bind_address=self.bind_address)
 
     def probe_http(self, port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[bool, str]:
         return self.ssh.probe_http(port, path, timeout=timeout)

@@ -1,0 +1,133 @@
+"""Many servers, end to end, on sandbox servers (containers running sshd and their own dockerd,
+reached over real SSH): PostgreSQL on one server in lon1, the API on three servers in nyc3.
+
+* the API reads and writes PostgreSQL across servers (and zones) through ``nginx:<internal port>``;
+* a redeploy of the API across its servers under continuous load through one server's sidecar
+  fails no request;
+* scaling ``servers_count`` 3 -> 5 -> 2 creates and destroys servers with no failed request;
+* a server stopped before a deploy gives an error naming it, and the others keep serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from projectdeployer import ProjectDeployer
+from projectdeployer.core.errors import ProjectDeployerError
+from projectdeployer.providers.sandbox import SandboxProvider
+from projectdeployer.testing.loadgen import LoadGenerator
+from tests.docker.conftest import remove_project, wait_for
+
+pytestmark = pytest.mark.docker
+
+APP = Path(__file__).parent / "apps" / "survival"
+DOMAIN = "api.fleet.test"
+
+
+def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: int, mark: str) -> None:
+    path.write_text(
+        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        + '\n[environments.prod]\nprovider = "sandbox"\n'
+        + '\n[services.postgres]\ntype = "postgres"\nserver_zone = "lon1"\nbackup_config = { enabled = false }\n'
+        + f'\n[services.api]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'
+        + f'servers_count = {count}\nserver_zone = "nyc3"\ndomain = "{DOMAIN}"\nhealth_path = "/health"\ndepends_on = ["postgres"]\n'
+        + f'env_vars = {{ DATABASE_URL = "auto", MARK = "{mark}" }}\n'
+    )
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, bed: dict[str, str], docker_client) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+    name = f"flt{os.getpid() % 1000}{int(time.time()) % 10000}"
+    app = tmp_path / "app"
+    shutil.copytree(APP, app)
+    path = tmp_path / "fleet.toml"
+    _project_file(path, name, bed, app, 3, "one")
+    provider = SandboxProvider()
+    try:
+        yield {"name": name, "path": path, "app": app, "bed": bed, "provider": provider}
+    finally:
+        for server in provider.list_servers(name, "prod"):
+            provider.destroy_server(server)
+        remove_project(docker_client, name, env="prod")
+
+
+def _sidecar(server) -> str:  # type: ignore[no-untyped-def]
+    """The URL of ``server``'s sidecar as this machine reaches it (its public address, port 80)."""
+    return f"http://{server.public_address}:80"
+
+
+def _get(server, path: str) -> dict:  # type: ignore[no-untyped-def]
+    """GET through ``server``'s own sidecar, from the server itself."""
+    result = server.run(["curl", "-sS", "--max-time", "10", "-H", f"Host: {DOMAIN}", f"http://127.0.0.1:80{path}"])
+    assert result.ok, result.stderr
+    return json.loads(result.stdout)
+
+
+def _post(server, path: str) -> dict:  # type: ignore[no-untyped-def]
+    result = server.run(["curl", "-sS", "--max-time", "10", "-X", "POST", "-H", f"Host: {DOMAIN}", f"http://127.0.0.1:80{path}"])
+    assert result.ok, result.stderr
+    return json.loads(result.stdout)
+
+
+def _zones(provider: SandboxProvider, name: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for server in provider.list_servers(name, "prod"):
+        counts[server.zone] = counts.get(server.zone, 0) + 1
+    return counts
+
+
+def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: dict) -> None:
+    name, path, provider = fleet["name"], fleet["path"], fleet["provider"]
+    lines: list[str] = []
+    project = ProjectDeployer(str(path), path=path)
+    project.deploy(env="prod", log=lines.append)
+    assert _zones(provider, name) == {"lon1": 1, "nyc3": 3}
+    api_servers = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name)
+
+    # Through each server's sidecar to PostgreSQL on the lon1 server (another zone).
+    written = _post(api_servers[0], "/rows?v=first")
+    assert written.get("id", 0) >= 1, (written, lines[-30:])
+    for server in api_servers:
+        assert _get(server, "/rows")["rows"] == ["first"]
+
+    # Redeploy the API (a changed variable) under load through one server's sidecar.
+    _project_file(path, name, fleet["bed"], fleet["app"], 3, "two")
+    project = ProjectDeployer(str(path), path=path)
+    target = api_servers[1]
+    with LoadGenerator(f"{_sidecar(target)}/health", host_header=DOMAIN, rate=60) as load:
+        load.wait_sent(50, timeout=30)
+        started = time.monotonic()
+        project.deploy(env="prod", log=lines.append)
+        three = time.monotonic() - started
+    assert load.result.failed == 0, load.result.summary()
+    assert _get(api_servers[2], "/rows")["rows"] == ["first"]
+
+    # Scale 3 -> 5 -> 2 under load: servers created, then drained and destroyed.
+    for count, expected in ((5, 5), (2, 2)):
+        _project_file(path, name, fleet["bed"], fleet["app"], count, "two")
+        project = ProjectDeployer(str(path), path=path)
+        with LoadGenerator(f"{_sidecar(target if count == 5 else api_servers[0])}/health", host_header=DOMAIN, rate=60) as load:
+            load.wait_sent(50, timeout=30)
+            project.deploy(env="prod", log=lines.append)
+        assert load.result.failed == 0, load.result.summary()
+        assert _zones(provider, name) == {"lon1": 1, "nyc3": expected}
+    survivors = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name)
+    assert [s.name for s in survivors] == [s.name for s in api_servers[:2]]  # the first servers stay
+    assert _get(survivors[1], "/rows")["rows"] == ["first"]
+
+    # A server that cannot be reached: the deploy names it; the other server keeps serving.
+    _project_file(path, name, fleet["bed"], fleet["app"], 2, "three")
+    project = ProjectDeployer(str(path), path=path)
+    provider.client.containers.get(survivors[1].container_id).stop(timeout=5)
+    with pytest.raises(ProjectDeployerError) as caught:
+        project.deploy(env="prod", log=lines.append)
+    assert survivors[1].name in str(caught.value)
+    assert _get(survivors[0], "/rows")["rows"] == ["first"]
+    print(f"\nredeploy of the API across 3 servers: {three:.1f}s")
