@@ -122,12 +122,30 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert [s.name for s in survivors] == [s.name for s in api_servers[:2]]  # the first servers stay
     assert _get(survivors[1], "/rows")["rows"] == ["first"]
 
-    # A server that cannot be reached: the deploy names it; the other server keeps serving.
+    assert project.status(env="prod") == {"lon1": {"active": 1, "reserve": 0, "destroying": 0, "total": 1}, "nyc3": {"active": 2, "reserve": 0, "destroying": 0, "total": 2}}
+
+    # A server lost in the middle of a deploy (once the new containers are starting): the deploy
+    # names it, the other server keeps serving throughout, and once it is back a deploy converges.
     _project_file(path, name, fleet["bed"], fleet["app"], 2, "three")
     project = ProjectDeployer(str(path), path=path)
-    provider.client.containers.get(survivors[1].container_id).stop(timeout=5)
-    with pytest.raises(ProjectDeployerError) as caught:
-        project.deploy(env="prod", log=lines.append)
+    lost = provider.client.containers.get(survivors[1].container_id)
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("api: starting") and lost.status != "exited":
+            lost.stop(timeout=5)
+            lost.reload()
+
+    with LoadGenerator(f"{_sidecar(survivors[0])}/health", host_header=DOMAIN, rate=60) as load:
+        load.wait_sent(50, timeout=30)
+        with pytest.raises(ProjectDeployerError) as caught:
+            project.deploy(env="prod", log=log)
     assert survivors[1].name in str(caught.value)
+    assert load.result.failed == 0, load.result.summary()
     assert _get(survivors[0], "/rows")["rows"] == ["first"]
+    lost.start()
+    wait_for(lambda: provider.get_server(name, "prod", survivors[1].name).running, timeout=60, what="the server back")
+    project.deploy(env="prod", log=lines.append)
+    for server in sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name):
+        assert _get(server, "/rows")["rows"] == ["first"]
     print(f"\nredeploy of the API across 3 servers: {three:.1f}s")

@@ -385,8 +385,13 @@ class Fleet:
         return ServiceOutcome(service=spec.name, action="update" if current else "create", slot=None, release=release, seconds=time.monotonic() - began)
 
     def _remove_started(self, started: Sequence[tuple[str, ServiceContainer]]) -> None:
+        """Best effort: a server that cannot be reached keeps its (unrouted) new container until
+        the next deploy replaces it."""
         for name, desired in started:
-            self.engines[name].runtime.remove(desired.spec.name)
+            try:
+                self.engines[name].runtime.remove(desired.spec.name)
+            except Exception as exc:  # noqa: BLE001 - the deploy's own error is the one to report
+                self.log(f"{desired.spec.name} on {name} could not be removed: {exc}")
 
     def _stop_old(self, service: str, old: Mapping[str, list[ContainerInfo]]) -> None:
         def stop(name: str) -> None:

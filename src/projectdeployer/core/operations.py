@@ -231,7 +231,15 @@ class Operations:
         return 1 if code is None else code
 
     def zone_status(self, env: str) -> dict[str, dict[str, int]]:
-        """The seed's shape: ``{zone: {active, reserve, destroying, total}}``."""
+        """The seed's shape: ``{zone: {active, reserve, destroying, total}}``, read live."""
+        if self.on_servers(env):
+            counts: dict[str, dict[str, int]] = {}
+            for listed in self.provider(env).list_servers(self.project.name, env):
+                state = str(getattr(listed, "state", None) or listed.tags.get("state", "active"))
+                row = counts.setdefault(listed.zone, {"active": 0, "reserve": 0, "destroying": 0, "total": 0})
+                row[state if state in row else "active"] += 1
+                row["total"] += 1
+            return counts
         server = server_for(self.project, env, self.registry, self.manager)
         running = [c for c in server.runtime().list({LABEL_PROJECT: self.project.name, LABEL_ENV: env}) if c.running and c.labels.get(LABEL_SERVICE)]
         active = 1 if running else 0
