@@ -58,6 +58,7 @@ bench: $(STAMP) images
 	$(PY) bench/rebuild.py
 	$(PY) bench/zero_downtime.py
 	$(PY) bench/compose_compare.py
+	$(PY) bench/fleet.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

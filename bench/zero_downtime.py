@@ -43,19 +43,13 @@ from typing import Any
 
 from projectdeployer import ProjectDeployer
 from projectdeployer.core.runtime import LABEL_PROJECT
+from projectdeployer.testing.bed import BED_IMAGES
 from projectdeployer.testing.loadgen import LoadGenerator, LoadResult
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "python-api"
 DOMAIN = "api.bench.localhost"
 #: The image bed, as a project file's [images] table names it (tests/docker/conftest.py).
-BED_IMAGES = {
-    "python": "pd-test/python:3.11",
-    "node": "pd-test/node:18",
-    "nginx": "pd-test/nginx:1.22",
-    "postgres": "pd-test/postgres:15",
-    "redis": "pd-test/redis:7",
-}
 SLOW_PATH = "/slow?ms=1500"
 STREAM_PATH = "/stream?seconds=3"
 QUIET: Callable[[str], None] = lambda line: None  # noqa: E731

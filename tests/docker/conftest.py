@@ -10,17 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from projectdeployer.testing.bed import BED_IMAGES
+
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = ROOT / "tests" / "images"
 
 #: The bed's images, as the project file's [images] table names them.
-BED_IMAGES = {
-    "python": "pd-test/python:3.11",
-    "node": "pd-test/node:18",
-    "nginx": "pd-test/nginx:1.22",
-    "postgres": "pd-test/postgres:15",
-    "redis": "pd-test/redis:7",
-}
 
 
 @pytest.fixture(scope="session")

@@ -74,6 +74,8 @@ class Operations:
         return Engine(self.project, env, server, self.manager, self.registry, images=images, log=self.log)
 
     def plan(self, env: str, service: str | None = None) -> DeployPlan:
+        if self.on_servers(env):
+            raise ProjectDeployerError(f"environment {env} runs on servers: plan / --dry-run are not available there yet (deploy shows each step as it goes)")
         return self.engine(env).plan([service] if service else None)
 
     def provider(self, env: str) -> Any:
