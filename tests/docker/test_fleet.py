@@ -1,6 +1,8 @@
 """Many servers, end to end, on sandbox servers (containers running sshd and their own dockerd,
 reached over real SSH): PostgreSQL on one server in lon1, the API on three servers in nyc3.
 
+* the API's image is pushed once to a registry on this machine and pulled by digest by each server
+  through its SSH connection; the bed's images are streamed over SSH;
 * the API reads and writes PostgreSQL across servers (and zones) through ``nginx:<internal port>``;
 * a redeploy of the API across its servers under continuous load through one server's sidecar
   fails no request;
@@ -31,9 +33,9 @@ APP = Path(__file__).parent / "apps" / "survival"
 DOMAIN = "api.fleet.test"
 
 
-def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: int, mark: str) -> None:
+def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: int, mark: str, registry: str) -> None:
     path.write_text(
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        f'[project]\nname = "{name}"\nregistry = "{registry}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + '\n[environments.prod]\nprovider = "sandbox"\n'
         + '\n[services.postgres]\ntype = "postgres"\nserver_zone = "lon1"\nbackup_config = { enabled = false }\n'
         + f'\n[services.api]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'
@@ -43,15 +45,15 @@ def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: 
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, bed: dict[str, str], docker_client) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+def fleet(tmp_path: Path, bed: dict[str, str], docker_client, registry: str) -> Iterator[dict]:  # type: ignore[no-untyped-def]
     name = f"flt{os.getpid() % 1000}{int(time.time()) % 10000}"
     app = tmp_path / "app"
     shutil.copytree(APP, app)
     path = tmp_path / "fleet.toml"
-    _project_file(path, name, bed, app, 3, "one")
+    _project_file(path, name, bed, app, 3, "one", registry)
     provider = SandboxProvider()
     try:
-        yield {"name": name, "path": path, "app": app, "bed": bed, "provider": provider}
+        yield {"name": name, "path": path, "app": app, "bed": bed, "provider": provider, "registry": registry}
     finally:
         for server in provider.list_servers(name, "prod"):
             provider.destroy_server(server)
@@ -89,6 +91,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     project = ProjectDeployer(str(path), path=path)
     project.deploy(env="prod", log=lines.append)
     assert _zones(provider, name) == {"lon1": 1, "nyc3": 3}
+    assert sum(f"pulling {fleet['registry']}/{name}-api@sha256:" in line for line in lines) == 3, lines  # once per API server
     api_servers = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name)
 
     # Through each server's sidecar to PostgreSQL on the lon1 server (another zone).
@@ -98,7 +101,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
         assert _get(server, "/rows")["rows"] == ["first"]
 
     # Redeploy the API (a changed variable) under load through one server's sidecar.
-    _project_file(path, name, fleet["bed"], fleet["app"], 3, "two")
+    _project_file(path, name, fleet["bed"], fleet["app"], 3, "two", fleet["registry"])
     project = ProjectDeployer(str(path), path=path)
     target = api_servers[1]
     with LoadGenerator(f"{_sidecar(target)}/health", host_header=DOMAIN, rate=60) as load:
@@ -111,7 +114,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
 
     # Scale 3 -> 5 -> 2 under load: servers created, then drained and destroyed.
     for count, expected in ((5, 5), (2, 2)):
-        _project_file(path, name, fleet["bed"], fleet["app"], count, "two")
+        _project_file(path, name, fleet["bed"], fleet["app"], count, "two", fleet["registry"])
         project = ProjectDeployer(str(path), path=path)
         with LoadGenerator(f"{_sidecar(target if count == 5 else api_servers[0])}/health", host_header=DOMAIN, rate=60) as load:
             load.wait_sent(50, timeout=30)
@@ -126,7 +129,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
 
     # A server lost in the middle of a deploy (once the new containers are starting): the deploy
     # names it, the other server keeps serving throughout, and once it is back a deploy converges.
-    _project_file(path, name, fleet["bed"], fleet["app"], 2, "three")
+    _project_file(path, name, fleet["bed"], fleet["app"], 2, "three", fleet["registry"])
     project = ProjectDeployer(str(path), path=path)
     lost = provider.client.containers.get(survivors[1].container_id)
 

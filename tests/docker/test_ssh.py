@@ -489,3 +489,30 @@ def test_the_server_lock_excludes_a_second_holder_and_dies_with_its_connection(s
             pass
     finally:
         second.close()
+
+
+def test_images_come_from_a_registry_on_this_machine_through_the_ssh_connection(servers: Callable[..., SshServer], registry: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """Pushed once, pulled by digest by a server whose engine cannot reach this machine's
+    loopback registry except through its SSH connection (reverse forward)."""
+    from projectdeployer.addons.docker_builder import push_image
+    from projectdeployer.core.imagetransfer import distribute
+
+    tag = f"{registry}/pdssh-reg-{RUN_ID}:v1"
+    image, _ = docker_client.images.build(fileobj=io.BytesIO(f"FROM pd-test/debian:bookworm\nLABEL reg={RUN_ID}\n".encode()), tag=tag, rm=True)
+    c = servers("c")
+    try:
+        digest_ref = push_image(tag, lambda line: None)
+        assert digest_ref.startswith(f"{registry}/pdssh-reg-{RUN_ID}@sha256:")
+        done = distribute(docker_client, [c], [tag], pushed={tag: digest_ref})
+        assert [(t.action, t.bytes) for t in done] == [("pulled", 0)]
+        assert c.docker().images.get(tag).id == image.id
+        assert [t.action for t in distribute(docker_client, [c], [tag], pushed={tag: digest_ref})] == ["present"]
+        # without the tunnel the server's engine cannot reach this machine's loopback
+        assert not c.run(["curl", "-sS", "--max-time", "3", f"http://{registry}/v2/"]).ok
+    finally:
+        for ref in (tag, digest_ref if "digest_ref" in locals() else tag):
+            try:
+                c.docker().images.remove(ref, force=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        docker_client.images.remove(image.id, force=True)

@@ -8,7 +8,8 @@ A deploy on servers (every provider but ``local``):
    created in parallel. The environment's lock is taken on the lock server
    (:mod:`~projectdeployer.core.serverlock`).
 2. **Images** reach every server that runs them (:mod:`~projectdeployer.core.imagetransfer`),
-   with the sidecar's image everywhere, only when missing.
+   with the sidecar's image everywhere, only when missing: pushed once and pulled by digest when
+   ``[project] registry`` is set, else streamed over SSH.
 3. **Routing**: every server runs the nginx sidecar, and every sidecar routes every service:
    a backend on the same server by container name, one on another server by address and host
    port (the VPC address within a zone, the public one across zones). The fleet keeps one table
@@ -219,10 +220,12 @@ class Fleet:
                         wanted.append(self.project.image("python"))
             return list(dict.fromkeys(wanted))
 
+        pushed = self._push({ref for name in self.servers for ref in refs(name)})
+
         def feed(server: Server) -> None:
             for ref in refs(server.name):
                 try:
-                    ensure_image(self.local_docker(), server, ref, log=self.log)
+                    ensure_image(self.local_docker(), server, ref, log=self.log, registry_ref=pushed.get(ref))
                 except ImageTransferError:
                     # Not built here: the server's engine pulls it (a public image on a real server).
                     server.docker().images.pull(ref)
@@ -230,6 +233,20 @@ class Fleet:
         _, errors = _parallel(list(self.servers.values()), feed, max_workers=self.max_workers)
         if errors:
             raise DeployFailed(f"images could not reach every server: {_explain(errors)}")
+
+    def _push(self, refs: set[str]) -> dict[str, str]:
+        """With ``[project] registry``: push the images built for it once; ref -> ``repo@digest``
+        (the servers that lack an image pull it by digest instead of having it streamed)."""
+        registry = self.project.settings.registry
+        if not registry:
+            return {}
+        pushed = {}
+        for ref in sorted(r for r in refs if r.startswith(f"{registry}/")):
+            self.log(f"pushing {ref}")
+            digest_ref = self.manager.hook.push_image(tag=ref, log=self.log)
+            if digest_ref:
+                pushed[ref] = digest_ref
+        return pushed
 
     def local_docker(self) -> Any:
         if self._local_docker is None:

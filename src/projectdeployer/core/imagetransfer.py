@@ -4,8 +4,9 @@ With no registry configured, the image is streamed over the server's own connect
 (``docker save`` here, ``docker load`` there, through the Docker SDK: chunks, never the whole
 image in memory), and only when the server lacks it: the server is first asked for the image
 *id* (the content digest of its config), and an image present under another name is only
-tagged. A registry (``[project] registry``) pushes once and lets every server pull by digest —
-that path needs the registry reachable from the servers and comes with the multi-server deploy.
+tagged. With a registry (``[project] registry``) the image is pushed once and every server that
+lacks it pulls it by digest; a registry on this machine's loopback (``127.0.0.1:5000``) reaches
+the servers through their SSH connections.
 
 Every server is checked and fed in parallel (bounded), and one server that cannot be reached
 does not stop the others: the result says, per server, what happened.
@@ -37,7 +38,8 @@ class Transfer:
     server: str
     image: str
     image_id: str
-    #: present (nothing to do), tagged (same id under another name), loaded (streamed)
+    #: present (nothing to do), tagged (same id under another name), pulled (from the
+    #: registry by digest), loaded (streamed)
     action: str
     seconds: float
     bytes: int = 0
@@ -51,9 +53,10 @@ def _split(ref: str) -> tuple[str, str]:
     return repo, tag
 
 
-def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None) -> Transfer:
+def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None, registry_ref: str | None = None) -> Transfer:
     """Make ``ref`` (an image of the local engine ``local``, a Docker SDK client) present on
-    ``server`` with the same id; stream it only when the server has no image of that id."""
+    ``server`` with the same id; when the server has no image of that id, pull it by digest
+    (``registry_ref``, ``host:port/repo@sha256:...``, pushed already) or else stream it."""
     import docker.errors
 
     began = time.monotonic()
@@ -73,6 +76,8 @@ def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None
         return Transfer(server=server.name, image=ref, image_id=image_id, action="tagged", seconds=time.monotonic() - began)
     except docker.errors.ImageNotFound:
         pass
+    if registry_ref is not None:
+        return _pull(server, ref, image_id, registry_ref, began, log)
     if log:
         log(f"{server.name}: sending image {ref} ({image_id[7:19]})")
     sent = _Counter(local.api.get_image(ref))
@@ -80,6 +85,29 @@ def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None
     if remote.images.get(ref).id != image_id:  # an engine that loaded something else under the name
         raise ImageTransferError(f"{server.name}: image {ref} arrived with another id than {image_id[7:19]}")
     return Transfer(server=server.name, image=ref, image_id=image_id, action="loaded", seconds=time.monotonic() - began, bytes=sent.count)
+
+
+def _pull(server: Server, ref: str, image_id: str, registry_ref: str, began: float, log: Log | None) -> Transfer:
+    """The server pulls ``registry_ref`` and tags it ``ref``. A registry on this machine's
+    loopback reaches the server through its SSH connection (``reverse_forward``), where the
+    engine trusts plain HTTP on loopback."""
+    import contextlib
+
+    host, _, rest = registry_ref.partition("/")
+    name, _, port = host.partition(":")
+    tunnel: Any = contextlib.nullcontext()
+    if name in ("127.0.0.1", "localhost") and port.isdigit() and hasattr(server, "reverse_forward"):
+        tunnel = server.reverse_forward(int(port))  # type: ignore[attr-defined]
+    if log:
+        log(f"{server.name}: pulling {registry_ref}")
+    remote = server.docker()
+    with tunnel:
+        pulled = remote.images.pull(registry_ref)
+    if pulled.id != image_id:
+        raise ImageTransferError(f"{server.name}: {registry_ref} has another id than the image built here ({image_id[7:19]})")
+    repo, tag = _split(ref)
+    pulled.tag(repo, tag)
+    return Transfer(server=server.name, image=ref, image_id=image_id, action="pulled", seconds=time.monotonic() - began)
 
 
 class _Counter:
@@ -95,7 +123,7 @@ class _Counter:
             yield chunk
 
 
-def distribute(local: Any, servers: Sequence[Server], refs: Sequence[str], *, max_workers: int = 4, log: Log | None = None) -> list[Transfer]:
+def distribute(local: Any, servers: Sequence[Server], refs: Sequence[str], *, max_workers: int = 4, log: Log | None = None, pushed: Mapping[str, str] | None = None) -> list[Transfer]:
     """Every image of ``refs`` onto every server of ``servers``, servers in parallel (each
     server's images one after the other: its engine loads one at a time anyway). Raises
     :class:`ImageTransferError` naming every server that failed, after all were tried."""
@@ -103,7 +131,7 @@ def distribute(local: Any, servers: Sequence[Server], refs: Sequence[str], *, ma
     errors: dict[str, str] = {}
 
     def feed(server: Server) -> list[Transfer]:
-        return [ensure_image(local, server, ref, log=log) for ref in refs]
+        return [ensure_image(local, server, ref, log=log, registry_ref=(pushed or {}).get(ref)) for ref in refs]
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(servers)))) as pool:
         futures = {server.name: pool.submit(feed, server) for server in servers}

@@ -63,13 +63,14 @@ cannot be reached raises (a clear :class:`SshError` naming it) instead of report
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import logging
 import posixpath
 import secrets
-import contextlib
 import select
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -579,6 +580,55 @@ class SshServer(Server):
                     self._close_sftp()
                     raise self._lost(f"reading {remote_path}", exc) from exc
                 raise _os_error(exc, f"server {self.name}: cannot read {remote_path}: {exc.strerror or exc}") from exc
+
+    # --- forwarding -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reverse_forward(self, port: int, *, target: tuple[str, int] | None = None) -> Iterator[None]:
+        """For the block, the server's ``127.0.0.1:port`` leads to ``target`` on this machine
+        (default ``127.0.0.1:port``), through this server's SSH connection (``ssh -R``).
+
+        What it is for: a registry that only this machine reaches (``127.0.0.1:5000``) serves
+        the server's engine, which trusts plain-HTTP registries on loopback.
+        """
+        target = target or ("127.0.0.1", port)
+        transport = self._link.transport()
+        stop = threading.Event()
+
+        def pump(a: Any, b: Any) -> None:
+            try:
+                while not stop.is_set():
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for end in (a, b):
+                    with contextlib.suppress(Exception):
+                        end.close()
+
+        def handler(channel: Any, origin: Any, server: Any) -> None:
+            try:
+                sock = socket.create_connection(target, timeout=10)
+            except OSError:
+                channel.close()
+                return
+            sock.settimeout(None)
+            threading.Thread(target=pump, args=(channel, sock), daemon=True).start()
+            threading.Thread(target=pump, args=(sock, channel), daemon=True).start()
+
+        try:
+            transport.request_port_forward("127.0.0.1", port, handler=handler)
+        except paramiko.SSHException as exc:
+            raise self._error(SshError, f"the server refused to forward its port {port} to this machine: {exc}", exc) from exc
+        try:
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                transport.cancel_port_forward("127.0.0.1", port)
 
     # --- docker -------------------------------------------------------------------------
 
