@@ -93,6 +93,9 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert _zones(provider, name) == {"lon1": 1, "nyc3": 3}
     assert sum(f"pulling {fleet['registry']}/{name}-api@sha256:" in line for line in lines) == 3, lines  # once per API server
     api_servers = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name)
+    rows = {r["service"]: r for r in project.service_status(env="prod")}
+    assert rows["api"]["state"] == "running on 3/3" and rows["api"]["servers"] == [s.name for s in api_servers]
+    assert rows["postgres"]["state"] == "running on 1/1"
 
     # Through each server's sidecar to PostgreSQL on the lon1 server (another zone).
     written = _post(api_servers[0], "/rows?v=first")

@@ -89,7 +89,8 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         services = project.service_status(env)
         from ..core.backupmanager import BackupManager
 
-        backups = BackupManager(project, env, log=lambda line: None).status()
+        on_servers = project._operations().on_servers(env)  # noqa: SLF001 - the CLI is part of the package
+        backups = [] if on_servers else BackupManager(project, env, log=lambda line: None).status()
         if as_json:
             print_json({"zones": zones, "services": services, "backups": backups})
             return

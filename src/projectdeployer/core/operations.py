@@ -114,7 +114,7 @@ class Operations:
     def deploy(self, env: str, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
         if self.on_servers(env):
             if service is not None:
-                raise ProjectDeployerError(f"environment {env} runs on servers: deploy it whole (--service is for this machine's engine for now)")
+                raise ProjectDeployerError(f"environment {env} runs on servers: deploying one service (deploy --service, rollback) is not available there yet; deploy the whole environment")
             return self.deploy_fleet(env, images=images, lock_wait=lock_wait)
         started = time.monotonic()
         with deploy_lock(paths.env_dir(self.project.name, env) / "deploy.lock", wait=lock_wait):
@@ -147,8 +147,36 @@ class Operations:
                     out[name] = f"http://{spec.domain}:{http_port}/" if http_port != 80 else f"http://{spec.domain}/"
         return out
 
+    def fleet_service_status(self, env: str) -> list[dict[str, Any]]:
+        """On servers: one row per service, the servers running it (read live) in ``servers``."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        servers = self.provider(env).list_servers(self.project.name, env)
+
+        def observe(server: Server) -> tuple[str, dict[str, list[Any]]]:
+            engine = Engine(self.project, env, server, self.manager, self.registry, log=self.log)
+            return server.name, engine.observed()
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(servers)))) as pool:
+            seen = list(pool.map(observe, [s for s in servers if getattr(s, "running", True)]))
+        history = ReleaseHistory(self.project.name, env)
+        rows = []
+        for name, spec in self.project.services_for(env).items():
+            running = sorted(server for server, observed in seen for c in observed.get(name, []) if c.running)
+            current = history.current(name)
+            rows.append({
+                "service": name, "type": spec.type, "container": None,
+                "state": f"running on {len(running)}/{1 if spec.is_scheduled or self.registry.service_types[spec.type].stateful else spec.servers_count}" if running else "not deployed",
+                "health": None, "slot": None, "release": current.id if current else None, "image": current.image if current else None,
+                "host_port": None, "internal_port": None, "url": None, "schedule": spec.schedule,
+                "last_run": None, "last_finished": None, "exit_code": None, "servers": list(dict.fromkeys(running)),
+            })
+        return rows
+
     def service_status(self, env: str) -> list[dict[str, Any]]:
         """One row per service: what runs, where, which release, healthy or not."""
+        if self.on_servers(env):
+            return self.fleet_service_status(env)
         engine = self.engine(env)
         observed = engine.observed()
         history = ReleaseHistory(self.project.name, env)
@@ -248,6 +276,8 @@ class Operations:
         return {server.zone: {"active": active, "reserve": 1 - active, "destroying": 0, "total": 1}}
 
     def logs(self, env: str, service: str, lines: int = 100, follow: bool = False) -> Iterator[str]:
+        if self.on_servers(env):
+            raise ProjectDeployerError(f"environment {env} runs on servers: logs are not gathered from servers yet (sync pull exports every container's log)")
         engine = self.engine(env)
         if service not in self.project.services:
             raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
