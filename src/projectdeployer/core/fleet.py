@@ -76,6 +76,14 @@ class FleetReport:
     seconds: float
 
 
+@attrs.frozen
+class _Labelled:
+    """An item of :func:`_parallel` whose errors are reported under ``name``."""
+
+    name: str
+    plan: Any
+
+
 def _parallel(items: Sequence[Any], fn: Callable[[Any], Any], *, max_workers: int = 8) -> tuple[list[Any], dict[str, BaseException]]:
     """``fn`` over ``items`` in parallel; results in order, and the errors by item name."""
     results: list[Any] = [None] * len(items)
@@ -127,7 +135,11 @@ class Fleet:
         self.engines: dict[str, Engine] = {}
         #: service -> the containers the sidecars route it to.
         self.table: dict[str, list[Placed]] = {}
-        self._table_lock = threading.Lock()
+        #: Guards the table and every push of it: two services of a group switching at once
+        #: must never push their copies to a sidecar in the wrong order.
+        self._table_lock = threading.RLock()
+        #: Servers being removed: reached on a best-effort basis.
+        self.leaving: set[str] = set()
         self.placement: dict[str, tuple[str, ...]] = {}
 
     # --- servers and allocation --------------------------------------------------------------
@@ -148,7 +160,8 @@ class Fleet:
         def create(plan: Any) -> Server:
             return self.provider.create_server(self.project.name, self.env, ServerSpec(zone=plan.zone, cpu=plan.cpu, memory=plan.memory))
 
-        made, errors = _parallel(list(plans), create, max_workers=self.max_workers)
+        labelled = [_Labelled(name=p.label, plan=p) for p in plans]
+        made, errors = _parallel(labelled, lambda item: create(item.plan), max_workers=self.max_workers)
         if errors:
             raise DeployFailed(f"cannot create servers: {_explain(errors)}")
         return {plan.label: server for plan, server in zip(plans, made, strict=True)}
@@ -168,6 +181,7 @@ class Fleet:
         keep = [by_name[n] for n in dict.fromkeys(label_to_name.values())]
         leaving = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name]
         self.servers = {s.name: s for s in keep + leaving}
+        self.leaving = {s.name for s in leaving}
         with environment_lock(self.project.name, self.env, list(self.servers.values()), wait=lock_wait):
             self._prepare()
             outcomes = self._services()
@@ -179,12 +193,20 @@ class Fleet:
     def _engine(self, server: Server) -> Engine:
         engine = Engine(self.project, self.env, server, self.manager, self.registry, images=self.images, log=self.log, drain_timeout=self.drain_timeout)
         engine.only = frozenset(n for n, names in self.placement.items() if server.name in names)
-        engine.route_override = lambda: self._route(server)
+        engine.route_override = lambda: self._route_one(server)
         return engine
 
     def _prepare(self) -> None:
         """Engines, networks, images, and the routes of what runs now on every sidecar."""
-        self.engines = {name: self._engine(server) for name, server in self.servers.items()}
+        self.engines = {}
+        for name, server in list(self.servers.items()):
+            try:
+                self.engines[name] = self._engine(server)
+            except ProjectDeployerError as exc:
+                if name not in self.leaving:
+                    raise
+                self.log(f"{name}: unreachable, destroyed without draining (the allocation no longer needs it): {exc}")
+                del self.servers[name]
         self._send_images()
         def ready(server: Server) -> None:
             # Containers bind-mount the environment's config/ (pushed by `sync push`).
@@ -195,6 +217,8 @@ class Fleet:
             self.engines[server.name].runtime.ensure_network(network_name(self.project.name, self.env), {LABEL_PROJECT: self.project.name, LABEL_ENV: self.env})
 
         _, errors = _parallel(list(self.servers.values()), ready, max_workers=self.max_workers)
+        for name in [n for n in errors if n in self.leaving]:
+            self.log(f"{name}: not ready (the server is being removed): {errors.pop(name)}")
         if errors:
             raise DeployFailed(f"servers not ready: {_explain(errors)}")
         self.ports = self.engines[next(iter(self.engines))].ports()
@@ -202,7 +226,7 @@ class Fleet:
         self._route_everywhere()
 
     def _send_images(self) -> None:
-        from .imagetransfer import ImageTransferError, ensure_image
+        from .imagetransfer import ImageNotLocal, ensure_image
 
         def refs(name: str) -> list[str]:
             engine = self.engines[name]
@@ -226,11 +250,11 @@ class Fleet:
             for ref in refs(server.name):
                 try:
                     ensure_image(self.local_docker(), server, ref, log=self.log, registry_ref=pushed.get(ref))
-                except ImageTransferError:
-                    # Not built here: the server's engine pulls it (a public image on a real server).
+                except ImageNotLocal:
+                    # Not on this machine: the server's engine pulls it (a public image on a real server).
                     server.docker().images.pull(ref)
 
-        _, errors = _parallel(list(self.servers.values()), feed, max_workers=self.max_workers)
+        _, errors = _parallel([s for s in self.servers.values() if s.name not in self.leaving], feed, max_workers=self.max_workers)
         if errors:
             raise DeployFailed(f"images could not reach every server: {_explain(errors)}")
 
@@ -306,11 +330,22 @@ class Fleet:
     def _route(self, server: Server, table: Mapping[str, list[Placed]] | None = None) -> None:
         self.manager.hook.configure_routing(server=server, project=self.project, env=self.env, routes=self.routes_for(server, table))
 
-    def _route_everywhere(self, table: Mapping[str, list[Placed]] | None = None) -> None:
-        """Every sidecar to ``table``; raises naming every server that could not be updated."""
-        _, errors = _parallel(list(self.servers.values()), lambda s: self._route(s, table), max_workers=self.max_workers)
+    def _route_everywhere(self) -> None:
+        """Every sidecar to the current table (read and pushed under the table lock, so the
+        last push is always the latest table); raises naming every server that could not be
+        updated, except servers being removed (logged)."""
+        with self._table_lock:
+            table = {k: list(v) for k, v in self.table.items()}
+            _, errors = _parallel(list(self.servers.values()), lambda s: self._route(s, table), max_workers=self.max_workers)
+        for name in [n for n in errors if n in self.leaving]:
+            self.log(f"{name}: its sidecar could not be updated (the server is being removed): {errors.pop(name)}")
         if errors:
             raise DeployFailed(f"the routing could not be updated on {', '.join(errors)}: {_explain(errors)}")
+
+    def _route_one(self, server: Server) -> None:
+        """An engine's own routing call: this server's sidecar to the current table."""
+        with self._table_lock:
+            self._route(server, {k: list(v) for k, v in self.table.items()})
 
     def _drain_everywhere(self) -> None:
         def drain(server: Server) -> None:
@@ -378,19 +413,18 @@ class Fleet:
         if spec.port is not None:
             new = [self._placed(n, todo[n].spec.name, spec, todo[n].slot) for n in todo]
             new += [self._placed(n, keep[n].name, spec, keep[n].labels.get(LABEL_SLOT, "a")) for n in keep]
-            with self._table_lock:
-                self.table[spec.name] = new
-                table = {k: list(v) for k, v in self.table.items()}
             self.log(f"{spec.name}: switching the sidecars of {len(self.servers)} server(s)")
             try:
-                self._route_everywhere(table)
+                with self._table_lock:
+                    self.table[spec.name] = new
+                    self._route_everywhere()
             except DeployFailed as exc:
                 with self._table_lock:
                     self.table[spec.name] = old_table.get(spec.name, [])
-                try:
-                    self._route_everywhere(self.table)
-                except DeployFailed:
-                    pass  # the unreachable server is named in exc; the others are back on the old routes
+                    try:
+                        self._route_everywhere()
+                    except DeployFailed:
+                        pass  # the unreachable server is named in exc; the others are back on the old routes
                 self._remove_started(started)
                 raise DeployFailed(f"{spec.name}: {exc}; the switch was undone and the old version keeps serving") from None
             self._drain_everywhere()
@@ -437,8 +471,18 @@ class Fleet:
         release = new_release_id()
         if existing is not None:
             with self._table_lock:
-                self.table.pop(spec.name, None)
-            self._route_everywhere(self.table)
+                previous = self.table.pop(spec.name, None)
+                try:
+                    self._route_everywhere()
+                except DeployFailed as exc:
+                    # Nothing was stopped: every sidecar gets the database's route back.
+                    if previous is not None:
+                        self.table[spec.name] = previous
+                    try:
+                        self._route_everywhere()
+                    except DeployFailed:
+                        pass
+                    raise DeployFailed(f"{spec.name}: {exc}; {existing.name} was not stopped and keeps serving") from None
             self.log(f"{spec.name}: stopping {existing.name} on {target} (one data directory: stop, then start)")
             engine.runtime.stop(existing.name, timeout=60)
             engine.runtime.remove(existing.name)
@@ -448,7 +492,7 @@ class Fleet:
         if spec.port is not None:
             with self._table_lock:
                 self.table[spec.name] = [self._placed(target, desired.spec.name, spec, STATEFUL_SLOT)]
-            self._route_everywhere(self.table)
+                self._route_everywhere()
         gap = time.monotonic() - began
         engine._record(spec, desired, release)  # noqa: SLF001
         return ServiceOutcome(service=spec.name, action="update" if existing else "create", slot=STATEFUL_SLOT, release=release, seconds=gap, gap_seconds=gap if existing else None)
@@ -489,8 +533,10 @@ class Fleet:
         with self._table_lock:
             for service in [s for s in self.table if s not in known]:
                 self.table.pop(service)
-        self._route_everywhere(self.table)
-        _parallel(list(self.engines), clean, max_workers=self.max_workers)
+            self._route_everywhere()
+        _, errors = _parallel(list(self.engines), clean, max_workers=self.max_workers)
+        if errors:
+            self.log(f"containers of removed services left on {', '.join(errors)} (the next deploy removes them): {_explain(errors)}")
 
     def _destroy(self, leaving: Sequence[Server]) -> list[str]:
         """Destroy the servers the allocation no longer needs: nothing routes to them any more."""

@@ -31,6 +31,10 @@ class ImageTransferError(ProjectDeployerError):
     """An image could not be put on one or more servers; names each and why."""
 
 
+class ImageNotLocal(ImageTransferError):
+    """The image is not on this machine's engine (so there is nothing to send)."""
+
+
 @attrs.frozen(kw_only=True)
 class Transfer:
     """What happened to one image on one server."""
@@ -63,7 +67,7 @@ def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None
     try:
         image_id = local.images.get(ref).id
     except docker.errors.ImageNotFound:
-        raise ImageTransferError(f"image {ref} is not on this machine (build it first)") from None
+        raise ImageNotLocal(f"image {ref} is not on this machine (build it first)") from None
     remote = server.docker()
     try:
         if remote.images.get(ref).id == image_id:
@@ -153,4 +157,4 @@ def summary(transfers: Sequence[Transfer]) -> Mapping[str, int]:
     return counts
 
 
-__all__ = ["ImageTransferError", "Transfer", "distribute", "ensure_image", "summary"]
+__all__ = ["ImageNotLocal", "ImageTransferError", "Transfer", "distribute", "ensure_image", "summary"]

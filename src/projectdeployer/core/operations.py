@@ -70,6 +70,11 @@ class Operations:
         self.log = log or (lambda line: print(line, flush=True))
 
     def engine(self, env: str, images: dict[str, str] | None = None) -> Engine:
+        """The engine of this machine's environment ``env`` (commands that work on one engine:
+        run, backups, rotation, ...). An environment on servers is refused with one clear line:
+        its first server alone would be the wrong answer."""
+        if self.on_servers(env):
+            raise ProjectDeployerError(f"environment {env} runs on servers: this command works on this machine's engine only for now (deploy and status work on servers)")
         server = server_for(self.project, env, self.registry, self.manager)
         return Engine(self.project, env, server, self.manager, self.registry, images=images, log=self.log)
 

@@ -99,12 +99,12 @@ class RedisBackup(BackupMethod):
                     log(f"{target.service.name}: {line}")
             finally:
                 # Whatever happened, the database runs again (on the restored data, or on its
-                # own files moved back by hand from .pre-restore/ if the restore failed).
+                # own files, which the script puts back when the restore failed).
                 runtime.start_existing(name)
             _wait_tcp(target, began)
         if code != 0:
             tail = "\n".join(f"    {line}" for line in lines[-15:])
-            raise BackupError(f"{target.service.name}: the restore of {file} failed (exit code {code}); the previous files are in the volume's .pre-restore/ directory.\n{tail}")
+            raise BackupError(f"{target.service.name}: the restore of {file} failed (exit code {code}); the database's previous files were put back.\n{tail}")
         return time.monotonic() - began
 
 

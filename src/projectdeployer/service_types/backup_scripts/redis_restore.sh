@@ -1,15 +1,29 @@
 # Redis restore, run by a one-off container on the database's volume while the database is
 # stopped (sh -c, POSIX sh). Redis with appendonly=yes ignores dump.rdb at start-up, so:
-# move the current AOF and RDB aside (to /data/.pre-restore/), put the backup in as dump.rdb,
+# move the current AOF and RDB aside (to /data/.pre-restore-{UTC time}/, put back on any
+# failure, kept after a success), put the backup in as dump.rdb,
 # load it in a private redis-server (loopback only, AOF off), switch AOF on there so Redis
 # rewrites the AOF from the loaded data, wait for the rewrite, shut it down, and hand the files
 # to the volume's owner. The database container then starts on the restored AOF.
 set -eu
 owner=$(stat -c %u:%g /data)
-rm -rf /data/.pre-restore
-mkdir -p /data/.pre-restore
+aside="/data/.pre-restore-$(date -u +%Y%m%d_%H%M%S)"
+mkdir -p "$aside"
+pid=""
+done_ok=0
+# On any failure the database's own files go back where they were, so it starts on its data.
+put_back() {
+    if [ "$done_ok" = 1 ]; then return; fi
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    rm -rf /data/appendonlydir /data/appendonly.aof /data/dump.rdb
+    for f in "$aside"/* ; do if [ -e "$f" ]; then mv "$f" /data/; fi; done
+    rmdir "$aside" 2>/dev/null || true
+    chown -R "$owner" /data
+    echo "restore: FAILED; the database's previous files were put back" >&2
+}
+trap put_back EXIT
 for f in /data/appendonlydir /data/appendonly.aof /data/dump.rdb; do
-    if [ -e "$f" ]; then mv "$f" /data/.pre-restore/; fi
+    if [ -e "$f" ]; then mv "$f" "$aside/"; fi
 done
 cp "/backups/$BACKUP_FILE" /data/dump.rdb
 cli() { redis-cli -h 127.0.0.1 -p 6399 "$@" | tr -d '\r'; }
@@ -36,5 +50,7 @@ done
 echo "$info" | grep -q '^aof_last_bgrewrite_status:ok' || { echo "restore: FAILED: the AOF rewrite failed" >&2; exit 3; }
 cli SHUTDOWN > /dev/null 2>&1 || true
 wait "$pid" || true
+pid=""
 chown -R "$owner" /data
-echo "restore: done"
+done_ok=1
+echo "restore: done (the previous files are kept in $aside)"
