@@ -469,6 +469,21 @@ def test_cli_backup_fails_clearly(node: FakeOpenSearch, tmp_path: Path) -> None:
     assert code == 1 and "invalid snapshot prefix 'Search'" in err
 
 
+def test_a_failed_restore_opens_the_closed_indices_again(client: SnapshotClient, node: FakeOpenSearch, tmp_path: Path) -> None:
+    seed(node)
+    client.ensure_repository()
+    client.create_snapshot("before")
+    client.request("PUT", "/products/_doc/0", {"name": "changed"})
+    # The snapshot's data is lost on the repository's disk: OpenSearch fails the restore.
+    shutil.rmtree(tmp_path / "snapshots" / "fake-snapshots" / "before" / "indices")
+    with pytest.raises(OpenSearchError, match="failed to read index .*opened again") as caught:
+        client.restore_snapshot("before", ["products"])
+    assert "still closed" not in str(caught.value)
+    # the index serves its current data, not closed
+    assert client.request("GET", "/products/_doc/0")[1]["_source"] == {"name": "changed"}
+    assert ("POST", "/products/_open") in node.requests
+
+
 def test_cli_list_and_restore(node: FakeOpenSearch, tmp_path: Path) -> None:
     seed(node)
     assert _cli(node, tmp_path, "backup", "--prefix", SERVICE, "--retention-days", "7")[0] == 0

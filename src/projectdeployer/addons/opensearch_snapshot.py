@@ -304,17 +304,32 @@ class SnapshotClient:
         indices = [i for i in indices if i != SECURITY_INDEX]
         if not indices:
             raise OpenSearchError(f"snapshot {name}: no index to restore")
-        for index in indices:
-            self.close_index(index)
+        closed = [index for index in indices if self.close_index(index)]
         body = {"indices": ",".join(indices), "include_global_state": False}
-        _, answer = self.request(
-            "POST", f"/_snapshot/{self.repo}/{name}/_restore", body, query={"wait_for_completion": "true"}, timeout=LONG_TIMEOUT
-        )
+        try:
+            _, answer = self.request(
+                "POST", f"/_snapshot/{self.repo}/{name}/_restore", body, query={"wait_for_completion": "true"}, timeout=LONG_TIMEOUT
+            )
+        except OpenSearchError as exc:
+            # Nothing was restored: the indices closed above serve their old data again.
+            raise OpenSearchError(f"{exc}; {self._reopen(closed)}", status=exc.status, type=exc.type) from exc
         result = (answer or {}).get("snapshot") or {}
         shards = result.get("shards") or {}
         if shards.get("failed"):
             raise OpenSearchError(f"restore of {name}: {shards['failed']} of {shards.get('total')} shards failed")
         return result
+
+    def _reopen(self, indices: Sequence[str]) -> str:
+        """Open ``indices`` again; what happened, for the error message."""
+        failed = []
+        for index in indices:
+            try:
+                self.request("POST", f"/{index}/_open")
+            except OpenSearchError:
+                failed.append(index)
+        if failed:
+            return f"these indices are still closed: {', '.join(failed)}"
+        return f"the indices closed for it were opened again ({', '.join(indices) or 'none'})"
 
     def delete_older_than(self, prefix: str, days: float, *, keep: Sequence[str] = (), now: Optional[float] = None) -> List[str]:
         """Delete the snapshots named ``{prefix}_{YYYYmmdd_HHMMSS}`` that started more than
