@@ -6,7 +6,7 @@ A deploy on servers (every provider but ``local``):
 1. **Servers**: the provider lists them live; :func:`~projectdeployer.core.allocation.allocate`
    says which to keep, create or destroy and which services run where; missing servers are
    created in parallel. The environment's lock is taken on the lock server
-   (:mod:`~projectdeployer.core.serverlock`).
+   (:mod:`~projectdeployer.core.serverlock`) before the servers are listed for the allocation.
 2. **Images** reach every server that runs them (:mod:`~projectdeployer.core.imagetransfer`),
    with the sidecar's image everywhere, only when missing: pushed once and pulled by digest when
    ``[project] registry`` is set, else streamed over SSH.
@@ -172,17 +172,20 @@ class Fleet:
         from .serverlock import environment_lock
 
         started = time.monotonic()
-        existing = self.provider.list_servers(self.project.name, self.env)
-        allocation = self.allocation(existing)
-        created = self._create(allocation.to_create)
-        by_name = {s.name: s for s in existing} | {s.name: s for s in created.values()}
-        label_to_name = {p.label: (created[p.label].name if p.label in created else p.name) for p in allocation.servers if p.action != "destroy"}
-        self.placement = {svc: tuple(label_to_name[label] for label in labels) for svc, labels in allocation.placement.items()}
-        keep = [by_name[n] for n in dict.fromkeys(label_to_name.values())]
-        leaving = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name]
-        self.servers = {s.name: s for s in keep + leaving}
-        self.leaving = {s.name for s in leaving}
-        with environment_lock(self.project.name, self.env, list(self.servers.values()), wait=lock_wait):
+        # The lock first (on the lock server of the servers there are), then the servers are
+        # listed again and created under it: two operators never both create the missing ones.
+        # (A first deploy, with no server yet, is guarded by this machine's lock only.)
+        with environment_lock(self.project.name, self.env, self.provider.list_servers(self.project.name, self.env), wait=lock_wait):
+            existing = self.provider.list_servers(self.project.name, self.env)
+            allocation = self.allocation(existing)
+            created = self._create(allocation.to_create)
+            by_name = {s.name: s for s in existing} | {s.name: s for s in created.values()}
+            label_to_name = {p.label: (created[p.label].name if p.label in created else p.name) for p in allocation.servers if p.action != "destroy"}
+            self.placement = {svc: tuple(label_to_name[label] for label in labels) for svc, labels in allocation.placement.items()}
+            keep = [by_name[n] for n in dict.fromkeys(label_to_name.values())]
+            leaving = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name]
+            self.servers = {s.name: s for s in keep + leaving}
+            self.leaving = {s.name for s in leaving}
             self._prepare()
             outcomes = self._services()
             self._jobs()

@@ -15,13 +15,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import paths
+from .errors import ProjectDeployerError
 from .lock import deploy_lock
 from .provider import Server
 
 
+def _can_lock(server: Server) -> bool:
+    try:
+        return hasattr(server, "hold_lock")
+    except ProjectDeployerError:  # a server that cannot be reached now (e.g. a stopped sandbox server)
+        return False
+
+
 def lock_server(servers: Sequence[Server]) -> Server | None:
     """The server that holds the environment's lock: the first by name that can hold one."""
-    able = [s for s in servers if hasattr(s, "hold_lock")]
+    able = [s for s in servers if _can_lock(s)]
     return min(able, key=lambda s: s.name) if able else None
 
 
