@@ -196,6 +196,17 @@ class _Link:
         """A new session channel. A transport found dead while opening it (before anything was
         sent) is re-established once; any other refusal is raised."""
         transport = self.transport()
+        # sshd refuses a channel while it still counts sessions that were just closed against
+        # MaxSessions (their teardown lags under load): nothing ran yet, so wait and ask again.
+        for delay in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6):
+            try:
+                return transport.open_session(timeout=self._server.connect_timeout)
+            except paramiko.ChannelException as exc:
+                if not transport.is_active() or exc.code not in (paramiko.common.OPEN_FAILED_CONNECT_FAILED, paramiko.common.OPEN_FAILED_RESOURCE_SHORTAGE):
+                    break
+                time.sleep(delay)
+            except (paramiko.SSHException, EOFError, OSError):
+                break
         try:
             return transport.open_session(timeout=self._server.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
