@@ -7,7 +7,13 @@ reached over real SSH): PostgreSQL on one server in lon1, the API on three serve
 * a redeploy of the API across its servers under continuous load through one server's sidecar
   fails no request;
 * scaling ``servers_count`` 3 -> 5 -> 2 creates and destroys servers with no failed request;
-* a server stopped before a deploy gives an error naming it, and the others keep serving.
+* a server stopped in the middle of a deploy gives an error naming it, the others keep serving,
+  and the next deploy converges;
+* ``plan`` reads every server and says which servers are created, kept or destroyed and what
+  changes per service (nothing when nothing changed); new servers are ``reserve`` until their
+  services run, servers being removed are ``destroying`` before the switch;
+* ``logs`` gathers a service's lines from every server, prefixed with the server's name;
+* one service deploys on its own (a new image) and rolls back, both under load with no failure.
 """
 
 from __future__ import annotations
@@ -89,8 +95,17 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     name, path, provider = fleet["name"], fleet["path"], fleet["provider"]
     lines: list[str] = []
     project = ProjectDeployer(str(path), path=path)
+    # The plan reads the (empty) inventory and changes nothing.
+    first = project.plan(env="prod")
+    assert sorted((r.zone, r.action, r.next_state) for r in first.servers) == [("lon1", "create", "active")] + [("nyc3", "create", "active")] * 3
+    assert {p.service: p.action for p in first.services} == {"postgres": "create", "api": "create"}
+    assert provider.list_servers(name, "prod") == []
     project.deploy(env="prod", log=lines.append)
     assert _zones(provider, name) == {"lon1": 1, "nyc3": 3}
+    # Read back from every server: what runs is what the project file says.
+    again = project.plan(env="prod")
+    assert {p.service: (p.action, p.reason) for p in again.services} == {"postgres": ("unchanged", "running and up to date"), "api": ("unchanged", "running and up to date")}
+    assert {(r.action, r.state, r.next_state) for r in again.servers} == {("keep", "active", "active")}
     assert sum(f"pulling {fleet['registry']}/{name}-api@sha256:" in line for line in lines) == 3, lines  # once per API server
     api_servers = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name)
     rows = {r["service"]: r for r in project.service_status(env="prod")}
@@ -115,15 +130,29 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert load.result.failed == 0, load.result.summary()
     assert _get(api_servers[2], "/rows")["rows"] == ["first"]
 
-    # Scale 3 -> 5 -> 2 under load: servers created, then drained and destroyed.
+    # Scale 3 -> 5 -> 2 under load: servers created, then drained and destroyed. New servers are
+    # "reserve" until their services run; servers to remove are "destroying" before the switch.
     for count, expected in ((5, 5), (2, 2)):
         _project_file(path, name, fleet["bed"], fleet["app"], count, "two", fleet["registry"])
         project = ProjectDeployer(str(path), path=path)
+        planned = project.plan(env="prod")
+        actions = sorted(r.action for r in planned.servers if r.zone == "nyc3")
+        assert actions == (["create"] * 2 + ["keep"] * 3 if count == 5 else ["destroy"] * 3 + ["keep"] * 2), planned
+        assert {p.service: p.action for p in planned.services} == {"postgres": "unchanged", "api": "update"}
+        seen_states: list[dict[str, str]] = []
+
+        def watch(line: str) -> None:
+            lines.append(line)
+            if line.startswith("api: switching the sidecars") and not seen_states:
+                seen_states.append({s.name: s.state for s in provider.list_servers(name, "prod") if s.zone == "nyc3"})
+
         with LoadGenerator(f"{_sidecar(target if count == 5 else api_servers[0])}/health", host_header=DOMAIN, rate=60) as load:
             load.wait_sent(50, timeout=30)
-            project.deploy(env="prod", log=lines.append)
+            project.deploy(env="prod", log=watch)
         assert load.result.failed == 0, load.result.summary()
         assert _zones(provider, name) == {"lon1": 1, "nyc3": expected}
+        during = sorted(seen_states[0].values())
+        assert during == (["active"] * 3 + ["reserve"] * 2 if count == 5 else ["active"] * 2 + ["destroying"] * 3), seen_states
     survivors = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name)
     assert [s.name for s in survivors] == [s.name for s in api_servers[:2]]  # the first servers stay
     assert _get(survivors[1], "/rows")["rows"] == ["first"]
@@ -154,4 +183,27 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     project.deploy(env="prod", log=lines.append)
     for server in sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name):
         assert _get(server, "/rows")["rows"] == ["first"]
+    survivors = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name)
+
+    # Logs of a service on many servers: every server's lines, each prefixed with its name.
+    logged = project.logs("api", env="prod", lines=20)
+    assert {line.split(" | ", 1)[0] for line in logged} == {s.name for s in survivors}, logged[-5:]
+
+    # One service on its own (a code change: a new image), then rolled back, both under load.
+    (fleet["app"] / "app.py").write_text((fleet["app"] / "app.py").read_text() + "\n# second image\n")
+    before = {c.image.id for s in survivors for c in s.docker().containers.list(filters={"label": "io.projectdeployer.service=api"})}
+    with LoadGenerator(f"{_sidecar(survivors[0])}/health", host_header=DOMAIN, rate=60) as load:
+        load.wait_sent(50, timeout=30)
+        report = project.deploy(env="prod", service="api", log=lines.append)
+    assert load.result.failed == 0, load.result.summary()
+    assert [o.service for o in report.outcomes] == ["api"]
+    after = {c.image.id for s in survivors for c in s.docker().containers.list(filters={"label": "io.projectdeployer.service=api"})}
+    assert len(before) == 1 and len(after) == 1 and after != before
+    with LoadGenerator(f"{_sidecar(survivors[1])}/health", host_header=DOMAIN, rate=60) as load:
+        load.wait_sent(50, timeout=30)
+        project.rollback(env="prod", service="api", log=lines.append)
+    assert load.result.failed == 0, load.result.summary()
+    back = {c.image.id for s in survivors for c in s.docker().containers.list(filters={"label": "io.projectdeployer.service=api"})}
+    assert back == before
+    assert _get(survivors[1], "/rows")["rows"] == ["first"]
     print(f"\nredeploy of the API across 3 servers: {three:.1f}s")

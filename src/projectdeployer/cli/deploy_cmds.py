@@ -13,7 +13,23 @@ def _plan_rows(plan) -> list[tuple]:  # type: ignore[no-untyped-def]
     return [(p.group, p.service, p.action, p.reason, p.current_slot or "", p.next_slot or "", p.image) for p in plan.services]
 
 
+def _is_fleet(plan) -> bool:  # type: ignore[no-untyped-def]
+    """A plan of an environment on servers (core/fleetplan.py)."""
+    return hasattr(plan, "servers")
+
+
+def _fleet_plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "project": plan.project, "env": plan.env,
+        "servers": [{"zone": r.zone, "server": r.server, "action": r.action, "state": r.state or None, "next_state": r.next_state, "services": list(r.services)} for r in plan.servers],
+        "services": [{"service": p.service, "action": p.action, "reason": p.reason, "group": p.group, "servers": list(p.servers), "image": p.image} for p in plan.services],
+        "unreachable": dict(plan.unreachable),
+    }
+
+
 def _plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
+    if _is_fleet(plan):
+        return _fleet_plan_json(plan)
     scheduler = plan.scheduler
     return {
         "project": plan.project, "env": plan.env,
@@ -28,6 +44,12 @@ def _when(stamp: str | None) -> str:
 
 
 def _print_plan(title: str, plan) -> None:  # type: ignore[no-untyped-def]
+    if _is_fleet(plan):
+        print_table(f"{title}: servers", ["zone", "server", "action", "state now", "state next", "services"], [(r.zone, r.server, r.action, r.state, r.next_state, ", ".join(r.services)) for r in plan.servers])
+        print_table(f"{title}: services", ["group", "service", "action", "why", "servers", "image"], [(p.group, p.service, p.action, p.reason, ", ".join(p.servers), p.image) for p in plan.services])
+        for name, error in plan.unreachable.items():
+            click.echo(f"unreachable: {name}: {error}", err=True)
+        return
     print_table(title, ["group", "service", "action", "why", "slot now", "slot next", "image"], _plan_rows(plan))
     if plan.scheduler is not None:
         s = plan.scheduler

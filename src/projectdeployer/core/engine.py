@@ -120,6 +120,9 @@ class Engine:
         #: containers of its own server).
         self.only: frozenset[str] | None = None
         self.route_override: Callable[[], None] | None = None
+        #: Many servers, planning: the id of an image not on the server yet, where the deploy
+        #: will send it from (this machine's engine; streaming and pulls by digest keep ids).
+        self.image_source: Callable[[str], str | None] | None = None
 
     def specs(self) -> dict[str, ServiceSpec]:
         """The services this engine runs: every service, or the ones placed on its server."""
@@ -158,6 +161,8 @@ class Engine:
         stype = self.registry.service_types[spec.type]
         image = self.image_for(spec, stype)
         image_id = self.runtime.image_id(image)
+        if image_id is None and self.image_source is not None:
+            image_id = self.image_source(image)
         if image_id is None:
             raise DeployFailed(f"{spec.name}: image {image} is not on server {self.server.name} (build it first: projectdeployer build)")
         parts = self.manager.hook.container_parts(service=spec, project=self.project, env=self.env)

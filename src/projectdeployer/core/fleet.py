@@ -42,7 +42,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from .allocation import Allocation, ServerState, allocate
+from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, ServerState, allocate
 from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, network_name
 from .engine import DeployFailed, Engine, ServiceOutcome
 from .errors import ProjectDeployerError
@@ -158,7 +158,10 @@ class Fleet:
             self.log(f"creating {len(plans)} server(s): {', '.join(p.label for p in plans)}")
 
         def create(plan: Any) -> Server:
-            return self.provider.create_server(self.project.name, self.env, ServerSpec(zone=plan.zone, cpu=plan.cpu, memory=plan.memory))
+            # ``reserve`` until its services run (a deploy that fails before leaves it so, and
+            # the next one reuses it); see :meth:`_settle_states`.
+            spec = ServerSpec(zone=plan.zone, cpu=plan.cpu, memory=plan.memory, tags={"state": RESERVE})
+            return self.provider.create_server(self.project.name, self.env, spec)
 
         labelled = [_Labelled(name=p.label, plan=p) for p in plans]
         made, errors = _parallel(labelled, lambda item: create(item.plan), max_workers=self.max_workers)
@@ -168,9 +171,14 @@ class Fleet:
 
     # --- the deploy ----------------------------------------------------------------------------
 
-    def deploy(self, *, lock_wait: float = 0.0) -> FleetReport:
+    def deploy(self, *, lock_wait: float = 0.0, service: str | None = None) -> FleetReport:
+        """Converge the environment on its servers (or only ``service``: its containers, on the
+        servers the allocation gives it; other services, removed services and servers no longer
+        needed are left for the next whole deploy)."""
         from .serverlock import environment_lock
 
+        if service is not None and service not in self.project.services_for(self.env):
+            raise DeployFailed(f"no service named '{service}' (services: {', '.join(self.project.services_for(self.env))})")
         started = time.monotonic()
         # The lock first (on the lock server of the servers there are), then the servers are
         # listed again and created under it: two operators never both create the missing ones.
@@ -178,20 +186,52 @@ class Fleet:
         with environment_lock(self.project.name, self.env, self.provider.list_servers(self.project.name, self.env), wait=lock_wait):
             existing = self.provider.list_servers(self.project.name, self.env)
             allocation = self.allocation(existing)
+            by_name = {s.name: s for s in existing}
+            leaving = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name] if service is None else []
+            # Marked first: a deploy that stops half-way leaves them ``destroying``, and the
+            # next deploy (whatever the counts say then) finishes removing them.
+            self._mark(leaving, DESTROYING)
             created = self._create(allocation.to_create)
-            by_name = {s.name: s for s in existing} | {s.name: s for s in created.values()}
+            by_name |= {s.name: s for s in created.values()}
             label_to_name = {p.label: (created[p.label].name if p.label in created else p.name) for p in allocation.servers if p.action != "destroy"}
             self.placement = {svc: tuple(label_to_name[label] for label in labels) for svc, labels in allocation.placement.items()}
             keep = [by_name[n] for n in dict.fromkeys(label_to_name.values())]
-            leaving = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name]
-            self.servers = {s.name: s for s in keep + leaving}
-            self.leaving = {s.name for s in leaving}
+            stay = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name and by_name[p.name] not in leaving]
+            self.servers = {s.name: s for s in keep + stay + leaving}
+            self.leaving = {s.name for s in leaving + stay}
             self._prepare()
-            outcomes = self._services()
-            self._jobs()
-            self._remove_gone_services()
+            outcomes = self._services(service)
+            if service is None or self.project.service(service, self.env).is_scheduled:
+                self._jobs()
+            self._settle_states(keep)
+            if service is None:
+                self._remove_gone_services()
             destroyed = self._destroy(leaving)
         return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
+
+    def plan(self, service: str | None = None) -> Any:
+        """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.core.fleetplan`)."""
+        from .fleetplan import plan_fleet
+
+        return plan_fleet(self, service)
+
+    def _mark(self, servers: Sequence[Server], state: str) -> None:
+        """Set the status tag of ``servers`` (providers without states are skipped)."""
+        for server in servers:
+            if str(getattr(server, "state", None) or server.tags.get("state", ACTIVE)) == state:
+                continue
+            try:
+                self.provider.set_server_state(server, state)
+            except NotImplementedError:
+                return
+            except Exception as exc:  # noqa: BLE001 - a tag is bookkeeping; the deploy goes on
+                self.log(f"{server.name}: could not mark it {state}: {exc}")
+
+    def _settle_states(self, keep: Sequence[Server]) -> None:
+        """Servers that run services now are ``active``; the others ``reserve``."""
+        runs = {name for names in self.placement.values() for name in names}
+        self._mark([s for s in keep if s.name in runs], ACTIVE)
+        self._mark([s for s in keep if s.name not in runs], RESERVE)
 
     def _engine(self, server: Server) -> Engine:
         engine = Engine(self.project, self.env, server, self.manager, self.registry, images=self.images, log=self.log, drain_timeout=self.drain_timeout)
@@ -358,12 +398,12 @@ class Fleet:
 
     # --- services ------------------------------------------------------------------------------
 
-    def _services(self) -> list[ServiceOutcome]:
+    def _services(self, only: str | None = None) -> list[ServiceOutcome]:
         specs = {n: s for n, s in self.project.services_for(self.env).items() if not s.is_scheduled}
         orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
         outcomes: list[ServiceOutcome] = []
         for group in sorted(set(orders.values())):
-            names = [n for n in specs if orders[n] == group]
+            names = [n for n in specs if orders[n] == group and only in (None, n)]
             done, errors = _parallel(names, self._service, max_workers=self.max_workers)
             if errors:
                 raise DeployFailed("\n".join(f"{n}: {e}" for n, e in errors.items()))

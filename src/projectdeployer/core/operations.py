@@ -74,14 +74,23 @@ class Operations:
         run, backups, rotation, ...). An environment on servers is refused with one clear line:
         its first server alone would be the wrong answer."""
         if self.on_servers(env):
-            raise ProjectDeployerError(f"environment {env} runs on servers: this command works on this machine's engine only for now (deploy and status work on servers)")
+            raise ProjectDeployerError(f"environment {env} runs on servers: this command works on this machine's engine only for now (deploy, plan, status, logs and rollback work on servers)")
         server = server_for(self.project, env, self.registry, self.manager)
         return Engine(self.project, env, server, self.manager, self.registry, images=images, log=self.log)
 
-    def plan(self, env: str, service: str | None = None) -> DeployPlan:
+    def plan(self, env: str, service: str | None = None) -> Any:
+        """What a deploy of ``env`` would change: a :class:`DeployPlan` on this machine's
+        engine, a :class:`~projectdeployer.core.fleetplan.FleetPlan` (servers and services)
+        on servers. Nothing is changed."""
         if self.on_servers(env):
-            raise ProjectDeployerError(f"environment {env} runs on servers: plan / --dry-run are not available there yet (deploy shows each step as it goes)")
+            return self.fleet(env).plan(service)
         return self.engine(env).plan([service] if service else None)
+
+    def fleet(self, env: str, images: dict[str, str] | None = None) -> Any:
+        """The :class:`~projectdeployer.core.fleet.Fleet` of an environment on servers."""
+        from .fleet import Fleet
+
+        return Fleet(self.project, env, self.provider(env), self.manager, self.registry, images=images, log=self.log)
 
     def provider(self, env: str) -> Any:
         """The provider object of ``env`` (a plugin's ``get_provider`` first, else by name)."""
@@ -98,16 +107,14 @@ class Operations:
         """Whether ``env`` runs on servers (many, over SSH) rather than this machine's engine."""
         return provider_name(self.project, env) != "local"
 
-    def deploy_fleet(self, env: str, *, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
-        """Deploy ``env`` onto its provider's servers (core/fleet.py)."""
-        from .fleet import Fleet
-
+    def deploy_fleet(self, env: str, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
+        """Deploy ``env`` (or only ``service``) onto its provider's servers (core/fleet.py)."""
         started = time.monotonic()
-        fleet = Fleet(self.project, env, self.provider(env), self.manager, self.registry, images=images, log=self.log)
+        fleet = self.fleet(env, images)
         hook_plan = Plan(project=self.project.name, env=env, steps=())
         self.manager.hook.before_deploy(plan=hook_plan)
         try:
-            result = fleet.deploy(lock_wait=lock_wait)
+            result = fleet.deploy(lock_wait=lock_wait, service=service)
         except ProjectDeployerError as exc:
             self.manager.hook.deploy_failed(plan=hook_plan, error=exc)
             raise
@@ -118,9 +125,7 @@ class Operations:
 
     def deploy(self, env: str, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
         if self.on_servers(env):
-            if service is not None:
-                raise ProjectDeployerError(f"environment {env} runs on servers: deploying one service (deploy --service, rollback) is not available there yet; deploy the whole environment")
-            return self.deploy_fleet(env, images=images, lock_wait=lock_wait)
+            return self.deploy_fleet(env, service=service, images=images, lock_wait=lock_wait)
         started = time.monotonic()
         with deploy_lock(paths.env_dir(self.project.name, env) / "deploy.lock", wait=lock_wait):
             engine = self.engine(env, images)
@@ -281,11 +286,11 @@ class Operations:
         return {server.zone: {"active": active, "reserve": 1 - active, "destroying": 0, "total": 1}}
 
     def logs(self, env: str, service: str, lines: int = 100, follow: bool = False) -> Iterator[str]:
-        if self.on_servers(env):
-            raise ProjectDeployerError(f"environment {env} runs on servers: logs are not gathered from servers yet (sync pull exports every container's log)")
-        engine = self.engine(env)
         if service not in self.project.services:
             raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
+        if self.on_servers(env):
+            return self._fleet_logs(env, service, lines, follow)
+        engine = self.engine(env)
         if self.project.service(service, env).is_scheduled:
             # Every run's output, oldest first, from the job container (runs share one log).
             name = jobs.job_name(self.project.name, env, service)
@@ -296,6 +301,16 @@ class Operations:
         if active is None:
             raise ProjectDeployerError(f"{service} is not running in {env}")
         return engine.runtime.logs(active.name, tail=lines, follow=follow)
+
+    def _fleet_logs(self, env: str, service: str, lines: int, follow: bool) -> Iterator[str]:
+        """On servers: every server's lines of ``service``, each prefixed ``server | ``."""
+        from .fleetlogs import find_sources, merged_lines
+
+        servers = [s for s in self.provider(env).list_servers(self.project.name, env) if getattr(s, "running", True)]
+        sources = find_sources(self.project, env, service, servers, lambda server: Engine(self.project, env, server, self.manager, self.registry, log=self.log))
+        if not sources:
+            raise ProjectDeployerError(f"{service} is not running in {env} (on none of its {len(servers)} server(s))")
+        return merged_lines(sources, lines=lines, follow=follow)
 
     def rollback(self, env: str, service: str, version: str | None = None, *, lock_wait: float = 0.0) -> DeployReport:
         """Redeploy ``service`` with the image of its previous release (or of release/version

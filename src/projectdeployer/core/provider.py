@@ -108,3 +108,9 @@ class Provider(abc.ABC):
     def resize_server(self, server: Server, cpu: int, memory: int) -> Server:
         """Change a server's size (vertical scaling). Providers that cannot, say so."""
         raise NotImplementedError(f"provider '{self.name}' cannot resize servers")
+
+    def set_server_state(self, server: Server, state: str) -> Server:
+        """Set the server's status tag (``active``, ``reserve``, ``destroying``; the seed's
+        ``status:<state>`` droplet tag), read back live by :meth:`list_servers`. Providers
+        without server states (this machine's engine) say so."""
+        raise NotImplementedError(f"provider '{self.name}' has no server states")

@@ -1,0 +1,211 @@
+"""What a deploy on servers would do, read live and changing nothing: the servers to keep, create
+and destroy (with their states now and after), and for each service what changes on which server.
+
+The comparison is the deploy's own: the container each server should run (its config hash, with
+the image id the deploy would send, read from this machine's engine when the server lacks the
+image) against the one serving there now. A server that cannot be reached is named in the plan
+(``unreachable``) and its services say so; nothing else about the plan depends on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation
+from .containers import STATEFUL_SLOT
+from .engine import DeployFailed, Engine
+from .order import startup_orders
+from .runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
+
+
+@attrs.frozen(kw_only=True)
+class ServerRow:
+    """One server of the plan."""
+
+    zone: str
+    #: Its name, or ``zone#n (new)`` for one to create.
+    server: str
+    #: keep, create, destroy
+    action: str
+    #: Its state now (``""`` for one to create) and after the deploy.
+    state: str
+    next_state: str
+    services: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class FleetServicePlan:
+    """What the deploy will do to one service across its servers."""
+
+    service: str
+    #: create, update, unchanged, remove, error
+    action: str
+    reason: str
+    group: int
+    stateful: bool
+    #: The servers it will run on (labels, as in :class:`ServerRow`).
+    servers: tuple[str, ...] = ()
+    image: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class FleetPlan:
+    project: str
+    env: str
+    servers: tuple[ServerRow, ...]
+    services: tuple[FleetServicePlan, ...]
+    #: Servers that could not be read (named with the error).
+    unreachable: Mapping[str, str] = attrs.field(factory=dict)
+    #: The scheduler runs on the first server of each zone with jobs; it has no row of its own.
+    scheduler: None = None
+
+    @property
+    def changes(self) -> list[FleetServicePlan]:
+        return [s for s in self.services if s.action != "unchanged"]
+
+
+def server_state(server: Any) -> str:
+    """The status tag a provider listed for ``server`` (``active`` when it has none)."""
+    return str(getattr(server, "state", None) or server.tags.get("state", ACTIVE))
+
+
+def server_rows(allocation: Allocation, states: Mapping[str, str]) -> list[ServerRow]:
+    """The allocation as plan rows: state now (from ``states``) and after the deploy."""
+    rows = []
+    for plan in allocation.servers:
+        if plan.action == "destroy":
+            after = "(destroyed)"
+        else:
+            after = ACTIVE if plan.services else RESERVE
+        now = states.get(plan.name, "") if plan.name else ""
+        rows.append(ServerRow(zone=plan.zone, server=plan.label, action=plan.action, state=now, next_state=after, services=plan.services))
+    return rows
+
+
+def plan_fleet(fleet: Fleet, service: str | None = None) -> FleetPlan:
+    """The plan of a deploy of ``fleet``'s environment (or of ``service`` only)."""
+    project, env = fleet.project, fleet.env
+    specs = project.services_for(env)
+    if service is not None and service not in specs:
+        raise DeployFailed(f"no service named '{service}' (services: {', '.join(specs)})")
+    existing = fleet.provider.list_servers(project.name, env)
+    allocation = fleet.allocation(existing)
+    states = {s.name: server_state(s) for s in existing}
+    fleet.placement = dict(allocation.placement)
+    by_name = {s.name: s for s in existing}
+    engines: dict[str, Engine] = {}
+    observed: dict[str, dict[str, list[ContainerInfo]]] = {}
+    unreachable: dict[str, str] = {}
+    local_ids: dict[str, str | None] = {}
+
+    def local_id(ref: str) -> str | None:
+        if ref not in local_ids:
+            try:
+                local_ids[ref] = fleet.local_docker().images.get(ref).id
+            except Exception:  # noqa: BLE001 - not on this machine: the server pulls it
+                local_ids[ref] = None
+        return local_ids[ref]
+
+    for name, server in by_name.items():
+        if states[name] == DESTROYING and not getattr(server, "running", True):
+            continue
+        try:
+            engine = fleet._engine(server)  # noqa: SLF001 - the plan reads through the deploy's engines
+            engine.image_source = local_id
+            observed[name] = engine.observed()
+            engines[name] = engine
+        except Exception as exc:  # noqa: BLE001 - an unreachable server is part of the answer
+            unreachable[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    ports = next(iter(engines.values())).ports() if engines else {}
+    orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
+    stateful = fleet.stateful()
+    rows = []
+    for name, spec in specs.items():
+        if service not in (None, name):
+            continue
+        targets = tuple(allocation.placement.get(name, ()))
+        current = {server: found for server, seen in observed.items() if (found := [c for c in seen.get(name, []) if c.running])}
+        rows.append(_service_plan(name, spec, targets, current, engines, unreachable, ports, orders[name], name in stateful or spec.is_scheduled))
+    if service is None:
+        gone: dict[str, list[str]] = {}
+        for server, seen in observed.items():
+            for svc in seen:
+                if svc not in specs:
+                    gone.setdefault(svc, []).append(server)
+        for svc, where in sorted(gone.items()):
+            rows.append(FleetServicePlan(service=svc, action="remove", reason="no longer in the project file", group=0, stateful=False, servers=tuple(sorted(where))))
+    return FleetPlan(project=project.name, env=env, servers=tuple(server_rows(allocation, states)), services=tuple(rows), unreachable=unreachable)
+
+
+def _service_plan(
+    name: str, spec: Any, targets: Sequence[str], current: Mapping[str, list[ContainerInfo]], engines: Mapping[str, Engine],
+    unreachable: Mapping[str, str], ports: Mapping[str, Any], group: int, single: bool,
+) -> FleetServicePlan:
+    """One service: compare what each target server runs with what it should run."""
+    changed: list[str] = []
+    new: list[str] = []
+    image = ""
+    problems: list[str] = []
+    for target in targets:
+        engine = engines.get(target)
+        if engine is None:
+            (problems if target in unreachable else new).append(target)
+            continue
+        active = engine.active_container(current.get(target, []))
+        if single:
+            slot = STATEFUL_SLOT if not spec.is_scheduled else None
+        else:
+            slot = "a" if active is None else ("b" if active.labels.get(LABEL_SLOT) == "a" else "a")
+        if spec.is_scheduled:
+            item = next(iter(engine.plan([name]).services), None)
+            if item is not None and item.action != "unchanged":
+                (problems if item.action == "error" else changed).append(target)
+                image = image or item.image
+            continue
+        try:
+            desired = engine.desired(spec, slot or STATEFUL_SLOT, ports)
+        except DeployFailed:
+            changed.append(target)  # its image is on neither machine yet: the server pulls it
+            continue
+        image = image or desired.spec.image
+        if active is None or active.labels.get(LABEL_CONFIG) != desired.config_hash:
+            changed.append(target)
+    stop_on = sorted(s for s in current if s not in targets)
+    reasons = []
+    if problems:
+        reasons.append(f"cannot read {', '.join(problems)}")
+    if single and stop_on:
+        return FleetServicePlan(
+            service=name, action="error", group=group, stateful=True, servers=tuple(targets), image=image,
+            reason=f"keeps its data on {stop_on[0]}, but the allocation puts it on {targets[0]}: moving a database between servers is not done automatically",
+        )
+    if new:
+        reasons.append(f"to start on new server(s) {', '.join(new)}")
+    if changed:
+        fresh = [t for t in changed if t not in current]
+        moved = [t for t in changed if t in current]
+        if moved:
+            reasons.append(f"image or configuration changed on {', '.join(moved)}")
+        if fresh:
+            reasons.append(f"not running on {', '.join(fresh)}")
+    if stop_on:
+        reasons.append(f"to stop on {', '.join(stop_on)}")
+    if problems:
+        action = "error"
+    elif not current:
+        action = "create"
+    elif reasons:
+        action = "update"
+    else:
+        action = "unchanged"
+    reason = "; ".join(reasons) if reasons else ("running and up to date" if current else "not running")
+    return FleetServicePlan(service=name, action=action, reason=reason, group=group, stateful=single, servers=tuple(targets), image=image)
+
+
+__all__ = ["FleetPlan", "FleetServicePlan", "ServerRow", "plan_fleet", "server_rows", "server_state"]
