@@ -13,7 +13,9 @@ reached over real SSH): PostgreSQL on one server in lon1, the API on three serve
   changes per service (nothing when nothing changed); new servers are ``reserve`` until their
   services run, servers being removed are ``destroying`` before the switch;
 * ``logs`` gathers a service's lines from every server, prefixed with the server's name;
-* one service deploys on its own (a new image) and rolls back, both under load with no failure.
+* one service deploys on its own (a new image) and rolls back, both under load with no failure;
+* PostgreSQL's backups live on its server: run, listed with that server, restored (a row
+  written after the backup is gone) and pulled into ``backups/{server}/postgres/``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from projectdeployer import ProjectDeployer
+from projectdeployer import BackupManager, ProjectDeployer
+from projectdeployer.core.sync import server_dir
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.providers.sandbox import SandboxProvider
 from projectdeployer.testing.loadgen import LoadGenerator
@@ -43,7 +46,7 @@ def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: 
     path.write_text(
         f'[project]\nname = "{name}"\nregistry = "{registry}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + '\n[environments.prod]\nprovider = "sandbox"\n'
-        + '\n[services.postgres]\ntype = "postgres"\nserver_zone = "lon1"\nbackup_config = { enabled = false }\n'
+        + '\n[services.postgres]\ntype = "postgres"\nserver_zone = "lon1"\n'
         + f'\n[services.api]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'
         + f'servers_count = {count}\nserver_zone = "nyc3"\ndomain = "{DOMAIN}"\nhealth_path = "/health"\ndepends_on = ["postgres"]\n'
         + f'env_vars = {{ DATABASE_URL = "auto", MARK = "{mark}" }}\n'
@@ -117,6 +120,12 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert written.get("id", 0) >= 1, (written, lines[-30:])
     for server in api_servers:
         assert _get(server, "/rows")["rows"] == ["first"]
+
+    # Backups on servers: the backup container sits beside PostgreSQL on its server (lon1).
+    db_server = next(s for s in provider.list_servers(name, "prod") if s.zone == "lon1")
+    taken = BackupManager(project, "prod", log=lines.append).run_backup("postgres")
+    assert taken.verified
+    assert [(r["service"], r["server"], r["latest"]) for r in BackupManager(project, "prod").status()] == [("postgres", db_server.name, taken.timestamp)]
 
     # Redeploy the API (a changed variable) under load through one server's sidecar.
     _project_file(path, name, fleet["bed"], fleet["app"], 3, "two", fleet["registry"])
@@ -206,4 +215,13 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     back = {c.image.id for s in survivors for c in s.docker().containers.list(filters={"label": "io.projectdeployer.service=api"})}
     assert back == before
     assert _get(survivors[1], "/rows")["rows"] == ["first"]
+
+    # A row written after the backup is gone once the backup is restored on its server.
+    _post(survivors[0], "/rows?v=after-backup")
+    assert _get(survivors[1], "/rows")["rows"] == ["first", "after-backup"]
+    restored = BackupManager(project, "prod", log=lines.append).restore("postgres", "latest")
+    assert restored.backup == taken.file
+    assert _get(survivors[1], "/rows")["rows"] == ["first"]
+    pulled = BackupManager(project, "prod", log=lines.append).pull_backups("postgres")
+    assert [p.name for p in pulled] == [taken.file] and pulled[0].parent.parent.name == server_dir(db_server)
     print(f"\nredeploy of the API across 3 servers: {three:.1f}s")

@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from projectdeployer.core.engine import DeployFailed
 from projectdeployer.core.fleet import Fleet, Placed
+from projectdeployer.hookspecs import hookimpl
 from projectdeployer.core.ports import PortAssignment
 from projectdeployer.core.registry import build_registry
 from projectdeployer.plugins import load_plugins, make_plugin_manager
@@ -50,3 +52,53 @@ def test_each_sidecar_reaches_local_containers_by_name_and_others_by_address() -
     # a service with no container anywhere is not routed at all
     fleet.table["db"] = []
     assert "db" not in {r.service for r in fleet.routes_for(fleet.servers["l2"])}
+
+
+class RoutingRecorder:
+    """Records every sidecar update; fails the servers named in ``failing``."""
+
+    def __init__(self) -> None:
+        self.pushed: list[tuple[str, tuple[str, ...]]] = []
+        self.failing: set[str] = set()
+
+    @hookimpl
+    def configure_routing(self, server, project, env, routes) -> None:  # type: ignore[no-untyped-def]
+        if server.name in self.failing:
+            raise RuntimeError(f"{server.name} unreachable")
+        self.pushed.append((server.name, tuple(r.service for r in routes)))
+
+
+def _fleet_with_recorder() -> tuple[Fleet, RoutingRecorder]:
+    manager = load_plugins(make_plugin_manager(), env={"PROJECTDEPLOYER_LOAD_PLUGINS": "service_redis,service_python"})
+    recorder = RoutingRecorder()
+    manager.register(recorder)
+    project = make_project(manager, {"db": {"type": "redis"}, "api": {"type": "python", "port": 8000}})
+    fleet = Fleet(project, "prod", provider=None, manager=manager, registry=build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
+    fleet.servers = {"l1": server("l1", "lon1", "10.1.0.2", "198.51.100.1"), "n1": server("n1", "nyc3", "10.2.0.2", "203.0.113.1")}
+    fleet.ports = {"db": PortAssignment(host=8100, internal=5100), "api": PortAssignment(host=8200, internal=5200)}
+    table = {
+        "db": [Placed(server="l1", container="shop_prod_db", port=6379, host_port=8100)],
+        "api": [Placed(server="n1", container="shop_prod_api_a", port=8000, host_port=8200)],
+    }
+    fleet.table = {k: list(v) for k, v in table.items()}
+    fleet._observed_table = lambda: {k: list(v) for k, v in table.items()}  # type: ignore[method-assign]
+    return fleet, recorder
+
+
+def test_offline_takes_a_route_out_of_every_sidecar_and_puts_it_back_read_anew() -> None:
+    fleet, recorder = _fleet_with_recorder()
+    with fleet.offline("db"):
+        assert sorted(recorder.pushed) == [("l1", ("api",)), ("n1", ("api",))]
+        recorder.pushed.clear()
+    assert sorted(recorder.pushed) == [("l1", ("api", "db")), ("n1", ("api", "db"))]
+    assert "db" in fleet.table
+
+
+def test_offline_that_cannot_reach_a_sidecar_changes_nothing_and_names_it() -> None:
+    fleet, recorder = _fleet_with_recorder()
+    recorder.failing = {"n1"}
+    ran = []
+    with pytest.raises(DeployFailed, match="n1"), fleet.offline("db"):
+        ran.append(True)
+    assert ran == []  # the database is never stopped
+    assert "db" in fleet.table and recorder.pushed[-1] == ("l1", ("api", "db"))  # l1 got its route back

@@ -112,7 +112,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         from ..core.backupmanager import BackupManager
 
         on_servers = project._operations().on_servers(env)  # noqa: SLF001 - the CLI is part of the package
-        backups = [] if on_servers else BackupManager(project, env, log=lambda line: None).status()
+        backups = BackupManager(project, env, log=lambda line: None).status() if (not on_servers or zones) else []
         if as_json:
             print_json({"zones": zones, "services": services, "backups": backups})
             return

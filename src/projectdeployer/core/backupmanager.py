@@ -54,14 +54,29 @@ class BackupManager:
         self.env = env
         self.log = log or (lambda line: print(line, flush=True))
         self.lock_wait = lock_wait
-        self._engine: Engine | None = None
+        self._engines: dict[str, Engine] = {}
 
     # --- what is backed up --------------------------------------------------------------------
 
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = self.deployer._operations(log=self.log).engine(self.env)  # noqa: SLF001 - same package
-        return self._engine
+    def _operations(self) -> Any:
+        return self.deployer._operations(log=self.log)  # noqa: SLF001 - same package
+
+    def on_servers(self) -> bool:
+        return bool(self._operations().on_servers(self.env))
+
+    def engine(self, service: str | None = None) -> Engine:
+        """The engine of the server that keeps ``service``'s backups: this machine's engine for
+        a local environment; on servers, the server holding its backup container (read live;
+        the first server when none has it yet, where ``deploy first`` is the answer)."""
+        ops = self._operations()
+        if "" not in self._engines:
+            self._engines[""] = ops.any_engine(self.env) if ops.on_servers(self.env) else ops.engine(self.env)
+        if service is None or not ops.on_servers(self.env):
+            return self._engines[""]
+        if service not in self._engines:
+            held = ops.engine_holding(self.env, backup_container_name(self.project, self.env, service))
+            self._engines[service] = held if held is not None else self._engines[""]
+        return self._engines[service]
 
     def services(self) -> dict[str, BackedUp]:
         """The services of the environment that are backed up, with their policy and method."""
@@ -84,7 +99,7 @@ class BackupManager:
     def backups(self, service: str) -> list[Backup]:
         """``service``'s backups on its server, oldest first, each checked against its checksum."""
         item = self._item(service)
-        target = target_for(self.engine(), item.spec, item.policy)
+        target = target_for(self.engine(service), item.spec, item.policy)
         return read_backups(target.server, target.backups_dir, service, item.method.extension)
 
     def list_backups(self, service: str | None = None) -> list[dict[str, Any]]:
@@ -105,10 +120,10 @@ class BackupManager:
         (UTC, exit code) and the newest verified backup."""
         from .jobs import job_status, scheduler_name
 
-        engine = self.engine()
-        scheduler = engine.runtime.get(scheduler_name(self.project, self.env))
         rows = []
         for service, item in sorted(self.services().items()):
+            engine = self.engine(service)
+            scheduler = engine.runtime.get(scheduler_name(self.project, self.env))
             info = engine.runtime.get(backup_container_name(self.project, self.env, service))
             run = job_status(info, scheduler)
             try:
@@ -116,7 +131,7 @@ class BackupManager:
             except BackupError:
                 verified = []
             rows.append({
-                "service": service, "schedule": item.policy.schedule, "retention_days": item.policy.retention_days,
+                "service": service, "server": engine.server.name, "schedule": item.policy.schedule, "retention_days": item.policy.retention_days,
                 "container": info.name if info else None, "health": run["health"], "last_run": run["last_run"],
                 "exit_code": run["exit_code"], "latest": verified[-1].timestamp if verified else None, "verified_count": len(verified),
             })
@@ -130,7 +145,7 @@ class BackupManager:
         A failure raises :class:`BackupError` and an alert (``send_alert``).
         """
         item = self._item(service)
-        engine = self.engine()
+        engine = self.engine(service)
         name = backup_container_name(self.project, self.env, service)
         info = engine.runtime.get(name)
         if info is None:
@@ -163,10 +178,10 @@ class BackupManager:
     def check_backups(self) -> list[Alert]:
         """Alert (``send_alert``) about every scheduled backup run that failed since the last
         check; the alerts sent. Meant to be called periodically (the health monitor does)."""
-        engine = self.engine()
         seen = self._alerted()
         sent = []
         for service in self.services():
+            engine = self.engine(service)
             info = engine.runtime.get(backup_container_name(self.project, self.env, service))
             if info is None or info.running or not info.finished_at or info.finished_at.startswith("0001"):
                 continue
@@ -193,8 +208,9 @@ class BackupManager:
         atomic_write(self._alerts_file(), json.dumps(seen, indent=2) + "\n")
 
     def _alert(self, service: str, body: str) -> Alert:
-        alert = Alert(severity="critical", title=f"Backup of {self.project}/{self.env}/{service} failed", body=body, project=self.project, env=self.env, server=self.engine().server.name)
-        self.engine().manager.hook.send_alert(alert=alert)
+        engine = self.engine(service)
+        alert = Alert(severity="critical", title=f"Backup of {self.project}/{self.env}/{service} failed", body=body, project=self.project, env=self.env, server=engine.server.name)
+        engine.manager.hook.send_alert(alert=alert)
         return alert
 
     # --- pulling ------------------------------------------------------------------------------
@@ -203,14 +219,14 @@ class BackupManager:
         """Copy the verified backups (and their checksums) of ``service`` (all when None) from
         the server to ``{home}/{project}/{env}/backups/{server}/{service}/``; files already
         there with the same size are skipped. The local paths of every pulled backup."""
-        engine = self.engine()
-        server = engine.server
         from .sync import server_dir
 
-        root = destination or paths.env_dir(self.project, self.env, "backups") / server_dir(server)
         pulled = []
         for name in self._named(service):
             item = self._item(name)
+            engine = self.engine(name)
+            server = engine.server
+            root = destination or paths.env_dir(self.project, self.env, "backups") / server_dir(server)
             target = target_for(engine, item.spec, item.policy)
             local_dir = root / name
             for backup in self.backups(name):
@@ -235,6 +251,13 @@ class BackupManager:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """No deploy (and no second restore) of the environment while data is replaced."""
+        if self.on_servers():
+            from .serverlock import environment_lock
+
+            servers = self._operations().provider(self.env).list_servers(self.project, self.env)
+            with environment_lock(self.project, self.env, servers, wait=self.lock_wait):
+                yield
+            return
         with deploy_lock(paths.env_dir(self.project, self.env) / "deploy.lock", wait=self.lock_wait):
             yield
 
@@ -245,8 +268,13 @@ class BackupManager:
         began = time.monotonic()
         item = self._item(service)
         with self._locked():
-            engine = self.engine()
+            engine = self.engine(service)
             target = target_for(engine, item.spec, item.policy)
+            if self.on_servers():
+                # Every server's sidecar routes the database: its route goes out of all of them.
+                fleet = self._operations().fleet(self.env)
+                fleet.attach()
+                target = attrs.evolve(target, offline=lambda: fleet.offline(service))
             if engine.runtime.get(target.host) is None:
                 raise BackupError(f"{service} is not deployed in {self.project}/{self.env}: deploy it first, then restore")
             try:

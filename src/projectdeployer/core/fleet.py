@@ -33,9 +33,10 @@ what runs elsewhere keeps serving, and running the deploy again converges.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -214,6 +215,40 @@ class Fleet:
         from .fleetplan import plan_fleet
 
         return plan_fleet(self, service)
+
+    def attach(self) -> None:
+        """Reach the servers as they are, creating and sending nothing: engines, ports and the
+        routing table read live (what :meth:`offline` needs outside a deploy)."""
+        existing = [s for s in self.provider.list_servers(self.project.name, self.env) if getattr(s, "running", True)]
+        if not existing:
+            raise DeployFailed(f"environment {self.env} has no running server: deploy first")
+        self.placement = dict(self.allocation(existing).placement)
+        self.servers = {s.name: s for s in existing}
+        self.engines = {s.name: self._engine(s) for s in existing}
+        self.ports = self.engines[next(iter(self.engines))].ports()
+        self.table = self._observed_table()
+
+    @contextlib.contextmanager
+    def offline(self, service: str) -> Iterator[None]:
+        """``service``'s route out of every sidecar for the block (a restore stops and starts
+        the database inside), then back in, read anew from the servers."""
+        with self._table_lock:
+            previous = self.table.pop(service, None)
+            try:
+                self._route_everywhere()
+            except DeployFailed:
+                if previous is not None:
+                    self.table[service] = previous
+                with contextlib.suppress(DeployFailed):
+                    self._route_everywhere()
+                raise
+        try:
+            yield
+        finally:
+            with self._table_lock:
+                self.table = self._observed_table()
+                self._route_everywhere()
+            self.log(f"{service}: routed again on {len(self.servers)} server(s)")
 
     def _mark(self, servers: Sequence[Server], state: str) -> None:
         """Set the status tag of ``servers`` (providers without states are skipped)."""

@@ -74,7 +74,7 @@ class Operations:
         run, backups, rotation, ...). An environment on servers is refused with one clear line:
         its first server alone would be the wrong answer."""
         if self.on_servers(env):
-            raise ProjectDeployerError(f"environment {env} runs on servers: this command works on this machine's engine only for now (deploy, plan, status, logs and rollback work on servers)")
+            raise ProjectDeployerError(f"environment {env} runs on servers: this command works on this machine's engine only for now (deploy, plan, status, logs, rollback, run and backups work on servers)")
         server = server_for(self.project, env, self.registry, self.manager)
         return Engine(self.project, env, server, self.manager, self.registry, images=images, log=self.log)
 
@@ -102,6 +102,44 @@ class Operations:
         if entry is None:
             raise ProjectDeployerError(f"environment {env}: no provider named '{name}' is loaded")
         return entry.get()
+
+    def engine_holding(self, env: str, container: str) -> Engine | None:
+        """On servers: the engine of the server that holds ``container`` (a job or backup
+        container lives on one server), read live; ``None`` when no server has it. A server
+        that cannot be reached is an error naming it (it might be the one)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        servers = [s for s in self.provider(env).list_servers(self.project.name, env) if getattr(s, "running", True)]
+
+        def look(server: Server) -> Engine | None:
+            engine = Engine(self.project, env, server, self.manager, self.registry, log=self.log)
+            return engine if engine.runtime.get(container) is not None else None
+
+        found: list[Engine] = []
+        errors: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(servers)))) as pool:
+            futures = {server.name: pool.submit(look, server) for server in servers}
+            for name, future in futures.items():
+                try:
+                    engine = future.result()
+                except Exception as exc:  # noqa: BLE001 - reported with the server's name
+                    errors[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    continue
+                if engine is not None:
+                    found.append(engine)
+        if found:
+            return found[0]
+        if errors:
+            raise ProjectDeployerError(f"cannot look for {container} on " + "; ".join(f"{n}: {e}" for n, e in sorted(errors.items())))
+        return None
+
+    def any_engine(self, env: str) -> Engine:
+        """On servers: an engine of the environment's first server (for what reads the project
+        as a whole, e.g. which services are backed up)."""
+        servers = sorted((s for s in self.provider(env).list_servers(self.project.name, env) if getattr(s, "running", True)), key=lambda s: s.name)
+        if not servers:
+            raise ProjectDeployerError(f"environment {env} has no server: deploy first")
+        return Engine(self.project, env, servers[0], self.manager, self.registry, log=self.log)
 
     def on_servers(self, env: str) -> bool:
         """Whether ``env`` runs on servers (many, over SSH) rather than this machine's engine."""
@@ -251,11 +289,12 @@ class Operations:
             raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
         if not spec.is_scheduled:
             raise ProjectDeployerError(f"{service} is not a scheduled service (it has no schedule); only jobs can be run")
-        engine = self.engine(env)
         name = jobs.job_name(self.project.name, env, service)
-        info = engine.runtime.get(name)
-        if info is None:
+        held = self.engine_holding(env, name) if self.on_servers(env) else self.engine(env)
+        info = held.runtime.get(name) if held is not None else None
+        if held is None or info is None:
             raise ProjectDeployerError(f"{service} has no job container in {env}: deploy first")
+        engine = held
         if info.running:
             raise ProjectDeployerError(f"{service}: a run is in progress (started {info.started_at}); wait for it to finish")
         engine.runtime.start_existing(name)
