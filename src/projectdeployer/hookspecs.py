@@ -57,8 +57,11 @@ def register_providers(register: Callable[..., None]) -> None:
     The factory is called on first use only, so a provider's SDK (docker, pydo, paramiko) is
     imported when a deploy needs it, not when the CLI starts.
 
-    :param register: the core's callback taking a provider name, a zero-argument factory and
-        the zones the provider serves (used to validate ``server_zone``).
+    :param register: the core's callback taking a provider name, a zero-argument factory,
+        the zones the provider serves (used to validate ``server_zone``) and, optionally,
+        ``images={"key": "default"}``: ``[images]`` keys the provider reads (the sandbox's
+        ``server``). A factory with a ``for_project(project)`` class method is given the
+        project when a deploy asks for the provider.
     """
 
 

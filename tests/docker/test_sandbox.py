@@ -310,3 +310,45 @@ def test_flags_are_the_scripts(provider: SandboxProvider) -> None:
     """The Python reimplementation prints what tests/images/server-run-flags.sh prints here."""
     script = subprocess.run(["bash", str(IMAGES_DIR / "server-run-flags.sh")], capture_output=True, text=True, check=True).stdout.splitlines()
     assert host_run_flags(provider.client, provider.image).cli() == script
+
+
+# --- the creation lock ------------------------------------------------------------------------
+
+
+def test_creation_lock_is_exclusive_names_its_holder_and_is_taken_over_from_a_dead_one(provider: SandboxProvider, docker_client) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import socket
+    import threading
+
+    from projectdeployer.providers.sandbox import LABEL_HOLDER_HOST, LABEL_HOLDER_PID, LABEL_HOLDER_SINCE, SandboxLocked, base_labels, lock_name
+
+    name = lock_name(PROJECT, "lock")
+    with provider.creation_lock(PROJECT, "lock"):
+        assert docker_client.containers.get(name).status == "created"  # never started
+        with pytest.raises(SandboxLocked, match=rf"host {socket.gethostname()}, pid {os.getpid()}, since .*remove the container {name}"):
+            with provider.creation_lock(PROJECT, "lock", wait=0.3):
+                pass
+        # a waiter gets it once the holder lets go
+        got: list[float] = []
+
+        def wait_for_it() -> None:
+            with provider.creation_lock(PROJECT, "lock", wait=30):
+                got.append(time.monotonic())
+
+        waiter = threading.Thread(target=wait_for_it)
+        waiter.start()
+        time.sleep(0.5)  # the waiter is polling by now; it must not have the lock
+        assert got == []
+        released = time.monotonic()
+    waiter.join(timeout=30)
+    assert got and got[0] >= released
+
+    # A holder of this host whose process is gone (a crashed deploy) is taken over at once.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    labels = {**base_labels(PROJECT, "lock", "lock"), LABEL_HOLDER_HOST: socket.gethostname(), LABEL_HOLDER_PID: str(dead.pid), LABEL_HOLDER_SINCE: "then"}
+    docker_client.containers.create(provider.image, command=["true"], name=name, labels=labels)
+    with provider.creation_lock(PROJECT, "lock"):
+        assert docker_client.containers.get(name).labels[LABEL_HOLDER_PID] == str(os.getpid())
+    with pytest.raises(Exception, match="No such container"):
+        docker_client.containers.get(name)

@@ -325,3 +325,16 @@ def test_project_file_may_name_the_sandbox(sandbox_manager: pluggy.PluginManager
 def test_entry_point_is_declared() -> None:
     pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert 'provider_sandbox = "projectdeployer.providers.sandbox"' in pyproject
+
+
+def test_images_server_is_a_known_key_and_configures_the_provider_of_a_deploy(sandbox_manager: pluggy.PluginManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(IMAGE_ENV, raising=False)
+    registry = build_registry(sandbox_manager)
+    assert registry.image_keys["server"] == DEFAULT_IMAGE and "server" not in registry.default_images  # `init` does not write it
+    doc = {"project": {"name": "shop"}, "images": {"server": "reg:5000/srv:1"}, "environments": {"rehearsal": {"provider": "sandbox"}}}
+    project = build_project(doc, source="shop.toml", registry=registry)
+    entry = registry.providers["sandbox"]
+    assert entry.get(project).image == "reg:5000/srv:1" and entry.get(project) is entry.get(project)
+    assert entry.get().image == DEFAULT_IMAGE
+    with pytest.raises(ConfigError, match=r"images\.servr: unknown image key \(known: .*server"):
+        build_project({**doc, "images": {"servr": "x"}}, source="shop.toml", registry=registry)

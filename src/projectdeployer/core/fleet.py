@@ -3,10 +3,12 @@ toggle across hosts.
 
 A deploy on servers (every provider but ``local``):
 
-1. **Servers**: the provider lists them live; :func:`~projectdeployer.core.allocation.allocate`
-   says which to keep, create or destroy and which services run where; missing servers are
-   created in parallel. The environment's lock is taken on the lock server
-   (:mod:`~projectdeployer.core.serverlock`) before the servers are listed for the allocation.
+1. **Servers**: under the provider's creation lock the servers are listed (and, on a first
+   deploy, created) and the environment's lock is taken on the lock server
+   (:mod:`~projectdeployer.core.serverlock`); then :func:`~projectdeployer.core.allocation.allocate`
+   says which to keep, create or destroy and which services run where. Servers to destroy are
+   marked ``destroying`` at once; missing ones are created in parallel as ``reserve`` (and
+   locked too when one comes first by name) and marked ``active`` once their services run.
 2. **Images** reach every server that runs them (:mod:`~projectdeployer.core.imagetransfer`),
    with the sidecar's image everywhere, only when missing: pushed once and pulled by digest when
    ``[project] registry`` is set, else streamed over SSH.
@@ -176,15 +178,23 @@ class Fleet:
         """Converge the environment on its servers (or only ``service``: its containers, on the
         servers the allocation gives it; other services, removed services and servers no longer
         needed are left for the next whole deploy)."""
-        from .serverlock import environment_lock
+        from .serverlock import local_lock, lock_server, server_lock
 
         if service is not None and service not in self.project.services_for(self.env):
             raise DeployFailed(f"no service named '{service}' (services: {', '.join(self.project.services_for(self.env))})")
         started = time.monotonic()
-        # The lock first (on the lock server of the servers there are), then the servers are
-        # listed again and created under it: two operators never both create the missing ones.
-        # (A first deploy, with no server yet, is guarded by this machine's lock only.)
-        with environment_lock(self.project.name, self.env, self.provider.list_servers(self.project.name, self.env), wait=lock_wait):
+        with contextlib.ExitStack() as held:
+            held.enter_context(local_lock(self.project.name, self.env, wait=lock_wait))
+            # The provider's creation lock while the servers are listed — and, on a first
+            # deploy, created — until the environment's lock is held on the servers themselves:
+            # two operators never both create servers, nor lock two different lock servers.
+            booted: dict[str, Server] = {}
+            with self.provider.creation_lock(self.project.name, self.env, wait=lock_wait):
+                listed = self.provider.list_servers(self.project.name, self.env)
+                if not listed and service is None:
+                    booted = self._create(self.allocation(listed).to_create)
+                    listed = list(booted.values())
+                holder = held.enter_context(server_lock(self.project.name, self.env, listed, wait=lock_wait))
             existing = self.provider.list_servers(self.project.name, self.env)
             allocation = self.allocation(existing)
             by_name = {s.name: s for s in existing}
@@ -194,6 +204,11 @@ class Fleet:
             self._mark(leaving, DESTROYING)
             created = self._create(allocation.to_create)
             by_name |= {s.name: s for s in created.values()}
+            # A new server may come first by name (a new zone): it is the lock server for the
+            # next deploy, so it is locked too before anything else happens.
+            newest = lock_server(list(by_name.values()))
+            if newest is not None and (holder is None or newest.name != holder.name):
+                held.enter_context(server_lock(self.project.name, self.env, [newest], wait=lock_wait))
             label_to_name = {p.label: (created[p.label].name if p.label in created else p.name) for p in allocation.servers if p.action != "destroy"}
             self.placement = {svc: tuple(label_to_name[label] for label in labels) for svc, labels in allocation.placement.items()}
             keep = [by_name[n] for n in dict.fromkeys(label_to_name.values())]
@@ -208,7 +223,8 @@ class Fleet:
             if service is None:
                 self._remove_gone_services()
             destroyed = self._destroy(leaving)
-        return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
+        made = [s.name for s in booted.values()] + [s.name for s in created.values()]
+        return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(made), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
 
     def plan(self, service: str | None = None) -> Any:
         """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.core.fleetplan`)."""

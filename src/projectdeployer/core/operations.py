@@ -53,7 +53,7 @@ def server_for(project: Project, env: str, registry: Registry, manager: pluggy.P
         entry = registry.providers.get(name)
         if entry is None:
             raise ProjectDeployerError(f"environment {env}: no provider named '{name}' is loaded")
-        chosen = entry.get()
+        chosen = entry.get(project)
     servers = chosen.list_servers(project.name, env)
     if not servers:
         raise ProjectDeployerError(f"environment {env}: provider {chosen.name} has no server")
@@ -101,7 +101,7 @@ class Operations:
         entry = self.registry.providers.get(name)
         if entry is None:
             raise ProjectDeployerError(f"environment {env}: no provider named '{name}' is loaded")
-        return entry.get()
+        return entry.get(self.project)
 
     def engine_holding(self, env: str, container: str) -> Engine | None:
         """On servers: the engine of the server that holds ``container`` (a job or backup

@@ -7,7 +7,9 @@ as pyinfra's connectors do, so the deploy engine never knows which one it talks 
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
@@ -108,6 +110,17 @@ class Provider(abc.ABC):
     def resize_server(self, server: Server, cpu: int, memory: int) -> Server:
         """Change a server's size (vertical scaling). Providers that cannot, say so."""
         raise NotImplementedError(f"provider '{self.name}' cannot resize servers")
+
+    def creation_lock(self, project: str, env: str, *, wait: float = 0.0) -> AbstractContextManager[None]:
+        """Exclusive across operators while held, even when ``project``/``env`` has no server
+        yet: the deploy holds it while it lists the servers (and, on a first deploy, creates
+        them) until it holds the lock on the servers themselves, so two first deploys never
+        both create servers. Raises a :class:`~projectdeployer.core.errors.ProjectDeployerError`
+        naming the holder when another keeps it longer than ``wait`` seconds.
+
+        The default is no lock: a provider without an exclusive primitive guards first deploys
+        with this machine's lock only (and says so in its documentation)."""
+        return contextlib.nullcontext()
 
     def set_server_state(self, server: Server, state: str) -> Server:
         """Set the server's status tag (``active``, ``reserve``, ``destroying``; the seed's

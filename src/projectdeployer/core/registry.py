@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
@@ -25,16 +25,26 @@ CORE_IMAGES: Mapping[str, str] = {"nginx": "nginx:alpine"}
 
 @attrs.define
 class ProviderEntry:
-    """A registered provider: its name, the zones it serves and a lazy factory."""
+    """A registered provider: its name, the zones it serves, the ``[images]`` keys it reads and
+    a lazy factory."""
 
     name: str
     factory: Callable[[], Provider]
     zones: frozenset[str]
     plugin: str
+    images: Mapping[str, str] = attrs.field(factory=dict)
     _instance: Provider | None = None
+    _for_projects: dict[tuple[str, tuple[tuple[str, str], ...]], Provider] = attrs.field(factory=dict)
 
-    def get(self) -> Provider:
-        """The provider object, created on first use (its SDK is imported only then)."""
+    def get(self, project: Any = None) -> Provider:
+        """The provider object, created on first use (its SDK is imported only then). With a
+        ``project``, a factory that has ``for_project(project)`` (a class method) makes one
+        configured by the project file (e.g. its ``[images]``), kept per project."""
+        if project is not None and hasattr(self.factory, "for_project"):
+            key = (project.name, tuple(sorted(project.images.items())))
+            if key not in self._for_projects:
+                self._for_projects[key] = self.factory.for_project(project)
+            return self._for_projects[key]
         if self._instance is None:
             self._instance = self.factory()
         return self._instance
@@ -61,6 +71,15 @@ class Registry:
         images = dict(CORE_IMAGES)
         for stype in self.service_types.values():
             images.update(stype.default_images)
+        return images
+
+    @property
+    def image_keys(self) -> dict[str, str]:
+        """Every key ``[images]`` accepts, with its default: the core's, every service type's
+        and every provider's (e.g. the sandbox's ``server``)."""
+        images = self.default_images
+        for entry in self.providers.values():
+            images.update({k: v for k, v in entry.images.items() if k not in images})
         return images
 
     def service_type(self, name: str) -> ServiceType | None:
@@ -99,11 +118,14 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
 
     for origin in _implementers(manager, "register_providers"):
 
-        def register_provider(name: str, factory: Callable[[], Provider], zones: frozenset[str] | set[str] | None = None, origin: str = origin) -> None:
+        def register_provider(
+            name: str, factory: Callable[[], Provider], zones: frozenset[str] | set[str] | None = None,
+            images: Mapping[str, str] | None = None, origin: str = origin,
+        ) -> None:
             if name in registry.providers:
                 first = registry.providers[name].plugin
                 raise PluginError(f"provider '{name}' is registered by both '{first}' and '{origin}'")
-            registry.providers[name] = ProviderEntry(name, factory, frozenset(zones or ()), origin)
+            registry.providers[name] = ProviderEntry(name, factory, frozenset(zones or ()), origin, dict(images or {}))
 
         _call_one(manager, "register_providers", origin, register=register_provider)
     return registry

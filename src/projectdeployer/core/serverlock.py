@@ -33,17 +33,29 @@ def lock_server(servers: Sequence[Server]) -> Server | None:
     return min(able, key=lambda s: s.name) if able else None
 
 
+def local_lock(project: str, env: str, *, wait: float = 0.0) -> contextlib.AbstractContextManager[None]:
+    """This machine's lock of the environment (deploys from here exclude each other)."""
+    return deploy_lock(Path(paths.env_dir(project, env)) / "deploy.lock", wait=wait)
+
+
+@contextlib.contextmanager
+def server_lock(project: str, env: str, servers: Sequence[Server], *, wait: float = 0.0) -> Iterator[Server | None]:
+    """Hold the lock on the lock server of ``servers`` (none when no server can hold one);
+    yields the server holding it."""
+    holder = lock_server(servers)
+    if holder is None:
+        yield None
+        return
+    with holder.hold_lock(f"{holder.data_root.rstrip('/')}/{project}/{env}/deploy.lock", wait=wait):  # type: ignore[attr-defined]
+        yield holder
+
+
 @contextlib.contextmanager
 def environment_lock(project: str, env: str, servers: Sequence[Server], *, wait: float = 0.0) -> Iterator[None]:
     """Hold the environment's deploy lock: the local one always (deploys from this machine
     exclude each other without a round trip), and the lock server's when there is one."""
-    with deploy_lock(Path(paths.env_dir(project, env)) / "deploy.lock", wait=wait):
-        holder = lock_server(servers)
-        if holder is None:
-            yield
-            return
-        with holder.hold_lock(f"{holder.data_root.rstrip('/')}/{project}/{env}/deploy.lock", wait=wait):  # type: ignore[attr-defined]
-            yield
+    with local_lock(project, env, wait=wait), server_lock(project, env, servers, wait=wait):
+        yield
 
 
-__all__ = ["environment_lock", "lock_server"]
+__all__ = ["environment_lock", "local_lock", "lock_server", "server_lock"]

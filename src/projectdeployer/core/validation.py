@@ -242,7 +242,7 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
     if not TAG_RE.match(s.version):
         yield ("project", "version"), f"'{s.version}' cannot be an image tag (letters, digits, _ . -)"
 
-    known_images = registry.default_images
+    known_images = registry.image_keys
     for key, value in project.images.items():
         if key not in known_images:
             yield ("images", key), f"unknown image key (known: {', '.join(sorted(known_images))})"

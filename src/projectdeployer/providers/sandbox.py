@@ -114,6 +114,10 @@ LABEL_KIND = f"{LABEL}.kind"
 LABEL_TOKEN = f"{LABEL}.token"
 #: ``ServerSpec.tags`` are kept as ``{LABEL_TAG_PREFIX}{key}`` labels.
 LABEL_TAG_PREFIX = f"{LABEL}.tag."
+#: Who holds a creation lock (:meth:`SandboxProvider.creation_lock`).
+LABEL_HOLDER_HOST = f"{LABEL}.holder.host"
+LABEL_HOLDER_PID = f"{LABEL}.holder.pid"
+LABEL_HOLDER_SINCE = f"{LABEL}.holder.since"
 
 #: The zones a project file may name for this provider: DigitalOcean's regions, so a project
 #: written for droplets is rehearsed unchanged. The Python API accepts any zone slug.
@@ -134,6 +138,10 @@ CAPABILITY_NAMES = (
 
 class SandboxError(ProjectDeployerError):
     """A sandbox server could not be created, found or changed."""
+
+
+class SandboxLocked(SandboxError):
+    """Another deploy holds the creation lock of the project/env; says who and since when."""
 
 
 class SandboxCreateFailed(SandboxError):
@@ -199,6 +207,30 @@ def server_labels(project: str, env: str, zone: str, name: str, *, state: str, t
     labels.update({LABEL_ZONE: zone, LABEL_SERVER: name, LABEL_STATE: state, LABEL_TOKEN: token})
     labels.update({f"{LABEL_TAG_PREFIX}{key}": str(value) for key, value in (tags or {}).items()})
     return labels
+
+
+def lock_name(project: str, env: str) -> str:
+    """The container whose existence is ``project``/``env``'s creation lock."""
+    return f"pd-sbx-lock-{project}-{env}"
+
+
+def _holder_gone(labels: Mapping[str, str]) -> bool:
+    """A lock left by a process of this host that no longer exists."""
+    if labels.get(LABEL_HOLDER_HOST) != socket.gethostname():
+        return False
+    try:
+        pid = int(labels.get(LABEL_HOLDER_PID, ""))
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def label_filters(project: str, env: str, *, kind: str | None = None, **more: str) -> dict[str, list[str]]:
@@ -964,6 +996,46 @@ class SandboxProvider(Provider):
             raise SandboxError(f"sandbox server {server.name} disappeared")
         return found
 
+    # --- the creation lock --------------------------------------------------------------
+
+    @contextmanager
+    def creation_lock(self, project: str, env: str, *, wait: float = 0.0) -> Iterator[None]:
+        """Exclusive while held: a container named :func:`lock_name` (never started) exists;
+        container names are unique in an engine, so creating it is the atomic test-and-set.
+        Its labels name the holder (host, pid, since). A holder on this host whose process is
+        gone left it behind by crashing: it is taken over."""
+        import docker.errors
+
+        self._ensure_image()
+        name = lock_name(project, env)
+        deadline = time.monotonic() + max(0.0, wait)
+        holder = {LABEL_HOLDER_HOST: socket.gethostname(), LABEL_HOLDER_PID: str(os.getpid()), LABEL_HOLDER_SINCE: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+        while True:
+            try:
+                container = self.client.containers.create(self.image, command=["true"], name=name, labels={**base_labels(project, env, "lock"), **holder})
+                break
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+            try:
+                other = self.client.containers.get(name).labels
+            except docker.errors.NotFound:
+                continue  # released meanwhile
+            if _holder_gone(other):
+                _quietly(lambda: self.client.containers.get(name).remove(force=True))
+                continue
+            if time.monotonic() >= deadline:
+                raise SandboxLocked(
+                    f"{project}/{env}: another deploy holds the sandbox's creation lock (host {other.get(LABEL_HOLDER_HOST, '?')}, "
+                    f"pid {other.get(LABEL_HOLDER_PID, '?')}, since {other.get(LABEL_HOLDER_SINCE, '?')}); if that deploy is gone, "
+                    f"remove the container {name}"
+                )
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            _quietly(lambda: container.remove(force=True))
+
     # --- destroying ---------------------------------------------------------------------
 
     def destroy_server(self, server: Server) -> None:
@@ -1120,7 +1192,7 @@ def _quietly(fn: Callable[[], object]) -> None:
 
 @hookimpl
 def register_providers(register: Callable[..., None]) -> None:
-    register(PROVIDER_NAME, SandboxProvider, zones=SANDBOX_ZONES)
+    register(PROVIDER_NAME, SandboxProvider, zones=SANDBOX_ZONES, images={"server": DEFAULT_IMAGE})
 
 
 __all__ = [
