@@ -15,7 +15,9 @@ reached over real SSH): PostgreSQL on one server in lon1, the API on three serve
 * ``logs`` gathers a service's lines from every server, prefixed with the server's name;
 * one service deploys on its own (a new image) and rolls back, both under load with no failure;
 * PostgreSQL's backups live on its server: run, listed with that server, restored (a row
-  written after the backup is gone) and pulled into ``backups/{server}/postgres/``.
+  written after the backup is gone) and pulled into ``backups/{server}/postgres/``;
+* PostgreSQL's password is rotated on its server, and after a deploy every API server reads
+  with the new one.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from projectdeployer import BackupManager, ProjectDeployer
+from projectdeployer import BackupManager, ProjectDeployer, SecretsRotator
 from projectdeployer.core.sync import server_dir
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.providers.sandbox import SandboxProvider
@@ -224,4 +226,11 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert _get(survivors[1], "/rows")["rows"] == ["first"]
     pulled = BackupManager(project, "prod", log=lines.append).pull_backups("postgres")
     assert [p.name for p in pulled] == [taken.file] and pulled[0].parent.parent.name == server_dir(db_server)
+
+    # Password rotation on servers: changed in the running database on its server; the next
+    # deploy hands the new password to every API container, and they read PostgreSQL with it.
+    SecretsRotator(project, "prod", log=lines.append).rotate_postgres_password("postgres")
+    project.deploy(env="prod", log=lines.append)
+    for server in survivors:
+        assert _get(server, "/rows")["rows"] == ["first"]
     print(f"\nredeploy of the API across 3 servers: {three:.1f}s")

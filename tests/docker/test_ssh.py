@@ -509,6 +509,13 @@ def test_images_come_from_a_registry_on_this_machine_through_the_ssh_connection(
         assert [t.action for t in distribute(docker_client, [c], [tag], pushed={tag: digest_ref})] == ["present"]
         # without the tunnel the server's engine cannot reach this machine's loopback
         assert not c.run(["curl", "-sS", "--max-time", "3", f"http://{registry}/v2/"]).ok
+        # A digest-pinned reference is pulled by the server itself (save/load keeps no digest).
+        c.docker().images.remove(digest_ref, force=True)
+        c.docker().images.remove(tag, force=True)
+        pinned = distribute(docker_client, [c], [digest_ref])
+        assert [t.action for t in pinned] == ["pulled"] and pinned[0].image_id == image.id
+        assert c.docker().images.get(digest_ref).id == image.id
+        assert [t.action for t in distribute(docker_client, [c], [digest_ref])] == ["present"]
     finally:
         for ref in (tag, digest_ref if "digest_ref" in locals() else tag):
             try:

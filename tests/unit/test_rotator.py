@@ -72,7 +72,7 @@ def rotator_with(project: ProjectDeployer, runtime: Any, running: dict[str, str]
         running = {s: f"shop_{ENV}_{s}" for s in ("postgres", "redis", "analytics")}
     rotator = SecretsRotator(project, ENV, log=lambda line: None, lock_wait=0)
     manager = MagicMock()
-    rotator._ops = SimpleNamespace(engine=lambda env: FakeEngine(runtime, running), manager=manager)
+    rotator._ops = SimpleNamespace(engine=lambda env: FakeEngine(runtime, running), manager=manager, on_servers=lambda env: False)
     return rotator, manager
 
 
@@ -290,3 +290,27 @@ def test_a_rotator_loads_the_project_by_name(project: ProjectDeployer) -> None:
     rotator = SecretsRotator("shop", "prod", log=lambda line: None)
     assert rotator.project == "shop" and rotator.env == "prod"
     assert rotator.list_secrets()["postgres"] == ["postgres_password"]
+
+
+def test_on_servers_the_database_is_found_on_its_server_and_opensearch_is_refused(project: ProjectDeployer) -> None:
+    runtime = FakeRuntime(ok())
+    rotator, _ = rotator_with(project, runtime)
+    asked: list[str] = []
+
+    def holding(env: str, container: str) -> FakeEngine | None:
+        asked.append(container)
+        return FakeEngine(runtime, {"postgres": container}) if container.endswith("_postgres") else None
+
+    listed: list[str] = []
+    provider = SimpleNamespace(list_servers=lambda project, env: listed.append(env) or [])
+    rotator._ops = SimpleNamespace(on_servers=lambda env: True, engine_holding=holding, provider=lambda env: provider, manager=MagicMock(), engine=None)
+    rotator.rotate_postgres_password()
+    assert asked == [f"shop_{ENV}_postgres"] and listed == [ENV]  # the servers' lock was taken
+    assert runtime.calls[0][0] == f"shop_{ENV}_postgres"
+    current = password_path("shop", ENV, "redis")
+    old = current.read_text()
+    with pytest.raises(RotationError, match="redis is not running on any server of shop/prod: deploy it first"):
+        rotator.rotate_redis_password()
+    with pytest.raises(RotationError, match="rotating an OpenSearch password on servers is not supported yet"):
+        rotator.rotate_opensearch_password()
+    assert current.read_text() == old

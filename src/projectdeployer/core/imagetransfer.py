@@ -64,6 +64,8 @@ def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None
     import docker.errors
 
     began = time.monotonic()
+    if "@sha256:" in ref:
+        return _by_digest(local, server, ref, began, log)
     try:
         image_id = local.images.get(ref).id
     except docker.errors.ImageNotFound:
@@ -91,7 +93,25 @@ def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None
     return Transfer(server=server.name, image=ref, image_id=image_id, action="loaded", seconds=time.monotonic() - began, bytes=sent.count)
 
 
-def _pull(server: Server, ref: str, image_id: str, registry_ref: str, began: float, log: Log | None) -> Transfer:
+def _by_digest(local: Any, server: Server, ref: str, began: float, log: Log | None) -> Transfer:
+    """A digest-pinned reference (``repo@sha256:...``) names content in a registry, and
+    ``docker save | load`` keeps no digest: the server pulls it itself (through its SSH
+    connection for a registry on this machine's loopback), unless it has it already."""
+    import docker.errors
+
+    try:
+        found = server.docker().images.get(ref)
+        return Transfer(server=server.name, image=ref, image_id=found.id, action="present", seconds=time.monotonic() - began)
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        expected: str | None = local.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        expected = None
+    return _pull(server, ref, expected, ref, began, log, tag=False)
+
+
+def _pull(server: Server, ref: str, image_id: str | None, registry_ref: str, began: float, log: Log | None, *, tag: bool = True) -> Transfer:
     """The server pulls ``registry_ref`` and tags it ``ref``. A registry on this machine's
     loopback reaches the server through its SSH connection (``reverse_forward``), where the
     engine trusts plain HTTP on loopback."""
@@ -107,11 +127,12 @@ def _pull(server: Server, ref: str, image_id: str, registry_ref: str, began: flo
     remote = server.docker()
     with tunnel:
         pulled = remote.images.pull(registry_ref)
-    if pulled.id != image_id:
+    if image_id is not None and pulled.id != image_id:
         raise ImageTransferError(f"{server.name}: {registry_ref} has another id than the image built here ({image_id[7:19]})")
-    repo, tag = _split(ref)
-    pulled.tag(repo, tag)
-    return Transfer(server=server.name, image=ref, image_id=image_id, action="pulled", seconds=time.monotonic() - began)
+    if tag:
+        repo, name_tag = _split(ref)
+        pulled.tag(repo, name_tag)
+    return Transfer(server=server.name, image=ref, image_id=pulled.id, action="pulled", seconds=time.monotonic() - began)
 
 
 class _Counter:

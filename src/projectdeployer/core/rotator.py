@@ -179,7 +179,16 @@ class SecretsRotator:
 
     def _running_container(self, service: str) -> tuple[ContainerRuntime, ContainerInfo]:
         """The runtime and the running container of ``service``, or a "deploy it first" error."""
-        engine = self._operations().engine(self.env)
+        ops = self._operations()
+        if ops.on_servers(self.env):
+            # A database runs on one server: the one holding its container (read live).
+            from .containers import STATEFUL_SLOT, container_name
+
+            engine = ops.engine_holding(self.env, container_name(self.project, self.env, service, STATEFUL_SLOT))
+            if engine is None:
+                raise RotationError(f"{service} is not running on any server of {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
+        else:
+            engine = ops.engine(self.env)
         active = engine.active_container(engine.observed().get(service, []))
         if active is None:
             raise RotationError(f"{service} is not running in {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
@@ -191,6 +200,13 @@ class SecretsRotator:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """No deploy of the environment reads the password files while one is rotated."""
+        ops = self._operations()
+        if ops.on_servers(self.env):
+            from .serverlock import environment_lock
+
+            with environment_lock(self.project, self.env, ops.provider(self.env).list_servers(self.project, self.env), wait=self.lock_wait):
+                yield
+            return
         with deploy_lock(paths.env_dir(self.project, self.env) / "deploy.lock", wait=self.lock_wait):
             yield
 
@@ -200,6 +216,8 @@ class SecretsRotator:
             raise RotationError(f"no service named '{service}' in {self.project}/{self.env} (services: {', '.join(self._services()) or 'none'})")
         if spec.type != kind:
             raise RotationError(f"{service} is a {spec.type} service, not {kind}")
+        if kind == "opensearch" and self._operations().on_servers(self.env):
+            raise RotationError(f"{service}: rotating an OpenSearch password on servers is not supported yet (the account API is reached on this machine's loopback); nothing changed")
         current = password_path(self.project, self.env, service)
         if not current.is_file():
             raise RotationError(f"{service} has no password file at {current}: deploy it first")
