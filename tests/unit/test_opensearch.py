@@ -589,7 +589,7 @@ class FakeEngine:
 def rotator_for(project: ProjectDeployer, url: str | None, running: bool = True) -> tuple[SecretsRotator, MagicMock]:
     rotator = SecretsRotator(project, ENV, log=lambda line: None, lock_wait=0)
     manager = MagicMock()
-    rotator._ops = SimpleNamespace(engine=lambda env: FakeEngine({SERVICE: "shop_prod_search"} if running else {}), manager=manager)
+    rotator._ops = SimpleNamespace(engine=lambda env: FakeEngine({SERVICE: "shop_prod_search"} if running else {}), manager=manager, on_servers=lambda env: False)
     if url is not None:
         rotator._opensearch_url = lambda service, container: url  # type: ignore[method-assign]
     return rotator, manager
