@@ -39,7 +39,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -88,19 +87,13 @@ class _Labelled:
 
 
 def _parallel(items: Sequence[Any], fn: Callable[[Any], Any], *, max_workers: int = 8) -> tuple[list[Any], dict[str, BaseException]]:
-    """``fn`` over ``items`` in parallel; results in order, and the errors by item name."""
-    results: list[Any] = [None] * len(items)
-    errors: dict[str, BaseException] = {}
-    if not items:
-        return results, errors
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items)))) as pool:
-        futures = [pool.submit(fn, item) for item in items]
-        for i, future in enumerate(futures):
-            try:
-                results[i] = future.result()
-            except Exception as exc:  # noqa: BLE001 - every failure is reported with its server
-                errors[getattr(items[i], "name", str(items[i]))] = exc
-    return results, errors
+    """``fn`` over ``items`` in parallel (:func:`~projectdeployer.core.fanout.fan_out`);
+    results in order, and the errors by item name."""
+    from .fanout import failures, fan_out
+
+    results = fan_out(items, fn, max_workers=max_workers)
+    errors = failures(results)
+    return [None if isinstance(value, BaseException) else value for value in results.values()], errors
 
 
 def _explain(errors: Mapping[str, BaseException]) -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
 from . import jobs
 from .engine import Engine
 from .errors import ProjectDeployerError
+from .fanout import failures, fan_out, one_line, successes
 from .model import Project
 from .provider import Server
 
@@ -43,21 +43,11 @@ def find_sources(project: Project, env: str, service: str, servers: Sequence[Ser
         active = engine.active_container(engine.observed().get(service, []))
         return LogSource(server=server.name, container=active.name, engine=engine) if active is not None else None
 
-    errors: dict[str, str] = {}
-    found: list[LogSource] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(servers)))) as pool:
-        futures = {server.name: pool.submit(look, server) for server in servers}
-        for name, future in futures.items():
-            try:
-                source = future.result()
-            except Exception as exc:  # noqa: BLE001 - reported with the server's name
-                errors[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                continue
-            if source is not None:
-                found.append(source)
+    results = fan_out(servers, look)
+    errors = failures(results)
     if errors:
-        raise ProjectDeployerError("logs: cannot read " + "; ".join(f"{n}: {e}" for n, e in sorted(errors.items())))
-    return sorted(found, key=lambda s: s.server)
+        raise ProjectDeployerError("logs: cannot read " + "; ".join(f"{n}: {one_line(e)}" for n, e in sorted(errors.items())))
+    return sorted((s for s in successes(results).values() if s is not None), key=lambda s: s.server)
 
 
 def merged_lines(sources: Sequence[LogSource], *, lines: int, follow: bool) -> Iterator[str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -152,22 +151,16 @@ def distribute(local: Any, servers: Sequence[Server], refs: Sequence[str], *, ma
     """Every image of ``refs`` onto every server of ``servers``, servers in parallel (each
     server's images one after the other: its engine loads one at a time anyway). Raises
     :class:`ImageTransferError` naming every server that failed, after all were tried."""
-    done: list[Transfer] = []
-    errors: dict[str, str] = {}
+    from .fanout import failures, fan_out, successes
 
     def feed(server: Server) -> list[Transfer]:
         return [ensure_image(local, server, ref, log=log, registry_ref=(pushed or {}).get(ref)) for ref in refs]
 
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(servers)))) as pool:
-        futures = {server.name: pool.submit(feed, server) for server in servers}
-        for name, future in futures.items():
-            try:
-                done.extend(future.result())
-            except Exception as exc:  # noqa: BLE001 - every server's failure is reported, none hides another
-                errors[name] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ProjectDeployerError) else str(exc)
+    results = fan_out(servers, feed, max_workers=max_workers)
+    errors = {n: str(e) if isinstance(e, ProjectDeployerError) else f"{type(e).__name__}: {e}" for n, e in failures(results).items()}
     if errors:
         raise ImageTransferError("images could not be sent to " + "; ".join(f"{n}: {e}" for n, e in errors.items()))
-    return done
+    return [t for transfers in successes(results).values() for t in transfers]
 
 
 def summary(transfers: Sequence[Transfer]) -> Mapping[str, int]:

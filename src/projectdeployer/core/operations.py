@@ -107,7 +107,7 @@ class Operations:
         """On servers: the engine of the server that holds ``container`` (a job or backup
         container lives on one server), read live; ``None`` when no server has it. A server
         that cannot be reached is an error naming it (it might be the one)."""
-        from concurrent.futures import ThreadPoolExecutor
+        from .fanout import failures, fan_out, one_line, successes
 
         servers = [s for s in self.provider(env).list_servers(self.project.name, env) if getattr(s, "running", True)]
 
@@ -115,22 +115,13 @@ class Operations:
             engine = Engine(self.project, env, server, self.manager, self.registry, log=self.log)
             return engine if engine.runtime.get(container) is not None else None
 
-        found: list[Engine] = []
-        errors: dict[str, str] = {}
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(servers)))) as pool:
-            futures = {server.name: pool.submit(look, server) for server in servers}
-            for name, future in futures.items():
-                try:
-                    engine = future.result()
-                except Exception as exc:  # noqa: BLE001 - reported with the server's name
-                    errors[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    continue
-                if engine is not None:
-                    found.append(engine)
+        results = fan_out(servers, look)
+        found = [engine for engine in successes(results).values() if engine is not None]
         if found:
             return found[0]
+        errors = failures(results)
         if errors:
-            raise ProjectDeployerError(f"cannot look for {container} on " + "; ".join(f"{n}: {e}" for n, e in sorted(errors.items())))
+            raise ProjectDeployerError(f"cannot look for {container} on " + "; ".join(f"{n}: {one_line(e)}" for n, e in sorted(errors.items())))
         return None
 
     def any_engine(self, env: str) -> Engine:
@@ -197,16 +188,15 @@ class Operations:
 
     def fleet_service_status(self, env: str) -> list[dict[str, Any]]:
         """On servers: one row per service, the servers running it (read live) in ``servers``."""
-        from concurrent.futures import ThreadPoolExecutor
+        from .fanout import raise_for_failures, fan_out
 
         servers = self.provider(env).list_servers(self.project.name, env)
 
-        def observe(server: Server) -> tuple[str, dict[str, list[Any]]]:
-            engine = Engine(self.project, env, server, self.manager, self.registry, log=self.log)
-            return server.name, engine.observed()
+        def observe(server: Server) -> dict[str, list[Any]]:
+            return Engine(self.project, env, server, self.manager, self.registry, log=self.log).observed()
 
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(servers)))) as pool:
-            seen = list(pool.map(observe, [s for s in servers if getattr(s, "running", True)]))
+        up = [s for s in servers if getattr(s, "running", True)]
+        seen = list(raise_for_failures(fan_out(up, observe), "reading the containers").items())
         history = ReleaseHistory(self.project.name, env)
         rows = []
         for name, spec in self.project.services_for(env).items():

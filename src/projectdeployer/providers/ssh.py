@@ -75,16 +75,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import paramiko
 
 from ..core.errors import ProjectDeployerError
+from ..core.fanout import FanOutFailed, FanOutTimeout, failures, fan_out, raise_for_failures
+from ..core.fanout import one_line as _one_line
 from ..core.provider import CommandResult, Server
 from ..core.runtime import ContainerRuntime
 from ..core.sshkeys import HostKey, HostKeyChanged, KeyPair, KnownHosts, ensure_keypair, host_entry_name, known_hosts_path
-
-T = TypeVar("T")
 
 # paramiko logs every failed connection attempt (with a traceback) from its transport thread; we
 # retry those and report the last one ourselves. A NullHandler keeps them off stderr unless the
@@ -121,25 +121,6 @@ class SshCommandTimeout(SshError, TimeoutError):
 
 class ServerLocked(ProjectDeployerError):
     """Another deploy holds the lock on the server."""
-
-
-class FanOutTimeout(ProjectDeployerError, TimeoutError):
-    """A fanned-out call did not finish within the per-server timeout (it was abandoned)."""
-
-
-class FanOutFailed(ProjectDeployerError):
-    """Some servers of a fan-out failed: one line per server."""
-
-    def __init__(self, what: str, errors: Mapping[str, BaseException]) -> None:
-        self.errors = dict(errors)
-        lines = [f"{what} failed on {len(self.errors)} server(s):"]
-        lines += [f"  {name}: {_one_line(exc)}" for name, exc in self.errors.items()]
-        super().__init__("\n".join(lines))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 #: Exceptions during connection establishment worth another attempt (server booting, sshd
@@ -895,88 +876,6 @@ def _docker_transport_classes() -> tuple[type, type, type]:
 
 def _DockerSshAdapter(server: SshServer, *, timeout: float, pool_size: int) -> Any:  # noqa: N802 - a class factory
     return _docker_transport_classes()[2](server, timeout=timeout, pool_size=pool_size)
-
-
-# --- fan-out --------------------------------------------------------------------------------
-
-
-class _Call:
-    """One server's call in a fan-out."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.started = 0.0
-        self.done = False
-        self.value: Any = None
-
-
-def fan_out(
-    servers: Iterable[Server],
-    fn: Callable[[Server], T],
-    *,
-    max_workers: int = 8,
-    timeout: float | None = None,
-) -> dict[str, T | BaseException]:
-    """``fn(server)`` for every server in parallel: ``{server name: result or the exception}``.
-
-    At most ``max_workers`` calls run at once. A call running longer than ``timeout`` seconds
-    (counted from its own start) is abandoned and recorded as :class:`FanOutTimeout`; its thread
-    cannot be killed and finishes in the background (so give ``fn``'s commands timeouts too),
-    but it no longer holds a slot, so the whole fan-out takes at most about
-    ``ceil(len(servers) / max_workers) * timeout``. Nothing is retried here (connection
-    establishment is retried inside each server); every error is kept under its server's name.
-    The result keeps the order of ``servers``.
-    """
-    calls = [_Call(server) for server in servers]
-    names = [call.server.name for call in calls]
-    if len(set(names)) != len(names):
-        raise ValueError(f"fan_out needs distinct server names, got {names}")
-    cond = threading.Condition()
-    queue = list(calls)
-    running: list[_Call] = []
-    results: dict[str, Any] = {}
-
-    def work(call: _Call) -> None:
-        try:
-            call.value = fn(call.server)
-        except BaseException as exc:  # noqa: BLE001 - kept and returned under the server's name
-            call.value = exc
-        with cond:
-            call.done = True
-            cond.notify_all()
-
-    with cond:
-        while queue or running:
-            while queue and len(running) < max(1, max_workers):
-                call = queue.pop(0)
-                call.started = time.monotonic()
-                running.append(call)
-                threading.Thread(target=work, args=(call,), name=f"pd-fanout-{call.server.name}", daemon=True).start()
-            now = time.monotonic()
-            for call in list(running):
-                if call.done:
-                    results[call.server.name] = call.value
-                    running.remove(call)
-                elif timeout is not None and now - call.started >= timeout:
-                    results[call.server.name] = FanOutTimeout(f"server {call.server.name}: no result within {timeout:g}s (abandoned)")
-                    running.remove(call)
-            if running and not any(call.done for call in running):
-                waits = [call.started + timeout - now for call in running] if timeout is not None else []
-                cond.wait(max(0.0, min(waits)) if waits else None)
-    return {name: results[name] for name in names}
-
-
-def failures(results: Mapping[str, object]) -> dict[str, BaseException]:
-    """The failed entries of a :func:`fan_out` result."""
-    return {name: value for name, value in results.items() if isinstance(value, BaseException)}
-
-
-def raise_for_failures(results: Mapping[str, T | BaseException], what: str = "operation") -> dict[str, T]:
-    """The results when every server succeeded; otherwise :class:`FanOutFailed` naming each failure."""
-    errors = failures(results)
-    if errors:
-        raise FanOutFailed(what, errors)
-    return {name: value for name, value in results.items()}  # type: ignore[misc]
 
 
 __all__ = [
