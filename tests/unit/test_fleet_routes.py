@@ -82,6 +82,7 @@ def _fleet_with_recorder() -> tuple[Fleet, RoutingRecorder]:
     }
     fleet.table = {k: list(v) for k, v in table.items()}
     fleet._observed_table = lambda: {k: list(v) for k, v in table.items()}  # type: ignore[method-assign]
+    fleet.engines = dict.fromkeys(fleet.servers)  # type: ignore[arg-type]  # attached already
     return fleet, recorder
 
 
@@ -102,3 +103,19 @@ def test_offline_that_cannot_reach_a_sidecar_changes_nothing_and_names_it() -> N
         ran.append(True)
     assert ran == []  # the database is never stopped
     assert "db" in fleet.table and recorder.pushed[-1] == ("l1", ("api", "db"))  # l1 got its route back
+
+
+def test_offline_puts_the_route_back_when_the_block_fails_and_keeps_its_error() -> None:
+    fleet, recorder = _fleet_with_recorder()
+    with pytest.raises(RuntimeError, match="restore failed"), fleet.offline("db"):
+        recorder.pushed.clear()
+        raise RuntimeError("restore failed")
+    assert sorted(recorder.pushed) == [("l1", ("api", "db")), ("n1", ("api", "db"))]
+    # a sidecar that cannot be reached then is logged, and the block's error still wins
+    recorder.failing = set()
+    lines: list[str] = []
+    fleet.log = lines.append
+    with pytest.raises(RuntimeError, match="restore failed"), fleet.offline("db"):
+        recorder.failing = {"n1"}
+        raise RuntimeError("restore failed")
+    assert any("db: could not be routed again everywhere" in line and "n1" in line for line in lines)

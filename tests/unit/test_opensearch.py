@@ -37,6 +37,7 @@ from projectdeployer.core.registry import get_registry
 from projectdeployer.core.resolver import password_path
 from projectdeployer.core.rotator import RotationError
 from projectdeployer.core.runtime import ContainerInfo
+from tests.unit.test_rotator import with_lock
 from projectdeployer.service_types import opensearch as os_type
 from projectdeployer.testing.fake_opensearch import FakeOpenSearch
 
@@ -589,7 +590,7 @@ class FakeEngine:
 def rotator_for(project: ProjectDeployer, url: str | None, running: bool = True) -> tuple[SecretsRotator, MagicMock]:
     rotator = SecretsRotator(project, ENV, log=lambda line: None, lock_wait=0)
     manager = MagicMock()
-    rotator._ops = SimpleNamespace(engine=lambda env: FakeEngine({SERVICE: "shop_prod_search"} if running else {}), manager=manager, on_servers=lambda env: False)
+    rotator._ops = with_lock(SimpleNamespace(engine=lambda env: FakeEngine({SERVICE: "shop_prod_search"} if running else {}), manager=manager, on_servers=lambda env: False))
     if url is not None:
         rotator._opensearch_url = lambda service, container: url  # type: ignore[method-assign]
     return rotator, manager

@@ -130,5 +130,6 @@ def test_a_new_server_that_comes_first_by_name_is_locked_too(pd_home) -> None:  
     fleet._services = lambda only=None: []  # type: ignore[method-assign]
     fleet.deploy()
     events = provider.events
-    assert events.index("lock shop-prod-nyc3-1") < events.index("creation unlock") < events.index("create shop-prod-ams3-1") < events.index("lock shop-prod-ams3-1")
+    # all under the creation lock: nobody else lists the new server before it is locked
+    assert events.index("creation lock") < events.index("lock shop-prod-nyc3-1") < events.index("create shop-prod-ams3-1") < events.index("lock shop-prod-ams3-1") < events.index("creation unlock")
     assert events[-2:] == ["unlock shop-prod-ams3-1", "unlock shop-prod-nyc3-1"]

@@ -112,7 +112,13 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         from ..core.backupmanager import BackupManager
 
         on_servers = project._operations().on_servers(env)  # noqa: SLF001 - the CLI is part of the package
-        backups = BackupManager(project, env, log=lambda line: None).status() if (not on_servers or zones) else []
+        from ..core.errors import ProjectDeployerError
+
+        try:
+            backups = BackupManager(project, env, log=lambda line: None).status() if (not on_servers or zones) else []
+        except ProjectDeployerError as exc:  # the servers and services are still worth showing
+            backups = []
+            click.echo(f"backups: {exc}", err=True)
         if as_json:
             print_json({"zones": zones, "services": services, "backups": backups})
             return

@@ -5,9 +5,10 @@ stateless service then runs in each of them — else each service's ``server_zon
 services and scheduled jobs always stay in their own ``server_zone``):
 
 * the zone needs ``N = max(servers_count)`` servers over the services it runs;
-* servers are taken in a stable order — the active ones first, then reserve ones, each by name —
-  so the same servers keep the same services from one deploy to the next (no reshuffle when a
-  count grows or shrinks);
+* servers are taken in a stable order — the active ones first, then reserve ones, each by the
+  ``slot`` the deploy gave it at creation, then by name — so the same servers keep the same
+  services from one deploy to the next (no reshuffle when a count grows or shrinks, whatever
+  names parallel creation handed out);
 * a service with ``servers_count = k`` runs on the first ``k`` of them; stateful services (one
   data directory) and scheduled jobs run on the first server only;
 * existing servers beyond ``N`` are drained and destroyed; missing ones are created, sized for
@@ -37,6 +38,19 @@ class ServerState:
     name: str
     zone: str
     state: str = ACTIVE
+    #: Its place in the zone's order when the deploy created it (the ``slot`` tag).
+    slot: int | None = None
+
+
+def state_of(server: object) -> str:
+    """The status tag a provider listed for ``server`` (``active`` when it has none)."""
+    return str(getattr(server, "state", None) or getattr(server, "tags", {}).get("state", ACTIVE))
+
+
+def slot_of(server: object) -> int | None:
+    """The ``slot`` tag a deploy gave ``server`` when it created it, if any."""
+    value = str(getattr(server, "tags", {}).get("slot", ""))
+    return int(value) if value.isdigit() else None
 
 
 @attrs.frozen(kw_only=True)
@@ -123,7 +137,7 @@ def allocate(
         needed = max(counts.values(), default=0)
         order = sorted(
             (s for s in by_zone.get(zone, []) if s.state != DESTROYING),
-            key=lambda s: (s.state != ACTIVE, _natural(s.name)),
+            key=lambda s: (s.state != ACTIVE, s.slot is None, s.slot or 0, _natural(s.name)),
         )
         leaving = [s for s in by_zone.get(zone, []) if s.state == DESTROYING]
         for index in range(needed):
@@ -147,4 +161,4 @@ def _natural(name: str) -> tuple[object, ...]:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-__all__ = ["ACTIVE", "DESTROYING", "RESERVE", "Allocation", "ServerPlan", "ServerState", "allocate", "service_zones"]
+__all__ = ["ACTIVE", "DESTROYING", "RESERVE", "Allocation", "ServerPlan", "ServerState", "allocate", "service_zones", "slot_of", "state_of"]

@@ -19,7 +19,6 @@ from . import paths
 from .backupjobs import BackedUp, backed_up, target_for
 from .backups import RUN_TIMEOUT, Backup, BackupError, JobRunner, backup_container_name, choose_backup, read_backups
 from .fsutil import atomic_write
-from .lock import deploy_lock
 from .monitoring import Alert
 
 if TYPE_CHECKING:
@@ -251,14 +250,7 @@ class BackupManager:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """No deploy (and no second restore) of the environment while data is replaced."""
-        if self.on_servers():
-            from .serverlock import environment_lock
-
-            servers = self._operations().provider(self.env).list_servers(self.project, self.env)
-            with environment_lock(self.project, self.env, servers, wait=self.lock_wait):
-                yield
-            return
-        with deploy_lock(paths.env_dir(self.project, self.env) / "deploy.lock", wait=self.lock_wait):
+        with self._operations().environment_lock(self.env, wait=self.lock_wait):
             yield
 
     def restore(self, service: str, timestamp: str = "latest") -> RestoreReport:
@@ -273,7 +265,6 @@ class BackupManager:
             if self.on_servers():
                 # Every server's sidecar routes the database: its route goes out of all of them.
                 fleet = self._operations().fleet(self.env)
-                fleet.attach()
                 target = attrs.evolve(target, offline=lambda: fleet.offline(service))
             if engine.runtime.get(target.host) is None:
                 raise BackupError(f"{service} is not deployed in {self.project}/{self.env}: deploy it first, then restore")

@@ -3,12 +3,13 @@ toggle across hosts.
 
 A deploy on servers (every provider but ``local``):
 
-1. **Servers**: under the provider's creation lock the servers are listed (and, on a first
-   deploy, created) and the environment's lock is taken on the lock server
-   (:mod:`~projectdeployer.core.serverlock`); then :func:`~projectdeployer.core.allocation.allocate`
-   says which to keep, create or destroy and which services run where. Servers to destroy are
-   marked ``destroying`` at once; missing ones are created in parallel as ``reserve`` (and
-   locked too when one comes first by name) and marked ``active`` once their services run.
+1. **Servers**: under the provider's creation lock the servers are listed, the environment's
+   lock is taken on the lock server (:mod:`~projectdeployer.core.serverlock`),
+   :func:`~projectdeployer.core.allocation.allocate` says which to keep, create or destroy and
+   which services run where, and the missing servers are created in parallel as ``reserve``
+   with their ``slot`` (locked too when one comes first by name); they are marked ``active``
+   once their services run. Servers to destroy are marked ``destroying`` once the servers are
+   ready and no database would have to move, before any switch.
 2. **Images** reach every server that runs them (:mod:`~projectdeployer.core.imagetransfer`),
    with the sidecar's image everywhere, only when missing: pushed once and pulled by digest when
    ``[project] registry`` is set, else streamed over SSH.
@@ -44,7 +45,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, ServerState, allocate
+from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, ServerState, allocate, slot_of, state_of
 from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, network_name
 from .engine import DeployFailed, Engine, ServiceOutcome
 from .errors import ProjectDeployerError
@@ -137,6 +138,8 @@ class Fleet:
         #: Servers being removed: reached on a best-effort basis.
         self.leaving: set[str] = set()
         self.placement: dict[str, tuple[str, ...]] = {}
+        #: ``deploy(service=...)``: the one service converged (its images only are sent).
+        self.only_service: str | None = None
 
     # --- servers and allocation --------------------------------------------------------------
 
@@ -145,7 +148,7 @@ class Fleet:
         return {n for n, s in self.project.services_for(self.env).items() if types[s.type].stateful}
 
     def allocation(self, servers: Sequence[Server]) -> Allocation:
-        states = [ServerState(name=s.name, zone=s.zone, state=str(getattr(s, "state", None) or s.tags.get("state", "active"))) for s in servers]
+        states = [ServerState(name=s.name, zone=s.zone, state=state_of(s), slot=slot_of(s)) for s in servers]
         return allocate(self.project.services_for(self.env), states, env_zones=self.project.environment(self.env).zones, stateful=self.stateful())
 
     def _create(self, plans: Sequence[Any]) -> dict[str, Server]:
@@ -156,7 +159,9 @@ class Fleet:
         def create(plan: Any) -> Server:
             # ``reserve`` until its services run (a deploy that fails before leaves it so, and
             # the next one reuses it); see :meth:`_settle_states`.
-            spec = ServerSpec(zone=plan.zone, cpu=plan.cpu, memory=plan.memory, tags={"state": RESERVE})
+            # ``slot``: its place in the zone's order, so the next deploy puts the same services
+            # on it whatever names parallel creation handed out.
+            spec = ServerSpec(zone=plan.zone, cpu=plan.cpu, memory=plan.memory, tags={"state": RESERVE, "slot": str(plan.index)})
             return self.provider.create_server(self.project.name, self.env, spec)
 
         labelled = [_Labelled(name=p.label, plan=p) for p in plans]
@@ -176,39 +181,41 @@ class Fleet:
         if service is not None and service not in self.project.services_for(self.env):
             raise DeployFailed(f"no service named '{service}' (services: {', '.join(self.project.services_for(self.env))})")
         started = time.monotonic()
+        self.only_service = service
         with contextlib.ExitStack() as held:
             held.enter_context(local_lock(self.project.name, self.env, wait=lock_wait))
-            # The provider's creation lock while the servers are listed — and, on a first
-            # deploy, created — until the environment's lock is held on the servers themselves:
-            # two operators never both create servers, nor lock two different lock servers.
-            booted: dict[str, Server] = {}
+            # The provider's creation lock is held while the servers are listed, the lock
+            # server is locked and the missing servers are created (one that comes first by
+            # name is locked too): no other operator creates servers beside this deploy, nor
+            # locks another lock server, and a first deploy is as exclusive as any other.
             with self.provider.creation_lock(self.project.name, self.env, wait=lock_wait):
-                listed = self.provider.list_servers(self.project.name, self.env)
-                if not listed and service is None:
-                    booted = self._create(self.allocation(listed).to_create)
-                    listed = list(booted.values())
-                holder = held.enter_context(server_lock(self.project.name, self.env, listed, wait=lock_wait))
-            existing = self.provider.list_servers(self.project.name, self.env)
-            allocation = self.allocation(existing)
-            by_name = {s.name: s for s in existing}
-            leaving = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name] if service is None else []
-            # Marked first: a deploy that stops half-way leaves them ``destroying``, and the
-            # next deploy (whatever the counts say then) finishes removing them.
-            self._mark(leaving, DESTROYING)
-            created = self._create(allocation.to_create)
-            by_name |= {s.name: s for s in created.values()}
-            # A new server may come first by name (a new zone): it is the lock server for the
-            # next deploy, so it is locked too before anything else happens.
-            newest = lock_server(list(by_name.values()))
-            if newest is not None and (holder is None or newest.name != holder.name):
-                held.enter_context(server_lock(self.project.name, self.env, [newest], wait=lock_wait))
-            label_to_name = {p.label: (created[p.label].name if p.label in created else p.name) for p in allocation.servers if p.action != "destroy"}
-            self.placement = {svc: tuple(label_to_name[label] for label in labels) for svc, labels in allocation.placement.items()}
+                existing = self.provider.list_servers(self.project.name, self.env)
+                if not existing and service is not None:
+                    raise DeployFailed(f"environment {self.env} has no server yet: deploy the whole environment first (not one service)")
+                holder = held.enter_context(server_lock(self.project.name, self.env, existing, wait=lock_wait))
+                allocation = self.allocation(existing)
+                # One service: only the servers it needs; the others wait for a whole deploy.
+                created = self._create([p for p in allocation.to_create if service is None or service in p.services])
+                by_name = {s.name: s for s in existing} | {s.name: s for s in created.values()}
+                newest = lock_server(list(by_name.values()))
+                if newest is not None and (holder is None or newest.name != holder.name):
+                    held.enter_context(server_lock(self.project.name, self.env, [newest], wait=lock_wait))
+            label_to_name = {p.label: (created[p.label].name if p.label in created else p.name) for p in allocation.servers if p.action == "keep" or p.label in created}
+            self.placement = {svc: tuple(label_to_name[label] for label in labels if label in label_to_name) for svc, labels in allocation.placement.items()}
             keep = [by_name[n] for n in dict.fromkeys(label_to_name.values())]
-            stay = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name and by_name[p.name] not in leaving]
-            self.servers = {s.name: s for s in keep + stay + leaving}
-            self.leaving = {s.name for s in leaving + stay}
+            dropped = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name]
+            # Deploying one service leaves the servers to drop in place (and serving): only a
+            # whole deploy drains and destroys them.
+            leaving = dropped if service is None else []
+            self.servers = {s.name: s for s in keep + dropped}
+            self.leaving = {s.name for s in leaving}
             self._prepare()
+            for name in [service] if service is not None else list(self.stateful()):
+                if name in self.stateful():
+                    self._stateful_target(self.project.service(name, self.env))  # before anything changes
+            # Marked before the switch: a deploy that stops half-way leaves them ``destroying``,
+            # and the next deploy (whatever the counts say then) finishes removing them.
+            self._mark(leaving, DESTROYING)
             outcomes = self._services(service)
             if service is None or self.project.service(service, self.env).is_scheduled:
                 self._jobs()
@@ -216,8 +223,7 @@ class Fleet:
             if service is None:
                 self._remove_gone_services()
             destroyed = self._destroy(leaving)
-        made = [s.name for s in booted.values()] + [s.name for s in created.values()]
-        return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(made), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
+        return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
 
     def plan(self, service: str | None = None) -> Any:
         """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.core.fleetplan`)."""
@@ -240,7 +246,10 @@ class Fleet:
     @contextlib.contextmanager
     def offline(self, service: str) -> Iterator[None]:
         """``service``'s route out of every sidecar for the block (a restore stops and starts
-        the database inside), then back in, read anew from the servers."""
+        the database inside), then back in, read anew from the servers (attached first when
+        needed: only a restore that takes a database offline reaches every server)."""
+        if not self.engines:
+            self.attach()
         with self._table_lock:
             previous = self.table.pop(service, None)
             try:
@@ -253,16 +262,25 @@ class Fleet:
                 raise
         try:
             yield
-        finally:
-            with self._table_lock:
-                self.table = self._observed_table()
-                self._route_everywhere()
-            self.log(f"{service}: routed again on {len(self.servers)} server(s)")
+        except BaseException:
+            # The block's own error is the one to report; the route goes back best effort.
+            try:
+                self._route_back(service)
+            except Exception as exc:  # noqa: BLE001 - logged; the block's error follows
+                self.log(f"{service}: could not be routed again everywhere: {exc}")
+            raise
+        self._route_back(service)
+
+    def _route_back(self, service: str) -> None:
+        with self._table_lock:
+            self.table = self._observed_table()
+            self._route_everywhere()
+        self.log(f"{service}: routed again on {len(self.servers)} server(s)")
 
     def _mark(self, servers: Sequence[Server], state: str) -> None:
         """Set the status tag of ``servers`` (providers without states are skipped)."""
         for server in servers:
-            if str(getattr(server, "state", None) or server.tags.get("state", ACTIVE)) == state:
+            if state_of(server) == state:
                 continue
             try:
                 self.provider.set_server_state(server, state)
@@ -318,10 +336,10 @@ class Fleet:
         def refs(name: str) -> list[str]:
             engine = self.engines[name]
             wanted = [self.project.image("nginx")] if "nginx" in self.project.images else []
-            for svc in sorted(engine.only or ()):
+            for svc in sorted(n for n in engine.only or () if self.only_service in (None, n)):
                 spec = self.project.service(svc, self.env)
                 wanted.append(engine.image_for(spec, self.registry.service_types[spec.type]))
-            if any(self.project.service(s, self.env).is_scheduled or s in self.stateful() for s in engine.only or ()):
+            if any(self.project.service(s, self.env).is_scheduled or s in self.stateful() for s in engine.only or () if self.only_service in (None, s)):
                 from .jobs import scheduler_image
 
                 try:
@@ -542,14 +560,17 @@ class Fleet:
         if errors:
             self.log(f"{service}: old containers left on {', '.join(errors)} (the next deploy removes them): {_explain(errors)}")
 
+    def _stateful_target(self, spec: ServiceSpec) -> str:
+        """The one server of a stateful service; an error when its data is on another one."""
+        target = self.placement[spec.name][0]
+        elsewhere = [n for n in self._containers(spec.name) if n != target]
+        if elsewhere:
+            raise DeployFailed(f"{spec.name} keeps its data on {elsewhere[0]}, but the allocation puts it on {target}: moving a database between servers is not done automatically; nothing was changed")
+        return target
+
     def _stateful(self, spec: ServiceSpec) -> ServiceOutcome:
         began = time.monotonic()
-        targets = self.placement.get(spec.name, ())
-        target = targets[0]
-        current = self._containers(spec.name)
-        elsewhere = [n for n in current if n != target]
-        if elsewhere:
-            raise DeployFailed(f"{spec.name} keeps its data on {elsewhere[0]}, but the allocation puts it on {target}: moving a database between servers is not done automatically")
+        target = self._stateful_target(spec)
         engine = self.engines[target]
         desired = engine.desired(spec, STATEFUL_SLOT, self.ports)
         existing = engine.runtime.get(desired.spec.name)

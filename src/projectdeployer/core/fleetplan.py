@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation
+from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, state_of
 from .containers import STATEFUL_SLOT
 from .engine import DeployFailed, Engine
 from .order import startup_orders
@@ -70,11 +70,6 @@ class FleetPlan:
         return [s for s in self.services if s.action != "unchanged"]
 
 
-def server_state(server: Any) -> str:
-    """The status tag a provider listed for ``server`` (``active`` when it has none)."""
-    return str(getattr(server, "state", None) or server.tags.get("state", ACTIVE))
-
-
 def server_rows(allocation: Allocation, states: Mapping[str, str]) -> list[ServerRow]:
     """The allocation as plan rows: state now (from ``states``) and after the deploy."""
     rows = []
@@ -96,7 +91,7 @@ def plan_fleet(fleet: Fleet, service: str | None = None) -> FleetPlan:
         raise DeployFailed(f"no service named '{service}' (services: {', '.join(specs)})")
     existing = fleet.provider.list_servers(project.name, env)
     allocation = fleet.allocation(existing)
-    states = {s.name: server_state(s) for s in existing}
+    states = {s.name: state_of(s) for s in existing}
     fleet.placement = dict(allocation.placement)
     by_name = {s.name: s for s in existing}
     engines: dict[str, Engine] = {}
@@ -105,6 +100,8 @@ def plan_fleet(fleet: Fleet, service: str | None = None) -> FleetPlan:
     local_ids: dict[str, str | None] = {}
 
     def local_id(ref: str) -> str | None:
+        if "@sha256:" in ref:
+            return None  # pulled by the server itself: a change until it has it
         if ref not in local_ids:
             try:
                 local_ids[ref] = fleet.local_docker().images.get(ref).id
@@ -140,7 +137,12 @@ def plan_fleet(fleet: Fleet, service: str | None = None) -> FleetPlan:
                     gone.setdefault(svc, []).append(server)
         for svc, where in sorted(gone.items()):
             rows.append(FleetServicePlan(service=svc, action="remove", reason="no longer in the project file", group=0, stateful=False, servers=tuple(sorted(where))))
-    return FleetPlan(project=project.name, env=env, servers=tuple(server_rows(allocation, states)), services=tuple(rows), unreachable=unreachable)
+    servers = server_rows(allocation, states)
+    if service is not None:
+        # One service: the servers it will run on (created for it when missing); nothing is
+        # destroyed by a deploy of one service.
+        servers = [r for r in servers if service in r.services]
+    return FleetPlan(project=project.name, env=env, servers=tuple(servers), services=tuple(rows), unreachable=unreachable)
 
 
 def _service_plan(
@@ -208,4 +210,4 @@ def _service_plan(
     return FleetServicePlan(service=name, action=action, reason=reason, group=group, stateful=single, servers=tuple(targets), image=image)
 
 
-__all__ = ["FleetPlan", "FleetServicePlan", "ServerRow", "plan_fleet", "server_rows", "server_state"]
+__all__ = ["FleetPlan", "FleetServicePlan", "ServerRow", "plan_fleet", "server_rows"]

@@ -64,12 +64,20 @@ def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None
 
     began = time.monotonic()
     if "@sha256:" in ref:
-        return _by_digest(local, server, ref, began, log)
+        return _by_digest(server, ref, began, log)
+    remote = server.docker()
+    if ref.startswith("sha256:"):
+        # An image id (a rollback's): exact, so a server that has it needs nothing, even when
+        # this machine no longer does.
+        try:
+            remote.images.get(ref)
+            return Transfer(server=server.name, image=ref, image_id=ref, action="present", seconds=time.monotonic() - began)
+        except docker.errors.ImageNotFound:
+            pass
     try:
         image_id = local.images.get(ref).id
     except docker.errors.ImageNotFound:
         raise ImageNotLocal(f"image {ref} is not on this machine (build it first)") from None
-    remote = server.docker()
     try:
         if remote.images.get(ref).id == image_id:
             return Transfer(server=server.name, image=ref, image_id=image_id, action="present", seconds=time.monotonic() - began)
@@ -92,10 +100,11 @@ def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None
     return Transfer(server=server.name, image=ref, image_id=image_id, action="loaded", seconds=time.monotonic() - began, bytes=sent.count)
 
 
-def _by_digest(local: Any, server: Server, ref: str, began: float, log: Log | None) -> Transfer:
+def _by_digest(server: Server, ref: str, began: float, log: Log | None) -> Transfer:
     """A digest-pinned reference (``repo@sha256:...``) names content in a registry, and
     ``docker save | load`` keeps no digest: the server pulls it itself (through its SSH
-    connection for a registry on this machine's loopback), unless it has it already."""
+    connection for a registry on this machine's loopback), unless it has it already. The
+    digest pins the content, so there is no id to compare (it differs between platforms)."""
     import docker.errors
 
     try:
@@ -103,11 +112,7 @@ def _by_digest(local: Any, server: Server, ref: str, began: float, log: Log | No
         return Transfer(server=server.name, image=ref, image_id=found.id, action="present", seconds=time.monotonic() - began)
     except docker.errors.ImageNotFound:
         pass
-    try:
-        expected: str | None = local.images.get(ref).id
-    except docker.errors.ImageNotFound:
-        expected = None
-    return _pull(server, ref, expected, ref, began, log, tag=False)
+    return _pull(server, ref, None, ref, began, log, tag=False)
 
 
 def _pull(server: Server, ref: str, image_id: str | None, registry_ref: str, began: float, log: Log | None, *, tag: bool = True) -> Transfer:

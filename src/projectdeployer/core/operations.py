@@ -5,6 +5,7 @@ Kept apart from the fluent API so the project-file machinery stays importable wi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import attrs
 import pluggy
 
 from . import jobs, paths
+from .allocation import state_of
 from .engine import DeployFailed, DeployPlan, Engine, ServiceOutcome
 from .errors import ProjectDeployerError
 from .lock import deploy_lock
@@ -109,7 +111,8 @@ class Operations:
         that cannot be reached is an error naming it (it might be the one)."""
         from .fanout import failures, fan_out, one_line, successes
 
-        servers = [s for s in self.provider(env).list_servers(self.project.name, env) if getattr(s, "running", True)]
+        listed = self.provider(env).list_servers(self.project.name, env)
+        servers = [s for s in listed if getattr(s, "running", True)]
 
         def look(server: Server) -> Engine | None:
             engine = Engine(self.project, env, server, self.manager, self.registry, log=self.log)
@@ -122,13 +125,36 @@ class Operations:
         errors = failures(results)
         if errors:
             raise ProjectDeployerError(f"cannot look for {container} on " + "; ".join(f"{n}: {one_line(e)}" for n, e in sorted(errors.items())))
+        stopped = sorted(s.name for s in listed if s not in servers)
+        if stopped:
+            raise ProjectDeployerError(f"{container} is on none of the running servers of {self.project.name}/{env}; stopped: {', '.join(stopped)} (start them and try again)")
         return None
+
+    @contextlib.contextmanager
+    def environment_lock(self, env: str, *, wait: float = 0.0) -> Iterator[None]:
+        """The deploy lock of ``env`` for work that changes a running environment without
+        deploying it (restores, rotations): this machine's lock, and on servers the lock
+        server's, taken under the provider's creation lock like a deploy takes it."""
+        from .serverlock import local_lock, server_lock
+
+        with local_lock(self.project.name, env, wait=wait):
+            if not self.on_servers(env):
+                yield
+                return
+            provider = self.provider(env)
+            with contextlib.ExitStack() as held:
+                with provider.creation_lock(self.project.name, env, wait=wait):
+                    held.enter_context(server_lock(self.project.name, env, provider.list_servers(self.project.name, env), wait=wait))
+                yield
 
     def any_engine(self, env: str) -> Engine:
         """On servers: an engine of the environment's first server (for what reads the project
         as a whole, e.g. which services are backed up)."""
-        servers = sorted((s for s in self.provider(env).list_servers(self.project.name, env) if getattr(s, "running", True)), key=lambda s: s.name)
+        listed = self.provider(env).list_servers(self.project.name, env)
+        servers = sorted((s for s in listed if getattr(s, "running", True)), key=lambda s: s.name)
         if not servers:
+            if listed:
+                raise ProjectDeployerError(f"environment {env}: every server is stopped ({', '.join(sorted(s.name for s in listed))})")
             raise ProjectDeployerError(f"environment {env} has no server: deploy first")
         return Engine(self.project, env, servers[0], self.manager, self.registry, log=self.log)
 
@@ -304,7 +330,7 @@ class Operations:
         if self.on_servers(env):
             counts: dict[str, dict[str, int]] = {}
             for listed in self.provider(env).list_servers(self.project.name, env):
-                state = str(getattr(listed, "state", None) or listed.tags.get("state", "active"))
+                state = state_of(listed)
                 row = counts.setdefault(listed.zone, {"active": 0, "reserve": 0, "destroying": 0, "total": 0})
                 row[state if state in row else "active"] += 1
                 row["total"] += 1

@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING, Any
 from . import paths
 from .errors import ProjectDeployerError
 from .fsutil import write_private
-from .lock import deploy_lock
 from .resolver import ResourceResolver, generate_password, password_path
 from .runtime import ContainerInfo, ContainerRuntime
 
@@ -200,14 +199,7 @@ class SecretsRotator:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """No deploy of the environment reads the password files while one is rotated."""
-        ops = self._operations()
-        if ops.on_servers(self.env):
-            from .serverlock import environment_lock
-
-            with environment_lock(self.project, self.env, ops.provider(self.env).list_servers(self.project, self.env), wait=self.lock_wait):
-                yield
-            return
-        with deploy_lock(paths.env_dir(self.project, self.env) / "deploy.lock", wait=self.lock_wait):
+        with self._operations().environment_lock(self.env, wait=self.lock_wait):
             yield
 
     def _rotate(self, service: str, kind: str) -> Path:

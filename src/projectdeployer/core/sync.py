@@ -54,8 +54,6 @@ from .provider import Server
 from .runtime import LABEL_ENV, LABEL_PROJECT
 
 if TYPE_CHECKING:
-    import pluggy
-
     from .deployer import ProjectDeployer
 
 Log = Callable[[str], None]
@@ -424,18 +422,8 @@ def unpack_pull_archive(data: bytes, env_root: Path, folder: str) -> tuple[int, 
 
 def _servers_of(deployer: ProjectDeployer, env: str) -> list[Server]:
     """Every server of ``env``, from its provider (the same choice as the deploy's)."""
-    from ..plugins import load_plugins
-    from .operations import provider_name
-
-    manager: pluggy.PluginManager = deployer._manager if deployer._manager is not None else load_plugins()
+    provider = deployer._operations().provider(env)  # noqa: SLF001 - same package
     project = deployer.project
-    provider = manager.hook.get_provider(project=project, env=env, zone="local")
-    if provider is None:
-        name = provider_name(project, env)
-        entry = deployer.registry.providers.get(name)
-        if entry is None:
-            raise ProjectDeployerError(f"environment {env}: no provider named '{name}' is loaded")
-        provider = entry.get()
     servers = provider.list_servers(project.name, env)
     if not servers:
         raise ProjectDeployerError(f"environment {env}: provider {provider.name} has no server")

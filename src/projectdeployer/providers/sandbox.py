@@ -210,8 +210,12 @@ def server_labels(project: str, env: str, zone: str, name: str, *, state: str, t
 
 
 def lock_name(project: str, env: str) -> str:
-    """The container whose existence is ``project``/``env``'s creation lock."""
-    return f"pd-sbx-lock-{project}-{env}"
+    """The container whose existence is ``project``/``env``'s creation lock (the digest keeps
+    ``a-b``/``c`` and ``a``/``b-c`` apart)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{project}\0{env}".encode()).hexdigest()[:8]
+    return f"pd-sbx-lock-{project}-{env}-{digest}"
 
 
 def _holder_gone(labels: Mapping[str, str]) -> bool:
@@ -1016,13 +1020,17 @@ class SandboxProvider(Provider):
                 break
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:
-                    raise
+                    raise SandboxError(f"{project}/{env}: cannot take the sandbox's creation lock: {_first_line(exc)}") from None
             try:
-                other = self.client.containers.get(name).labels
+                found = self.client.containers.get(name)
             except docker.errors.NotFound:
                 continue  # released meanwhile
+            except docker.errors.APIError as exc:
+                raise SandboxError(f"{project}/{env}: cannot read the sandbox's creation lock: {_first_line(exc)}") from None
+            other = found.labels
             if _holder_gone(other):
-                _quietly(lambda: self.client.containers.get(name).remove(force=True))
+                # That very container (by id): a lock another process took meanwhile stays.
+                _quietly(lambda: self.client.api.remove_container(found.id, force=True))
                 continue
             if time.monotonic() >= deadline:
                 raise SandboxLocked(
