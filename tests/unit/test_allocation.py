@@ -86,3 +86,20 @@ def test_properties(counts: dict[str, int], existing: int) -> None:
     assert len(result.to_destroy) == max(0, existing - needed) and len(result.to_create) == max(0, needed - existing)
     # the first servers are reused: a server is never destroyed while a new one is created
     assert not (result.to_destroy and result.to_create)
+
+
+def test_the_slot_given_at_creation_orders_servers_whatever_their_names() -> None:
+    """Parallel creation hands out names in any order: the database's server (slot 0) may be
+    called -2. The next deploy must still find the database where it is."""
+    from types import SimpleNamespace
+
+    from projectdeployer.core.allocation import slot_of, state_of
+
+    services = {"postgres": svc("postgres", 1, server_memory=4096), "api": svc("api", 2)}
+    first = allocate(services, [], stateful=["postgres"])
+    assert [(p.index, p.services, p.memory) for p in first.to_create] == [(0, ("postgres", "api"), 4096), (1, ("api",), 1024)]
+    created = [SimpleNamespace(name="app-lon1-2", zone="lon1", tags={"state": "reserve", "slot": "0"}), SimpleNamespace(name="app-lon1-1", zone="lon1", tags={"state": "reserve", "slot": "1"})]
+    listed = [ServerState(name=s.name, zone=s.zone, state=ACTIVE, slot=slot_of(s)) for s in created]
+    again = allocate(services, listed, stateful=["postgres"])
+    assert again.placement["postgres"] == ("app-lon1-2",) and not again.to_create and not again.to_destroy
+    assert state_of(created[0]) == "reserve" and slot_of(SimpleNamespace(tags={})) is None

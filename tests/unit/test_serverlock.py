@@ -133,3 +133,19 @@ def test_a_new_server_that_comes_first_by_name_is_locked_too(pd_home) -> None:  
     # all under the creation lock: nobody else lists the new server before it is locked
     assert events.index("creation lock") < events.index("lock shop-prod-nyc3-1") < events.index("create shop-prod-ams3-1") < events.index("lock shop-prod-ams3-1") < events.index("creation unlock")
     assert events[-2:] == ["unlock shop-prod-ams3-1", "unlock shop-prod-nyc3-1"]
+
+
+def test_one_service_on_an_environment_without_servers_is_refused_before_anything_is_created(pd_home) -> None:  # type: ignore[no-untyped-def]
+    from projectdeployer.core.engine import DeployFailed
+    from projectdeployer.core.fleet import Fleet
+    from projectdeployer.core.registry import build_registry
+    from projectdeployer.plugins import load_plugins, make_plugin_manager
+    from tests.unit.test_hooks import make_project
+
+    manager = load_plugins(make_plugin_manager(), env={"PROJECTDEPLOYER_LOAD_PLUGINS": "service_python"})
+    project = make_project(manager, {"api": {"type": "python", "port": 8000, "server_zone": "nyc3"}})
+    provider = BootProvider()
+    fleet = Fleet(project, "prod", provider, manager, build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
+    with pytest.raises(DeployFailed, match="no server yet: deploy the whole environment first"):
+        fleet.deploy(service="api")
+    assert provider.servers == [] and provider.events == ["creation lock", "list 0", "creation unlock"]
