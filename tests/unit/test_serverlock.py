@@ -75,8 +75,10 @@ class BootProvider:
     @contextlib.contextmanager
     def creation_lock(self, project: str, env: str, *, wait: float = 0.0) -> Iterator[None]:
         self.events.append("creation lock")
-        yield
-        self.events.append("creation unlock")
+        try:
+            yield
+        finally:
+            self.events.append("creation unlock")
 
     def list_servers(self, project: str, env: str) -> list[Recording]:
         self.events.append(f"list {len(self.servers)}")
