@@ -103,3 +103,11 @@ def test_the_slot_given_at_creation_orders_servers_whatever_their_names() -> Non
     again = allocate(services, listed, stateful=["postgres"])
     assert again.placement["postgres"] == ("app-lon1-2",) and not again.to_create and not again.to_destroy
     assert state_of(created[0]) == "reserve" and slot_of(SimpleNamespace(tags={})) is None
+
+
+def test_servers_from_before_slots_keep_their_places_ahead_of_new_ones() -> None:
+    services = {"postgres": svc("postgres", 1), "api": svc("api", 3)}
+    existing = [ServerState(name="app-lon1-1", zone="lon1"), ServerState(name="app-lon1-2", zone="lon1"), ServerState(name="app-lon1-3", zone="lon1", slot=2)]
+    result = allocate(services, existing, stateful=["postgres"])
+    assert result.placement["postgres"] == ("app-lon1-1",)
+    assert result.placement["api"] == ("app-lon1-1", "app-lon1-2", "app-lon1-3")

@@ -119,3 +119,19 @@ def test_offline_puts_the_route_back_when_the_block_fails_and_keeps_its_error() 
         recorder.failing = {"n1"}
         raise RuntimeError("restore failed")
     assert any("db: could not be routed again everywhere" in line and "n1" in line for line in lines)
+
+
+def test_a_dropped_server_that_cannot_be_read_is_never_destroyed_and_blocks_a_database_start() -> None:
+    fleet, _ = _fleet_with_recorder()
+    destroyed: list[str] = []
+    fleet.provider = SimpleNamespace(destroy_server=lambda s: destroyed.append(s.name))  # type: ignore[assignment]
+    fleet.engines = {"n1": SimpleNamespace(observed=lambda: {})}  # type: ignore[dict-item]
+    fleet.placement = {"db": ("n1",)}
+    fleet.unread = {"l1"}
+    spec = fleet.project.service("db", "prod")
+    with pytest.raises(DeployFailed, match="db does not run on n1, and l1 cannot be read: its data may be there"):
+        fleet._stateful_target(spec)
+    assert fleet._destroy([fleet.servers["l1"]]) == [] and destroyed == []
+    fleet.unread = set()
+    assert fleet._stateful_target(spec) == "n1"  # a first start, nothing unread
+    assert fleet._destroy([fleet.servers["l1"]]) == ["l1"] and destroyed == ["l1"]

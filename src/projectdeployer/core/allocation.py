@@ -137,7 +137,8 @@ def allocate(
         needed = max(counts.values(), default=0)
         order = sorted(
             (s for s in by_zone.get(zone, []) if s.state != DESTROYING),
-            key=lambda s: (s.state != ACTIVE, s.slot is None, s.slot or 0, _natural(s.name)),
+            # Servers from before slots first (they are the older ones), then by slot.
+            key=lambda s: (s.state != ACTIVE, s.slot is not None, s.slot or 0, _natural(s.name)),
         )
         leaving = [s for s in by_zone.get(zone, []) if s.state == DESTROYING]
         for index in range(needed):

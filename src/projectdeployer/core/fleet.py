@@ -140,6 +140,8 @@ class Fleet:
         self.placement: dict[str, tuple[str, ...]] = {}
         #: ``deploy(service=...)``: the one service converged (its images only are sent).
         self.only_service: str | None = None
+        #: Servers being removed that could not be reached: never destroyed unread.
+        self.unread: set[str] = set()
 
     # --- servers and allocation --------------------------------------------------------------
 
@@ -310,8 +312,11 @@ class Fleet:
             except ProjectDeployerError as exc:
                 if name not in self.leaving:
                     raise
-                self.log(f"{name}: unreachable, destroyed without draining (the allocation no longer needs it): {exc}")
+                # Unread: it may hold a database's data, so it is neither drained nor destroyed
+                # by this deploy (a later one removes it once it can be read).
+                self.log(f"{name}: unreachable; left in place (the allocation no longer needs it; a deploy removes it once it answers): {exc}")
                 del self.servers[name]
+                self.unread.add(name)
         self._send_images()
         def ready(server: Server) -> None:
             # Containers bind-mount the environment's config/ (pushed by `sync push`).
@@ -356,6 +361,8 @@ class Fleet:
                 try:
                     ensure_image(self.local_docker(), server, ref, log=self.log, registry_ref=pushed.get(ref))
                 except ImageNotLocal:
+                    if ref.startswith("sha256:"):  # a rollback's image id: nothing can pull it
+                        raise DeployFailed(f"image {ref[7:19]} is on neither this machine nor {server.name}: that release cannot be deployed again (rebuild it)") from None
                     # Not on this machine: the server's engine pulls it (a public image on a real server).
                     server.docker().images.pull(ref)
 
@@ -561,11 +568,15 @@ class Fleet:
             self.log(f"{service}: old containers left on {', '.join(errors)} (the next deploy removes them): {_explain(errors)}")
 
     def _stateful_target(self, spec: ServiceSpec) -> str:
-        """The one server of a stateful service; an error when its data is on another one."""
+        """The one server of a stateful service; an error when its data is on another one (or
+        may be: on a server that could not be read)."""
         target = self.placement[spec.name][0]
-        elsewhere = [n for n in self._containers(spec.name) if n != target]
+        found = self._containers(spec.name)
+        elsewhere = [n for n in found if n != target]
         if elsewhere:
-            raise DeployFailed(f"{spec.name} keeps its data on {elsewhere[0]}, but the allocation puts it on {target}: moving a database between servers is not done automatically; nothing was changed")
+            raise DeployFailed(f"{spec.name} keeps its data on {elsewhere[0]}, but the allocation puts it on {target}: moving a database between servers is not done automatically; no service was changed")
+        if target not in found and self.unread:
+            raise DeployFailed(f"{spec.name} does not run on {target}, and {', '.join(sorted(self.unread))} cannot be read: its data may be there; no service was changed (run the deploy again once it answers)")
         return target
 
     def _stateful(self, spec: ServiceSpec) -> ServiceOutcome:
@@ -613,11 +624,11 @@ class Fleet:
             from . import jobs
 
             engine = self.engines[name]
-            scheduled = [n for n in engine.only or () if self.project.service(n, self.env).is_scheduled]
+            scheduled = [n for n in engine.only or () if self.project.service(n, self.env).is_scheduled and self.only_service in (None, n)]
             if scheduled:
                 plan = engine.plan(scheduled)
                 engine.apply(plan)
-            else:
+            elif self.only_service is None:  # one service's deploy leaves the scheduler alone
                 jobs.apply_scheduler(engine)
 
         _, errors = _parallel(list(self.engines), converge, max_workers=self.max_workers)
@@ -647,7 +658,9 @@ class Fleet:
             self.log(f"containers of removed services left on {', '.join(errors)} (the next deploy removes them): {_explain(errors)}")
 
     def _destroy(self, leaving: Sequence[Server]) -> list[str]:
-        """Destroy the servers the allocation no longer needs: nothing routes to them any more."""
+        """Destroy the servers the allocation no longer needs: nothing routes to them any more
+        (not the ones that could not be read: they might hold data)."""
+        leaving = [s for s in leaving if s.name not in self.unread]
         if not leaving:
             return []
         self.log(f"destroying {len(leaving)} server(s) no longer needed: {', '.join(s.name for s in leaving)}")

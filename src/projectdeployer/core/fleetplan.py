@@ -90,6 +90,8 @@ def plan_fleet(fleet: Fleet, service: str | None = None) -> FleetPlan:
     if service is not None and service not in specs:
         raise DeployFailed(f"no service named '{service}' (services: {', '.join(specs)})")
     existing = fleet.provider.list_servers(project.name, env)
+    if not existing and service is not None:
+        raise DeployFailed(f"environment {env} has no server yet: deploy the whole environment first (not one service)")
     allocation = fleet.allocation(existing)
     states = {s.name: state_of(s) for s in existing}
     fleet.placement = dict(allocation.placement)
