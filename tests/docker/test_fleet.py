@@ -112,9 +112,12 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert {p.service: (p.action, p.reason) for p in again.services} == {"postgres": ("unchanged", "running and up to date"), "api": ("unchanged", "running and up to date")}
     assert {(r.action, r.state, r.next_state) for r in again.servers} == {("keep", "active", "active")}
     assert sum(f"pulling {fleet['registry']}/{name}-api@sha256:" in line for line in lines) == 3, lines  # once per API server
-    api_servers = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name)
+    # In the zone's order: the slot each server got at creation (parallel creation hands out
+    # names in any order; the slot is what keeps placement stable).
+    api_servers = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: int(s.tags["slot"]))
+    assert [s.tags["slot"] for s in api_servers] == ["0", "1", "2"]
     rows = {r["service"]: r for r in project.service_status(env="prod")}
-    assert rows["api"]["state"] == "running on 3/3" and rows["api"]["servers"] == [s.name for s in api_servers]
+    assert rows["api"]["state"] == "running on 3/3" and rows["api"]["servers"] == sorted(s.name for s in api_servers)
     assert rows["postgres"]["state"] == "running on 1/1"
 
     # Through each server's sidecar to PostgreSQL on the lon1 server (another zone).
@@ -164,8 +167,8 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
         assert _zones(provider, name) == {"lon1": 1, "nyc3": expected}
         during = sorted(seen_states[0].values())
         assert during == (["active"] * 3 + ["reserve"] * 2 if count == 5 else ["active"] * 2 + ["destroying"] * 3), seen_states
-    survivors = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name)
-    assert [s.name for s in survivors] == [s.name for s in api_servers[:2]]  # the first servers stay
+    survivors = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: int(s.tags["slot"]))
+    assert [s.name for s in survivors] == [s.name for s in api_servers[:2]]  # the first servers (by slot) stay
     assert _get(survivors[1], "/rows")["rows"] == ["first"]
 
     assert project.status(env="prod") == {"lon1": {"active": 1, "reserve": 0, "destroying": 0, "total": 1}, "nyc3": {"active": 2, "reserve": 0, "destroying": 0, "total": 2}}
