@@ -69,7 +69,9 @@ def main() -> int:
         began = time.monotonic()
         ProjectDeployer(str(path), path=path).deploy(env="bench", log=quiet)
         print(f"first deploy (3 servers created, image sent to each): {time.monotonic() - began:.1f}s", flush=True)
-        first = min(provider.list_servers(name, "bench"), key=lambda s: s.name)
+        # The load goes through the zone's first server (slot 0: the one scaling down keeps;
+        # parallel creation hands out names in any order, so not the first name).
+        first = min(provider.list_servers(name, "bench"), key=lambda s: (int(s.tags.get("slot", 0)), s.name))
         with LoadGenerator(f"http://{first.public_address}:80/", host_header=DOMAIN, rate=args.rate) as load:
             load.wait_sent(50, timeout=60)
             for count, version, label in ((3, "2", "redeploy on 3 servers"), (1, "2", "scale to 1 server"), (1, "3", "redeploy on 1 server")):
