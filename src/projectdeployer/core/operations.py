@@ -105,17 +105,25 @@ class Operations:
             raise ProjectDeployerError(f"environment {env}: no provider named '{name}' is loaded")
         return entry.get(self.project)
 
+    def servers(self, env: str) -> tuple[list[Server], list[Server]]:
+        """On servers: every server of ``env`` as the provider lists it now, and the running ones."""
+        listed = self.provider(env).list_servers(self.project.name, env)
+        return listed, [s for s in listed if getattr(s, "running", True)]
+
+    def engine_on(self, env: str, server: Server) -> Engine:
+        """An engine of ``env`` on one of its servers (reading what runs there)."""
+        return Engine(self.project, env, server, self.manager, self.registry, log=self.log)
+
     def engine_holding(self, env: str, container: str) -> Engine | None:
         """On servers: the engine of the server that holds ``container`` (a job or backup
         container lives on one server), read live; ``None`` when no server has it. A server
         that cannot be reached is an error naming it (it might be the one)."""
         from .fanout import failures, fan_out, one_line, successes
 
-        listed = self.provider(env).list_servers(self.project.name, env)
-        servers = [s for s in listed if getattr(s, "running", True)]
+        listed, servers = self.servers(env)
 
         def look(server: Server) -> Engine | None:
-            engine = Engine(self.project, env, server, self.manager, self.registry, log=self.log)
+            engine = self.engine_on(env, server)
             return engine if engine.runtime.get(container) is not None else None
 
         results = fan_out(servers, look)
@@ -150,13 +158,12 @@ class Operations:
     def any_engine(self, env: str) -> Engine:
         """On servers: an engine of the environment's first server (for what reads the project
         as a whole, e.g. which services are backed up)."""
-        listed = self.provider(env).list_servers(self.project.name, env)
-        servers = sorted((s for s in listed if getattr(s, "running", True)), key=lambda s: s.name)
-        if not servers:
+        listed, running = self.servers(env)
+        if not running:
             if listed:
                 raise ProjectDeployerError(f"environment {env}: every server is stopped ({', '.join(sorted(s.name for s in listed))})")
             raise ProjectDeployerError(f"environment {env} has no server: deploy first")
-        return Engine(self.project, env, servers[0], self.manager, self.registry, log=self.log)
+        return self.engine_on(env, min(running, key=lambda s: s.name))
 
     def on_servers(self, env: str) -> bool:
         """Whether ``env`` runs on servers (many, over SSH) rather than this machine's engine."""
@@ -216,13 +223,8 @@ class Operations:
         """On servers: one row per service, the servers running it (read live) in ``servers``."""
         from .fanout import raise_for_failures, fan_out
 
-        servers = self.provider(env).list_servers(self.project.name, env)
-
-        def observe(server: Server) -> dict[str, list[Any]]:
-            return Engine(self.project, env, server, self.manager, self.registry, log=self.log).observed()
-
-        up = [s for s in servers if getattr(s, "running", True)]
-        seen = list(raise_for_failures(fan_out(up, observe), "reading the containers").items())
+        _, up = self.servers(env)
+        seen = list(raise_for_failures(fan_out(up, lambda server: self.engine_on(env, server).observed()), "reading the containers").items())
         history = ReleaseHistory(self.project.name, env)
         rows = []
         for name, spec in self.project.services_for(env).items():
@@ -306,11 +308,10 @@ class Operations:
         if not spec.is_scheduled:
             raise ProjectDeployerError(f"{service} is not a scheduled service (it has no schedule); only jobs can be run")
         name = jobs.job_name(self.project.name, env, service)
-        held = self.engine_holding(env, name) if self.on_servers(env) else self.engine(env)
-        info = held.runtime.get(name) if held is not None else None
-        if held is None or info is None:
+        engine = self.engine_holding(env, name) if self.on_servers(env) else self.engine(env)
+        info = engine.runtime.get(name) if engine is not None else None
+        if engine is None or info is None:
             raise ProjectDeployerError(f"{service} has no job container in {env}: deploy first")
-        engine = held
         if info.running:
             raise ProjectDeployerError(f"{service}: a run is in progress (started {info.started_at}); wait for it to finish")
         engine.runtime.start_existing(name)
@@ -361,8 +362,8 @@ class Operations:
         """On servers: every server's lines of ``service``, each prefixed ``server | ``."""
         from .fleetlogs import find_sources, merged_lines
 
-        servers = [s for s in self.provider(env).list_servers(self.project.name, env) if getattr(s, "running", True)]
-        sources = find_sources(self.project, env, service, servers, lambda server: Engine(self.project, env, server, self.manager, self.registry, log=self.log))
+        _, servers = self.servers(env)
+        sources = find_sources(self.project, env, service, servers, lambda server: self.engine_on(env, server))
         if not sources:
             raise ProjectDeployerError(f"{service} is not running in {env} (on none of its {len(servers)} server(s))")
         return merged_lines(sources, lines=lines, follow=follow)
