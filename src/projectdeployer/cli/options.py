@@ -30,14 +30,32 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+#: What a TOML value looks like, for the error that refuses one.
+_TOML_EXAMPLES = "e.g. true, 8000, \"text\", [\"a\", \"b\"] or '{key = 1}'"
+
+
 def _toml_value(text: str, param: str) -> Any:
+    """The plain Python value of one TOML value given to option ``param``.
+
+    tomlkit hands back bare booleans as Python ``bool`` (which cannot be subclassed) but every
+    other scalar and every container as an item that must be unwrapped, so both are accepted.
+    Anything that is not exactly one value (a syntax error, a duplicate key, or more lines
+    smuggling further keys in) is a one-line usage error naming the flag; the value is echoed
+    shortened and escaped, since it is whatever the user typed.
+    """
     import tomlkit
-    from tomlkit.exceptions import ParseError
+    from tomlkit.exceptions import TOMLKitError
 
     try:
-        return tomlkit.parse(f"value = {text}")["value"].unwrap()  # type: ignore[union-attr]
-    except ParseError as exc:
-        raise click.BadParameter(f"not a TOML value ({exc})", param_hint=param) from None
+        document = tomlkit.parse(f"value = {text}")
+    except (TOMLKitError, ValueError, RecursionError):
+        document = None
+    if document is None or list(document.keys()) != ["value"]:
+        shown = repr(text if len(text) <= 60 else text[:60] + "...")
+        raise click.BadParameter(f"not one TOML value: {shown} ({_TOML_EXAMPLES})", param_hint=f"'{param}'")
+    value = document["value"]
+    unwrap = getattr(value, "unwrap", None)
+    return unwrap() if callable(unwrap) else value
 
 
 def _key_values(pairs: tuple[str, ...], param: str, sep: str) -> dict[str, str]:
