@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv system-deps images test unit demo bench clean
+.PHONY: venv system-deps images test unit demo bench clean lock upgrade
 
 # Debian packages the tests use for real (nginx validates and serves generated configs; git
 # serves test repositories over smart HTTP). Installed only when missing.
@@ -19,10 +19,15 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml
+# The venv installs the exact versions (and hashes) of requirements.lock, so the suite passes or
+# fails by our code, not by the day's releases. pyproject.toml keeps the ranges users install.
+# A changed lock or pyproject rebuilds the venv from scratch (nothing left over from before).
+LOCK := requirements.lock
+$(STAMP): pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,6 +39,21 @@ images: system-deps
 ## make test: everything this machine can run (unit now; docker/e2e as they land)
 test: $(STAMP) system-deps images
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## make lock: recompile requirements.lock from pyproject.toml's ranges, keeping current pins
+## where they still fit (after adding or changing a dependency)
+## make upgrade: move every pin to its newest release, rebuild the venv and run the whole suite
+## on it: an upgrade is a deliberate step, committed only with a green suite
+LOCK_CMD = $(PY) -m uv pip compile pyproject.toml --extra test --universal --python-version 3.11 --generate-hashes --quiet -o $(LOCK)
+lock: $(STAMP)
+	$(PY) -m pip install --quiet uv
+	$(LOCK_CMD)
+	@echo "requirements.lock written; 'make test' rebuilds the venv from it"
+upgrade: $(STAMP)
+	$(PY) -m pip install --quiet uv
+	$(LOCK_CMD) --upgrade
+	git --no-pager diff --stat -- $(LOCK) || true
+	$(MAKE) --no-print-directory test
 
 unit: $(STAMP)
 	$(PY) -m pytest -q -m unit

@@ -286,7 +286,6 @@ def test_duplicate_key_in_a_table_is_a_config_error(tmp_path: Path, text: str) -
     assert "already exists" in line and "invalid TOML" in line
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (low priority): a key defined twice inside a table is reported without its line or table: 'invalid TOML: Key \"type\" already exists.'")
 def test_duplicate_key_in_a_table_says_where(tmp_path: Path) -> None:
     text = P + '[services.a]\ntype = "redis"\n\n[services.b]\ntype = "python"\nport = 1\ntype = "nodejs"\n'
     err, path = _load_error(tmp_path, text)
