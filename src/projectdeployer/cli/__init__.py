@@ -41,6 +41,10 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
         (zsh_source / fish_source for zsh and fish); see docs/cli.md.
         """
         ctx.obj = {"file": file, "project": project, "manager": target}
+        from .notices import warnings_as_lines
+
+        # The API's warnings (plain-text credentials) print as one line each during the command.
+        ctx.with_resource(warnings_as_lines())
 
     project_cmds.register(cli, target)
     deploy_cmds.register(cli, target)

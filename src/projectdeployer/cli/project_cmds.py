@@ -71,10 +71,13 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     @click.argument("name")
     @click.pass_context
     def remove(ctx: click.Context, name: str) -> None:
-        """Remove service NAME from the project file (its containers go at the next deploy)."""
+        """Remove service NAME from the project file (its containers go at the next deploy),
+        and the secret files only NAME used (each one removed or kept is printed, with why)."""
         project = open_project(ctx)
         project.delete_service(name)
         click.echo(f"removed {name} from {project.path}")
+        for line in project.last_secrets_cleanup.lines():
+            click.echo(line)
 
     @cli.command()
     @click.option("--env", "env", default=None, help="Show the services as ENV sees them (with its overrides).")

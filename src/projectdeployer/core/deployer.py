@@ -21,6 +21,7 @@ import tomlkit
 from tomlkit.items import InlineTable, Table
 
 from . import paths
+from .credentials import warn_plaintext_credentials
 from .errors import ConfigError, ProjectDeployerError, ProjectExists, ProjectNotFound, SecretError
 from .model import Project, ServiceSpec, spec_fields
 from .order import startup_groups, startup_orders
@@ -82,6 +83,7 @@ class ProjectDeployer:
         self._doc = read_document(self._path)
         self._loaded_text = tomlkit.dumps(self._doc)
         self._project = build_project(self._doc.unwrap(), source=str(self._path), registry=self.registry)
+        warn_plaintext_credentials(self._project)
 
     # --- creation and loading -----------------------------------------------------------------
 
@@ -156,6 +158,7 @@ class ProjectDeployer:
         self._doc = read_document(self._path)
         self._loaded_text = tomlkit.dumps(self._doc)
         self._project = build_project(self._doc.unwrap(), source=str(self._path), registry=self.registry)
+        warn_plaintext_credentials(self._project)
         return self
 
     def __repr__(self) -> str:
@@ -264,13 +267,25 @@ class ProjectDeployer:
         return self
 
     def delete_service(self, name: str) -> ProjectDeployer:
-        """Remove ``name`` from the project file (running containers go at the next deploy)."""
+        """Remove ``name`` from the project file (running containers go at the next deploy).
+
+        Then the secret files only ``name`` used are removed; one another service references,
+        or a database password a deployed environment still needs, is kept.
+        ``last_secrets_cleanup`` says which (``.lines()``); each line is also logged.
+        """
         doc = tomlkit.parse(tomlkit.dumps(self._doc))
         services = _services_table(doc)
         if name not in services:
             raise ConfigError([f"services.{name}: no such service"], source=str(self._path))
         del services[name]
+        before = self._project
         self._commit(doc, [])
+        # Only after the file is written: a refused removal leaves every secret in place.
+        from ..addons.secrets_store import forget_service_secrets
+
+        self.last_secrets_cleanup = forget_service_secrets(self.name, name, before, self._project)
+        for line in self.last_secrets_cleanup.lines():
+            log.info("%s: %s", name, line)
         return self
 
     # --- derived views ----------------------------------------------------------------------
@@ -471,6 +486,7 @@ class ProjectDeployer:
         self._doc = doc
         self._loaded_text = tomlkit.dumps(doc)
         self._project = project
+        warn_plaintext_credentials(project)
 
 
 class ProjectFileChanged(ProjectDeployerError):
