@@ -395,7 +395,7 @@ def test_delete_unknown_service_is_a_config_error(shop: ProjectDeployer) -> None
     before = shop.path.read_bytes()
     with pytest.raises(ConfigError) as info:
         shop.delete_service("old-api")
-    assert str(info.value) == f"{shop.path}: services.old-api: no such service"
+    assert str(info.value) == f"{shop.path}: services.old-api: no such service (services: postgres, redis, api)"
     assert shop.path.read_bytes() == before
 
 

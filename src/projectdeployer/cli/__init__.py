@@ -14,7 +14,7 @@ from typing import Any
 import click
 import pluggy
 
-from ..core.errors import ProjectDeployerError
+from ..core.errors import ConfigError, ProjectDeployerError
 from .output import error_lines
 
 
@@ -40,6 +40,7 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
         Shell completion: eval "$(_PROJECTDEPLOYER_COMPLETE=bash_source projectdeployer)"
         (zsh_source / fish_source for zsh and fish); see docs/cli.md.
         """
+        file, project = _which_project(ctx, file, project)
         ctx.obj = {"file": file, "project": project, "manager": target}
         from .notices import warnings_as_lines
 
@@ -56,13 +57,31 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
     return cli
 
 
+def _which_project(ctx: click.Context, file: str | None, project: str | None) -> tuple[str | None, str | None]:
+    """``(file, project)`` once flags and environment variables are weighed.
+
+    An explicit flag wins over the other one's environment variable (``-p other`` with
+    ``$PROJECTDEPLOYER_FILE`` set means the project ``other``); both flags at once are refused.
+    Both variables and no flag keep the documented order: the file first.
+    """
+    from click.core import ParameterSource
+
+    file_flag = ctx.get_parameter_source("file") is ParameterSource.COMMANDLINE
+    project_flag = ctx.get_parameter_source("project") is ParameterSource.COMMANDLINE
+    if file and project and file_flag and project_flag:
+        raise ConfigError(["-f/--file and -p/--project name two projects: give one of them"])
+    if project_flag and not file_flag:
+        return None, project
+    return file, (None if file_flag else project)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: expected errors are one line each, never a traceback."""
     try:
         cli = make_cli()
         return cli.main(args=argv, prog_name="projectdeployer", standalone_mode=True)
     except ProjectDeployerError as exc:
-        for line in error_lines(exc):
+        for line in error_lines(_CliPhrased.of(exc)):
             click.secho(line, fg="red", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -72,3 +91,19 @@ def main(argv: list[str] | None = None) -> Any:
         traceback.print_exc()
         click.secho("This is a bug in ProjectDeployer or one of its plugins; please report it with the traceback above.", fg="red", err=True)
         sys.exit(70)
+
+
+class _CliPhrased(ProjectDeployerError):
+    """An error as the command line says it: its ``cli_message`` instead of its Python message.
+
+    Handed to :func:`error_lines` as is, so that the CLI's escaping applies to both phrasings.
+    """
+
+    def __init__(self, original: ProjectDeployerError) -> None:
+        super().__init__(original.cli_message)
+        self.exit_code = original.exit_code
+
+    @staticmethod
+    def of(exc: ProjectDeployerError) -> ProjectDeployerError:
+        """``exc`` itself when it has one phrasing, else its command-line phrasing."""
+        return _CliPhrased(exc) if exc.cli_message else exc

@@ -161,7 +161,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     def logs(ctx: click.Context, service: str, env: str, lines: int, follow: bool, as_json: bool) -> None:
         """Print the log lines of the container serving SERVICE."""
         project = open_project(ctx)
-        stream = project._operations().logs(env, service, lines, follow and not as_json)  # noqa: SLF001 - the CLI is part of the package
+        stream = project.stream_logs(service, env, lines, follow=follow and not as_json)
         if as_json:
             print_json(list(stream))
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import pluggy
 
+from ..core.errors import ConfigError
 from ..core.registry import get_registry
 from ..plugins import get_plugins
 from .output import print_json, print_table
@@ -18,6 +19,8 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print the plugins as JSON.")
     def plugins(hook: str | None, as_json: bool) -> None:
         """List the loaded plugins (built-in and installed) with their hooks."""
+        if hook is not None:
+            _check_hook(manager, hook)
         found = get_plugins(manager)
         if hook:
             found = [p for p in found if hook in p["hooks"]]
@@ -38,3 +41,10 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             for p in found
         ]
         print_table("plugins", ["plugin", "source", "provides", "hooks"], rows)
+
+
+def _check_hook(manager: pluggy.PluginManager, hook: str) -> None:
+    """Refuse a hook name no plugin can implement (a typo would list nothing and exit 0)."""
+    known = sorted(name for name in vars(manager.hook) if not name.startswith("_"))
+    if hook not in known:
+        raise ConfigError([f"--hook: unknown hook {hook!r} (known: {', '.join(known)})"])

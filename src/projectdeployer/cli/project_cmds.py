@@ -26,11 +26,21 @@ def open_project(ctx: click.Context) -> ProjectDeployer:
     if obj["file"]:
         return ProjectDeployer(obj["file"], path=obj["file"], manager=manager)
     if obj["project"]:
-        return ProjectDeployer(obj["project"], manager=manager)
+        return ProjectDeployer(_project_flag(obj["project"]), manager=manager)
     local = Path(paths.LOCAL_PROJECT_FILE)
     if local.exists():
         return ProjectDeployer(str(local), path=local, manager=manager)
     raise ProjectNotFound(f"no project given: pass --project NAME or --file PATH, or run where {paths.LOCAL_PROJECT_FILE} is")
+
+
+def _project_flag(name: str) -> str:
+    """``-p NAME`` is a name: a path there (``-p ../other``) would be loaded as a file, which
+    is what ``-f`` is for."""
+    from ..core.validation import valid_name
+
+    if not valid_name(name):
+        raise ConfigError([f"-p/--project {name!r}: not a project name (lower-case letters, digits, _ and -, starting with a letter, at most 40); a file is given with -f/--file"])
+    return name
 
 
 def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
@@ -42,7 +52,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     @click.option("--registry", "registry_host", help="Registry host (instead of Docker Hub), e.g. registry.example.com:5000.")
     @click.option("--version", "version", help="Version tag of the images [default: latest].")
     @click.option("--default-server-ip", help="Address of the default server [default: localhost].")
-    @click.option("--overwrite", is_flag=True, help="Replace an existing project that has services.")
+    @click.option("--overwrite", is_flag=True, help="Replace an existing project file (with or without services).")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
     @click.pass_context
     def init(ctx: click.Context, name: str, docker_hub_user: str | None, registry_host: str | None, version: str | None, default_server_ip: str | None, overwrite: bool, as_json: bool) -> None:
@@ -59,6 +69,9 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             path=obj["file"],
             overwrite=overwrite,
             manager=obj["manager"],
+            # A file already there is refused even without services: init never replaces
+            # a file silently (the Python API keeps the seed's create-again behaviour).
+            replace_empty=False,
         )
         if as_json:
             print_json({"name": project.name, "path": str(project.path)})
@@ -182,6 +195,8 @@ class _AddGroup(click.Group):
         from .options import api_kwargs, spec_options
 
         options, back = spec_options(stype.spec_class)
+        # Offer only the settings this type uses: `add postgres --schedule` would be refused later.
+        options = [o for o in options if o.name not in stype.unused_fields]
         name_required = stype.default_name is None
 
         @click.pass_context

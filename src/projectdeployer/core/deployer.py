@@ -8,10 +8,12 @@ user put in the file survive. Secrets given to the API (``git_token``, secret-lo
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+import shlex
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,7 @@ from .ports import PortAssignment, PortStore
 from .projectfile import build_project, read_document, write_document
 from .registry import Registry, get_registry
 from .servicetype import ServiceType
-from .validation import is_secret_ref, valid_name
+from .validation import ENV_NAME_RE, is_secret_ref, valid_name
 
 if TYPE_CHECKING:
     from .build import BuiltImage
@@ -73,13 +75,14 @@ class ProjectDeployer:
         registry: Registry | None = None,
         manager: pluggy.PluginManager | None = None,
     ) -> None:
+        by_path = path is not None or (isinstance(name, (str, os.PathLike)) and _looks_like_path(name))
         if path is None:
-            path = name if _looks_like_path(name) else paths.project_file(os.fspath(name))
-        self._path = Path(path)
+            path = name if by_path else paths.project_file(_project_name("ProjectDeployer", name))
+        self._path = _path_argument("ProjectDeployer", path)
         self._manager = manager
         self._registry = registry if registry is not None else (get_registry(manager) if manager is not None else None)
         if not self._path.exists():
-            raise ProjectNotFound(f"{self._path}: no project file (create it with ProjectDeployer.create({os.fspath(name)!r}) or `projectdeployer init`)")
+            raise _not_found(self._path, None if by_path else os.fspath(name))
         self._doc = read_document(self._path)
         self._loaded_text = tomlkit.dumps(self._doc)
         self._project = build_project(self._doc.unwrap(), source=str(self._path), registry=self.registry)
@@ -100,19 +103,26 @@ class ProjectDeployer:
         path: str | os.PathLike[str] | None = None,
         overwrite: bool = False,
         manager: pluggy.PluginManager | None = None,
+        replace_empty: bool = True,
     ) -> ProjectDeployer:
         """Create a project file and return the project.
 
         An existing project that has services is never overwritten unless ``overwrite=True``;
-        one without services (a fresh ``create``) is replaced.
+        one without services (a fresh ``create``) is replaced, unless ``replace_empty=False``
+        (the command line's ``init``, which never replaces a file without ``--overwrite``).
         """
-        target = Path(path) if path is not None else paths.project_file(name)
+        # The name is checked before it becomes a path (paths.project_file); with a path given,
+        # validation names it like any project file's name (project.name).
+        name = _project_name("create", name, valid=path is None)
+        _bool_argument("create", "overwrite", overwrite)
+        target = _path_argument("create", path) if path is not None else paths.project_file(name)
         settings: dict[str, Any] = {"name": name}
         for key, value in (("docker_hub_user", docker_hub_user), ("registry", registry), ("version", version), ("default_server_ip", default_server_ip), ("description", description)):
             if value is not None:
+                _check_value(f"create({key}=...)", value)
                 settings[key] = value
         if target.exists() and not overwrite:
-            _refuse_overwrite(target)
+            _refuse_overwrite(target, replace_empty=replace_empty)
 
         reg = get_registry(manager)
         doc = tomlkit.document()
@@ -168,15 +178,22 @@ class ProjectDeployer:
 
     def add(self, type_name: str, name: str | None = None, /, **options: Any) -> ProjectDeployer:
         """Add (or replace) a service of ``type_name``; returns ``self`` for chaining."""
+        if not isinstance(type_name, str):
+            raise _argument_error(f"add(type_name={_shown(type_name)})", f"expected a service type's name, a string (known: {', '.join(sorted(self.registry.service_types))})")
         stype = self.registry.service_type(type_name)
         if stype is None:
             raise ConfigError([f"unknown service type {type_name!r} (known: {', '.join(sorted(self.registry.service_types))})"], source=str(self._path))
+        method = stype.api_method or "add"
         name = name or stype.default_name
         if not name:
-            raise ConfigError([f"{stype.api_method or 'add'}: a service name is required"], source=str(self._path))
+            raise ConfigError([f"{method}: a service name is required"], source=str(self._path))
+        if not isinstance(name, str):
+            raise _argument_error(f"{method}(name={_shown(name)})", f"a service name is a string, got {_type_name(name)}")
         if not valid_name(name):
             raise ConfigError([f"services.{name}: not a valid service name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"], source=str(self._path))
         self._check_options(stype, name, options)
+        for key, value in options.items():
+            _check_value(f"services.{name}.{key}", value, top=True, source=str(self._path))
 
         doc = tomlkit.parse(tomlkit.dumps(self._doc))  # edit a copy: nothing changes on failure
         services = _services_table(doc)
@@ -233,17 +250,25 @@ class ProjectDeployer:
 
                 add_method.__doc__ = stype.description
                 return add_method
+            raise UnknownServiceType([f"{attr}: no service type {attr[4:]!r} ({self._known_add_methods()})"])
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def _known_add_methods(self) -> str:
+        """``known types: generic (add_service), postgres (add_postgres), ...``"""
+        types = self.registry.service_types
+        named = [f"{n} ({t.api_method})" if t.api_method else n for n, t in sorted(types.items())]
+        return f"known types: {', '.join(named)}; or add(TYPE, NAME, ...)"
 
     def update_service(self, name: str, **options: Any) -> ProjectDeployer:
         """Change some settings of ``name``. ``None`` resets a setting to its default; a table
         given for a table setting (``env_vars``, ``volumes``, ``backup_config``,
         ``auto_scaling``) is merged key by key (a ``None`` value removes a key)."""
-        services_data = self._doc.unwrap().get("services", {})
-        if name not in services_data:
-            raise ConfigError([f"services.{name}: no such service (services: {', '.join(services_data) or 'none'})"], source=str(self._path))
+        self._check_service("update_service", name, "name")
         stype = self.registry.service_types[self._project.services[name].type]
         self._check_options(stype, name, options)
+        for key, value in options.items():
+            # None resets a setting, and removes a key of a merged table: allowed one level down.
+            _check_value(f"services.{name}.{key}", value, top=True, none_in_tables=True, source=str(self._path))
 
         doc = tomlkit.parse(tomlkit.dumps(self._doc))
         table = _services_table(doc)[name]
@@ -262,6 +287,8 @@ class ProjectDeployer:
             elif value is None:
                 table.pop(key, None)
             else:
+                if isinstance(value, Mapping):  # a new table: its None values remove nothing
+                    value = {k: v for k, v in value.items() if v is not None}
                 table[key] = _to_toml(self._protect(name, key, value, pending))
         self._commit(doc, pending)
         return self
@@ -273,10 +300,9 @@ class ProjectDeployer:
         or a database password a deployed environment still needs, is kept.
         ``last_secrets_cleanup`` says which (``.lines()``); each line is also logged.
         """
+        self._check_service("delete_service", name, "name")
         doc = tomlkit.parse(tomlkit.dumps(self._doc))
         services = _services_table(doc)
-        if name not in services:
-            raise ConfigError([f"services.{name}: no such service"], source=str(self._path))
         del services[name]
         before = self._project
         self._commit(doc, [])
@@ -292,6 +318,8 @@ class ProjectDeployer:
 
     def services(self, env: str | None = None) -> Mapping[str, ServiceSpec]:
         """Every service, as ``env`` sees it (with that environment's overrides)."""
+        if env is not None:
+            _env_argument("services", env)
         return self._project.services_for(env)
 
     def startup_orders(self, env: str | None = None) -> dict[str, int]:
@@ -306,6 +334,7 @@ class ProjectDeployer:
     def ports(self, env: str) -> dict[str, PortAssignment]:
         """The host and internal ports of every service in ``env``, assigned once and recorded
         in ``{home}/{project}/{env}/config/ports.json`` so they never move."""
+        _env_argument("ports", env)
         store = PortStore(paths.env_dir(self.name, env, "config") / "ports.json")
         return store.assign(self.name, env, {n: s.port for n, s in self.services(env).items()})
 
@@ -316,6 +345,10 @@ class ProjectDeployer:
         are the user's or generated. With ``push=True`` each image is pushed to the project's
         registry (or Docker Hub user) and its digest returned. Unchanged services are reused.
         """
+        _env_argument("build", env)
+        _bool_argument("build", "push", push)
+        if services is not None:
+            self._check_service_list("build", services)
         from ..plugins import load_plugins
         from .build import ProjectBuilder
 
@@ -355,6 +388,13 @@ class ProjectDeployer:
         Builds first unless ``build=False`` (then the images must exist). With ``dry_run=True``
         returns the plan and changes nothing. A deploy that fails leaves the old version serving.
         """
+        _env_argument("deploy", env)
+        if service is not None:
+            self._check_service("deploy", service)
+        for flag, value in (("build", build), ("dry_run", dry_run)):
+            _bool_argument("deploy", flag, value)
+        if isinstance(lock_wait, bool) or not isinstance(lock_wait, (int, float)) or not lock_wait >= 0:
+            raise _argument_error(f"deploy(lock_wait={_shown(lock_wait)})", "expected seconds to wait for the deploy lock, a number >= 0")
         ops = self._operations(log)
         if dry_run:
             return ops.plan(env, service)
@@ -370,19 +410,40 @@ class ProjectDeployer:
 
     def plan(self, env: str = "dev", service: str | None = None) -> DeployPlan:
         """What a deploy of ``env`` would change (nothing is changed)."""
+        _env_argument("plan", env)
+        if service is not None:
+            self._check_service("plan", service)
         return self._operations().plan(env, service)
 
     def status(self, env: str = "dev") -> dict[str, dict[str, int]]:
         """Servers per zone, as the seed shows it: ``{zone: {active, reserve, destroying, total}}``."""
+        _env_argument("status", env)
         return self._operations().zone_status(env)
 
     def service_status(self, env: str = "dev") -> list[dict[str, Any]]:
         """One row per service: container, state, health, slot, release, image, ports, URL."""
+        _env_argument("service_status", env)
         return self._operations().service_status(env)
 
     def logs(self, service: str, env: str = "dev", lines: int = 100) -> list[str]:
         """The last ``lines`` log lines of the container serving ``service``."""
-        return list(self._operations().logs(env, service, lines))
+        return list(self._log_lines("logs", service, env, lines, follow=False))
+
+    def stream_logs(self, service: str, env: str = "dev", lines: int = 100, *, follow: bool = False) -> Iterator[str]:
+        """The last ``lines`` log lines of ``service`` as they are read; with ``follow=True``
+        new lines keep coming until the caller stops."""
+        return self._log_lines("stream_logs", service, env, lines, follow=follow)
+
+    def _log_lines(self, method: str, service: str, env: str, lines: int, *, follow: bool) -> Iterator[str]:
+        # The arguments are checked here, before the first line is asked for (``method`` names
+        # the public call in errors).
+        self._check_service(method, service)
+        _env_argument(method, env)
+        if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
+            # 0 is fine: with follow, only the lines still to come.
+            raise _argument_error(f"{method}(lines={_shown(lines)})", "expected a number of lines, an integer >= 0", cli=f"--lines {_shown(lines)}: expected an integer >= 0")
+        _bool_argument(method, "follow", follow)
+        return iter(self._operations().logs(env, service, lines, follow))
 
     def print_logs(self, service: str, env: str = "dev", lines: int = 100) -> None:
         """Print the last ``lines`` log lines of ``service``."""
@@ -396,6 +457,9 @@ class ProjectDeployer:
         the run's exit code is returned; with ``wait=False`` it returns 0 once the run started.
         A run already in progress is an error (runs never overlap).
         """
+        self._check_service("run_job", service)
+        _env_argument("run_job", env)
+        _bool_argument("run_job", "wait", wait)
         return self._operations(log).run_job(env, service, wait=wait, output=output)
 
     def rollback(
@@ -410,6 +474,11 @@ class ProjectDeployer:
         """
         if service is None:
             raise ConfigError(["rollback: name the service to roll back (service=...)"], source=str(self._path))
+        _env_argument("rollback", env)
+        self._check_service("rollback", service)
+        for arg, value in (("version", version), ("timestamp", timestamp)):
+            if value is not None and not isinstance(value, str):
+                raise _argument_error(f"rollback({arg}={_shown(value)})", f"expected a string, got {_type_name(value)}")
         if timestamp is not None:
             if version is not None:
                 raise ConfigError(["rollback: give version= (an image release) or timestamp= (a data backup), not both"], source=str(self._path))
@@ -420,11 +489,36 @@ class ProjectDeployer:
 
     def cleanup_git_checkouts(self, env: str | None = None) -> list[Path]:
         """Delete this project's git checkouts (of one environment, or all); returns what went."""
+        if env is not None:
+            _env_argument("cleanup_git_checkouts", env)
         from .gitmanager import cleanup_git_checkouts
 
         return cleanup_git_checkouts(self.name, env)
 
     # --- internals --------------------------------------------------------------------------
+
+    def _check_service(self, method: str, name: Any, arg: str = "service") -> None:
+        """Refuse a service argument that is not a service of this project.
+
+        ``update_service``/``delete_service`` (``arg="name"``) name it as the file's key
+        (``services.nope``); the operations name the call (``deploy(service='nope')``).
+        """
+        if not isinstance(name, str):
+            raise _argument_error(f"{method}({arg}={_shown(name)})", f"expected a service name, a string, got {_type_name(name)}")
+        known = list(self._project.services)
+        if name in known:
+            return
+        listed = f"(services: {', '.join(known) or 'none'})"
+        if arg == "name":
+            raise ConfigError([f"services.{name}: no such service {listed}"], source=str(self._path))
+        raise _argument_error(f"{method}({arg}={_shown(name)})", f"no such service {listed}", cli=f"no service {_shown(name)} in project {self.name} {listed}")
+
+    def _check_service_list(self, method: str, names: Any, arg: str = "services") -> None:
+        """Refuse anything but a list (or tuple, set) of this project's service names."""
+        if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple, set, frozenset)):
+            raise _argument_error(f"{method}({arg}={_shown(names)})", f"expected a list of service names, got {_type_name(names)}")
+        for name in names:
+            self._check_service(method, name, "service")
 
     def _check_options(self, stype: ServiceType, name: str, options: Mapping[str, Any]) -> None:
         known = [a.name for a in spec_fields(stype.spec_class)]
@@ -495,17 +589,146 @@ class ProjectFileChanged(ProjectDeployerError):
     exit_code = 2
 
 
-def _refuse_overwrite(target: Path) -> None:
+def _refuse_overwrite(target: Path, *, replace_empty: bool = True) -> None:
+    """Raise :class:`ProjectExists` unless ``target`` may be replaced: it is a valid project file
+    without services and ``replace_empty`` allows it. Phrased for both the API and the CLI."""
     try:
         data = read_document(target).unwrap()
     except ConfigError:
-        raise ProjectExists(f"{target}: a project file is already there (and it is invalid); pass overwrite=True to replace it") from None
-    count = len(data.get("services", {}) or {})
+        raise _both(
+            ProjectExists,
+            f"{target}: a project file is already there (and it is invalid); pass overwrite=True to replace it",
+            f"{target}: a project file is already there (and it is invalid); pass --overwrite to replace it",
+        ) from None
+    services = data.get("services")
+    count = len(services) if isinstance(services, Mapping) else 0
+    settings = data.get("project")
+    project = settings.get("name", "?") if isinstance(settings, Mapping) else "?"
     if count:
-        raise ProjectExists(
-            f"{target}: project {data.get('project', {}).get('name', '?')!r} already exists with {count} service(s); "
-            "load it with ProjectDeployer(name) or pass overwrite=True"
+        raise _both(
+            ProjectExists,
+            f"{target}: project {_shown(project)} already exists with {count} service(s); load it with ProjectDeployer(name) or pass overwrite=True",
+            f"{target}: project {_shown(project)} already exists with {count} service(s); pass --overwrite to replace it",
         )
+    if not replace_empty:
+        raise _both(
+            ProjectExists,
+            f"{target}: project {_shown(project)} already exists (no services yet); pass overwrite=True to replace it",
+            f"{target}: project {_shown(project)} already exists (no services yet); pass --overwrite to replace it",
+        )
+
+
+def _both(cls: type[ProjectDeployerError], api: str, cli: str) -> ProjectDeployerError:
+    """An error of ``cls`` phrased for Python callers, with its command-line phrasing."""
+    error = cls(api)
+    error.cli_message = cli
+    return error
+
+
+def _not_found(path: Path, name: str | None) -> ProjectNotFound:
+    """No project file at ``path`` (loaded by project ``name``, or by path when ``None``)."""
+    if name is None:
+        api = f"ProjectDeployer.create(NAME, path={str(path)!r})"
+        cli = f"`projectdeployer --file {shlex.quote(str(path))} init NAME`"
+    else:
+        api = f"ProjectDeployer.create({name!r})"
+        cli = f"`projectdeployer init {shlex.quote(name)}`"
+    return _both(ProjectNotFound, f"{path}: no project file (create it with {api})", f"{path}: no project file (create it with {cli})")  # type: ignore[return-value]
+
+
+class UnknownServiceType(ConfigError, AttributeError):
+    """``project.add_mysql(...)``: no service type has that fluent method.
+
+    A :class:`ConfigError` (a caller's mistake, listing the known types) that is also an
+    ``AttributeError``, so ``hasattr(project, "add_mysql")`` stays ``False``.
+    """
+
+
+#: Longest shown repr of a caller's value (a 1 MiB argument must not become a 1 MiB line).
+_SHOWN = 60
+#: Types that have a TOML form; anything else given as a setting is a caller's mistake.
+_TOML_SCALARS = (str, bool, int, float, datetime.date, datetime.time)
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message: its repr (escapes control characters), shortened."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[: _SHOWN - 20]}...{text[-12:]}"
+
+
+def _type_name(value: Any) -> str:
+    """``None``, ``int``, ``list``, ...: how a message names the type a caller gave."""
+    return "None" if value is None else type(value).__name__
+
+
+def _argument_error(call: str, problem: str, *, cli: str | None = None) -> ConfigError:
+    """A caller's mistake in ``call`` (``deploy(env='../x')``): one line, both phrasings."""
+    error = ConfigError([f"{call}: {problem}"])
+    if cli is not None:
+        error.cli_message = cli
+    return error
+
+
+def _env_argument(method: str, env: Any) -> str:
+    """Refuse an environment name a project file would refuse (it becomes a directory name)."""
+    if isinstance(env, str) and ENV_NAME_RE.match(env):
+        return env
+    problem = "not an environment name (lower-case letters, digits and -, starting with a letter, at most 20)"
+    if not isinstance(env, str):
+        problem = f"expected an environment name, a string, got {_type_name(env)}"
+    raise _argument_error(f"{method}(env={_shown(env)})", problem, cli=f"environment {_shown(env)}: {problem}")
+
+
+def _bool_argument(method: str, arg: str, value: Any) -> None:
+    """Refuse a flag that is not ``True``/``False`` (``overwrite="no"`` would be true)."""
+    if not isinstance(value, bool):
+        raise _argument_error(f"{method}({arg}={_shown(value)})", f"expected True or False, got {_type_name(value)}")
+
+
+def _project_name(method: str, name: Any, *, valid: bool = True) -> str:
+    """Refuse a project name that is not a string, or (``valid``) not a valid name: it becomes a
+    directory name under ``$PROJECTDEPLOYER_HOME``."""
+    if not isinstance(name, str):
+        raise _argument_error(f"{method}(name={_shown(name)})", f"expected a project name, a string, got {_type_name(name)}")
+    if valid and not valid_name(name):
+        problem = "not a valid project name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"
+        if method == "ProjectDeployer":
+            problem += ", nor a path to a .toml file"
+        raise _argument_error(f"{method}(name={_shown(name)})", problem, cli=f"project {_shown(name)}: {problem}")
+    return name
+
+
+def _path_argument(method: str, path: Any) -> Path:
+    """``path`` as a :class:`Path`, or a :class:`ConfigError` naming the argument."""
+    if isinstance(path, (str, os.PathLike)) and os.fspath(path):
+        return Path(path)
+    raise _argument_error(f"{method}(path={_shown(path)})", f"expected a file path (str or os.PathLike), got {_type_name(path)}")
+
+
+def _check_value(where: str, value: Any, *, top: bool = False, none_in_tables: bool = False, source: str | None = None) -> None:
+    """Refuse a value with no TOML form: what cannot be written would fail half-way.
+
+    ``None`` is allowed at the top (an unset option) and, with ``none_in_tables``, as a value
+    of a table (``update_service`` removes that key). Table keys must be strings.
+    """
+    if value is None:
+        if top:
+            return
+        raise ConfigError([f"{where}: None has no TOML form (leave the key out)"], source=source)
+    if isinstance(value, (*_TOML_SCALARS, os.PathLike)):
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError([f"{where}: keys must be strings, got {_type_name(key)} {_shown(key)}"], source=source)
+            _check_value(f"{where}.{key}", item, top=none_in_tables, source=source)
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_value(f"{where}[{i}]", item, source=source)
+        return
+    hint = "; give a list" if isinstance(value, (set, frozenset)) else ""
+    raise ConfigError([f"{where}: expected a string, number, boolean, list or table, got {_type_name(value)} {_shown(value)}{hint}"], source=source)
 
 
 def _replace_value(container: Any, old: str, new: str) -> None:

@@ -14,10 +14,17 @@ class ProjectDeployerError(Exception):
     """Base of every error caused by input, configuration or the environment, not by a bug."""
 
     exit_code: int = 1
+    #: The same message for the command line, when the Python one names Python arguments
+    #: (``overwrite=True``) that the CLI spells as flags or commands (``--overwrite``).
+    cli_message: str | None = None
 
     def lines(self) -> list[str]:
         """The message, one problem per line."""
         return str(self).splitlines() or [type(self).__name__]
+
+    def cli_lines(self) -> list[str]:
+        """The lines the command line prints: :attr:`cli_message` when set, else :meth:`lines`."""
+        return self.cli_message.splitlines() if self.cli_message else self.lines()
 
 
 class ConfigError(ProjectDeployerError):

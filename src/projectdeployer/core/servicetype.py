@@ -27,6 +27,10 @@ class ServiceType:
     :param default_version: the ``version`` field's default for database types.
     :param backup_schedule: the default cron schedule of its backups (stateful types).
     :param auto_env: env var names whose ``"auto"`` value is this type's connection string.
+    :param unused_fields: common fields (of ``ServiceSpec``) that mean nothing for this type;
+        ``projectdeployer add TYPE`` does not offer them. By default: a stateful type runs all
+        the time and is checked over TCP (no ``schedule``, no ``health_path``), a type that
+        does not serve HTTP has no ``domain`` (nor ``health_path``).
     """
 
     name: str
@@ -44,5 +48,17 @@ class ServiceType:
     #: Environment variables that ``"auto"`` resolves to a service of this type
     #: (postgres: ``DATABASE_URL``; redis: ``REDIS_URL``).
     auto_env: tuple[str, ...] = ()
+    unused_fields: frozenset[str] = attrs.field(converter=frozenset)
     #: Filled in by the registry: the plugin that registered this type.
     plugin: str = ""
+
+    @unused_fields.default
+    def _unused_by_default(self) -> frozenset[str]:
+        # What validation refuses (schedule on stateful, domain on non-web) or never reads
+        # (health_path outside HTTP checks); a type that knows better passes its own set.
+        unused = set()
+        if self.stateful:
+            unused |= {"schedule", "health_path"}
+        if not self.web:
+            unused |= {"domain", "health_path"}
+        return frozenset(unused)
