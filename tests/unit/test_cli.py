@@ -191,3 +191,109 @@ def test_broken_plugin_is_named_in_one_line(tmp_path: Path) -> None:
     ok = subprocess.run([str(BIN), "plugins", "--json"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert {p["name"] for p in json.loads(ok.stdout)} == {"secrets_store", "service_python"}
+
+
+# --- errors name flags and commands; mistakes are one line, exit 2, nothing changed ---------------
+
+
+def _one_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single error line of a refused command (exit 2, no traceback, nothing on stdout)."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_init_refuses_an_existing_file_naming_the_flag(run, tmp_path: Path) -> None:
+    run("init", "shop")
+    path = tmp_path / "home" / "shop" / "project.toml"
+    before = path.read_bytes()
+    line = _one_error(run("init", "shop", "--docker-hub-user", "other", ok=False))
+    assert "already exists (no services yet); pass --overwrite to replace it" in line and "overwrite=True" not in line
+    run("-p", "shop", "add", "redis")
+    before = path.read_bytes()
+    line = _one_error(run("init", "shop", ok=False))
+    assert "with 1 service(s); pass --overwrite" in line
+    assert path.read_bytes() == before
+    run("init", "shop", "--overwrite")
+    assert "services.redis" not in path.read_text()
+
+
+def test_missing_file_says_which_command_creates_it(run, tmp_path: Path) -> None:
+    line = _one_error(run("-f", "nosuch.toml", "validate", ok=False))
+    assert line == "error: nosuch.toml: no project file (create it with `projectdeployer --file nosuch.toml init NAME`)"
+    line = _one_error(run("-p", "nosuch", "show", ok=False))
+    assert line.endswith("no project file (create it with `projectdeployer init nosuch`)") and "ProjectDeployer" not in line
+    # The command it names works.
+    run("--file", "nosuch.toml", "init", "shop")
+    run("-f", "nosuch.toml", "validate")
+
+
+def test_project_flag_is_a_name_not_a_path(run) -> None:
+    line = _one_error(run("-p", "../other", "show", ok=False))
+    assert "-p/--project '../other': not a project name" in line and "-f/--file" in line
+
+
+def _run_env(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJECTDEPLOYER_")}
+    env["PROJECTDEPLOYER_HOME"] = str(tmp_path / "home")
+    env.update(extra)
+    return subprocess.run([str(BIN), *args], env=env, cwd=tmp_path, text=True, capture_output=True)
+
+
+def test_explicit_flags_win_over_environment_variables(run, tmp_path: Path) -> None:
+    run("init", "shop")
+    run("-f", str(tmp_path / "other.toml"), "init", "other")
+    by_flag = _run_env(tmp_path, "-p", "shop", "show", "--json", PROJECTDEPLOYER_FILE=str(tmp_path / "other.toml"))
+    assert by_flag.returncode == 0, by_flag.stderr
+    assert json.loads(by_flag.stdout)["project"]["name"] == "shop"
+    by_file = _run_env(tmp_path, "-f", str(tmp_path / "other.toml"), "show", "--json", PROJECTDEPLOYER_PROJECT="shop")
+    assert json.loads(by_file.stdout)["project"]["name"] == "other"
+    by_env = _run_env(tmp_path, "show", "--json", PROJECTDEPLOYER_PROJECT="shop")
+    assert json.loads(by_env.stdout)["project"]["name"] == "shop"
+    line = _one_error(run("-f", str(tmp_path / "other.toml"), "-p", "shop", "show", ok=False))
+    assert line == "error: -f/--file and -p/--project name two projects: give one of them"
+
+
+def test_unknown_hook_is_one_line_listing_the_known_ones(run) -> None:
+    line = _one_error(run("plugins", "--hook", "nosuch", ok=False))
+    assert "--hook: unknown hook 'nosuch' (known: " in line and "store_secret" in line
+    assert "secrets_store" in run("plugins", "--hook", "store_secret").stdout
+
+
+def test_add_offers_each_type_only_its_own_options(run) -> None:
+    for stateful in ("postgres", "redis", "opensearch"):
+        text = run("add", stateful, "--help").stdout
+        for option in ("--schedule", "--domain", "--health-path"):
+            assert option not in text, (stateful, option)
+        assert "--servers-count" in text and "--env-var" in text
+    python = run("add", "python", "--help").stdout
+    for option in ("--schedule", "--domain", "--health-path", "--auto-scaling"):
+        assert option in python
+    proc = run("-p", "shop", "add", "postgres", "--schedule", "0 2 * * *", ok=False)
+    assert proc.returncode == 2 and "No such option '--schedule'" in proc.stderr
+
+
+def test_wrong_env_and_service_arguments_are_one_line(run, tmp_path: Path) -> None:
+    run("init", "shop")
+    run("-p", "shop", "add", "redis")
+    home = tmp_path / "home"
+    before = sorted(p for p in home.rglob("*"))
+    cases = [
+        (("ports", "../x"), "environment '../x': not an environment name"),
+        (("deploy", "--env", "../x"), "environment '../x': not an environment name"),
+        (("plan", "--env", "Prod"), "environment 'Prod': not an environment name"),
+        (("logs", "nope"), "no service 'nope' in project shop (services: redis)"),
+        (("logs", "redis", "-n", "-1"), "--lines -1: expected an integer >= 0"),
+        (("rollback", "nope"), "no service 'nope' in project shop (services: redis)"),
+        (("run", "nope"), "no service 'nope' in project shop"),
+        (("deploy", "--service", "nope"), "no service 'nope' in project shop"),
+        (("build", "--service", "nope"), "no service 'nope' in project shop"),
+        (("remove", "nope"), "services.nope: no such service (services: redis)"),
+    ]
+    for args, fragment in cases:
+        line = _one_error(run("-p", "shop", *args, ok=False))
+        assert fragment in line, (args, line)
+        assert "(env=" not in line and "(service=" not in line, line  # no Python in CLI errors
+    assert sorted(p for p in home.rglob("*")) == before

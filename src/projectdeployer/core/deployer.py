@@ -324,6 +324,8 @@ class ProjectDeployer:
 
     def startup_orders(self, env: str | None = None) -> dict[str, int]:
         """Each service's startup order (``depends_on`` gives max(dependencies) + 1)."""
+        if env is not None:
+            _env_argument("startup_orders", env)
         specs = self.services(env)
         return startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
 
