@@ -36,6 +36,7 @@ The Docker SDK is imported on first use, never when the CLI starts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -126,7 +127,9 @@ def _backend_address(route: Route, backend: Backend) -> str:
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
 
 
+@functools.lru_cache(maxsize=1)
 def _templates() -> Any:
+    """The templates' environment, made once: jinja2 compiles a template once per environment."""
     import jinja2  # imported on first render, not when the CLI starts
 
     return jinja2.Environment(

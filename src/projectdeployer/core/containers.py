@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from collections.abc import Callable, Mapping
 
 import attrs
 
 from .model import Project, ServiceSpec
 from .ports import PortAssignment
+from .rendersafety import command_argv
 from .resolver import SIDECAR_HOST, ResourceResolver
 from .runtime import (
     LABEL_CONFIG,
@@ -162,7 +162,9 @@ def build_container(
         mounts.append(Mount(source=source, target=container_path, read_only=mode == "ro"))
     mounts.append(Mount(source=f"{data_root.rstrip('/')}/{name}/{env}/config", target=f"/local/{name}/{env}/config", read_only=True))
 
-    command = parts.command or (tuple(shlex.split(service.command)) if service.command else None)
+    # Split as the generated Dockerfile's CMD is (shell syntax runs through /bin/sh -c): the
+    # container's command overrides the image's, so both must read the line the same way.
+    command = parts.command or (tuple(command_argv(service.command)) if service.command else None)
     container_port = service.port
     published = {container_port: host_port(ports, slot)} if container_port and not job else {}
     spec = ContainerSpec(

@@ -13,6 +13,7 @@ from .gitref import GitRepoError, parse_git_repo
 from .model import BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
 from .order import find_cycle
 from .registry import Registry
+from .rendersafety import check_project_rendering, check_service_rendering, image_template_problem
 from .servicetype import ServiceType
 
 Problem = tuple[Sequence[str | int], str]
@@ -164,6 +165,8 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
         # Job and stateful containers have no slot suffix: {project}_{env}_scheduler is taken.
         yield (), f"a {'scheduled' if spec.is_scheduled else stype.name} service cannot be named 'scheduler' (the environment's scheduler container has that name)"
 
+    # Render safety (rendersafety.py): what reaches a Dockerfile, nginx or a container is checked here.
+    yield from check_service_rendering(spec, {**registry.default_images, **project.images})
     yield from _check_scaling(spec, stype)
     if isinstance(spec, BuildSpec):
         yield from _check_build(spec)
@@ -246,8 +249,8 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
     for key, value in project.images.items():
         if key not in known_images:
             yield ("images", key), f"unknown image key (known: {', '.join(sorted(known_images))})"
-        elif not value or any(c.isspace() for c in value):
-            yield ("images", key), f"'{value}' is not an image reference"
+        elif (why := image_template_problem(value)) is not None:
+            yield ("images", key), why
 
     for env_name, env in project.environments.items():
         if not ENV_NAME_RE.match(env_name):
@@ -263,6 +266,8 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
         for i, zone in enumerate(env.zones):
             if zone not in registry.zones:
                 yield ("environments", env_name, "zones", i), f"unknown zone '{zone}'"
+
+    yield from check_project_rendering(project)
 
     for name, spec in project.services.items():
         stype = registry.service_types[spec.type]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shlex
 import textwrap
 import types
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,8 @@ from typing import Any
 
 import attrs
 import jinja2
+
+from ..core.rendersafety import IMAGE_REF_RE, SAFE_PATH_RE, command_argv
 
 __all__ = [
     "HASHED_ASSET_REGEX",
@@ -323,6 +324,9 @@ def render_dockerfile_content(content: Mapping[str, str]) -> str:
         if not isinstance(value, str):
             raise ValueError(f"dockerfile_content[{key!r}]: expected text, got {value!r}")
         line = value.strip()
+        if any(c in line for c in "\n\r\x00"):
+            # One value is one instruction: a newline would smuggle in another one.
+            raise ValueError(f"dockerfile_content[{key!r}]: one Dockerfile line per key, got {value!r}")
         if line:
             lines.append(_json_exec_form(line))
     if not lines:
@@ -351,35 +355,6 @@ def _tidy(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-# Outside quotes, these characters mean shell syntax: operators, redirections, subshells, globs,
-# tilde expansion. "$" and "`" (expansions) count outside single quotes too.
-_SHELL_CHARS = frozenset("|&;<>()*?[~")
-_ENV_PREFIX = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*=")
-
-
-def _needs_shell(command: str) -> bool:
-    """Whether ``command`` uses shell syntax that splitting it into an argv would lose."""
-    if _ENV_PREFIX.match(command):  # VAR=value cmd
-        return True
-    quote = ""
-    escaped = False
-    for char in command:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quote != "'":
-            escaped = True
-        elif quote:
-            if char == quote:
-                quote = ""
-            elif quote == '"' and char in "$`":
-                return True
-        elif char in "'\"":
-            quote = char
-        elif char in _SHELL_CHARS or char in "$`":
-            return True
-    return False
-
-
 def _exec_form(command: str | None) -> str | None:
     """A JSON exec-form CMD argument for ``command``, or None to keep the image's default.
 
@@ -390,15 +365,8 @@ def _exec_form(command: str | None) -> str | None:
     """
     if command is None:
         return None
-    if not command.strip():
-        raise ValueError("command is empty: give a command line, or None for the image default")
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:  # e.g. an unclosed quote
-        raise ValueError(f"command {command!r} cannot be parsed: {exc}") from None
-    if _needs_shell(command):
-        argv = ["/bin/sh", "-c", command.strip()]
-    return json.dumps(argv)
+    # The container's command (core/containers.py) is split the same way: one reading of it.
+    return json.dumps(command_argv(command))
 
 
 def _json_exec_form(line: str) -> str:
@@ -439,8 +407,9 @@ def _package_manager(name: str) -> _PackageManager:
         raise ValueError(f"unknown package_manager {name!r}: expected one of {known}") from None
 
 
-# Characters that are safe unquoted in a Dockerfile COPY and in a shell word.
-_SAFE_PATH = re.compile(r"[A-Za-z0-9._@+=,-]+(?:/[A-Za-z0-9._@+=,-]+)*")
+# Characters that are safe unquoted in a Dockerfile COPY and in a shell word (validation applies
+# the same pattern first).
+_SAFE_PATH = SAFE_PATH_RE
 
 
 def _relative_path(what: str, value: str) -> str:
@@ -478,12 +447,9 @@ def _copy_lines(files: Sequence[str]) -> list[str]:
     ]
 
 
-# A registry host (with port), path components, then a tag and/or digest: no spaces, no quotes.
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
-
-
 def _check_image(what: str, value: str) -> None:
-    if not isinstance(value, str) or not _IMAGE.fullmatch(value):
+    # Docker's reference grammar ([host[:port]/]path[:tag][@digest]), as validation applies it.
+    if not isinstance(value, str) or not IMAGE_REF_RE.match(value):
         raise ValueError(
             f"{what} {value!r} is not a Docker image reference (e.g. python:3.11-slim)"
         )
@@ -504,6 +470,6 @@ def _check_shell_line(what: str, value: str | None) -> str | None:
     value = value.strip()
     if not value:
         raise ValueError(f"{what} is empty: give a command, or None")
-    if "\n" in value or "\r" in value:
+    if any(c in value for c in "\n\r\x00"):
         raise ValueError(f"{what} {value!r} must be a single line (join steps with &&)")
     return value
