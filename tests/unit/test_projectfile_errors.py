@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from projectdeployer import ConfigError, ProjectDeployer
 from projectdeployer.core.model import Project
 from projectdeployer.core.projectfile import build_project, parse_toml
+from projectdeployer.core.validation import MAX_SERVICES
 
 pytestmark = pytest.mark.unit
 
@@ -136,12 +137,12 @@ CASES = [
     ("cron-wrong-field-count", P + '[services.job]\ntype = "python"\nschedule = "0 2 * *"\n', "services.job.schedule", ["'0 2 * *'", "expected 5 fields", "got 4"], 1),
     ("cron-61-minutes", P + '[services.job]\ntype = "python"\nschedule = "61 2 * * *"\n', "services.job.schedule", ["'61 2 * * *' is not a valid cron schedule"], 1),
     ("cron-backup-schedule", P + '[services.postgres]\ntype = "postgres"\nbackup_config = {schedule = "0 25 * * *"}\n', "services.postgres.backup_config.schedule", ["'0 25 * * *'", "cron"], 1),
-    ("backup-retention-zero", P + '[services.postgres]\ntype = "postgres"\nbackup_config = {retention_days = 0}\n', "services.postgres.backup_config.retention_days", ["at least 1"], 1),
+    ("backup-retention-zero", P + '[services.postgres]\ntype = "postgres"\nbackup_config = {retention_days = 0}\n', "services.postgres.backup_config.retention_days", ["between 1 and 3650"], 1),
     ("unknown-server-zone", P + '[services.api]\ntype = "python"\nserver_zone = "mars1"\n', "services.api.server_zone", ["unknown zone 'mars1'", "lon1", "nyc3"], 1),
     ("unknown-env-zone", P + '[environments.prod]\nzones = ["lon1", "mars1"]\n', "environments.prod.zones[1]", ["unknown zone 'mars1'"], 1),
     ("unknown-provider", P + '[environments.prod]\nprovider = "aws"\n', "environments.prod.provider", ["unknown provider 'aws'", "digitalocean"], 1),
     ("server-cpu-not-a-size", P + '[services.api]\ntype = "python"\nserver_cpu = 3\n', "services.api.server_cpu", ["must be one of 1, 2, 4"], 1),
-    ("servers-count-zero", P + '[services.api]\ntype = "python"\nservers_count = 0\n', "services.api.servers_count", ["at least 1"], 1),
+    ("servers-count-zero", P + '[services.api]\ntype = "python"\nservers_count = 0\n', "services.api.servers_count", ["between 1 and 20"], 1),
     ("malformed-domain", P + '[services.api]\ntype = "python"\nport = 8000\ndomain = "api..example.com"\n', "services.api.domain", ["'api..example.com' is not a valid domain name"], 1),
     ("domain-with-scheme", P + '[services.api]\ntype = "python"\nport = 8000\ndomain = "https://api.example.com"\n', "services.api.domain", ["is not a valid domain name"], 1),
     ("ip-as-domain", P + '[services.api]\ntype = "python"\nport = 8000\ndomain = "10.0.0.1"\n', "services.api.domain", ["'10.0.0.1' is an IP address"], 1),
@@ -359,17 +360,23 @@ def test_scalar_instead_of_table_message_is_readable(tmp_path: Path, text: str, 
     assert "expected a table, got the integer 1" in line
 
 
-def test_long_dependency_chain_is_no_traceback() -> None:
-    n = 1200
+def _chain(n: int) -> dict:
     services = {f"s{i}": {"type": "python", "depends_on": [f"s{i + 1}"]} for i in range(n)}
     services[f"s{n}"] = {"type": "python"}
+    return {"project": {"name": "shop"}, "services": services}
+
+
+def test_long_dependency_chain_is_no_traceback() -> None:
     crashed = None
     try:
-        project = build_project({"project": {"name": "shop"}, "services": services}, source="f.toml")
+        project = build_project(_chain(MAX_SERVICES - 1), source="f.toml")
+        with pytest.raises(ConfigError) as info:
+            build_project(_chain(1200), source="f.toml")
     except RecursionError:
         crashed = "RecursionError"  # reported outside the handler: a 1000-frame traceback is no use
     assert crashed is None, crashed
-    assert len(project.services) == n + 1
+    assert len(project.services) == MAX_SERVICES
+    assert info.value.problems == [f"services: 1201 services: at most {MAX_SERVICES} in one project"]
 
 
 # --- nothing is written ------------------------------------------------------------------------

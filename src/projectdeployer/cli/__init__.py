@@ -16,6 +16,7 @@ import pluggy
 
 from ..core.errors import ConfigError, ProjectDeployerError
 from .output import error_lines
+from .safegroup import SafeGroup
 
 
 def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
@@ -28,7 +29,7 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
     if manager is None:
         load_plugins()
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+    @click.group(cls=SafeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
     @click.version_option(package_name="projectdeployer", prog_name="projectdeployer")
     @click.option("-f", "--file", "file", type=click.Path(dir_okay=False), envvar="PROJECTDEPLOYER_FILE", help="Project file to use (default: ./projectdeployer.toml, else --project).")
     @click.option("-p", "--project", "project", metavar="NAME", envvar="PROJECTDEPLOYER_PROJECT", help="Project name, loaded from $PROJECTDEPLOYER_HOME/NAME/project.toml.")

@@ -8,12 +8,13 @@ from typing import Any
 
 import click
 
-from ..core.errors import ProjectDeployerError
+from ..core.errors import LINE_SHOWN, ProjectDeployerError, printable
 
 
 def error_lines(exc: ProjectDeployerError) -> list[str]:
-    """``error: <line>`` for each problem of ``exc``."""
-    return [f"error: {line}" for line in exc.lines()]
+    """``error: <line>`` for each problem of ``exc``, printable and shortened: an error echoes
+    what the user typed, and that must never reach the terminal as control sequences."""
+    return [f"error: {printable(line, LINE_SHOWN)}" for line in exc.lines()]
 
 
 def print_json(data: Any) -> None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 HOME_ENV = "PROJECTDEPLOYER_HOME"
@@ -34,13 +35,29 @@ def home() -> Path:
     return user_data_path("projectdeployer")
 
 
+#: What a project or environment name may be as one directory name: the project file's own
+#: patterns are stricter (validation.py); this is the last line that keeps every path under home.
+_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def _component(what: str, value: str) -> str:
+    """``value`` when it is one plain directory name, else a ConfigError naming ``what``:
+    ``../other``, ``a/b``, ``.`` or a control character never become a path under home."""
+    if not isinstance(value, str) or not _COMPONENT_RE.match(value) or value in (".", ".."):
+        from .errors import ConfigError, shown
+
+        raise ConfigError([f"{what}: {shown(value)} is not a valid {what} name (letters, digits, - and _; no '/' or '..')"])
+    return value
+
+
 def project_dir(project: str) -> Path:
-    return home() / project
+    """``{home}/{project}``."""
+    return home() / _component("project", project)
 
 
 def env_dir(project: str, env: str, kind: str | None = None) -> Path:
     """``{home}/{project}/{env}[/{kind}]`` where kind is one of :data:`ENV_SUBDIRS`."""
-    base = project_dir(project) / env
+    base = project_dir(project) / _component("environment", env)
     if kind is None:
         return base
     if kind not in ENV_SUBDIRS:
@@ -52,9 +69,9 @@ def project_file(project: str) -> Path:
     """The default location of ``project``'s file."""
     configured = os.environ.get(PROJECTS_DIR_ENV)
     if configured:
-        return Path(configured).expanduser() / f"{project}.toml"
+        return Path(configured).expanduser() / f"{_component('project', project)}.toml"
     return project_dir(project) / PROJECT_FILE_NAME
 
 
 def git_checkout_dir(project: str, env: str, service: str) -> Path:
-    return home() / "git_checkouts" / project / env / service
+    return home() / "git_checkouts" / _component("project", project) / _component("environment", env) / _component("service", service)

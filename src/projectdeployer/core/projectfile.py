@@ -28,7 +28,9 @@ Edits go through :mod:`tomlkit`, so the user's comments and ordering survive.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ import tomlkit
 from tomlkit.exceptions import ParseError, TOMLKitError
 
 from .convert import describe, structure
-from .errors import ConfigError, ProjectNotFound, join_path
+from .errors import ConfigError, ProjectNotFound, join_path, shown
 from .fsutil import atomic_write
 from .model import BuildSpec, DatabaseSpec, EnvironmentSpec, Project, ProjectSettings, ServiceSpec
 from .registry import Registry, get_registry
@@ -191,17 +193,46 @@ def build_project(data: Mapping[str, Any], *, source: str | None = None, registr
     return project
 
 
-def read_document(path: Path) -> tomlkit.TOMLDocument:
-    """Read and parse the file at ``path`` (ProjectNotFound if it does not exist)."""
+#: A project file larger than this is refused: a real one is a few kilobytes.
+MAX_PROJECT_FILE_BYTES = 1024 * 1024
+
+
+def read_project_text(path: Path) -> str:
+    """The text of the project file at ``path``: a regular file of at most
+    :data:`MAX_PROJECT_FILE_BYTES`, UTF-8. A FIFO, a device (a link to ``/dev/zero``), a
+    directory or a larger file is refused in one line, without blocking or reading it whole."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
-        raise ProjectNotFound(f"{path}: no such project file") from exc
+        raise ProjectNotFound(f"{shown(str(path), 200)}: no such project file") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(["is a directory, not a project file"], source=str(path)) from exc
+    except OSError as exc:
+        raise ProjectNotFound(f"{shown(str(path), 200)}: cannot read: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(["is a directory, not a project file"], source=str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError([f"is not a regular file ({_file_kind(info.st_mode)}): a project file is a TOML file"], source=str(path))
+        data = handle.read(MAX_PROJECT_FILE_BYTES + 1)
+    if len(data) > MAX_PROJECT_FILE_BYTES:
+        raise ConfigError([f"is larger than {MAX_PROJECT_FILE_BYTES // 1024} KiB: not a project file"], source=str(path))
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError([f"not UTF-8 text ({exc.reason} at byte {exc.start})"], source=str(path)) from exc
-    except OSError as exc:
-        raise ProjectNotFound(f"{path}: cannot read: {exc.strerror}") from exc
-    return parse_toml(text, str(path))
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def read_document(path: Path) -> tomlkit.TOMLDocument:
+    """Read and parse the file at ``path`` (ProjectNotFound if it does not exist)."""
+    return parse_toml(read_project_text(Path(path)), str(path))
 
 
 def load_project_file(path: Path, *, registry: Registry | None = None) -> tuple[Project, tomlkit.TOMLDocument]:

@@ -1,0 +1,49 @@
+"""The root command group, whose usage errors print what the user typed escaped and shortened.
+
+click's own errors ("No such command 'X'", "Invalid value for '--port': 'X'") echo the
+argument as given: an escape sequence in it would reach the terminal, a 1 MiB value would become
+a 1 MiB line. Every click error raised while parsing or running a command is shown through
+:func:`~projectdeployer.core.errors.printable`, with click's own exit code (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import IO, Any
+
+import click
+
+from ..core.errors import LINE_SHOWN, printable
+
+
+class PrintableClickError(click.ClickException):
+    """A click error whose display is made printable line by line."""
+
+    def __init__(self, original: click.ClickException) -> None:
+        super().__init__(original.message)
+        self.original = original
+        self.exit_code = original.exit_code
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        buffer = io.StringIO()
+        self.original.show(file=buffer)
+        for line in buffer.getvalue().splitlines():
+            click.echo(printable(line, LINE_SHOWN), file=file, err=file is None)
+
+
+class SafeGroup(click.Group):
+    """A group that hands every click error of its subtree to :class:`PrintableClickError`."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            raise PrintableClickError(exc) from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PrintableClickError:
+            raise
+        except click.ClickException as exc:
+            raise PrintableClickError(exc) from exc
