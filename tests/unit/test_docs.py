@@ -33,3 +33,25 @@ def test_every_cli_command_is_documented() -> None:
     text = (DOCS / "cli.md").read_text()
     missing = [name for name in make_cli().commands if f"`{name}" not in text]
     assert not missing, f"docs/cli.md does not mention {missing}"
+
+
+def _bounds() -> dict[str, float]:
+    """Every upper bound validation enforces, by the constant's name."""
+    from projectdeployer.core import model, pathcheck, projectfile, rendersafety, validation
+
+    found: dict[str, float] = {}
+    for module in (validation, projectfile, pathcheck, rendersafety, model):
+        for name, value in vars(module).items():
+            if "MAX" in name.split("_") and isinstance(value, int | float) and not isinstance(value, bool):
+                found[f"{module.__name__}.{name}"] = value
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(_bounds()))
+def test_every_bound_is_documented(name: str) -> None:
+    value = _bounds()[name]
+    text = (DOCS / "project-file.md").read_text()
+    section = text[text.index("## Bounds and patterns") :]
+    number = int(value) if float(value).is_integer() else value
+    spellings = {f"{number}", f"{number:,}"} | ({f"{number // (1024 * 1024)} MiB"} if number >= 1024 * 1024 and number % (1024 * 1024) == 0 else set())
+    assert any(s in section for s in spellings), f"docs/project-file.md's Bounds and patterns does not state {name} = {number}"

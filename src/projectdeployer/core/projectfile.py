@@ -124,10 +124,34 @@ def _merge_override(base: Mapping[str, Any], override: Mapping[str, Any]) -> dic
     return merged
 
 
+#: The longest key and string value a project file may hold (docs/project-file.md).
+MAX_KEY_CHARS = 128
+MAX_VALUE_CHARS = 64 * 1024
+
+
+def _oversized(data: Any, path: list[str | int]) -> list[str]:
+    """A line for every key or string value of ``data`` past its size bound."""
+    out: list[str] = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if isinstance(key, str) and len(key) > MAX_KEY_CHARS:
+                out.append(f"{join_path([*path, key])}: a key of {len(key)} characters (at most {MAX_KEY_CHARS})")
+                continue
+            out += _oversized(value, [*path, key])
+    elif isinstance(data, list | tuple):
+        for i, value in enumerate(data):
+            out += _oversized(value, [*path, i])
+    elif isinstance(data, str) and len(data) > MAX_VALUE_CHARS:
+        out.append(f"{join_path(path)}: a value of {len(data)} characters (at most {MAX_VALUE_CHARS})")
+    return out
+
+
 def build_project(data: Mapping[str, Any], *, source: str | None = None, registry: Registry | None = None) -> Project:
     """Turn a parsed document into a validated :class:`Project` or raise ConfigError (all problems)."""
     registry = registry if registry is not None else get_registry()
-    problems: list[str] = []
+    problems: list[str] = _oversized(data, [])
+    if problems:
+        raise ConfigError(problems, source=source)
 
     for key in data:
         if key not in TOP_LEVEL_KEYS:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 
+from .errors import shown
 from .gitref import GitRepoError, parse_git_repo
-from .model import BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
+from .model import MAX_SERVERS, MIN_SERVERS, BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
+from .ownnames import Shape, collisions
+from .pathcheck import build_context_problem, host_volume_problem, inside_problem, secret_ref_problem
 from .order import find_cycle
 from .registry import Registry
 from .rendersafety import check_project_rendering, check_service_rendering, image_template_problem
@@ -19,6 +22,9 @@ from .servicetype import ServiceType
 Problem = tuple[Sequence[str | int], str]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+#: No ``_`` in a project name: containers are ``{project}_{env}_{service}``, and project
+#: ``a_b`` / env ``c`` / service ``d`` would be named like project ``a`` / env ``b`` / ``c_d``.
+PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -29,11 +35,22 @@ DOMAIN_RE = re.compile(rf"^(\*\.)?({_LABEL}\.)+{_LABEL}$|^localhost$")
 #: scheme a secrets plugin answers (vault:...). A literal token has no such prefix.
 SECRET_REF_RE = re.compile(r"^[a-z][a-z0-9+.-]{1,15}:(?!//)\S+$")
 CPU_SIZES = (1, 2, 4, 8, 16, 32)
+#: Upper bounds (docs/project-file.md, "Bounds and patterns"): a number past them is a typo.
+MAX_SERVICES = 100
+MAX_STARTUP_ORDER = 1000
+MAX_RETENTION_DAYS = 3650
+MAX_COOLDOWN = 86400
+MAX_RPS = 1_000_000.0
 
 
 def valid_name(name: str) -> bool:
     """Project and service names: lower-case letters, digits, ``_`` and ``-``, starting with a letter."""
     return bool(NAME_RE.match(name))
+
+
+def valid_project_name(name: str) -> bool:
+    """Project names: like service names, without ``_`` (see :data:`PROJECT_NAME_RE`)."""
+    return bool(PROJECT_NAME_RE.match(name))
 
 
 def domain_problem(domain: str) -> str | None:
@@ -104,9 +121,9 @@ def auto_env_target(key: str, spec: ServiceSpec, project: Project, types: Mappin
 def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, registry: Registry) -> Iterator[Problem]:
     """Problems of one service; paths are relative to the service's table."""
     if not valid_name(spec.name):
-        yield (), f"'{spec.name}' is not a valid service name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"
-    if spec.servers_count < 1:
-        yield ("servers_count",), f"must be at least 1, got {spec.servers_count}"
+        yield (), f"{shown(spec.name)} is not a valid service name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"
+    if not MIN_SERVERS <= spec.servers_count <= MAX_SERVERS:
+        yield ("servers_count",), f"must be between {MIN_SERVERS} and {MAX_SERVERS}, got {spec.servers_count}"
     zones = registry.zones
     if zones and spec.server_zone not in zones:
         yield ("server_zone",), f"unknown zone '{spec.server_zone}' (known: {', '.join(sorted(zones))})"
@@ -134,15 +151,18 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
             _, why = auto_env_target(key, spec, project, registry.service_types)
             if why:
                 yield ("env_vars", key), why
+        elif is_secret_ref(value) and (why := secret_ref_problem(value)):
+            yield ("env_vars", key), why
 
     for host_path, target in spec.volumes.items():
+        why = host_volume_problem(host_path, project.name)
+        if why:
+            yield ("volumes", host_path), why
         container_path, _, mode = target.partition(":")
         if not container_path.startswith("/"):
             yield ("volumes", host_path), f"container path must be absolute, got '{container_path}'"
         if mode and mode not in ("ro", "rw"):
             yield ("volumes", host_path), f"mode must be 'ro' or 'rw', got '{mode}'"
-        if not host_path:
-            yield ("volumes",), "empty host path"
 
     for i, dep in enumerate(spec.depends_on):
         if dep == spec.name:
@@ -150,8 +170,8 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
         elif dep not in project.services:
             yield ("depends_on", i), f"unknown service '{dep}' (services: {', '.join(project.services)})"
 
-    if spec.startup_order is not None and spec.startup_order < 1:
-        yield ("startup_order",), f"must be at least 1, got {spec.startup_order}"
+    if spec.startup_order is not None and not 1 <= spec.startup_order <= MAX_STARTUP_ORDER:
+        yield ("startup_order",), f"must be between 1 and {MAX_STARTUP_ORDER}, got {spec.startup_order}"
 
     if spec.schedule is not None:
         why = cron_problem(spec.schedule)
@@ -161,9 +181,6 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
             yield ("schedule",), "a scheduled job runs and exits; it cannot also serve a domain"
         if stype.stateful:
             yield ("schedule",), f"a {stype.name} service keeps its data and runs all the time; it cannot be a scheduled job"
-    if spec.name == "scheduler" and (stype.stateful or spec.is_scheduled):
-        # Job and stateful containers have no slot suffix: {project}_{env}_scheduler is taken.
-        yield (), f"a {'scheduled' if spec.is_scheduled else stype.name} service cannot be named 'scheduler' (the environment's scheduler container has that name)"
 
     # Render safety (rendersafety.py): what reaches a Dockerfile, nginx or a container is checked here.
     yield from check_service_rendering(spec, {**registry.default_images, **project.images})
@@ -176,8 +193,8 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
             why = cron_problem(bc.schedule)
             if why:
                 yield ("backup_config", "schedule"), why
-        if bc.retention_days < 1:
-            yield ("backup_config", "retention_days"), f"must be at least 1 day, got {bc.retention_days}"
+        if not 1 <= bc.retention_days <= MAX_RETENTION_DAYS:
+            yield ("backup_config", "retention_days"), f"must be between 1 and {MAX_RETENTION_DAYS} days, got {bc.retention_days}"
 
 
 def _check_scaling(spec: ServiceSpec, stype: ServiceType) -> Iterator[Problem]:
@@ -197,6 +214,10 @@ def _check_scaling(spec: ServiceSpec, stype: ServiceType) -> Iterator[Problem]:
                 yield ("auto_scaling", "vertical", f"{kind}_scale_down"), f"must be below {kind}_scale_up ({up:g}), got {down:g}"
     if scaling.horizontal is not None:
         h = scaling.horizontal
+        for which in ("up", "down"):
+            val = getattr(h, f"rps_scale_{which}")
+            if not 0 <= val <= MAX_RPS:  # also refuses NaN, which every comparison lets through
+                yield ("auto_scaling", "horizontal", f"rps_scale_{which}"), f"must be between 0 and {MAX_RPS:g} requests per second, got {val:g}"
         if h.rps_scale_down < 0:
             yield ("auto_scaling", "horizontal", "rps_scale_down"), f"must not be negative, got {h.rps_scale_down:g}"
         if h.rps_scale_down >= h.rps_scale_up:
@@ -206,8 +227,8 @@ def _check_scaling(spec: ServiceSpec, stype: ServiceType) -> Iterator[Problem]:
     elif not scaling.min_servers <= spec.servers_count <= scaling.max_servers:
         yield ("servers_count",), f"{spec.servers_count} is outside auto_scaling's {scaling.min_servers}..{scaling.max_servers}"
     for key in ("scale_up_cooldown", "scale_down_cooldown"):
-        if getattr(scaling, key) < 0:
-            yield ("auto_scaling", key), "must not be negative"
+        if not 0 <= getattr(scaling, key) <= MAX_COOLDOWN:
+            yield ("auto_scaling", key), f"must be between 0 and {MAX_COOLDOWN} seconds, got {getattr(scaling, key)}"
 
 
 def _check_build(spec: BuildSpec) -> Iterator[Problem]:
@@ -221,12 +242,17 @@ def _check_build(spec: BuildSpec) -> Iterator[Problem]:
     if spec.git_token is not None:
         if not is_secret_ref(spec.git_token):
             yield ("git_token",), "must be a reference (secret:NAME, env:NAME or file:PATH), never the token itself"
+        elif why := secret_ref_problem(spec.git_token):
+            yield ("git_token",), why
         if spec.git_repo is None:
             yield ("git_token",), "is only used with git_repo"
     if spec.dockerfile is not None and spec.dockerfile_content is not None:
         yield ("dockerfile_content",), "set either dockerfile or dockerfile_content, not both"
-    if spec.dockerfile is not None and (spec.dockerfile.startswith("/") or ".." in spec.dockerfile.split("/")):
-        yield ("dockerfile",), f"must be a path inside the build context, got '{spec.dockerfile}'"
+    if spec.build_context is not None and (why := build_context_problem(spec.build_context)):
+        yield ("build_context",), why
+    # requirements_files and build_dir are checked where they are rendered (rendersafety).
+    if spec.dockerfile is not None and (why := inside_problem(spec.dockerfile, "the build context")):
+        yield ("dockerfile",), why
     if spec.dockerfile_content is not None and not spec.dockerfile_content:
         yield ("dockerfile_content",), "is empty"
     if isinstance(spec, GenericSpec) and spec.image is not None:
@@ -238,8 +264,8 @@ def _check_build(spec: BuildSpec) -> Iterator[Problem]:
 def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
     """Every problem of ``project``, paths from the document root."""
     s = project.settings
-    if not valid_name(s.name):
-        yield ("project", "name"), f"'{s.name}' is not a valid project name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"
+    if not valid_project_name(s.name):
+        yield ("project", "name"), f"{shown(s.name)} is not a valid project name (lower-case letters, digits and -, starting with a letter, at most 40)"
     if s.docker_hub_user is not None and not HUB_USER_RE.match(s.docker_hub_user):
         yield ("project", "docker_hub_user"), f"'{s.docker_hub_user}' is not a valid Docker Hub user name"
     if not TAG_RE.match(s.version):
@@ -269,10 +295,15 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
 
     yield from check_project_rendering(project)
 
+    if len(project.services) > MAX_SERVICES:
+        yield ("services",), f"{len(project.services)} services: at most {MAX_SERVICES} in one project"
     for name, spec in project.services.items():
         stype = registry.service_types[spec.type]
         for path, message in check_service(spec, stype, project, registry):
             yield ("services", name, *path), message
+    shapes = {name: _shape(spec, registry.service_types[spec.type]) for name, spec in project.services.items()}
+    for name, why in collisions(shapes):
+        yield ("services", name), why
 
     deps = {name: spec.depends_on for name, spec in project.services.items()}
     cycle = find_cycle(deps)
@@ -288,6 +319,12 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
             if key in seen:
                 yield ("services", name, "domain"), f"'{spec.domain}' is already served by '{seen[key]}' in zone {spec.server_zone}"
             seen[key] = name
+
+
+def _shape(spec: ServiceSpec, stype: ServiceType) -> Shape:
+    if stype.stateful:
+        return Shape.STATEFUL
+    return Shape.SINGLE if spec.is_scheduled else Shape.SLOTTED
 
 
 def _check_manual_orders(project: Project) -> Iterator[Problem]:
