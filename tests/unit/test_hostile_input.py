@@ -452,6 +452,8 @@ F("startup_order_int64", api(startup_order=INT64), "startup_order")
 F("http_port_above_65535", BASE + table("environments.prod", http_port=70000), "http_port")
 F("https_port_negative", BASE + table("environments.prod", https_port=-443), "https_port")
 F("service_name_one_mib", plus(svc("a" * MIB, "redis")), 1)
+F("service_name_100k_under_the_file_bound", plus(svc("a" * 100_000, "redis")), 1)
+F("env_var_key_100k", api(env_vars={"K" * 100_000: "1"}), "env_vars")
 F("env_var_value_100k", api(env_vars={"DEBUG": "x" * 100_000}), "env_vars")
 F("env_var_key_129_chars", api(env_vars={"K" * 129: "1"}), "env_vars")
 F("command_100k", api(command="x" * 100_000), "command")
@@ -834,7 +836,9 @@ def run_cli(argv: list[str], root: Path) -> Outcome:
     argv = [a.replace("{root}", str(root)) for a in argv]
     runner = CliRunner()
     outcome = Outcome()
-    with runner.isolation(env={"COLUMNS": "160"}) as (out, err, _):
+    # color=True: output as a terminal gets it. click strips CSI sequences from output that is
+    # not a terminal, which would hide an echoed "ESC[2J" here while a user's terminal runs it.
+    with runner.isolation(env={"COLUMNS": "160"}, color=True) as (out, err, _):
         try:
             with _deadline():
                 main(argv)
@@ -844,10 +848,20 @@ def run_cli(argv: list[str], root: Path) -> Outcome:
         except BaseException as exc:  # noqa: BLE001 - main() must not let anything through
             outcome.exception = exc
             outcome.code = None
-        outcome.stdout = out.getvalue().decode("utf-8", "replace")
-        outcome.stderr = err.getvalue().decode("utf-8", "replace")
+        outcome.stdout = _unstyled(out.getvalue().decode("utf-8", "replace"))
+        outcome.stderr = _unstyled(err.getvalue().decode("utf-8", "replace"))
     outcome.lines, outcome.other = _split(outcome.stderr)
     return outcome
+
+
+_OWN_STYLE_START = re.compile(r"^(?:\x1b\[[0-9;]*m)+")
+_OWN_STYLE_END = re.compile(r"(?:\x1b\[0m)+$")
+
+
+def _unstyled(text: str) -> str:
+    """``text`` without the CLI's own colouring: style codes opening a line and the reset closing
+    it (``click.secho(line, fg="red")``). Anything inside a line stays, to be found."""
+    return "\n".join(_OWN_STYLE_END.sub("", _OWN_STYLE_START.sub("", line)) for line in text.split("\n"))
 
 
 def run_proc(argv: list[str], root: Path) -> Outcome:
