@@ -22,6 +22,7 @@ import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import PurePosixPath
 
+from .errors import shown
 from .model import BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
 
 Problem = tuple[Sequence[str | int], str]
@@ -68,15 +69,6 @@ SAFE_PATH_RE = re.compile(r"[A-Za-z0-9._@+=,-]+(?:/[A-Za-z0-9._@+=,-]+)*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def shown(value: object, limit: int = 60) -> str:
-    """``value`` for an error line: repr-escaped (no raw control character) and shortened.
-
-    To be replaced by core/errors.py's shared ``shown`` once that is committed (issue 11, item 6).
-    """
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def control_chars(value: str, allow: str = "") -> list[str]:
