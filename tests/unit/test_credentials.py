@@ -138,7 +138,8 @@ def test_a_key_with_control_characters_is_escaped() -> None:
 
 
 def test_the_api_warns_when_it_loads_a_project(pd_home: Path) -> None:
-    ProjectDeployer.create("myapp").add_python_service("api", env_vars={"DATABASE_URL": "postgres://u:hunter2@h/db"})
+    with pytest.warns(PlaintextCredentialWarning, match="services.api.env_vars.DATABASE_URL"):  # add warns too
+        ProjectDeployer.create("myapp").add_python_service("api", env_vars={"DATABASE_URL": "postgres://u:hunter2@h/db"})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ProjectDeployer("myapp")
