@@ -91,9 +91,11 @@ class Block:
         comment; a trailing backslash continues a command on the next line."""
         out: list[Command] = []
         pending: tuple[int, str] | None = None
+        # An untagged block written with prompts reads as a console block.
+        prompts = self.lang == "console" or (self.lang == "" and any(line.startswith("$ ") for line in self.code.splitlines()))
         for number, raw in enumerate(self.code.splitlines(), start=self.line + 1):
             if pending is None:
-                if self.lang == "console":
+                if prompts:
                     if not raw.startswith("$ "):
                         continue  # output shown in the docs
                     raw = raw[2:]
@@ -164,11 +166,22 @@ def all_blocks() -> list[Block]:
 
 
 def is_commands(block: Block) -> bool:
-    """An untagged block is shell when every line that is not a comment starts with a program
-    found on the test's PATH (or a ``$ `` prompt); anything else must be tagged or marked."""
-    lines = [line for line in block.code.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    """An untagged block is shell when every command in it (every line that is not a comment,
+    or the ``$ `` lines when it has prompts) starts with a program found on the test's PATH;
+    anything else must be tagged or marked."""
     path = block_env(Path("/nonexistent"))["PATH"]
-    return bool(lines) and all(line.startswith("$ ") or shutil.which(line.split()[0], path=path) for line in lines)
+    commands = block.commands()  # with prompts, the lines without one are output
+    return bool(commands) and all(_program(command.text) in _BUILTINS or shutil.which(_program(command.text), path=path) for command in commands)
+
+
+#: Shell builtins a command line may start with.
+_BUILTINS = {"cd", "export", "eval", "source", ".", "echo", "set", "unset", "test", "[", "true", "false"}
+
+
+def _program(command: str) -> str:
+    """The program a command line runs: its first word after ``NAME=value`` assignments."""
+    words = [w for w in command.split() if not re.fullmatch(r"[A-Za-z_]\w*=\S*", w)]
+    return words[0] if words else ""
 
 
 def kind(block: Block) -> str:

@@ -111,3 +111,11 @@ def test_a_failing_command_stops_its_block_and_is_named(tmp_path: Path) -> None:
     outcome = run_block(block, tmp_path, prepare(block, tmp_path))
     problem = outcome.problem()
     assert problem is not None and "doc-test: line 4 exited 1" in problem and "never" not in outcome.output
+
+
+def test_an_untagged_block_of_commands_runs_as_shell(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("```\nPROJECTDEPLOYER_TRACE_PLUGINS=1 projectdeployer --version\ncd /tmp\n```\n\n```\n$ projectdeployer --help\nUsage: ...\n```\n")
+    plain, prompted = extract(doc)
+    assert kind(plain) == kind(prompted) == "shell"
+    assert [c.text for c in prompted.commands()] == ["projectdeployer --help"]
