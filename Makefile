@@ -7,8 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: venv system-deps images test unit demo bench clean lock upgrade
 
 # Debian packages the tests use for real (nginx validates and serves generated configs; git
-# serves test repositories over smart HTTP). Installed only when missing.
-SYSTEM_TOOLS := nginx:nginx-light git:git
+# serves test repositories over smart HTTP; zsh and fish run the docs' completion lines). Installed only when missing.
+SYSTEM_TOOLS := nginx:nginx-light git:git zsh:zsh fish:fish
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  tool=$${pair%%:*}; pkg=$${pair#*:}; \
