@@ -565,7 +565,11 @@ class ProjectDeployer:
             on_disk = None
         if on_disk != self._loaded_text:
             # Someone edited the file since we read it: writing now would silently undo that.
-            raise ProjectFileChanged(f"{self._path}: the file changed on disk since it was loaded; call reload() (or load the project again) and retry")
+            raise _both(
+                ProjectFileChanged,
+                f"{self._path}: the file changed on disk since it was loaded; call reload() (or load the project again) and retry",
+                f"{self._path}: the file changed on disk while this command ran; nothing was written, run the command again",
+            )
         if pending:
             from ..plugins import load_plugins
 
