@@ -182,7 +182,10 @@ def test_list_shows_project_secrets_and_where_each_is_used(tokens: ProjectDeploy
 def test_list_refuses_an_env_that_is_a_path(shop: ProjectDeployer, pd_home: Path) -> None:
     proc = run(pd_home, "secrets", "list", "--env", "../shop")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == ["error: --env ../shop: not an environment name (lower-case letters, digits and -, starting with a letter, at most 20)"]
+    assert proc.stderr.strip().splitlines() == [
+        "error: Invalid value for '--env': '../shop': not an environment name (lower-case letters, digits and -, starting with a letter, at most 20)"
+        " (see 'projectdeployer secrets list --help')"
+    ]
 
 
 def _tree(root: Path) -> dict[str, bytes]:

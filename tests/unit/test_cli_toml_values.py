@@ -82,8 +82,7 @@ def test_the_readme_command_and_a_malformed_value(tmp_path: Path) -> None:
     before = project_file.read_bytes()
     bad = _run(tmp_path, "-p", "myapp", "add", "python", "web", "--auto-scaling", "tru")
     assert bad.returncode == 2
-    errors = [line for line in bad.stderr.splitlines() if line.startswith("Error")]
-    assert errors == [f"Error: Invalid value for '--auto-scaling': not one TOML value: 'tru' ({_examples()})"]
+    assert bad.stderr.splitlines() == [f"error: Invalid value for '--auto-scaling': not one TOML value: 'tru' ({_examples()}) (see 'projectdeployer add python --help')"]
     assert "Traceback" not in bad.stderr
     assert project_file.read_bytes() == before
 

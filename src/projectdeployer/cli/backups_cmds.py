@@ -6,12 +6,13 @@ import click
 import pluggy
 
 from .output import print_json, print_table
+from .params import ENV
 from .project_cmds import open_project
 
 
 def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     """Attach the ``backups`` group to ``cli``."""
-    env_option = click.option("--env", "env", default="dev", show_default=True, help="Environment.")
+    env_option = click.option("--env", "env", type=ENV, default="dev", show_default=True, help="Environment.")
 
     @cli.group()
     def backups() -> None:

@@ -6,6 +6,7 @@ import click
 import pluggy
 
 from .output import print_json, print_table
+from .params import ENV, SECONDS
 from .project_cmds import open_project
 
 
@@ -58,7 +59,7 @@ def _print_plan(title: str, plan) -> None:  # type: ignore[no-untyped-def]
 
 def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     """Attach the deploy commands to ``cli``."""
-    env_option = click.option("--env", "env", default="dev", show_default=True, help="Environment.")
+    env_option = click.option("--env", "env", type=ENV, default="dev", show_default=True, help="Environment.")
 
     @cli.command()
     @env_option
@@ -78,7 +79,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     @click.option("--service", default=None, help="Deploy only this service.")
     @click.option("--no-build", is_flag=True, help="Use the images already built.")
     @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-    @click.option("--lock-wait", type=float, default=0.0, show_default=True, help="Seconds to wait for another deploy to finish.")
+    @click.option("--lock-wait", type=SECONDS, default=0.0, show_default=True, help="Seconds to wait for another deploy to finish.")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
     @click.pass_context
     def deploy(ctx: click.Context, env: str, service: str | None, no_build: bool, dry_run: bool, lock_wait: float, as_json: bool) -> None:
@@ -154,7 +155,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     @cli.command()
     @click.argument("service")
     @env_option
-    @click.option("-n", "--lines", default=100, show_default=True, help="How many lines from the end.")
+    @click.option("-n", "--lines", type=click.IntRange(0, 100_000), default=100, show_default=True, help="How many lines from the end.")
     @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
     @click.option("--json", "as_json", is_flag=True, help="Print the lines as a JSON array.")
     @click.pass_context

@@ -47,4 +47,11 @@ def _check_hook(manager: pluggy.PluginManager, hook: str) -> None:
     """Refuse a hook name no plugin can implement (a typo would list nothing and exit 0)."""
     known = sorted(name for name in vars(manager.hook) if not name.startswith("_"))
     if hook not in known:
-        raise ConfigError([f"--hook: unknown hook {hook!r} (known: {', '.join(known)})"])
+        import difflib
+
+        from ..core.errors import shown
+
+        # The known hooks are ~30 names: too long for one line; the closest ones are what helps.
+        close = difflib.get_close_matches(hook, known, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"{len(known)} hooks, listed in docs/plugins.md"
+        raise ConfigError([f"--hook: unknown hook {shown(hook)} ({hint})"])

@@ -12,6 +12,7 @@ from ..core import paths
 from ..core.errors import ConfigError, ProjectNotFound
 from ..core.registry import get_registry
 from .output import print_json, print_table
+from .params import ENV
 
 if TYPE_CHECKING:  # the project-file machinery is imported by the commands that use it
     from ..core.deployer import ProjectDeployer
@@ -36,10 +37,11 @@ def open_project(ctx: click.Context) -> ProjectDeployer:
 def _project_flag(name: str) -> str:
     """``-p NAME`` is a name: a path there (``-p ../other``) would be loaded as a file, which
     is what ``-f`` is for."""
-    from ..core.validation import valid_name
+    from ..core.errors import shown
+    from ..core.validation import PROJECT_NAME_RULE, valid_project_name
 
-    if not valid_name(name):
-        raise ConfigError([f"-p/--project {name!r}: not a project name (lower-case letters, digits, _ and -, starting with a letter, at most 40); a file is given with -f/--file"])
+    if not valid_project_name(name):
+        raise ConfigError([f"-p/--project {shown(name)}: not a project name ({PROJECT_NAME_RULE}); a file is given with -f/--file"])
     return name
 
 
@@ -93,7 +95,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             click.echo(line)
 
     @cli.command()
-    @click.option("--env", "env", default=None, help="Show the services as ENV sees them (with its overrides).")
+    @click.option("--env", "env", type=ENV, default=None, help="Show the services as ENV sees them (with its overrides).")
     @click.option("--json", "as_json", is_flag=True, help="Print the project as JSON.")
     @click.pass_context
     def show(ctx: click.Context, env: str | None, as_json: bool) -> None:
@@ -144,7 +146,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             click.echo(f"{project.path}: ok ({count} service{'s' if count != 1 else ''})")
 
     @cli.command()
-    @click.option("--env", "env", default="dev", show_default=True, help="Environment whose refs and overrides are built.")
+    @click.option("--env", "env", type=ENV, default="dev", show_default=True, help="Environment whose refs and overrides are built.")
     @click.option("--service", "services", multiple=True, help="Build only this service (repeatable).")
     @click.option("--push", is_flag=True, help="Push each image to the project's registry and print its digest.")
     @click.option("--quiet", "-q", is_flag=True, help="Do not stream build output.")
@@ -161,7 +163,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         print_table(f"{project.name} / {env} images", ["service", "tag", "image", "digest", "commit", "seconds", "reused"], [(n, b.tag, b.image_id[7:19], b.digest or "", (b.commit or "")[:12], f"{b.seconds:.1f}", "yes" if b.cached else "no") for n, b in built.items()])
 
     @cli.command()
-    @click.argument("env")
+    @click.argument("env", type=ENV)
     @click.option("--json", "as_json", is_flag=True, help="Print the ports as JSON.")
     @click.pass_context
     def ports(ctx: click.Context, env: str, as_json: bool) -> None:

@@ -2,13 +2,13 @@
 
 click's own errors ("No such command 'X'", "Invalid value for '--port': 'X'") echo the
 argument as given: an escape sequence in it would reach the terminal, a 1 MiB value would become
-a 1 MiB line. Every click error raised while parsing or running a command is shown through
-:func:`~projectdeployer.core.errors.printable`, with click's own exit code (2 for usage errors).
+a 1 MiB line. Every click error raised while parsing or running a command is shown as one
+``error: ...`` line through :func:`~projectdeployer.core.errors.printable`, with click's own
+exit code (2 for usage errors).
 """
 
 from __future__ import annotations
 
-import io
 from typing import IO, Any
 
 import click
@@ -25,10 +25,13 @@ class PrintableClickError(click.ClickException):
         self.exit_code = original.exit_code
 
     def show(self, file: IO[Any] | None = None) -> None:
-        buffer = io.StringIO()
-        self.original.show(file=buffer)
-        for line in buffer.getvalue().splitlines():
-            click.echo(printable(line, LINE_SHOWN), file=file, err=file is None)
+        # One line, as every other error of ours: click's own form is four (usage, a hint, a
+        # blank line, the error); the command's --help is named instead.
+        line = f"error: {self.original.format_message()}"
+        ctx = getattr(self.original, "ctx", None)
+        if isinstance(self.original, click.UsageError) and ctx is not None:
+            line += f" (see '{ctx.command_path} --help')"
+        click.secho(printable(line, LINE_SHOWN), file=file, err=file is None, fg="red")
 
 
 class SafeGroup(click.Group):

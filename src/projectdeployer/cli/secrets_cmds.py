@@ -18,6 +18,7 @@ import pluggy
 
 from ..addons.secrets_store import StoredSecret, password_name, secret_path, secret_references, secrets_root, stored_secrets
 from .output import print_json, print_table
+from .params import ENV
 from .project_cmds import open_project
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 def _rotator(ctx: click.Context, env: str, log: Any) -> SecretsRotator:
     from ..core.rotator import SecretsRotator
 
-    _check_env(env)
     return SecretsRotator(open_project(ctx), env, log=log)
 
 
@@ -85,16 +85,6 @@ def _rows(rotator: SecretsRotator) -> list[dict[str, Any]]:
     return rows
 
 
-def _check_env(env: str) -> None:
-    """``--env`` names an environment, never a path (``../other`` would read another project)."""
-    from ..core.credentials import safe
-    from ..core.errors import ConfigError
-    from ..core.validation import ENV_NAME_RE
-
-    if not ENV_NAME_RE.match(env):
-        raise ConfigError([f"--env {safe(env)}: not an environment name (lower-case letters, digits and -, starting with a letter, at most 20)"])
-
-
 def _rotatable(rotator: SecretsRotator, service: str) -> None:
     """Raise one clear line when ``service`` is unknown or has no password to rotate."""
     from ..core.rotator import RotationError
@@ -109,7 +99,7 @@ def _rotatable(rotator: SecretsRotator, service: str) -> None:
 
 def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     """Attach the ``secrets`` command group to ``cli``."""
-    env_option = click.option("--env", "env", default="dev", show_default=True, help="Environment.")
+    env_option = click.option("--env", "env", type=ENV, default="dev", show_default=True, help="Environment.")
 
     @cli.group()
     def secrets() -> None:

@@ -15,6 +15,7 @@ import click
 import pluggy
 
 from .output import print_json, print_table
+from .params import ENV
 from .project_cmds import open_project
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def _run(sync: FileSync, action: str, as_json: bool) -> None:
 
 def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     """Attach the ``sync`` command group to ``cli``."""
-    env_option = click.option("--env", "env", default="dev", show_default=True, help="Environment.")
+    env_option = click.option("--env", "env", type=ENV, default="dev", show_default=True, help="Environment.")
     json_option = click.option("--json", "as_json", is_flag=True, help="Print the per-server reports as JSON.")
 
     @cli.group()

@@ -44,6 +44,9 @@ class BackupManager:
     """The backups of ``project``/``env`` (the seed's ``BackupManager``)."""
 
     def __init__(self, project: str | ProjectDeployer, env: str = "dev", *, log: Log | None = None, lock_wait: float = 60.0) -> None:
+        from .validation import require_env_name
+
+        env = require_env_name("BackupManager", env)
         if isinstance(project, str):
             from .deployer import ProjectDeployer
 

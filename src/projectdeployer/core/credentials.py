@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from .errors import printable
 from .validation import is_secret_ref
 
 #: The last word of a key that names a credential (``DB_PASS``, ``GITHUB_TOKEN``, ``JWT_SECRET``).
@@ -132,8 +133,7 @@ def find_plaintext_credentials(project: Any) -> list[Finding]:
 
 def safe(text: str, limit: int = 80) -> str:
     """``text`` with control characters escaped and shortened to ``limit`` characters."""
-    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+    return printable(text, limit)
 
 
 def secret_name(finding: Finding) -> str:

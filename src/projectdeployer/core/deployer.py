@@ -31,7 +31,7 @@ from .ports import PortAssignment, PortStore
 from .projectfile import build_project, read_document, write_document
 from .registry import Registry, get_registry
 from .servicetype import ServiceType
-from .validation import ENV_NAME_RE, is_secret_ref, valid_name
+from .validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name
 
 if TYPE_CHECKING:
     from .build import BuiltImage
@@ -677,9 +677,9 @@ def _argument_error(call: str, problem: str, *, cli: str | None = None) -> Confi
 
 def _env_argument(method: str, env: Any) -> str:
     """Refuse an environment name a project file would refuse (it becomes a directory name)."""
-    if isinstance(env, str) and ENV_NAME_RE.match(env):
+    problem = env_name_problem(env)
+    if problem is None:
         return env
-    problem = "not an environment name (lower-case letters, digits and -, starting with a letter, at most 20)"
     if not isinstance(env, str):
         problem = f"expected an environment name, a string, got {_type_name(env)}"
     raise _argument_error(f"{method}(env={_shown(env)})", problem, cli=f"environment {_shown(env)}: {problem}")
@@ -696,8 +696,8 @@ def _project_name(method: str, name: Any, *, valid: bool = True) -> str:
     directory name under ``$PROJECTDEPLOYER_HOME``."""
     if not isinstance(name, str):
         raise _argument_error(f"{method}(name={_shown(name)})", f"expected a project name, a string, got {_type_name(name)}")
-    if valid and not valid_name(name):
-        problem = "not a valid project name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"
+    if valid and not valid_project_name(name):
+        problem = f"not a valid project name ({PROJECT_NAME_RULE})"
         if method == "ProjectDeployer":
             problem += ", nor a path to a .toml file"
         raise _argument_error(f"{method}(name={_shown(name)})", problem, cli=f"project {_shown(name)}: {problem}")

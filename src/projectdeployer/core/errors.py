@@ -91,7 +91,7 @@ def join_path(parts: Sequence[str | int]) -> str:
 #: How many characters of a value, a key and a whole error line are shown.
 VALUE_SHOWN = 60
 KEY_SHOWN = 60
-LINE_SHOWN = 400
+LINE_SHOWN = 300
 
 # Characters that move the cursor, change a terminal's title or colours, reorder text (bidi
 # overrides) or hide it (zero-width): C0/C1 controls, DEL, format characters, line separators.

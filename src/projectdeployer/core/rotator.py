@@ -70,6 +70,9 @@ class SecretsRotator:
     """Rotates the generated passwords of one project environment (the seed's API)."""
 
     def __init__(self, project: str | ProjectDeployer, env: str = "dev", *, log: Log | None = None, lock_wait: float = 60.0) -> None:
+        from .validation import require_env_name
+
+        env = require_env_name("SecretsRotator", env)
         if isinstance(project, str):
             from .deployer import ProjectDeployer
 

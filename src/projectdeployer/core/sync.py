@@ -452,6 +452,9 @@ class FileSync:
         log_lines: int = DEFAULT_LOG_LINES,
         command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
     ) -> None:
+        from .validation import require_env_name
+
+        env = require_env_name("FileSync", env)
         self._deployer = None if isinstance(project, str) else project
         self.project: str = project if isinstance(project, str) else project.name
         self.env = env

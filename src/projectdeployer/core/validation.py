@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 
-from .errors import shown
+from .errors import ConfigError, shown
 from .gitref import GitRepoError, parse_git_repo
 from .model import MAX_SERVERS, MIN_SERVERS, BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
 from .ownnames import Shape, collisions
@@ -46,6 +46,32 @@ MAX_RPS = 1_000_000.0
 def valid_name(name: str) -> bool:
     """Project and service names: lower-case letters, digits, ``_`` and ``-``, starting with a letter."""
     return bool(NAME_RE.match(name))
+
+
+ENV_NAME_RULE = "lower-case letters, digits and -, starting with a letter, at most 20"
+
+
+def env_name_problem(env: object) -> str | None:
+    """Why ``env`` is not an environment name, or ``None``. Every ``env`` a command or an API
+    call takes is checked so: it becomes a directory name (``../other`` would reach another
+    project) and part of every container's name."""
+    if not isinstance(env, str):
+        return f"expected an environment name, a string, got {type(env).__name__}"
+    if not ENV_NAME_RE.match(env):
+        return f"not an environment name ({ENV_NAME_RULE})"
+    return None
+
+
+def require_env_name(owner: str, env: object) -> str:
+    """``env`` when it is an environment name, else a ConfigError naming ``owner``'s argument
+    (``SecretsRotator(env='Prod_1')``): what every class taking an ``env`` checks first."""
+    problem = env_name_problem(env)
+    if problem is not None:
+        raise ConfigError([f"{owner}(env={shown(env)}): {problem}"])
+    return str(env)
+
+
+PROJECT_NAME_RULE = "lower-case letters, digits and -, starting with a letter, at most 40"
 
 
 def valid_project_name(name: str) -> bool:
@@ -265,7 +291,7 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
     """Every problem of ``project``, paths from the document root."""
     s = project.settings
     if not valid_project_name(s.name):
-        yield ("project", "name"), f"{shown(s.name)} is not a valid project name (lower-case letters, digits and -, starting with a letter, at most 40)"
+        yield ("project", "name"), f"{shown(s.name)} is not a valid project name ({PROJECT_NAME_RULE})"
     if s.docker_hub_user is not None and not HUB_USER_RE.match(s.docker_hub_user):
         yield ("project", "docker_hub_user"), f"'{s.docker_hub_user}' is not a valid Docker Hub user name"
     if not TAG_RE.match(s.version):
@@ -280,7 +306,7 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
 
     for env_name, env in project.environments.items():
         if not ENV_NAME_RE.match(env_name):
-            yield ("environments", env_name), "is not a valid environment name (lower-case letters, digits and -)"
+            yield ("environments", env_name), f"is not a valid environment name ({ENV_NAME_RULE})"
         if env.provider != "auto" and env.provider not in registry.providers:
             yield ("environments", env_name, "provider"), f"unknown provider '{env.provider}' (known: auto, {', '.join(sorted(registry.providers))})"
         for key in ("http_port", "https_port"):

@@ -1,0 +1,54 @@
+"""Parameter types shared by the commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+class EnvironmentName(click.ParamType):
+    """An environment name, checked like one in a project file: ``--env ../other`` is a usage
+    error naming the flag (exit 2), before anything is read or written."""
+
+    name = "env"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from ..core.errors import shown
+        from ..core.validation import env_name_problem
+
+        problem = env_name_problem(value)
+        if problem is not None:
+            self.fail(f"{shown(value)}: {problem}", param, ctx)
+        return str(value)
+
+
+#: The type of every ``--env`` option and ``ENV`` argument.
+ENV = EnvironmentName()
+
+
+class Seconds(click.ParamType):
+    """A duration in seconds: a finite number from 0 to ``maximum`` (``nan`` and ``inf``, which
+    click's FLOAT takes, would wait forever or never)."""
+
+    name = "seconds"
+
+    def __init__(self, maximum: float = 86400.0) -> None:
+        self.maximum = maximum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        from ..core.errors import shown
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{shown(value)} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or not 0 <= seconds <= self.maximum:
+            self.fail(f"{shown(value)}: expected seconds from 0 to {self.maximum:g}", param, ctx)
+        return seconds
+
+
+#: Seconds a command waits for another (a lock, a drain): at most a day.
+SECONDS = Seconds()
