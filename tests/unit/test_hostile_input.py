@@ -47,9 +47,8 @@ BIN = Path(sys.executable).with_name("projectdeployer")
 MAX_LINE = 320
 #: Control characters (C0 but newline, DEL, C1) and format characters that reorder or hide text.
 FORBIDDEN = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-#: click's lines around a usage error, which are not problems.
-CLICK_FRAME = re.compile(r"^(Usage: .*|Try '.*' for help\.|)$")
-PROBLEM = re.compile(r"^(error|Error): ")
+#: Every problem is one ``error: ...`` line, click's usage errors included (cli/safegroup.py).
+PROBLEM = re.compile(r"^error: ")
 
 ESC_TITLE = "\x1b]0;pwned\x07"
 CLEAR = "\x1b[2J"
@@ -826,7 +825,7 @@ def _split(stderr: str) -> tuple[list[str], list[str]]:
     if lines and lines[-1] == "":
         lines.pop()
     problems = [line for line in lines if PROBLEM.match(line)]
-    other = [line for line in lines if not PROBLEM.match(line) and not CLICK_FRAME.match(line)]
+    other = [line for line in lines if not PROBLEM.match(line)]
     return problems, other
 
 
