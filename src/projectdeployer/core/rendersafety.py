@@ -296,13 +296,20 @@ def _base_image_problem(images: Mapping[str, str], key: str, version: str) -> st
     return image_ref_problem(template.replace("{version}", version))
 
 
+def _check_version_key(spec: BuildSpec, images: Mapping[str, str], key: str, pattern: re.Pattern[str], image_key: str, expected: str) -> Iterator[Problem]:
+    """A language version (``python_version``, ``node_version``): its pattern, then the image
+    reference it makes in its ``[images]`` entry."""
+    version = getattr(spec, key, None)
+    if not isinstance(version, str):
+        return
+    if not pattern.match(version):
+        yield (key,), f"{shown(version)} is not a {expected}"
+    elif _base_image_problem(images, image_key, version):
+        yield (key,), f"{shown(version)} makes [images] {image_key} {shown(images[image_key])} an invalid image reference"
+
+
 def _check_python_keys(spec: BuildSpec, images: Mapping[str, str]) -> Iterator[Problem]:
-    version = getattr(spec, "python_version", None)
-    if isinstance(version, str):
-        if not PYTHON_VERSION_RE.match(version):
-            yield ("python_version",), f"{shown(version)} is not a Python version (expected e.g. 3.12 or 3.12.4)"
-        elif _base_image_problem(images, "python", version):
-            yield ("python_version",), f"{shown(version)} makes [images] python {shown(images['python'])} an invalid image reference"
+    yield from _check_version_key(spec, images, "python_version", PYTHON_VERSION_RE, "python", "Python version (expected e.g. 3.12 or 3.12.4)")
     files = getattr(spec, "requirements_files", None)
     if isinstance(files, list):
         for i, name in enumerate(files):
@@ -312,12 +319,7 @@ def _check_python_keys(spec: BuildSpec, images: Mapping[str, str]) -> Iterator[P
 
 
 def _check_node_keys(spec: BuildSpec, images: Mapping[str, str]) -> Iterator[Problem]:
-    version = getattr(spec, "node_version", None)
-    if isinstance(version, str):
-        if not NODE_VERSION_RE.match(version):
-            yield ("node_version",), f"{shown(version)} is not a Node.js version (expected e.g. 20 or 20.11.1)"
-        elif _base_image_problem(images, "node", version):
-            yield ("node_version",), f"{shown(version)} makes [images] node {shown(images['node'])} an invalid image reference"
+    yield from _check_version_key(spec, images, "node_version", NODE_VERSION_RE, "node", "Node.js version (expected e.g. 20 or 20.11.1)")
     build_command = getattr(spec, "build_command", None)
     if isinstance(build_command, str):
         why = command_problem(build_command, "build command")
