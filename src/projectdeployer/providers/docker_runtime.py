@@ -64,7 +64,9 @@ class DockerRuntime(ContainerRuntime):
 
     def list(self, labels: Mapping[str, str], *, all: bool = True) -> list[ContainerInfo]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        return [_info(c) for c in self.client.containers.list(all=all, filters=filters)]
+        # A container removed between docker-py's listing and its inspect of it (another
+        # service's toggle in a parallel deploy) is gone, not an error.
+        return [_info(c) for c in self.client.containers.list(all=all, filters=filters, ignore_removed=True)]
 
     def get(self, name: str) -> ContainerInfo | None:
         import docker.errors
