@@ -119,6 +119,17 @@ def build_image(request: BuildRequest) -> tuple[str, bool] | None:
 
 
 @hookspec(firstresult=True)
+def image_inputs(request: BuildRequest) -> tuple[str, str | None] | None:
+    """Say what ``build_image(request)`` would do, building nothing: return ``(inputs, current)``,
+    the hash of everything that would go into the image and the hash the image tagged
+    ``request.tag`` was built from (``None``: no such image, or not labelled). Equal hashes mean
+    the build would reuse the image. Reads only (``plan`` calls it); ``None`` leaves it to others.
+
+    :param request: as for ``build_image`` (its ``log`` is not used).
+    """
+
+
+@hookspec(firstresult=True)
 def push_image(tag: str, log: Callable[[str], None]) -> str | None:
     """Push the image ``tag`` to its registry; return ``repo@sha256:...`` or ``None``.
 

@@ -270,3 +270,24 @@ def test_the_router_not_local_bookkeeping_says_which_container_serves(zd: dict, 
         assert _get(zd["http"])["version"] == "v3"
         load.wait_sent(load.snapshot().sent + 100, timeout=30)
     assert load.result.failed == 0, load.result.failures
+
+
+def test_plan_says_build_before_the_first_deploy_and_after_a_source_change(zd: dict, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12, item 5: plan says what deploy will do, builds nothing: build+create before the
+    first deploy, unchanged after it, build+update (with the input hash change) after an edit."""
+    project: ProjectDeployer = zd["project"]
+    tag = f"{zd['name']}-api:latest"
+    (first,) = [p for p in project.plan("dev").services if p.service == "api"]
+    assert (first.action, first.next_slot) == ("create", "a") and first.build and first.build.startswith("no image yet (inputs ")
+    assert not docker_client.images.list(name=f"{zd['name']}-api")  # plan built nothing
+    project.deploy(env="dev", log=lambda line: None)
+    inputs = docker_client.images.get(tag).labels["io.projectdeployer.inputs"]
+    (same,) = [p for p in project.plan("dev").services if p.service == "api"]
+    assert (same.action, same.build) == ("unchanged", None)
+    _set_version(zd["source"], "v9")
+    out = subprocess.run([str(BIN), "-f", str(zd["path"]), "plan", "--env", "dev", "--json"], capture_output=True, text=True, env=os.environ.copy(), check=False)
+    assert out.returncode == 0, out.stderr
+    (api,) = [s for s in json.loads(out.stdout)["services"] if s["service"] == "api"]
+    assert (api["action"], api["current_slot"], api["next_slot"]) == ("update", "a", "b")
+    assert api["build"].startswith(f"inputs {inputs[:12]} -> ") and api["build"] != f"inputs {inputs[:12]} -> {inputs[:12]}"
+    assert docker_client.images.get(tag).labels["io.projectdeployer.inputs"] == inputs  # still not built

@@ -540,6 +540,16 @@ def test_hook_build_image(bare_manager: pluggy.PluginManager, register_plugin: C
     check_firstresult(bare_manager, register_plugin, "build_image", {"request": request}, ("sha256:aaa", False), ("sha256:bbb", True))
 
 
+def test_hook_image_inputs(bare_manager: pluggy.PluginManager, register_plugin: Callable, tmp_path: Path) -> None:
+    spec = make_project(load_plugins(make_plugin_manager(), env={}), {"api": {"type": "python"}}).services["api"]
+    request = BuildRequest(project="shop", service=spec, context_dir=tmp_path, dockerfile="Dockerfile", tag="me/shop-api:1.0")
+    assert bare_manager.hook.image_inputs(request=request) is None
+    check_firstresult(bare_manager, register_plugin, "image_inputs", {"request": request}, ("aaa", None), ("bbb", "aaa"))
+    # The built-in Docker builder answers it (tests/unit/test_plan_builds.py drives it with a fake client).
+    loaded = load_plugins(make_plugin_manager(), env={})
+    assert "builder_docker" in [impl.plugin_name for impl in loaded.hook.image_inputs.get_hookimpls()]
+
+
 def test_hook_push_image(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
     kwargs = {"tag": "127.0.0.1:5000/shop-api:1.0", "log": lambda line: None}
     assert bare_manager.hook.push_image(**kwargs) is None

@@ -88,21 +88,39 @@ def _make_tar(context_dir: Path, files: list[str], extra: dict[str, str]) -> tem
     return out
 
 
-@hookimpl
-def build_image(request: BuildRequest) -> tuple[str, bool] | None:
-    client = docker_client()
-    name = request.service.name
+def _inputs(client: Any, request: BuildRequest) -> tuple[list[str], str]:
+    """The context's files and the hash of every input of ``request`` (reads only)."""
     dockerfile_text = request.extra_files.get(request.dockerfile)
     if dockerfile_text is None:
         dockerfile_text = (request.context_dir / request.dockerfile).read_text()
     files = _context_files(request.context_dir, request.dockerfile)
     inputs = inputs_digest(request.context_dir, files, request.extra_files, request.dockerfile, request.build_args, _base_ids(client, _base_images(dockerfile_text)))
+    return files, inputs
+
+
+def _existing(client: Any, tag: str) -> Any | None:
     try:
-        existing = client.images.get(request.tag)
-        if (existing.labels or {}).get(INPUTS_LABEL) == inputs:
-            return existing.id, True
+        return client.images.get(tag)
     except Exception:  # noqa: BLE001 - no such image yet
-        pass
+        return None
+
+
+@hookimpl
+def image_inputs(request: BuildRequest) -> tuple[str, str | None] | None:
+    client = docker_client()
+    _, inputs = _inputs(client, request)
+    existing = _existing(client, request.tag)
+    return inputs, None if existing is None else (existing.labels or {}).get(INPUTS_LABEL)
+
+
+@hookimpl
+def build_image(request: BuildRequest) -> tuple[str, bool] | None:
+    client = docker_client()
+    name = request.service.name
+    files, inputs = _inputs(client, request)
+    existing = _existing(client, request.tag)
+    if existing is not None and (existing.labels or {}).get(INPUTS_LABEL) == inputs:
+        return existing.id, True
 
     output: list[str] = []
     step = ""
@@ -159,4 +177,4 @@ def push_image(tag: str, log: Callable[[str], None]) -> str | None:
     return f"{repo}@{digest}"
 
 
-__all__ = ["build_image", "docker_client", "push_image"]
+__all__ = ["build_image", "docker_client", "image_inputs", "push_image"]

@@ -10,8 +10,13 @@ from .params import ENV, SECONDS
 from .project_cmds import open_project
 
 
+def _action(p) -> str:  # type: ignore[no-untyped-def]
+    """``build+create`` / ``build+update`` when the deploy builds the service's image first."""
+    return f"build+{p.action}" if getattr(p, "build", None) else p.action
+
+
 def _plan_rows(plan) -> list[tuple]:  # type: ignore[no-untyped-def]
-    return [(p.group, p.service, p.action, p.reason, p.current_slot or "", p.next_slot or "", p.image) for p in plan.services]
+    return [(p.group, p.service, _action(p), p.reason, p.current_slot or "", p.next_slot or "", p.image) for p in plan.services]
 
 
 def _is_fleet(plan) -> bool:  # type: ignore[no-untyped-def]
@@ -23,7 +28,7 @@ def _fleet_plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
     return {
         "project": plan.project, "env": plan.env,
         "servers": [{"zone": r.zone, "server": r.server, "action": r.action, "state": r.state or None, "next_state": r.next_state, "services": list(r.services)} for r in plan.servers],
-        "services": [{"service": p.service, "action": p.action, "reason": p.reason, "group": p.group, "servers": list(p.servers), "image": p.image} for p in plan.services],
+        "services": [{"service": p.service, "action": p.action, "build": p.build, "reason": p.reason, "group": p.group, "servers": list(p.servers), "image": p.image} for p in plan.services],
         "unreachable": dict(plan.unreachable),
     }
 
@@ -34,7 +39,7 @@ def _plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
     scheduler = plan.scheduler
     return {
         "project": plan.project, "env": plan.env,
-        "services": [{"service": p.service, "action": p.action, "reason": p.reason, "group": p.group, "current_slot": p.current_slot, "next_slot": p.next_slot, "image": p.image} for p in plan.services],
+        "services": [{"service": p.service, "action": p.action, "build": p.build, "reason": p.reason, "group": p.group, "current_slot": p.current_slot, "next_slot": p.next_slot, "image": p.image} for p in plan.services],
         "scheduler": None if scheduler is None else {"action": scheduler.action, "reason": scheduler.reason, "jobs": list(scheduler.jobs), "image": scheduler.image},
     }
 
@@ -47,7 +52,7 @@ def _when(stamp: str | None) -> str:
 def _print_plan(title: str, plan) -> None:  # type: ignore[no-untyped-def]
     if _is_fleet(plan):
         print_table(f"{title}: servers", ["zone", "server", "action", "state now", "state next", "services"], [(r.zone, r.server, r.action, r.state, r.next_state, ", ".join(r.services)) for r in plan.servers])
-        print_table(f"{title}: services", ["group", "service", "action", "why", "servers", "image"], [(p.group, p.service, p.action, p.reason, ", ".join(p.servers), p.image) for p in plan.services])
+        print_table(f"{title}: services", ["group", "service", "action", "why", "servers", "image"], [(p.group, p.service, _action(p), p.reason, ", ".join(p.servers), p.image) for p in plan.services])
         for name, error in plan.unreachable.items():
             click.echo(f"unreachable: {name}: {error}", err=True)
         return

@@ -26,6 +26,7 @@ import attrs
 import pluggy
 
 from .errors import ProjectDeployerError
+from .gitref import parse_git_repo
 from .model import BuildSpec, GenericSpec, Project, ServiceSpec
 
 if TYPE_CHECKING:
@@ -78,6 +79,28 @@ class BuiltImage:
     seconds: float
     #: Whether the image was reused because nothing that goes into it changed.
     cached: bool
+
+
+@attrs.frozen(kw_only=True)
+class BuildCheck:
+    """What a build of one service would do, found without building (what ``plan`` shows)."""
+
+    service: str
+    #: Whether the deploy builds a new image (its inputs changed, or there is no image yet).
+    needed: bool
+    #: Why, naming the input hash: ``inputs 1a2b3c4d5e6f -> 7a8b9c0d1e2f``, ``no image yet
+    #: (inputs ...)``, ``git ref main not checked out yet``; ``""`` when not needed.
+    reason: str = ""
+    #: The input hash the build would label the image with (``None``: not known offline).
+    inputs: str | None = None
+    #: The input hash of the image built for the service now (``None``: none, or unlabelled).
+    previous: str | None = None
+    #: Why the build would fail (no build context, no Dockerfile, ...): the plan says ``error``.
+    error: str | None = None
+
+
+def _short(digest: str | None) -> str:
+    return digest[:12] if digest else "(none)"
 
 
 def image_tag(project: Project, service: str) -> str:
@@ -140,6 +163,56 @@ class ProjectBuilder:
             self.log(f"[{index}/{len(names)}] building {name}")
             results[name] = self._build_one(specs[name], push=push)
         return results
+
+    def check(self, name: str) -> BuildCheck:
+        """What building ``name`` would do, without building, cloning or fetching: its input hash
+        (the builder's ``image_inputs`` hook) against the one of the image built for it now.
+
+        A git-sourced service is hashed as its checkout stands (plan does not fetch): a checkout
+        that is missing, or not at the commit the ref names, means a build whose inputs are not
+        known yet. Reads only; writes nothing.
+        """
+        spec = self.project.services_for(self.env)[name]
+        assert isinstance(spec, BuildSpec)
+        try:
+            context_dir = self._existing_source(spec)
+            if context_dir is None:
+                repo = parse_git_repo(spec.git_repo) if isinstance(spec.git_repo, str) else spec.git_repo
+                return BuildCheck(service=name, needed=True, reason=f"git ref {repo.ref or '(default branch)'} not checked out yet")
+            dockerfile, extra = self._dockerfile(spec, context_dir)
+        except ProjectDeployerError as exc:
+            return BuildCheck(service=name, needed=True, error=str(exc))
+        request = BuildRequest(
+            project=self.project.name, service=spec, context_dir=context_dir, dockerfile=dockerfile, extra_files=extra,
+            tag=image_tag(self.project, spec.name), build_args=dict(spec.build_args), log=self.log,
+        )
+        try:
+            answer = self.manager.hook.image_inputs(request=request)
+        except ProjectDeployerError as exc:  # e.g. no engine to read the base images from
+            return BuildCheck(service=name, needed=True, error=str(exc))
+        if answer is None:
+            return BuildCheck(service=name, needed=True, reason="no builder plugin answered image_inputs: inputs not known")
+        inputs, previous = answer
+        if previous == inputs:
+            return BuildCheck(service=name, needed=False, inputs=inputs, previous=previous)
+        reason = f"no image yet (inputs {_short(inputs)})" if previous is None else f"inputs {_short(previous)} -> {_short(inputs)}"
+        return BuildCheck(service=name, needed=True, reason=reason, inputs=inputs, previous=previous)
+
+    def _existing_source(self, spec: BuildSpec) -> Path | None:
+        """The source directory as it is now, touching nothing: ``build_context``, or the git
+        checkout when it is there at the ref (``None``: the build must clone or check out first)."""
+        if spec.git_repo is None:
+            return self._source(spec)[0]
+        from . import paths
+
+        repo = parse_git_repo(spec.git_repo) if isinstance(spec.git_repo, str) else spec.git_repo
+        path = paths.git_checkout_dir(self.project.name, self.env, spec.name)
+        head = path / ".git" / "HEAD"
+        if not head.is_file():
+            return None
+        if repo.is_commit and not head.read_text().strip().startswith(repo.ref or ""):
+            return None  # the deploy checks out another commit: not known without it
+        return path
 
     def _build_one(self, spec: ServiceSpec, *, push: bool) -> BuiltImage:
         assert isinstance(spec, BuildSpec)

@@ -399,7 +399,7 @@ class ProjectDeployer:
             raise _argument_error(f"deploy(lock_wait={_shown(lock_wait)})", "expected seconds to wait for the deploy lock, a number >= 0")
         ops = self._operations(log)
         if dry_run:
-            return ops.plan(env, service)
+            return ops.plan(env, service, build=build)
         if build:
             from .build import is_buildable
 

@@ -31,6 +31,7 @@ import attrs
 import pluggy
 
 from . import jobs, paths
+from .build import BuildCheck
 from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, build_container, network_name
 from .errors import ProjectDeployerError
 from .model import GenericSpec, Project, ServiceSpec
@@ -63,6 +64,9 @@ class ServicePlan:
     current_slot: str | None = None
     next_slot: str | None = None
     image: str = ""
+    #: Why the deploy builds a new image first (its input hash changed, or there is none yet);
+    #: ``None``: no build (``plan`` shows the action as ``build+create`` / ``build+update``).
+    build: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -87,6 +91,14 @@ class ServiceOutcome:
     seconds: float
     #: Stateful restarts: how long the service accepted no connections.
     gap_seconds: float | None = None
+
+
+def _build_plan(spec: ServiceSpec, check: BuildCheck, group: int, stateful: bool, exists: bool, current_slot: str | None, next_slot: str | None, image: str) -> ServicePlan:
+    """A service whose image the deploy builds first: created, or updated to the new image."""
+    return ServicePlan(
+        service=spec.name, action="update" if exists else "create", reason=f"build: {check.reason}; " + ("new image" if exists else "not running"),
+        group=group, stateful=stateful, current_slot=current_slot, next_slot=next_slot, image=image, build=check.reason,
+    )
 
 
 class Engine:
@@ -206,7 +218,12 @@ class Engine:
 
     # --- plan -----------------------------------------------------------------------------
 
-    def plan(self, services: Iterable[str] | None = None) -> DeployPlan:
+    def plan(self, services: Iterable[str] | None = None, builds: Mapping[str, BuildCheck] | None = None) -> DeployPlan:
+        """What a deploy changes. ``builds`` (``plan`` before a build, core/build.py
+        :meth:`~projectdeployer.core.build.ProjectBuilder.check`): a service whose image the
+        deploy builds first is ``create``/``update`` with ``build`` saying why, its config hash
+        not known until the image exists."""
+        builds = builds or {}
         specs = self.specs()
         wanted = set(services) if services is not None else set(specs)
         unknown = wanted - set(specs)
@@ -219,15 +236,27 @@ class Engine:
         for name, spec in specs.items():
             if name not in wanted:
                 continue
-            if spec.is_scheduled:  # a job container, started by the scheduler (core/jobs.py)
-                plans.append(jobs.plan_job(self, spec, orders[name], ports, observed.get(name, [])))
+            check = builds.get(name)
+            if check is not None and check.error is not None:
+                plans.append(ServicePlan(service=name, action="error", reason=check.error, group=orders[name], stateful=False))
                 continue
             stype = self.registry.service_types[spec.type]
+            if spec.is_scheduled:  # a job container, started by the scheduler (core/jobs.py)
+                if check is not None and check.needed:
+                    job = next((c for c in observed.get(name, []) if c.name == jobs.job_name(self.project.name, self.env, name)), None)
+                    plans.append(_build_plan(spec, check, orders[name], False, job is not None, JOB_SLOT if job else None, JOB_SLOT, self.image_for(spec, stype)))
+                    continue
+                plans.append(jobs.plan_job(self, spec, orders[name], ports, observed.get(name, [])))
+                continue
             current = self.active_container(observed.get(name, []))
             if stype.stateful:
                 next_slot = STATEFUL_SLOT
             else:
                 next_slot = "a" if current is None else ("b" if current.labels.get(LABEL_SLOT) == "a" else "a")
+            if check is not None and check.needed:
+                now = current.labels.get(LABEL_SLOT) if current else None
+                plans.append(_build_plan(spec, check, orders[name], stype.stateful, current is not None, now, next_slot, self.image_for(spec, stype)))
+                continue
             try:
                 desired = self.desired(spec, next_slot, ports)
             except DeployFailed as exc:

@@ -227,11 +227,12 @@ class Fleet:
             destroyed = self._destroy(leaving)
         return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
 
-    def plan(self, service: str | None = None) -> Any:
-        """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.core.fleetplan`)."""
+    def plan(self, service: str | None = None, *, builds: Mapping[str, Any] | None = None) -> Any:
+        """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.core.fleetplan`);
+        ``builds``: the images this machine builds first (``Operations.build_checks``)."""
         from .fleetplan import plan_fleet
 
-        return plan_fleet(self, service)
+        return plan_fleet(self, service, builds=builds)
 
     def attach(self) -> None:
         """Reach the servers as they are, creating and sending nothing: engines, ports and the

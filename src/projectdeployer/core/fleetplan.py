@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, state_of
+from .build import BuildCheck
 from .containers import STATEFUL_SLOT
 from .engine import DeployFailed, Engine
 from .order import startup_orders
@@ -52,6 +53,8 @@ class FleetServicePlan:
     #: The servers it will run on (labels, as in :class:`ServerRow`).
     servers: tuple[str, ...] = ()
     image: str = ""
+    #: Why this machine builds a new image first (as :attr:`ServicePlan.build`); ``None``: no build.
+    build: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -83,8 +86,10 @@ def server_rows(allocation: Allocation, states: Mapping[str, str]) -> list[Serve
     return rows
 
 
-def plan_fleet(fleet: Fleet, service: str | None = None) -> FleetPlan:
-    """The plan of a deploy of ``fleet``'s environment (or of ``service`` only)."""
+def plan_fleet(fleet: Fleet, service: str | None = None, *, builds: Mapping[str, BuildCheck] | None = None) -> FleetPlan:
+    """The plan of a deploy of ``fleet``'s environment (or of ``service`` only); ``builds``: the
+    images this machine builds first (a service with a build needed changes wherever it runs)."""
+    builds = builds or {}
     project, env = fleet.project, fleet.env
     specs = project.services_for(env)
     if service is not None and service not in specs:
@@ -130,7 +135,7 @@ def plan_fleet(fleet: Fleet, service: str | None = None) -> FleetPlan:
             continue
         targets = tuple(allocation.placement.get(name, ()))
         current = {server: found for server, seen in observed.items() if (found := [c for c in seen.get(name, []) if c.running])}
-        rows.append(_service_plan(name, spec, targets, current, engines, unreachable, ports, orders[name], name in stateful or spec.is_scheduled))
+        rows.append(_service_plan(name, spec, targets, current, engines, unreachable, ports, orders[name], name in stateful or spec.is_scheduled, build=builds.get(name)))
     if service is None:
         gone: dict[str, list[str]] = {}
         for server, seen in observed.items():
@@ -149,9 +154,13 @@ def plan_fleet(fleet: Fleet, service: str | None = None) -> FleetPlan:
 
 def _service_plan(
     name: str, spec: Any, targets: Sequence[str], current: Mapping[str, list[ContainerInfo]], engines: Mapping[str, Engine],
-    unreachable: Mapping[str, str], ports: Mapping[str, Any], group: int, single: bool,
+    unreachable: Mapping[str, str], ports: Mapping[str, Any], group: int, single: bool, *, build: BuildCheck | None = None,
 ) -> FleetServicePlan:
-    """One service: compare what each target server runs with what it should run."""
+    """One service: compare what each target server runs with what it should run (with a
+    ``build`` needed, every server it runs on gets the new image)."""
+    if build is not None and build.error is not None:
+        return FleetServicePlan(service=name, action="error", reason=build.error, group=group, stateful=single, servers=tuple(targets))
+    rebuilt = build is not None and build.needed
     changed: list[str] = []
     new: list[str] = []
     image = ""
@@ -160,6 +169,10 @@ def _service_plan(
         engine = engines.get(target)
         if engine is None:
             (problems if target in unreachable else new).append(target)
+            continue
+        if rebuilt:
+            changed.append(target)
+            image = image or engine.image_for(spec, engine.registry.service_types[spec.type])
             continue
         active = engine.active_container(current.get(target, []))
         if single:
@@ -182,6 +195,9 @@ def _service_plan(
             changed.append(target)
     stop_on = sorted(s for s in current if s not in targets)
     reasons = []
+    if rebuilt:
+        assert build is not None
+        reasons.append(f"build: {build.reason}")
     if problems:
         reasons.append(f"cannot read {', '.join(problems)}")
     if single and stop_on:
@@ -195,7 +211,7 @@ def _service_plan(
         fresh = [t for t in changed if t not in current]
         moved = [t for t in changed if t in current]
         if moved:
-            reasons.append(f"image or configuration changed on {', '.join(moved)}")
+            reasons.append(f"{'new image' if rebuilt else 'image or configuration changed'} on {', '.join(moved)}")
         if fresh:
             reasons.append(f"not running on {', '.join(fresh)}")
     if stop_on:
@@ -209,7 +225,7 @@ def _service_plan(
     else:
         action = "unchanged"
     reason = "; ".join(reasons) if reasons else ("running and up to date" if current else "not running")
-    return FleetServicePlan(service=name, action=action, reason=reason, group=group, stateful=single, servers=tuple(targets), image=image)
+    return FleetServicePlan(service=name, action=action, reason=reason, group=group, stateful=single, servers=tuple(targets), image=image, build=build.reason if rebuilt and build else None)
 
 
 __all__ = ["FleetPlan", "FleetServicePlan", "ServerRow", "plan_fleet", "server_rows"]

@@ -80,13 +80,25 @@ class Operations:
         server = server_for(self.project, env, self.registry, self.manager)
         return Engine(self.project, env, server, self.manager, self.registry, images=images, log=self.log)
 
-    def plan(self, env: str, service: str | None = None) -> Any:
+    def plan(self, env: str, service: str | None = None, *, build: bool = True) -> Any:
         """What a deploy of ``env`` would change: a :class:`DeployPlan` on this machine's
         engine, a :class:`~projectdeployer.core.fleetplan.FleetPlan` (servers and services)
-        on servers. Nothing is changed."""
+        on servers. Nothing is changed. With ``build`` (as ``deploy`` builds first), a service
+        whose image inputs changed, or that has no image yet, is planned as a build first."""
+        builds = self.build_checks(env, service) if build else {}
         if self.on_servers(env):
-            return self.fleet(env).plan(service)
-        return self.engine(env).plan([service] if service else None)
+            return self.fleet(env).plan(service, builds=builds)
+        return self.engine(env).plan([service] if service else None, builds=builds)
+
+    def build_checks(self, env: str, service: str | None = None) -> dict[str, Any]:
+        """``service -> BuildCheck`` for the buildable services a deploy would build (all, or
+        ``service``): what the build would do, found without building (core/build.py)."""
+        from .build import ProjectBuilder, is_buildable
+
+        specs = self.project.services_for(env)
+        names = [n for n, s in specs.items() if is_buildable(s) and service in (None, n)]
+        builder = ProjectBuilder(self.project, env, self.manager, log=lambda line: None)
+        return {name: builder.check(name) for name in names}
 
     def fleet(self, env: str, images: dict[str, str] | None = None) -> Any:
         """The :class:`~projectdeployer.core.fleet.Fleet` of an environment on servers."""
