@@ -99,7 +99,7 @@ def spec_options(spec_class: type) -> tuple[list[click.Option], dict[str, tuple[
         help_text = field.metadata.get("help") or _default_help(field)
         origin = get_origin(tp)
         if field.name == "env_vars":
-            options.append(click.Option([flag, dest], multiple=True, metavar="KEY=VALUE", help="Environment variable (repeatable); VALUE 'auto' is resolved at deploy."))
+            options.append(click.Option([flag, dest], multiple=True, metavar="KEY=VALUE", help="Environment variable (repeatable); VALUE 'auto' or 'auto:SERVICE.PIECE' (e.g. auto:postgres.port) is resolved at deploy."))
             back[dest] = (field.name, lambda v, f=flag: _key_values(v, f, "=") if v else None)
         elif field.name == "volumes":
             options.append(click.Option([flag, dest], multiple=True, metavar="HOST:CONTAINER[:ro]", help="Volume mount (repeatable)."))

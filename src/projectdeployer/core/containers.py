@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -25,7 +25,7 @@ from .runtime import (
     Mount,
 )
 from .servicetype import ServiceType
-from .validation import auto_env_target, is_secret_ref
+from .validation import ENV_KEY_RE, auto_env_target, auto_piece_target, is_auto_piece, is_secret_ref
 
 #: Where a container finds its private files (read-only, owned by the image's user, 0400).
 SECRETS_MOUNT = "/run/secrets/pd"
@@ -101,6 +101,34 @@ def _auto_env(key: str, target: str, target_type: str, project: Project, env: st
     return {key: rr.get_service_url(name, env, target)}
 
 
+#: ``$0`` of the ``secrets_in_env`` wrapper (shown in its error messages).
+ENV_WRAPPER_NAME = "projectdeployer-secrets-in-env"
+
+
+def env_wrapper_script(names: Sequence[str]) -> str:
+    """The POSIX sh run as the entrypoint of a ``secrets_in_env`` service: for each ``NAME``,
+    export ``NAME`` from the file ``$NAME_FILE`` names, then ``exec`` the original command (its
+    arguments), so the app is the process signals reach. Only names are in it, never a value.
+    ``names`` are environment variable names (validation: ``[A-Za-z_][A-Za-z0-9_]*``)."""
+    for name in names:
+        if not ENV_KEY_RE.match(name):
+            raise ValueError(f"not an environment variable name: {name!r}")
+    return "\n".join([
+        f"for pd_name in {' '.join(names)}; do",
+        '  eval "pd_file=\\${${pd_name}_FILE-}"',
+        '  if [ -z "$pd_file" ] || [ ! -r "$pd_file" ]; then',
+        '    echo "$0: cannot read ${pd_name}_FILE (${pd_file:-unset})" >&2',
+        "    exit 78",
+        "  fi",
+        '  pd_value=$(cat -- "$pd_file") || exit 78',
+        '  export "$pd_name=$pd_value"',
+        "done",
+        "unset pd_name pd_file pd_value",
+        'if [ "$#" -eq 0 ]; then echo "$0: no command to run" >&2; exit 78; fi',
+        'exec "$@"',
+    ])
+
+
 def build_container(
     *,
     project: Project,
@@ -115,8 +143,12 @@ def build_container(
     data_root: str,
     resolve_secret: Callable[[str], str],
     service_types: Mapping[str, ServiceType] | None = None,
+    image_command: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> ServiceContainer:
-    """The container for ``service`` in ``slot``; its config hash ignores the slot."""
+    """The container for ``service`` in ``slot``; its config hash ignores the slot.
+
+    ``image_command`` is the image's ``(ENTRYPOINT, CMD)``, which a ``secrets_in_env`` service's
+    wrapper runs; the config hash does not depend on it (the image id decides it)."""
     parts = parts or ContainerParts()
     name = project.name
     files: dict[str, str] = dict(parts.secret_files)
@@ -135,15 +167,33 @@ def build_container(
 
         service_types = get_registry().service_types
     registry_types = service_types
+    #: NAME of every NAME_FILE set from env_vars: what a secrets_in_env wrapper exports.
+    file_vars: list[str] = []
     for key, value in service.env_vars.items():
         if value == "auto":
             target, _ = auto_env_target(key, service, project, registry_types)
             if target is not None:
-                environ.update(_auto_env(key, target, types[target], project, env, files))
+                added = _auto_env(key, target, types[target], project, env, files)
+                environ.update(added)
+                if f"{key}_FILE" in added:
+                    file_vars.append(key)
+        elif is_auto_piece(value):
+            found = auto_piece_target(value, service, project)
+            if isinstance(found, tuple):
+                target, piece = found
+                text = ResourceResolver.get_piece(name, env, target, types[target], piece)
+                if piece == "password":
+                    # The password is a file plus KEY_FILE, never a value in the environment.
+                    files[f"env_{key}"] = text
+                    environ[f"{key}_FILE"] = f"{SECRETS_MOUNT}/env_{key}"
+                    file_vars.append(key)
+                else:
+                    environ[key] = text
         elif is_secret_ref(value):
             # A secret is a file plus KEY_FILE, never the value in the environment.
             files[f"env_{key}"] = resolve_secret(value)
             environ[f"{key}_FILE"] = f"{SECRETS_MOUNT}/env_{key}"
+            file_vars.append(key)
         else:
             environ[key] = value
     # Passwords of the stateful services this one depends on, for ResourceResolver-style access.
@@ -165,6 +215,7 @@ def build_container(
     # Split as the generated Dockerfile's CMD is (shell syntax runs through /bin/sh -c): the
     # container's command overrides the image's, so both must read the line the same way.
     command = parts.command or (tuple(command_argv(service.command)) if service.command else None)
+    wrapped = service.secrets_in_env and bool(file_vars)
     container_port = service.port
     published = {container_port: host_port(ports, slot)} if container_port and not job else {}
     spec = ContainerSpec(
@@ -179,7 +230,13 @@ def build_container(
         stop_timeout=30,
         restart="no" if job else "unless-stopped",
     )
-    config_hash = _config_hash(spec, image_id, files)
+    config_hash = _config_hash(spec, image_id, files, sorted(file_vars) if wrapped else None)
+    if wrapped:
+        # The image's ENTRYPOINT + (our command or the image's CMD), run by the wrapper: setting
+        # an entrypoint drops the image's CMD, so the whole command is given again.
+        entrypoint, cmd = image_command or ((), ())
+        original = (*entrypoint, *(command if command is not None else cmd))
+        spec = attrs.evolve(spec, entrypoint=("/bin/sh", "-c", env_wrapper_script(file_vars), ENV_WRAPPER_NAME), command=original or None)
     labels = {
         LABEL_PROJECT: name,
         LABEL_ENV: env,
@@ -191,8 +248,10 @@ def build_container(
     return ServiceContainer(spec=attrs.evolve(spec, labels=labels), secret_files=files, secret_owner=parts.secret_owner, config_hash=config_hash, slot=slot, volume_owner=parts.volume_owner)
 
 
-def _config_hash(spec: ContainerSpec, image_id: str, files: Mapping[str, str]) -> str:
-    """Everything that makes a container different, except its name, slot and host port."""
+def _config_hash(spec: ContainerSpec, image_id: str, files: Mapping[str, str], env_from_files: Sequence[str] | None = None) -> str:
+    """Everything that makes a container different, except its name, slot and host port.
+    ``env_from_files``: the names a secrets_in_env wrapper exports (the wrapped command follows
+    from the image id and the command hashed here)."""
     canonical = {
         "image_id": image_id,
         "command": spec.command,
@@ -202,4 +261,6 @@ def _config_hash(spec: ContainerSpec, image_id: str, files: Mapping[str, str]) -
         # The secrets' version: their contents' digest, never the contents.
         "files": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in sorted(files.items())},
     }
+    if env_from_files:  # only then: the hashes of every other container stay as they were
+        canonical["env_from_files"] = list(env_from_files)
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=list).encode()).hexdigest()[:16]

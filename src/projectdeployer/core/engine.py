@@ -185,10 +185,15 @@ class Engine:
                 raise DeployFailed(f"{spec.name}: no plugin resolves the secret reference {ref!r}")
             return value
 
+        # secrets_in_env: the wrapper runs the image's own ENTRYPOINT + CMD. None while the image
+        # is not on the server yet (a plan): the config hash does not depend on it.
+        image_command = self.runtime.image_command(image) if spec.secrets_in_env else None
+        if spec.secrets_in_env and image_command is None and self.image_source is None:
+            raise DeployFailed(f"{spec.name}: secrets_in_env runs the image's ENTRYPOINT and CMD, and they cannot be read from {image} on server {self.server.name}")
         return build_container(
             project=self.project, env=self.env, service=spec, stype=stype, parts=parts, image=image, image_id=image_id,
             ports=ports[spec.name], slot=slot, data_root=self.server.data_root, resolve_secret=resolve,
-            service_types=self.registry.service_types,
+            service_types=self.registry.service_types, image_command=image_command,
         )
 
     def active_container(self, containers: list[ContainerInfo]) -> ContainerInfo | None:

@@ -93,6 +93,11 @@ class ServiceSpec:
     auto_scaling: bool | AutoScaling = False
     #: HTTP path probed by the health check of a web service.
     health_path: str = "/"
+    #: For apps that read passwords only from the environment: the container's entrypoint
+    #: becomes a small sh wrapper that exports ``NAME`` from every ``NAME_FILE`` the tool set
+    #: (secrets, ``auto`` passwords and URLs) and execs the image's own command. The values
+    #: reach the app's process only, never the container's configuration.
+    secrets_in_env: bool = False
 
     @property
     def scaling(self) -> AutoScaling | None:

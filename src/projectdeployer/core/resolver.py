@@ -20,6 +20,14 @@ from .fsutil import write_private
 
 #: The host name apps use: the nginx sidecar's network alias.
 SIDECAR_HOST = "nginx"
+#: The pieces ``env_vars`` values ``"auto:SERVICE.PIECE"`` name, by service type (the seed's
+#: ``get_service_host``/``get_service_port``/``get_db_user``/``get_db_name``/
+#: ``get_service_password``). ``password`` is never a value: it becomes ``KEY_FILE``.
+AUTO_PIECES: dict[str, tuple[str, ...]] = {
+    "postgres": ("host", "port", "user", "database", "password"),
+    "redis": ("host", "port", "password"),
+    "opensearch": ("host", "port", "user", "password"),
+}
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 32
 
@@ -82,6 +90,21 @@ class ResourceResolver:
             return path.read_text()
         except OSError as exc:
             raise SecretError(f"no password for {project}/{env}/{service} at {path} (deploy first)") from exc
+
+    @classmethod
+    def get_piece(cls, project: str, env: str, service: str, service_type: str, piece: str) -> str:
+        """One piece of :data:`AUTO_PIECES` for ``service`` (of ``service_type``), as text."""
+        if piece == "host":
+            return cls.get_service_host(project, env, service)
+        if piece == "port":
+            return str(cls.get_service_port(project, env, service))
+        if piece == "user":
+            return "admin" if service_type == "opensearch" else cls.get_db_user(project, env, service)
+        if piece == "database":
+            return cls.get_db_name(project, env, service)
+        if piece == "password":
+            return cls.get_service_password(project, env, service)
+        raise SecretError(f"no piece {piece!r} of a {service_type} service (pieces: {', '.join(AUTO_PIECES.get(service_type, ()))})")
 
     @classmethod
     def get_db_connection_string(cls, project: str, env: str, service: str) -> str:

@@ -43,6 +43,8 @@ class ContainerSpec:
     name: str
     image: str
     command: tuple[str, ...] | None = None
+    #: Replaces the image's ENTRYPOINT (and, as in Docker, its CMD: give ``command`` then).
+    entrypoint: tuple[str, ...] | None = None
     env: Mapping[str, str] = attrs.field(factory=dict)
     labels: Mapping[str, str] = attrs.field(factory=dict)
     #: container port -> host port (published on the server's bind address)
@@ -129,6 +131,11 @@ class ContainerRuntime(abc.ABC):
     @abc.abstractmethod
     def image_id(self, ref: str) -> str | None:
         """The id of image ``ref`` on this server, or ``None`` when absent."""
+
+    def image_command(self, ref: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """``(ENTRYPOINT, CMD)`` of image ``ref`` on this server, or ``None`` when absent.
+        Not abstract, so runtimes written before it still load; they cannot wrap an entrypoint."""
+        return None
 
     @abc.abstractmethod
     def remove_network(self, name: str) -> None:

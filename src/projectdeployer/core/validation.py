@@ -144,6 +144,53 @@ def auto_env_target(key: str, spec: ServiceSpec, project: Project, types: Mappin
     return None, f'"auto" is not known for {key} (known: {", ".join(known)} or <SERVICE>_URL)'
 
 
+AUTO_PIECE_PREFIX = "auto:"
+AUTO_PIECE_RE = re.compile(r"^auto:([A-Za-z0-9_-]+)\.([A-Za-z0-9_]+)\Z")
+
+
+def is_auto_piece(value: str) -> bool:
+    """Whether an ``env_vars`` value names a piece (``"auto:postgres.host"``); checked before
+    :func:`is_secret_ref`, which the same shape would match."""
+    return value.startswith(AUTO_PIECE_PREFIX)
+
+
+def auto_piece_target(value: str, spec: ServiceSpec, project: Project) -> tuple[str, str] | str:
+    """``(service, piece)`` for ``env_vars[key] = "auto:NAME.PIECE"``, or why not.
+
+    ``NAME`` is a service of the project, or a type (``postgres``, ``redis``, ``opensearch``)
+    that resolves as ``DATABASE_URL = "auto"`` does: a dependency of that type first, else the
+    only one in the project.
+    """
+    from .resolver import AUTO_PIECES
+
+    example = "e.g. auto:postgres.host"
+    match = AUTO_PIECE_RE.match(value)
+    if not match:
+        return f"{shown(value)} is not a piece: expected auto:SERVICE.PIECE ({example})"
+    name, piece = match.groups()
+    typed = sorted(AUTO_PIECES)
+    if name in project.services and name != spec.name:
+        target = name
+    elif name in AUTO_PIECES:
+        deps = [d for d in spec.depends_on if d in project.services and project.services[d].type == name]
+        candidates = deps or [n for n, s in project.services.items() if s.type == name and n != spec.name]
+        if not candidates:
+            return f"{shown(value)}: no {name} service in the project"
+        if len(candidates) > 1:
+            return f"{shown(value)} is ambiguous: several {name} services ({', '.join(candidates)}); name one (auto:{candidates[0]}.{piece}) or list it in depends_on"
+        target = candidates[0]
+    else:
+        others = [n for n, s in project.services.items() if s.type in AUTO_PIECES and n != spec.name]
+        return f"{shown(value)}: unknown service {shown(name)} (services with pieces: {', '.join(others) or 'none'}; or a type: {', '.join(typed)})"
+    target_type = project.services[target].type
+    pieces = AUTO_PIECES.get(target_type)
+    if pieces is None:
+        return f"{shown(value)}: '{target}' is a {target_type} service; pieces exist for {', '.join(typed)} services"
+    if piece not in pieces:
+        return f"{shown(value)}: unknown piece {shown(piece)} of a {target_type} service (pieces: {', '.join(pieces)})"
+    return target, piece
+
+
 def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, registry: Registry) -> Iterator[Problem]:
     """Problems of one service; paths are relative to the service's table."""
     if not valid_name(spec.name):
@@ -177,8 +224,16 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
             _, why = auto_env_target(key, spec, project, registry.service_types)
             if why:
                 yield ("env_vars", key), why
+        elif is_auto_piece(value):
+            target = auto_piece_target(value, spec, project)
+            if isinstance(target, str):
+                yield ("env_vars", key), target
+            elif target[1] == "password" and f"{key}_FILE" in spec.env_vars:
+                yield ("env_vars", key), f"the password becomes {key}_FILE, which env_vars also sets"
         elif is_secret_ref(value) and (why := secret_ref_problem(value)):
             yield ("env_vars", key), why
+    if spec.secrets_in_env and stype.stateful:
+        yield ("secrets_in_env",), f"a {stype.name} service's image reads its own password files; secrets_in_env is for the apps that use it"
 
     for host_path, target in spec.volumes.items():
         why = host_volume_problem(host_path, project.name)

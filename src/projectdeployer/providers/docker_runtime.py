@@ -117,6 +117,7 @@ class DockerRuntime(ContainerRuntime):
         kwargs: dict[str, Any] = {
             "name": spec.name,
             "command": list(spec.command) if spec.command else None,
+            "entrypoint": list(spec.entrypoint) if spec.entrypoint else None,
             "environment": dict(spec.env),
             "labels": dict(spec.labels),
             "ports": {f"{cport}/tcp": (self.bind_address, hport) for cport, hport in spec.ports.items()},
@@ -206,6 +207,15 @@ class DockerRuntime(ContainerRuntime):
             return self.client.images.get(ref).id
         except docker.errors.ImageNotFound:
             return None
+
+    def image_command(self, ref: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        import docker.errors
+
+        try:
+            config = self.client.images.get(ref).attrs.get("Config") or {}
+        except docker.errors.ImageNotFound:
+            return None
+        return tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ())
 
     def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None, user: str | None = None, timeout: float = 60.0) -> CommandResult:
         """``docker exec`` through the API: ``stdin`` is written to the process and closed
