@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from ..core.credentials import PlaintextCredentialWarning
+from ..core.errors import printable
 
 #: The warning categories printed as ``warning:`` lines; others keep Python's own display.
 CLI_CATEGORIES: tuple[type[Warning], ...] = (PlaintextCredentialWarning,)
@@ -39,7 +40,8 @@ def warnings_as_lines() -> Iterator[None]:
             text = str(message)
             if text not in shown:
                 shown.add(text)
-                click.secho(f"warning: {text}", fg="yellow", err=True)
+                # The parts are shortened where the message is made; escaping is the last line.
+                click.secho(f"warning: {printable(text)}", fg="yellow", err=True)
 
         warnings.showwarning = show
         yield
