@@ -291,3 +291,37 @@ def test_plan_says_build_before_the_first_deploy_and_after_a_source_change(zd: d
     assert (api["action"], api["current_slot"], api["next_slot"]) == ("update", "a", "b")
     assert api["build"].startswith(f"inputs {inputs[:12]} -> ") and api["build"] != f"inputs {inputs[:12]} -> {inputs[:12]}"
     assert docker_client.images.get(tag).labels["io.projectdeployer.inputs"] == inputs  # still not built
+
+
+def test_a_failing_release_command_stops_the_deploy_and_the_old_version_serves(zd: dict, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """The release command runs in the NEW image (it greps the new version out of app.py), once,
+    before any new container starts; its failure switches nothing, under load; a passing one
+    lets the new version in. Nothing of the one-off container is left."""
+    project: ProjectDeployer = zd["project"]
+    _set_version(zd["source"], "v1")
+    project.deploy(env="dev", log=lambda line: None)
+    serving = {c.id for c in _api_containers(docker_client, zd["name"])}
+    with _load(zd) as load:
+        load.wait_sent(150, timeout=30)
+        _set_version(zd["source"], "v2")
+        project.update_service("api", release_command="grep -q v2 app.py && echo migrating to v2 && exit 3")
+        with pytest.raises(DeployFailed) as failure:
+            project.deploy(env="dev", log=lambda line: None)
+        message = str(failure.value)
+        assert "the release command failed (exit code 3)" in message and "migrating to v2" in message, message
+        assert "old version keeps serving" in message
+        assert _get(zd["http"])["version"] == "v1"
+        assert {c.id for c in _api_containers(docker_client, zd["name"])} == serving  # no new container was started
+
+        _set_version(zd["source"], "v3")
+        project.update_service("api", release_command="grep -q v3 app.py && echo migrated to v3")
+        lines: list[str] = []
+        project.deploy(env="dev", log=lines.append)
+        assert _get(zd["http"])["version"] == "v3"
+        load.wait_sent(load.snapshot().sent + 100, timeout=30)
+    assert load.result.failed == 0, load.result.failures
+    ran = [i for i, line in enumerate(lines) if line == "api release | migrated to v3"]
+    starts = [i for i, line in enumerate(lines) if line.startswith("api: starting ")]
+    assert len(ran) == 1 and starts and ran[0] < starts[0], lines  # once, before the new container
+    leftovers = docker_client.containers.list(all=True, filters={"name": f"{zd['name']}_dev_api_"})
+    assert all(not c.name.endswith("_release") for c in leftovers), [c.name for c in leftovers]

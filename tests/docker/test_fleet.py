@@ -51,7 +51,7 @@ def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: 
         + '\n[services.postgres]\ntype = "postgres"\nserver_zone = "lon1"\n'
         + f'\n[services.api]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'
         + f'servers_count = {count}\nserver_zone = "nyc3"\ndomain = "{DOMAIN}"\nhealth_path = "/health"\ndepends_on = ["postgres"]\n'
-        + f'env_vars = {{ DATABASE_URL = "auto", MARK = "{mark}" }}\n'
+        + f'env_vars = {{ DATABASE_URL = "auto", MARK = "{mark}" }}\nrelease_command = "echo released {mark}"\n'
     )
 
 
@@ -112,6 +112,9 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert {p.service: (p.action, p.reason) for p in again.services} == {"postgres": ("unchanged", "running and up to date"), "api": ("unchanged", "running and up to date")}
     assert {(r.action, r.state, r.next_state) for r in again.servers} == {("keep", "active", "active")}
     assert sum(f"pulling {fleet['registry']}/{name}-api@sha256:" in line for line in lines) == 3, lines  # once per API server
+    # The release command ran once for the three API servers, before any new container started.
+    released = [i for i, line in enumerate(lines) if line.startswith("api release | released")]
+    assert len(released) == 1 and released[0] < min(i for i, line in enumerate(lines) if line.startswith("api: starting ")), lines
     # In the zone's order: the slot each server got at creation (parallel creation hands out
     # names in any order; the slot is what keeps placement stable).
     api_servers = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: int(s.tags["slot"]))

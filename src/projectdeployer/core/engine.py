@@ -41,10 +41,12 @@ from .ports import PortAssignment, PortStore
 from .provider import Server
 from .releases import Release, ReleaseHistory, new_release_id
 from .routing import Backend, Route
-from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime, ContainerSpec
+from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_ROLE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime, ContainerSpec
 from .servicetype import ServiceType
 
 Log = Callable[[str], None]
+#: How long a release command (migrations) may run before the deploy gives up on it.
+RELEASE_TIMEOUT = 600.0
 
 
 class DeployFailed(ProjectDeployerError):
@@ -333,6 +335,7 @@ class Engine:
             gap = self._restart_stateful(spec, desired, ports[spec.name], release)
             outcome = ServiceOutcome(service=spec.name, action=item.action, slot=STATEFUL_SLOT, release=release, seconds=time.monotonic() - started, gap_seconds=gap)
         else:
+            self.run_release(spec, desired, release)
             self._toggle(spec, desired, ports[spec.name], release)
             outcome = ServiceOutcome(service=spec.name, action=item.action, slot=desired.slot, release=release, seconds=time.monotonic() - started)
         self._record(spec, desired, release)
@@ -394,6 +397,47 @@ class Engine:
         if existing is not None:
             self.log(f"{spec.name}: back after a {gap:.1f}s gap")
         return gap if existing is not None else 0.0
+
+    def run_release(self, spec: ServiceSpec, desired: ServiceContainer, release: str) -> None:
+        """Run ``spec.release_command`` once, in a one-off container of the new image with the
+        service's environment, secrets, mounts and network, before any new container starts.
+
+        Its exit code decides: non-zero (or no exit within :data:`RELEASE_TIMEOUT`) stops the
+        deploy with its last log lines, and nothing else has changed, so the old version keeps
+        serving. The container has no service label (the deploy never mistakes it for one of
+        the service's) and is removed whatever happened.
+        """
+        if not spec.release_command:
+            return
+        from .rendersafety import command_argv
+
+        argv = tuple(command_argv(spec.release_command))
+        if desired.spec.entrypoint is not None:
+            # secrets_in_env: the wrapper execs its arguments, so the image's ENTRYPOINT leads.
+            entrypoint, _ = self.runtime.image_command(desired.spec.image) or ((), ())
+            argv = (*entrypoint, *argv)
+        name = f"{desired.spec.name}_release"
+        one_off = attrs.evolve(
+            desired,
+            spec=attrs.evolve(
+                desired.spec, name=name, command=argv, ports={}, restart="no",
+                labels={LABEL_PROJECT: self.project.name, LABEL_ENV: self.env, LABEL_ROLE: "release"},
+            ),
+        )
+        self.log(f"{spec.name}: release command: {spec.release_command}")
+        self.runtime.remove(name)  # a leftover of a crashed deploy
+        try:
+            self.runtime.start(self._private_spec(one_off, release))
+            code = self.runtime.wait(name, timeout=RELEASE_TIMEOUT)
+            lines = list(self.runtime.logs(name, tail=10))
+        finally:
+            self.runtime.remove(name)
+        for line in lines:
+            self.log(f"{spec.name} release | {line}")
+        if code != 0:
+            what = f"did not finish within {RELEASE_TIMEOUT:.0f}s" if code is None else f"failed (exit code {code})"
+            tail = " / ".join(lines[-3:])
+            raise DeployFailed(f"{spec.name}: the release command {what}; nothing was switched and the old version keeps serving" + (f": {tail}" if tail else ""))
 
     def _own_volumes(self, desired: ServiceContainer) -> None:
         """Give the data volumes' mount points to ``desired.volume_owner`` (a one-off root

@@ -511,6 +511,10 @@ class Fleet:
             return ServiceOutcome(service=spec.name, action="unchanged", slot=None, release=None, seconds=0.0)
         old_table = {k: list(v) for k, v in self.table.items()}
         started: list[tuple[str, ServiceContainer]] = []
+        if todo:
+            # Once per deploy, on the first server getting the new version, before any starts.
+            first = sorted(todo)[0]
+            self.engines[first].run_release(spec, todo[first], release)
 
         def start(name: str) -> None:
             engine = self.engines[name]

@@ -79,6 +79,10 @@ class ServiceSpec:
     #: The port the process listens on inside the container (the type's default when unset).
     port: int | None = None
     command: str | None = None
+    #: Run once per deploy of a changed service, in a container of the new image, before any
+    #: new container starts (migrations, as Heroku's release phase): a failure stops the deploy
+    #: with the old version serving.
+    release_command: str | None = None
     domain: str | None = None
     #: Values are strings; ``"auto"`` is resolved at deploy (DATABASE_URL, REDIS_URL, ...);
     #: ``secret:...`` references are resolved at deploy and never written in clear.

@@ -58,7 +58,7 @@ class ServiceType:
         # (health_path outside HTTP checks); a type that knows better passes its own set.
         unused = set()
         if self.stateful:
-            unused |= {"schedule", "health_path", "secrets_in_env"}
+            unused |= {"schedule", "health_path", "secrets_in_env", "release_command"}
         if not self.web:
             unused |= {"domain", "health_path"}
         return frozenset(unused)

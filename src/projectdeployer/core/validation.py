@@ -16,7 +16,7 @@ from .ownnames import Shape, collisions
 from .pathcheck import build_context_problem, host_volume_problem, inside_problem, secret_ref_problem
 from .order import find_cycle
 from .registry import Registry
-from .rendersafety import check_project_rendering, check_service_rendering, image_template_problem
+from .rendersafety import check_project_rendering, check_service_rendering, command_problem, image_template_problem
 from .servicetype import ServiceType
 
 Problem = tuple[Sequence[str | int], str]
@@ -232,6 +232,13 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
                 yield ("env_vars", key), f"the password becomes {key}_FILE, which env_vars also sets"
         elif is_secret_ref(value) and (why := secret_ref_problem(value)):
             yield ("env_vars", key), why
+    if spec.release_command is not None:
+        if stype.stateful:
+            yield ("release_command",), f"a {stype.name} service runs its image as it is; a release command belongs to the app that migrates it"
+        elif spec.is_scheduled:
+            yield ("release_command",), "a scheduled job runs its own command on schedule; give the migration to the service that serves"
+        elif why := command_problem(spec.release_command, "release command"):
+            yield ("release_command",), why
     if spec.secrets_in_env and stype.stateful:
         yield ("secrets_in_env",), f"a {stype.name} service's image reads its own password files; secrets_in_env is for the apps that use it"
 
