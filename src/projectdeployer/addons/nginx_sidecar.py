@@ -80,9 +80,9 @@ RELOAD_TIMEOUT = 20.0
 MAIN_CONF_VERSION = 1
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DOMAIN = re.compile(rf"^(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}$", re.IGNORECASE)
+_DOMAIN = re.compile(rf"^(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}\Z", re.IGNORECASE)
 # Container names ([a-zA-Z0-9][a-zA-Z0-9_.-]*) and DNS names; nothing nginx would parse as syntax.
-_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?$")
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?\Z")
 _VERSION_LINE = re.compile(r"^# pd-version (\w+)$", re.M)
 
 

@@ -30,7 +30,7 @@ from ..hookspecs import hookimpl
 if TYPE_CHECKING:
     from ..core.model import Project
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\Z")
 
 
 def secret_path(project: str, env: str | None, name: str) -> Path:

@@ -6,9 +6,9 @@ import re
 
 import attrs
 
-_SCP = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^@\s]+?)(?:@(?P<ref>[^@\s]+))?$")
+_SCP = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^@\s]+?)(?:@(?P<ref>[^@\s]+))?\Z")
 _SCHEMES = ("https", "http", "ssh", "git", "file")
-_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+_SHA = re.compile(r"^[0-9a-f]{7,40}\Z")
 # git check-ref-format, roughly: no control characters, spaces, ~^:?*[\ or "..", no "@{",
 # no leading "-" or "/", no trailing "/", "." or ".lock".
 _BAD_REF = re.compile(r"[\x00-\x20~^:?*\[\\]|\.\.|@\{|^[-/]|/$|\.$|\.lock$|//")

@@ -15,11 +15,11 @@ from .errors import shown
 
 #: ``secret:NAME``: parts of letters, digits, ``_ . -`` joined by ``/``; no part starts with a
 #: dot, so ``..`` can never climb out of the secrets directory.
-SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}){0,7}$")
-ENV_REF_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}){0,7}\Z")
+ENV_REF_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 #: Longest path we accept anywhere (Linux's PATH_MAX is 4096).
 MAX_PATH = 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1, as rendersafety counts them
 
 
 def _text_problem(value: str) -> str | None:
@@ -67,7 +67,11 @@ def host_volume_problem(host: str, project: str) -> str | None:
         return f"host path {shown(host)} must be absolute (/local/{project}/ENV/... is the environment's data on every server)"
     if ".." in host.split("/"):
         return f"host path {shown(host)} must not contain '..'"
-    normal = posixpath.normpath(host)
+    # normpath keeps a leading "//" (POSIX leaves it to the system), which Docker reads as "/":
+    # "//local/other" would pass a prefix check and mount another project's data.
+    normal = "/" + posixpath.normpath(host).lstrip("/")
+    if normal != host:
+        return f"host path {shown(host)} must be written plainly: {shown(normal)}"
     if (normal == "/local" or normal.startswith("/local/")) and not normal.startswith(f"/local/{project}/"):
         return f"host path {shown(host)} is outside the project's data: use /local/{project}/..."
     return None

@@ -37,7 +37,7 @@ def home() -> Path:
 
 #: What a project or environment name may be as one directory name: the project file's own
 #: patterns are stricter (validation.py); this is the last line that keeps every path under home.
-_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 
 
 def _component(what: str, value: str) -> str:

@@ -207,8 +207,9 @@ def build_project(data: Mapping[str, Any], *, source: str | None = None, registr
             env_view = attrs.evolve(checked, services={**services, **overridden})
             base = {join_path(p): m for p, m in check_project(checked, registry)}
             for p, message in check_project(env_view, registry):
-                # Report only what the override introduced, at the override's own path.
-                if len(p) >= 2 and p[0] == "services" and p[1] in overridden and base.get(join_path(p)) != message:
+                # Report only what the override introduced, at the environment's path; also on a
+                # service it did not touch (a collision is reported on the later of two services).
+                if len(p) >= 2 and p[0] == "services" and base.get(join_path(p)) != message:
                     problems.append(f"{join_path(['environments', env_name, *p])}: {message}")
             project.env_services[env_name] = overridden
 

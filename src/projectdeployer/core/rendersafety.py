@@ -32,12 +32,12 @@ Problem = tuple[Sequence[str | int], str]
 #: Python versions as image tags know them: ``3``, ``3.12``, ``3.12.4``, ``3.13.0rc1``, optionally
 #: a variant suffix (``3.12-bookworm``) for ``[images] python = "python:{version}"``.
 _VARIANT = r"(?:-[a-z0-9]+(?:[._-][a-z0-9]+)*)?"
-PYTHON_VERSION_RE = re.compile(rf"^[0-9]{{1,2}}(?:\.[0-9]{{1,3}}){{0,2}}(?:(?:a|b|rc)[0-9]{{1,3}})?{_VARIANT}$")
+PYTHON_VERSION_RE = re.compile(rf"^[0-9]{{1,2}}(?:\.[0-9]{{1,3}}){{0,2}}(?:(?:a|b|rc)[0-9]{{1,3}})?{_VARIANT}\Z")
 #: Node.js versions: ``20``, ``20.11``, ``20.11.1`` or a release name (``lts``, ``iron``), with an
 #: optional variant suffix.
-NODE_VERSION_RE = re.compile(rf"^(?:[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{0,2}}|[a-z][a-z0-9]{{1,19}}){_VARIANT}$")
+NODE_VERSION_RE = re.compile(rf"^(?:[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{0,2}}|[a-z][a-z0-9]{{1,19}}){_VARIANT}\Z")
 #: A database ``version`` is an image tag (``15``, ``7-alpine``, ``2.11.1``).
-IMAGE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+IMAGE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
 # The Docker image reference grammar (github.com/distribution/reference, grammar in its
 # reference.go): [host[:port]/]path[:tag][@digest]. Path components are lower case.
@@ -49,19 +49,19 @@ _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}"
 IMAGE_REF_RE = re.compile(
     rf"^(?:(?P<registry>{_REGISTRY})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?\Z"
 )
 #: ``[project] registry``: a registry host with an optional port and namespace path.
-REGISTRY_RE = re.compile(rf"^(?P<host>{_REGISTRY})(?:/{_PATH_COMPONENT})*$")
+REGISTRY_RE = re.compile(rf"^(?P<host>{_REGISTRY})(?:/{_PATH_COMPONENT})*\Z")
 #: A host name (one label or several) for ``default_server_ip``.
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 #: ``health_path``: an absolute URL path with an optional query, from RFC 3986's characters
 #: minus those that could end a word or a string in a configuration or a command line
 #: (quotes, ``;``, braces, spaces, backslashes, control characters).
-HEALTH_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9\-._~!$&()*+,=:@/?]|%[0-9A-Fa-f]{2})*$")
+HEALTH_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9\-._~!$&()*+,=:@/?]|%[0-9A-Fa-f]{2})*\Z")
 HEALTH_PATH_MAX = 1024
 #: Names of build arguments (``ARG NAME``).
-BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Characters that are safe unquoted in a Dockerfile COPY/RUN line and in a shell word; shared
 #: with the Dockerfile renderer (service_types/dockerfiles.py), which applies it again.
 SAFE_PATH_RE = re.compile(r"[A-Za-z0-9._@+=,-]+(?:/[A-Za-z0-9._@+=,-]+)*")
