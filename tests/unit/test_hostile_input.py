@@ -419,7 +419,9 @@ F("opensearch_snapshots_volume_twin", plus(svc("search", "opensearch"), svc("sea
 C("add_service_named_nginx_cli", [*P, "add", "redis", "nginx"], "nginx")
 C("add_service_api_a_cli", [*P, "add", "redis", "api_a"], "api_a")
 C("add_service_postgres_backup_cli", [*P, "add", "python", "postgres_backup", "--schedule", "0 1 * * *"], "postgres_backup")
-F("project_name_with_underscore_collides_across_projects", BASE.replace('name = "myapp"', 'name = "myapp_dev"'), "project.name")
+# A new project cannot have "_" (myapp_dev/prod/x would be named like myapp/dev/prod_x); one from
+# before still loads, with a warning (test_project_name_with_underscore_loads_with_a_warning).
+C("project_name_with_underscore_collides_across_projects", ["init", "myapp_dev"], "with '_'", setup="none")
 
 # 5. Unbounded input --------------------------------------------------------------------------
 

@@ -678,3 +678,17 @@ def test_the_document_generator_reaches_valid_projects() -> None:
 
     found = find(_documents(project_tables, "document"), valid, settings=settings(max_examples=2000, database=None, suppress_health_check=list(HealthCheck)))
     assert isinstance(build_project(found, source="f.toml"), Project)
+
+
+def test_project_name_with_underscore_loads_with_a_warning(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Projects created before names lost "_" still load (to deploy, or to take down), warned;
+    a new one is refused."""
+    from projectdeployer.core.validation import ProjectNameWarning
+
+    path = tmp_path / "old.toml"
+    path.write_text('[project]\nname = "my_app"\n')
+    with pytest.warns(ProjectNameWarning, match="project.name: 'my_app' has '_'"):
+        assert ProjectDeployer(str(path), path=path).name == "my_app"
+    with pytest.raises(ConfigError, match="not a valid name for a new project"):
+        ProjectDeployer.create("my_app", path=tmp_path / "new.toml")
+    assert not (tmp_path / "new.toml").exists()

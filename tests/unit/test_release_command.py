@@ -39,6 +39,7 @@ def test_a_release_command_that_cannot_run_is_one_line(services: dict, fragment:
 
 
 def test_the_release_container_name_is_the_tools_own() -> None:
-    # api's slot-a release container is api_a_release: a job of that name would collide.
-    found = dict(collisions({"api": Shape.SLOTTED, "api_a_release": Shape.SINGLE}))
-    assert found == {"api_a_release": "'api_a_release' would name a container or volume 'api_a_release', as service 'api' does"}
+    # api's release container is api_release: a job of that name would collide.
+    found = dict(collisions({"api": Shape.SLOTTED, "api_release": Shape.SINGLE}))
+    assert found == {"api_release": "'api_release' would name a container or volume 'api_release', as service 'api' does"}
+

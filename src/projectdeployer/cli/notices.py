@@ -17,9 +17,10 @@ import click
 
 from ..core.credentials import PlaintextCredentialWarning
 from ..core.errors import printable
+from ..core.validation import ProjectNameWarning
 
 #: The warning categories printed as ``warning:`` lines; others keep Python's own display.
-CLI_CATEGORIES: tuple[type[Warning], ...] = (PlaintextCredentialWarning,)
+CLI_CATEGORIES: tuple[type[Warning], ...] = (PlaintextCredentialWarning, ProjectNameWarning)
 
 
 @contextmanager

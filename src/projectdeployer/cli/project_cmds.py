@@ -38,9 +38,10 @@ def _project_flag(name: str) -> str:
     """``-p NAME`` is a name: a path there (``-p ../other``) would be loaded as a file, which
     is what ``-f`` is for."""
     from ..core.errors import shown
-    from ..core.validation import PROJECT_NAME_RULE, valid_project_name
+    from ..core.validation import PROJECT_NAME_RULE, valid_name
 
-    if not valid_project_name(name):
+    # An existing project's name may still have "_" (refused for new ones, warned on load).
+    if not valid_name(name):
         raise ConfigError([f"-p/--project {shown(name)}: not a project name ({PROJECT_NAME_RULE}); a file is given with -f/--file"])
     return name
 

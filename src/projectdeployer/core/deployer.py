@@ -28,10 +28,10 @@ from .errors import ConfigError, ProjectDeployerError, ProjectExists, ProjectNot
 from .model import Project, ServiceSpec, spec_fields
 from .order import startup_groups, startup_orders
 from .ports import PortAssignment, PortStore
-from .projectfile import build_project, read_document, write_document
+from .projectfile import build_project, read_document, read_project_text, write_document
 from .registry import Registry, get_registry
 from .servicetype import ServiceType
-from .validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name
+from .validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name, warn_project_name
 
 if TYPE_CHECKING:
     from .build import BuiltImage
@@ -87,6 +87,7 @@ class ProjectDeployer:
         self._loaded_text = tomlkit.dumps(self._doc)
         self._project = build_project(self._doc.unwrap(), source=str(self._path), registry=self.registry)
         warn_plaintext_credentials(self._project)
+        warn_project_name(self._project)
 
     # --- creation and loading -----------------------------------------------------------------
 
@@ -169,6 +170,7 @@ class ProjectDeployer:
         self._loaded_text = tomlkit.dumps(self._doc)
         self._project = build_project(self._doc.unwrap(), source=str(self._path), registry=self.registry)
         warn_plaintext_credentials(self._project)
+        warn_project_name(self._project)
         return self
 
     def __repr__(self) -> str:
@@ -560,8 +562,10 @@ class ProjectDeployer:
         put the references the secret plugin returned into ``doc``, and write it."""
         project = build_project(doc.unwrap(), source=str(self._path), registry=self.registry)
         try:
-            on_disk = self._path.read_text(encoding="utf-8")
-        except OSError:
+            # The same guarded read as loading (a FIFO, a device or bytes that are not UTF-8 put
+            # there meanwhile are "changed", never a hang or a traceback).
+            on_disk: str | None = read_project_text(self._path)
+        except ProjectDeployerError:
             on_disk = None
         if on_disk != self._loaded_text:
             # Someone edited the file since we read it: writing now would silently undo that.
@@ -693,10 +697,14 @@ def _bool_argument(method: str, arg: str, value: Any) -> None:
 
 def _project_name(method: str, name: Any, *, valid: bool = True) -> str:
     """Refuse a project name that is not a string, or (``valid``) not a valid name: it becomes a
-    directory name under ``$PROJECTDEPLOYER_HOME``."""
+    directory name under ``$PROJECTDEPLOYER_HOME``. A new project (``create``) gets no ``_``;
+    an existing one that has it still loads (validation warns)."""
     if not isinstance(name, str):
         raise _argument_error(f"{method}(name={_shown(name)})", f"expected a project name, a string, got {_type_name(name)}")
-    if valid and not valid_project_name(name):
+    if method == "create" and valid_name(name) and not valid_project_name(name):
+        problem = f"not a valid name for a new project ({PROJECT_NAME_RULE}): with '_', its containers could be named like another project's"
+        raise _argument_error(f"{method}(name={_shown(name)})", problem, cli=f"project {_shown(name)}: {problem}")
+    if valid and not (valid_project_name(name) if method == "create" else valid_name(name)):
         problem = f"not a valid project name ({PROJECT_NAME_RULE})"
         if method == "ProjectDeployer":
             problem += ", nor a path to a .toml file"
@@ -707,6 +715,8 @@ def _project_name(method: str, name: Any, *, valid: bool = True) -> str:
 def _path_argument(method: str, path: Any) -> Path:
     """``path`` as a :class:`Path`, or a :class:`ConfigError` naming the argument."""
     if isinstance(path, (str, os.PathLike)) and os.fspath(path):
+        if "\x00" in str(os.fspath(path)):
+            raise _argument_error(f"{method}(path={_shown(path)})", "a file path cannot hold a NUL character")
         return Path(path)
     raise _argument_error(f"{method}(path={_shown(path)})", f"expected a file path (str or os.PathLike), got {_type_name(path)}")
 

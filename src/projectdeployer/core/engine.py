@@ -407,8 +407,11 @@ class Engine:
         serving. The container has no service label (the deploy never mistakes it for one of
         the service's) and is removed whatever happened.
         """
-        if not spec.release_command:
+        if not spec.release_command or spec.name in self.images:
+            # self.images holds a rollback's image: its migrations ran when it was deployed, and
+            # an old release's `alembic upgrade head` fails against a newer database.
             return
+        from .errors import LINE_SHOWN, printable
         from .rendersafety import command_argv
 
         argv = tuple(command_argv(spec.release_command))
@@ -416,7 +419,12 @@ class Engine:
             # secrets_in_env: the wrapper execs its arguments, so the image's ENTRYPOINT leads.
             entrypoint, _ = self.runtime.image_command(desired.spec.image) or ((), ())
             argv = (*entrypoint, *argv)
-        name = f"{desired.spec.name}_release"
+        # One name per service, whatever the slot: a release still running from a deploy that
+        # was killed is found (and never force-removed mid-migration).
+        name = f"{self.project.name}_{self.env}_{spec.name}_release"
+        leftover = self.runtime.get(name)
+        if leftover is not None and leftover.state == "running":
+            raise DeployFailed(f"{spec.name}: the release command of an earlier deploy is still running in {name}; wait for it to finish (or remove it) and deploy again")
         one_off = attrs.evolve(
             desired,
             spec=attrs.evolve(
@@ -425,17 +433,19 @@ class Engine:
             ),
         )
         self.log(f"{spec.name}: release command: {spec.release_command}")
-        self.runtime.remove(name)  # a leftover of a crashed deploy
+        self.runtime.remove(name)  # a finished leftover of a crashed deploy
+        vanished = False
         try:
             self.runtime.start(self._private_spec(one_off, release))
             code = self.runtime.wait(name, timeout=RELEASE_TIMEOUT)
-            lines = list(self.runtime.logs(name, tail=10))
+            vanished = code is None and self.runtime.get(name) is None
+            lines = [] if vanished else list(self.runtime.logs(name, tail=10))
         finally:
             self.runtime.remove(name)
         for line in lines:
-            self.log(f"{spec.name} release | {line}")
+            self.log(f"{spec.name} release | {printable(line, LINE_SHOWN)}")
         if code != 0:
-            what = f"did not finish within {RELEASE_TIMEOUT:.0f}s" if code is None else f"failed (exit code {code})"
+            what = "container was removed before it finished" if vanished else f"did not finish within {RELEASE_TIMEOUT:.0f}s" if code is None else f"failed (exit code {code})"
             tail = " / ".join(lines[-3:])
             raise DeployFailed(f"{spec.name}: the release command {what}; nothing was switched and the old version keeps serving" + (f": {tail}" if tail else ""))
 

@@ -7,8 +7,8 @@ Everything of an environment is named ``{project}_{env}_{rest}``:
 - a long-running stateless service's: ``{service}_a`` / ``{service}_b`` (the toggle's slots);
 - a stateful service's or a scheduled job's: ``{service}`` itself;
 - a stateful service's one-off containers and volumes: ``{service}_backup``, ``_restore``,
-  ``_verify``, ``_data``, ``_snapshots``; and any container's one-off helpers,
-  ``{container}_init`` (volume owner) and ``{container}_release`` (the release command).
+  ``_verify``, ``_data``, ``_snapshots``; any container's volume-owner helper
+  ``{container}_init``; a stateless service's ``{service}_release`` (its release command).
 
 Two services whose names meet would stop, route to or back up each other's containers: such a
 project is refused by validation, naming both. The seed's own ``add_service("nginx",
@@ -25,8 +25,6 @@ from enum import Enum
 ENVIRONMENT_OWN = ("nginx", "scheduler")
 #: The toggle's slots of a stateless service.
 SLOTS = ("a", "b")
-#: One-off helpers of any container: the volume owner's ``init``, the ``release`` command's.
-CONTAINER_HELPERS = ("init", "release")
 #: One-off containers and data volumes of a stateful service.
 STATEFUL_SUFFIXES = ("backup", "restore", "verify", "data", "snapshots")
 
@@ -42,7 +40,9 @@ class Shape(Enum):
 def generated_names(service: str, shape: Shape) -> set[str]:
     """Every ``rest`` of ``{project}_{env}_{rest}`` that ``service`` uses."""
     containers = {f"{service}_{slot}" for slot in SLOTS} if shape is Shape.SLOTTED else {service}
-    names = containers | {f"{c}_{helper}" for c in containers for helper in CONTAINER_HELPERS}
+    names = containers | {f"{c}_init" for c in containers}
+    if shape is Shape.SLOTTED:
+        names.add(f"{service}_release")
     if shape is Shape.STATEFUL:
         names |= {f"{service}_{suffix}" for suffix in STATEFUL_SUFFIXES}
     return names
@@ -74,4 +74,4 @@ def collisions(services: Mapping[str, Shape]) -> Iterator[tuple[str, str]]:
         owner.update((spelling(g), name) for g in generated)
 
 
-__all__ = ["CONTAINER_HELPERS", "ENVIRONMENT_OWN", "STATEFUL_SUFFIXES", "SLOTS", "Shape", "collisions", "generated_names", "spelling"]
+__all__ = ["ENVIRONMENT_OWN", "STATEFUL_SUFFIXES", "SLOTS", "Shape", "collisions", "generated_names", "spelling"]

@@ -21,19 +21,19 @@ from .servicetype import ServiceType
 
 Problem = tuple[Sequence[str | int], str]
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}\Z")
 #: No ``_`` in a project name: containers are ``{project}_{env}_{service}``, and project
 #: ``a_b`` / env ``c`` / service ``d`` would be named like project ``a`` / env ``b`` / ``c_d``.
-PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
-ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-HUB_USER_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}\Z")
+ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}\Z")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+HUB_USER_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*\Z")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-DOMAIN_RE = re.compile(rf"^(\*\.)?({_LABEL}\.)+{_LABEL}$|^localhost$")
+DOMAIN_RE = re.compile(rf"^(\*\.)?({_LABEL}\.)+{_LABEL}\Z|^localhost\Z")
 #: A secret reference is ``scheme:rest``: secret:, env:, file: from the built-in store, or a
 #: scheme a secrets plugin answers (vault:...). A literal token has no such prefix.
-SECRET_REF_RE = re.compile(r"^[a-z][a-z0-9+.-]{1,15}:(?!//)\S+$")
+SECRET_REF_RE = re.compile(r"^[a-z][a-z0-9+.-]{1,15}:(?!//)\S+\Z")
 CPU_SIZES = (1, 2, 4, 8, 16, 32)
 #: Upper bounds (docs/project-file.md, "Bounds and patterns"): a number past them is a typo.
 MAX_SERVICES = 100
@@ -72,6 +72,24 @@ def require_env_name(owner: str, env: object) -> str:
 
 
 PROJECT_NAME_RULE = "lower-case letters, digits and -, starting with a letter, at most 40"
+
+
+class ProjectNameWarning(UserWarning):
+    """A project name that loads but that a new project may not have (``_``)."""
+
+
+def warn_project_name(project: Project) -> None:
+    """Warn once per load when the project's name has ``_``: projects created before names lost
+    it still load, deploy and can be taken down, but should be renamed."""
+    import warnings
+
+    if valid_name(project.name) and not valid_project_name(project.name):
+        where = f"{project.source}: " if project.source else ""
+        warnings.warn(
+            f"{where}project.name: {shown(project.name)} has '_': its containers ({project.name}_ENV_SERVICE) can be named like another project's; new projects may not have it, rename this one",
+            ProjectNameWarning,
+            stacklevel=3,
+        )
 
 
 def valid_project_name(name: str) -> bool:
@@ -306,8 +324,6 @@ def _check_scaling(spec: ServiceSpec, stype: ServiceType) -> Iterator[Problem]:
             val = getattr(h, f"rps_scale_{which}")
             if not 0 <= val <= MAX_RPS:  # also refuses NaN, which every comparison lets through
                 yield ("auto_scaling", "horizontal", f"rps_scale_{which}"), f"must be between 0 and {MAX_RPS:g} requests per second, got {val:g}"
-        if h.rps_scale_down < 0:
-            yield ("auto_scaling", "horizontal", "rps_scale_down"), f"must not be negative, got {h.rps_scale_down:g}"
         if h.rps_scale_down >= h.rps_scale_up:
             yield ("auto_scaling", "horizontal", "rps_scale_down"), f"must be below rps_scale_up ({h.rps_scale_up:g}), got {h.rps_scale_down:g}"
     if not 1 <= scaling.min_servers <= scaling.max_servers <= 20:
@@ -352,7 +368,7 @@ def _check_build(spec: BuildSpec) -> Iterator[Problem]:
 def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
     """Every problem of ``project``, paths from the document root."""
     s = project.settings
-    if not valid_project_name(s.name):
+    if not valid_name(s.name):
         yield ("project", "name"), f"{shown(s.name)} is not a valid project name ({PROJECT_NAME_RULE})"
     if s.docker_hub_user is not None and not HUB_USER_RE.match(s.docker_hub_user):
         yield ("project", "docker_hub_user"), f"'{s.docker_hub_user}' is not a valid Docker Hub user name"
