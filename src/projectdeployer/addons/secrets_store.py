@@ -15,7 +15,6 @@ References:
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,17 +24,18 @@ import attrs
 from ..core import paths
 from ..core.errors import SecretError
 from ..core.fsutil import write_private
+from ..core.pathcheck import SECRET_NAME_RE
 from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from ..core.model import Project
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\Z")
 
 
 def secret_path(project: str, env: str | None, name: str) -> Path:
     """Where ``secret:name`` of ``project`` (and ``env``) is kept."""
-    if not _NAME_RE.match(name):
+    # The grammar validation holds secret: references to, so what validates is what resolves.
+    if not SECRET_NAME_RE.match(name):
         raise SecretError(f"'{name}' is not a valid secret name (letters, digits, _ . - and / between parts)")
     base = paths.env_dir(project, env, "secrets") if env else paths.project_dir(project) / "secrets"
     return base / name
