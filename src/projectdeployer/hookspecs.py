@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # imported for annotations only: plugins must not pay for the
     from .core.monitoring import Alert, HealthCheck, MetricSample
     from .core.plan import DeployResult, Plan
     from .core.provider import Provider, Server
-    from .core.routing import Route
+    from .core.routing import Backend, Route
     from .core.servicetype import ServiceType
     from .service_types.dockerfiles import GeneratedBuild
 
@@ -317,16 +317,22 @@ def live_routes(server: Server, project: Project, env: str) -> Sequence[Route] |
 
 
 @hookspec(firstresult=True)
-def wait_drained(server: Server, project: Project, env: str, timeout: float) -> bool | None:
-    """Wait until requests that were in flight before the last routing change have finished.
+def wait_drained(server: Server, project: Project, env: str, timeout: float, backends: Sequence[Backend] | None) -> bool | None:
+    """Wait until the requests, response streams and sessions in flight to ``backends`` have
+    finished: the backends the last routing change stopped routing to (an old container).
 
-    The deploy stops the old container only after this returns. Return ``True`` when drained,
-    ``False`` on timeout, ``None`` if this plugin does not route for ``server``.
+    The deploy stops the old container only after this returns. Connections to backends that
+    are still routed to (another service's database session, a websocket to an unchanged
+    service) are not waited for. Return ``True`` when drained, ``False`` on timeout, ``None``
+    if this plugin does not route for ``server``.
 
     :param server: the server whose router changed.
     :param project: the project.
     :param env: the environment.
     :param timeout: seconds to wait at most.
+    :param backends: the retired backends as the router names them (a container name and its
+        port on the same server, an address and host port on another); ``None``: everything
+        that was in flight through the previous routing, whatever its backend.
     """
 
 

@@ -191,6 +191,28 @@ with socket.create_connection(("nginx", int(sys.argv[1])), timeout=10) as s:
     print(s.recv(64).decode().strip())
 """
 
+# One long TCP session (a pooled database connection): PING every 0.2 s for `seconds` on the
+# same connection; JSON {ok, error} at the end. Any cut, reset or wrong answer is the error.
+SESSION = r"""
+import json, socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+ok, error = 0, None
+s = socket.create_connection(("nginx", port), timeout=5)
+end = time.time() + seconds
+try:
+    while time.time() < end:
+        s.sendall(b"PING\r\n")
+        data = s.recv(64)
+        if data != b"+PONG\r\n":
+            error = "answer %r after %d pings" % (data, ok)
+            break
+        ok += 1
+        time.sleep(0.2)
+except Exception as exc:
+    error = "%r after %d pings" % (exc, ok)
+print(json.dumps({"ok": ok, "error": error}))
+"""
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -416,9 +438,9 @@ def test_streaming_response_in_flight_finishes_before_wait_drained_returns(bed_s
         wait_for(lambda: b"stream-start A" in backend_a.logs(), timeout=15, what="the stream to start")
         assert sidecar.apply([http_route(b)]) is True
         t_applied = time.time()
-        # New requests go to B at once, while the stream from A goes on through the old worker.
-        assert bed_sidecar.fetch(bed_sidecar.client_container(), 5100)["body"]["name"] == "B"
+        # The stream from A goes on through the old worker, while new requests go to B at once.
         assert any(title.endswith("is shutting down") for title in sidecar.worker_pids().values())
+        assert bed_sidecar.fetch(bed_sidecar.client_container(), 5100)["body"]["name"] == "B"
         drained = sidecar.wait_drained(timeout=30)
         t_drained = time.time()
     finally:
@@ -429,6 +451,122 @@ def test_streaming_response_in_flight_finishes_before_wait_drained_returns(bed_s
     assert result["first"] - result["start"] < 1.0  # streamed through, not buffered to the end
     assert result["done"] <= t_drained  # wait_drained returned only after the stream ended ...
     assert t_drained - t_applied > 1.0  # ... and so really waited for it
+
+
+# --- TCP routes live apart: a web deploy never touches a database session -------------------
+
+
+def _redis(bed: Bed, name: str = "redis") -> Backend:
+    redis = bed.run(bed.images["redis"], name, [])
+    wait_for(lambda: b"Ready to accept connections" in redis.logs(), timeout=30, what="redis")
+    return Backend(host=redis.name, port=6379)
+
+
+def _tcp_route(backend: Backend, port: int = 5200, service: str = "cache") -> Route:
+    return Route(service=service, internal_port=port, protocol="tcp", backends=(backend,))
+
+
+class _Session:
+    """SESSION running in a client container, on its own thread."""
+
+    def __init__(self, bed: Bed, port: int, seconds: float) -> None:
+        self.result: dict[str, Any] = {}
+        client = bed.client_container()
+        self.thread = threading.Thread(target=lambda: self.result.update(json.loads(bed.exec_python(client, SESSION, str(port), str(seconds)))))
+        self.thread.start()
+
+    def join(self) -> dict[str, Any]:
+        self.thread.join(timeout=120)
+        return self.result
+
+
+def _connected(sidecar: NginxSidecar, backend: Backend) -> int:
+    from projectdeployer.addons.netconns import in_flight_to
+
+    text = sidecar.http.exec(sidecar._running_container(), ["cat", "/proc/net/tcp", "/proc/net/tcp6"])[1]  # noqa: SLF001
+    return in_flight_to(text, sidecar._addresses([backend]))  # noqa: SLF001
+
+
+def test_web_switches_never_reload_the_tcp_proxy_nor_cut_its_sessions(bed_sidecar: Bed, docker_client: Any) -> None:
+    """The pooled-connection failure: with one nginx, a session opened before a web switch rode
+    an old worker and was cut at worker_shutdown_timeout. The TCP proxy is not reloaded by web
+    switches, so a session outlives the (short, here) shutdown timeout by far; and the drain of
+    the web switch waits for the web backend only, not for the open session."""
+    sidecar = bed_sidecar.sidecar = bed_sidecar.make_sidecar(shutdown_timeout=2)
+    sidecar.ensure()
+    a, b, cache = bed_sidecar.backend("A"), bed_sidecar.backend("B"), _redis(bed_sidecar)
+    assert sidecar.apply([http_route(a), _tcp_route(cache)])
+    tcp_pids = sidecar.worker_pids("tcp")
+    assert len(tcp_pids) >= 2 and not set(tcp_pids) & set(sidecar.worker_pids())  # two masters
+    session = _Session(bed_sidecar, 5200, seconds=8)
+    wait_for(lambda: _connected(sidecar, cache) > 0, timeout=15, what="the session to open")
+    for target in (b, a):
+        http_pids = sidecar.worker_pids()
+        assert sidecar.apply([http_route(target), _tcp_route(cache)]) is True
+        assert sidecar.worker_pids() != http_pids  # the http proxy reloaded ...
+        assert sidecar.worker_pids("tcp") == tcp_pids  # ... the tcp proxy did not
+        started = time.monotonic()
+        retired = b if target is a else a
+        assert sidecar.wait_drained(timeout=10, backends=[retired]) is True
+        assert time.monotonic() - started < 2.0  # the open session is nobody's business here
+    result = session.join()
+    assert result["error"] is None, result
+    assert result["ok"] >= 25  # ~8 s of pings on one connection, well past the 2 s timeout
+    assert bed_sidecar.fetch(bed_sidecar.client_container(), 5100)["body"]["name"] == "A"
+
+
+def test_a_tcp_route_change_keeps_the_sessions_of_the_other_routes(bed_sidecar: Bed) -> None:
+    """Adding a database reloads the tcp proxy: the session to the first one stays on its old
+    worker (no shutdown timeout by default) until it ends; the drain of a retired backend waits
+    for exactly its sessions."""
+    sidecar = bed_sidecar.sidecar
+    cache, other = _redis(bed_sidecar), _redis(bed_sidecar, "redis2")
+    assert sidecar.apply([_tcp_route(cache)])
+    session = _Session(bed_sidecar, 5200, seconds=6)
+    wait_for(lambda: _connected(sidecar, cache) > 0, timeout=15, what="the session to open")
+    assert sidecar.apply([_tcp_route(cache), _tcp_route(other, 5201, "queue")]) is True
+    assert any(title.endswith("is shutting down") for title in sidecar.worker_pids("tcp").values())
+    # The session is in flight to `cache`: a drain of it times out, one of `other` does not wait.
+    assert sidecar.wait_drained(timeout=1, backends=[cache]) is False
+    assert sidecar.wait_drained(timeout=1, backends=[other]) is True
+    result = session.join()
+    assert result["error"] is None and result["ok"] >= 20, result
+    assert sidecar.wait_drained(timeout=10, backends=[cache]) is True  # ended: nothing in flight
+    assert bed_sidecar.exec_python(bed_sidecar.client_container(), PING, "5201").strip() == "+PONG"
+
+
+def test_both_proxies_live_and_die_together(bed_sidecar: Bed, docker_client: Any) -> None:
+    """One container, one lifecycle: a master that dies takes the container down and its
+    restart policy brings both back with their routes; a recreation (new ports) keeps both
+    proxies' routes; a graceful stop stops both."""
+    sidecar = bed_sidecar.sidecar
+    cache, a = _redis(bed_sidecar), bed_sidecar.backend("A")
+    assert sidecar.apply([http_route(a), _tcp_route(cache)])
+    client = bed_sidecar.client_container()
+    container = docker_client.containers.get(sidecar.container_name)
+    restarts = container.attrs["RestartCount"]
+    tcp_master = min(pid for pid, title in sidecar.worker_pids("tcp").items() if title.startswith("nginx: master"))
+    assert container.exec_run(["sh", "-c", f"kill -KILL {tcp_master}"], user="root").exit_code == 0
+
+    def back() -> bool:
+        container.reload()
+        return container.attrs["RestartCount"] > restarts and container.status == "running" and len(sidecar.worker_pids("tcp")) >= 2
+
+    wait_for(back, timeout=30, what="the sidecar restarted by its restart policy")
+    assert bed_sidecar.exec_python(client, PING, "5200").strip() == "+PONG"
+    assert bed_sidecar.fetch(client, 5100)["body"]["name"] == "A"
+    # Recreated (new ports): both proxies' routes are carried into the new container.
+    bed_sidecar.sidecar = replaced = bed_sidecar.make_sidecar(http_port=_free_port())
+    replaced.ensure()
+    assert docker_client.containers.get(replaced.container_name).id != container.id
+    assert replaced.live_routes() == (http_route(a), _tcp_route(cache))
+    assert replaced.apply([http_route(a), _tcp_route(cache)]) is False
+    assert bed_sidecar.exec_python(client, PING, "5200").strip() == "+PONG"
+    # A graceful stop (SIGQUIT to PID 1) ends both masters: the container exits by itself.
+    recreated = docker_client.containers.get(replaced.container_name)
+    recreated.stop(timeout=20)
+    recreated.reload()
+    assert recreated.status == "exited" and recreated.attrs["State"]["ExitCode"] == 0
 
 
 # --- failures keep the old routes ------------------------------------------------------------
@@ -469,7 +607,7 @@ def test_a_reload_that_fails_after_nginx_t_restores_the_old_routes(bed_sidecar: 
     active_before = container.exec_run(["cat", ACTIVE_CONF]).output
     pids = sidecar.worker_pids()
 
-    real_exec = sidecar._exec
+    real_exec = sidecar.http.exec
 
     def exec_then_remove_b(target: Any, command: list[str]) -> tuple[int, str]:
         result = real_exec(target, command)
@@ -477,10 +615,10 @@ def test_a_reload_that_fails_after_nginx_t_restores_the_old_routes(bed_sidecar: 
             docker_client.containers.get(b.host).remove(force=True)
         return result
 
-    sidecar._exec = exec_then_remove_b  # type: ignore[method-assign]
+    sidecar.http.exec = exec_then_remove_b  # type: ignore[method-assign]
     with pytest.raises(RoutingError, match="reload failed, the previous routes stay live: .*host not found in upstream"):
         sidecar.apply([http_route(b)])
-    sidecar._exec = real_exec  # type: ignore[method-assign]
+    sidecar.http.exec = real_exec  # type: ignore[method-assign]
 
     assert container.exec_run(["cat", ACTIVE_CONF]).output == active_before
     assert sidecar.live_routes() == (http_route(a),)
@@ -623,4 +761,4 @@ def test_configure_routing_hook_drives_the_sidecar(bed_sidecar: Bed, docker_clie
     container = docker_client.containers.get(f"{bed_sidecar.project}_{ENV}_nginx")
     assert "listen 443 ssl;" in container.exec_run(["sh", "-c", f"cat {VERSIONS_DIR}/*/http/api-5100.conf"]).output.decode()
     if hasattr(manager.hook, "wait_drained"):
-        assert manager.hook.wait_drained(server=server, project=project, env=ENV, timeout=10.0) is True
+        assert manager.hook.wait_drained(server=server, project=project, env=ENV, timeout=10.0, backends=[a]) is True

@@ -847,7 +847,7 @@ def test_hook_live_routes(bare_manager: pluggy.PluginManager, register_plugin: C
 
 def test_hook_wait_drained(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
     project = make_project(load_plugins(make_plugin_manager(), env={}), {})
-    kwargs = {"server": FakeServer(), "project": project, "env": "prod", "timeout": 1.0}
+    kwargs = {"server": FakeServer(), "project": project, "env": "prod", "timeout": 1.0, "backends": [Backend(host="shop_prod_api_a", port=8000)]}
     assert bare_manager.hook.wait_drained(**kwargs) is None
     check_firstresult(bare_manager, register_plugin, "wait_drained", kwargs, True, False)
 

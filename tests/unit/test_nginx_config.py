@@ -189,18 +189,24 @@ def test_check_domain() -> None:
 
 
 def test_main_config_and_active_file() -> None:
-    main = render_main_config(project="shop", env="prod", has_stream=True, load_module="/usr/lib/nginx/modules/ngx_stream_module.so")
-    assert main.index("load_module /usr/lib/nginx/modules/ngx_stream_module.so;") < main.index("events {")
-    assert "worker_shutdown_timeout 300s;" in main and "# pd-stream yes" in main
-    assert main.rstrip().endswith(f"include {ACTIVE_CONF};")
-    builtin = render_main_config(project="shop", env="prod", has_stream=True)
+    tcp = render_main_config(project="shop", env="prod", has_stream=True, load_module="/usr/lib/nginx/modules/ngx_stream_module.so", kind="tcp")
+    assert tcp.index("load_module /usr/lib/nginx/modules/ngx_stream_module.so;") < tcp.index("events {")
+    assert "# pd-stream yes" in tcp and "# pd-proxy tcp" in tcp
+    assert tcp.rstrip().endswith(f"include {ACTIVE_CONF};")
+    # Old workers keep their connections unless a timeout is asked for.
+    assert "worker_shutdown_timeout" not in tcp.replace("# ", "")
+    assert "worker_shutdown_timeout 20s;" in render_main_config(project="shop", env="prod", has_stream=True, shutdown_timeout=20, kind="tcp")
+    builtin = render_main_config(project="shop", env="prod", has_stream=True, kind="tcp")
     assert "load_module" not in builtin
-    assert "# pd-stream no" in render_main_config(project="shop", env="prod", has_stream=False)
+    # The http proxy never loads the stream module, whatever it is given.
+    http = render_main_config(project="shop", env="prod", has_stream=False, load_module="/x/ngx_stream_module.so")
+    assert "load_module" not in http and "# pd-stream no" in http and "# pd-proxy http" in http
 
-    active = render_active("/etc/nginx/pd/v/abc", version="abc", stream=True)
+    active = render_active("/etc/nginx/pd/v/abc", version="abc")
     assert active.splitlines()[0] == "# pd-version abc"
-    assert "include /etc/nginx/pd/v/abc/http/*.conf;" in active and "include /etc/nginx/pd/v/abc/stream/*.conf;" in active
-    assert "stream" not in render_active("/v/abc", version="abc", stream=False)
+    assert "include /etc/nginx/pd/v/abc/http/*.conf;" in active and "stream" not in active
+    stream = render_active("/etc/nginx/pd/v/abc", version="abc", kind="tcp")
+    assert "stream {" in stream and "include /etc/nginx/pd/v/abc/stream/*.conf;" in stream and "http" not in stream
 
 
 # --- the real nginx -t on the http part ------------------------------------------------------

@@ -369,9 +369,13 @@ class Engine:
             self.log(f"{spec.name}: switching the sidecar to {desired.spec.name}")
             self._switch_route(spec, desired, ports)
         if old is not None and old.name != desired.spec.name:
-            drained = self.manager.hook.wait_drained(server=self.server, project=self.project, env=self.env, timeout=self.drain_timeout)
-            if drained is False:
-                self.log(f"{spec.name}: requests still in flight after {self.drain_timeout:.0f}s; stopping {old.name} anyway")
+            if spec.port is not None:
+                # Only what is in flight to the old container: a database session or websocket
+                # to another service is no reason to keep this one running.
+                retired = [Backend(host=old.name, port=spec.port)]
+                drained = self.manager.hook.wait_drained(server=self.server, project=self.project, env=self.env, timeout=self.drain_timeout, backends=retired)
+                if drained is False:
+                    self.log(f"{spec.name}: requests still in flight after {self.drain_timeout:.0f}s; stopping {old.name} anyway")
             self.log(f"{spec.name}: stopping {old.name}")
             self.runtime.stop(old.name, timeout=30)
             self.runtime.remove(old.name)

@@ -460,9 +460,19 @@ class Fleet:
         with self._table_lock:
             self._route(server, {k: list(v) for k, v in self.table.items()})
 
-    def _drain_everywhere(self) -> None:
+    def _drain_everywhere(self, service: str, old_table: Mapping[str, list[Placed]]) -> None:
+        """Wait on every server until nothing is in flight to the backends of ``service`` that the
+        switch from ``old_table`` to the current table retired (as that server names them)."""
+        with self._table_lock:
+            new_table = {k: list(v) for k, v in self.table.items()}
+
+        def backends(server: Server, table: Mapping[str, list[Placed]]) -> set[Backend]:
+            return {b for route in self.routes_for(server, table) if route.service == service for b in route.backends}
+
         def drain(server: Server) -> None:
-            self.manager.hook.wait_drained(server=server, project=self.project, env=self.env, timeout=self.drain_timeout)
+            retired = sorted(backends(server, old_table) - backends(server, new_table), key=lambda b: (b.host, b.port))
+            if retired:
+                self.manager.hook.wait_drained(server=server, project=self.project, env=self.env, timeout=self.drain_timeout, backends=retired)
 
         _parallel(list(self.servers.values()), drain, max_workers=self.max_workers)
 
@@ -544,7 +554,7 @@ class Fleet:
                         pass  # the unreachable server is named in exc; the others are back on the old routes
                 self._remove_started(started)
                 raise DeployFailed(f"{spec.name}: {exc}; the switch was undone and the old version keeps serving") from None
-            self._drain_everywhere()
+            self._drain_everywhere(spec.name, old_table)
         survivors = {(n, d.spec.name) for n, d in todo.items()} | {(n, c.name) for n, c in keep.items()}
         self._stop_old(spec.name, {n: [c for c in cs if (n, c.name) not in survivors] for n, cs in current.items()})
         for name, desired in todo.items():

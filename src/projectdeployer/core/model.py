@@ -177,6 +177,13 @@ class EnvironmentSpec:
     #: servers, 8080/8443 on this machine (80 and 443 are often taken or need root there).
     http_port: int | None = None
     https_port: int | None = None
+    #: Seconds a deploy waits for requests and streams in flight to an old container (through
+    #: the sidecar) before it stops that container anyway.
+    drain_timeout: int = 30
+    #: Seconds an old sidecar worker may keep a long-lived connection (a database session, a
+    #: websocket) after a reload; unset: until the connection ends (a reload changes routes,
+    #: not the backends of unchanged services).
+    sidecar_shutdown_timeout: int | None = None
 
 
 @define(kw_only=True)

@@ -78,7 +78,7 @@ class Operations:
         if self.on_servers(env):
             raise ProjectDeployerError(f"environment {env} runs on servers: this command works on this machine's engine only for now (deploy, plan, status, logs, rollback, run and backups work on servers)")
         server = server_for(self.project, env, self.registry, self.manager)
-        return Engine(self.project, env, server, self.manager, self.registry, images=images, log=self.log)
+        return Engine(self.project, env, server, self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(env).drain_timeout)
 
     def plan(self, env: str, service: str | None = None, *, build: bool = True) -> Any:
         """What a deploy of ``env`` would change: a :class:`DeployPlan` on this machine's
@@ -104,7 +104,7 @@ class Operations:
         """The :class:`~projectdeployer.core.fleet.Fleet` of an environment on servers."""
         from .fleet import Fleet
 
-        return Fleet(self.project, env, self.provider(env), self.manager, self.registry, images=images, log=self.log)
+        return Fleet(self.project, env, self.provider(env), self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(env).drain_timeout)
 
     def provider(self, env: str) -> Any:
         """The provider object of ``env`` (a plugin's ``get_provider`` first, else by name)."""
@@ -124,7 +124,7 @@ class Operations:
 
     def engine_on(self, env: str, server: Server) -> Engine:
         """An engine of ``env`` on one of its servers (reading what runs there)."""
-        return Engine(self.project, env, server, self.manager, self.registry, log=self.log)
+        return Engine(self.project, env, server, self.manager, self.registry, log=self.log, drain_timeout=self.project.environment(env).drain_timeout)
 
     def engine_holding(self, env: str, container: str) -> Engine | None:
         """On servers: the engine of the server that holds ``container`` (a job or backup

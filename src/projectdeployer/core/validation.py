@@ -40,6 +40,8 @@ MAX_SERVICES = 100
 MAX_STARTUP_ORDER = 1000
 MAX_RETENTION_DAYS = 3650
 MAX_COOLDOWN = 86400
+MAX_DRAIN_TIMEOUT = 3600
+MAX_SHUTDOWN_TIMEOUT = 86400
 MAX_RPS = 1_000_000.0
 
 
@@ -393,6 +395,10 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
                 yield ("environments", env_name, key), f"must be between 1 and 65535, got {value}"
         if env.http_port is not None and env.http_port == env.https_port:
             yield ("environments", env_name, "https_port"), "must differ from http_port"
+        if not 1 <= env.drain_timeout <= MAX_DRAIN_TIMEOUT:
+            yield ("environments", env_name, "drain_timeout"), f"must be between 1 and {MAX_DRAIN_TIMEOUT} seconds, got {env.drain_timeout}"
+        if env.sidecar_shutdown_timeout is not None and not 1 <= env.sidecar_shutdown_timeout <= MAX_SHUTDOWN_TIMEOUT:
+            yield ("environments", env_name, "sidecar_shutdown_timeout"), f"must be between 1 and {MAX_SHUTDOWN_TIMEOUT} seconds, got {env.sidecar_shutdown_timeout}"
         for i, zone in enumerate(env.zones):
             if zone not in registry.zones:
                 yield ("environments", env_name, "zones", i), f"unknown zone '{zone}'"
