@@ -77,6 +77,7 @@ bench: $(STAMP) images
 	$(PY) bench/startup.py
 	$(PY) bench/rebuild.py
 	$(PY) bench/zero_downtime.py
+	$(PY) bench/long_connections.py
 	$(PY) bench/compose_compare.py
 	$(PY) bench/fleet.py
 
