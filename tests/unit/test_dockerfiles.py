@@ -155,6 +155,14 @@ GOLDEN_BUILDS: dict[str, Callable[[], GeneratedBuild]] = {
         command="node dist/main.js",
         port=3000,
     ),
+    "nodejs-native-modules": lambda: render_nodejs(
+        base_image=NODE, command="node server.js", port=3000, system_packages=["libvips42"], build_packages=["python3", "make", "g++"]
+    ),
+    "nodejs-build-packages": lambda: render_nodejs(
+        base_image=NODE, build_command="npm run build", command="node dist/main.js", port=3000, build_packages=["python3", "make", "g++"]
+    ),
+    "nodejs-system-packages": lambda: render_nodejs(base_image=NODE, package_manager="pnpm", command="node server.js", port=3000, system_packages=["ffmpeg"]),
+    "react-build-packages": lambda: render_react(build_image=NODE, serve_image=NGINX, build_packages=["python3", "make", "g++"]),
     "react-default": lambda: render_react(build_image=NODE, serve_image=NGINX),
     "react-vue": lambda: render_react(build_image=NODE, serve_image=NGINX, build_dir="dist"),
     "react-angular": lambda: render_react(
@@ -462,6 +470,39 @@ def test_pyproject_dependencies_are_requirement_lines_only(bad: str) -> None:
     install = PythonInstall(pyproject=True, requirements_files=(), dependencies=("flask", bad))
     with pytest.raises(ValueError, match="PEP 508"):
         render_python(base_image=PY, install=install, command=None, port=None)
+
+
+def test_nodejs_native_modules_build_in_a_stage_that_does_not_ship() -> None:
+    text = GOLDEN_BUILDS["nodejs-native-modules"]().dockerfile
+    build_text, final_text = text.split(f"FROM {NODE}\n")
+    build, final = _stages(text)
+    assert "--no-install-recommends libvips42 python3 make g++ \\" in build_text
+    assert "--no-install-recommends libvips42 \\" in final_text and "g++" not in final_text
+    # Production dependencies only (no build step), installed where the compilers are.
+    install = next(i for i, line in enumerate(build) if "npm ci --omit=dev" in line)
+    assert build.index("ENV NODE_ENV=production") < install
+    assert final.index("COPY --from=build /app/node_modules ./node_modules") < final.index("COPY . .") < final.index("USER app")
+    assert not any("npm ci" in line for line in final)
+
+
+def test_nodejs_build_packages_join_the_existing_build_stage() -> None:
+    text = GOLDEN_BUILDS["nodejs-build-packages"]().dockerfile
+    build_text, final_text = text.split(f"FROM {NODE}\n")
+    assert "--no-install-recommends python3 make g++ \\" in build_text
+    assert build_text.index("apt-get install") < build_text.index("npm ci") < build_text.index("RUN npm run build")
+    assert "apt-get" not in final_text and "COPY --from=build /app /app" in final_text
+
+
+def test_nodejs_system_packages_alone_keep_one_stage() -> None:
+    (stage,) = _stages(GOLDEN_BUILDS["nodejs-system-packages"]().dockerfile)
+    apt = next(i for i, line in enumerate(stage) if line.startswith("RUN apt-get update"))
+    assert apt < stage.index("RUN corepack enable") < stage.index("COPY . .")
+
+
+def test_react_build_packages_stay_in_the_node_stage() -> None:
+    text = GOLDEN_BUILDS["react-build-packages"]().dockerfile
+    build_text, final_text = text.split(f"FROM {NGINX}\n")
+    assert "--no-install-recommends python3 make g++ \\" in build_text and "apt-get" not in final_text
 
 
 def test_unknown_python_package_manager_is_named() -> None:

@@ -1,7 +1,7 @@
 """Render safety: every value that reaches a generated file is checked against what that place accepts.
 
 Values of the project file end up in Dockerfiles (base images, versions, requirements files,
-``build_dir``, ``build_command``, ``command``, ``dockerfile_content``), in the nginx sidecar's
+Debian package names, ``build_dir``, ``build_command``, ``command``, ``dockerfile_content``), in the nginx sidecar's
 configuration (domains), in container specs (environment, command, labels, mounts), in build
 arguments, in image tags (``[project] registry``) and in health probes (``health_path``). The
 renderers keep their own guards, but a value they would refuse must be refused here first, at

@@ -314,6 +314,8 @@ def render_nodejs(
     build_command: str | None = None,
     command: str | None,
     port: int | None,
+    system_packages: Sequence[str] = (),
+    build_packages: Sequence[str] = (),
 ) -> GeneratedBuild:
     """Dockerfile for a Node.js service (Express, NestJS, Next.js, ...) with npm, yarn or pnpm.
 
@@ -324,17 +326,31 @@ def render_nodejs(
     ``command`` becomes an exec-form CMD, ``None`` keeps the image's default (``node``).
     Build arg ``npm_config_registry`` points the package manager at a mirror.
 
+    ``system_packages`` (Debian, run time) are installed with apt-get in every stage;
+    ``build_packages`` (``python3 make g++`` for native modules) only in a build stage: without
+    ``build_command`` they add one that installs the production dependencies, and the final
+    stage copies ``node_modules``.
+
     Raises ValueError for an unknown package manager (naming it), an invalid image name, port,
-    command or a multi-line build command.
+    command, package name or a multi-line build command.
     """
     _check_image("base_image", base_image)
     pm = _package_manager(package_manager)
+    final_apt = _debian_packages("system_packages", system_packages)
+    build_apt = list(dict.fromkeys([*final_apt, *_debian_packages("build_packages", build_packages)]))
     return GeneratedBuild(
         dockerfile=_render(
             "nodejs.Dockerfile.j2",
             base_image=base_image,
             pm=pm,
             build_command=_check_shell_line("build_command", build_command),
+            final_apt=final_apt,
+            build_apt=build_apt,
+            build_apt_comment=(
+                "Debian packages for the build: system_packages and build_packages (these stay in this stage)."
+                if build_apt != final_apt
+                else "Debian packages the build needs too (system_packages)."
+            ),
             port=_check_port(port),
             cmd=_exec_form(command),
         )
@@ -349,6 +365,7 @@ def render_react(
     build_command: str | None = None,
     build_dir: str = "build",
     nginx_config: str | None = None,
+    build_packages: Sequence[str] = (),
 ) -> GeneratedBuild:
     """Multi-stage Dockerfile for a single-page application (React, Vue, Angular, Svelte).
 
@@ -356,7 +373,8 @@ def render_react(
     (default: the package manager's ``build`` script); stage 2 (``serve_image``, nginx) serves
     ``build_dir`` on port 80 with ``nginx_config`` (dedented) or :func:`default_spa_nginx_config`.
     The config is returned in ``files`` as ``.projectdeployer/nginx.conf``: the caller writes it
-    into the build context.
+    into the build context. ``build_packages`` (Debian) are installed with apt-get in the build
+    stage only: the served image is nginx's, which needs nothing of the build.
 
     Raises ValueError for an unknown package manager, an absolute ``build_dir`` or one that
     contains ``..`` (naming the value), an invalid image name or an empty ``nginx_config``.
@@ -380,6 +398,7 @@ def render_react(
             pm=pm,
             build_command=_check_shell_line("build_command", build_command) or pm.default_build,
             build_dir=build_dir,
+            build_apt=_debian_packages("build_packages", build_packages),
             nginx_conf_path=NGINX_CONF_PATH,
         ),
         files={NGINX_CONF_PATH: config},

@@ -15,7 +15,7 @@ from ..core.model import BuildSpec, Project, ServiceSpec
 from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
-from .apps import app_health_checks, uses_generator
+from .apps import app_health_checks, package_notes, uses_generator
 
 if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
     from .dockerfiles import GeneratedBuild
@@ -33,12 +33,12 @@ class PythonSpec(BuildSpec):
     requirements_files: list[str] = field(factory=lambda: ["requirements.txt"])
     #: ``pip``, ``poetry`` or ``uv``; unset: found from the build context's files
     #: (requirements files, uv.lock, poetry.lock, pyproject.toml, in that order).
-    package_manager: PythonPackageManager | None = None
+    package_manager: PythonPackageManager | None = field(default=None, metadata={"help": "pip, poetry or uv [default: found from the source's files]"})
     #: Debian packages the app needs at run time (``libpq5``), in every stage of the image.
-    system_packages: list[str] = field(factory=list)
+    system_packages: list[str] = field(factory=list, metadata={"help": "Debian package the app needs at run time"})
     #: Debian packages only the dependency install needs (``gcc``, ``libpq-dev``): installed in
     #: a build stage, never in the final image.
-    build_packages: list[str] = field(factory=list)
+    build_packages: list[str] = field(factory=list, metadata={"help": "Debian package only the build needs (not in the final image)"})
 
 
 PYTHON = ServiceType(
@@ -84,17 +84,7 @@ def generate_dockerfile(service: ServiceSpec, project: Project, context_dir: Pat
         system_packages=service.system_packages,
         build_packages=service.build_packages,
     )
-    notes = [f"python: {install.reason}", *_package_notes(service.system_packages, service.build_packages)]
-    return attrs.evolve(built, notes=tuple(notes))
-
-
-def _package_notes(system: list[str], build: list[str]) -> list[str]:
-    notes = []
-    if build:
-        notes.append(f"Debian build_packages (build stage only): {' '.join(dict.fromkeys(build))}")
-    if system:
-        notes.append(f"Debian system_packages (in the image): {' '.join(dict.fromkeys(system))}")
-    return notes
+    return attrs.evolve(built, notes=(f"python: {install.reason}", *package_notes(service.system_packages, service.build_packages)))
 
 
 @hookimpl
