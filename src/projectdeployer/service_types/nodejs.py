@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -53,7 +52,7 @@ def register_service_types(register: Callable[[ServiceType], None]) -> None:
 
 
 @hookimpl
-def generate_dockerfile(service: ServiceSpec, project: Project, context_dir: Path | None) -> GeneratedBuild | None:
+def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuild | None:
     if not uses_generator(service, NODEJS):
         return None
     assert isinstance(service, NodeSpec)

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 from attrs import define, field
 
-from ..core.build import BuildFailed
 from ..core.model import BuildSpec, Project, ServiceSpec
 from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
@@ -75,6 +74,8 @@ def generate_dockerfile(service: ServiceSpec, project: Project, context_dir: Pat
             uv_version=service.build_args.get("UV_VERSION", UV_VERSION),
         )
     except SourceProblem as exc:
+        from ..core.build import BuildFailed
+
         raise BuildFailed(f"{service.name}: {exc}") from None
     built = render_python(
         base_image=project.image("python", service.python_version),

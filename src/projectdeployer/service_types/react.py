@@ -4,7 +4,6 @@ and served by nginx with gzip, long caching of fingerprinted assets and SPA rout
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
@@ -51,7 +50,7 @@ def register_service_types(register: Callable[[ServiceType], None]) -> None:
 
 
 @hookimpl
-def generate_dockerfile(service: ServiceSpec, project: Project, context_dir: Path | None) -> GeneratedBuild | None:
+def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuild | None:
     if not uses_generator(service, REACT):
         return None
     assert isinstance(service, ReactSpec)
