@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # imported for annotations only: plugins must not pay for them at start-up
+    from pathlib import Path
+
     import click
 
     from .core.model import Project, ServiceSpec
@@ -93,16 +95,20 @@ def get_provider(project: Project, env: str, zone: str) -> Provider | None:
 
 
 @hookspec(firstresult=True)
-def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuild | None:
+def generate_dockerfile(service: ServiceSpec, project: Project, context_dir: Path | None) -> GeneratedBuild | None:
     """Return the generated Dockerfile (and extra context files) for ``service``, or ``None``.
 
     ``None`` means: not this plugin's type, or the user brought their own ``dockerfile``.
 
     Service types answer for their own ``type``; a user's ``dockerfile`` or
-    ``dockerfile_content`` always takes precedence over generation.
+    ``dockerfile_content`` always takes precedence over generation. A source that lacks what
+    the service needs is a ``BuildFailed`` naming the service, one line.
 
     :param service: the service's resolved spec (type, build fields, versions).
     :param project: the project, for its ``[images]`` table.
+    :param context_dir: the build context (a directory or git checkout) to look at, reading
+        only: which lock files it has decides how the python type installs dependencies.
+        ``None`` when the source is not at hand (answer from the settings alone).
     """
 
 

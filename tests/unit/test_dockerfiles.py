@@ -27,7 +27,11 @@ from hypothesis import strategies as st
 from projectdeployer.service_types.dockerfiles import (
     HASHED_ASSET_REGEX,
     NGINX_CONF_PATH,
+    POETRY_VERSION,
+    PYPROJECT_REQUIREMENTS_PATH,
+    UV_VERSION,
     GeneratedBuild,
+    PythonInstall,
     default_spa_nginx_config,
     render_dockerfile_content,
     render_nodejs,
@@ -93,8 +97,35 @@ def check_golden(name: str, text: str) -> None:
     )
 
 
+# How the python type installs dependencies, as service_types/pysource.py finds it in a source.
+PEP621 = PythonInstall(
+    pyproject=True, requirements_files=(), dependencies=("fastapi>=0.110", "uvicorn[standard]>=0.29 ; python_version >= '3.8'"), install_project=True
+)
+PEP621_APP = PythonInstall(pyproject=True, requirements_files=(), dependencies=("flask>=3",), install_project=False)
+PEP621_DYNAMIC = PythonInstall(pyproject=True, requirements_files=(), dependencies=None, install_project=True)
+POETRY = PythonInstall(manager="poetry", requirements_files=())
+UV = PythonInstall(manager="uv", requirements_files=())
+#: What a psycopg2 source build needs on the official image (which has Python's headers).
+PSYCOPG_BUILD = ["build-essential", "libpq-dev"]
+PSYCOPG_RUN = ["libpq5"]
+
 # name -> the build whose Dockerfile (and extra files) the golden files hold.
 GOLDEN_BUILDS: dict[str, Callable[[], GeneratedBuild]] = {
+    "python-pep621": lambda: render_python(base_image=PY, install=PEP621, command="uvicorn app.main:app --host 0.0.0.0", port=8000),
+    "python-pep621-app": lambda: render_python(base_image=PY, install=PEP621_APP, command="flask run --host 0.0.0.0", port=5000),
+    "python-pep621-dynamic": lambda: render_python(base_image=PY, install=PEP621_DYNAMIC, command="myapp serve", port=8000),
+    "python-poetry": lambda: render_python(base_image=PY, install=POETRY, command="uvicorn app.main:app --host 0.0.0.0", port=8000),
+    "python-uv": lambda: render_python(base_image=PY, install=UV, command="uvicorn app.main:app --host 0.0.0.0", port=8000),
+    "python-poetry-psycopg2": lambda: render_python(
+        base_image=PY, install=POETRY, command="gunicorn app:app --bind 0.0.0.0:8000", port=8000,
+        system_packages=PSYCOPG_RUN, build_packages=PSYCOPG_BUILD,
+    ),
+    "python-requirements-packages": lambda: render_python(
+        base_image=PY, command="python worker.py", port=None, system_packages=["libpq5", "ffmpeg"], build_packages=PSYCOPG_BUILD,
+    ),
+    "python-requirements-system-packages": lambda: render_python(
+        base_image=PY, command="python app.py", port=8000, system_packages=["libmagic1"],
+    ),
     "python-default": lambda: render_python(
         base_image=PY, command="uvicorn main:app --host 0.0.0.0", port=8000
     ),
@@ -124,6 +155,14 @@ GOLDEN_BUILDS: dict[str, Callable[[], GeneratedBuild]] = {
         command="node dist/main.js",
         port=3000,
     ),
+    "nodejs-native-modules": lambda: render_nodejs(
+        base_image=NODE, command="node server.js", port=3000, system_packages=["libvips42"], build_packages=["python3", "make", "g++"]
+    ),
+    "nodejs-build-packages": lambda: render_nodejs(
+        base_image=NODE, build_command="npm run build", command="node dist/main.js", port=3000, build_packages=["python3", "make", "g++"]
+    ),
+    "nodejs-system-packages": lambda: render_nodejs(base_image=NODE, package_manager="pnpm", command="node server.js", port=3000, system_packages=["ffmpeg"]),
+    "react-build-packages": lambda: render_react(build_image=NODE, serve_image=NGINX, build_packages=["python3", "make", "g++"]),
     "react-default": lambda: render_react(build_image=NODE, serve_image=NGINX),
     "react-vue": lambda: render_react(build_image=NODE, serve_image=NGINX, build_dir="dist"),
     "react-angular": lambda: render_react(
@@ -148,6 +187,7 @@ GOLDEN_TEXT: dict[str, Callable[[], str]] = {
     "react-custom-nginx.nginx.conf": lambda: render_react(
         build_image=NODE, serve_image=NGINX, nginx_config=SEED_NGINX_CONFIG
     ).files[NGINX_CONF_PATH],
+    "python-pep621.requirements.txt": lambda: GOLDEN_BUILDS["python-pep621"]().files[PYPROJECT_REQUIREMENTS_PATH],
 }
 
 
@@ -303,6 +343,171 @@ def test_python_accepts_one_requirements_file_as_a_string() -> None:
         base_image=PY, requirements_files="reqs.txt", command=None, port=None
     ).dockerfile
     assert "COPY reqs.txt ./" in text and "-r reqs.txt" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# pyproject.toml projects, Poetry, uv and Debian packages
+
+
+def _stages(dockerfile: str) -> list[list[str]]:
+    """The instructions of each stage, in order."""
+    stages: list[list[str]] = []
+    for line in _instructions(dockerfile):
+        if line.startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+@pytest.mark.parametrize(
+    ("install", "lock", "run"),
+    [
+        (POETRY, "poetry.lock", "/opt/poetry/bin/poetry install --only main --no-root --no-interaction --no-ansi"),
+        (UV, "uv.lock", "/opt/uv/bin/uv sync --frozen --no-dev --no-install-project"),
+    ],
+    ids=["poetry", "uv"],
+)
+def test_locked_installs_copy_the_lock_before_the_code_in_a_build_stage(install: PythonInstall, lock: str, run: str) -> None:
+    text = render_python(base_image=PY, install=install, command="python app.py", port=8000).dockerfile
+    build_text, final_text = text.split(f"FROM {PY}\n")
+    build, final = _stages(text)
+    assert build[0] == f"FROM {PY} AS build" and final[0] == f"FROM {PY}"
+    tool = install.manager
+    version = POETRY_VERSION if tool == "poetry" else UV_VERSION
+    # The tool is pinned (a build arg may pick another) and lives in its own venv, not the app's.
+    assert f"ARG {tool.upper()}_VERSION={version}" in build
+    assert f'RUN python -m venv /opt/{tool} \\\n    && /opt/{tool}/bin/pip install --no-cache-dir "{tool}==${{{tool.upper()}_VERSION}}"' in build_text
+    # venv, then the lock, then the install, all before any code; the tools trust the image's CAs.
+    positions = [build_text.index(p) for p in ("RUN python -m venv /venv", f"COPY pyproject.toml {lock} ./", run)]
+    assert positions == sorted(positions)
+    assert "export SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=" in build_text
+    assert "COPY . ." not in build  # the dependency layer never waits for the code
+    # The final stage gets the environment, never the tool, and runs as the app user.
+    assert final.index("COPY --from=build /venv /venv") < final.index("COPY . .") < final.index("USER app")
+    assert f"/opt/{tool}" not in final_text
+    assert "VIRTUAL_ENV=/venv \\" in final_text and "PATH=/venv/bin:$PATH" in final_text
+
+
+def test_build_packages_stay_in_the_build_stage_and_system_packages_ship() -> None:
+    text = GOLDEN_BUILDS["python-poetry-psycopg2"]().dockerfile
+    build_text, final_text = text.split(f"FROM {PY}\n")
+    apt = "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends"
+    assert f"{apt} libpq5 build-essential libpq-dev \\" in build_text
+    assert f"{apt} libpq5 \\" in final_text
+    assert "build-essential" not in final_text and "libpq-dev" not in final_text
+    # apt's lists are removed in the same layer; the packages come before the dependencies need them.
+    assert final_text.count("rm -rf /var/lib/apt/lists/*") == 1
+    assert build_text.index("RUN apt-get update") < build_text.index("poetry install")
+
+
+def test_system_packages_alone_keep_one_stage() -> None:
+    text = GOLDEN_BUILDS["python-requirements-system-packages"]().dockerfile
+    (stage,) = _stages(text)
+    apt = next(i for i, line in enumerate(stage) if line.startswith("RUN apt-get update"))
+    assert "libmagic1" in text and apt < stage.index("USER app")
+    assert "/venv" not in text  # pip installs into the base image's Python, as without packages
+
+
+def test_build_packages_with_requirements_use_a_venv_copied_to_the_final_stage() -> None:
+    text = GOLDEN_BUILDS["python-requirements-packages"]().dockerfile
+    build, final = _stages(text)
+    assert "RUN pip install --no-cache-dir -r requirements.txt" in build
+    assert "COPY --from=build /venv /venv" in final
+    assert not any("pip install" in line for line in final)
+
+
+def test_duplicate_packages_are_installed_once_in_the_given_order() -> None:
+    text = render_python(base_image=PY, command=None, port=None, system_packages=["libpq5", "curl", "libpq5"], build_packages=["gcc", "curl"]).dockerfile
+    assert "--no-install-recommends libpq5 curl gcc \\" in text
+    assert "--no-install-recommends libpq5 curl \\" in text
+
+
+def test_pep621_project_installs_its_dependencies_then_the_project() -> None:
+    build = GOLDEN_BUILDS["python-pep621"]()
+    lines = _instructions(build.dockerfile)
+    deps = lines.index(f"RUN pip install --no-cache-dir -r {PYPROJECT_REQUIREMENTS_PATH}")
+    assert lines.index(f"COPY {PYPROJECT_REQUIREMENTS_PATH} .projectdeployer/") < deps < lines.index("COPY . .")
+    assert lines.index("COPY . .") < lines.index("RUN pip install --no-cache-dir --no-deps .") < lines.index("USER app")
+    assert build.files[PYPROJECT_REQUIREMENTS_PATH].splitlines()[1:] == list(PEP621.dependencies or ())
+
+
+def test_pep621_application_without_build_system_installs_dependencies_only() -> None:
+    text = GOLDEN_BUILDS["python-pep621-app"]().dockerfile
+    assert f"RUN pip install --no-cache-dir -r {PYPROJECT_REQUIREMENTS_PATH}" in text
+    assert "pip install --no-cache-dir --no-deps ." not in text and "pip install --no-cache-dir ." not in text
+
+
+def test_pep621_with_dynamic_dependencies_installs_the_project_with_them() -> None:
+    build = GOLDEN_BUILDS["python-pep621-dynamic"]()
+    lines = _instructions(build.dockerfile)
+    assert build.files == {}
+    assert lines.index("COPY . .") < lines.index("RUN pip install --no-cache-dir .")
+    assert "ARG PIP_INDEX_URL" in lines  # pip runs, so the mirror build args are there
+
+
+def test_pep621_with_build_packages_installs_the_project_in_the_build_stage() -> None:
+    text = render_python(base_image=PY, install=PEP621, command=None, port=None, build_packages=["gcc"]).dockerfile
+    build, final = _stages(text)
+    assert build.index("COPY . .") < build.index("RUN pip install --no-cache-dir --no-deps .")
+    assert not any("pip install" in line for line in final)
+
+
+@pytest.mark.parametrize("bad", ["libpq5;id", "libpq5 gcc", "-o", "Libpq5", "x", "libpq5\nRUN id", "libpq5=15.4", "libpq5:amd64", "libpq5/bookworm", "", 5])
+def test_invalid_debian_package_is_named(bad: object) -> None:
+    with pytest.raises(ValueError, match="system_packages"):
+        render_python(base_image=PY, command=None, port=None, system_packages=[bad])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="build_packages"):
+        render_python(base_image=PY, command=None, port=None, build_packages=[bad])  # type: ignore[list-item]
+
+
+def test_a_string_is_not_a_package_list() -> None:
+    with pytest.raises(ValueError, match="expected a list"):
+        render_python(base_image=PY, command=None, port=None, system_packages="libpq5")
+
+
+@pytest.mark.parametrize("bad", ["-r /etc/passwd", "--index-url=https://evil.example.com", "ok\n--index-url x", "# comment", "x # y", ""])
+def test_pyproject_dependencies_are_requirement_lines_only(bad: str) -> None:
+    install = PythonInstall(pyproject=True, requirements_files=(), dependencies=("flask", bad))
+    with pytest.raises(ValueError, match="PEP 508"):
+        render_python(base_image=PY, install=install, command=None, port=None)
+
+
+def test_nodejs_native_modules_build_in_a_stage_that_does_not_ship() -> None:
+    text = GOLDEN_BUILDS["nodejs-native-modules"]().dockerfile
+    build_text, final_text = text.split(f"FROM {NODE}\n")
+    build, final = _stages(text)
+    assert "--no-install-recommends libvips42 python3 make g++ \\" in build_text
+    assert "--no-install-recommends libvips42 \\" in final_text and "g++" not in final_text
+    # Production dependencies only (no build step), installed where the compilers are.
+    install = next(i for i, line in enumerate(build) if "npm ci --omit=dev" in line)
+    assert build.index("ENV NODE_ENV=production") < install
+    assert final.index("COPY --from=build /app/node_modules ./node_modules") < final.index("COPY . .") < final.index("USER app")
+    assert not any("npm ci" in line for line in final)
+
+
+def test_nodejs_build_packages_join_the_existing_build_stage() -> None:
+    text = GOLDEN_BUILDS["nodejs-build-packages"]().dockerfile
+    build_text, final_text = text.split(f"FROM {NODE}\n")
+    assert "--no-install-recommends python3 make g++ \\" in build_text
+    assert build_text.index("apt-get install") < build_text.index("npm ci") < build_text.index("RUN npm run build")
+    assert "apt-get" not in final_text and "COPY --from=build /app /app" in final_text
+
+
+def test_nodejs_system_packages_alone_keep_one_stage() -> None:
+    (stage,) = _stages(GOLDEN_BUILDS["nodejs-system-packages"]().dockerfile)
+    apt = next(i for i, line in enumerate(stage) if line.startswith("RUN apt-get update"))
+    assert apt < stage.index("RUN corepack enable") < stage.index("COPY . .")
+
+
+def test_react_build_packages_stay_in_the_node_stage() -> None:
+    text = GOLDEN_BUILDS["react-build-packages"]().dockerfile
+    build_text, final_text = text.split(f"FROM {NGINX}\n")
+    assert "--no-install-recommends python3 make g++ \\" in build_text and "apt-get" not in final_text
+
+
+def test_unknown_python_package_manager_is_named() -> None:
+    with pytest.raises(ValueError, match="'pipenv'"):
+        render_python(base_image=PY, install=PythonInstall(manager="pipenv"), command=None, port=None)
 
 
 @pytest.mark.parametrize(

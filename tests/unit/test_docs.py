@@ -55,3 +55,10 @@ def test_every_bound_is_documented(name: str) -> None:
     number = int(value) if float(value).is_integer() else value
     spellings = {f"{number}", f"{number:,}"} | ({f"{number // (1024 * 1024)} MiB"} if number >= 1024 * 1024 and number % (1024 * 1024) == 0 else set())
     assert any(s in section for s in spellings), f"docs/project-file.md's Bounds and patterns does not state {name} = {number}"
+
+
+def test_the_pinned_poetry_and_uv_releases_are_the_documented_ones() -> None:
+    from projectdeployer.service_types.dockerfiles import POETRY_VERSION, UV_VERSION
+
+    text = (DOCS / "project-file.md").read_text()
+    assert f"Poetry ({POETRY_VERSION}) and uv ({UV_VERSION})" in text

@@ -498,7 +498,7 @@ def test_hook_get_provider(bare_manager: pluggy.PluginManager, register_plugin: 
     check_firstresult(bare_manager, register_plugin, "get_provider", kwargs, FakeProvider("a"), FakeProvider("b"))
 
 
-def test_hook_generate_dockerfile(manager: pluggy.PluginManager, register_plugin: Callable) -> None:
+def test_hook_generate_dockerfile(manager: pluggy.PluginManager, register_plugin: Callable, tmp_path: Path) -> None:
     from projectdeployer.service_types.dockerfiles import GeneratedBuild, render_dockerfile_content
 
     content = {"1": "FROM busybox:1.36", "2": "CMD ['echo', 'hi']"}
@@ -515,13 +515,13 @@ def test_hook_generate_dockerfile(manager: pluggy.PluginManager, register_plugin
     hook = manager.hook.generate_dockerfile
     assert hook.spec.opts["firstresult"] is True
 
-    built = hook(service=project.services["api"], project=project)
+    built = hook(service=project.services["api"], project=project, context_dir=None)
     assert isinstance(built, GeneratedBuild)
     assert "FROM mirror.example.com/python:3.12-slim\n" in built.dockerfile  # [images] honoured
     assert "EXPOSE 8000\n" in built.dockerfile
-    assert hook(service=project.services["own"], project=project) is None  # the user's Dockerfile
-    assert hook(service=project.services["db"], project=project) is None  # postgres builds nothing
-    lines = hook(service=project.services["lines"], project=project)
+    assert hook(service=project.services["own"], project=project, context_dir=None) is None  # the user's Dockerfile
+    assert hook(service=project.services["db"], project=project, context_dir=None) is None  # postgres builds nothing
+    lines = hook(service=project.services["lines"], project=project, context_dir=None)
     assert lines.dockerfile == render_dockerfile_content(content)
     assert lines.dockerfile.startswith("FROM busybox:1.36\n")
 
@@ -529,8 +529,18 @@ def test_hook_generate_dockerfile(manager: pluggy.PluginManager, register_plugin
     # still loses to the user's dockerfile_content: the generic plugin's impl is tryfirst.
     greedy = GeneratedBuild(dockerfile="FROM greedy\n")
     register_plugin(manager, recorder("generate_dockerfile", [], "greedy", greedy), "test-greedy")
-    assert hook(service=project.services["lines"], project=project).dockerfile == lines.dockerfile
-    assert hook(service=project.services["api"], project=project) is greedy
+    assert hook(service=project.services["lines"], project=project, context_dir=None).dockerfile == lines.dockerfile
+    assert hook(service=project.services["api"], project=project, context_dir=None) is greedy
+
+    # With the source at hand, the python type looks at it: a uv.lock decides how it installs,
+    # and the build log's note says so.
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n')
+    (tmp_path / "uv.lock").write_text("version = 1\n")
+    unregistered = manager.unregister(name="test-greedy")
+    assert unregistered is not None
+    from_source = hook(service=project.services["api"], project=project, context_dir=tmp_path)
+    assert "uv sync --frozen --no-dev --no-install-project" in from_source.dockerfile
+    assert from_source.notes[0].startswith("python: dependencies from uv.lock with uv ")
 
 
 def test_hook_build_image(bare_manager: pluggy.PluginManager, register_plugin: Callable, tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ from projectdeployer.plugins import load_plugins, make_plugin_manager
 pytestmark = pytest.mark.unit
 
 ENV = "dev"
+#: The python type's note on a source with a requirements.txt (service_types/pysource.py).
+PIP_NOTE = "python: dependencies from requirements.txt with pip (pip install -r)"
 
 
 class FakeImages:
@@ -91,7 +93,8 @@ def test_check_says_build_before_the_first_build_and_after_a_source_change(manag
     builder = ProjectBuilder(project, ENV, manager, log=lambda line: None)
     first = builder.check("api")
     assert first.needed and first.error is None and first.previous is None
-    assert first.inputs and first.reason == f"no image yet (inputs {first.inputs[:12]})"
+    # The reason also says which file the dependencies come from, as the build log will.
+    assert first.inputs and first.reason == f"no image yet (inputs {first.inputs[:12]}); {PIP_NOTE}"
 
     # The image deploy builds carries that hash: nothing to build, and build_image agrees (reused).
     tag = image_tag(project, "api")
@@ -99,14 +102,14 @@ def test_check_says_build_before_the_first_build_and_after_a_source_change(manag
     same = builder.check("api")
     assert (same.needed, same.reason, same.inputs, same.previous) == (False, "", first.inputs, first.inputs)
     spec = project.services_for(ENV)["api"]
-    dockerfile, extra = builder._dockerfile(spec, app)  # noqa: SLF001 - the request build() makes
-    request = BuildRequest(project="shop", service=spec, context_dir=app, dockerfile=dockerfile, extra_files=extra, tag=tag, build_args={})
+    chosen = builder._dockerfile(spec, app)  # noqa: SLF001 - the request build() makes
+    request = BuildRequest(project="shop", service=spec, context_dir=app, dockerfile=chosen.path, extra_files=chosen.extra, tag=tag, build_args={})
     assert docker_builder.build_image(request) == ("sha256:img1", True)
 
     (app / "app.py").write_text("print('v2')\n")
     changed = builder.check("api")
     assert changed.needed and changed.previous == first.inputs and changed.inputs != first.inputs
-    assert changed.reason == f"inputs {first.inputs[:12]} -> {changed.inputs[:12]}"
+    assert changed.reason == f"inputs {first.inputs[:12]} -> {changed.inputs[:12]}; {PIP_NOTE}"
     # Pure: nothing written to the source or the home directory.
     assert files_under(pd_home) == []
     assert sorted(p.name for p in app.iterdir()) == ["app.py", "requirements.txt"]
@@ -135,11 +138,12 @@ def test_git_services_are_hashed_only_from_a_checkout_at_the_ref(manager: pluggy
         (checkout / ".git").mkdir(parents=True)
         (checkout / ".git" / "HEAD").write_text(head + "\n")
         (checkout / "app.py").write_text("print('hi')\n")
+        (checkout / "requirements.txt").write_text("")
     # A pinned commit the checkout is not at: the deploy checks it out first, inputs unknown.
     assert builder.check("pinned").reason == f"git ref {sha} not checked out yet"
     # A branch is hashed as it was last fetched (plan does not fetch).
     web = builder.check("web")
-    assert web.needed and web.inputs and web.reason == f"no image yet (inputs {web.inputs[:12]})"
+    assert web.needed and web.inputs and web.reason == f"no image yet (inputs {web.inputs[:12]}); {PIP_NOTE}"
     (paths.git_checkout_dir("shop", ENV, "pinned") / ".git" / "HEAD").write_text(sha + "\n")
     assert builder.check("pinned").inputs
 

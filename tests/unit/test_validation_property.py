@@ -246,7 +246,7 @@ def _dockerfiles(project: Project, env: str, manager: Any) -> None:
     for spec in project.services_for(env).values():
         if not is_buildable(spec) or getattr(spec, "dockerfile", None) is not None:
             continue
-        generated = manager.hook.generate_dockerfile(service=spec, project=project)
+        generated = manager.hook.generate_dockerfile(service=spec, project=project, context_dir=None)
         if generated is None:
             continue  # a generic service with its own Dockerfile in the build context
         assert generated.dockerfile.endswith("\n") and "\x00" not in generated.dockerfile

@@ -19,7 +19,10 @@ import click
 from ..core.model import spec_fields
 
 #: Options whose CLI name differs from the field (singular for repeatable KEY=VALUE options).
-_RENAMED = {"env_vars": "env-var", "volumes": "volume", "depends_on": "depends-on", "requirements_files": "requirements-file"}
+_RENAMED = {
+    "env_vars": "env-var", "volumes": "volume", "depends_on": "depends-on", "requirements_files": "requirements-file",
+    "system_packages": "system-package", "build_packages": "build-package",
+}
 
 
 def _unwrap_optional(tp: Any) -> Any:

@@ -6,7 +6,10 @@ For each buildable service (in startup order) the pipeline:
    through the ``resolve_secret`` hook) or ``build_context`` (relative paths are relative to
    the project file);
 2. picks the Dockerfile: ``dockerfile_content``, else the user's ``dockerfile``, else the one the
-   service type generates (``generate_dockerfile`` hook), else a ``Dockerfile`` in the source;
+   service type generates (``generate_dockerfile`` hook, which may look at the source, e.g. for
+   a lock file), else a ``Dockerfile`` in the source; its ``FROM`` lines go through the
+   project's ``[images]`` (:mod:`.fromlines`): a user's ``FROM python:3.11`` builds from the
+   project's python repository, said in the build log;
 3. hands a :class:`BuildRequest` to the ``build_image`` hook (the Docker SDK builder answers),
    whose answer is the image id; with ``push=True`` the ``push_image`` hook returns the digest.
 
@@ -43,6 +46,16 @@ INPUTS_LABEL = "io.projectdeployer.inputs"
 
 class BuildFailed(ProjectDeployerError):
     """A service's image could not be built; names the service and shows the failing step."""
+
+
+@attrs.frozen(kw_only=True)
+class ChosenDockerfile:
+    """The Dockerfile a build uses: its path in the context, files to add, and why (log lines)."""
+
+    path: str
+    extra: dict[str, str] = attrs.field(factory=dict)
+    #: How it was chosen: which file the dependencies come from, FROM lines redirected, ...
+    notes: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -179,11 +192,11 @@ class ProjectBuilder:
             if context_dir is None:
                 repo = parse_git_repo(spec.git_repo) if isinstance(spec.git_repo, str) else spec.git_repo
                 return BuildCheck(service=name, needed=True, reason=f"git ref {repo.ref or '(default branch)'} not checked out yet")
-            dockerfile, extra = self._dockerfile(spec, context_dir)
+            chosen = self._dockerfile(spec, context_dir)
         except ProjectDeployerError as exc:
             return BuildCheck(service=name, needed=True, error=str(exc))
         request = BuildRequest(
-            project=self.project.name, service=spec, context_dir=context_dir, dockerfile=dockerfile, extra_files=extra,
+            project=self.project.name, service=spec, context_dir=context_dir, dockerfile=chosen.path, extra_files=chosen.extra,
             tag=image_tag(self.project, spec.name), build_args=dict(spec.build_args), log=self.log,
         )
         try:
@@ -196,6 +209,7 @@ class ProjectBuilder:
         if previous == inputs:
             return BuildCheck(service=name, needed=False, inputs=inputs, previous=previous)
         reason = f"no image yet (inputs {_short(inputs)})" if previous is None else f"inputs {_short(previous)} -> {_short(inputs)}"
+        reason = "; ".join([reason, *chosen.notes])  # which files the build would use, as its log says
         return BuildCheck(service=name, needed=True, reason=reason, inputs=inputs, previous=previous)
 
     def _existing_source(self, spec: BuildSpec) -> Path | None:
@@ -218,7 +232,9 @@ class ProjectBuilder:
         assert isinstance(spec, BuildSpec)
         started = time.monotonic()
         context_dir, commit = self._source(spec)
-        dockerfile, extra = self._dockerfile(spec, context_dir)
+        chosen = self._dockerfile(spec, context_dir)
+        for note in chosen.notes:
+            self.log(f"{spec.name}: {note}")
         tag = image_tag(self.project, spec.name)
         labels = {
             "io.projectdeployer.project": self.project.name,
@@ -230,8 +246,8 @@ class ProjectBuilder:
             project=self.project.name,
             service=spec,
             context_dir=context_dir,
-            dockerfile=dockerfile,
-            extra_files=extra,
+            dockerfile=chosen.path,
+            extra_files=chosen.extra,
             tag=tag,
             build_args=dict(spec.build_args),
             labels=labels,
@@ -268,14 +284,41 @@ class ProjectBuilder:
             return context, None
         raise BuildFailed(f"{spec.name}: nothing to build from: set build_context or git_repo")
 
-    def _dockerfile(self, spec: BuildSpec, context_dir: Path) -> tuple[str, dict[str, str]]:
+    def _dockerfile(self, spec: BuildSpec, context_dir: Path) -> ChosenDockerfile:
+        chosen = self._pick_dockerfile(spec, context_dir)
+        return self._redirect_bases(chosen, context_dir)
+
+    def _pick_dockerfile(self, spec: BuildSpec, context_dir: Path) -> ChosenDockerfile:
         if spec.dockerfile is not None and spec.dockerfile_content is None:
             if not (context_dir / spec.dockerfile).is_file():
                 raise BuildFailed(f"{spec.name}: dockerfile '{spec.dockerfile}' not found in {context_dir}")
-            return spec.dockerfile, {}
-        generated: GeneratedBuild | None = self.manager.hook.generate_dockerfile(service=spec, project=self.project)
+            return ChosenDockerfile(path=spec.dockerfile)
+        generated: GeneratedBuild | None = self.manager.hook.generate_dockerfile(service=spec, project=self.project, context_dir=context_dir)
         if generated is not None:
-            return GENERATED_DOCKERFILE, {GENERATED_DOCKERFILE: generated.dockerfile, **generated.files}
+            return ChosenDockerfile(
+                path=GENERATED_DOCKERFILE, extra={GENERATED_DOCKERFILE: generated.dockerfile, **generated.files}, notes=tuple(generated.notes)
+            )
         if (context_dir / "Dockerfile").is_file():
-            return "Dockerfile", {}
+            return ChosenDockerfile(path="Dockerfile")
         raise BuildFailed(f"{spec.name}: no Dockerfile: set dockerfile or dockerfile_content, or add a Dockerfile to {context_dir}")
+
+    def _redirect_bases(self, chosen: ChosenDockerfile, context_dir: Path) -> ChosenDockerfile:
+        """``chosen`` with its FROM lines sent through ``[images]`` (:mod:`.fromlines`); a user's
+        Dockerfile that changes is handed to the builder as a generated file, untouched on disk."""
+        from .fromlines import official_redirects, redirect_from_lines
+        from .registry import get_registry
+
+        redirects = official_redirects(self.project.images, get_registry(self.manager).default_images)
+        if not redirects:
+            return chosen
+        text = chosen.extra.get(chosen.path)
+        if text is None:
+            try:
+                text = (context_dir / chosen.path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise BuildFailed(f"cannot read the Dockerfile {context_dir / chosen.path}: {exc}") from None
+        result = redirect_from_lines(text, redirects)
+        notes = (*chosen.notes, *result.changes, *result.left)
+        if not result.changes:
+            return attrs.evolve(chosen, notes=notes)
+        return ChosenDockerfile(path=GENERATED_DOCKERFILE, extra={**chosen.extra, GENERATED_DOCKERFILE: result.text}, notes=notes)

@@ -1,7 +1,7 @@
 """Render safety: every value that reaches a generated file is checked against what that place accepts.
 
 Values of the project file end up in Dockerfiles (base images, versions, requirements files,
-``build_dir``, ``build_command``, ``command``, ``dockerfile_content``), in the nginx sidecar's
+Debian package names, ``build_dir``, ``build_command``, ``command``, ``dockerfile_content``), in the nginx sidecar's
 configuration (domains), in container specs (environment, command, labels, mounts), in build
 arguments, in image tags (``[project] registry``) and in health probes (``health_path``). The
 renderers keep their own guards, but a value they would refuse must be refused here first, at
@@ -65,6 +65,13 @@ BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Characters that are safe unquoted in a Dockerfile COPY/RUN line and in a shell word; shared
 #: with the Dockerfile renderer (service_types/dockerfiles.py), which applies it again.
 SAFE_PATH_RE = re.compile(r"[A-Za-z0-9._@+=,-]+(?:/[A-Za-z0-9._@+=,-]+)*")
+#: A Debian package name (Debian Policy 5.6.1 and 5.6.7): lower-case letters, digits, ``+ - .``,
+#: starting with a letter or digit, at least two characters. Nothing else: no version (``=1.2``),
+#: release (``/bookworm``) or architecture (``:amd64``) suffix, so a name is one shell word that
+#: apt-get cannot read as an option.
+DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+\Z")
+#: At most this many names in one ``system_packages`` or ``build_packages`` list.
+MAX_DEBIAN_PACKAGES = 200
 #: Control characters (C0, DEL, C1); ``allow`` lifts some (a tab in a command line is harmless).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -114,6 +121,16 @@ def relative_path_problem(value: str) -> str | None:
     if str(PurePosixPath(path)) == ".":
         return f"{shown(value)} names the project root, not a file or directory"
     return None
+
+
+def debian_package_problem(value: str) -> str | None:
+    """Why ``value`` is not a Debian package name, or ``None``."""
+    if DEBIAN_PACKAGE_RE.match(value):
+        return None
+    return (
+        f"{shown(value)} is not a Debian package name (lower-case letters, digits, + - and ., "
+        "starting with a letter or digit, at least 2 characters; no version or release; e.g. libpq5)"
+    )
 
 
 def command_problem(value: str, what: str = "command") -> str | None:
@@ -277,6 +294,22 @@ def _check_build_rendering(spec: BuildSpec, images: Mapping[str, str]) -> Iterat
     # Type-specific keys, found by name so that plugin types with the same keys are covered.
     yield from _check_python_keys(spec, images)
     yield from _check_node_keys(spec, images)
+    for key in ("system_packages", "build_packages"):
+        yield from _check_debian_packages(spec, key)
+
+
+def _check_debian_packages(spec: BuildSpec, key: str) -> Iterator[Problem]:
+    """``system_packages`` / ``build_packages``: names that go into an ``apt-get install`` line."""
+    names = getattr(spec, key, None)
+    if not isinstance(names, list):
+        return
+    if len(names) > MAX_DEBIAN_PACKAGES:
+        yield (key,), f"{len(names)} packages: at most {MAX_DEBIAN_PACKAGES}"
+        return
+    for i, name in enumerate(names):
+        why = debian_package_problem(name) if isinstance(name, str) else None
+        if why:
+            yield (key, i), why
 
 
 def _check_dockerfile_content(content: Mapping[str, str]) -> Iterator[Problem]:
@@ -348,7 +381,7 @@ def _check_database_rendering(spec: DatabaseSpec, images: Mapping[str, str]) -> 
 
 
 __all__ = [
-    "IMAGE_REF_RE", "NODE_VERSION_RE", "PYTHON_VERSION_RE", "SAFE_PATH_RE", "check_project_rendering", "command_argv", "needs_shell",
-    "check_service_rendering", "command_problem", "control_chars", "image_ref_problem", "image_template_problem",
+    "DEBIAN_PACKAGE_RE", "IMAGE_REF_RE", "MAX_DEBIAN_PACKAGES", "NODE_VERSION_RE", "PYTHON_VERSION_RE", "SAFE_PATH_RE", "check_project_rendering", "command_argv", "needs_shell",
+    "check_service_rendering", "command_problem", "control_chars", "debian_package_problem", "image_ref_problem", "image_template_problem",
     "relative_path_problem",
 ]

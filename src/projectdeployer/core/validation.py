@@ -295,6 +295,9 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
     yield from _check_scaling(spec, stype)
     if isinstance(spec, BuildSpec):
         yield from _check_build(spec)
+        if getattr(spec, "system_packages", None) and "system_packages" in stype.unused_fields:
+            # react: the image that runs is nginx serving the build, not the Node.js stage.
+            yield ("system_packages",), f"a {stype.name} service does not use it (its image serves the built files); build_packages go to its build stage"
     if isinstance(spec, DatabaseSpec) and spec.backup_config is not None:
         bc = spec.backup_config
         if bc.schedule is not None:

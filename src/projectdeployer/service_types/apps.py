@@ -26,3 +26,13 @@ def uses_generator(service: ServiceSpec, stype: ServiceType) -> bool:
         and getattr(service, "dockerfile", None) is None
         and getattr(service, "dockerfile_content", None) is None
     )
+
+
+def package_notes(system: list[str], build: list[str]) -> tuple[str, ...]:
+    """Build-log lines naming the Debian packages a generated Dockerfile installs, and where."""
+    notes = []
+    if build:
+        notes.append(f"Debian build_packages (build stage only): {' '.join(dict.fromkeys(build))}")
+    if system:
+        notes.append(f"Debian system_packages (in the image): {' '.join(dict.fromkeys(system))}")
+    return tuple(notes)

@@ -27,13 +27,17 @@ from typing import Any
 import attrs
 import jinja2
 
-from ..core.rendersafety import IMAGE_REF_RE, SAFE_PATH_RE, command_argv
+from ..core.rendersafety import DEBIAN_PACKAGE_RE, IMAGE_REF_RE, SAFE_PATH_RE, command_argv
 
 __all__ = [
     "HASHED_ASSET_REGEX",
     "NGINX_CONF_PATH",
     "PACKAGE_MANAGERS",
+    "POETRY_VERSION",
+    "PYPROJECT_REQUIREMENTS_PATH",
+    "UV_VERSION",
     "GeneratedBuild",
+    "PythonInstall",
     "default_spa_nginx_config",
     "render_dockerfile_content",
     "render_nodejs",
@@ -43,6 +47,14 @@ __all__ = [
 
 #: Where a react build's nginx config is written, relative to the build context root.
 NGINX_CONF_PATH = ".projectdeployer/nginx.conf"
+#: Where the static ``[project].dependencies`` of a pyproject.toml project are written (one
+#: requirement a line), so that they install in a layer of their own before the source is copied.
+PYPROJECT_REQUIREMENTS_PATH = ".projectdeployer/pyproject-requirements.txt"
+#: The Poetry and uv releases (from PyPI) that install locked dependencies. Pinned, so a build
+#: does not change with the day's release; ``build_args = {POETRY_VERSION = "..."}`` (or
+#: ``UV_VERSION``) picks another.
+POETRY_VERSION = "2.5.1"
+UV_VERSION = "0.13.10"
 
 #: File names that carry a content hash, so they may be cached forever (``immutable``).
 #: Matched against the request path by nginx (PCRE) and by Python's ``re`` in the tests.
@@ -92,6 +104,38 @@ class GeneratedBuild:
 
     dockerfile: str
     files: Mapping[str, str] = attrs.field(factory=dict, converter=_read_only)
+    #: Lines for the build log and the plan: how the Dockerfile was chosen (which file the
+    #: dependencies come from, which Debian packages are installed where).
+    notes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+def _names(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+@attrs.frozen(kw_only=True)
+class PythonInstall:
+    """How a Python service's dependencies are installed (``service_types/pysource.py`` finds
+    it in the build context).
+
+    ``manager``:
+
+    - ``pip``: ``requirements_files`` with ``pip install -r``; or, with ``pyproject``, the
+      pyproject.toml project: its static ``dependencies`` first (a cached layer), then, when
+      ``install_project``, ``pip install .`` once the source is copied (``dependencies`` None:
+      dynamic, so they come with the project);
+    - ``poetry``: poetry.lock with ``poetry install --only main --no-root``;
+    - ``uv``: uv.lock with ``uv sync --frozen --no-dev --no-install-project``.
+
+    ``reason`` says which file was used and why (the build log and plan show it).
+    """
+
+    manager: str = "pip"
+    requirements_files: tuple[str, ...] = attrs.field(default=("requirements.txt",), converter=_names)
+    pyproject: bool = False
+    dependencies: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(_names))
+    install_project: bool = False
+    reason: str = ""
 
 
 @attrs.frozen
@@ -172,33 +216,95 @@ def render_python(
     requirements_files: Sequence[str] = ("requirements.txt",),
     command: str | None,
     port: int | None,
+    install: PythonInstall | None = None,
+    system_packages: Sequence[str] = (),
+    build_packages: Sequence[str] = (),
 ) -> GeneratedBuild:
     """Dockerfile for a Python service (Flask, FastAPI, Django, workers, cron jobs).
 
-    Requirements are installed with ``pip install --no-cache-dir`` before the code is copied
-    (layer caching). Build args ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_TRUSTED_HOST``
-    and ``PIP_FIND_LINKS`` point pip at a mirror or wheelhouse. The app runs as user ``app``
-    (uid 10001) from ``/app``, code owned by root. ``command`` becomes an exec-form CMD (see
-    :func:`_exec_form`); ``None`` keeps the image's default. ``requirements_files`` may be
-    empty (nothing to install); paths are relative to the build context and keep their
-    directories, so ``-r`` includes between files in the same directory still resolve.
+    Dependencies are installed before the code is copied (layer caching), as ``install`` says
+    (:class:`PythonInstall`; default: ``pip install --no-cache-dir -r`` of
+    ``requirements_files``): requirements files, a pyproject.toml project, poetry.lock with
+    Poetry or uv.lock with uv (Poetry and uv from PyPI, versions :data:`POETRY_VERSION` and
+    :data:`UV_VERSION`, build args ``POETRY_VERSION`` / ``UV_VERSION``). Build args
+    ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_TRUSTED_HOST`` and ``PIP_FIND_LINKS``
+    point pip at a mirror or wheelhouse.
 
-    Raises ValueError for an invalid image name, requirements path, port or command.
+    ``system_packages`` (Debian packages the app needs at run time) are installed with apt-get
+    in every stage; ``build_packages`` (compilers, ``-dev`` headers) only in a build stage.
+    With build packages, Poetry or uv, a build stage installs the dependencies into the virtual
+    environment ``/venv`` and the final stage copies it (``VIRTUAL_ENV=/venv``, first on
+    ``PATH``); otherwise there is one stage, and pip installs into the base image's Python.
+
+    The app runs as user ``app`` (uid 10001) from ``/app``, code owned by root. ``command``
+    becomes an exec-form CMD (see :func:`_exec_form`); ``None`` keeps the image's default.
+    Requirements paths are relative to the build context and keep their directories, so
+    ``-r`` includes between files in the same directory still resolve. With a pyproject
+    project whose dependencies are listed, ``files`` holds them at
+    :data:`PYPROJECT_REQUIREMENTS_PATH` (the caller writes it into the build context).
+
+    Raises ValueError for an invalid image name, requirements path, port, command, package
+    name or package manager.
     """
     _check_image("base_image", base_image)
-    if isinstance(requirements_files, str):  # a lone "requirements.txt" is not 16 characters
-        requirements_files = (requirements_files,)
-    files = list(dict.fromkeys(_relative_path("requirements file", f) for f in requirements_files))
+    if install is None:
+        if isinstance(requirements_files, str):  # a lone "requirements.txt" is not 16 characters
+            requirements_files = (requirements_files,)
+        install = PythonInstall(requirements_files=tuple(requirements_files))
+    if install.manager not in ("pip", "poetry", "uv"):
+        raise ValueError(f"unknown Python package manager {install.manager!r}: expected pip, poetry or uv")
+    files = list(dict.fromkeys(_relative_path("requirements file", f) for f in install.requirements_files))
+    final_apt = _debian_packages("system_packages", system_packages)
+    build_apt = list(dict.fromkeys([*final_apt, *_debian_packages("build_packages", build_packages)]))
+    extra: dict[str, str] = {}
+    if install.pyproject and install.dependencies:
+        extra[PYPROJECT_REQUIREMENTS_PATH] = _requirements_text(install.dependencies)
+    # Whether pip (or Poetry, uv) runs at all: the index build args are declared only then.
+    if install.pyproject:
+        installs = bool(install.dependencies) or install.install_project
+    else:
+        installs = install.manager != "pip" or bool(files)
     return GeneratedBuild(
         dockerfile=_render(
             "python.Dockerfile.j2",
             base_image=base_image,
-            requirement_copies=_copy_lines(files),
+            install=install,
+            installs=installs,
+            two_stage=install.manager in ("poetry", "uv") or build_apt != final_apt,
+            requirement_copies=_copy_lines(files) if not install.pyproject else [],
             requirement_args=" ".join(f"-r {f}" for f in files),
+            pyproject_requirements=PYPROJECT_REQUIREMENTS_PATH,
+            poetry_version=POETRY_VERSION,
+            uv_version=UV_VERSION,
+            final_apt=final_apt,
+            build_apt=build_apt,
             port=_check_port(port),
             cmd=_exec_form(command),
-        )
+        ),
+        files=extra,
     )
+
+
+def _requirements_text(dependencies: Sequence[str]) -> str:
+    """A requirements file of ``dependencies`` (PEP 508 strings), one a line.
+
+    Each must be one line that pip reads as a requirement, never as an option (``-r``,
+    ``--index-url``) or a comment: pysource.py keeps anything else out, and this checks again.
+    """
+    for dep in dependencies:
+        if not isinstance(dep, str) or not re.fullmatch(r"[A-Za-z0-9][^\x00-\x1f\x7f#]*", dep):
+            raise ValueError(f"dependency {dep!r} is not one PEP 508 requirement line")
+    return "# Generated by ProjectDeployer from pyproject.toml's [project] dependencies.\n" + "".join(f"{dep}\n" for dep in dependencies)
+
+
+def _debian_packages(what: str, names: Sequence[str]) -> list[str]:
+    """Validated Debian package names, duplicates dropped, in the order given."""
+    if isinstance(names, str):
+        raise ValueError(f"{what} {names!r}: expected a list of Debian package names")
+    for name in names:
+        if not isinstance(name, str) or not DEBIAN_PACKAGE_RE.match(name):
+            raise ValueError(f"{what}: {name!r} is not a Debian package name (e.g. libpq5)")
+    return list(dict.fromkeys(names))
 
 
 def render_nodejs(
@@ -208,6 +314,8 @@ def render_nodejs(
     build_command: str | None = None,
     command: str | None,
     port: int | None,
+    system_packages: Sequence[str] = (),
+    build_packages: Sequence[str] = (),
 ) -> GeneratedBuild:
     """Dockerfile for a Node.js service (Express, NestJS, Next.js, ...) with npm, yarn or pnpm.
 
@@ -218,17 +326,31 @@ def render_nodejs(
     ``command`` becomes an exec-form CMD, ``None`` keeps the image's default (``node``).
     Build arg ``npm_config_registry`` points the package manager at a mirror.
 
+    ``system_packages`` (Debian, run time) are installed with apt-get in every stage;
+    ``build_packages`` (``python3 make g++`` for native modules) only in a build stage: without
+    ``build_command`` they add one that installs the production dependencies, and the final
+    stage copies ``node_modules``.
+
     Raises ValueError for an unknown package manager (naming it), an invalid image name, port,
-    command or a multi-line build command.
+    command, package name or a multi-line build command.
     """
     _check_image("base_image", base_image)
     pm = _package_manager(package_manager)
+    final_apt = _debian_packages("system_packages", system_packages)
+    build_apt = list(dict.fromkeys([*final_apt, *_debian_packages("build_packages", build_packages)]))
     return GeneratedBuild(
         dockerfile=_render(
             "nodejs.Dockerfile.j2",
             base_image=base_image,
             pm=pm,
             build_command=_check_shell_line("build_command", build_command),
+            final_apt=final_apt,
+            build_apt=build_apt,
+            build_apt_comment=(
+                "Debian packages for the build: system_packages and build_packages (these stay in this stage)."
+                if build_apt != final_apt
+                else "Debian packages the build needs too (system_packages)."
+            ),
             port=_check_port(port),
             cmd=_exec_form(command),
         )
@@ -243,6 +365,7 @@ def render_react(
     build_command: str | None = None,
     build_dir: str = "build",
     nginx_config: str | None = None,
+    build_packages: Sequence[str] = (),
 ) -> GeneratedBuild:
     """Multi-stage Dockerfile for a single-page application (React, Vue, Angular, Svelte).
 
@@ -250,7 +373,8 @@ def render_react(
     (default: the package manager's ``build`` script); stage 2 (``serve_image``, nginx) serves
     ``build_dir`` on port 80 with ``nginx_config`` (dedented) or :func:`default_spa_nginx_config`.
     The config is returned in ``files`` as ``.projectdeployer/nginx.conf``: the caller writes it
-    into the build context.
+    into the build context. ``build_packages`` (Debian) are installed with apt-get in the build
+    stage only: the served image is nginx's, which needs nothing of the build.
 
     Raises ValueError for an unknown package manager, an absolute ``build_dir`` or one that
     contains ``..`` (naming the value), an invalid image name or an empty ``nginx_config``.
@@ -274,6 +398,7 @@ def render_react(
             pm=pm,
             build_command=_check_shell_line("build_command", build_command) or pm.default_build,
             build_dir=build_dir,
+            build_apt=_debian_packages("build_packages", build_packages),
             nginx_conf_path=NGINX_CONF_PATH,
         ),
         files={NGINX_CONF_PATH: config},

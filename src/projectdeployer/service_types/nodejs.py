@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-from attrs import define
+import attrs
+from attrs import define, field
 
 from ..core.model import BuildSpec, Project, ServiceSpec
 from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
-from .apps import app_health_checks, uses_generator
+from .apps import app_health_checks, package_notes, uses_generator
 
 PackageManager = Literal["npm", "yarn", "pnpm"]
 
@@ -27,6 +28,11 @@ class NodeSpec(BuildSpec):
     package_manager: PackageManager = "npm"
     #: e.g. ``npm run build`` for TypeScript or Next.js; dev dependencies are pruned after it.
     build_command: str | None = None
+    #: Debian packages the app needs at run time (``ffmpeg``, ``libvips42``), in every stage.
+    system_packages: list[str] = field(factory=list, metadata={"help": "Debian package the app needs at run time"})
+    #: Debian packages only the install or build needs (``python3 make g++`` for native
+    #: modules): installed in a build stage, never in the final image.
+    build_packages: list[str] = field(factory=list, metadata={"help": "Debian package only the build needs (not in the final image)"})
 
 
 NODEJS = ServiceType(
@@ -52,13 +58,16 @@ def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuil
     assert isinstance(service, NodeSpec)
     from .dockerfiles import render_nodejs
 
-    return render_nodejs(
+    built = render_nodejs(
         base_image=project.image("node", service.node_version),
         package_manager=service.package_manager,
         build_command=service.build_command,
         command=service.command,
         port=service.port,
+        system_packages=service.system_packages,
+        build_packages=service.build_packages,
     )
+    return attrs.evolve(built, notes=package_notes(service.system_packages, service.build_packages))
 
 
 @hookimpl

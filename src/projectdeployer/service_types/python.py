@@ -1,20 +1,25 @@
-"""The ``python`` service type: a generated Dockerfile installing requirements files."""
+"""The ``python`` service type: a generated Dockerfile installing requirements files, a
+pyproject.toml project, poetry.lock (Poetry) or uv.lock (uv), with optional Debian packages."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
+import attrs
 from attrs import define, field
 
 from ..core.model import BuildSpec, Project, ServiceSpec
 from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
-from .apps import app_health_checks, uses_generator
+from .apps import app_health_checks, package_notes, uses_generator
 
 if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
     from .dockerfiles import GeneratedBuild
+
+PythonPackageManager = Literal["pip", "poetry", "uv"]
 
 
 @define(kw_only=True)
@@ -22,14 +27,23 @@ class PythonSpec(BuildSpec):
     """A Python API, worker or job (Flask, FastAPI, Django, Celery, ...)."""
 
     python_version: str = "3.11"
-    #: Installed in this order with ``pip install --no-cache-dir -r ...``.
+    #: Installed in this order with ``pip install --no-cache-dir -r ...`` when any of them is
+    #: in the build context (and ``package_manager`` does not say otherwise).
     requirements_files: list[str] = field(factory=lambda: ["requirements.txt"])
+    #: ``pip``, ``poetry`` or ``uv``; unset: found from the build context's files
+    #: (requirements files, uv.lock, poetry.lock, pyproject.toml, in that order).
+    package_manager: PythonPackageManager | None = field(default=None, metadata={"help": "pip, poetry or uv [default: found from the source's files]"})
+    #: Debian packages the app needs at run time (``libpq5``), in every stage of the image.
+    system_packages: list[str] = field(factory=list, metadata={"help": "Debian package the app needs at run time"})
+    #: Debian packages only the dependency install needs (``gcc``, ``libpq-dev``): installed in
+    #: a build stage, never in the final image.
+    build_packages: list[str] = field(factory=list, metadata={"help": "Debian package only the build needs (not in the final image)"})
 
 
 PYTHON = ServiceType(
     name="python",
     spec_class=PythonSpec,
-    description="Python service with a generated Dockerfile (requirements files, non-root user)",
+    description="Python service with a generated Dockerfile (requirements, pyproject, Poetry or uv; non-root user)",
     api_method="add_python_service",
     web=True,
     buildable=True,
@@ -43,18 +57,35 @@ def register_service_types(register: Callable[[ServiceType], None]) -> None:
 
 
 @hookimpl
-def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuild | None:
+def generate_dockerfile(service: ServiceSpec, project: Project, context_dir: Path | None) -> GeneratedBuild | None:
     if not uses_generator(service, PYTHON):
         return None
     assert isinstance(service, PythonSpec)
-    from .dockerfiles import render_python
+    from .dockerfiles import POETRY_VERSION, UV_VERSION, render_python
+    from .pysource import SourceProblem, detect_install
 
-    return render_python(
+    try:
+        install = detect_install(
+            context_dir,
+            requirements_files=service.requirements_files,
+            package_manager=service.package_manager,
+            # A build arg of the same name overrides the pinned release (the template's ARG).
+            poetry_version=service.build_args.get("POETRY_VERSION", POETRY_VERSION),
+            uv_version=service.build_args.get("UV_VERSION", UV_VERSION),
+        )
+    except SourceProblem as exc:
+        from ..core.build import BuildFailed
+
+        raise BuildFailed(f"{service.name}: {exc}") from None
+    built = render_python(
         base_image=project.image("python", service.python_version),
-        requirements_files=tuple(service.requirements_files),
+        install=install,
         command=service.command,
         port=service.port,
+        system_packages=service.system_packages,
+        build_packages=service.build_packages,
     )
+    return attrs.evolve(built, notes=(f"python: {install.reason}", *package_notes(service.system_packages, service.build_packages)))
 
 
 @hookimpl

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import attrs
 from attrs import define
 
 from ..core.model import Project, ServiceSpec
 from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
-from .apps import app_health_checks, uses_generator
+from .apps import app_health_checks, package_notes, uses_generator
 from .nodejs import NodeSpec
 
 if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
@@ -38,6 +39,8 @@ REACT = ServiceType(
     web=True,
     buildable=True,
     default_images={"node": "node:{version}-slim"},
+    # Served by nginx: only build_packages (its Node.js build stage) mean something.
+    unused_fields=frozenset({"system_packages"}),
 )
 
 
@@ -53,14 +56,16 @@ def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuil
     assert isinstance(service, ReactSpec)
     from .dockerfiles import render_react
 
-    return render_react(
+    built = render_react(
         build_image=project.image("node", service.node_version),
         serve_image=project.image("nginx"),
         package_manager=service.package_manager,
         build_command=service.build_command,
         build_dir=service.build_dir,
         nginx_config=service.nginx_config,
+        build_packages=service.build_packages,
     )
+    return attrs.evolve(built, notes=package_notes([], service.build_packages))
 
 
 @hookimpl
