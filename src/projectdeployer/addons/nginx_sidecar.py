@@ -889,12 +889,30 @@ def wait_drained(server: Server, project: Project, env: str, timeout: float) -> 
     return sidecar.wait_drained(timeout)
 
 
+@hookimpl
+def remove_routing(server: Server, project: Project, env: str) -> None:
+    """Stop ``env``'s sidecar containers on ``server`` gracefully (in-flight requests finish)
+    and remove them: every container labelled as this environment's sidecar, whatever its name,
+    so no part of a split sidecar stays behind. Nothing there: nothing to do."""
+    import docker.errors
+
+    client = server.docker()
+    labels = [f"{LABEL_PROJECT}={project.name}", f"{LABEL_ENV}={env}", f"{LABEL_ROLE}={ROLE}"]
+    for container in client.containers.list(all=True, filters={"label": labels}, ignore_removed=True):
+        try:
+            container.stop(timeout=10)
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # removed meanwhile: what this hook wanted
+
+
 __all__ = [
     "NginxSidecar",
     "RoutingError",
     "check_domain",
     "configure_routing",
     "live_routes",
+    "remove_routing",
     "render_active",
     "render_config",
     "render_main_config",
