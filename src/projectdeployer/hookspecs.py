@@ -342,6 +342,24 @@ def wait_drained(server: Server, project: Project, env: str, timeout: float, bac
     """
 
 
+@hookspec
+def remove_routing(server: Server, project: Project, env: str) -> None:
+    """Take the routing of ``project``/``env`` off ``server`` for good: ``destroy`` calls it on
+    every server of the environment (this machine for the local provider) before it removes the
+    environment's containers, so the router stops taking requests first and whatever it keeps
+    outside the environment's labelled containers (files, DNS records, a shared proxy's entries)
+    goes too. Return nothing; raise an error naming what could not be removed. Calling it for an
+    environment whose routing is gone already must succeed: ``destroy`` can be run again.
+
+    Containers carrying the environment's labels (``io.projectdeployer.project``/``.env``) are
+    removed by ``destroy`` itself afterwards, whatever this hook did.
+
+    :param server: the server to take the routing off.
+    :param project: the project.
+    :param env: the environment being destroyed.
+    """
+
+
 def hook_names() -> list[str]:
     """Names of every hook defined here, sorted."""
     import inspect

@@ -13,6 +13,10 @@ needs first differs, named by ``setup=``:
     (toggles under load, many servers, Redis backups) is proven by test_deploy.py, test_fleet.py
     and test_backups.py. ``myapp`` is a fixed name on a shared engine, so the module holds a
     lock file while it owns those containers.
+``myapp-staging``
+    ``myapp``/``staging`` deployed the same way (one PostgreSQL service and one backup), in a home
+    of its own and for one block only: the README's ``destroy`` block takes it down for real.
+    Its own lock file guards the fixed name; it never touches ``myapp``/``prod``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker.conftest import remove_project
 from tests.support.doc_blocks import DOCKER_SETUPS, Block, all_blocks, block_env, kind, prepare, run_block
 
 pytestmark = pytest.mark.docker
@@ -65,17 +68,61 @@ def myapp_prod(tmp_path_factory: pytest.TempPathFactory, bed: dict[str, str], do
     )
     with LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run of this module owns myapp_prod_* until it is done
-        remove_project(docker_client, PROJECT, ENV)  # leftovers of a run that was killed
+        _remove_env(docker_client, ENV)  # leftovers of a run that was killed
         try:
             _cli(env, root, "deploy", "--env", ENV)
             _cli(env, root, "backups", "run", "postgres", "--env", ENV)
             yield root
         finally:
-            remove_project(docker_client, PROJECT, ENV)
+            _remove_env(docker_client, ENV)
+
+
+STAGING_LOCK = Path(tempfile.gettempdir()) / "projectdeployer-doc-blocks-myapp-staging.lock"
+
+
+def _remove_env(docker_client, env: str) -> None:  # type: ignore[no-untyped-def]
+    """What ``myapp``/``env`` left on the engine, by its labels and names only (remove_project
+    takes every environment of the project, and myapp/prod may be serving other blocks)."""
+    from projectdeployer.core.runtime import LABEL_ENV, LABEL_PROJECT
+
+    labels = {"label": [f"{LABEL_PROJECT}={PROJECT}", f"{LABEL_ENV}={env}"]}
+    named = [c for c in docker_client.containers.list(all=True, filters={"name": f"{PROJECT}_{env}_"}) if c.name.startswith(f"{PROJECT}_{env}_")]
+    for container in {c.id: c for c in docker_client.containers.list(all=True, filters=labels) + named}.values():
+        container.remove(force=True)
+    for network in docker_client.networks.list(names=[f"{PROJECT}_{env}_network"]):
+        if network.name == f"{PROJECT}_{env}_network":
+            network.remove()
+    for volume in docker_client.volumes.list(filters={"name": f"{PROJECT}_{env}_"}):
+        if volume.name.startswith(f"{PROJECT}_{env}_"):
+            volume.remove(force=True)
+
+
+@pytest.fixture
+def myapp_staging(tmp_path_factory: pytest.TempPathFactory, bed: dict[str, str], docker_client) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+    """``myapp``/``staging`` deployed with one backup, for a block that destroys it."""
+    root = tmp_path_factory.mktemp("myapp-staging")
+    env = block_env(root)
+    home = Path(env["PROJECTDEPLOYER_HOME"])
+    (home / PROJECT).mkdir(parents=True)
+    Path(env["HOME"]).mkdir()
+    (home / PROJECT / "project.toml").write_text(
+        f'[project]\nname = "{PROJECT}"\n\n[images]\n' + "".join(f'{key} = "{tag}"\n' for key, tag in bed.items())
+        + f'\n[environments.staging]\nprovider = "local"\nhttp_port = {_free_port()}\nhttps_port = {_free_port()}\n'
+        + '\n[services.postgres]\ntype = "postgres"\n'
+    )
+    with STAGING_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _remove_env(docker_client, "staging")
+        try:
+            _cli(env, root, "deploy", "--env", "staging")
+            _cli(env, root, "backups", "run", "postgres", "--env", "staging")
+            yield root
+        finally:
+            _remove_env(docker_client, "staging")
 
 
 #: ``setup=`` name -> the fixture that provides it.
-SETUPS = {"myapp-prod": "myapp_prod"}
+SETUPS = {"myapp-prod": "myapp_prod", "myapp-staging": "myapp_staging"}
 
 
 def test_every_named_setup_is_here() -> None:

@@ -9,7 +9,8 @@ allowed). A marker is space-separated ``key=value`` words (values may be quoted)
 ``docker``
     the block runs in tests/docker/test_doc_blocks_deploy.py, where the suite has an engine.
 ``setup=NAME``
-    (with ``docker``) the named setup of that module runs first, e.g. a deployed project.
+    (with ``docker``) the named setup of that module runs first, e.g. a deployed project
+    (``myapp-prod``, shared by the blocks; ``myapp-staging``, made for one block).
 ``file=NAME``
     a Python block is written to NAME, so later blocks of the same markdown file can import it;
     a ``test_*.py`` NAME is run with pytest, as pytest would run it.
@@ -46,7 +47,7 @@ PARSED = {"toml", "json"}
 PROSE = {"text"}
 MARKER_KEYS = {"skip", "reason", "docker", "setup", "file", "same-as"}
 #: The setups tests/docker/test_doc_blocks_deploy.py provides.
-DOCKER_SETUPS = {"myapp-prod"}
+DOCKER_SETUPS = {"myapp-prod", "myapp-staging"}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>[^`\s]*)[^`]*$")
 _MARKER = re.compile(r"^\s*<!--\s*doc-test:(?P<body>.*?)-->\s*$")

@@ -862,6 +862,14 @@ def test_hook_wait_drained(bare_manager: pluggy.PluginManager, register_plugin: 
     check_firstresult(bare_manager, register_plugin, "wait_drained", kwargs, True, False)
 
 
+def test_hook_remove_routing(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
+    project = make_project(load_plugins(make_plugin_manager(), env={}), {})
+    check_collecting(bare_manager, register_plugin, "remove_routing", {"server": FakeServer(), "project": project, "env": "prod"})
+    # The built-in nginx sidecar implements it (tests/docker/test_destroy.py drives it for real).
+    loaded = load_plugins(make_plugin_manager(), env={})
+    assert "routing_nginx" in [impl.plugin_name for impl in loaded.hook.remove_routing.get_hookimpls()]
+
+
 # --- the plugin manager ------------------------------------------------------------------------
 
 

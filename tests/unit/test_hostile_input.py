@@ -403,6 +403,7 @@ ENV_COMMANDS = {
     "backups_restore": ["backups", "restore", "postgres", "--yes"],
     "sync_push": ["sync", "push", "--yes"],
     "sync_pull": ["sync", "pull"],
+    "destroy": ["destroy", "--yes"],
 }
 for name, argv in ENV_COMMANDS.items():
     C(f"env_traversal_{name}", [*P, *argv, "--env", TRAVERSAL_ENV], "env")
@@ -610,6 +611,7 @@ for _method, _args in {
     "status": dict(env="../x"),
     "service_status": dict(env="../x"),
     "build": dict(env="../x"),
+    "destroy": dict(env="../x"),
 }.items():
     A(f"api_{_method}_env_traversal", (lambda m, a: lambda: getattr(_pd()("myapp"), m)(**a))(_method, _args), "env")
 A("api_ports_env_traversal", lambda: _pd()("myapp").ports("../x"), "env")

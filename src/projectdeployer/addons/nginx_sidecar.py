@@ -656,6 +656,23 @@ def wait_drained(server: Server, project: Project, env: str, timeout: float, bac
     return sidecar.wait_drained(timeout, backends)
 
 
+@hookimpl
+def remove_routing(server: Server, project: Project, env: str) -> None:
+    """Stop ``env``'s sidecar containers on ``server`` gracefully (in-flight requests finish)
+    and remove them: every container labelled as this environment's sidecar, whatever its name,
+    so no part of a split sidecar stays behind. Nothing there: nothing to do."""
+    import docker.errors
+
+    client = server.docker()
+    labels = [f"{LABEL_PROJECT}={project.name}", f"{LABEL_ENV}={env}", f"{LABEL_ROLE}={ROLE}"]
+    for container in client.containers.list(all=True, filters={"label": labels}, ignore_removed=True):
+        try:
+            container.stop(timeout=10)
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # removed meanwhile: what this hook wanted
+
+
 __all__ = [
     "ACME_ROOT",
     "ACTIVE_CONF",
@@ -672,6 +689,7 @@ __all__ = [
     "check_domain",
     "configure_routing",
     "live_routes",
+    "remove_routing",
     "render_active",
     "render_config",
     "render_main_config",

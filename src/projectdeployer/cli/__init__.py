@@ -23,7 +23,7 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
     """The root command group, with the core commands and every plugin's commands."""
     from ..plugins import load_plugins, pm
     from . import backups_cmds, deploy_cmds, plugins_cmd, project_cmds, secrets_cmds
-    from . import sync_cmds
+    from . import destroy_cmd, sync_cmds
 
     target = pm if manager is None else manager
     if manager is None:
@@ -54,6 +54,7 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
     secrets_cmds.register(cli, target)
     backups_cmds.register(cli, target)
     sync_cmds.register(cli, target)
+    destroy_cmd.register(cli, target)
     target.hook.register_commands(cli=cli)
     return cli
 

@@ -22,8 +22,9 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
-def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A rich table on stdout (rich is imported only by commands that print tables)."""
+def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, err: bool = False) -> None:
+    """A rich table on stdout, or on stderr with ``err`` (beside JSON on stdout); rich is
+    imported only by commands that print tables."""
     import shutil
 
     from rich.console import Console
@@ -35,4 +36,4 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
     # Piped output has no terminal width; take a wide one rather than truncating cells.
-    Console(width=shutil.get_terminal_size((160, 24)).columns).print(table)
+    Console(width=shutil.get_terminal_size((160, 24)).columns, stderr=err).print(table)

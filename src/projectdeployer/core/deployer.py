@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .build import BuiltImage
     from .engine import DeployPlan
     from .operations import DeployReport, Operations
+    from .teardown import TeardownPlan, TeardownReport
 
 log = logging.getLogger("projectdeployer")
 
@@ -490,6 +491,36 @@ class ProjectDeployer:
 
             return BackupManager(self, env, log=log).restore(service, timestamp)
         return self._operations(log).rollback(env, service, version)
+
+    def destroy(
+        self, env: str, with_data: bool = False, *, dry_run: bool = False, agreed: TeardownPlan | None = None,
+        lock_wait: float = 0.0, log: Callable[[str], None] | None = None,
+    ) -> TeardownReport | TeardownPlan:
+        """Take ``env`` down for good: every container of the environment (services, jobs,
+        one-off containers, the scheduler, the router), its network, the project's built images
+        no other environment uses, its state here (ports, releases, locks). Data volumes and
+        backups are kept unless ``with_data=True``; on servers, ``with_data=True`` destroys the
+        servers through their provider. A deploy afterwards starts fresh on the data kept.
+
+        Asks nothing (the command line does). ``dry_run=True`` returns the
+        :class:`~projectdeployer.core.teardown.TeardownPlan` and changes nothing; ``agreed``
+        (a plan shown to someone) makes it refuse, changing nothing, when there is now more to
+        remove. An environment not in the project file that left no trace is an error; one with
+        nothing left is not (the report removes nothing).
+        """
+        _env_argument("destroy", env)
+        for flag, value in (("with_data", with_data), ("dry_run", dry_run)):
+            _bool_argument("destroy", flag, value)
+        if isinstance(lock_wait, bool) or not isinstance(lock_wait, (int, float)) or not lock_wait >= 0:
+            raise _argument_error(f"destroy(lock_wait={_shown(lock_wait)})", "expected seconds to wait for the deploy lock, a number >= 0")
+        from .teardown import Teardown, TeardownPlan
+
+        if agreed is not None and not isinstance(agreed, TeardownPlan):
+            raise _argument_error(f"destroy(agreed={_shown(agreed)})", f"expected the TeardownPlan of destroy(dry_run=True), got {_type_name(agreed)}")
+        teardown = Teardown(self._operations(log), env, log=log)
+        if dry_run:
+            return teardown.plan(with_data)
+        return teardown.run(with_data, agreed=agreed, lock_wait=lock_wait)
 
     def cleanup_git_checkouts(self, env: str | None = None) -> list[Path]:
         """Delete this project's git checkouts (of one environment, or all); returns what went."""

@@ -24,6 +24,11 @@ def deploy_lock(path: Path, *, wait: float = 0.0) -> Iterator[None]:
 
     The kernel releases the lock when the holder dies, even by SIGKILL, so a crashed deploy
     never leaves a stale lock behind.
+
+    The holder may delete ``path`` while it holds it (``destroy`` removes the environment's
+    lock file): a waiter that then gets the lock of the deleted file finds that ``path`` is no
+    longer the file it locked, and locks the file at ``path`` instead, so two holders never
+    hold two different files at once.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -32,7 +37,14 @@ def deploy_lock(path: Path, *, wait: float = 0.0) -> Iterator[None]:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if _same_file(fd, path):
+                    break
+                # Locked a file its holder deleted meanwhile: start again on the one at path.
+                os.close(fd)
+                fd = -1
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                continue
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "{}"
@@ -47,4 +59,15 @@ def deploy_lock(path: Path, *, wait: float = 0.0) -> Iterator[None]:
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
         yield
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is the file at ``path`` now (not one deleted or replaced meanwhile)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    there = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)

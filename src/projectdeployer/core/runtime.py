@@ -82,6 +82,24 @@ class ContainerInfo:
         return self.state == "running"
 
 
+@attrs.frozen(kw_only=True)
+class VolumeInfo:
+    """A named volume as observed now."""
+
+    name: str
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ImageInfo:
+    """An image as observed now: its id, the tags naming it, its labels (a built image carries
+    the project and service it was built for)."""
+
+    id: str
+    tags: tuple[str, ...] = ()
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+
+
 class ContainerRuntime(abc.ABC):
     """Container operations on one server."""
 
@@ -148,6 +166,32 @@ class ContainerRuntime(abc.ABC):
     @abc.abstractmethod
     def tag(self, image: str, repository: str, tag: str) -> None:
         """Tag ``image`` as ``repository:tag`` (keeps a release's image from being pruned)."""
+
+    # --- what ``destroy`` reads and removes (core/teardown.py). Not abstract, so runtimes
+    # written before them still load; they cannot take an environment down.
+
+    def has_network(self, name: str) -> bool:
+        """Whether a network named exactly ``name`` exists."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list networks")
+
+    def volumes(self, labels: Mapping[str, str] | None = None, names: Sequence[str] = ()) -> list[VolumeInfo]:
+        """The volumes carrying every label in ``labels`` (none: no volume by label), and those
+        of ``names`` that exist."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list volumes")
+
+    def remove_volume(self, name: str) -> None:
+        """Remove the volume and its data; a missing one is fine, one in use is an error."""
+        raise NotImplementedError(f"{type(self).__name__} cannot remove volumes")
+
+    def image(self, ref: str) -> ImageInfo | None:
+        """Image ``ref`` (a tag or an id) on this server, or ``None`` when absent."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read images")
+
+    def remove_image(self, ref: str) -> None:
+        """Remove the tag ``ref`` (the image goes with its last tag), or the untagged image
+        ``ref`` (an id); a missing one is fine. An image a container uses is never removed:
+        that is an error."""
+        raise NotImplementedError(f"{type(self).__name__} cannot remove images")
 
     def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None, user: str | None = None, timeout: float = 60.0) -> CommandResult:
         """Run ``argv`` inside the running container ``name``; its exit code and output.

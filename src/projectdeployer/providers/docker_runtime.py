@@ -8,7 +8,7 @@ from typing import Any
 
 from ..core.errors import ProjectDeployerError
 from ..core.provider import CommandResult
-from ..core.runtime import ContainerInfo, ContainerRuntime, ContainerSpec
+from ..core.runtime import LABEL_ENV, LABEL_PROJECT, ContainerInfo, ContainerRuntime, ContainerSpec, ImageInfo, VolumeInfo
 
 
 class RuntimeError_(ProjectDeployerError):
@@ -110,8 +110,12 @@ class DockerRuntime(ContainerRuntime):
         import docker.errors
         from docker.types import Mount as DockerMount
 
+        # A data volume Docker creates for this container carries the environment's labels, so
+        # ``destroy`` finds it by them (volumes made before were named only: it finds those by name).
+        owner = {k: spec.labels[k] for k in (LABEL_PROJECT, LABEL_ENV) if k in spec.labels}
         mounts = [
-            DockerMount(target=m.target, source=m.source, type="volume" if m.volume else "bind", read_only=m.read_only)
+            DockerMount(target=m.target, source=m.source, type="volume", read_only=m.read_only, labels=owner or None)
+            if m.volume else DockerMount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
             for m in spec.mounts
         ]
         kwargs: dict[str, Any] = {
@@ -197,8 +201,61 @@ class DockerRuntime(ContainerRuntime):
             self.client.networks.create(name, driver="bridge", labels=dict(labels))
 
     def remove_network(self, name: str) -> None:
+        # The engine's name filter matches parts of names: only the exact name is removed
+        # (``shop_prod_network`` must not take ``myshop_prod_network`` with it).
         for network in self.client.networks.list(names=[name]):
-            network.remove()
+            if network.name == name:
+                network.remove()
+
+    def has_network(self, name: str) -> bool:
+        # The engine's name filter matches parts of names: only the exact name counts.
+        return any(network.name == name for network in self.client.networks.list(names=[name]))
+
+    def volumes(self, labels: Mapping[str, str] | None = None, names: Sequence[str] = ()) -> list[VolumeInfo]:
+        import docker.errors
+
+        found: dict[str, VolumeInfo] = {}
+        if labels:
+            for volume in self.client.volumes.list(filters={"label": [f"{k}={v}" for k, v in labels.items()]}):
+                found[volume.name] = VolumeInfo(name=volume.name, labels=dict(volume.attrs.get("Labels") or {}))
+        for name in names:
+            if name in found:
+                continue
+            try:
+                volume = self.client.volumes.get(name)
+            except docker.errors.NotFound:
+                continue
+            found[name] = VolumeInfo(name=volume.name, labels=dict(volume.attrs.get("Labels") or {}))
+        return list(found.values())
+
+    def remove_volume(self, name: str) -> None:
+        import docker.errors
+
+        try:
+            self.client.volumes.get(name).remove(force=False)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise RuntimeError_(f"cannot remove volume {name}: {exc.explanation or exc}") from None
+
+    def image(self, ref: str) -> ImageInfo | None:
+        import docker.errors
+
+        try:
+            image = self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        return ImageInfo(id=image.id, tags=tuple(image.tags), labels=dict(image.labels or {}))
+
+    def remove_image(self, ref: str) -> None:
+        import docker.errors
+
+        try:
+            self.client.images.remove(ref, force=False)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise RuntimeError_(f"cannot remove image {ref}: {exc.explanation or exc}") from None
 
     def image_id(self, ref: str) -> str | None:
         import docker.errors
