@@ -192,7 +192,7 @@ def test_main_config_and_active_file() -> None:
     tcp = render_main_config(project="shop", env="prod", has_stream=True, load_module="/usr/lib/nginx/modules/ngx_stream_module.so", kind="tcp")
     assert tcp.index("load_module /usr/lib/nginx/modules/ngx_stream_module.so;") < tcp.index("events {")
     assert "# pd-stream yes" in tcp and "# pd-proxy tcp" in tcp
-    assert tcp.rstrip().endswith(f"include {ACTIVE_CONF};")
+    assert tcp.rstrip().endswith("include /etc/nginx/pd-tcp/active.conf;") and "pid /run/nginx-pd-tcp.pid;" in tcp
     # Old workers keep their connections unless a timeout is asked for.
     assert "worker_shutdown_timeout" not in tcp.replace("# ", "")
     assert "worker_shutdown_timeout 20s;" in render_main_config(project="shop", env="prod", has_stream=True, shutdown_timeout=20, kind="tcp")
@@ -201,6 +201,23 @@ def test_main_config_and_active_file() -> None:
     # The http proxy never loads the stream module, whatever it is given.
     http = render_main_config(project="shop", env="prod", has_stream=False, load_module="/x/ngx_stream_module.so")
     assert "load_module" not in http and "# pd-stream no" in http and "# pd-proxy http" in http
+    assert http.rstrip().endswith(f"include {ACTIVE_CONF};") and "pid /run/nginx-pd.pid;" in http
+
+
+def test_run_script_starts_one_master_per_proxy() -> None:
+    from projectdeployer.addons.nginx_render import render_run_script
+
+    both = render_run_script(tcp=True)
+    assert "nginx -c /etc/nginx/pd/nginx.conf -g 'daemon off;' &" in both
+    assert "nginx -c /etc/nginx/pd-tcp/nginx.conf -g 'daemon off;' &" in both
+    assert "trap stop QUIT TERM INT" in both
+    only_http = render_run_script(tcp=False)
+    assert "pd-tcp" not in only_http and "nginx -c /etc/nginx/pd/nginx.conf" in only_http
+    # POSIX sh, what every nginx image has (dash, busybox): the shell's own syntax check.
+    import subprocess
+
+    for script in (both, only_http):
+        assert subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True).returncode == 0
 
     active = render_active("/etc/nginx/pd/v/abc", version="abc")
     assert active.splitlines()[0] == "# pd-version abc"
