@@ -3,6 +3,7 @@ any server whose engine we can reach (over SSH later)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,35 @@ def _info(container: Any) -> ContainerInfo:
     )
 
 
+#: The engine's status line: ``Exited (137) 5 seconds ago``, ``Up 3 minutes (healthy)``, ...
+_EXIT_STATUS = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
+_HEALTH_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+def _brief_info(summary: Mapping[str, Any]) -> ContainerInfo:
+    """A container as the engine's listing summarises it (``docker ps``): no inspect, so no
+    start or finish time; health and exit code as its status line says them."""
+    status = summary.get("Status") or ""
+    exited = _EXIT_STATUS.match(status)
+    health = _HEALTH_STATUS.search(status)
+    names = [n.lstrip("/") for n in summary.get("Names") or []]
+    # A container reached through a legacy link is also listed as "other/alias".
+    name = next((n for n in names if "/" not in n), names[0] if names else summary["Id"][:12])
+    ports = {int(p["PrivatePort"]): int(p["PublicPort"]) for p in summary.get("Ports") or [] if p.get("PublicPort")}
+    return ContainerInfo(
+        id=summary["Id"],
+        name=name,
+        image_id=summary.get("ImageID", ""),
+        labels=dict(summary.get("Labels") or {}),
+        state=summary.get("State", "unknown"),
+        health=None if health is None else health.group(1).replace("health: ", ""),
+        exit_code=int(exited.group(1)) if exited else None,
+        started_at=None,
+        finished_at=None,
+        ports=ports,
+    )
+
+
 class DockerRuntime(ContainerRuntime):
     """Container operations through ``client`` (a ``docker.DockerClient``)."""
 
@@ -67,6 +97,12 @@ class DockerRuntime(ContainerRuntime):
         # A container removed between docker-py's listing and its inspect of it (another
         # service's toggle in a parallel deploy) is gone, not an error.
         return [_info(c) for c in self.client.containers.list(all=all, filters=filters, ignore_removed=True)]
+
+    def list_brief(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        # One request (docker ps), however many containers: nothing inspected, nothing that
+        # can vanish between two requests.
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        return [_brief_info(summary) for summary in self.client.api.containers(all=True, filters=filters)]
 
     def get(self, name: str) -> ContainerInfo | None:
         import docker.errors
