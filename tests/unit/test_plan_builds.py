@@ -166,6 +166,9 @@ class FakeRuntime:
     def list(self, labels: Any, *, all: bool = True) -> list[ContainerInfo]:
         return list(self.containers)
 
+    def list_brief(self, labels: Any) -> list[ContainerInfo]:
+        return list(self.containers)
+
     def image_id(self, ref: str) -> str | None:
         return self.images.get(ref)
 

@@ -36,6 +36,7 @@ from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, build_contain
 from .errors import ProjectDeployerError
 from .model import GenericSpec, Project, ServiceSpec
 from .monitoring import HealthCheck
+from .observation import Kept, Observation, WatchedRuntime, pick_active
 from .order import startup_orders
 from .ports import PortAssignment, PortStore
 from .provider import Server
@@ -126,9 +127,17 @@ class Engine:
         self.images = dict(images or {})
         self.log = log
         self.drain_timeout = drain_timeout
-        self.runtime: ContainerRuntime = server.runtime()
+        # Seen through a change counter: what observe() read is kept only while nothing changed.
+        self._watched = WatchedRuntime(server.runtime())
+        self.runtime: ContainerRuntime = self._watched  # type: ignore[assignment]
         self._routing_lock = threading.Lock()
         self._routes: dict[str, Route] = {}
+        #: Route changes this engine started or finished (the generation of the kept routes).
+        self._route_changes = 0
+        self._kept_containers: Kept[dict[str, tuple[ContainerInfo, ...]]] = Kept(lambda: self._watched.changes)
+        self._kept_routed: Kept[frozenset[str]] = Kept(lambda: self._route_changes)
+        #: image ref -> id, while a plan looks them up (many services often share one image).
+        self._image_ids: dict[str, str | None] | None = None
         #: Many servers (core/fleet.py): the services placed on this server (``None``: all),
         #: and the fleet's own routing, called instead of this engine's (which knows only the
         #: containers of its own server).
@@ -146,13 +155,43 @@ class Engine:
     # --- observation ----------------------------------------------------------------------
 
     def observed(self) -> dict[str, list[ContainerInfo]]:
-        """The project's containers on the server, by service."""
+        """The project's containers on the server, by service (read now)."""
         found: dict[str, list[ContainerInfo]] = {}
         for info in self.runtime.list({LABEL_PROJECT: self.project.name, LABEL_ENV: self.env}):
             service = info.labels.get(LABEL_SERVICE)
             if service:
                 found.setdefault(service, []).append(info)
         return found
+
+    def observe(self, *, fresh: bool = False) -> Observation:
+        """The project's containers and the router's live backends, read once (one container
+        listing, one read of the router) instead of once per service; each kept and handed
+        out again until a container or a route changes through this engine
+        (core/observation.py). ``fresh``: read both now whatever is kept (a deploy's plan,
+        under the environment lock, sees what other processes did before it)."""
+        containers = self._kept_containers.get(self._read_containers, fresh=fresh)
+        routed = self._kept_routed.get(lambda: frozenset(self._routed_backends()), fresh=fresh)
+        return Observation(containers=containers, routed=routed)
+
+    def _read_containers(self) -> dict[str, tuple[ContainerInfo, ...]]:
+        """The project's containers by service in one listing (no inspect per container, so
+        no start times), except where two of a service run: which started last may decide
+        which one serves (:func:`~projectdeployer.core.observation.pick_active`), so those
+        are read in full (a leftover of a killed deploy; none after a finished one)."""
+        found: dict[str, list[ContainerInfo]] = {}
+        for info in self.runtime.list_brief({LABEL_PROJECT: self.project.name, LABEL_ENV: self.env}):
+            service = info.labels.get(LABEL_SERVICE)
+            if service:
+                found.setdefault(service, []).append(info)
+        for service, infos in found.items():
+            if sum(c.running for c in infos) > 1:
+                full = [self.runtime.get(c.name) if c.running else c for c in infos]
+                found[service] = [c for c in full if c is not None]  # None: removed meanwhile
+        return {service: tuple(infos) for service, infos in found.items()}
+
+    def containers_of(self, service: str) -> list[ContainerInfo]:
+        """``service``'s containers, read now for this service alone (by its label)."""
+        return self.runtime.list({LABEL_PROJECT: self.project.name, LABEL_ENV: self.env, LABEL_SERVICE: service})
 
     def ports(self) -> dict[str, PortAssignment]:
         store = PortStore(paths.env_dir(self.project.name, self.env, "config") / "ports.json")
@@ -174,7 +213,7 @@ class Engine:
     def desired(self, spec: ServiceSpec, slot: str, ports: Mapping[str, PortAssignment]) -> ServiceContainer:
         stype = self.registry.service_types[spec.type]
         image = self.image_for(spec, stype)
-        image_id = self.runtime.image_id(image)
+        image_id = self._image_id(image)
         if image_id is None and self.image_source is not None:
             image_id = self.image_source(image)
         if image_id is None:
@@ -198,16 +237,21 @@ class Engine:
             service_types=self.registry.service_types, image_command=image_command,
         )
 
-    def active_container(self, containers: list[ContainerInfo]) -> ContainerInfo | None:
-        """The container serving now: the running one the sidecar routes to (else the newest running)."""
-        running = [c for c in containers if c.running]
-        if not running:
+    def _image_id(self, image: str) -> str | None:
+        """The id of ``image`` on the server; looked up once per plan when a plan asks."""
+        memo = self._image_ids
+        if memo is None:
+            return self.runtime.image_id(image)
+        if image not in memo:
+            memo[image] = self.runtime.image_id(image)
+        return memo[image]
+
+    def active_container(self, containers: list[ContainerInfo], routed: Iterable[str] | None = None) -> ContainerInfo | None:
+        """The container serving now: the running one the sidecar routes to (else the newest
+        running). ``routed``: the router's backends when already read (else read now)."""
+        if not any(c.running for c in containers):
             return None
-        routed = self._routed_backends()
-        for c in running:
-            if c.name in routed:
-                return c
-        return sorted(running, key=lambda c: c.started_at or "")[-1]
+        return pick_active(containers, self._routed_backends() if routed is None else routed)
 
     def _routed_backends(self) -> set[str]:
         """Container names the router serves now: asked of the router itself (the truth), else
@@ -236,9 +280,18 @@ class Engine:
         unknown = wanted - set(specs)
         if unknown:
             raise DeployFailed(f"no service named {', '.join(sorted(unknown))} (services: {', '.join(specs)})")
+        self._image_ids = {}
+        try:
+            return self._plan(specs, wanted, builds, every=services is None)
+        finally:
+            self._image_ids = None
+
+    def _plan(self, specs: Mapping[str, ServiceSpec], wanted: set[str], builds: Mapping[str, BuildCheck], *, every: bool) -> DeployPlan:
         orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
         ports = self.ports()
-        observed = self.observed()
+        # Read once for every service, fresh: what runs now, other processes' work included.
+        observation = self.observe(fresh=True)
+        observed = observation.by_service()
         plans = []
         for name, spec in specs.items():
             if name not in wanted:
@@ -255,7 +308,7 @@ class Engine:
                     continue
                 plans.append(jobs.plan_job(self, spec, orders[name], ports, observed.get(name, [])))
                 continue
-            current = self.active_container(observed.get(name, []))
+            current = observation.active(name)
             if stype.stateful:
                 next_slot = STATEFUL_SLOT
             else:
@@ -281,7 +334,7 @@ class Engine:
                     current_slot=current.labels.get(LABEL_SLOT) if current else None, next_slot=next_slot, image=desired.spec.image,
                 )
             )
-        if services is None:
+        if every:
             for name in sorted(set(observed) - set(specs)):
                 plans.append(ServicePlan(service=name, action="remove", reason="no longer in the project file", group=0, stateful=False))
         scheduler = jobs.plan_scheduler(self, specs, observed, plans)
@@ -297,7 +350,8 @@ class Engine:
             raise DeployFailed("\n".join(errors))
         self.runtime.ensure_network(network_name(self.project.name, self.env), {LABEL_PROJECT: self.project.name, LABEL_ENV: self.env})
         ports = self.ports()
-        self._routes = self._current_routes(ports)
+        # The plan's reading when nothing changed since (the deploy's usual case), else anew.
+        self._routes = self._current_routes(ports, self.observe())
         outcomes: list[ServiceOutcome] = []
         groups: dict[int, list[ServicePlan]] = {}
         for item in plan.services:
@@ -361,7 +415,7 @@ class Engine:
         return attrs.evolve(spec, mounts=tuple(mounts), labels={**spec.labels, LABEL_RELEASE: release})
 
     def _toggle(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment, release: str) -> None:
-        old = self.active_container(self.observed().get(spec.name, []))
+        old = self._serving(spec.name)
         self.log(f"{spec.name}: starting {desired.spec.name} (release {release})")
         self._start(desired, release)
         self._wait_healthy(spec, desired)
@@ -379,6 +433,14 @@ class Engine:
             self.log(f"{spec.name}: stopping {old.name}")
             self.runtime.stop(old.name, timeout=30)
             self.runtime.remove(old.name)
+
+    def _serving(self, service: str) -> ContainerInfo | None:
+        """During apply: the container serving ``service`` now. Its containers are read for it
+        alone (parallel toggles of many services must not each read all of them), and the
+        router's backend is this deploy's routing table (read live at the start of apply;
+        only this service's own toggle changes its route)."""
+        route = self._routes.get(service)
+        return pick_active(self.containers_of(service), {b.host for b in route.backends} if route else ())
 
     def _restart_stateful(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment, release: str) -> float:
         existing = self.runtime.get(desired.spec.name)
@@ -521,13 +583,14 @@ class Engine:
             domain=spec.domain,
         )
 
-    def _current_routes(self, ports: Mapping[str, PortAssignment]) -> dict[str, Route]:
+    def _current_routes(self, ports: Mapping[str, PortAssignment], observation: Observation | None = None) -> dict[str, Route]:
+        """The routes of what runs now (``observation``, else read now)."""
         routes: dict[str, Route] = {}
-        observed = self.observed()
+        observation = observation or self.observe(fresh=True)
         for name, spec in self.project.services_for(self.env).items():
             if spec.is_scheduled:
                 continue  # a job is never routed to, even while it runs
-            active = self.active_container(observed.get(name, []))
+            active = observation.active(name)
             if active is not None and name in ports:
                 route = self._route_for(spec, active.name, ports[name])
                 if route:
@@ -567,6 +630,17 @@ class Engine:
             self.log(f"{spec.name}: routed again")
 
     def _apply_routes(self) -> None:
+        # Counted before and after: routes read across a change are never kept.
+        self._route_changes += 1
+        try:
+            self._apply_routes_now()
+        finally:
+            self._route_changes += 1
+        if self.route_override is None:
+            # The router now serves exactly these (the hook raises otherwise): no need to read back.
+            self._kept_routed.put(frozenset(b.host for r in self._routes.values() for b in r.backends))
+
+    def _apply_routes_now(self) -> None:
         if self.route_override is not None:
             self.route_override()
             return
@@ -585,7 +659,7 @@ class Engine:
         with self._routing_lock:
             if self._routes.pop(item.service, None) is not None:
                 self._apply_routes()
-        for info in self.observed().get(item.service, []):
+        for info in self.containers_of(item.service):
             self.log(f"{item.service}: removing {info.name} (no longer in the project file)")
             self.runtime.stop(info.name, timeout=30)
             self.runtime.remove(info.name)

@@ -142,7 +142,7 @@ def apply_job(engine: Engine, item: ServicePlan, ports: Mapping[str, PortAssignm
     container = engine._private_spec(desired, release)  # noqa: SLF001 - the engine's own helper: private files
     runtime.create(container)
     engine.log(f"{spec.name}: job container {name} ready (schedule '{spec.schedule}', release {release})")
-    for info in engine.observed().get(spec.name, []):
+    for info in engine.containers_of(spec.name):
         if info.name != name:  # the service ran as a long-running one before
             engine.log(f"{spec.name}: removing {info.name} (the service is a scheduled job now)")
             runtime.stop(info.name, timeout=30)
@@ -302,7 +302,8 @@ def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
     specs = engine.specs()
     remove_stale_jobs(engine, specs)
     converge(engine)
-    plan = plan_scheduler(engine, specs, engine.observed())
+    # The deploy's reading when no container changed since (an unchanged deploy reads once).
+    plan = plan_scheduler(engine, specs, engine.observe().by_service())
     if plan is None or plan.action == "unchanged":
         return plan
     if plan.action == "skip":

@@ -1,0 +1,290 @@
+"""The engine reads a server once per deploy (issue 12 item 8): core/observation.py's kept
+values and their invalidation, the one-request container listing, and Engine.plan/observe
+counting reads on a fake runtime: one listing and one router read for 20 services, kept until
+a container or a route changes through the engine."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pluggy
+import pytest
+
+from projectdeployer.core.engine import Engine
+from projectdeployer.core.observation import Kept, Observation, WatchedRuntime, pick_active
+from projectdeployer.core.projectfile import build_project
+from projectdeployer.core.provider import Server
+from projectdeployer.core.registry import build_registry
+from projectdeployer.core.routing import Backend, Route
+from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
+from projectdeployer.plugins import load_plugins, make_plugin_manager
+from projectdeployer.providers.docker_runtime import _brief_info
+
+pytestmark = pytest.mark.unit
+
+ENV = "dev"
+
+
+def info(name: str, *, service: str = "api", state: str = "running", started: str | None = "2026-01-01T00:00:00Z", slot: str = "a", config: str = "c") -> ContainerInfo:
+    labels = {LABEL_PROJECT: "shop", LABEL_ENV: ENV, LABEL_SERVICE: service, LABEL_SLOT: slot, LABEL_CONFIG: config}
+    return ContainerInfo(id=name, name=name, image_id="sha256:img", labels=labels, state=state, health=None, exit_code=None, started_at=started)
+
+
+# --- pick_active --------------------------------------------------------------------------------
+
+
+def test_the_routed_container_serves_else_the_newest_running_one() -> None:
+    old, new = info("api_a", started="2026-01-01T00:00:00Z"), info("api_b", started="2026-01-02T00:00:00Z")
+    assert pick_active([old, new], {"api_a"}) is old
+    assert pick_active([old, new], set()) is new
+    assert pick_active([old, info("api_b", state="exited")], {"api_b"}) is old  # routed but stopped
+    assert pick_active([info("api_a", state="exited")], {"api_a"}) is None
+    observation = Observation(containers={"api": (old, new)}, routed=frozenset({"api_a"}))
+    assert observation.active("api") is old and observation.active("web") is None
+    assert observation.of("api") == [old, new] and observation.by_service() == {"api": [old, new]}
+
+
+# --- Kept: a value valid while its generation stays -------------------------------------------
+
+
+def test_a_kept_value_is_reused_until_its_generation_moves() -> None:
+    generation = [0]
+    reads: list[int] = []
+
+    def read() -> int:
+        reads.append(generation[0])
+        return len(reads)
+
+    kept: Kept[int] = Kept(lambda: generation[0])
+    assert kept.get(read) == 1
+    assert kept.get(read) == 1 and len(reads) == 1  # nothing changed: not read again
+    generation[0] += 1
+    assert kept.get(read) == 2 and len(reads) == 2  # a change: read anew
+    assert kept.get(read, fresh=True) == 3  # fresh: always read
+    assert kept.get(read) == 3
+    kept.put(42)
+    assert kept.get(read) == 42 and len(reads) == 3  # put: the truth as of now
+    kept.drop()
+    assert kept.get(read) == 4
+
+
+def test_a_value_read_while_something_changed_is_not_kept() -> None:
+    generation = [0]
+    reads = []
+
+    def read_across_a_change() -> int:
+        reads.append(1)
+        if len(reads) == 1:
+            generation[0] += 1  # a container started while the listing was under way
+        return len(reads)
+
+    kept: Kept[int] = Kept(lambda: generation[0])
+    assert kept.get(read_across_a_change) == 1  # the caller gets what was read...
+    assert kept.get(read_across_a_change) == 2  # ...but it was not kept
+    assert kept.get(read_across_a_change) == 2
+
+
+# --- WatchedRuntime: every changing call is counted --------------------------------------------
+
+
+class CountingRuntime:
+    """A runtime's shape: records calls; ``remove`` of ``"boom"`` fails."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.bind_address = "127.0.0.1"
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            if name == "remove" and args == ("boom",):
+                raise RuntimeError("engine said no")
+            return []
+
+        return call
+
+
+def test_the_watched_runtime_counts_changes_and_passes_everything_through() -> None:
+    inner = CountingRuntime()
+    watched = WatchedRuntime(inner)
+    assert watched.wrapped is inner and watched.bind_address == "127.0.0.1"
+    for read in ("list", "list_brief", "get", "logs", "image_id", "wait", "exec", "ensure_network"):
+        getattr(watched, read)("x")
+    assert watched.changes == 0
+    for change in ("start", "create", "start_existing", "stop", "remove"):
+        before = watched.changes
+        getattr(watched, change)("x")
+        assert watched.changes == before + 2  # before and after: a read overlapping it is stale
+    with pytest.raises(RuntimeError):
+        watched.remove("boom")
+    assert watched.changes == 12  # a failed change may still have changed something
+    assert inner.calls[-1] == "remove"
+
+
+# --- the one-request listing --------------------------------------------------------------------
+
+
+def test_a_brief_listing_reads_what_docker_ps_says() -> None:
+    running = _brief_info({
+        "Id": "abc123", "Names": ["/other/alias", "/shop_dev_api_a"], "ImageID": "sha256:img",
+        "Labels": {LABEL_SERVICE: "api"}, "State": "running", "Status": "Up 3 minutes (healthy)",
+        "Ports": [{"IP": "127.0.0.1", "PrivatePort": 8000, "PublicPort": 8123, "Type": "tcp"}, {"PrivatePort": 9000, "Type": "tcp"}],
+    })
+    assert (running.name, running.state, running.health, running.exit_code, running.ports) == ("shop_dev_api_a", "running", "healthy", None, {8000: 8123})
+    assert running.running and running.labels == {LABEL_SERVICE: "api"} and running.started_at is None
+    exited = _brief_info({"Id": "def456", "Names": ["/job"], "State": "exited", "Status": "Exited (137) 5 seconds ago"})
+    assert (exited.name, exited.exit_code, exited.health, exited.image_id, exited.ports) == ("job", 137, None, "", {})
+    starting = _brief_info({"Id": "0123456789abcdef", "Names": [], "State": "running", "Status": "Up 1 second (health: starting)"})
+    assert (starting.name, starting.health) == ("0123456789ab", "starting")
+
+
+# --- the engine: one read per deploy ------------------------------------------------------------
+
+
+class FakeRuntime:
+    """The engine's view of a server: containers, one image; counts the reads."""
+
+    def __init__(self, containers: list[ContainerInfo]) -> None:
+        self.containers = containers
+        self.reads: list[str] = []
+        self.lock = threading.Lock()
+
+    def _count(self, what: str) -> None:
+        with self.lock:
+            self.reads.append(what)
+
+    def list(self, labels: Any, *, all: bool = True) -> list[ContainerInfo]:
+        self._count("list")
+        return [c for c in self.containers if all_labels(c, labels)]
+
+    def list_brief(self, labels: Any) -> list[ContainerInfo]:
+        self._count("list_brief")
+        return [attr_evolve(c, started_at=None) for c in self.containers if all_labels(c, labels)]
+
+    def get(self, name: str) -> ContainerInfo | None:
+        self._count("get")
+        return next((c for c in self.containers if c.name == name), None)
+
+    def image_id(self, ref: str) -> str | None:
+        self._count("image_id")
+        return "sha256:img"
+
+    def remove(self, name: str, *, force: bool = True) -> None:
+        self.containers = [c for c in self.containers if c.name != name]
+
+
+def all_labels(container: ContainerInfo, labels: Any) -> bool:
+    return all(container.labels.get(k) == v for k, v in labels.items())
+
+
+def attr_evolve(container: ContainerInfo, **changes: Any) -> ContainerInfo:
+    import attrs
+
+    return attrs.evolve(container, **changes)
+
+
+class FakeServer(Server):
+    def __init__(self, runtime: FakeRuntime) -> None:
+        self.name, self.zone = "local", "local"
+        self.private_address = self.public_address = "127.0.0.1"
+        self.tags = {}
+        self.data_root = "/srv"
+        self._runtime = runtime
+
+    def runtime(self) -> Any:
+        return self._runtime
+
+    def run(self, command, *, timeout=None):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def docker(self) -> Any:
+        raise NotImplementedError
+
+    def put_file(self, remote_path, data, *, mode=0o644):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def get_file(self, remote_path):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+@pytest.fixture
+def manager() -> pluggy.PluginManager:
+    return load_plugins(make_plugin_manager(), env={})
+
+
+def engine_with(manager: pluggy.PluginManager, tmp_path: Path, count: int, running: list[ContainerInfo]) -> tuple[Engine, FakeRuntime, list[str]]:
+    services = {f"web{i:02d}": {"type": "generic", "image": "shared:1", "port": 8000} for i in range(count)}
+    project = build_project({"project": {"name": "shop"}, "services": services}, source=str(tmp_path / "shop.toml"), registry=build_registry(manager))
+    runtime = FakeRuntime(running)
+    engine = Engine(project, ENV, FakeServer(runtime), manager, build_registry(manager), log=lambda line: None)
+    router_reads: list[str] = []
+
+    def routed() -> set[str]:
+        router_reads.append("live_routes")
+        return {c.name for c in runtime.containers if c.labels.get(LABEL_SLOT) == "a"}
+
+    engine._routed_backends = routed  # type: ignore[method-assign]  # noqa: SLF001 - no sidecar here
+    return engine, runtime, router_reads
+
+
+def test_a_plan_of_twenty_services_reads_the_server_once(manager: pluggy.PluginManager, tmp_path: Path) -> None:
+    engine, runtime, router_reads = engine_with(manager, tmp_path, 20, [])
+    plan = engine.plan()
+    assert [p.action for p in plan.services] == ["create"] * 20
+    # One listing, one router read, the shared image looked up once (and the scheduler's
+    # container, whether there is one): nothing once per service.
+    assert runtime.reads == ["list_brief", "image_id", "get"] and router_reads == ["live_routes"]
+
+
+def test_the_plans_reading_is_reused_until_the_engine_changes_something(manager: pluggy.PluginManager, tmp_path: Path) -> None:
+    running = [info(f"shop_dev_web{i:02d}_a", service=f"web{i:02d}") for i in range(3)]
+    engine, runtime, router_reads = engine_with(manager, tmp_path, 3, running)
+    engine.plan()
+    runtime.reads.clear()
+    router_reads.clear()
+    first = engine.observe()  # what apply starts from: the plan's reading
+    assert runtime.reads == [] and router_reads == []
+    assert first.active("web01") is not None and first.active("web01").name == "shop_dev_web01_a"  # type: ignore[union-attr]
+
+    engine.runtime.remove("shop_dev_web01_a")  # a change through the engine: containers read anew
+    second = engine.observe()
+    assert runtime.reads == ["list_brief"] and router_reads == []  # the routes did not change
+    assert second.active("web01") is None
+
+    # Applying routes: the router serves exactly those now, so they are not read back.
+    applied: list[Any] = []
+    engine.manager = SimpleNamespace(hook=SimpleNamespace(configure_routing=lambda **kw: applied.append(kw["routes"])))  # type: ignore[assignment]
+    engine._routes = {"web00": Route(service="web00", internal_port=5000, protocol="http", backends=(Backend(host="shop_dev_web00_b", port=8000),))}  # noqa: SLF001
+    engine._apply_routes()  # noqa: SLF001
+    assert applied and engine.observe().routed == frozenset({"shop_dev_web00_b"}) and router_reads == []
+
+    engine.observe(fresh=True)  # a deploy's plan reads both whatever is kept
+    assert runtime.reads == ["list_brief", "list_brief"] and router_reads == ["live_routes"]
+
+
+def test_a_route_change_that_fails_is_read_back_from_the_router(manager: pluggy.PluginManager, tmp_path: Path) -> None:
+    engine, runtime, router_reads = engine_with(manager, tmp_path, 1, [info("shop_dev_web00_a", service="web00")])
+    engine.plan()
+
+    def refuse(**kwargs: Any) -> None:
+        raise RuntimeError("nginx rejected the new routes")
+
+    engine.manager = SimpleNamespace(hook=SimpleNamespace(configure_routing=refuse))  # type: ignore[assignment]
+    with pytest.raises(RuntimeError):
+        engine._apply_routes()  # noqa: SLF001
+    router_reads.clear()
+    assert engine.observe().routed == frozenset({"shop_dev_web00_a"}) and router_reads == ["live_routes"]
+
+
+def test_two_running_containers_of_a_service_are_read_in_full_to_tell_the_newer(manager: pluggy.PluginManager, tmp_path: Path) -> None:
+    """A killed deploy left slot b running beside a; the router routes neither (it was
+    recreated empty): the one started last serves, so start times are read for those two."""
+    older = info("shop_dev_web00_a", service="web00", slot="x", started="2026-01-01T00:00:00Z")
+    newer = info("shop_dev_web00_b", service="web00", slot="y", started="2026-01-02T00:00:00Z")
+    engine, runtime, _ = engine_with(manager, tmp_path, 1, [newer, older])
+    observation = engine.observe(fresh=True)
+    assert runtime.reads == ["list_brief", "get", "get"]
+    assert observation.active("web00") == newer
