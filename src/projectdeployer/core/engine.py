@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +32,7 @@ import pluggy
 
 from . import jobs, paths
 from .build import BuildCheck
+from .coalesce import Coalescer
 from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, build_container, network_name
 from .errors import ProjectDeployerError
 from .model import GenericSpec, Project, ServiceSpec
@@ -132,6 +133,7 @@ class Engine:
         self.runtime: ContainerRuntime = self._watched  # type: ignore[assignment]
         self._routing_lock = threading.Lock()
         self._routes: dict[str, Route] = {}
+        self._switches: Coalescer[str, Route] = Coalescer(self._apply_switches)
         #: Route changes this engine started or finished (the generation of the kept routes).
         self._route_changes = 0
         self._kept_containers: Kept[dict[str, tuple[ContainerInfo, ...]]] = Kept(lambda: self._watched.changes)
@@ -601,9 +603,22 @@ class Engine:
         route = self._route_for(spec, desired.spec.name, ports)
         if route is None:
             return
+        # Parallel toggles switch together: the routes ready while a reload runs go live in
+        # the next one (core/coalesce.py), not in one reload each behind the lock.
+        self._switches.submit(spec.name, route)
+
+    def _apply_switches(self, batch: Sequence[tuple[str, Route]]) -> None:
+        """Put ``batch``'s routes live in one apply. When it fails the router keeps serving
+        what it served, and so does the table (a later switch must not carry a refused route)."""
         with self._routing_lock:
-            self._routes[spec.name] = route
-            self._apply_routes()
+            before = dict(self._routes)
+            self._routes.update(batch)
+            try:
+                self._apply_routes()
+            except BaseException:
+                self._routes.clear()
+                self._routes.update(before)
+                raise
 
     def _drop_route(self, service: str) -> None:
         with self._routing_lock:
