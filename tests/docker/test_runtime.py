@@ -41,3 +41,44 @@ def test_list_skips_a_container_removed_between_listing_and_inspecting(docker_cl
                 container.remove(force=True)
             except Exception:  # noqa: BLE001 - the doomed one is gone already
                 pass
+
+
+def test_a_brief_listing_says_what_the_full_one_says_but_start_times(docker_client, bed) -> None:  # type: ignore[no-untyped-def]
+    """list_brief (one request) against list (an inspect per container): same names, labels,
+    states, exit codes and published ports; no start or finish times."""
+    label = f"io.projectdeployer.test.brief-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:6]
+    running = docker_client.containers.run(bed["python"], ["sleep", "60"], labels={label: "1"}, name=f"pd-brief-up-{tag}", detach=True, ports={"8000/tcp": ("127.0.0.1", None)}, init=True)
+    exited = docker_client.containers.run(bed["python"], ["sh", "-c", "exit 3"], labels={label: "1"}, name=f"pd-brief-down-{tag}", detach=True)
+    try:
+        runtime = DockerRuntime(docker_client)
+        exited.wait(timeout=30)
+        full = {c.name: c for c in runtime.list({label: "1"})}
+        brief = {c.name: c for c in runtime.list_brief({label: "1"})}
+        assert set(brief) == set(full) == {running.name, exited.name}
+        for name, info in brief.items():
+            same = full[name]
+            assert (info.id, info.image_id, dict(info.labels), info.state, info.ports) == (same.id, same.image_id, dict(same.labels), same.state, same.ports)
+            assert info.started_at is None and info.finished_at is None
+        assert brief[exited.name].exit_code == 3 and brief[running.name].running and brief[running.name].ports
+    finally:
+        for container in (running, exited):
+            container.remove(force=True)
+
+
+def test_networks_are_found_by_their_whole_name(docker_client) -> None:  # type: ignore[no-untyped-def]
+    """The engine's name filter matches parts of names: a project's network must be created
+    although another project's name contains its name, and removing it removes only it."""
+    name = f"pdnet{uuid.uuid4().hex[:6]}_dev_network"
+    other = docker_client.networks.create(f"my{name}", driver="bridge")
+    runtime = DockerRuntime(docker_client)
+    try:
+        runtime.ensure_network(name, {"io.projectdeployer.test": "1"})
+        runtime.ensure_network(name, {"io.projectdeployer.test": "1"})  # exists: nothing to do
+        assert [n.name for n in docker_client.networks.list(names=[name]) if n.name == name] == [name]
+        runtime.remove_network(name)
+        assert not [n for n in docker_client.networks.list(names=[name]) if n.name == name]
+        other.reload()  # still there
+    finally:
+        runtime.remove_network(name)
+        other.remove()

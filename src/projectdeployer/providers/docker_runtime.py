@@ -232,9 +232,22 @@ class DockerRuntime(ContainerRuntime):
 
         return stream()
 
+    def _networks_named(self, name: str) -> list[Any]:
+        # The engine's name filter matches parts of names: "shop_dev_network" also lists
+        # "myshop_dev_network", another project's.
+        return [n for n in self.client.networks.list(names=[name]) if n.name == name]
+
     def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
-        if not self.client.networks.list(names=[name]):
-            self.client.networks.create(name, driver="bridge", labels=dict(labels))
+        import docker.errors
+
+        if self._networks_named(name):
+            return
+        try:
+            # check_duplicate: two creations at once make one network, not two of one name.
+            self.client.networks.create(name, driver="bridge", labels=dict(labels), check_duplicate=True)
+        except docker.errors.APIError:
+            if not self._networks_named(name):  # not created by someone else meanwhile
+                raise
 
     def remove_network(self, name: str) -> None:
         # The engine's name filter matches parts of names: only the exact name is removed
