@@ -234,9 +234,25 @@ def test_a_plan_of_twenty_services_reads_the_server_once(manager: pluggy.PluginM
     engine, runtime, router_reads = engine_with(manager, tmp_path, 20, [])
     plan = engine.plan()
     assert [p.action for p in plan.services] == ["create"] * 20
-    # One listing, one router read, the shared image looked up once (and the scheduler's
+    # New services: one listing of the server's ports in use. Then one listing of the
+    # project, one router read, the shared image looked up once (and the scheduler's
     # container, whether there is one): nothing once per service.
-    assert runtime.reads == ["list_brief", "image_id", "get"] and router_reads == ["live_routes"]
+    assert runtime.reads == ["list_brief", "list_brief", "image_id", "get"] and router_reads == ["live_routes"]
+    runtime.reads.clear()
+    engine.plan()  # the ports are recorded now
+    assert runtime.reads == ["list_brief", "image_id", "get"]
+
+
+def test_new_services_avoid_the_ports_other_projects_publish_on_the_server(manager: pluggy.PluginManager, tmp_path: Path) -> None:
+    from projectdeployer.core.ports import preferred_host_port
+
+    preferred = preferred_host_port("shop", ENV, "web00", 8000)
+    other = attr_evolve(info("blog_dev_web_a", service="web"), labels={LABEL_PROJECT: "blog", LABEL_ENV: ENV}, ports={8000: preferred})
+    mine = attr_evolve(info("shop_dev_web01_a", service="web01"), ports={8000: preferred_host_port("shop", ENV, "web01", 8000)})
+    engine, _, _ = engine_with(manager, tmp_path, 2, [other, mine])
+    ports = engine.ports()
+    assert ports["web00"].host != preferred  # another project's
+    assert ports["web01"].host == preferred_host_port("shop", ENV, "web01", 8000)  # its own container's port is no obstacle
 
 
 def test_the_plans_reading_is_reused_until_the_engine_changes_something(manager: pluggy.PluginManager, tmp_path: Path) -> None:

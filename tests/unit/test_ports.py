@@ -218,6 +218,39 @@ def test_new_service_never_takes_a_recorded_port() -> None:
     assert result[a].internal != squatter.internal
 
 
+def test_a_new_service_avoids_host_ports_other_projects_publish() -> None:
+    """Another project on the server publishes the preferred port, or the one 10000 above it
+    (the toggle's other slot): a new service's pair includes neither."""
+    preferred = preferred_host_port(PROJECT, ENV, "api", 8000)
+    for busy in ({preferred}, {preferred + SECONDARY_OFFSET}, {preferred, preferred + 1 + SECONDARY_OFFSET}):
+        result = allocate_ports(PROJECT, ENV, {"api": 8000}, {}, busy)
+        pair = {result["api"].host, result["api"].secondary}
+        assert not pair & busy and result["api"].host in HOST_BASE_RANGE
+    assert allocate_ports(PROJECT, ENV, {"api": 8000}, {}, {preferred})["api"].host == 8000 + (preferred - 8000 + 1) % 1000
+    # Ports outside both ranges (an SSH port, 80/443) change nothing.
+    assert allocate_ports(PROJECT, ENV, {"api": 8000}, {}, {22, 80, 443, 5432}) == allocate_ports(PROJECT, ENV, {"api": 8000}, {})
+
+
+def test_recorded_ports_never_move_for_busy_ones() -> None:
+    first = allocate_ports(PROJECT, ENV, {"api": 8000}, {})
+    busy = {first["api"].host, first["api"].secondary}
+    assert allocate_ports(PROJECT, ENV, {"api": 8000}, first, busy) == first
+
+
+def test_the_store_asks_for_busy_ports_only_when_a_service_is_new(tmp_path: Path) -> None:
+    asked: list[int] = []
+
+    def busy() -> set[int]:
+        asked.append(1)
+        return {preferred_host_port(PROJECT, ENV, "web", 8000)}
+
+    store = PortStore(tmp_path / "ports.json")
+    first = store.assign(PROJECT, ENV, {"api": 8000, "web": 8000}, busy)
+    assert len(asked) == 1 and first["web"].host != preferred_host_port(PROJECT, ENV, "web", 8000)
+    assert store.assign(PROJECT, ENV, {"api": 8000, "web": 8000}, busy) == first
+    assert len(asked) == 1  # every service recorded: no listing of the server
+
+
 def test_thousand_services_fill_the_range_exactly() -> None:
     services = {f"s{i}": None for i in range(1000)}
     result = allocate_ports(PROJECT, ENV, services, {})

@@ -197,7 +197,16 @@ class Engine:
 
     def ports(self) -> dict[str, PortAssignment]:
         store = PortStore(paths.env_dir(self.project.name, self.env, "config") / "ports.json")
-        return store.assign(self.project.name, self.env, {n: s.port for n, s in self.project.services_for(self.env).items()})
+        return store.assign(self.project.name, self.env, {n: s.port for n, s in self.project.services_for(self.env).items()}, busy=self._published_elsewhere)
+
+    def _published_elsewhere(self) -> set[int]:
+        """Host ports the server's other containers publish (other projects and environments):
+        a new service's ports avoid them (one listing, asked only when a service is new)."""
+        return {
+            port for info in self.runtime.list_brief({})
+            if (info.labels.get(LABEL_PROJECT), info.labels.get(LABEL_ENV)) != (self.project.name, self.env)
+            for port in info.ports.values()
+        }
 
     def image_for(self, spec: ServiceSpec, stype: ServiceType) -> str:
         """The image reference a service runs: built tag, its own ``image``, or the type's image."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import attrs
@@ -101,17 +101,20 @@ def allocate_ports(
     env: str,
     services: Mapping[str, int | None],
     recorded: Mapping[str, PortAssignment],
+    busy: Collection[int] = (),
 ) -> dict[str, PortAssignment]:
     """Assign ports to ``services`` (name -> container port), keeping every ``recorded`` one.
 
     Recorded services still present keep their ports untouched; recorded services no longer
     present are dropped and free their ports. New services are assigned in sorted-name order
-    so that the result does not depend on the mapping's order.
+    so that the result does not depend on the mapping's order. ``busy``: host ports something
+    else on the server publishes (another project's containers); a new service's pair never
+    includes one of them (its first deploy would fail on a port already allocated).
     """
     where = f"{project}/{env}"
     _check_clashes(recorded, where)
     result = {name: recorded[name] for name in services if name in recorded}
-    taken_hosts = {a.host for a in result.values()}
+    taken_hosts = {a.host for a in result.values()} | _blocked_bases(busy)
     taken_internals = {a.internal for a in result.values()}
     for name in sorted(set(services) - set(result)):
         host = _probe(
@@ -126,6 +129,11 @@ def allocate_ports(
         taken_internals.add(internal)
         result[name] = PortAssignment(host=host, internal=internal)
     return {name: result[name] for name in sorted(result)}
+
+
+def _blocked_bases(busy: Collection[int]) -> set[int]:
+    """Host base ports whose pair (base, base + SECONDARY_OFFSET) includes a ``busy`` port."""
+    return {p for p in busy if p in HOST_BASE_RANGE} | {p - SECONDARY_OFFSET for p in busy if p - SECONDARY_OFFSET in HOST_BASE_RANGE}
 
 
 class PortStore:
@@ -169,11 +177,14 @@ class PortStore:
         atomic_write(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     def assign(
-        self, project: str, env: str, services: Mapping[str, int | None]
+        self, project: str, env: str, services: Mapping[str, int | None], busy: Callable[[], Collection[int]] | None = None
     ) -> dict[str, PortAssignment]:
-        """Load the record, allocate ``services``, save if anything changed, return the result."""
+        """Load the record, allocate ``services``, save if anything changed, return the result.
+        ``busy`` is asked for the host ports in use on the server only when a service has no
+        recorded ports yet (recorded ports never move)."""
         recorded = self.load()
-        assignments = allocate_ports(project, env, services, recorded)
+        fresh = busy is not None and any(name not in recorded for name in services)
+        assignments = allocate_ports(project, env, services, recorded, busy() if fresh and busy else ())
         if assignments != recorded:
             self.save(assignments)
         return assignments
