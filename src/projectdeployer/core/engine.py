@@ -172,8 +172,12 @@ class Engine:
         (core/observation.py). ``fresh``: read both now whatever is kept (a deploy's plan,
         under the environment lock, sees what other processes did before it)."""
         containers = self._kept_containers.get(self._read_containers, fresh=fresh)
-        routed = self._kept_routed.get(lambda: frozenset(self._routed_backends()), fresh=fresh)
-        return Observation(containers=containers, routed=routed)
+        return Observation(containers=containers, routed=self.routed(fresh=fresh))
+
+    def routed(self, *, fresh: bool = False) -> frozenset[str]:
+        """Container names the router serves (:meth:`_routed_backends`), read once and kept
+        until this engine changes a route: for :meth:`active_container` over many services."""
+        return self._kept_routed.get(lambda: frozenset(self._routed_backends()), fresh=fresh)
 
     def _read_containers(self) -> dict[str, tuple[ContainerInfo, ...]]:
         """The project's containers by service in one listing (no inspect per container, so

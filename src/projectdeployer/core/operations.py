@@ -261,12 +261,13 @@ class Operations:
         ports = engine.ports()
         rows = []
         scheduler = engine.runtime.get(jobs.scheduler_name(self.project.name, env))
+        routed = engine.routed()  # the router read once, not once per service
         for name, spec in self.project.services_for(env).items():
             current = history.current(name)
             if spec.is_scheduled:
                 rows.append(self._job_row(env, name, spec, engine, observed, scheduler, current.image if current else None))
                 continue
-            active = engine.active_container(observed.get(name, []))
+            active = engine.active_container(observed.get(name, []), routed)
             rows.append(
                 {
                     "service": name,
