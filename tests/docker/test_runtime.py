@@ -82,3 +82,46 @@ def test_networks_are_found_by_their_whole_name(docker_client) -> None:  # type:
     finally:
         runtime.remove_network(name)
         other.remove()
+
+
+def test_this_machines_engine_client_keeps_one_connection_pool_under_many_threads(docker_client, bed) -> None:  # type: ignore[no-untyped-def]
+    """docker-py keeps a pool per URL and closes the least recently used beyond 25, also one
+    a thread is using: 40 threads on one URL and 40 on others at once failed now and then
+    with AttributeError ('NoneType' ... 'qsize') as parallel toggles did. The local
+    provider's client sends everything through one pool."""
+    import threading
+
+    import docker.errors
+
+    from projectdeployer.providers.local import LocalServer
+
+    client = LocalServer().docker()
+    errors: list[str] = []
+
+    def call(name: str) -> None:
+        try:
+            client.api.inspect_image(name)
+        except docker.errors.ImageNotFound:
+            pass
+        except Exception as exc:  # noqa: BLE001 - what the test counts
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    for round_ in range(10):
+        barrier = threading.Barrier(80)
+
+        def same() -> None:
+            barrier.wait()
+            call(bed["python"])
+
+        def other(i: int, round_: int = round_) -> None:
+            barrier.wait()
+            for k in range(3):
+                call(f"pd-test/none-{uuid.uuid4().hex[:6]}-{round_}-{i}-{k}")
+
+        threads = [threading.Thread(target=same) for _ in range(40)] + [threading.Thread(target=other, args=(i,)) for i in range(40)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []
+    assert len(client.api.adapters["http+docker://"].pools) == 1

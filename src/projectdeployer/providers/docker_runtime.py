@@ -16,6 +16,53 @@ class RuntimeError_(ProjectDeployerError):
     """The engine refused an operation (port taken, image missing, ...)."""
 
 
+#: Connections kept open to a local engine: more than the toggles that run at once.
+SHARED_POOL_SIZE = 64
+
+
+def shared_pool(client: Any, size: int = SHARED_POOL_SIZE) -> Any:
+    """``client`` (a ``docker.DockerClient`` on a unix socket) with every request going through
+    one connection pool; returned. Other transports are left as they are.
+
+    docker-py's unix adapter keeps one pool per URL, path included, and closes the least
+    recently used one beyond 25 (its ``num_pools``, which it ignores for unix sockets), even
+    while another thread is reading a response from it. Forty parallel toggles ended in
+    ``AttributeError: 'NoneType' object has no attribute 'qsize'`` (a full pool closed under a
+    thread returning its connection) or ``Pool is closed`` (docker/compose#3586). One pool for
+    every path, open while the client lives, as the SSH provider's adapter does.
+    """
+    from docker.transport import UnixHTTPAdapter
+
+    api = client.api
+    current = api.adapters.get("http+docker://")
+    if not isinstance(current, UnixHTTPAdapter):
+        return client
+    adapter = _one_pool_adapter()(current.socket_path, current.timeout, max_pool_size=max(size, current.max_pool_size))
+    api.mount("http+docker://", adapter)
+    api._custom_adapter = adapter  # noqa: SLF001 - where docker-py looks for it too
+    current.close()
+    return client
+
+
+_ONE_POOL: type | None = None
+
+
+def _one_pool_adapter() -> type:
+    """The adapter class, made on first use (this module imports the Docker SDK lazily)."""
+    global _ONE_POOL
+    if _ONE_POOL is None:
+        from docker.transport import UnixHTTPAdapter
+
+        class OnePoolUnixAdapter(UnixHTTPAdapter):  # type: ignore[misc]
+            """Every URL through the pool of one key: never evicted, never closed under a request."""
+
+            def get_connection(self, url: str, proxies: Any = None) -> Any:
+                return super().get_connection("http+docker://localhost", proxies)
+
+        _ONE_POOL = OnePoolUnixAdapter
+    return _ONE_POOL
+
+
 def _info(container: Any) -> ContainerInfo:
     attrs = container.attrs
     state = attrs.get("State", {})

@@ -52,8 +52,11 @@ class LocalServer(Server):
     def _client(self) -> Any:
         import docker
 
+        from .docker_runtime import shared_pool
+
         try:
-            client = docker.from_env(timeout=300)
+            # One connection pool for every request: parallel toggles share this client.
+            client = shared_pool(docker.from_env(timeout=300))
             client.ping()
         except Exception as exc:  # noqa: BLE001 - whatever the cause, there is no usable engine
             raise ProjectDeployerError(f"cannot reach this machine's Docker engine ({exc}); is the daemon running?") from None
