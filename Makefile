@@ -79,6 +79,7 @@ bench: $(STAMP) images
 	$(PY) bench/zero_downtime.py
 	$(PY) bench/long_connections.py
 	$(PY) bench/compose_compare.py
+	$(PY) bench/many_services.py
 	$(PY) bench/fleet.py
 
 clean:
