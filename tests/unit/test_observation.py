@@ -16,11 +16,11 @@ import pytest
 from projectdeployer.core.engine import Engine
 from projectdeployer.core.observation import Kept, Observation, WatchedRuntime, pick_active
 from projectdeployer.core.projectfile import build_project
-from projectdeployer.core.provider import Server
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.routing import Backend, Route
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
 from projectdeployer.plugins import load_plugins, make_plugin_manager
+from tests.support.fakes import RuntimeOnlyServer
 from projectdeployer.providers.docker_runtime import _brief_info
 
 pytestmark = pytest.mark.unit
@@ -186,30 +186,6 @@ def attr_evolve(container: ContainerInfo, **changes: Any) -> ContainerInfo:
     return attrs.evolve(container, **changes)
 
 
-class FakeServer(Server):
-    def __init__(self, runtime: FakeRuntime) -> None:
-        self.name, self.zone = "local", "local"
-        self.private_address = self.public_address = "127.0.0.1"
-        self.tags = {}
-        self.data_root = "/srv"
-        self._runtime = runtime
-
-    def runtime(self) -> Any:
-        return self._runtime
-
-    def run(self, command, *, timeout=None):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-    def docker(self) -> Any:
-        raise NotImplementedError
-
-    def put_file(self, remote_path, data, *, mode=0o644):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-    def get_file(self, remote_path):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-
 @pytest.fixture
 def manager() -> pluggy.PluginManager:
     return load_plugins(make_plugin_manager(), env={})
@@ -219,7 +195,7 @@ def engine_with(manager: pluggy.PluginManager, tmp_path: Path, count: int, runni
     services = {f"web{i:02d}": {"type": "generic", "image": "shared:1", "port": 8000} for i in range(count)}
     project = build_project({"project": {"name": "shop"}, "services": services}, source=str(tmp_path / "shop.toml"), registry=build_registry(manager))
     runtime = FakeRuntime(running)
-    engine = Engine(project, ENV, FakeServer(runtime), manager, build_registry(manager), log=lambda line: None)
+    engine = Engine(project, ENV, RuntimeOnlyServer(runtime), manager, build_registry(manager), log=lambda line: None)
     router_reads: list[str] = []
 
     def routed() -> set[str]:

@@ -21,10 +21,10 @@ from projectdeployer.core.fleetplan import FleetPlan, _service_plan
 from projectdeployer.core.model import Project
 from projectdeployer.core.operations import Operations
 from projectdeployer.core.projectfile import build_project
-from projectdeployer.core.provider import Server
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
 from projectdeployer.plugins import load_plugins, make_plugin_manager
+from tests.support.fakes import RuntimeOnlyServer
 
 pytestmark = pytest.mark.unit
 
@@ -176,36 +176,13 @@ class FakeRuntime:
         return next((c for c in self.containers if c.name == name), None)
 
 
-class FakeServer(Server):
-    def __init__(self, runtime: FakeRuntime) -> None:
-        self.name, self.zone = "local", "local"
-        self.private_address = self.public_address = "127.0.0.1"
-        self.tags = {}
-        self._runtime = runtime
-
-    def runtime(self) -> Any:
-        return self._runtime
-
-    def run(self, command, *, timeout=None):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-    def docker(self) -> Any:
-        raise NotImplementedError
-
-    def put_file(self, remote_path, data, *, mode=0o644):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-    def get_file(self, remote_path):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-
 def running(name: str, slot: str, config: str) -> ContainerInfo:
     labels = {"io.projectdeployer.service": "api", LABEL_SLOT: slot, LABEL_CONFIG: config}
     return ContainerInfo(id=name, name=name, image_id="sha256:old", labels=labels, state="running", health=None, exit_code=None, started_at="2026-01-01T00:00:00Z")
 
 
 def engine_for(manager: pluggy.PluginManager, project: Project, containers: list[ContainerInfo], images: dict[str, str]) -> Engine:
-    engine = Engine(project, ENV, FakeServer(FakeRuntime(containers, images)), manager, build_registry(manager), log=lambda line: None)
+    engine = Engine(project, ENV, RuntimeOnlyServer(FakeRuntime(containers, images)), manager, build_registry(manager), log=lambda line: None)
     engine._routed_backends = lambda: set()  # type: ignore[method-assign]  # noqa: SLF001 - no sidecar here
     return engine
 
