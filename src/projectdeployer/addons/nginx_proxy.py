@@ -57,6 +57,17 @@ class Staged:
     keep_certs: tuple[str, ...]
 
 
+@attrs.frozen(kw_only=True)
+class ProxyState:
+    """A proxy's files as read at one moment."""
+
+    #: Its main ``nginx.conf``; ``None``: the container runs no such proxy (no stream module).
+    main: str | None
+    #: Its ``active.conf`` and the version that names (``None``: unreadable).
+    active: str | None
+    version: str | None
+
+
 def docker_time(raw: str) -> float:
     """Docker's RFC 3339 time (nanoseconds, ``Z``) as a POSIX timestamp; 0 when unset."""
     match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", raw or "")
@@ -109,23 +120,29 @@ class NginxProxy:
 
     # --- switching --------------------------------------------------------------------------
 
-    def live_version(self, container: Any) -> tuple[str | None, str | None]:
-        """``(active.conf text, its version)`` live now; ``(None, None)`` when unreadable."""
+    def state(self, container: Any) -> ProxyState:
+        """What this proxy runs now: its main configuration and its live version (two reads)."""
         active = self.read(container, self.paths.active_conf)
         match = _VERSION_LINE.search(active or "")
-        return active, match.group(1) if match else None
+        return ProxyState(main=self.read(container, self.paths.main_conf), active=active, version=match.group(1) if match else None)
 
     def stage(
-        self, container: Any, files: Mapping[str, str], routes_json: str, cert_files: Mapping[str, tuple[str, int]], keep_certs: Sequence[str]
+        self,
+        container: Any,
+        state: ProxyState,
+        files: Mapping[str, str],
+        routes_json: str,
+        cert_files: Mapping[str, tuple[str, int]],
+        keep_certs: Sequence[str],
     ) -> Staged | None:
         """Write a version (``files``: relative name -> text) and ``nginx -t`` it; ``None`` when
-        exactly this version is live already. A refused version is deleted (RoutingError)."""
+        exactly this version is live already (``state``, as :meth:`state` read it). A refused
+        version is deleted (RoutingError)."""
         # Certificates are in the hash through their content-addressed paths in ``files``.
         version = hashlib.sha256(json.dumps([sorted(files.items()), routes_json]).encode()).hexdigest()[:16]
-        live_active, live_version = self.live_version(container)
-        if live_version == version:
+        if state.version == version:
             return None
-        main = self.read(container, self.paths.main_conf)
+        main = state.main
         if main is None or f"include {self.paths.active_conf};" not in main:
             raise RoutingError(f"{self.label}: {self.paths.main_conf} is missing or not ours; run ensure() (or remove the container)")
         vdir = f"{self.paths.versions_dir}/{version}"
@@ -142,17 +159,18 @@ class NginxProxy:
         if code != 0:
             self.exec(container, ["rm", "-rf", vdir, f"{self.paths.root}/.active-{version}.tmp"])
             raise RoutingError(f"{self.label}: nginx rejected the new routes: {_nginx_message(output)}")
-        return Staged(version=version, previous_active=live_active, keep_certs=tuple(keep_certs))
+        return Staged(version=version, previous_active=state.active, keep_certs=tuple(keep_certs))
 
     def switch(self, container: Any, staged: Staged) -> None:
         """Make ``staged`` live: rename, SIGHUP, wait for the new workers. On failure the previous
         configuration is live again and RoutingError says why."""
-        before = self.workers(container)
+        everything = list_processes(container)
+        before = self.workers(container, everything)
         since = self._engine_time()
         code, output = self.exec(container, ["mv", "-f", f"{self.paths.root}/.active-{staged.version}.tmp", self.paths.active_conf])
         if code != 0:
             raise RoutingError(f"{self.label}: could not switch to the new routes: {output.strip()}")
-        self.signal(container, "HUP")
+        self.signal(container, "HUP", everything)  # a reload keeps the master: the listing holds
         error = self._wait_reloaded(container, before, since)
         if error is not None:
             self._put_back(container, staged.previous_active, reload_again=error.startswith("no new workers"))
@@ -187,16 +205,17 @@ class NginxProxy:
 
     def live_routes_json(self, container: Any) -> str | None:
         """The ``routes.json`` of the live version; ``"[]"`` before the first apply."""
-        _, version = self.live_version(container)
-        if version is None:
+        match = _VERSION_LINE.search(self.read(container, self.paths.active_conf) or "")
+        if match is None:
             return None
-        return self.read(container, f"{self.paths.versions_dir}/{version}/routes.json")
+        return self.read(container, f"{self.paths.versions_dir}/{match.group(1)}/routes.json")
 
     # --- processes --------------------------------------------------------------------------
 
-    def processes(self, container: Any) -> dict[int, str]:
-        """pid -> title of this proxy's master and its workers (current and shutting down)."""
-        everything = list_processes(container)
+    def processes(self, container: Any, everything: Mapping[int, tuple[int, str]] | None = None) -> dict[int, str]:
+        """pid -> title of this proxy's master and its workers (current and shutting down);
+        from ``everything`` (a :func:`list_processes` just taken) when given."""
+        everything = list_processes(container) if everything is None else everything
         master = self.master_pid(container, everything)
         return {pid: title for pid, (ppid, title) in everything.items() if master is not None and master in (pid, ppid)}
 
@@ -208,13 +227,13 @@ class NginxProxy:
                 return pid
         return None
 
-    def workers(self, container: Any) -> set[int]:
+    def workers(self, container: Any, everything: Mapping[int, tuple[int, str]] | None = None) -> set[int]:
         """The pids of the current (not shutting down) workers."""
-        return {pid for pid, title in self.processes(container).items() if title == "nginx: worker process"}
+        return {pid for pid, title in self.processes(container, everything).items() if title == "nginx: worker process"}
 
-    def signal(self, container: Any, name: str) -> None:
+    def signal(self, container: Any, name: str, everything: Mapping[int, tuple[int, str]] | None = None) -> None:
         """Send SIG``name`` to this proxy's master (and to no other process)."""
-        master = self.master_pid(container)
+        master = self.master_pid(container, everything)
         if master is None:
             raise RoutingError(f"{self.label}: its nginx master is not running")
         code, output = self.exec(container, ["sh", "-c", f"kill -{name} {master}"])  # kill: a shell builtin in small images
@@ -305,4 +324,4 @@ class NginxProxy:
             self.signal(container, "HUP")
 
 
-__all__ = ["NginxProxy", "Staged"]
+__all__ = ["NginxProxy", "ProxyState", "Staged", "docker_time", "list_processes"]

@@ -28,8 +28,10 @@ old workers finish every request, response stream and TCP session they have befo
 open (counted in the namespace's ``/proc/net/tcp``); only then may the deploy stop the old
 container.
 
-Each container's layout (everything under :data:`PD_ROOT`)::
+The container's layout: the http proxy's under :data:`PD_ROOT` (below), the tcp proxy's alike
+under ``/etc/nginx/pd-tcp`` (no ``run.sh``, certificates or webroot)::
 
+    run.sh                PID 1: both masters, stop signals forwarded, exits when either exits
     nginx.conf            main configuration (events, workers, load_module), written at creation
     active.conf           ``http { include v/<id>/http/*.conf; }`` (tcp: ``stream { ... }``)
     v/<id>/http/*.conf    one file per route, plus the shared settings and the default servers
@@ -66,7 +68,6 @@ from .nginx_render import (
     MAIN_CONF,
     MAIN_CONF_VERSION,
     NETWORK_ALIAS,
-    PATHS,
     PD_ROOT,
     PID_FILE,
     RELOAD_TIMEOUT,
@@ -222,21 +223,21 @@ class NginxSidecar:
         files = render_config(routes, cert_paths)  # every route checked, both proxies' together
         tcp_routes = [r for r in routes if r.protocol == "tcp"]
         http_routes = [r for r in routes if r.protocol == "http"]
-        has_tcp = self.tcp.runs_in(container)
-        if tcp_routes and not has_tcp:
+        tcp_state = self.tcp.state(container)
+        if tcp_routes and tcp_state.main is None:
             raise RoutingError(f"{self.container_name}: the image {self.image} has no nginx stream module, so tcp routes cannot be served")
 
         stages: list[tuple[NginxProxy, Staged]] = []
         try:
-            # No TCP route now nor before: the tcp proxy has nothing to change (and no reload).
-            if has_tcp and (tcp_routes or json.loads(self.tcp.live_routes_json(container) or "[]")):
+            # No TCP route now nor ever before: the tcp proxy has nothing to change (no reload).
+            if tcp_state.main is not None and (tcp_routes or tcp_state.version != "empty"):
                 tcp_files = {n: t for n, t in files.items() if n.startswith("stream/")}
-                staged = self.tcp.stage(container, tcp_files, _routes_json(tcp_routes), {}, ())
+                staged = self.tcp.stage(container, tcp_state, tcp_files, _routes_json(tcp_routes), {}, ())
                 if staged is not None:
                     stages.append((self.tcp, staged))
             http_files = {n: t for n, t in files.items() if n.startswith("http/")}
             keep = [Path(p).name for pair in cert_paths.values() for p in pair]
-            staged = self.http.stage(container, http_files, _routes_json(http_routes), cert_files, keep)
+            staged = self.http.stage(container, self.http.state(container), http_files, _routes_json(http_routes), cert_files, keep)
             if staged is not None:
                 stages.append((self.http, staged))
         except BaseException:
@@ -486,27 +487,17 @@ class NginxSidecar:
             container.put_archive(str(Path(PD_ROOT).parent), tree)
         carried_versions = _carried_versions(carried)
         common = {"project": self.project, "env": self.env, "shutdown_timeout": self.shutdown_timeout}
-        http_files = {
-            "nginx.conf": (render_main_config(has_stream=False, kind="http", **common), 0o644),
-            "run.sh": (render_run_script(tcp=has_stream), 0o755),
-        }
-        tcp_files: dict[str, tuple[str, int]] = {}
-        if has_stream:
-            tcp_files["nginx.conf"] = (render_main_config(has_stream=True, load_module=module, kind="tcp", **common), 0o644)
-        for kind, files in (("http", http_files), ("tcp", tcp_files)):
-            if kind == "tcp" and not has_stream:
-                continue
-            version = carried_versions.get(kind)
-            if version is None:
-                files["active.conf"] = (render_active(f"{PATHS[kind].versions_dir}/empty", version="empty", kind=kind), 0o644)  # type: ignore[arg-type]
+        for proxy in (self.http, self.tcp) if has_stream else (self.http,):
+            paths, version = proxy.paths, carried_versions.get(proxy.kind, "empty")
+            main = render_main_config(has_stream=proxy.kind == "tcp", load_module=module if proxy.kind == "tcp" else None, kind=proxy.kind, **common)
+            # active.conf is written anew, for the proxy's kind: a sidecar made before the two
+            # proxies had one active.conf for both, naming one version with both parts.
+            files = {"nginx.conf": (main, 0o644), "active.conf": (render_active(f"{paths.versions_dir}/{version}", version=version, kind=proxy.kind), 0o644)}
+            if version == "empty":
                 files["v/empty/routes.json"] = ("[]\n", 0o644)
-            else:
-                # Rewritten for the proxy's kind: a sidecar made before the two proxies had one
-                # active.conf for both, naming one version with both parts.
-                files["active.conf"] = (render_active(f"{PATHS[kind].versions_dir}/{version}", version=version, kind=kind), 0o644)  # type: ignore[arg-type]
-        self.http.put(container, PD_ROOT, http_files, private_dirs={"certs"}, dirs=("v", "certs", "acme"))
-        if has_stream:
-            self.tcp.put(container, TCP_ROOT, tcp_files, dirs=("v",))
+            if proxy is self.http:
+                files["run.sh"] = (render_run_script(tcp=has_stream), 0o755)
+            proxy.put(container, paths.root, files, private_dirs={"certs"}, dirs=("v", "certs", "acme") if proxy is self.http else ("v",))
         return container
 
     def _remove_named(self, name: str) -> None:
