@@ -467,7 +467,7 @@ class Fleet:
             new_table = {k: list(v) for k, v in self.table.items()}
 
         def backends(server: Server, table: Mapping[str, list[Placed]]) -> set[Backend]:
-            return {b for route in self.routes_for(server, table) if route.service == service for b in route.backends}
+            return {b for route in self.routes_for(server, {service: table.get(service, [])}) for b in route.backends}
 
         def drain(server: Server) -> None:
             retired = sorted(backends(server, old_table) - backends(server, new_table), key=lambda b: (b.host, b.port))
