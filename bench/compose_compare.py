@@ -55,7 +55,7 @@ from zero_downtime import (
 )
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.testing.loadgen import LoadResult
+from projectdeployer.rehearse.loadgen import LoadResult
 
 COMPOSE_TIMEOUT = 300  # seconds; a bounded wait for any docker-compose command
 

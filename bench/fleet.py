@@ -30,13 +30,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import repo_root  # noqa: F401  (tests.support importable)
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "python-api"
 DOMAIN = "api.fleet.bench"
 
 
 def project_file(path: Path, name: str, app: Path, count: int, version: str) -> None:
-    from projectdeployer.testing.bed import images_table
+    from tests.support.bed import images_table
 
     path.write_text(
         f'[project]\nname = "{name}"\n\n{images_table()}\n[environments.bench]\nprovider = "sandbox"\n\n'
@@ -54,7 +56,7 @@ def main() -> int:
     os.environ["PROJECTDEPLOYER_HOME"] = str(home)
     from projectdeployer import ProjectDeployer
     from projectdeployer.providers.sandbox import SandboxProvider
-    from projectdeployer.testing.loadgen import LoadGenerator
+    from projectdeployer.rehearse.loadgen import LoadGenerator
 
     name = f"bfl{os.getpid() % 100000}"
     app = home / "app"

@@ -37,11 +37,12 @@ import sys
 import time
 from pathlib import Path
 
+import repo_root  # noqa: F401  (tests.support importable)
 from zero_downtime import QUIET, check_bed, exit_on_sigterm, free_port, get_json, remove_project, temporary_home, unique_name
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.testing.bed import BED_IMAGES
-from projectdeployer.testing.loadgen import LoadGenerator
+from projectdeployer.rehearse.loadgen import LoadGenerator
+from tests.support.bed import BED_IMAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "tests" / "docker" / "apps" / "pooled"

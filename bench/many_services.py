@@ -35,12 +35,13 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import repo_root  # noqa: F401  (tests.support importable)
 from zero_downtime import QUIET, check_bed, exit_on_sigterm, remove_project, temporary_home, unique_name
 
 from projectdeployer import ProjectDeployer
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.core.runtime import LABEL_PROJECT
-from projectdeployer.testing.manyservices import build_shared_image, many_services_toml
+from tests.support.manyservices import build_shared_image, many_services_toml
 
 #: The largest acceptable unchanged_redeploy_20/1 (issue 12 item 8).
 LIMIT = 2.0

@@ -13,7 +13,7 @@ a /slow request started every 0.5 s, and 2 streaming responses open at all times
 Per phase it prints the deploy time and the running failed/sent count; then the load summary;
 then, on the line before last, how many requests the load generator resent because a reused
 keep-alive connection was closed before any response byte (RFC 9112 9.3.1, what browsers do;
-see projectdeployer.testing.loadgen; --strict turns that off); and LAST `failed=N sent=M`
+see projectdeployer.rehearse.loadgen; --strict turns that off); and LAST `failed=N sent=M`
 for the whole run. Exit status 1 if anything failed (or a phase did not do what it should).
 
 Everything it creates (containers, network, volumes, images, its PROJECTDEPLOYER_HOME) is
@@ -41,10 +41,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import repo_root  # noqa: F401  (tests.support importable)
+
 from projectdeployer import ProjectDeployer
 from projectdeployer.core.runtime import LABEL_PROJECT
-from projectdeployer.testing.bed import BED_IMAGES
-from projectdeployer.testing.loadgen import LoadGenerator, LoadResult
+from projectdeployer.rehearse.loadgen import LoadGenerator, LoadResult
+from tests.support.bed import BED_IMAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "python-api"

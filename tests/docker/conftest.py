@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from projectdeployer.testing.bed import BED_IMAGES
+from tests.support.bed import BED_IMAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = ROOT / "tests" / "images"

@@ -22,7 +22,7 @@ from projectdeployer import ProjectDeployer
 from projectdeployer.core.engine import DeployFailed
 from projectdeployer.core.lock import deploy_lock
 from projectdeployer.core.runtime import LABEL_PROJECT, LABEL_SERVICE
-from projectdeployer.testing.loadgen import LoadGenerator
+from projectdeployer.rehearse.loadgen import LoadGenerator
 from tests.docker.conftest import remove_project, wait_for
 
 pytestmark = pytest.mark.docker

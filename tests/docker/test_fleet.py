@@ -35,7 +35,7 @@ from projectdeployer import BackupManager, ProjectDeployer, SecretsRotator
 from projectdeployer.core.sync import server_dir
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.providers.sandbox import SandboxProvider
-from projectdeployer.testing.loadgen import LoadGenerator
+from projectdeployer.rehearse.loadgen import LoadGenerator
 from tests.docker.conftest import remove_project, wait_for
 
 pytestmark = pytest.mark.docker

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.testing.loadgen import LoadGenerator
+from projectdeployer.rehearse.loadgen import LoadGenerator
 from tests.docker.conftest import remove_project
 
 pytestmark = pytest.mark.docker

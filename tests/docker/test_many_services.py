@@ -3,7 +3,7 @@ succeeds, and an unchanged redeploy of the 20 costs at most twice one of a singl
 
 Ratios inside one run, never absolute times (the machine is shared and noisy): the two
 projects are redeployed alternately and the medians compared. Every service runs one image
-built once (projectdeployer.testing.manyservices), so no build is timed."""
+built once (tests.support.manyservices), so no build is timed."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import pytest
 from projectdeployer import ProjectDeployer
 from projectdeployer.core.releases import ReleaseHistory
 from projectdeployer.core.runtime import LABEL_PROJECT, LABEL_SERVICE
-from projectdeployer.testing.manyservices import build_shared_image, many_services_toml, service_names
 from tests.docker.conftest import remove_project
+from tests.support.manyservices import build_shared_image, many_services_toml, service_names
 
 pytestmark = pytest.mark.docker
 

@@ -1,4 +1,4 @@
-"""Tests for the load generator (projectdeployer.testing.loadgen) against local HTTP servers.
+"""Tests for the load generator (projectdeployer.rehearse.loadgen) against local HTTP servers.
 
 Every server here is a ThreadingHTTPServer on 127.0.0.1 whose endpoints misbehave on purpose
 (500s, unanswered requests, cut streams, wrong lengths, idle keep-alive connections closed).
@@ -23,8 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from projectdeployer.testing import LoadGenerator
-from projectdeployer.testing.loadgen import LoadResult, main, should_retry_on_stale_keepalive
+from projectdeployer.rehearse import LoadGenerator
+from projectdeployer.rehearse.loadgen import LoadResult, main, should_retry_on_stale_keepalive
 
 pytestmark = pytest.mark.unit
 
@@ -583,7 +583,7 @@ def test_cli_prints_the_count_last(serve: Callable[..., LocalServer],
 def test_cli_runs_as_a_module(serve: Callable[..., LocalServer]) -> None:
     server = serve()
     proc = subprocess.run(
-        [sys.executable, "-m", "projectdeployer.testing.loadgen", server.url("/ok"),
+        [sys.executable, "-m", "projectdeployer.rehearse.loadgen", server.url("/ok"),
          "--rate", "40", "--seconds", "0.3"],
         capture_output=True, text=True, timeout=30,
     )

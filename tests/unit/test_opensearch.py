@@ -1,6 +1,6 @@
 """OpenSearch without OpenSearch: the container parts (no secret outside the private files,
 modes, certificates made once and reused), the snapshot client and its CLI against the fake
-node (``projectdeployer.testing.fake_opensearch``) over real HTTPS with the generated
+node (``tests.support.fake_opensearch``) over real HTTPS with the generated
 certificates, the fake itself, and the password rotation against the fake.
 
 Nothing here ran against a real OpenSearch node: no image or package of it is reachable on
@@ -39,7 +39,7 @@ from projectdeployer.core.rotator import RotationError
 from projectdeployer.core.runtime import ContainerInfo
 from tests.unit.test_rotator import with_lock
 from projectdeployer.service_types import opensearch as os_type
-from projectdeployer.testing.fake_opensearch import FakeOpenSearch
+from tests.support.fake_opensearch import FakeOpenSearch
 
 pytestmark = pytest.mark.unit
 

@@ -72,7 +72,7 @@ become ``-E`` settings, it refuses to run as root; the Dockerfile: user ``opense
 ``AccountApiAction``); docs.opensearch.org "Docker security configuration", "Security plugin
 settings" and the Change Password API. None of this was run against a real node here (no
 OpenSearch image or package is reachable on this machine): it is tested against
-``projectdeployer.testing.fake_opensearch`` and by inspecting the generated files.
+``tests/support/fake_opensearch.py`` and by inspecting the generated files.
 """
 
 from __future__ import annotations

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from projectdeployer import ProjectDeployer
+
 from .bed import images_table
 
 #: The example app every service runs (``python app.py``, ``GET /health``).
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "python-api"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "python-api"
 
 
 def service_names(count: int) -> list[str]:
@@ -44,8 +46,6 @@ def image_project_toml(name: str, source: Path = EXAMPLE) -> str:
 
 def build_shared_image(workdir: Path, name: str) -> str:
     """Build examples/python-api once as project ``name``; returns the image tag."""
-    from .. import ProjectDeployer
-
     path = workdir / f"{name}.toml"
     path.write_text(image_project_toml(name))
     built = ProjectDeployer(str(path), path=path).build(env="dev", log=lambda line: None)

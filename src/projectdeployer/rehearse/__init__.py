@@ -1,6 +1,6 @@
-"""Test and bench instruments shipped with ProjectDeployer (the load generator).
+"""Instruments users may run to rehearse a deploy (the load generator).
 
-Re-exports are lazy so that ``python -m projectdeployer.testing.loadgen`` runs cleanly.
+Re-exports are lazy so that ``python -m projectdeployer.rehearse.loadgen`` runs cleanly.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ Stopping
 
 Command line::
 
-    python -m projectdeployer.testing.loadgen https://127.0.0.1:8443/ --rate 150 --seconds 10 \\
+    python -m projectdeployer.rehearse.loadgen https://127.0.0.1:8443/ --rate 150 --seconds 10 \\
         --host api.example.com
 
 prints a summary whose last line is ``failed=N sent=M``; exit status 1 if anything failed.
@@ -1075,7 +1075,7 @@ class LoadGenerator:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m projectdeployer.testing.loadgen",
+        prog="python -m projectdeployer.rehearse.loadgen",
         description="Send continuous HTTP load to one URL and count every failed request.",
     )
     parser.add_argument("url")
