@@ -1,9 +1,10 @@
 """Rehearse a deploy: instruments users may run against their own deployments (the load
 generator, :class:`LoadGenerator`, which counts every failed request while you deploy).
 
-An optional part of ProjectDeployer, installed with the ``rehearse`` extra
-(``pip install 'projectdeployer[rehearse]'``) and described in docs/rehearse.md. Nothing in the
-product imports it (tests/unit/test_package_layout.py checks). The test suite's own fixtures
+An optional part of ProjectDeployer, described in docs/rehearse.md: its modules come with the
+package, and what they need beyond the package's dependencies comes with the ``rehearse`` extra
+(``pip install 'projectdeployer[rehearse]'``; nothing today). Nothing in the product imports it
+(tests/unit/test_package_layout.py checks). The test suite's own fixtures
 (the image bed, the fake OpenSearch node, the many-services projects) are in tests/support and
 are not installed.
 
