@@ -32,9 +32,13 @@ ENTRY_POINT_GROUP = "projectdeployer"
 LOAD_ENV = "PROJECTDEPLOYER_LOAD_PLUGINS"
 TRACE_ENV = "PROJECTDEPLOYER_TRACE_PLUGINS"
 
-#: Imported directly and never disabled (name -> module): the secret references every project
-#: file uses.
-ESSENTIAL_PLUGINS: dict[str, str] = {"secrets_store": "projectdeployer.addons.secrets_store"}
+#: Imported directly and never disabled (name -> module, or ``module:Class`` for a class-based
+#: plugin made once per manager, ``Class(manager)``): the secret references every project file
+#: uses, and the adapter that answers the per-service hooks from the service types' methods.
+ESSENTIAL_PLUGINS: dict[str, str] = {
+    "secrets_store": "projectdeployer.addons.secrets_store",
+    "service_type_methods": "projectdeployer.default_plugins.service_type_methods:ServiceTypeMethods",
+}
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
@@ -90,9 +94,12 @@ def load_plugins(manager: pluggy.PluginManager | None = None, *, env: dict[str, 
         return pm
     environ = os.environ if env is None else env
 
-    for name, module_name in ESSENTIAL_PLUGINS.items():
+    for name, where in ESSENTIAL_PLUGINS.items():
         if target.get_plugin(name) is None:
-            register_plugin(target, importlib.import_module(module_name), name, f"essential plugin {name} ({module_name})")
+            module_name, _, class_name = where.partition(":")
+            module = importlib.import_module(module_name)
+            plugin = getattr(module, class_name)(target) if class_name else module
+            register_plugin(target, plugin, name, f"essential plugin {name} ({where})")
 
     wanted = _wanted(environ.get(LOAD_ENV))
     for ep in _entry_points():

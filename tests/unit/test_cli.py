@@ -190,7 +190,7 @@ def test_broken_plugin_is_named_in_one_line(tmp_path: Path) -> None:
     env["PROJECTDEPLOYER_LOAD_PLUGINS"] = "service_python"
     ok = subprocess.run([str(BIN), "plugins", "--json"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert {p["name"] for p in json.loads(ok.stdout)} == {"secrets_store", "service_python"}
+    assert {p["name"] for p in json.loads(ok.stdout)} == {"secrets_store", "service_type_methods", "service_python"}
 
 
 # --- errors name flags and commands; mistakes are one line, exit 2, nothing changed ---------------

@@ -890,8 +890,13 @@ def test_load_plugins_unset_loads_everything(manager: pluggy.PluginManager) -> N
     described = {p["name"]: p for p in get_plugins(manager)}
     postgres = described["service_postgres"]
     assert postgres["builtin"] is True and postgres["distribution"] == "projectdeployer"
-    assert postgres["hooks"] == ["backup_method", "container_parts", "health_checks", "register_service_types"]
+    # A type's plugin registers it; the per-service hooks are answered from its methods by the
+    # essential adapter.
+    assert postgres["hooks"] == ["register_service_types"]
     assert postgres["module"] == "projectdeployer.service_types.postgres"
+    adapter = described["service_type_methods"]
+    assert adapter["builtin"] is True and adapter["module"] == "projectdeployer.default_plugins.service_type_methods"
+    assert adapter["hooks"] == ["backup_method", "container_parts", "generate_dockerfile", "health_checks"]
 
 
 def test_load_plugins_empty_loads_only_the_essential_core(core_manager: pluggy.PluginManager) -> None:
@@ -1048,7 +1053,7 @@ def test_trace_plugins_prints_hook_calls(capsys: pytest.CaptureFixture[str]) -> 
     captured = capsys.readouterr()
     assert captured.out == ""
     trace = captured.err
-    assert re.search(r"^\[plugins\] health_checks\(service\) -> .*service_postgres", trace, re.M), trace
+    assert re.search(r"^\[plugins\] health_checks\(service\) -> .*service_type_methods", trace, re.M), trace
     assert re.search(r"^\[plugins\] health_checks returned \[\[HealthCheck\(kind='tcp', port=5432", trace, re.M), trace
 
     quiet = load_plugins(make_plugin_manager(), env={})

@@ -38,6 +38,7 @@ from projectdeployer.core.resolver import password_path
 from projectdeployer.core.rotator import RotationError
 from projectdeployer.core.runtime import ContainerInfo
 from tests.unit.test_rotator import with_lock
+from projectdeployer.plugins import load_plugins
 from projectdeployer.service_types import opensearch as os_type
 from tests.support.fake_opensearch import FakeOpenSearch
 
@@ -76,7 +77,8 @@ def project(pd_home: Path) -> ProjectDeployer:
 
 def parts_of(project: ProjectDeployer) -> Any:
     spec = project.project.services[SERVICE]
-    return os_type.container_parts(service=spec, project=project.project, env=ENV)
+    # The hook as a deploy asks it: the adapter answers from the opensearch type's method.
+    return load_plugins().hook.container_parts(service=spec, project=project.project, env=ENV)
 
 
 def _mode(path: Path) -> int:
@@ -277,7 +279,8 @@ def test_the_hash_follows_the_password_file(project: ProjectDeployer) -> None:
 
 
 def test_other_types_get_no_opensearch_parts(project: ProjectDeployer) -> None:
-    assert os_type.container_parts(service=project.project.services["api"], project=project.project, env=ENV) is None
+    api = project.project.services["api"]
+    assert load_plugins().hook.container_parts(service=api, project=project.project, env=ENV) is None
 
 
 def test_to_yaml_quotes_every_string() -> None:
@@ -720,7 +723,8 @@ def test_the_backup_method_snapshots_through_the_api_and_writes_a_verified_manif
         image="opensearchproject/opensearch:2", host=f"shop_{ENV}_{SERVICE}", port=9200,
         policy=BackupPolicy(enabled=True, schedule="0 4 * * *", retention_days=7), python_image="pd-test/python:3.11",
     )
-    method = os_type.OpenSearchBackup()
+    method = load_plugins().hook.backup_method(service=spec)  # as the backup jobs ask for it
+    assert isinstance(method, os_type.OpenSearchBackup)
     job = method.backup_job(target)
     password = password_path("shop", ENV, SERVICE).read_text()
     # It runs on the python image; the password only as a private file.

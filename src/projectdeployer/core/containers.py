@@ -13,7 +13,7 @@ import attrs
 from .model import Project, ServiceSpec
 from .ports import PortAssignment
 from .rendersafety import command_argv
-from .resolver import SIDECAR_HOST, ResourceResolver
+from .resolver import service_context
 from .runtime import (
     LABEL_CONFIG,
     LABEL_ENV,
@@ -81,24 +81,10 @@ def host_port(ports: PortAssignment, slot: str) -> int:
     return ports.secondary if slot == "b" else ports.host
 
 
-def _auto_env(key: str, target: str, target_type: str, project: Project, env: str, files: dict[str, str]) -> dict[str, str]:
-    """Environment for ``KEY = "auto"``: a URL without the password, and the full one as a file."""
-    name, rr = project.name, ResourceResolver
-    if target_type == "postgres":
-        user, db, port = rr.get_db_user(name, env, target), rr.get_db_name(name, env, target), rr.get_service_port(name, env, target)
-        password = rr.get_service_password(name, env, target)
-        files[key] = f"postgresql://{user}:{password}@{SIDECAR_HOST}:{port}/{db}"
-        files["pgpass"] = files.get("pgpass", "") + f"{SIDECAR_HOST}:{port}:{db}:{user}:{password}\n"
-        return {key: f"postgresql://{user}@{SIDECAR_HOST}:{port}/{db}", f"{key}_FILE": f"{SECRETS_MOUNT}/{key}", "PGPASSFILE": f"{SECRETS_MOUNT}/pgpass"}
-    if target_type == "redis":
-        port = rr.get_service_port(name, env, target)
-        files[key] = rr.get_redis_connection_string(name, env, target)
-        return {key: f"redis://{SIDECAR_HOST}:{port}/0", f"{key}_FILE": f"{SECRETS_MOUNT}/{key}"}
-    if target_type == "opensearch":
-        port = rr.get_service_port(name, env, target)
-        files[key] = rr.get_opensearch_url(name, env, target)
-        return {key: f"https://{SIDECAR_HOST}:{port}", f"{key}_FILE": f"{SECRETS_MOUNT}/{key}"}
-    return {key: rr.get_service_url(name, env, target)}
+def _add_files(files: dict[str, str], added: Mapping[str, str]) -> None:
+    """``added`` into ``files``; a file two connections both write (``pgpass``) holds both's lines."""
+    for file_name, text in added.items():
+        files[file_name] = files.get(file_name, "") + text
 
 
 #: ``$0`` of the ``secrets_in_env`` wrapper (shown in its error messages).
@@ -167,21 +153,24 @@ def build_container(
 
         service_types = get_registry().service_types
     registry_types = service_types
+    ctx = service_context(name, env)
     #: NAME of every NAME_FILE set from env_vars: what a secrets_in_env wrapper exports.
     file_vars: list[str] = []
     for key, value in service.env_vars.items():
         if value == "auto":
             target, _ = auto_env_target(key, service, project, registry_types)
             if target is not None:
-                added = _auto_env(key, target, types[target], project, env, files)
+                # The URL without the password; with a password, the whole URL as a file.
+                added, added_files = registry_types[types[target]].connection_env(key, target, ctx)
+                _add_files(files, added_files)
                 environ.update(added)
                 if f"{key}_FILE" in added:
                     file_vars.append(key)
         elif is_auto_piece(value):
-            found = auto_piece_target(value, service, project)
+            found = auto_piece_target(value, service, project, registry_types)
             if isinstance(found, tuple):
                 target, piece = found
-                text = ResourceResolver.get_piece(name, env, target, types[target], piece)
+                text = registry_types[types[target]].piece(piece, target, ctx)
                 if piece == "password":
                     # The password is a file plus KEY_FILE, never a value in the environment.
                     files[f"env_{key}"] = text
@@ -199,8 +188,9 @@ def build_container(
     # Passwords of the stateful services this one depends on, for ResourceResolver-style access.
     for dep in service.depends_on:
         dep_spec = project.services.get(dep)
-        if dep_spec is not None and dep_spec.type in ("postgres", "redis", "opensearch"):
-            files.setdefault(f"{dep}_password", ResourceResolver.get_service_password(name, env, dep))
+        dep_type = registry_types.get(dep_spec.type) if dep_spec is not None else None
+        if dep_type is not None and dep_type.has_password:
+            files.setdefault(f"{dep}_password", ctx.password(dep))
     environ.update(parts.env)
 
     mounts: list[Mount] = []

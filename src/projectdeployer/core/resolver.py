@@ -14,20 +14,15 @@ import secrets
 import string
 from pathlib import Path
 
+import attrs
+
 from . import paths
 from .errors import SecretError
 from .fsutil import write_private
+from .servicetype import SIDECAR_HOST, ServiceType
 
-#: The host name apps use: the nginx sidecar's network alias.
-SIDECAR_HOST = "nginx"
-#: The pieces ``env_vars`` values ``"auto:SERVICE.PIECE"`` name, by service type (the seed's
-#: ``get_service_host``/``get_service_port``/``get_db_user``/``get_db_name``/
-#: ``get_service_password``). ``password`` is never a value: it becomes ``KEY_FILE``.
-AUTO_PIECES: dict[str, tuple[str, ...]] = {
-    "postgres": ("host", "port", "user", "database", "password"),
-    "redis": ("host", "port", "password"),
-    "opensearch": ("host", "port", "user", "password"),
-}
+__all__ = ["SIDECAR_HOST", "ResourceResolver", "ServiceFiles", "ensure_password", "generate_password", "password_path", "service_context"]
+
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 32
 
@@ -93,18 +88,8 @@ class ResourceResolver:
 
     @classmethod
     def get_piece(cls, project: str, env: str, service: str, service_type: str, piece: str) -> str:
-        """One piece of :data:`AUTO_PIECES` for ``service`` (of ``service_type``), as text."""
-        if piece == "host":
-            return cls.get_service_host(project, env, service)
-        if piece == "port":
-            return str(cls.get_service_port(project, env, service))
-        if piece == "user":
-            return "admin" if service_type == "opensearch" else cls.get_db_user(project, env, service)
-        if piece == "database":
-            return cls.get_db_name(project, env, service)
-        if piece == "password":
-            return cls.get_service_password(project, env, service)
-        raise SecretError(f"no piece {piece!r} of a {service_type} service (pieces: {', '.join(AUTO_PIECES.get(service_type, ()))})")
+        """One of the registered type's ``auto_pieces`` for ``service`` (of ``service_type``), as text."""
+        return _registered_type(service_type).piece(piece, service, service_context(project, env))
 
     @classmethod
     def get_db_connection_string(cls, project: str, env: str, service: str) -> str:
@@ -128,3 +113,42 @@ class ResourceResolver:
     def get_service_url(cls, project: str, env: str, service: str) -> str:
         """``http://nginx:{port}`` for a web service."""
         return f"http://{SIDECAR_HOST}:{cls.get_service_port(project, env, service)}"
+
+
+@attrs.frozen
+class ServiceFiles:
+    """The :class:`~projectdeployer.core.servicetype.ServiceContext` of one project environment,
+    read from (and, for a new password, written to) ``$PROJECTDEPLOYER_HOME``."""
+
+    project: str
+    env: str
+    sidecar_host: str = SIDECAR_HOST
+
+    def ensure_password(self, service: str) -> str:
+        return ensure_password(self.project, self.env, service)
+
+    def password(self, service: str) -> str:
+        return ResourceResolver.get_service_password(self.project, self.env, service)
+
+    def db_user(self, service: str) -> str:
+        return ResourceResolver.get_db_user(self.project, self.env, service)
+
+    def db_name(self, service: str) -> str:
+        return ResourceResolver.get_db_name(self.project, self.env, service)
+
+    def service_port(self, service: str) -> int:
+        return ResourceResolver.get_service_port(self.project, self.env, service)
+
+
+def service_context(project: str, env: str) -> ServiceFiles:
+    """The context service types get for ``project``/``env`` (a ``ContextFor``)."""
+    return ServiceFiles(project, env)
+
+
+def _registered_type(name: str) -> ServiceType:
+    from .registry import get_registry
+
+    stype = get_registry().service_type(name)
+    if stype is None:
+        raise SecretError(f"no service type {name!r} is registered")
+    return stype

@@ -1,12 +1,115 @@
-"""What a service-type plugin registers: a name, a spec class and the type's defaults."""
+"""What a service-type plugin registers: a ``ServiceType`` with its name, spec class, defaults
+and behaviour (the Dockerfile it generates, its container's parts, its backups, health checks,
+connection strings, pieces and password rotation), and the ``ServiceContext`` a type asks for
+passwords, users and ports instead of importing the secrets code.
+
+A type with behaviour subclasses ``ServiceType`` and overrides its methods (as llm's registered
+model objects do); the built-in adapter plugin (``default_plugins/service_type_methods.py``)
+answers the ``generate_dockerfile``, ``container_parts``, ``backup_method`` and
+``health_checks`` hooks from them, after every other plugin (``trylast``), so a plugin's own
+hook implementation still wins.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
+from .errors import ProjectDeployerError, SecretError
 from .model import ServiceSpec
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..service_types.dockerfiles import GeneratedBuild
+    from .backups import BackupMethod
+    from .containers import ContainerParts
+    from .model import Project
+    from .monitoring import HealthCheck
+    from .provider import CommandResult
+    from .runtime import ContainerInfo, ContainerRuntime
+
+#: The host name apps reach the project's services by: the nginx sidecar's network alias on
+#: their own server, which routes to wherever the service runs.
+SIDECAR_HOST = "nginx"
+
+
+class ServiceContext(Protocol):
+    """What a service type may ask about the project environment it runs in: generated
+    passwords, the database user and name, the internal ports. ``secrets``' resolver implements
+    it (``core.resolver.service_context``); a type never reads the files itself."""
+
+    @property
+    def project(self) -> str:
+        """The project's name."""
+        ...
+
+    @property
+    def env(self) -> str:
+        """The environment's name."""
+        ...
+
+    @property
+    def sidecar_host(self) -> str:
+        """The host name apps connect to (``nginx``)."""
+        ...
+
+    def ensure_password(self, service: str) -> str:
+        """``service``'s generated password, made (0600) on first use: for the database itself."""
+        ...
+
+    def password(self, service: str) -> str:
+        """``service``'s password as recorded; a :class:`SecretError` ("deploy first") when none."""
+        ...
+
+    def db_user(self, service: str) -> str:
+        """The database user of ``service`` (``{project}_user``)."""
+        ...
+
+    def db_name(self, service: str) -> str:
+        """The database name of ``service`` (``{project}_{hash8}``)."""
+        ...
+
+    def service_port(self, service: str) -> int:
+        """``service``'s internal port (5000-5999, behind the sidecar), as the deploy recorded it."""
+        ...
+
+
+#: ``contexts(project, env)``: the context of one project environment (what a backup method
+#: gets, since it is asked for before the environment is known).
+ContextFor = Callable[[str, str], ServiceContext]
+Log = Callable[[str], None]
+
+
+class RotationError(ProjectDeployerError):
+    """A rotation could not be done; nothing was changed. Says why."""
+
+
+class PasswordRotation:
+    """How a running database takes a new password, the password only ever on a command's
+    standard input. The rotator calls :meth:`begin` before it replaces the password file and
+    :meth:`finish` after; a type whose clients may keep the old password a while longer
+    (redis: both work until ``finish``) does its second step there."""
+
+    def begin(self, runtime: ContainerRuntime, container: ContainerInfo, service: ServiceSpec, ctx: ServiceContext, old: str, new: str, log: Log) -> None:
+        """Make the running database take ``new``; raise :class:`RotationError` when it
+        refused (then nothing changed)."""
+        raise NotImplementedError
+
+    def finish(self, runtime: ContainerRuntime, container: ContainerInfo, service: ServiceSpec, ctx: ServiceContext, new: str, log: Log) -> None:
+        """After the file holds ``new``: drop the old password where it still works. A failure
+        here is only a warning (the new password works and is in the file)."""
+        return None
+
+    @staticmethod
+    def exec(runtime: ContainerRuntime, container: ContainerInfo, argv: list[str], stdin: str, user: str | None = None, timeout: float = 60.0) -> CommandResult:
+        """``argv`` run in ``container`` with ``stdin``; a runtime that cannot exec is a RotationError."""
+        try:
+            return runtime.exec(container.name, argv, stdin=stdin.encode(), user=user, timeout=timeout)
+        except NotImplementedError as exc:
+            raise RotationError(f"cannot rotate in {container.name}: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -27,6 +130,11 @@ class ServiceType:
     :param default_version: the ``version`` field's default for database types.
     :param backup_schedule: the default cron schedule of its backups (stateful types).
     :param auto_env: env var names whose ``"auto"`` value is this type's connection string.
+    :param has_password: it has a generated password (``{service}_password``), which the services
+        depending on it get as a file, and which ``rotation`` (if any) changes.
+    :param auto_pieces: the pieces ``env_vars`` values ``"auto:SERVICE.PIECE"`` may name
+        (``host``, ``port``, ``user``, ...; ``password`` is never a value but a ``KEY_FILE``).
+    :param rotation: how its running database takes a new password; ``None``: not rotatable.
     :param unused_fields: common fields (of ``ServiceSpec``) that mean nothing for this type;
         ``projectdeployer add TYPE`` does not offer them. By default: a stateful type runs all
         the time and is checked over TCP (no ``schedule``, no ``health_path``), a type that
@@ -48,6 +156,9 @@ class ServiceType:
     #: Environment variables that ``"auto"`` resolves to a service of this type
     #: (postgres: ``DATABASE_URL``; redis: ``REDIS_URL``).
     auto_env: tuple[str, ...] = ()
+    has_password: bool = False
+    auto_pieces: tuple[str, ...] = ()
+    rotation: PasswordRotation | None = None
     unused_fields: frozenset[str] = attrs.field(converter=frozenset)
     #: Filled in by the registry: the plugin that registered this type.
     plugin: str = ""
@@ -62,3 +173,47 @@ class ServiceType:
         if not self.web:
             unused |= {"domain", "health_path"}
         return frozenset(unused)
+
+    # --- behaviour: a type overrides what it has (the adapter plugin answers the hooks from it) --
+
+    def dockerfile(self, service: ServiceSpec, project: Project, context_dir: Path | None) -> GeneratedBuild | None:
+        """The Dockerfile generated for ``service`` (and the files it needs), or ``None`` when the
+        type builds nothing or the user gave a Dockerfile. ``context_dir``: the build context
+        when it is at hand, to look at (the python type reads its lock files)."""
+        return None
+
+    def container_parts(self, service: ServiceSpec, ctx: ServiceContext) -> ContainerParts | None:
+        """What the type adds to its containers: environment, command, private files, volumes."""
+        return None
+
+    def backup_method(self, contexts: ContextFor) -> BackupMethod | None:
+        """How services of this type are backed up; ``contexts(project, env)`` gives the method
+        the passwords and users of the environment it backs up."""
+        return None
+
+    def health_checks(self, service: ServiceSpec) -> list[HealthCheck] | None:
+        """The checks a deploy waits for before routing to a new container (the
+        ``health_checks`` hook adds other plugins' checks on top)."""
+        return None
+
+    def connection_env(self, key: str, target: str, ctx: ServiceContext) -> tuple[dict[str, str], dict[str, str]]:
+        """``(environment, private files)`` for ``env_vars[key] = "auto"`` naming ``target``, a
+        service of this type: by default ``http://nginx:{port}``. A type with a password puts
+        the URL with the password in a file (``KEY_FILE``), never in the environment; two
+        connections writing the same file name (``pgpass``) get their lines joined."""
+        return {key: f"http://{ctx.sidecar_host}:{ctx.service_port(target)}"}, {}
+
+    def piece(self, name: str, target: str, ctx: ServiceContext) -> str:
+        """One of :attr:`auto_pieces` of ``target``, a service of this type, as text."""
+        if name in self.auto_pieces:
+            if name == "host":
+                return ctx.sidecar_host
+            if name == "port":
+                return str(ctx.service_port(target))
+            if name == "password":
+                return ctx.password(target)
+            if name == "user":
+                return ctx.db_user(target)
+            if name == "database":
+                return ctx.db_name(target)
+        raise SecretError(f"no piece {name!r} of a {self.name} service (pieces: {', '.join(self.auto_pieces) or 'none'})")

@@ -174,24 +174,24 @@ def is_auto_piece(value: str) -> bool:
     return value.startswith(AUTO_PIECE_PREFIX)
 
 
-def auto_piece_target(value: str, spec: ServiceSpec, project: Project) -> tuple[str, str] | str:
+def auto_piece_target(value: str, spec: ServiceSpec, project: Project, types: Mapping[str, ServiceType]) -> tuple[str, str] | str:
     """``(service, piece)`` for ``env_vars[key] = "auto:NAME.PIECE"``, or why not.
 
-    ``NAME`` is a service of the project, or a type (``postgres``, ``redis``, ``opensearch``)
-    that resolves as ``DATABASE_URL = "auto"`` does: a dependency of that type first, else the
-    only one in the project.
+    ``NAME`` is a service of the project, or a type with pieces (``postgres``, ``redis``,
+    ``opensearch``: their ``auto_pieces``) that resolves as ``DATABASE_URL = "auto"`` does: a
+    dependency of that type first, else the only one in the project.
     """
-    from .resolver import AUTO_PIECES
-
+    # The pieces each registered type offers (the seed's get_service_host, get_db_user, ...).
+    offered = {n: t.auto_pieces for n, t in types.items() if t.auto_pieces}
     example = "e.g. auto:postgres.host"
     match = AUTO_PIECE_RE.match(value)
     if not match:
         return f"{shown(value)} is not a piece: expected auto:SERVICE.PIECE ({example})"
     name, piece = match.groups()
-    typed = sorted(AUTO_PIECES)
+    typed = sorted(offered)
     if name in project.services and name != spec.name:
         target = name
-    elif name in AUTO_PIECES:
+    elif name in offered:
         deps = [d for d in spec.depends_on if d in project.services and project.services[d].type == name]
         candidates = deps or [n for n, s in project.services.items() if s.type == name and n != spec.name]
         if not candidates:
@@ -200,10 +200,10 @@ def auto_piece_target(value: str, spec: ServiceSpec, project: Project) -> tuple[
             return f"{shown(value)} is ambiguous: several {name} services ({', '.join(candidates)}); name one (auto:{candidates[0]}.{piece}) or list it in depends_on"
         target = candidates[0]
     else:
-        others = [n for n, s in project.services.items() if s.type in AUTO_PIECES and n != spec.name]
+        others = [n for n, s in project.services.items() if s.type in offered and n != spec.name]
         return f"{shown(value)}: unknown service {shown(name)} (services with pieces: {', '.join(others) or 'none'}; or a type: {', '.join(typed)})"
     target_type = project.services[target].type
-    pieces = AUTO_PIECES.get(target_type)
+    pieces = offered.get(target_type)
     if pieces is None:
         return f"{shown(value)}: '{target}' is a {target_type} service; pieces exist for {', '.join(typed)} services"
     if piece not in pieces:
@@ -245,7 +245,7 @@ def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, regis
             if why:
                 yield ("env_vars", key), why
         elif is_auto_piece(value):
-            target = auto_piece_target(value, spec, project)
+            target = auto_piece_target(value, spec, project, registry.service_types)
             if isinstance(target, str):
                 yield ("env_vars", key), target
             elif target[1] == "password" and f"{key}_FILE" in spec.env_vars:

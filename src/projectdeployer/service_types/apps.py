@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
+import attrs
+
 from ..core.model import ServiceSpec
 from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 
 
-def app_health_checks(service: ServiceSpec, stype: ServiceType) -> list[HealthCheck] | None:
-    """HTTP on the service's port when it has one; otherwise the image's HEALTHCHECK (or running).
+@attrs.frozen(kw_only=True)
+class AppType(ServiceType):
+    """An application type: checked over HTTP when it has a port."""
 
-    Scheduled jobs run and exit, so they get no health check at all.
-    """
-    if service.type != stype.name or service.is_scheduled:
-        return None
-    if service.port is None:
-        return [HealthCheck(kind="image")]
-    return [HealthCheck(kind="http", port=service.port, path=service.health_path)]
+    def health_checks(self, service: ServiceSpec) -> list[HealthCheck] | None:
+        """HTTP on the service's port when it has one; otherwise the image's HEALTHCHECK (or running).
+
+        Scheduled jobs run and exit, so they get no health check at all.
+        """
+        if service.is_scheduled:
+            return None
+        if service.port is None:
+            return [HealthCheck(kind="image")]
+        return [HealthCheck(kind="http", port=service.port, path=service.health_path)]
 
 
-def uses_generator(service: ServiceSpec, stype: ServiceType) -> bool:
-    """Whether ``stype`` should generate this service's Dockerfile (the user gave none)."""
-    return (
-        service.type == stype.name
-        and getattr(service, "dockerfile", None) is None
-        and getattr(service, "dockerfile_content", None) is None
-    )
+def uses_generator(service: ServiceSpec) -> bool:
+    """Whether the type should generate this service's Dockerfile (the user gave none)."""
+    return getattr(service, "dockerfile", None) is None and getattr(service, "dockerfile_content", None) is None
 
 
 def package_notes(system: list[str], build: list[str]) -> tuple[str, ...]:

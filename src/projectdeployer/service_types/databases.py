@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import attrs
+
 from ..core.model import DatabaseSpec, ServiceSpec
 from ..core.monitoring import HealthCheck
-from ..core.servicetype import ServiceType
+from ..core.servicetype import PasswordRotation, ServiceType
 
 
-def tcp_health_checks(service: ServiceSpec, stype: ServiceType) -> list[HealthCheck] | None:
-    """A TCP check on the database's port, for services of ``stype`` only."""
-    if service.type != stype.name:
-        return None
-    return [HealthCheck(kind="tcp", port=service.port or stype.default_port, start_period=120.0)]
+@attrs.frozen(kw_only=True)
+class DatabaseType(ServiceType):
+    """A stateful type: one data directory, a generated password, checked over TCP."""
+
+    def health_checks(self, service: ServiceSpec) -> list[HealthCheck] | None:
+        """A TCP check on the database's port."""
+        return [HealthCheck(kind="tcp", port=service.port or self.default_port, start_period=120.0)]
+
+
+T = TypeVar("T", bound=DatabaseType)
 
 
 def database_type(
+    cls: type[T],
     name: str,
     *,
     spec_class: type[DatabaseSpec],
@@ -24,9 +34,11 @@ def database_type(
     image: str,
     backup_schedule: str,
     auto_env: tuple[str, ...],
-) -> ServiceType:
+    auto_pieces: tuple[str, ...],
+    rotation: PasswordRotation | None,
+) -> T:
     """A stateful service type whose fluent method is ``add_<name>()`` and default name ``<name>``."""
-    return ServiceType(
+    return cls(
         name=name,
         spec_class=spec_class,
         description=description,
@@ -38,6 +50,9 @@ def database_type(
         default_version=version,
         backup_schedule=backup_schedule,
         auto_env=auto_env,
+        has_password=True,
+        auto_pieces=auto_pieces,
+        rotation=rotation,
     )
 
 

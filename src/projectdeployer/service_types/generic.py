@@ -7,12 +7,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..core.model import GenericSpec, Project, ServiceSpec
-from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
-from .apps import app_health_checks
+from .apps import AppType
 
-GENERIC = ServiceType(
+GENERIC = AppType(
     name="generic",
     spec_class=GenericSpec,
     description="Any image, Dockerfile, Dockerfile lines or git repository with a Dockerfile",
@@ -39,8 +38,3 @@ def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuil
     from .dockerfiles import GeneratedBuild, render_dockerfile_content
 
     return GeneratedBuild(dockerfile=render_dockerfile_content(content), files={})
-
-
-@hookimpl
-def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
-    return app_health_checks(service, GENERIC)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import attrs
 from attrs import define, field
 
 from ..core.model import BuildSpec, Project, ServiceSpec
-from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
-from .apps import app_health_checks, package_notes, uses_generator
+from .apps import AppType, package_notes, uses_generator
 
 PackageManager = Literal["npm", "yarn", "pnpm"]
 
@@ -35,7 +35,29 @@ class NodeSpec(BuildSpec):
     build_packages: list[str] = field(factory=list, metadata={"help": "Debian package only the build needs (not in the final image)"})
 
 
-NODEJS = ServiceType(
+@attrs.frozen(kw_only=True)
+class NodeType(AppType):
+    """Node.js: a generated Dockerfile for npm, yarn or pnpm."""
+
+    def dockerfile(self, service: ServiceSpec, project: Project, context_dir: Path | None) -> GeneratedBuild | None:
+        if not uses_generator(service):
+            return None
+        assert isinstance(service, NodeSpec)
+        from .dockerfiles import render_nodejs
+
+        built = render_nodejs(
+            base_image=project.image("node", service.node_version),
+            package_manager=service.package_manager,
+            build_command=service.build_command,
+            command=service.command,
+            port=service.port,
+            system_packages=service.system_packages,
+            build_packages=service.build_packages,
+        )
+        return attrs.evolve(built, notes=package_notes(service.system_packages, service.build_packages))
+
+
+NODEJS = NodeType(
     name="nodejs",
     spec_class=NodeSpec,
     description="Node.js service with a generated Dockerfile (npm/yarn/pnpm, optional build step)",
@@ -49,27 +71,3 @@ NODEJS = ServiceType(
 @hookimpl
 def register_service_types(register: Callable[[ServiceType], None]) -> None:
     register(NODEJS)
-
-
-@hookimpl
-def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuild | None:
-    if not uses_generator(service, NODEJS):
-        return None
-    assert isinstance(service, NodeSpec)
-    from .dockerfiles import render_nodejs
-
-    built = render_nodejs(
-        base_image=project.image("node", service.node_version),
-        package_manager=service.package_manager,
-        build_command=service.build_command,
-        command=service.command,
-        port=service.port,
-        system_packages=service.system_packages,
-        build_packages=service.build_packages,
-    )
-    return attrs.evolve(built, notes=package_notes(service.system_packages, service.build_packages))
-
-
-@hookimpl
-def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
-    return app_health_checks(service, NODEJS)

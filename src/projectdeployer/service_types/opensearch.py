@@ -92,12 +92,10 @@ from ..core import paths
 from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts, container_name
 from ..core.fsutil import write_private
-from ..core.model import DatabaseSpec, Project, ServiceSpec
-from ..core.monitoring import HealthCheck
-from ..core.resolver import SIDECAR_HOST, ensure_password
-from ..core.servicetype import ServiceType
+from ..core.model import DatabaseSpec, ServiceSpec
+from ..core.servicetype import SIDECAR_HOST, ContextFor, ServiceContext, ServiceType
 from ..hookspecs import hookimpl
-from .databases import database_type, tcp_health_checks
+from .databases import DatabaseType, database_type
 
 
 @define(kw_only=True)
@@ -105,7 +103,42 @@ class OpenSearchSpec(DatabaseSpec):
     """A single-node OpenSearch cluster with the security plugin's admin password generated."""
 
 
+@attrs.frozen(kw_only=True)
+class OpenSearchType(DatabaseType):
+    """A single OpenSearch node with our own security configuration, snapshot API backups."""
+
+    def container_parts(self, service: ServiceSpec, ctx: ServiceContext) -> ContainerParts:
+        """The official image with our own security configuration, every secret as a private file."""
+        return ContainerParts(
+            env={
+                "DISABLE_INSTALL_DEMO_CONFIG": "true",
+                "DISABLE_PERFORMANCE_ANALYZER_AGENT_CLI": "true",
+                "OPENSEARCH_JAVA_OPTS": f"-Xms{HEAP} -Xmx{HEAP}",
+            },
+            command=("bash", "-c", start_script(), "projectdeployer-opensearch-start"),
+            secret_files=node_files(ctx, service.name),
+            data_volumes={"data": DATA_DIR, "snapshots": SNAPSHOTS_DIR},
+            secret_owner=OPENSEARCH_USER,
+            # The image has no snapshots directory: Docker would create that volume root-owned.
+            volume_owner=OPENSEARCH_USER,
+        )
+
+    def backup_method(self, contexts: ContextFor) -> BackupMethod:
+        return OpenSearchBackup(contexts)
+
+    def connection_env(self, key: str, target: str, ctx: ServiceContext) -> tuple[dict[str, str], dict[str, str]]:
+        """``https://nginx:{port}``; the URL with ``admin`` and the password as a file."""
+        host, port = ctx.sidecar_host, ctx.service_port(target)
+        env = {key: f"https://{host}:{port}", f"{key}_FILE": f"{SECRETS_MOUNT}/{key}"}
+        return env, {key: f"https://{ADMIN_USER}:{ctx.password(target)}@{host}:{port}"}
+
+    def piece(self, name: str, target: str, ctx: ServiceContext) -> str:
+        # The one user is the security plugin's admin, not a per-project database user.
+        return ADMIN_USER if name == "user" else super().piece(name, target, ctx)
+
+
 OPENSEARCH = database_type(
+    OpenSearchType,
     "opensearch",
     spec_class=OpenSearchSpec,
     description="OpenSearch search engine (stateful, snapshot API backups)",
@@ -114,6 +147,8 @@ OPENSEARCH = database_type(
     image="opensearchproject/opensearch:{version}",
     backup_schedule="0 4 * * *",
     auto_env=("OPENSEARCH_URL",),
+    auto_pieces=("host", "port", "user", "password"),
+    rotation=None,
 )
 
 #: The image's layout (opensearch-build's Dockerfile).
@@ -144,11 +179,6 @@ HASH_FILE = "admin_password.bcrypt"
 @hookimpl
 def register_service_types(register: Callable[[ServiceType], None]) -> None:
     register(OPENSEARCH)
-
-
-@hookimpl
-def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
-    return tcp_health_checks(service, OPENSEARCH)
 
 
 # --- certificates ------------------------------------------------------------------------------
@@ -531,9 +561,10 @@ def start_script() -> str:
     ]) + "\n"
 
 
-def node_files(project: str, env: str, service: str) -> dict[str, str]:
+def node_files(ctx: ServiceContext, service: str) -> dict[str, str]:
     """Every private file the node's container gets at ``/run/secrets/pd``."""
-    password = ensure_password(project, env, service)
+    project, env = ctx.project, ctx.env
+    password = ctx.ensure_password(service)
     pki = ensure_pki(project, env, service)
     files = {
         "opensearch.yml": opensearch_yml(project, env, service, pki),
@@ -546,26 +577,6 @@ def node_files(project: str, env: str, service: str) -> dict[str, str]:
     for name, text in security_files(admin_password_hash(project, env, service, password)).items():
         files[f"security-{name}"] = text
     return files
-
-
-@hookimpl
-def container_parts(service: ServiceSpec, project: Project, env: str) -> ContainerParts | None:
-    """The official image with our own security configuration, every secret as a private file."""
-    if service.type != OPENSEARCH.name:
-        return None
-    return ContainerParts(
-        env={
-            "DISABLE_INSTALL_DEMO_CONFIG": "true",
-            "DISABLE_PERFORMANCE_ANALYZER_AGENT_CLI": "true",
-            "OPENSEARCH_JAVA_OPTS": f"-Xms{HEAP} -Xmx{HEAP}",
-        },
-        command=("bash", "-c", start_script(), "projectdeployer-opensearch-start"),
-        secret_files=node_files(project.name, env, service.name),
-        data_volumes={"data": DATA_DIR, "snapshots": SNAPSHOTS_DIR},
-        secret_owner=OPENSEARCH_USER,
-        # The image has no snapshots directory: Docker would create that volume root-owned.
-        volume_owner=OPENSEARCH_USER,
-    )
 
 
 # --- backups through the snapshot API --------------------------------------------------------
@@ -587,9 +598,12 @@ class OpenSearchBackup(BackupMethod):
 
     extension = "snapshot"
 
+    def __init__(self, contexts: ContextFor) -> None:
+        self.contexts = contexts
+
     def _client_args(self, target: BackupTarget) -> tuple[tuple[str, ...], dict[str, str]]:
         project, env, service = target.project.name, target.env, target.service.name
-        files = {"password": ensure_password(project, env, service), "root-ca.pem": ensure_pki(project, env, service).ca_cert}
+        files = {"password": self.contexts(project, env).ensure_password(service), "root-ca.pem": ensure_pki(project, env, service).ca_cert}
         args = (
             "--url", f"https://{target.host}:{target.port}", "--auth-file", f"{SECRETS_MOUNT}/password",
             "--ca-file", f"{SECRETS_MOUNT}/root-ca.pem", "--repo", "pd", "--location", SNAPSHOTS_DIR,
@@ -617,7 +631,3 @@ class OpenSearchBackup(BackupMethod):
             raise BackupError(f"{target.service.name}: the restore of {file} failed (exit code {code}): {' / '.join(lines[-3:])}")
         return time.monotonic() - began
 
-
-@hookimpl
-def backup_method(service: ServiceSpec) -> BackupMethod | None:
-    return OpenSearchBackup() if service.type == OPENSEARCH.name else None

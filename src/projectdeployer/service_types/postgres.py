@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import attrs
 from attrs import define
 
 from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts
-from ..core.model import DatabaseSpec, Project, ServiceSpec
-from ..core.resolver import ResourceResolver, ensure_password
-from ..core.monitoring import HealthCheck
-from ..core.servicetype import ServiceType
+from ..core.model import DatabaseSpec, ServiceSpec
+from ..core.servicetype import ContextFor, ServiceContext, ServiceType
 from ..hookspecs import hookimpl
-from .databases import backup_script, database_type, tcp_health_checks
+from .databases import DatabaseType, backup_script, database_type
 
 
 @define(kw_only=True)
@@ -21,7 +20,39 @@ class PostgresSpec(DatabaseSpec):
     """A PostgreSQL server. Database ``{project}_{hash8}``, user ``{project}_user``."""
 
 
+@attrs.frozen(kw_only=True)
+class PostgresType(DatabaseType):
+    """PostgreSQL: the official image, a user and database per service, pg_dump backups."""
+
+    def container_parts(self, service: ServiceSpec, ctx: ServiceContext) -> ContainerParts:
+        """The official image's settings; the password only as a file (POSTGRES_PASSWORD_FILE)."""
+        return ContainerParts(
+            env={
+                "POSTGRES_USER": ctx.db_user(service.name),
+                "POSTGRES_DB": ctx.db_name(service.name),
+                "POSTGRES_PASSWORD_FILE": f"{SECRETS_MOUNT}/password",
+                # A subdirectory, so the volume's root (lost+found on some drivers) is never PGDATA.
+                "PGDATA": "/var/lib/postgresql/data/pgdata",
+            },
+            secret_files={"password": ctx.ensure_password(service.name)},
+            data_volumes={"data": "/var/lib/postgresql/data"},
+            secret_owner="postgres",
+        )
+
+    def backup_method(self, contexts: ContextFor) -> BackupMethod:
+        return PostgresBackup(contexts)
+
+    def connection_env(self, key: str, target: str, ctx: ServiceContext) -> tuple[dict[str, str], dict[str, str]]:
+        """A URL without the password (and ``PGPASSFILE``); the full URL and a pgpass line as files."""
+        host, user, db, port = ctx.sidecar_host, ctx.db_user(target), ctx.db_name(target), ctx.service_port(target)
+        password = ctx.password(target)
+        files = {key: f"postgresql://{user}:{password}@{host}:{port}/{db}", "pgpass": f"{host}:{port}:{db}:{user}:{password}\n"}
+        env = {key: f"postgresql://{user}@{host}:{port}/{db}", f"{key}_FILE": f"{SECRETS_MOUNT}/{key}", "PGPASSFILE": f"{SECRETS_MOUNT}/pgpass"}
+        return env, files
+
+
 POSTGRES = database_type(
+    PostgresType,
     "postgres",
     spec_class=PostgresSpec,
     description="PostgreSQL database (stateful, backed up with pg_dump)",
@@ -30,37 +61,14 @@ POSTGRES = database_type(
     image="postgres:{version}",
     backup_schedule="0 2 * * *",
     auto_env=("DATABASE_URL", "POSTGRES_URL"),
+    auto_pieces=("host", "port", "user", "database", "password"),
+    rotation=None,
 )
 
 
 @hookimpl
 def register_service_types(register: Callable[[ServiceType], None]) -> None:
     register(POSTGRES)
-
-
-@hookimpl
-def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
-    return tcp_health_checks(service, POSTGRES)
-
-
-@hookimpl
-def container_parts(service: ServiceSpec, project: Project, env: str) -> ContainerParts | None:
-    """The official image's settings; the password only as a file (POSTGRES_PASSWORD_FILE)."""
-    if service.type != POSTGRES.name:
-        return None
-    name = project.name
-    return ContainerParts(
-        env={
-            "POSTGRES_USER": ResourceResolver.get_db_user(name, env, service.name),
-            "POSTGRES_DB": ResourceResolver.get_db_name(name, env, service.name),
-            "POSTGRES_PASSWORD_FILE": f"{SECRETS_MOUNT}/password",
-            # A subdirectory, so the volume's root (lost+found on some drivers) is never PGDATA.
-            "PGDATA": "/var/lib/postgresql/data/pgdata",
-        },
-        secret_files={"password": ensure_password(name, env, service.name)},
-        data_volumes={"data": "/var/lib/postgresql/data"},
-        secret_owner="postgres",
-    )
 
 
 class PostgresBackup(BackupMethod):
@@ -70,13 +78,16 @@ class PostgresBackup(BackupMethod):
 
     extension = "dump"
 
+    def __init__(self, contexts: ContextFor) -> None:
+        self.contexts = contexts
+
     def _connection(self, target: BackupTarget) -> tuple[dict[str, str], dict[str, str]]:
-        project, env, service = target.project.name, target.env, target.service.name
-        user = ResourceResolver.get_db_user(project, env, service)
-        password = ensure_password(project, env, service)
+        ctx, service = self.contexts(target.project.name, target.env), target.service.name
+        user = ctx.db_user(service)
+        password = ctx.ensure_password(service)
         env_vars = {
             "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": user,
-            "PGDATABASE": ResourceResolver.get_db_name(project, env, service),
+            "PGDATABASE": ctx.db_name(service),
             "PGPASSFILE": f"{SECRETS_MOUNT}/pgpass", "PGCONNECT_TIMEOUT": "10",
         }
         # Any database name: a restore also connects to "postgres" and the side database.
@@ -103,7 +114,3 @@ class PostgresBackup(BackupMethod):
         swap = [line.split("=", 1)[1] for line in lines if "swap_seconds=" in line]
         return float(swap[-1]) if swap else 0.0
 
-
-@hookimpl
-def backup_method(service: ServiceSpec) -> BackupMethod | None:
-    return PostgresBackup() if service.type == POSTGRES.name else None

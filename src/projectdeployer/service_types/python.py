@@ -11,10 +11,9 @@ import attrs
 from attrs import define, field
 
 from ..core.model import BuildSpec, Project, ServiceSpec
-from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
-from .apps import app_health_checks, package_notes, uses_generator
+from .apps import AppType, package_notes, uses_generator
 
 if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
     from .dockerfiles import GeneratedBuild
@@ -40,7 +39,42 @@ class PythonSpec(BuildSpec):
     build_packages: list[str] = field(factory=list, metadata={"help": "Debian package only the build needs (not in the final image)"})
 
 
-PYTHON = ServiceType(
+@attrs.frozen(kw_only=True)
+class PythonType(AppType):
+    """Python: a generated Dockerfile from the source's requirements or lock files."""
+
+    def dockerfile(self, service: ServiceSpec, project: Project, context_dir: Path | None) -> GeneratedBuild | None:
+        if not uses_generator(service):
+            return None
+        assert isinstance(service, PythonSpec)
+        from .dockerfiles import POETRY_VERSION, UV_VERSION, render_python
+        from .pysource import SourceProblem, detect_install
+
+        try:
+            install = detect_install(
+                context_dir,
+                requirements_files=service.requirements_files,
+                package_manager=service.package_manager,
+                # A build arg of the same name overrides the pinned release (the template's ARG).
+                poetry_version=service.build_args.get("POETRY_VERSION", POETRY_VERSION),
+                uv_version=service.build_args.get("UV_VERSION", UV_VERSION),
+            )
+        except SourceProblem as exc:
+            from ..core.build import BuildFailed
+
+            raise BuildFailed(f"{service.name}: {exc}") from None
+        built = render_python(
+            base_image=project.image("python", service.python_version),
+            install=install,
+            command=service.command,
+            port=service.port,
+            system_packages=service.system_packages,
+            build_packages=service.build_packages,
+        )
+        return attrs.evolve(built, notes=(f"python: {install.reason}", *package_notes(service.system_packages, service.build_packages)))
+
+
+PYTHON = PythonType(
     name="python",
     spec_class=PythonSpec,
     description="Python service with a generated Dockerfile (requirements, pyproject, Poetry or uv; non-root user)",
@@ -54,40 +88,3 @@ PYTHON = ServiceType(
 @hookimpl
 def register_service_types(register: Callable[[ServiceType], None]) -> None:
     register(PYTHON)
-
-
-@hookimpl
-def generate_dockerfile(service: ServiceSpec, project: Project, context_dir: Path | None) -> GeneratedBuild | None:
-    if not uses_generator(service, PYTHON):
-        return None
-    assert isinstance(service, PythonSpec)
-    from .dockerfiles import POETRY_VERSION, UV_VERSION, render_python
-    from .pysource import SourceProblem, detect_install
-
-    try:
-        install = detect_install(
-            context_dir,
-            requirements_files=service.requirements_files,
-            package_manager=service.package_manager,
-            # A build arg of the same name overrides the pinned release (the template's ARG).
-            poetry_version=service.build_args.get("POETRY_VERSION", POETRY_VERSION),
-            uv_version=service.build_args.get("UV_VERSION", UV_VERSION),
-        )
-    except SourceProblem as exc:
-        from ..core.build import BuildFailed
-
-        raise BuildFailed(f"{service.name}: {exc}") from None
-    built = render_python(
-        base_image=project.image("python", service.python_version),
-        install=install,
-        command=service.command,
-        port=service.port,
-        system_packages=service.system_packages,
-        build_packages=service.build_packages,
-    )
-    return attrs.evolve(built, notes=(f"python: {install.reason}", *package_notes(service.system_packages, service.build_packages)))
-
-
-@hookimpl
-def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
-    return app_health_checks(service, PYTHON)

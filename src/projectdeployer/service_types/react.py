@@ -4,16 +4,16 @@ and served by nginx with gzip, long caching of fingerprinted assets and SPA rout
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 from attrs import define
 
 from ..core.model import Project, ServiceSpec
-from ..core.monitoring import HealthCheck
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
-from .apps import app_health_checks, package_notes, uses_generator
+from .apps import AppType, package_notes, uses_generator
 from .nodejs import NodeSpec
 
 if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
@@ -30,7 +30,29 @@ class ReactSpec(NodeSpec):
     nginx_config: str | None = None
 
 
-REACT = ServiceType(
+@attrs.frozen(kw_only=True)
+class ReactType(AppType):
+    """A single-page app: built with Node, served by nginx."""
+
+    def dockerfile(self, service: ServiceSpec, project: Project, context_dir: Path | None) -> GeneratedBuild | None:
+        if not uses_generator(service):
+            return None
+        assert isinstance(service, ReactSpec)
+        from .dockerfiles import render_react
+
+        built = render_react(
+            build_image=project.image("node", service.node_version),
+            serve_image=project.image("nginx"),
+            package_manager=service.package_manager,
+            build_command=service.build_command,
+            build_dir=service.build_dir,
+            nginx_config=service.nginx_config,
+            build_packages=service.build_packages,
+        )
+        return attrs.evolve(built, notes=package_notes([], service.build_packages))
+
+
+REACT = ReactType(
     name="react",
     spec_class=ReactSpec,
     description="Single-page app (React/Vue/Angular/Svelte): Node build, served by nginx",
@@ -47,27 +69,3 @@ REACT = ServiceType(
 @hookimpl
 def register_service_types(register: Callable[[ServiceType], None]) -> None:
     register(REACT)
-
-
-@hookimpl
-def generate_dockerfile(service: ServiceSpec, project: Project) -> GeneratedBuild | None:
-    if not uses_generator(service, REACT):
-        return None
-    assert isinstance(service, ReactSpec)
-    from .dockerfiles import render_react
-
-    built = render_react(
-        build_image=project.image("node", service.node_version),
-        serve_image=project.image("nginx"),
-        package_manager=service.package_manager,
-        build_command=service.build_command,
-        build_dir=service.build_dir,
-        nginx_config=service.nginx_config,
-        build_packages=service.build_packages,
-    )
-    return attrs.evolve(built, notes=package_notes([], service.build_packages))
-
-
-@hookimpl
-def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
-    return app_health_checks(service, REACT)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import attrs
 from attrs import define
 
 from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts
-from ..core.model import DatabaseSpec, Project, ServiceSpec
-from ..core.resolver import ensure_password
-from ..core.monitoring import HealthCheck
-from ..core.servicetype import ServiceType
+from ..core.model import DatabaseSpec, ServiceSpec
+from ..core.servicetype import ContextFor, ServiceContext, ServiceType
 from ..hookspecs import hookimpl
-from .databases import backup_script, database_type, tcp_health_checks
+from .databases import DatabaseType, backup_script, database_type
 
 
 @define(kw_only=True)
@@ -22,7 +21,33 @@ class RedisSpec(DatabaseSpec):
     """A Redis server protected by a generated password."""
 
 
+@attrs.frozen(kw_only=True)
+class RedisType(DatabaseType):
+    """Redis with ``requirepass`` and an append-only file, RDB snapshot backups."""
+
+    def container_parts(self, service: ServiceSpec, ctx: ServiceContext) -> ContainerParts:
+        """The password goes into a config file, never onto redis-server's command line."""
+        password = ctx.ensure_password(service.name)
+        config = f"requirepass {password}\nappendonly yes\ndir /data\n"
+        return ContainerParts(
+            command=("redis-server", f"{SECRETS_MOUNT}/redis.conf"),
+            secret_files={"redis.conf": config},
+            data_volumes={"data": "/data"},
+            secret_owner="redis",
+        )
+
+    def backup_method(self, contexts: ContextFor) -> BackupMethod:
+        return RedisBackup(contexts)
+
+    def connection_env(self, key: str, target: str, ctx: ServiceContext) -> tuple[dict[str, str], dict[str, str]]:
+        """``redis://nginx:{port}/0``; the URL with the password as a file."""
+        host, port = ctx.sidecar_host, ctx.service_port(target)
+        env = {key: f"redis://{host}:{port}/0", f"{key}_FILE": f"{SECRETS_MOUNT}/{key}"}
+        return env, {key: f"redis://:{ctx.password(target)}@{host}:{port}/0"}
+
+
 REDIS = database_type(
+    RedisType,
     "redis",
     spec_class=RedisSpec,
     description="Redis key-value store (stateful, RDB snapshot backups)",
@@ -31,32 +56,14 @@ REDIS = database_type(
     image="redis:{version}",
     backup_schedule="0 3 * * *",
     auto_env=("REDIS_URL",),
+    auto_pieces=("host", "port", "password"),
+    rotation=None,
 )
 
 
 @hookimpl
 def register_service_types(register: Callable[[ServiceType], None]) -> None:
     register(REDIS)
-
-
-@hookimpl
-def health_checks(service: ServiceSpec) -> list[HealthCheck] | None:
-    return tcp_health_checks(service, REDIS)
-
-
-@hookimpl
-def container_parts(service: ServiceSpec, project: Project, env: str) -> ContainerParts | None:
-    """The password goes into a config file, never onto redis-server's command line."""
-    if service.type != REDIS.name:
-        return None
-    password = ensure_password(project.name, env, service.name)
-    config = f"requirepass {password}\nappendonly yes\ndir /data\n"
-    return ContainerParts(
-        command=("redis-server", f"{SECRETS_MOUNT}/redis.conf"),
-        secret_files={"redis.conf": config},
-        data_volumes={"data": "/data"},
-        secret_owner="redis",
-    )
 
 
 class RedisBackup(BackupMethod):
@@ -66,8 +73,11 @@ class RedisBackup(BackupMethod):
 
     extension = "rdb"
 
+    def __init__(self, contexts: ContextFor) -> None:
+        self.contexts = contexts
+
     def backup_job(self, target: BackupTarget) -> BackupJob:
-        password = ensure_password(target.project.name, target.env, target.service.name)
+        password = self.contexts(target.project.name, target.env).ensure_password(target.service.name)
         return BackupJob(
             command=("sh", "-c", backup_script("redis_backup.sh")),
             env={"REDIS_HOST": target.host, "REDIS_PORT": str(target.port)},
@@ -123,7 +133,3 @@ def _wait_tcp(target: BackupTarget, began: float, timeout: float = 120.0) -> Non
     if port:
         raise BackupError(f"{target.service.name}: not answering after the restore ({detail})")
 
-
-@hookimpl
-def backup_method(service: ServiceSpec) -> BackupMethod | None:
-    return RedisBackup() if service.type == REDIS.name else None
