@@ -574,9 +574,33 @@ def test_fake_account_api_changes_the_password() -> None:
 # --- rotation ----------------------------------------------------------------------------------
 
 
+class NodeContainer:
+    """The node's container as the rotation reaches it: ``exec`` runs the command here, with
+    the container's ``https://localhost:9200`` standing for ``url`` (the fake node) and the CA
+    path inside the container for the project's CA file, so the real curl does the request."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self.calls: list[tuple[str, list[str], str]] = []
+        #: ``before(argv, stdin)``: a CommandResult to answer instead of running (a lost answer).
+        self.before: Any = None
+
+    def exec(self, name: str, argv: Any, *, stdin: bytes | None = None, user: str | None = None, timeout: float = 60.0) -> Any:
+        from projectdeployer.core.provider import CommandResult
+
+        text = (stdin or b"").decode()
+        self.calls.append((name, list(argv), text))
+        if self.before is not None and (answer := self.before(list(argv), text)) is not None:
+            return answer
+        assert self.url is not None
+        text = text.replace("https://localhost:9200", self.url).replace(f"{os_type.TLS_DIR}/root-ca.pem", str(os_type.ca_certificate_path("shop", ENV, SERVICE)))
+        done = subprocess.run(list(argv), input=text, capture_output=True, text=True, timeout=timeout)
+        return CommandResult(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
+
+
 class FakeEngine:
-    def __init__(self, running: dict[str, str]) -> None:
-        self.runtime = None
+    def __init__(self, running: dict[str, str], runtime: Any = None) -> None:
+        self.runtime = runtime
         self.running = running
 
     def observed(self) -> dict[str, list[ContainerInfo]]:
@@ -591,11 +615,13 @@ class FakeEngine:
 
 
 def rotator_for(project: ProjectDeployer, url: str | None, running: bool = True) -> tuple[SecretsRotator, MagicMock]:
+    """A rotator whose node runs in a container reached by exec; ``url``: the fake node (with
+    the address 127.0.0.1, which its certificate names too)."""
     rotator = SecretsRotator(project, ENV, log=lambda line: None, lock_wait=0)
     manager = MagicMock()
-    rotator._ops = with_lock(SimpleNamespace(engine=lambda env: FakeEngine({SERVICE: "shop_prod_search"} if running else {}), manager=manager, on_servers=lambda env: False))
-    if url is not None:
-        rotator._opensearch_url = lambda service, container: url  # type: ignore[method-assign]
+    container = NodeContainer(url.replace("://localhost:", "://127.0.0.1:") if url else url)
+    rotator._ops = with_lock(SimpleNamespace(engine=lambda env: FakeEngine({SERVICE: "shop_prod_search"} if running else {}, container), manager=manager, on_servers=lambda env: False))
+    rotator.container = container  # type: ignore[attr-defined]
     return rotator, manager
 
 
@@ -624,10 +650,19 @@ def test_rotation_changes_the_running_node_first_then_the_file(project: ProjectD
     assert bcrypt.checkpw(new.encode(), re.search(r'hash: "([^"]+)"', users).group(1).encode())  # type: ignore[union-attr]
 
 
-def test_the_rotator_reaches_the_node_on_its_published_port(project: ProjectDeployer) -> None:
-    rotator, _ = rotator_for(project, None)
-    info = FakeEngine({SERVICE: "shop_prod_search"}).observed()[SERVICE][0]
-    assert rotator._opensearch_url(SERVICE, info) == "https://127.0.0.1:18123"
+def test_the_rotator_reaches_the_node_inside_its_container(project: ProjectDeployer, node: FakeOpenSearch) -> None:
+    # Not over this machine's loopback to a published port: by exec in the node's container
+    # (wherever it runs), curl to its own localhost, verified against the node's CA.
+    rotator, _ = rotator_for(project, node.url)
+    old = password_path("shop", ENV, SERVICE).read_text()
+    rotator.rotate_opensearch_password(SERVICE)
+    new = password_path("shop", ENV, SERVICE).read_text()
+    [(name, argv, config)] = rotator.container.calls  # type: ignore[attr-defined]
+    assert name == "shop_prod_search" and argv == ["curl", "--config", "-"]
+    assert 'url = "https://localhost:9200/_plugins/_security/api/account"' in config
+    assert f'cacert = "{os_type.TLS_DIR}/root-ca.pem"' in config and 'request = "PUT"' in config
+    assert old in config and new in config  # both passwords on stdin only
+    assert not any(old in part or new in part for part in argv)
 
 
 def _unchanged(current: Path, old: str, manager: MagicMock) -> None:
@@ -660,15 +695,19 @@ def test_a_node_with_another_password_changes_nothing(project: ProjectDeployer, 
     _unchanged(current, old, manager)
 
 
-def test_a_lost_answer_after_the_change_still_counts(project: ProjectDeployer, node: FakeOpenSearch, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lost_answer_after_the_change_still_counts(project: ProjectDeployer, node: FakeOpenSearch) -> None:
+    from projectdeployer.core.provider import CommandResult
+
     current = password_path("shop", ENV, SERVICE)
 
-    def lost(self: SnapshotClient, current_pw: str, new: str) -> Any:
-        node.password = new  # the node made the change ...
-        raise OpenSearchError("PUT /_plugins/_security/api/account: connection reset")  # ... its answer never came
+    def lost(argv: list[str], config: str) -> Any:
+        if 'request = "PUT"' not in config:
+            return None  # the check afterwards reaches the node
+        node.password = re.search(r'\\"password\\": \\"(\w+)\\"', config).group(1)  # type: ignore[union-attr]  # the node made the change ...
+        return CommandResult(exit_code=52, stdout="", stderr="curl: (52) Empty reply from server")  # ... its answer never came
 
-    monkeypatch.setattr(SnapshotClient, "change_password", lost)
     rotator, _ = rotator_for(project, node.url)
+    rotator.container.before = lost  # type: ignore[attr-defined]
     rotator.rotate_opensearch_password(SERVICE)
     assert current.read_text() == node.password
 

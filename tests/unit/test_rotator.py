@@ -48,6 +48,25 @@ def ok(stdout: str = "") -> Callable[[Sequence[str], bytes], CommandResult]:
     return lambda argv, stdin: CommandResult(exit_code=0, stdout=stdout, stderr="")
 
 
+#: What curl prints for the OpenSearch account API's "changed" answer: the body, then the status.
+ACCOUNT_OK = '{"status": "OK", "message": "\'admin\' updated."}\n200'
+
+
+def databases(argv: Sequence[str], stdin: bytes) -> CommandResult:
+    """psql says nothing, redis-cli OK twice, curl (OpenSearch, in its container) the account API's OK."""
+    stdout = {"redis-cli": "OK\nOK\n", "curl": ACCOUNT_OK}.get(argv[0], "")
+    return CommandResult(exit_code=0, stdout=stdout, stderr="")
+
+
+def opensearch_deployed() -> None:
+    """The node's CA where the deploy keeps it (a stand-in: the rotation only checks it is there)."""
+    from projectdeployer.service_types.opensearch import ca_certificate_path
+
+    path = ca_certificate_path("shop", ENV, "opensearch")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("stand-in CA\n")
+
+
 class FakeEngine:
     def __init__(self, runtime: Any, running: dict[str, str]) -> None:
         self.runtime = runtime
@@ -188,15 +207,20 @@ def test_a_service_without_password_file_must_be_deployed_first(pd_home: Path) -
 
 def test_opensearch_is_changed_in_the_running_node(project: ProjectDeployer) -> None:
     # The account API round trip itself is tested against the fake node in test_opensearch.py.
-    rotator, _ = rotator_with(project, FakeRuntime(ok()))
+    rotator, _ = rotator_with(project, FakeRuntime(databases))
     with pytest.raises(RotationError, match="opensearch is not running in shop/prod: deploy it first"):
         rotator.rotate_opensearch_password()
-    changed: list[tuple[str, str, str]] = []
-    rotator, manager = rotator_with(project, FakeRuntime(ok()), running={"opensearch": f"shop_{ENV}_opensearch"})
-    rotator._change_opensearch_password = lambda container, service, old, new: changed.append((container.name, old, new))  # type: ignore[method-assign]
+    opensearch_deployed()
+    runtime = FakeRuntime(databases)
+    rotator, manager = rotator_with(project, runtime, running={"opensearch": f"shop_{ENV}_opensearch"})
     before = password_path("shop", ENV, "opensearch").read_text()
     rotator.rotate_opensearch_password()
-    assert changed == [(f"shop_{ENV}_opensearch", before, password_path("shop", ENV, "opensearch").read_text())]
+    after = password_path("shop", ENV, "opensearch").read_text()
+    # Changed in the running node, from inside its container, both passwords only on stdin.
+    [(name, argv, stdin, _)] = runtime.calls
+    assert name == f"shop_{ENV}_opensearch" and argv == ["curl", "--config", "-"]
+    assert f'\\"current_password\\": \\"{before}\\", \\"password\\": \\"{after}\\"' in stdin.decode()
+    assert before != after
     manager.hook.secret_rotated.assert_called_once_with(project="shop", env=ENV, service="opensearch")
 
 
@@ -223,13 +247,10 @@ def test_a_runtime_without_exec_cannot_rotate(project: ProjectDeployer) -> None:
 
 
 def test_rotate_all_rotates_every_postgres_redis_and_opensearch_service(project: ProjectDeployer) -> None:
-    def answer(argv: Sequence[str], stdin: bytes) -> CommandResult:
-        return CommandResult(exit_code=0, stdout="OK\nOK\n" if argv[0] == "redis-cli" else "", stderr="")
-
     services = ("postgres", "redis", "analytics", "opensearch")
     before = {s: password_path("shop", ENV, s).read_text() for s in services}
-    rotator, manager = rotator_with(project, FakeRuntime(answer), running={s: f"shop_{ENV}_{s}" for s in services})
-    rotator._change_opensearch_password = lambda container, service, old, new: None  # type: ignore[method-assign]
+    opensearch_deployed()
+    rotator, manager = rotator_with(project, FakeRuntime(databases), running={s: f"shop_{ENV}_{s}" for s in services})
     done = rotator.rotate_all_secrets()
     assert set(done) == set(services)
     for service in done:
@@ -302,14 +323,15 @@ def test_a_rotator_loads_the_project_by_name(project: ProjectDeployer) -> None:
     assert rotator.list_secrets()["postgres"] == ["postgres_password"]
 
 
-def test_on_servers_the_database_is_found_on_its_server_and_opensearch_is_refused(project: ProjectDeployer) -> None:
-    runtime = FakeRuntime(ok())
+def test_on_servers_the_database_is_found_on_its_server_and_opensearch_too(project: ProjectDeployer) -> None:
+    runtime = FakeRuntime(databases)
     rotator, _ = rotator_with(project, runtime)
     asked: list[str] = []
 
     def holding(env: str, container: str) -> FakeEngine | None:
         asked.append(container)
-        return FakeEngine(runtime, {"postgres": container}) if container.endswith("_postgres") else None
+        service = container.removeprefix(f"shop_{ENV}_")
+        return FakeEngine(runtime, {service: container}) if service in ("postgres", "opensearch") else None
 
     listed: list[str] = []
     provider = SimpleNamespace(list_servers=lambda project, env: listed.append(env) or [], creation_lock=lambda project, env, wait=0.0: contextlib.nullcontext(listed.append("creation lock")))
@@ -321,6 +343,16 @@ def test_on_servers_the_database_is_found_on_its_server_and_opensearch_is_refuse
     old = current.read_text()
     with pytest.raises(RotationError, match="redis is not running on any server of shop/prod: deploy it first"):
         rotator.rotate_redis_password()
-    with pytest.raises(RotationError, match="rotating an OpenSearch password on servers is not supported yet"):
-        rotator.rotate_opensearch_password()
     assert current.read_text() == old
+    # OpenSearch on a server: its account API is asked by curl inside the node's container on
+    # that server (never over this machine's loopback), the passwords only on curl's stdin.
+    opensearch_deployed()
+    current = password_path("shop", ENV, "opensearch")
+    old = current.read_text()
+    rotator.rotate_opensearch_password()
+    assert asked[-1] == f"shop_{ENV}_opensearch"
+    name, argv, stdin, _ = runtime.calls[-1]
+    assert name == f"shop_{ENV}_opensearch" and argv == ["curl", "--config", "-"]
+    assert 'url = "https://localhost:9200/_plugins/_security/api/account"' in stdin.decode()
+    assert current.read_text() != old and old in stdin.decode() and current.read_text() in stdin.decode()
+    assert not any(old in part or current.read_text() in part for part in argv)

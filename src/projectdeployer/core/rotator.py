@@ -5,19 +5,20 @@ A rotation of service ``S`` in ``{project}/{env}``:
 1. copies the current password file to ``secrets/S/backups/S_password.{YYYYmmdd_HHMMSS}`` (0600);
 2. generates a new 32-character password and keeps it, before anything else changes, in
    ``secrets/S/.S_password.pending`` (0600), so a crash in the next step never loses it;
-3. changes the password in the *running* database first, through the container runtime, the
-   password only ever on the command's standard input (never in argv or environment):
+3. changes the password in the *running* database first, through the container runtime on
+   the server the database runs on, the password only ever on the command's standard input
+   (never in argv or environment). How is the service type's (``ServiceType.rotation``):
 
    - PostgreSQL: ``ALTER ROLE`` by ``psql`` over the container's local socket;
    - Redis: ``ACL SETUSER default >new`` (the old and the new password both work), and after
      step 4 ``CONFIG SET requirepass new`` (only the new one works), by ``redis-cli``;
    - OpenSearch: the security plugin's account API (``PUT /_plugins/_security/api/account``
      with ``current_password`` and ``password``, authenticated as ``admin`` with the old one),
-     over HTTPS to the node's published host port on ``127.0.0.1``, the TLS certificate
-     verified against the node's own CA (``secrets/S/tls/root-ca.pem``); the password only in
-     the request body. From then on only the new password works (the plugin drops its
-     authentication cache on a configuration change), so clients using the old one get HTTP
-     401 until the next ``deploy`` gives them the new one;
+     by ``curl`` inside the node's container to ``https://localhost:9200``, the TLS
+     certificate verified against the node's own CA, the whole request on curl's standard
+     input. From then on only the new password works (the plugin drops its authentication
+     cache on a configuration change), so clients using the old one get HTTP 401 until the
+     next ``deploy`` gives them the new one;
 4. replaces the password file with the new one (atomic rename, 0600);
 5. calls the ``secret_rotated`` hook.
 
@@ -30,9 +31,8 @@ OpenSearch keeps its users in its security index, initialized from ``internal_us
 on a node's first start (``plugins.security.allow_default_init_securityindex``): the change in
 the running node (step 3) is what counts. The deploy regenerates ``internal_users.yml``'s
 bcrypt hash from the new password file, which matters only for a fresh node (an empty data
-volume). The node is reached at ``127.0.0.1``: this works where the operator's machine is the
-server (the ``local`` provider, which publishes ports on 127.0.0.1); for a remote server the
-URL must be tunnelled there (``_opensearch_url`` is the one place to change).
+volume). The node is asked from inside its own container, so this works on whichever server
+it runs, as PostgreSQL and Redis do.
 """
 
 from __future__ import annotations
@@ -48,22 +48,20 @@ from typing import TYPE_CHECKING, Any
 from . import paths
 from .errors import ProjectDeployerError
 from .fsutil import write_private
-from .resolver import ResourceResolver, generate_password, password_path
+from .resolver import generate_password, password_path, service_context
 from .runtime import ContainerInfo, ContainerRuntime
+from .servicetype import RotationError, ServiceType
 
 if TYPE_CHECKING:
     from .deployer import ProjectDeployer
 
 Log = Callable[[str], None]
 
-#: The service types whose password can be rotated today.
-ROTATABLE = ("postgres", "redis", "opensearch")
 BACKUPS_DIR = "backups"
 TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 
 
-class RotationError(ProjectDeployerError):
-    """A rotation could not be done; nothing was changed. Says why."""
+__all__ = ["RotationError", "SecretsRotator"]
 
 
 class SecretsRotator:
@@ -117,7 +115,8 @@ class SecretsRotator:
         done: dict[str, Path] = {}
         failures: list[str] = []
         for name, spec in self._services().items():
-            if spec.type not in ROTATABLE:
+            stype = self._type(spec.type)
+            if stype is None or stype.rotation is None:
                 continue
             try:
                 done[name] = self._rotate(name, spec.type)
@@ -174,6 +173,9 @@ class SecretsRotator:
     def _services(self) -> dict[str, Any]:
         return dict(self.deployer.project.services_for(self.env))
 
+    def _type(self, name: str) -> ServiceType | None:
+        return self.deployer.registry.service_type(name)
+
     def _operations(self) -> Any:
         if self._ops is None:
             self._ops = self.deployer._operations(log=self.log)
@@ -211,8 +213,10 @@ class SecretsRotator:
             raise RotationError(f"no service named '{service}' in {self.project}/{self.env} (services: {', '.join(self._services()) or 'none'})")
         if spec.type != kind:
             raise RotationError(f"{service} is a {spec.type} service, not {kind}")
-        if kind == "opensearch" and self._operations().on_servers(self.env):
-            raise RotationError(f"{service}: rotating an OpenSearch password on servers is not supported yet (the account API is reached on this machine's loopback); nothing changed")
+        stype = self._type(kind)
+        rotation = stype.rotation if stype is not None else None
+        if rotation is None:
+            raise RotationError(f"{service} is a {spec.type} service: it has no generated password to rotate")
         current = password_path(self.project, self.env, service)
         if not current.is_file():
             raise RotationError(f"{service} has no password file at {current}: deploy it first")
@@ -223,20 +227,15 @@ class SecretsRotator:
             backup = self._backup(service, current)
             pending = current.with_name(f".{current.name}.pending")
             write_private(pending, new)
+            ctx = service_context(self.project, self.env)
             try:
-                if kind == "postgres":
-                    self._alter_postgres(runtime, container, service, new)
-                elif kind == "redis":
-                    self._add_redis_password(runtime, container, service, old, new)
-                else:
-                    self._change_opensearch_password(container, service, old, new)
+                rotation.begin(runtime, container, spec, ctx, old, new, self.log)
             except BaseException:
                 pending.unlink(missing_ok=True)
                 backup.unlink(missing_ok=True)
                 raise
             os.replace(pending, current)
-            if kind == "redis":
-                self._drop_old_redis_password(runtime, container, service, new)
+            rotation.finish(runtime, container, spec, ctx, new, self.log)
         self.log(f"{service}: password rotated in {container.name} and {current} (old one saved as {backup.name}); deploy to restart the containers that use it")
         self._hook(service)
         return backup
@@ -252,103 +251,14 @@ class SecretsRotator:
         write_private(target, current.read_text())
         return target
 
-    def _alter_postgres(self, runtime: ContainerRuntime, container: ContainerInfo, service: str, new: str) -> None:
-        user = ResourceResolver.get_db_user(self.project, self.env, service)
-        db = ResourceResolver.get_db_name(self.project, self.env, service)
-        quoted_user = '"' + user.replace('"', '""') + '"'
-        quoted_password = "'" + new.replace("'", "''") + "'"
-        # Keep the statement (it carries the password) out of the server log even on an error.
-        sql = (
-            "SET log_statement = 'none';\n"
-            "SET log_min_error_statement = 'panic';\n"
-            "SET log_min_duration_statement = -1;\n"
-            f"ALTER ROLE {quoted_user} PASSWORD {quoted_password};\n"
-        )
-        argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", db]
-        result = self._exec(runtime, container, argv, sql, user="postgres")
-        if not result.ok:
-            detail = (result.stderr or result.stdout).strip().replace(new, "***")
-            raise RotationError(f"{service}: PostgreSQL refused the new password (nothing changed): {detail or f'psql exit code {result.exit_code}'}")
-
-    def _redis(self, runtime: ContainerRuntime, container: ContainerInfo, service: str, password: str, command: str, what: str) -> None:
-        """``AUTH password`` then ``command`` through redis-cli's standard input; both must say OK."""
-        result = self._exec(runtime, container, ["redis-cli", "--no-auth-warning"], f"AUTH {password}\n{command}\n")
-        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
-        if not result.ok or lines != ["OK", "OK"]:
-            detail = " / ".join(lines) or result.stderr.strip() or f"redis-cli exit code {result.exit_code}"
-            for secret in password, command:
-                detail = detail.replace(secret, "***")
-            raise RotationError(f"{service}: Redis refused to {what}: {detail}")
-
-    def _add_redis_password(self, runtime: ContainerRuntime, container: ContainerInfo, service: str, old: str, new: str) -> None:
-        # Both passwords valid until the file holds the new one: no client is locked out.
-        self._redis(runtime, container, service, old, f"ACL SETUSER default >{new}", "add the new password (nothing changed; is the password file the one the running server uses?)")
-
-    def _drop_old_redis_password(self, runtime: ContainerRuntime, container: ContainerInfo, service: str, new: str) -> None:
-        try:
-            self._redis(runtime, container, service, new, f"CONFIG SET requirepass {new}", "drop the old password")
-        except RotationError as exc:
-            # The new password works and is in the file; only the old one still works too.
-            self.log(f"warning: {exc}; the old password keeps working until {service} is redeployed")
-
-    def _opensearch_url(self, service: str, container: ContainerInfo) -> str:
-        """The running node's URL from this machine: its published host port on 127.0.0.1
-        (tests point it at a fake node)."""
-        spec = self._services()[service]
-        port = container.ports.get(spec.port or 9200)
-        if port is None:
-            raise RotationError(f"{service}: {container.name} publishes no host port for {spec.port or 9200}: cannot reach the node (nothing changed)")
-        return f"https://127.0.0.1:{port}"
-
-    def _opensearch_ca_file(self, service: str) -> Path:
-        """The CA the node's HTTPS certificate is verified against (made by the deploy)."""
-        from ..service_types.opensearch import ca_certificate_path
-
-        return ca_certificate_path(self.project, self.env, service)
-
-    def _change_opensearch_password(self, container: ContainerInfo, service: str, old: str, new: str) -> None:
-        from ..addons.opensearch_snapshot import OpenSearchError, SnapshotClient
-
-        url = self._opensearch_url(service, container)
-        ca_file = self._opensearch_ca_file(service)
-        if url.startswith("https:") and not ca_file.is_file():
-            raise RotationError(f"{service}: no CA certificate at {ca_file} to verify the node with (deploy it first; nothing changed)")
-        try:
-            client = SnapshotClient(url, password=old, ca_file=str(ca_file) if url.startswith("https:") else None)
-        except ValueError as exc:
-            raise RotationError(f"{service}: cannot reach the node at {url}: {exc} (nothing changed)") from None
-        try:
-            client.change_password(old, new)
-        except OpenSearchError as exc:
-            # No answer at all (connection lost, timeout) leaves it open whether the node made
-            # the change: ask it which password it takes before calling it unchanged.
-            if exc.status is None and self._opensearch_accepts(client, new):
-                self.log(f"{service}: the node's answer was lost ({exc}), but it takes the new password: going on")
-                return
-            detail = str(exc).replace(new, "***").replace(old, "***")
-            raise RotationError(f"{service}: OpenSearch refused the new password (nothing changed): {detail}") from None
-
-    @staticmethod
-    def _opensearch_accepts(client: Any, password: str) -> bool:
-        from ..addons.opensearch_snapshot import OpenSearchError
-
-        try:
-            return bool(client.authenticates(password))
-        except OpenSearchError:
-            return False
-
-    def _exec(self, runtime: ContainerRuntime, container: ContainerInfo, argv: list[str], stdin: str, user: str | None = None) -> Any:
-        try:
-            return runtime.exec(container.name, argv, stdin=stdin.encode(), user=user)
-        except NotImplementedError as exc:
-            raise RotationError(f"cannot rotate in {container.name}: {exc}") from None
-
     def rotate(self, service: str) -> Path:
-        """Rotate the password of ``service`` by its type (``rotate_<type>_password``); the backup's path."""
+        """Rotate the password of ``service`` as its type does (``ServiceType.rotation``); the backup's path."""
         spec = self._services().get(service)
         if spec is None:
             raise RotationError(f"no service named '{service}' in {self.project}/{self.env} (services: {', '.join(self._services()) or 'none'})")
+        # The seed's per-type methods first (rotate_postgres_password, ...), then any other
+        # type that has a rotation.
         rotate = getattr(self, f"rotate_{spec.type}_password", None)
-        if not callable(rotate):
-            raise RotationError(f"{service} is a {spec.type} service: it has no generated password to rotate")
-        return rotate(service)
+        if callable(rotate):
+            return rotate(service)
+        return self._rotate(service, spec.type)

@@ -93,7 +93,8 @@ from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts, container_name
 from ..core.fsutil import write_private
 from ..core.model import DatabaseSpec, ServiceSpec
-from ..core.servicetype import SIDECAR_HOST, ContextFor, ServiceContext, ServiceType
+from ..core.runtime import ContainerInfo, ContainerRuntime
+from ..core.servicetype import SIDECAR_HOST, ContextFor, Log, PasswordRotation, RotationError, ServiceContext, ServiceType
 from ..hookspecs import hookimpl
 from .databases import DatabaseType, database_type
 
@@ -101,6 +102,97 @@ from .databases import DatabaseType, database_type
 @define(kw_only=True)
 class OpenSearchSpec(DatabaseSpec):
     """A single-node OpenSearch cluster with the security plugin's admin password generated."""
+
+
+class OpenSearchRotation(PasswordRotation):
+    """The security plugin's account API (``PUT /_plugins/_security/api/account`` with
+    ``current_password`` and ``password``, as ``admin`` with the old one), asked from inside the
+    node's container: ``curl`` (the image has it; no Python) to ``https://localhost:{port}``,
+    the certificate verified against the node's own CA, its whole request (URL, credentials,
+    body) read from standard input (``--config -``), so no password is in argv. This works on
+    any server the node runs on, not only where this machine can reach its published port.
+    From then on only the new password works (the plugin drops its authentication cache on a
+    configuration change): clients get HTTP 401 until the next deploy gives them the new one."""
+
+    def begin(self, runtime: ContainerRuntime, container: ContainerInfo, service: ServiceSpec, ctx: ServiceContext, old: str, new: str, log: Log) -> None:
+        from ..addons.opensearch_snapshot import OpenSearchError
+
+        name = service.name
+        ca_file = ca_certificate_path(ctx.project, ctx.env, name)
+        if not ca_file.is_file():
+            raise RotationError(f"{name}: no CA certificate at {ca_file} to verify the node with (deploy it first; nothing changed)")
+        port = service.port or OPENSEARCH.default_port or 9200
+        try:
+            self.account(runtime, container, port, "PUT", old, {"current_password": old, "password": new})
+        except OpenSearchError as exc:
+            # No answer at all (connection lost, timeout) leaves it open whether the node made
+            # the change: ask it which password it takes before calling it unchanged.
+            if exc.status is None and self.accepts(runtime, container, port, new):
+                log(f"{name}: the node's answer was lost ({exc}), but it takes the new password: going on")
+                return
+            detail = str(exc).replace(new, "***").replace(old, "***")
+            raise RotationError(f"{name}: OpenSearch refused the new password (nothing changed): {detail}") from None
+
+    def accepts(self, runtime: ContainerRuntime, container: ContainerInfo, port: int, password: str) -> bool:
+        """Whether the node takes ``password`` for ``admin`` (the account API's GET)."""
+        from ..addons.opensearch_snapshot import OpenSearchError
+
+        try:
+            return self.account(runtime, container, port, "GET", password, None, ok=(200, 401))[0] == 200
+        except OpenSearchError:
+            return False
+
+    def account(self, runtime: ContainerRuntime, container: ContainerInfo, port: int, method: str, password: str, body: Any, ok: Sequence[int] = (200,)) -> tuple[int, Any]:
+        """``(status, parsed JSON)`` of ``method`` on the account API, by curl in the container;
+        an OpenSearchError (``status`` None when no answer came) for a status not in ``ok``."""
+        from ..addons.opensearch_snapshot import ACCOUNT_PATH, OpenSearchError, _error_message
+
+        result = self.exec(runtime, container, list(CURL_ARGV), curl_config(method, f"https://localhost:{port}{ACCOUNT_PATH}", password, body))
+        raw, _, code = result.stdout.rstrip("\n").rpartition("\n")
+        if not result.ok or not code.isdigit():
+            detail = result.stderr.strip() or f"curl exit code {result.exit_code}"
+            raise OpenSearchError(f"{method} {ACCOUNT_PATH}: {detail}")
+        status = int(code)
+        try:
+            parsed: Any = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            parsed = None
+        if status not in ok:
+            message, kind = _error_message(status, parsed, raw)
+            if status == 401:
+                message = f"authentication failed for user {ADMIN_USER!r} (HTTP 401)"
+            raise OpenSearchError(f"{method} {ACCOUNT_PATH}: {message}", status=status, type=kind)
+        if method == "PUT" and not (isinstance(parsed, dict) and parsed.get("status") == "OK"):
+            raise OpenSearchError(f"{method} {ACCOUNT_PATH}: unexpected answer {parsed!r}"[:300], status=status)
+        return status, parsed
+
+
+#: curl reading its whole request from standard input (``--config -``): nothing secret in argv.
+CURL_ARGV = ("curl", "--config", "-")
+
+
+def _curl_quoted(text: str) -> str:
+    """``text`` as a double-quoted curl config value (backslash escapes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+
+def curl_config(method: str, url: str, password: str, body: Any) -> str:
+    """The curl config (``--config -``) of one request to the node as ``admin``: verified
+    against the node's CA in its config directory, the body as JSON; it prints the answer's body,
+    a newline and the HTTP status."""
+    lines = [
+        f"url = {_curl_quoted(url)}",
+        f"request = {_curl_quoted(method)}",
+        f"cacert = {_curl_quoted(f'{TLS_DIR}/root-ca.pem')}",
+        f"user = {_curl_quoted(f'{ADMIN_USER}:{password}')}",
+        "silent",
+        "show-error",
+        "max-time = 30",
+        'write-out = "\\n%{http_code}"',
+    ]
+    if body is not None:
+        lines += ['header = "Content-Type: application/json"', f"data = {_curl_quoted(json.dumps(body))}"]
+    return "\n".join(lines) + "\n"
 
 
 @attrs.frozen(kw_only=True)
@@ -148,7 +240,7 @@ OPENSEARCH = database_type(
     backup_schedule="0 4 * * *",
     auto_env=("OPENSEARCH_URL",),
     auto_pieces=("host", "port", "user", "password"),
-    rotation=None,
+    rotation=OpenSearchRotation(),
 )
 
 #: The image's layout (opensearch-build's Dockerfile).

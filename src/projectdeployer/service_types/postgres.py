@@ -10,7 +10,8 @@ from attrs import define
 from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts
 from ..core.model import DatabaseSpec, ServiceSpec
-from ..core.servicetype import ContextFor, ServiceContext, ServiceType
+from ..core.runtime import ContainerInfo, ContainerRuntime
+from ..core.servicetype import ContextFor, Log, PasswordRotation, RotationError, ServiceContext, ServiceType
 from ..hookspecs import hookimpl
 from .databases import DatabaseType, backup_script, database_type
 
@@ -18,6 +19,27 @@ from .databases import DatabaseType, backup_script, database_type
 @define(kw_only=True)
 class PostgresSpec(DatabaseSpec):
     """A PostgreSQL server. Database ``{project}_{hash8}``, user ``{project}_user``."""
+
+
+class PostgresRotation(PasswordRotation):
+    """``ALTER ROLE`` by ``psql`` over the container's local socket; the statement on stdin."""
+
+    def begin(self, runtime: ContainerRuntime, container: ContainerInfo, service: ServiceSpec, ctx: ServiceContext, old: str, new: str, log: Log) -> None:
+        user, db = ctx.db_user(service.name), ctx.db_name(service.name)
+        quoted_user = '"' + user.replace('"', '""') + '"'
+        quoted_password = "'" + new.replace("'", "''") + "'"
+        # Keep the statement (it carries the password) out of the server log even on an error.
+        sql = (
+            "SET log_statement = 'none';\n"
+            "SET log_min_error_statement = 'panic';\n"
+            "SET log_min_duration_statement = -1;\n"
+            f"ALTER ROLE {quoted_user} PASSWORD {quoted_password};\n"
+        )
+        argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", db]
+        result = self.exec(runtime, container, argv, sql, user="postgres")
+        if not result.ok:
+            detail = (result.stderr or result.stdout).strip().replace(new, "***")
+            raise RotationError(f"{service.name}: PostgreSQL refused the new password (nothing changed): {detail or f'psql exit code {result.exit_code}'}")
 
 
 @attrs.frozen(kw_only=True)
@@ -62,7 +84,7 @@ POSTGRES = database_type(
     backup_schedule="0 2 * * *",
     auto_env=("DATABASE_URL", "POSTGRES_URL"),
     auto_pieces=("host", "port", "user", "database", "password"),
-    rotation=None,
+    rotation=PostgresRotation(),
 )
 
 

@@ -11,7 +11,8 @@ from attrs import define
 from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts
 from ..core.model import DatabaseSpec, ServiceSpec
-from ..core.servicetype import ContextFor, ServiceContext, ServiceType
+from ..core.runtime import ContainerInfo, ContainerRuntime
+from ..core.servicetype import ContextFor, Log, PasswordRotation, RotationError, ServiceContext, ServiceType
 from ..hookspecs import hookimpl
 from .databases import DatabaseType, backup_script, database_type
 
@@ -19,6 +20,33 @@ from .databases import DatabaseType, backup_script, database_type
 @define(kw_only=True)
 class RedisSpec(DatabaseSpec):
     """A Redis server protected by a generated password."""
+
+
+class RedisRotation(PasswordRotation):
+    """Two phases by ``redis-cli`` (commands on stdin): ``ACL SETUSER default >new`` first (the
+    old and the new password both work), ``CONFIG SET requirepass new`` once the file holds the
+    new one (only the new one works): no client is locked out meanwhile."""
+
+    def _redis(self, runtime: ContainerRuntime, container: ContainerInfo, service: str, password: str, command: str, what: str) -> None:
+        """``AUTH password`` then ``command`` through redis-cli's standard input; both must say OK."""
+        result = self.exec(runtime, container, ["redis-cli", "--no-auth-warning"], f"AUTH {password}\n{command}\n")
+        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        if not result.ok or lines != ["OK", "OK"]:
+            detail = " / ".join(lines) or result.stderr.strip() or f"redis-cli exit code {result.exit_code}"
+            for secret in password, command:
+                detail = detail.replace(secret, "***")
+            raise RotationError(f"{service}: Redis refused to {what}: {detail}")
+
+    def begin(self, runtime: ContainerRuntime, container: ContainerInfo, service: ServiceSpec, ctx: ServiceContext, old: str, new: str, log: Log) -> None:
+        # Both passwords valid until the file holds the new one: no client is locked out.
+        self._redis(runtime, container, service.name, old, f"ACL SETUSER default >{new}", "add the new password (nothing changed; is the password file the one the running server uses?)")
+
+    def finish(self, runtime: ContainerRuntime, container: ContainerInfo, service: ServiceSpec, ctx: ServiceContext, new: str, log: Log) -> None:
+        try:
+            self._redis(runtime, container, service.name, new, f"CONFIG SET requirepass {new}", "drop the old password")
+        except RotationError as exc:
+            # The new password works and is in the file; only the old one still works too.
+            log(f"warning: {exc}; the old password keeps working until {service.name} is redeployed")
 
 
 @attrs.frozen(kw_only=True)
@@ -57,7 +85,7 @@ REDIS = database_type(
     backup_schedule="0 3 * * *",
     auto_env=("REDIS_URL",),
     auto_pieces=("host", "port", "password"),
-    rotation=None,
+    rotation=RedisRotation(),
 )
 
 
