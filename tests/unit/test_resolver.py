@@ -51,6 +51,28 @@ def test_connection_strings_use_the_internal_port(pd_home: Path) -> None:
     assert RR.get_redis_connection_string("myapp", "prod", "redis") == f"redis://:{rd}@nginx:5891/0"
 
 
+def test_the_seed_urls_are_what_the_types_put_in_key_file(pd_home: Path) -> None:
+    from projectdeployer.core.registry import get_registry
+    from projectdeployer.core.resolver import service_context
+
+    _ports(pd_home, "myapp", "prod", {s: {"host": 8000 + i, "internal": 5000 + i} for i, s in enumerate(("postgres", "redis", "search"))})
+    for service in ("postgres", "redis", "search"):
+        ensure_password("myapp", "prod", service)
+    types = get_registry().service_types
+    ctx = service_context("myapp", "prod")
+    seed = {
+        "postgres": RR.get_db_connection_string("myapp", "prod", "postgres"),
+        "redis": RR.get_redis_connection_string("myapp", "prod", "redis"),
+        "opensearch": RR.get_opensearch_url("myapp", "prod", "search"),
+    }
+    for type_name, service in (("postgres", "postgres"), ("redis", "redis"), ("opensearch", "search")):
+        env, files = types[type_name].connection_env("URL", service, ctx)
+        assert files["URL"] == seed[type_name] and env["URL_FILE"] == "/run/secrets/pd/URL"
+        assert ctx.password(service) not in env["URL"]
+    assert RR.get_piece("myapp", "prod", "search", "opensearch", "user") == "admin"
+    assert RR.get_piece("myapp", "prod", "postgres", "postgres", "database") == RR.get_db_name("myapp", "prod", "postgres")
+
+
 def test_missing_state_is_a_clear_error(pd_home: Path) -> None:
     with pytest.raises(SecretError, match="no internal port recorded for myapp/prod/api .* \\(deploy first\\)"):
         RR.get_service_port("myapp", "prod", "api")

@@ -49,7 +49,12 @@ def ensure_password(project: str, env: str, service: str) -> str:
 
 
 class ResourceResolver:
-    """Connection details of a project's services (the seed's API, all static methods)."""
+    """Connection details of a project's services (the seed's API, all static methods).
+
+    Apps call it inside their containers, so the URL builders stay plain string formatting on
+    the mounted files, loading no plugin; they give what the types' ``connection_env`` puts in
+    ``KEY_FILE`` (tests/unit/test_resolver.py holds both to the same strings).
+    """
 
     @staticmethod
     def get_service_host(project: str, env: str, service: str) -> str:
