@@ -846,6 +846,38 @@ def test_hook_backup_method(manager: pluggy.PluginManager, register_plugin: Call
     check_firstresult(manager, register_plugin, "backup_method", {"service": project.services["api"]}, pg, redis)
 
 
+def test_a_plugins_type_answers_the_hooks_through_its_methods(manager: pluggy.PluginManager, register_plugin: Callable, home: Path) -> None:
+    """A third-party type that subclasses ServiceType: the adapter asks its methods, found in the
+    manager's plugins as they are now; a plugin's own hook implementation still wins."""
+    from projectdeployer.core.containers import ContainerParts
+
+    @attrs.frozen(kw_only=True)
+    class CacheType(ServiceType):
+        def container_parts(self, service, ctx):  # type: ignore[no-untyped-def]
+            return ContainerParts(env={"CACHE_OF": f"{ctx.project}/{ctx.env}/{service.name}"}, secret_files={"password": ctx.ensure_password(service.name)})
+
+        def health_checks(self, service):  # type: ignore[no-untyped-def]
+            return [HealthCheck(kind="tcp", port=11211)]
+
+    cache_type = CacheType(name="cache", spec_class=ServiceSpec, description="a cache")
+    class CachePlugin:
+        @hookimpl
+        def register_service_types(self, register):  # type: ignore[no-untyped-def]
+            register(cache_type)
+
+    register_plugin(manager, CachePlugin(), "test-cache-type")
+    project = make_project(manager, {"c": {"type": "cache"}, "api": {"type": "python", "port": 8000}})
+    parts = manager.hook.container_parts(service=project.services["c"], project=project, env="prod")
+    assert parts.env == {"CACHE_OF": "shop/prod/c"}
+    assert parts.secret_files["password"] == (home / "shop" / "prod" / "secrets" / "c" / "c_password").read_text()
+    assert [c.port for found in manager.hook.health_checks(service=project.services["c"]) if found for c in found] == [11211]
+    assert manager.hook.backup_method(service=project.services["c"]) is None  # the default: no backups
+    assert manager.hook.container_parts(service=project.services["api"], project=project, env="prod") is None
+    override = ContainerParts(env={"MINE": "1"})
+    register_plugin(manager, recorder("container_parts", [], "override", override), "test-cache-override")
+    assert manager.hook.container_parts(service=project.services["c"], project=project, env="prod") is override
+
+
 def test_hook_live_routes(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
     project = make_project(load_plugins(make_plugin_manager(), env={}), {})
     kwargs = {"server": FakeServer(), "project": project, "env": "prod"}
