@@ -728,6 +728,16 @@ def test_an_unreachable_or_undeployed_node_changes_nothing(project: ProjectDeplo
         rotator.rotate_opensearch_password(SERVICE)
 
 
+def test_an_old_password_with_quotes_and_backslashes_reaches_the_node_intact(project: ProjectDeployer, node: FakeOpenSearch) -> None:
+    # The curl config quotes every value: a hand-set old password with " and \\ still authenticates.
+    odd = 'pa"ss\\wo rd'
+    password_path("shop", ENV, SERVICE).write_text(odd)
+    node.password = odd
+    rotator, _ = rotator_for(project, node.url)
+    rotator.rotate_opensearch_password(SERVICE)
+    assert node.password == password_path("shop", ENV, SERVICE).read_text() != odd
+
+
 def test_rotate_all_includes_opensearch(project: ProjectDeployer, node: FakeOpenSearch) -> None:
     rotator, _ = rotator_for(project, node.url)
     done = rotator.rotate_all_secrets()
