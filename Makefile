@@ -87,7 +87,8 @@ demo: $(STAMP) images
 	@echo "Open http://www.fullstack.localhost:8080/ and http://api.fullstack.localhost:8080/ (*.localhost resolves to this machine)."
 
 ## make bench: every bench in bench/ (see bench/README.md), after the image bed is built;
-## compose_compare also needs Debian's docker-compose (installed here when missing)
+## startup (its paired reference) and compose_compare need Debian's docker-compose (installed here
+## when missing; `make test` does not need it)
 bench: $(STAMP) images
 	@$(MAKE) --no-print-directory system-deps SYSTEM_TOOLS=docker-compose:docker-compose
 	$(PY) bench/startup.py
