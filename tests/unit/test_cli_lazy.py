@@ -10,6 +10,7 @@ import sys
 import click
 import pluggy
 import pytest
+from click.shell_completion import ZshComplete
 from click.testing import CliRunner
 
 from projectdeployer.cli import CORE_COMMANDS, make_cli
@@ -104,3 +105,17 @@ def test_commands_lists_every_command_and_a_plugin_command_wins_over_a_core_one(
     # Loading the core module of "status" (deploy_cmds, through "deploy") keeps the plugin's.
     assert cli.commands["deploy"].name == "deploy"
     assert CliRunner().invoke(cli, ["status"]).output == "plugin status\n"
+
+
+@pytest.mark.parametrize(("args", "incomplete"), [([], ""), ([], "de"), (["backups"], ""), (["deploy"], "--dry"), (["secrets"], "r")])
+def test_shell_completion_is_the_same_as_with_every_module_loaded(manager: pluggy.PluginManager, args: list[str], incomplete: str) -> None:
+    def completions(cli: click.Group) -> list[tuple[str, str | None]]:
+        complete = ZshComplete(cli, {}, "projectdeployer", "_PROJECTDEPLOYER_COMPLETE")
+        return [(item.value, item.help) for item in complete.get_completions(args, incomplete)]
+
+    loaded = make_cli(manager)
+    for name in list(loaded.commands):
+        loaded.commands[name]  # a look-up loads the command's module
+    expected = completions(loaded)
+    assert expected
+    assert completions(make_cli(manager)) == expected
