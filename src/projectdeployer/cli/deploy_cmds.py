@@ -91,13 +91,14 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         """Build and deploy the project (or one service) with zero-downtime switches."""
         project = open_project(ctx)
         log = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
-        result = project.deploy(env=env, service=service, build=not no_build, dry_run=dry_run, lock_wait=lock_wait, log=log)
         if dry_run:
+            plan = project.deploy(env=env, service=service, build=not no_build, dry_run=True, lock_wait=lock_wait, log=log)
             if as_json:
-                print_json(_plan_json(result))
+                print_json(_plan_json(plan))
             else:
-                _print_plan(f"plan for {result.project}/{env} (dry run)", result)
+                _print_plan(f"plan for {plan.project}/{env} (dry run)", plan)
             return
+        result = project.deploy(env=env, service=service, build=not no_build, lock_wait=lock_wait, log=log)
         rows = [(o.service, o.action, o.slot or "", o.release or "", f"{o.seconds:.1f}", "" if o.gap_seconds is None else f"{o.gap_seconds:.1f}") for o in result.outcomes]
         if as_json:
             print_json({"seconds": round(result.seconds, 2), "urls": result.urls, "services": [{"service": o.service, "action": o.action, "slot": o.slot, "release": o.release, "seconds": round(o.seconds, 2), "gap_seconds": o.gap_seconds} for o in result.outcomes]})

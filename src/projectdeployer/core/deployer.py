@@ -15,7 +15,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 import pluggy
@@ -378,6 +378,19 @@ class ProjectDeployer:
         manager = self._manager if self._manager is not None else load_plugins()
         return Operations(self._project, manager, self.registry, log=log)
 
+    # What deploy returns follows from dry_run: a report, or (dry_run=True) the plan.
+    @overload
+    def deploy(
+        self, env: str = ..., service: str | None = ..., build: bool = ..., *, dry_run: Literal[False] = ..., lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+    ) -> DeployReport: ...
+    @overload
+    def deploy(
+        self, env: str = ..., service: str | None = ..., build: bool = ..., *, dry_run: Literal[True], lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+    ) -> DeployPlan: ...
+    @overload
+    def deploy(
+        self, env: str = ..., service: str | None = ..., build: bool = ..., *, dry_run: bool, lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+    ) -> DeployReport | DeployPlan: ...
     def deploy(
         self,
         env: str = "dev",
@@ -492,6 +505,22 @@ class ProjectDeployer:
             return BackupManager(self, env, log=log).restore(service, timestamp)
         return self._operations(log).rollback(env, service, version)
 
+    # What destroy returns follows from dry_run: a report, or (dry_run=True) the plan.
+    @overload
+    def destroy(
+        self, env: str, with_data: bool = ..., *, dry_run: Literal[False] = ..., agreed: TeardownPlan | None = ...,
+        lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+    ) -> TeardownReport: ...
+    @overload
+    def destroy(
+        self, env: str, with_data: bool = ..., *, dry_run: Literal[True], agreed: TeardownPlan | None = ...,
+        lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+    ) -> TeardownPlan: ...
+    @overload
+    def destroy(
+        self, env: str, with_data: bool = ..., *, dry_run: bool, agreed: TeardownPlan | None = ...,
+        lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+    ) -> TeardownReport | TeardownPlan: ...
     def destroy(
         self, env: str, with_data: bool = False, *, dry_run: bool = False, agreed: TeardownPlan | None = None,
         lock_wait: float = 0.0, log: Callable[[str], None] | None = None,

@@ -8,6 +8,7 @@ same on this machine, on sandbox servers and on droplets.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -103,11 +104,13 @@ class ImageInfo:
 class ContainerRuntime(abc.ABC):
     """Container operations on one server."""
 
+    # Below this method, ``list`` in the class body is the method: annotations there say
+    # ``builtins.list`` (a runtime's method keeps the name ``list``, as docker-py's does).
     @abc.abstractmethod
     def list(self, labels: Mapping[str, str], *, all: bool = True) -> list[ContainerInfo]:
         """Containers carrying every label in ``labels``."""
 
-    def list_brief(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+    def list_brief(self, labels: Mapping[str, str]) -> builtins.list[ContainerInfo]:
         """Every container carrying every label in ``labels``, running or not, read in one
         request whatever their number: names, labels, state, health, exit code and ports,
         but no start or finish time (``None``). What a deploy's plan needs; :meth:`list`
@@ -181,7 +184,7 @@ class ContainerRuntime(abc.ABC):
         """Whether a network named exactly ``name`` exists."""
         raise NotImplementedError(f"{type(self).__name__} cannot list networks")
 
-    def volumes(self, labels: Mapping[str, str] | None = None, names: Sequence[str] = ()) -> list[VolumeInfo]:
+    def volumes(self, labels: Mapping[str, str] | None = None, names: Sequence[str] = ()) -> builtins.list[VolumeInfo]:
         """The volumes carrying every label in ``labels`` (none: no volume by label), and those
         of ``names`` that exist."""
         raise NotImplementedError(f"{type(self).__name__} cannot list volumes")

@@ -3,6 +3,7 @@ any server whose engine we can reach (over SSH later)."""
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -145,7 +146,7 @@ class DockerRuntime(ContainerRuntime):
         # service's toggle in a parallel deploy) is gone, not an error.
         return [_info(c) for c in self.client.containers.list(all=all, filters=filters, ignore_removed=True)]
 
-    def list_brief(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+    def list_brief(self, labels: Mapping[str, str]) -> builtins.list[ContainerInfo]:
         # One request (docker ps), however many containers: nothing inspected, nothing that
         # can vanish between two requests.
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
@@ -279,7 +280,7 @@ class DockerRuntime(ContainerRuntime):
 
         return stream()
 
-    def _networks_named(self, name: str) -> list[Any]:
+    def _networks_named(self, name: str) -> builtins.list[Any]:
         # The engine's name filter matches parts of names: "shop_dev_network" also lists
         # "myshop_dev_network", another project's.
         return [n for n in self.client.networks.list(names=[name]) if n.name == name]
@@ -307,7 +308,7 @@ class DockerRuntime(ContainerRuntime):
         # The engine's name filter matches parts of names: only the exact name counts.
         return any(network.name == name for network in self.client.networks.list(names=[name]))
 
-    def volumes(self, labels: Mapping[str, str] | None = None, names: Sequence[str] = ()) -> list[VolumeInfo]:
+    def volumes(self, labels: Mapping[str, str] | None = None, names: Sequence[str] = ()) -> builtins.list[VolumeInfo]:
         import docker.errors
 
         found: dict[str, VolumeInfo] = {}
