@@ -39,6 +39,7 @@ from .model import GenericSpec, Project, ServiceSpec
 from .monitoring import HealthCheck
 from .observation import Kept, Observation, WatchedRuntime, pick_active
 from .order import startup_orders
+from .poll import WaitTimeout, wait_until
 from .ports import PortAssignment, PortStore
 from .provider import Server
 from .releases import Release, ReleaseHistory, new_release_id
@@ -53,6 +54,10 @@ RELEASE_TIMEOUT = 600.0
 
 class DeployFailed(ProjectDeployerError):
     """A service could not be deployed; the old version keeps serving. Says why."""
+
+
+class _Exited(Exception):
+    """A new container stopped while :meth:`Engine.wait_healthy` waited for it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -119,7 +124,18 @@ class Engine:
         images: Mapping[str, str] | None = None,
         log: Log = print,
         drain_timeout: float = 30.0,
+        services: Iterable[str] | None = None,
+        routing: Callable[[], None] | None = None,
+        image_source: Callable[[str], str | None] | None = None,
     ) -> None:
+        """``services``: the services this server holds (``None``: every service of the
+        environment; many servers: the ones the allocation places here).
+        ``routing``: who routes this server's sidecar. ``None``: this engine configures it from
+        its own routes; else called instead of that whenever this engine's routes change (many
+        servers: the fleet's router, which knows the containers of every server).
+        ``image_source``: planning for many servers, the id of an image the server does not have
+        yet, from where the deploy will send it (``None`` when it cannot say); without it such an
+        image makes :meth:`desired` fail."""
         self.project = project
         self.env = env
         self.server = server
@@ -140,19 +156,18 @@ class Engine:
         self._kept_routed: Kept[frozenset[str]] = Kept(lambda: self._route_changes)
         #: image ref -> id, while a plan looks them up (many services often share one image).
         self._image_ids: dict[str, str | None] | None = None
-        #: Many servers (core/fleet.py): the services placed on this server (``None``: all),
-        #: and the fleet's own routing, called instead of this engine's (which knows only the
-        #: containers of its own server).
-        self.only: frozenset[str] | None = None
-        self.route_override: Callable[[], None] | None = None
+        #: The services placed on this server (``None``: every service of the environment).
+        self.services: frozenset[str] | None = None if services is None else frozenset(services)
+        #: The router called instead of this engine's own routing (core/fleet.py), or ``None``.
+        self.routing = routing
         #: Many servers, planning: the id of an image not on the server yet, where the deploy
         #: will send it from (this machine's engine; streaming and pulls by digest keep ids).
-        self.image_source: Callable[[str], str | None] | None = None
+        self.image_source = image_source
 
     def specs(self) -> dict[str, ServiceSpec]:
         """The services this engine runs: every service, or the ones placed on its server."""
         specs = self.project.services_for(self.env)
-        return {n: s for n, s in specs.items() if self.only is None or n in self.only}
+        return {n: s for n, s in specs.items() if self.services is None or n in self.services}
 
     # --- observation ----------------------------------------------------------------------
 
@@ -407,16 +422,23 @@ class Engine:
             self.run_release(spec, desired, release)
             self._toggle(spec, desired, ports[spec.name], release)
             outcome = ServiceOutcome(service=spec.name, action=item.action, slot=desired.slot, release=release, seconds=time.monotonic() - started)
-        self._record(spec, desired, release)
+        self.record(spec, desired, release)
         return outcome
 
-    def _start(self, desired: ServiceContainer, release: str) -> ContainerInfo:
-        spec = self._private_spec(desired, release)
+    # --- the per-server steps (public: core/fleet.py and core/jobs.py drive them too) ---------
+
+    def start(self, desired: ServiceContainer, release: str) -> ContainerInfo:
+        """Start ``desired``'s container under ``release`` (:meth:`materialize`), after removing
+        a container of the same name (a leftover of a deploy killed in this slot). Neither
+        waits for its health nor routes to it: :meth:`wait_healthy` does the one, the caller's
+        router the other."""
+        spec = self.materialize(desired, release)
         self.runtime.remove(spec.name)  # a leftover of a crashed deploy in this slot
         return self.runtime.start(spec)
 
-    def _private_spec(self, desired: ServiceContainer, release: str) -> ContainerSpec:
-        """``desired``'s container with its private files written and mounted, and its release label."""
+    def materialize(self, desired: ServiceContainer, release: str) -> ContainerSpec:
+        """``desired``'s container spec, ready to run: its private files written on the server
+        (core/secretfiles.py) and mounted read-only, and its release label set. Starts nothing."""
         from .secretfiles import write_secret_files
 
         spec = desired.spec
@@ -432,8 +454,8 @@ class Engine:
     def _toggle(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment, release: str) -> None:
         old = self._serving(spec.name)
         self.log(f"{spec.name}: starting {desired.spec.name} (release {release})")
-        self._start(desired, release)
-        self._wait_healthy(spec, desired)
+        self.start(desired, release)
+        self.wait_healthy(spec, desired)
         if spec.port is not None:
             self.log(f"{spec.name}: switching the sidecar to {desired.spec.name}")
             self._switch_route(spec, desired, ports)
@@ -470,9 +492,9 @@ class Engine:
             self.log(f"{spec.name}: stopping {existing.name} (one data directory: stop, then start)")
             self.runtime.stop(existing.name, timeout=60)
             self.runtime.remove(existing.name)
-        self._own_volumes(desired)
-        self._start(desired, release)
-        self._wait_healthy(spec, desired)
+        self.prepare_volumes(desired)
+        self.start(desired, release)
+        self.wait_healthy(spec, desired)
         self._switch_route(spec, desired, ports)
         gap = time.monotonic() - began
         if existing is not None:
@@ -517,7 +539,7 @@ class Engine:
         self.runtime.remove(name)  # a finished leftover of a crashed deploy
         vanished = False
         try:
-            self.runtime.start(self._private_spec(one_off, release))
+            self.runtime.start(self.materialize(one_off, release))
             code = self.runtime.wait(name, timeout=RELEASE_TIMEOUT)
             vanished = code is None and self.runtime.get(name) is None
             lines = [] if vanished else list(self.runtime.logs(name, tail=10))
@@ -530,9 +552,11 @@ class Engine:
             tail = " / ".join(lines[-3:])
             raise DeployFailed(f"{spec.name}: the release command {what}; nothing was switched and the old version keeps serving" + (f": {tail}" if tail else ""))
 
-    def _own_volumes(self, desired: ServiceContainer) -> None:
+    def prepare_volumes(self, desired: ServiceContainer) -> None:
         """Give the data volumes' mount points to ``desired.volume_owner`` (a one-off root
-        container on the service's image; only the top directories, never the data below)."""
+        container on the service's image; only the top directories, never the data below).
+        Does nothing without volumes or owner; raises :class:`DeployFailed` when the chown fails.
+        Call it before :meth:`start` of a container that owns volumes."""
         volumes = [m for m in desired.spec.mounts if m.volume]
         if not desired.volume_owner or not volumes:
             return
@@ -552,34 +576,41 @@ class Engine:
         if code != 0:
             raise DeployFailed(f"{desired.spec.name}: cannot give its volumes to user {desired.volume_owner} (exit code {code}): {' / '.join(lines)}")
 
-    def _wait_healthy(self, spec: ServiceSpec, desired: ServiceContainer) -> None:
+    def wait_healthy(self, spec: ServiceSpec, desired: ServiceContainer) -> None:
+        """Return once ``desired``'s container passes the service's first health check (HTTP or
+        TCP probe, else the image's HEALTHCHECK, else running for 2 s in a row) within the
+        check's start period. Otherwise (it exited, or the period ran out) the new container is
+        removed and :class:`DeployFailed` says why with its last log lines: whatever served
+        before keeps serving, since nothing was routed to it."""
         checks: list[HealthCheck] = [c for found in self.manager.hook.health_checks(service=spec) if found for c in found]
         check = checks[0] if checks else HealthCheck(kind="image")
         host_port = desired.spec.ports.get(spec.port) if spec.port else None
-        deadline = time.monotonic() + check.start_period
-        detail = "no check ran"
         stable_since: float | None = None
-        while time.monotonic() < deadline:
+
+        def probe() -> tuple[bool, str]:
+            nonlocal stable_since
             info = self.runtime.get(desired.spec.name)
             if info is None or info.state in ("exited", "dead"):
-                detail = f"container {desired.spec.name} exited with code {info.exit_code if info else '?'}"
-                break
+                raise _Exited(f"container {desired.spec.name} exited with code {info.exit_code if info else '?'}")
             if check.kind == "http" and host_port:
-                ok, detail = self.server.probe_http(host_port, check.path, timeout=check.timeout)
-            elif check.kind == "tcp" and host_port:
-                ok, detail = self.server.probe_tcp(host_port, timeout=check.timeout)
-            elif info.health is not None:
-                ok, detail = info.health == "healthy", f"image HEALTHCHECK says {info.health}"
-            else:
-                # No probe to run: running for 2 s in a row counts as healthy.
-                stable_since = stable_since or time.monotonic()
-                ok, detail = time.monotonic() - stable_since >= 2.0, "running"
-            if ok:
-                self.log(f"{spec.name}: healthy ({detail})")
-                return
-            time.sleep(check.interval)
+                return self.server.probe_http(host_port, check.path, timeout=check.timeout)
+            if check.kind == "tcp" and host_port:
+                return self.server.probe_tcp(host_port, timeout=check.timeout)
+            if info.health is not None:
+                return info.health == "healthy", f"image HEALTHCHECK says {info.health}"
+            # No probe to run: running for 2 s in a row counts as healthy.
+            stable_since = stable_since or time.monotonic()
+            return time.monotonic() - stable_since >= 2.0, "running"
+
+        try:
+            detail = wait_until(probe, timeout=check.start_period, interval=check.interval, what=f"{spec.name} healthy")
+        except _Exited as exc:
+            detail = str(exc)
+        except WaitTimeout as exc:
+            detail = f"not healthy after {check.start_period:.0f}s: {exc.last or 'no check ran'}"
         else:
-            detail = f"not healthy after {check.start_period:.0f}s: {detail}"
+            self.log(f"{spec.name}: healthy ({detail})")
+            return
         logs = "\n".join(f"    {line}" for line in self.runtime.logs(desired.spec.name, tail=20))
         self.runtime.remove(desired.spec.name)
         raise DeployFailed(f"{spec.name}: the new container never became healthy ({detail}); it was removed and the old version keeps serving.\n  last log lines of {desired.spec.name}:\n{logs}")
@@ -664,13 +695,13 @@ class Engine:
             self._apply_routes_now()
         finally:
             self._route_changes += 1
-        if self.route_override is None:
+        if self.routing is None:
             # The router now serves exactly these (the hook raises otherwise): no need to read back.
             self._kept_routed.put(frozenset(b.host for r in self._routes.values() for b in r.backends))
 
     def _apply_routes_now(self) -> None:
-        if self.route_override is not None:
-            self.route_override()
+        if self.routing is not None:
+            self.routing()
             return
         import json
 
@@ -693,7 +724,10 @@ class Engine:
             self.runtime.remove(info.name)
         return ServiceOutcome(service=item.service, action="remove", slot=None, release=None, seconds=0.0)
 
-    def _record(self, spec: ServiceSpec, desired: ServiceContainer, release: str) -> None:
+    def record(self, spec: ServiceSpec, desired: ServiceContainer, release: str) -> None:
+        """Add ``release`` of ``spec`` (image, its id on this server, config hash, secrets'
+        digest) to the environment's release history, which rollback reads. Call it once the
+        release serves; it changes nothing on the server."""
         import hashlib
 
         secrets_version = hashlib.sha256("".join(sorted(desired.secret_files.values())).encode()).hexdigest()[:16]

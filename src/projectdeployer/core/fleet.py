@@ -46,9 +46,11 @@ import attrs
 import pluggy
 
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, ServerState, allocate, slot_of, state_of
+from .build import BuildCheck
 from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, network_name
 from .engine import DeployFailed, Engine, ServiceOutcome
 from .errors import ProjectDeployerError
+from .fleetplan import FleetPlan, local_image_ids, plan_fleet
 from .model import Project, ServiceSpec
 from .order import startup_orders
 from .ports import PortAssignment
@@ -227,12 +229,22 @@ class Fleet:
             destroyed = self._destroy(leaving)
         return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
 
-    def plan(self, service: str | None = None, *, builds: Mapping[str, Any] | None = None) -> Any:
+    def plan(self, service: str | None = None, *, builds: Mapping[str, BuildCheck] | None = None) -> FleetPlan:
         """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.core.fleetplan`);
         ``builds``: the images this machine builds first (``Operations.build_checks``)."""
-        from .fleetplan import plan_fleet
-
-        return plan_fleet(self, service, builds=builds)
+        specs = self.project.services_for(self.env)
+        if service is not None and service not in specs:
+            raise DeployFailed(f"no service named '{service}' (services: {', '.join(specs)})")
+        existing = self.provider.list_servers(self.project.name, self.env)
+        if not existing and service is not None:
+            raise DeployFailed(f"environment {self.env} has no server yet: deploy the whole environment first (not one service)")
+        allocation = self.allocation(existing)
+        self.placement = dict(allocation.placement)
+        image_source = local_image_ids(self.local_docker)
+        return plan_fleet(
+            self.project, self.env, existing, allocation, lambda server: self.server_engine(server, image_source=image_source),
+            stateful=self.stateful(), service=service, builds=builds, max_workers=self.max_workers,
+        )
 
     def attach(self) -> None:
         """Reach the servers as they are, creating and sending nothing: engines, ports and the
@@ -242,7 +254,7 @@ class Fleet:
             raise DeployFailed(f"environment {self.env} has no running server: deploy first")
         self.placement = dict(self.allocation(existing).placement)
         self.servers = {s.name: s for s in existing}
-        self.engines = {s.name: self._engine(s) for s in existing}
+        self.engines = {s.name: self.server_engine(s) for s in existing}
         self.ports = self.engines[next(iter(self.engines))].ports()
         self.table = self._observed_table()
 
@@ -298,18 +310,22 @@ class Fleet:
         self._mark([s for s in keep if s.name in runs], ACTIVE)
         self._mark([s for s in keep if s.name not in runs], RESERVE)
 
-    def _engine(self, server: Server) -> Engine:
-        engine = Engine(self.project, self.env, server, self.manager, self.registry, images=self.images, log=self.log, drain_timeout=self.drain_timeout)
-        engine.only = frozenset(n for n, names in self.placement.items() if server.name in names)
-        engine.route_override = lambda: self._route_one(server)
-        return engine
+    def server_engine(self, server: Server, *, image_source: Callable[[str], str | None] | None = None) -> Engine:
+        """The engine of ``server`` (connects to it): it holds the services :attr:`placement`
+        puts there, and routes through this fleet (every sidecar to the one table).
+        ``image_source``: see :class:`~projectdeployer.core.engine.Engine` (a plan's)."""
+        services = frozenset(n for n, names in self.placement.items() if server.name in names)
+        return Engine(
+            self.project, self.env, server, self.manager, self.registry, images=self.images, log=self.log, drain_timeout=self.drain_timeout,
+            services=services, routing=lambda: self._route_one(server), image_source=image_source,
+        )
 
     def _prepare(self) -> None:
         """Engines, networks, images, and the routes of what runs now on every sidecar."""
         self.engines = {}
         for name, server in list(self.servers.items()):
             try:
-                self.engines[name] = self._engine(server)
+                self.engines[name] = self.server_engine(server)
             except ProjectDeployerError as exc:
                 if name not in self.leaving:
                     raise
@@ -342,10 +358,10 @@ class Fleet:
         def refs(name: str) -> list[str]:
             engine = self.engines[name]
             wanted = [self.project.image("nginx")] if "nginx" in self.project.images else []
-            for svc in sorted(n for n in engine.only or () if self.only_service in (None, n)):
+            for svc in sorted(n for n in engine.services or () if self.only_service in (None, n)):
                 spec = self.project.service(svc, self.env)
                 wanted.append(engine.image_for(spec, self.registry.service_types[spec.type]))
-            if any(self.project.service(s, self.env).is_scheduled or s in self.stateful() for s in engine.only or () if self.only_service in (None, s)):
+            if any(self.project.service(s, self.env).is_scheduled or s in self.stateful() for s in engine.services or () if self.only_service in (None, s)):
                 from .jobs import scheduler_image
 
                 try:
@@ -529,9 +545,9 @@ class Fleet:
         def start(name: str) -> None:
             engine = self.engines[name]
             self.log(f"{spec.name}: starting {todo[name].spec.name} on {name} (release {release})")
-            engine._start(todo[name], release)  # noqa: SLF001 - the fleet drives the engine's steps
+            engine.start(todo[name], release)
             started.append((name, todo[name]))
-            engine._wait_healthy(spec, todo[name])  # noqa: SLF001
+            engine.wait_healthy(spec, todo[name])
 
         _, errors = _parallel(list(todo), start, max_workers=self.max_workers)
         if errors:
@@ -558,7 +574,7 @@ class Fleet:
         survivors = {(n, d.spec.name) for n, d in todo.items()} | {(n, c.name) for n, c in keep.items()}
         self._stop_old(spec.name, {n: [c for c in cs if (n, c.name) not in survivors] for n, cs in current.items()})
         for name, desired in todo.items():
-            self.engines[name]._record(spec, desired, release)  # noqa: SLF001
+            self.engines[name].record(spec, desired, release)
             break
         return ServiceOutcome(service=spec.name, action="update" if current else "create", slot=None, release=release, seconds=time.monotonic() - began)
 
@@ -620,15 +636,15 @@ class Fleet:
             self.log(f"{spec.name}: stopping {existing.name} on {target} (one data directory: stop, then start)")
             engine.runtime.stop(existing.name, timeout=60)
             engine.runtime.remove(existing.name)
-        engine._own_volumes(desired)  # noqa: SLF001
-        engine._start(desired, release)  # noqa: SLF001
-        engine._wait_healthy(spec, desired)  # noqa: SLF001
+        engine.prepare_volumes(desired)
+        engine.start(desired, release)
+        engine.wait_healthy(spec, desired)
         if spec.port is not None:
             with self._table_lock:
                 self.table[spec.name] = [self._placed(target, desired.spec.name, spec, STATEFUL_SLOT)]
                 self._route_everywhere()
         gap = time.monotonic() - began
-        engine._record(spec, desired, release)  # noqa: SLF001
+        engine.record(spec, desired, release)
         return ServiceOutcome(service=spec.name, action="update" if existing else "create", slot=STATEFUL_SLOT, release=release, seconds=gap, gap_seconds=gap if existing else None)
 
     # --- jobs, removals, servers ---------------------------------------------------------------
@@ -639,7 +655,7 @@ class Fleet:
             from . import jobs
 
             engine = self.engines[name]
-            scheduled = [n for n in engine.only or () if self.project.service(n, self.env).is_scheduled and self.only_service in (None, n)]
+            scheduled = [n for n in engine.services or () if self.project.service(n, self.env).is_scheduled and self.only_service in (None, n)]
             if scheduled:
                 plan = engine.plan(scheduled)
                 engine.apply(plan)

@@ -9,8 +9,8 @@ image) against the one serving there now. A server that cannot be reached is nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -18,11 +18,11 @@ from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, state_of
 from .build import BuildCheck
 from .containers import STATEFUL_SLOT
 from .engine import DeployFailed, Engine
+from .fanout import fan_out
+from .model import Project
 from .order import startup_orders
+from .provider import Server
 from .runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
-
-if TYPE_CHECKING:
-    from .fleet import Fleet
 
 
 @attrs.frozen(kw_only=True)
@@ -86,49 +86,53 @@ def server_rows(allocation: Allocation, states: Mapping[str, str]) -> list[Serve
     return rows
 
 
-def plan_fleet(fleet: Fleet, service: str | None = None, *, builds: Mapping[str, BuildCheck] | None = None) -> FleetPlan:
-    """The plan of a deploy of ``fleet``'s environment (or of ``service`` only); ``builds``: the
-    images this machine builds first (a service with a build needed changes wherever it runs)."""
-    builds = builds or {}
-    project, env = fleet.project, fleet.env
-    specs = project.services_for(env)
-    if service is not None and service not in specs:
-        raise DeployFailed(f"no service named '{service}' (services: {', '.join(specs)})")
-    existing = fleet.provider.list_servers(project.name, env)
-    if not existing and service is not None:
-        raise DeployFailed(f"environment {env} has no server yet: deploy the whole environment first (not one service)")
-    allocation = fleet.allocation(existing)
-    states = {s.name: state_of(s) for s in existing}
-    fleet.placement = dict(allocation.placement)
-    by_name = {s.name: s for s in existing}
-    engines: dict[str, Engine] = {}
-    observed: dict[str, dict[str, list[ContainerInfo]]] = {}
-    unreachable: dict[str, str] = {}
-    local_ids: dict[str, str | None] = {}
+def local_image_ids(local_docker: Callable[[], Any]) -> Callable[[str], str | None]:
+    """An ``image_source`` for a plan's engines: the id of an image on this machine's engine
+    (``local_docker()``, its Docker client), which the deploy would send to the server; looked up
+    once per image. ``None`` for an image pulled by digest or not on this machine."""
+    found: dict[str, str | None] = {}
 
     def local_id(ref: str) -> str | None:
         if "@sha256:" in ref:
             return None  # pulled by the server itself: a change until it has it
-        if ref not in local_ids:
+        if ref not in found:
             try:
-                local_ids[ref] = fleet.local_docker().images.get(ref).id
+                found[ref] = local_docker().images.get(ref).id
             except Exception:  # noqa: BLE001 - not on this machine: the server pulls it
-                local_ids[ref] = None
-        return local_ids[ref]
+                found[ref] = None
+        return found[ref]
 
-    for name, server in by_name.items():
-        if states[name] == DESTROYING and not getattr(server, "running", True):
-            continue
-        try:
-            engine = fleet._engine(server)  # noqa: SLF001 - the plan reads through the deploy's engines
-            engine.image_source = local_id
-            observed[name] = engine.observed()
-            engines[name] = engine
-        except Exception as exc:  # noqa: BLE001 - an unreachable server is part of the answer
-            unreachable[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return local_id
+
+
+def plan_fleet(
+    project: Project, env: str, servers: Sequence[Server], allocation: Allocation, engine_for: Callable[[Server], Engine], *,
+    stateful: Collection[str], service: str | None = None, builds: Mapping[str, BuildCheck] | None = None, max_workers: int = 8,
+) -> FleetPlan:
+    """The plan of a deploy of ``env`` onto ``servers`` (as listed now) under ``allocation``
+    (or of ``service`` only), read through ``engine_for(server)`` (an engine that connects to
+    the server and holds the services placed there); ``stateful``: the services that run on one
+    server. ``builds``: the images this machine builds first (a service with a build needed
+    changes wherever it runs). The servers are read in parallel."""
+    builds = builds or {}
+    specs = project.services_for(env)
+    states = {s.name: state_of(s) for s in servers}
+    engines: dict[str, Engine] = {}
+    observed: dict[str, dict[str, list[ContainerInfo]]] = {}
+    unreachable: dict[str, str] = {}
+
+    def read(server: Server) -> tuple[Engine, dict[str, list[ContainerInfo]]]:
+        engine = engine_for(server)
+        return engine, engine.observed()
+
+    readable = [s for s in servers if not (states[s.name] == DESTROYING and not getattr(s, "running", True))]
+    for name, result in fan_out(readable, read, max_workers=max_workers).items():
+        if isinstance(result, BaseException):  # an unreachable server is part of the answer
+            unreachable[name] = str(result).splitlines()[0] if str(result) else type(result).__name__
+        else:
+            engines[name], observed[name] = result
     ports = next(iter(engines.values())).ports() if engines else {}
     orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
-    stateful = fleet.stateful()
     rows = []
     for name, spec in specs.items():
         if service not in (None, name):

@@ -139,7 +139,7 @@ def apply_job(engine: Engine, item: ServicePlan, ports: Mapping[str, PortAssignm
     # From here until the create, a start by the scheduler finds no container (logged, missed).
     desired = engine.desired(spec, JOB_SLOT, ports)
     release = new_release_id()
-    container = engine._private_spec(desired, release)  # noqa: SLF001 - the engine's own helper: private files
+    container = engine.materialize(desired, release)
     runtime.create(container)
     engine.log(f"{spec.name}: job container {name} ready (schedule '{spec.schedule}', release {release})")
     for info in engine.containers_of(spec.name):
@@ -147,7 +147,7 @@ def apply_job(engine: Engine, item: ServicePlan, ports: Mapping[str, PortAssignm
             engine.log(f"{spec.name}: removing {info.name} (the service is a scheduled job now)")
             runtime.stop(info.name, timeout=30)
             runtime.remove(info.name)
-    engine._record(spec, desired, release)  # noqa: SLF001
+    engine.record(spec, desired, release)
     return ServiceOutcome(service=spec.name, action=item.action, slot=JOB_SLOT, release=release, seconds=time.monotonic() - started)
 
 
