@@ -28,6 +28,7 @@ from .backups import (
 )
 from .containers import STATEFUL_SLOT, container_name
 from .errors import ProjectDeployerError
+from .jobcontainers import remove_idle, scheduler_image
 from .model import ServiceSpec
 from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_ROLE
 
@@ -66,8 +67,7 @@ def backed_up(engine: Engine, specs: Mapping[str, ServiceSpec] | None = None) ->
 
 def target_for(engine: Engine, spec: ServiceSpec, policy: BackupPolicy) -> BackupTarget:
     """The backup target of ``spec`` on the engine's server."""
-    from .engine import DeployFailed
-    from .jobs import scheduler_image
+    from .engine import DeployFailed  # circle: engine imports jobs, jobs this (DeployFailed moves to core.errors)
 
     stype = engine.registry.service_types[spec.type]
     try:
@@ -93,8 +93,6 @@ def schedule_entries(engine: Engine, specs: Mapping[str, ServiceSpec]) -> list[d
 
 def converge(engine: Engine) -> None:
     """Create, recreate or remove the backup containers to match the project file."""
-    from .jobs import remove_idle
-
     project, env, runtime = engine.project.name, engine.env, engine.runtime
     wanted = backed_up(engine)
     existing = {c.labels.get(LABEL_BACKUP_OF, ""): c for c in runtime.list({LABEL_PROJECT: project, LABEL_ENV: env, LABEL_ROLE: ROLE_BACKUP})}
@@ -125,7 +123,7 @@ def converge(engine: Engine) -> None:
         try:
             runtime.create(runner.with_files(spec, files))
         except ProjectDeployerError as exc:
-            from .engine import DeployFailed
+            from .engine import DeployFailed  # circle: as in target_for
 
             raise DeployFailed(f"{service}: cannot create its backup container {name}: {exc}") from None
         engine.log(f"{service}: backup container {name} ready (schedule '{item.policy.schedule}', keeps {item.policy.retention_days} day(s))")

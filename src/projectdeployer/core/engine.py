@@ -39,6 +39,7 @@ from .model import GenericSpec, Project, ServiceSpec
 from .monitoring import HealthCheck
 from .observation import Kept, Observation, WatchedRuntime, pick_active
 from .order import startup_orders
+from .plan import ServiceOutcome, ServicePlan
 from .poll import WaitTimeout, wait_until
 from .ports import PortAssignment, PortStore
 from .provider import Server
@@ -61,24 +62,6 @@ class _Exited(Exception):
 
 
 @attrs.frozen(kw_only=True)
-class ServicePlan:
-    """What the deploy will do to one service."""
-
-    service: str
-    #: create, update, unchanged, remove
-    action: str
-    reason: str
-    group: int
-    stateful: bool
-    current_slot: str | None = None
-    next_slot: str | None = None
-    image: str = ""
-    #: Why the deploy builds a new image first (its input hash changed, or there is none yet);
-    #: ``None``: no build (``plan`` shows the action as ``build+create`` / ``build+update``).
-    build: str | None = None
-
-
-@attrs.frozen(kw_only=True)
 class DeployPlan:
     project: str
     env: str
@@ -89,17 +72,6 @@ class DeployPlan:
     @property
     def changes(self) -> list[ServicePlan]:
         return [s for s in self.services if s.action != "unchanged"]
-
-
-@attrs.frozen(kw_only=True)
-class ServiceOutcome:
-    service: str
-    action: str
-    slot: str | None
-    release: str | None
-    seconds: float
-    #: Stateful restarts: how long the service accepted no connections.
-    gap_seconds: float | None = None
 
 
 def _build_plan(spec: ServiceSpec, check: BuildCheck, group: int, stateful: bool, exists: bool, current_slot: str | None, next_slot: str | None, image: str) -> ServicePlan:

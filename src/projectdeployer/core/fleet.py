@@ -51,6 +51,7 @@ from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, network_name
 from .engine import DeployFailed, Engine, ServiceOutcome
 from .errors import ProjectDeployerError
 from .fleetplan import FleetPlan, local_image_ids, plan_fleet
+from .jobcontainers import scheduler_image
 from .model import Project, ServiceSpec
 from .order import startup_orders
 from .ports import PortAssignment
@@ -362,8 +363,6 @@ class Fleet:
                 spec = self.project.service(svc, self.env)
                 wanted.append(engine.image_for(spec, self.registry.service_types[spec.type]))
             if any(self.project.service(s, self.env).is_scheduled or s in self.stateful() for s in engine.services or () if self.only_service in (None, s)):
-                from .jobs import scheduler_image
-
                 try:
                     wanted.append(scheduler_image(self.engines[name])[0])
                 except DeployFailed:

@@ -36,19 +36,23 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .backupjobs import TABLE_SUFFIX
+from ..addons.scheduler_agent import READY
+from .backupjobs import TABLE_SUFFIX, converge, schedule_entries
 from .containers import JOB_SLOT, container_name
 from .errors import ProjectDeployerError
+from .jobcontainers import RUN_WAIT_SECONDS, remove_idle, scheduler_image
 from .model import ServiceSpec
+from .plan import ServiceOutcome, ServicePlan
+from .poll import WaitTimeout, wait_until
 from .releases import new_release_id
 from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_ROLE, LABEL_SLOT, ContainerInfo, ContainerSpec, Mount
 
 if TYPE_CHECKING:
-    from .engine import Engine, ServiceOutcome, ServicePlan
+    from .engine import Engine
     from .ports import PortAssignment
 
-#: How long a deploy waits for a job's run in progress before leaving its old container.
-RUN_WAIT_SECONDS = 30.0
+# RUN_WAIT_SECONDS (core/jobcontainers.py): how long a deploy waits for a job's run in progress
+# before leaving its old container; read here at each call, so it can be set on this module.
 #: How long a new scheduler may take to load its job table and say it is ready.
 READY_SECONDS = 30.0
 ROLE_JOB = "job"
@@ -102,7 +106,7 @@ class _DesiredScheduler:
 
 
 def plan_job(engine: Engine, spec: ServiceSpec, group: int, ports: Mapping[str, PortAssignment], containers: list[ContainerInfo]) -> ServicePlan:
-    from .engine import DeployFailed, ServicePlan
+    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
 
     name = job_name(engine.project.name, engine.env, spec.name)
     current = next((c for c in containers if c.name == name), None)
@@ -127,13 +131,11 @@ def plan_job(engine: Engine, spec: ServiceSpec, group: int, ports: Mapping[str, 
 
 
 def apply_job(engine: Engine, item: ServicePlan, ports: Mapping[str, PortAssignment]) -> ServiceOutcome:
-    from .engine import ServiceOutcome
-
     started = time.monotonic()
     runtime = engine.runtime
     spec = engine.project.service(item.service, engine.env)
     name = job_name(engine.project.name, engine.env, spec.name)
-    if not remove_idle(engine, name, spec.name):
+    if not remove_idle(engine, name, spec.name, wait=RUN_WAIT_SECONDS):
         engine.log(f"{spec.name}: {name} is still running; it keeps its old configuration until the next deploy")
         return ServiceOutcome(service=spec.name, action="deferred", slot=JOB_SLOT, release=None, seconds=time.monotonic() - started)
     # From here until the create, a start by the scheduler finds no container (logged, missed).
@@ -149,36 +151,6 @@ def apply_job(engine: Engine, item: ServicePlan, ports: Mapping[str, PortAssignm
             runtime.remove(info.name)
     engine.record(spec, desired, release)
     return ServiceOutcome(service=spec.name, action=item.action, slot=JOB_SLOT, release=release, seconds=time.monotonic() - started)
-
-
-def remove_idle(engine: Engine, name: str, service: str) -> bool:
-    """Remove job container ``name`` unless a run is in progress for longer than
-    :data:`RUN_WAIT_SECONDS`; whether it is gone. The engine refuses to remove a running
-    container without force, so a run starting at the last moment is never cut short."""
-    deadline = time.monotonic() + RUN_WAIT_SECONDS
-    told = False
-    while True:
-        info = engine.runtime.get(name)
-        if info is None:
-            return True
-        if not info.running:
-            try:
-                engine.runtime.remove(name, force=False)
-                return True
-            except ProjectDeployerError as exc:
-                now = engine.runtime.get(name)
-                if now is not None and not now.running:
-                    from .engine import DeployFailed
-
-                    raise DeployFailed(f"{service}: {exc}") from None
-                continue  # a run started in between: wait for it like any other
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        if not told:
-            engine.log(f"{service}: a run of {name} is in progress; waiting up to {RUN_WAIT_SECONDS:.0f}s before replacing it")
-            told = True
-        engine.runtime.wait(name, timeout=remaining)
 
 
 def remove_stale_jobs(engine: Engine, specs: Mapping[str, ServiceSpec]) -> None:
@@ -198,34 +170,12 @@ def remove_stale_jobs(engine: Engine, specs: Mapping[str, ServiceSpec]) -> None:
 def job_table(engine: Engine, specs: Mapping[str, ServiceSpec], present: Iterable[str]) -> list[dict[str, str]]:
     """The scheduler's table: the scheduled services whose job container exists (or will), and
     the backups of the stateful services (``{service}:backup``, core/backupjobs.py)."""
-    from .backupjobs import schedule_entries
-
     here = set(present)
     return [
         {"service": n, "schedule": s.schedule or "", "container": job_name(engine.project.name, engine.env, n)}
         for n, s in sorted(specs.items())
         if s.is_scheduled and n in here
     ] + schedule_entries(engine, specs)
-
-
-def scheduler_image(engine: Engine) -> tuple[str, str]:
-    """The ``[images] python`` image for the agent, and its id on the server."""
-    from .engine import DeployFailed
-
-    project = engine.project
-    if "python" not in project.images:
-        raise DeployFailed("scheduled services need the [images] python image for the scheduler, and the project has none")
-    versions = [getattr(s, "python_version", None) for s in project.services.values() if s.type == "python"]
-    stype = engine.registry.service_types.get("python")
-    field = attrs.fields_dict(stype.spec_class).get("python_version") if stype is not None else None
-    if field is not None and isinstance(field.default, str):
-        versions.append(field.default)
-    refs = list(dict.fromkeys(project.image("python", v) for v in versions if v)) or [project.image("python")]
-    for ref in refs:
-        image_id = engine.runtime.image_id(ref)
-        if image_id:
-            return ref, image_id
-    raise DeployFailed(f"scheduler: its image {refs[0]} (the [images] python image) is not on server {engine.server.name}; build a python service or pull it")
 
 
 def _desired_scheduler(engine: Engine, table: list[dict[str, str]]) -> _DesiredScheduler:
@@ -264,7 +214,7 @@ def _desired_scheduler(engine: Engine, table: list[dict[str, str]]) -> _DesiredS
 
 def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: Mapping[str, list[ContainerInfo]], plans: Iterable[ServicePlan] = ()) -> SchedulerPlan | None:
     """What the scheduler needs; ``None`` when there is none and none is needed."""
-    from .engine import DeployFailed
+    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
 
     present = {
         service for service, containers in observed.items()
@@ -295,9 +245,7 @@ def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: M
 
 def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
     """Converge the scheduler to the job containers that exist now."""
-    from .engine import DeployFailed
-
-    from .backupjobs import converge
+    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
 
     specs = engine.specs()
     remove_stale_jobs(engine, specs)
@@ -337,22 +285,32 @@ def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
 
 
 def _wait_ready(engine: Engine, name: str) -> None:
-    from ..addons.scheduler_agent import READY
-    from .engine import DeployFailed
+    """Return once the scheduler ``name`` says it loaded its table (within :data:`READY_SECONDS`);
+    otherwise remove it and raise, with its state and last log lines."""
+    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
 
-    deadline = time.monotonic() + READY_SECONDS
     state = "missing"
-    while time.monotonic() < deadline:
+
+    def ready() -> tuple[bool, str]:
+        nonlocal state
         info = engine.runtime.get(name)
         state = info.state if info else "missing"
         if info is None or info.state in ("exited", "dead"):
-            break
-        if any(READY in line for line in engine.runtime.logs(name, tail=50)):
-            return
-        time.sleep(0.2)
+            raise _Stopped(state)
+        return any(READY in line for line in engine.runtime.logs(name, tail=50)), state
+
+    try:
+        wait_until(ready, timeout=READY_SECONDS, interval=0.2, what=f"{name} ready")
+        return
+    except (_Stopped, WaitTimeout):
+        pass
     lines = "\n".join(f"    {line}" for line in engine.runtime.logs(name, tail=20))
     engine.runtime.remove(name)
     raise DeployFailed(f"scheduler: {name} did not start ({state}); it was removed, so no job runs on schedule until the next deploy.\n  its last log lines:\n{lines}")
+
+
+class _Stopped(Exception):
+    """The scheduler stopped while :func:`_wait_ready` waited for it."""
 
 
 # --- status and manual runs ------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""What job containers (core/jobs.py) and backup containers (core/backupjobs.py) share: replacing
+one only when no run is in progress, and the python image their scheduler runs on.
+
+Both modules use these and neither imports the other for them: the scheduler's job table
+includes the backups (jobs -> backupjobs), so backupjobs must not import jobs back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from .errors import ProjectDeployerError
+from .poll import WaitTimeout, wait_until
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+#: How long a deploy waits for a run in progress before leaving the old container in place.
+RUN_WAIT_SECONDS = 30.0
+
+
+def remove_idle(engine: Engine, name: str, service: str, *, wait: float | None = None) -> bool:
+    """Remove job (or backup) container ``name`` unless a run is in progress for longer than
+    ``wait`` seconds (:data:`RUN_WAIT_SECONDS` by default); whether it is gone. The engine
+    refuses to remove a running container without force, so a run starting at the last moment
+    is never cut short."""
+    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
+
+    wait = RUN_WAIT_SECONDS if wait is None else wait
+    told = False
+
+    def gone() -> tuple[bool, str]:
+        nonlocal told
+        info = engine.runtime.get(name)
+        if info is None:
+            return True, "gone"
+        if not info.running:
+            try:
+                engine.runtime.remove(name, force=False)
+                return True, "removed"
+            except ProjectDeployerError as exc:
+                now = engine.runtime.get(name)
+                if now is not None and not now.running:
+                    raise DeployFailed(f"{service}: {exc}") from None
+                # A run started in between: wait for it like any other.
+        if not told:
+            engine.log(f"{service}: a run of {name} is in progress; waiting up to {wait:.0f}s before replacing it")
+            told = True
+        return False, "running"
+
+    try:
+        # Waiting is the engine's own wait for the container to exit, at most the time left.
+        wait_until(gone, timeout=wait, interval=wait, what=f"{name} idle", sleep=lambda left: engine.runtime.wait(name, timeout=left))
+    except WaitTimeout:
+        return False
+    return True
+
+
+def scheduler_image(engine: Engine) -> tuple[str, str]:
+    """The ``[images] python`` image for the scheduler agent (and a backup's verify), and its
+    id on the engine's server."""
+    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
+
+    project = engine.project
+    if "python" not in project.images:
+        raise DeployFailed("scheduled services need the [images] python image for the scheduler, and the project has none")
+    versions = [getattr(s, "python_version", None) for s in project.services.values() if s.type == "python"]
+    stype = engine.registry.service_types.get("python")
+    field = attrs.fields_dict(stype.spec_class).get("python_version") if stype is not None else None
+    if field is not None and isinstance(field.default, str):
+        versions.append(field.default)
+    refs = list(dict.fromkeys(project.image("python", v) for v in versions if v)) or [project.image("python")]
+    for ref in refs:
+        image_id = engine.runtime.image_id(ref)
+        if image_id:
+            return ref, image_id
+    raise DeployFailed(f"scheduler: its image {refs[0]} (the [images] python image) is not on server {engine.server.name}; build a python service or pull it")
+
+
+__all__ = ["RUN_WAIT_SECONDS", "remove_idle", "scheduler_image"]
