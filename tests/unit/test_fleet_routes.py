@@ -125,7 +125,7 @@ def test_a_dropped_server_that_cannot_be_read_is_never_destroyed_and_blocks_a_da
     fleet, _ = _fleet_with_recorder()
     destroyed: list[str] = []
     fleet.provider = SimpleNamespace(destroy_server=lambda s: destroyed.append(s.name))  # type: ignore[assignment]
-    fleet.engines = {"n1": SimpleNamespace(observed=lambda: {})}  # type: ignore[dict-item]
+    fleet.engines = {"n1": SimpleNamespace(containers=lambda: {})}  # type: ignore[dict-item]
     fleet.placement = {"db": ("n1",)}
     fleet.unread = {"l1"}
     spec = fleet.project.service("db", "prod")

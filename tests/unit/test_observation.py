@@ -202,7 +202,7 @@ def engine_with(manager: pluggy.PluginManager, tmp_path: Path, count: int, runni
         router_reads.append("live_routes")
         return {c.name for c in runtime.containers if c.labels.get(LABEL_SLOT) == "a"}
 
-    engine._routed_backends = routed  # type: ignore[method-assign]  # noqa: SLF001 - no sidecar here
+    engine.routed_backends = routed  # type: ignore[method-assign]  # no sidecar here
     return engine, runtime, router_reads
 
 

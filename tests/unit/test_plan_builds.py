@@ -183,7 +183,7 @@ def running(name: str, slot: str, config: str) -> ContainerInfo:
 
 def engine_for(manager: pluggy.PluginManager, project: Project, containers: list[ContainerInfo], images: dict[str, str]) -> Engine:
     engine = Engine(project, ENV, RuntimeOnlyServer(FakeRuntime(containers, images)), manager, build_registry(manager), log=lambda line: None)
-    engine._routed_backends = lambda: set()  # type: ignore[method-assign]  # noqa: SLF001 - no sidecar here
+    engine.routed_backends = lambda: set()  # type: ignore[method-assign]  # no sidecar here
     return engine
 
 

@@ -161,10 +161,18 @@ class Engine:
         containers = self._kept_containers.get(self._read_containers, fresh=fresh)
         return Observation(containers=containers, routed=self.routed(fresh=fresh))
 
+    def containers(self, *, fresh: bool = False) -> dict[str, list[ContainerInfo]]:
+        """The project's containers on the server, by service, as :meth:`observe` reads them
+        (one listing, kept until a container changes through this engine's runtime), without
+        the router's part: for a caller that routes this server itself (core/fleet.py), whose
+        route changes this engine does not see. ``fresh``: read now whatever is kept."""
+        kept = self._kept_containers.get(self._read_containers, fresh=fresh)
+        return {service: list(found) for service, found in kept.items()}
+
     def routed(self, *, fresh: bool = False) -> frozenset[str]:
-        """Container names the router serves (:meth:`_routed_backends`), read once and kept
+        """Container names the router serves (:meth:`routed_backends`), read once and kept
         until this engine changes a route: for :meth:`active_container` over many services."""
-        return self._kept_routed.get(lambda: frozenset(self._routed_backends()), fresh=fresh)
+        return self._kept_routed.get(lambda: frozenset(self.routed_backends()), fresh=fresh)
 
     def _read_containers(self) -> dict[str, tuple[ContainerInfo, ...]]:
         """The project's containers by service in one listing (no inspect per container, so
@@ -253,9 +261,9 @@ class Engine:
         running). ``routed``: the router's backends when already read (else read now)."""
         if not any(c.running for c in containers):
             return None
-        return pick_active(containers, self._routed_backends() if routed is None else routed)
+        return pick_active(containers, self.routed_backends() if routed is None else routed)
 
-    def _routed_backends(self) -> set[str]:
+    def routed_backends(self) -> set[str]:
         """Container names the router serves now: asked of the router itself (the truth), else
         the last routing this machine applied."""
         live = self.manager.hook.live_routes(server=self.server, project=self.project, env=self.env)

@@ -40,7 +40,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -50,6 +50,7 @@ from .build import BuildCheck
 from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, network_name
 from .engine import DeployFailed, Engine, ServiceOutcome
 from .errors import ProjectDeployerError
+from .fanout import failures, fan_out, successes
 from .fleetplan import FleetPlan, local_image_ids, plan_fleet
 from .jobcontainers import scheduler_image
 from .model import Project, ServiceSpec
@@ -61,6 +62,7 @@ from .routing import Backend, Route
 from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 @attrs.frozen(kw_only=True)
@@ -82,22 +84,13 @@ class FleetReport:
     seconds: float
 
 
-@attrs.frozen
-class _Labelled:
-    """An item of :func:`_parallel` whose errors are reported under ``name``."""
-
-    name: str
-    plan: Any
-
-
-def _parallel(items: Sequence[Any], fn: Callable[[Any], Any], *, max_workers: int = 8) -> tuple[list[Any], dict[str, BaseException]]:
-    """``fn`` over ``items`` in parallel (:func:`~projectdeployer.core.fanout.fan_out`);
-    results in order, and the errors by item name."""
-    from .fanout import failures, fan_out
-
-    results = fan_out(items, fn, max_workers=max_workers)
-    errors = failures(results)
-    return [None if isinstance(value, BaseException) else value for value in results.values()], errors
+def _all_or_first_error(results: Mapping[str, T | BaseException]) -> dict[str, T]:
+    """A :func:`~projectdeployer.core.fanout.fan_out` result when every call succeeded; else the
+    first error in the items' order, raised as it is (as a loop over them would have raised it)."""
+    for value in results.values():
+        if isinstance(value, BaseException):
+            raise value
+    return successes(results)
 
 
 def _explain(errors: Mapping[str, BaseException]) -> str:
@@ -169,11 +162,11 @@ class Fleet:
             spec = ServerSpec(zone=plan.zone, cpu=plan.cpu, memory=plan.memory, tags={"state": RESERVE, "slot": str(plan.index)})
             return self.provider.create_server(self.project.name, self.env, spec)
 
-        labelled = [_Labelled(name=p.label, plan=p) for p in plans]
-        made, errors = _parallel(labelled, lambda item: create(item.plan), max_workers=self.max_workers)
+        made = fan_out(plans, create, max_workers=self.max_workers, name=lambda plan: plan.label)
+        errors = failures(made)
         if errors:
             raise DeployFailed(f"cannot create servers: {_explain(errors)}")
-        return {plan.label: server for plan, server in zip(plans, made, strict=True)}
+        return successes(made)
 
     # --- the deploy ----------------------------------------------------------------------------
 
@@ -255,7 +248,7 @@ class Fleet:
             raise DeployFailed(f"environment {self.env} has no running server: deploy first")
         self.placement = dict(self.allocation(existing).placement)
         self.servers = {s.name: s for s in existing}
-        self.engines = {s.name: self.server_engine(s) for s in existing}
+        self.engines = _all_or_first_error(fan_out(existing, self.server_engine, max_workers=self.max_workers))
         self.ports = self.engines[next(iter(self.engines))].ports()
         self.table = self._observed_table()
 
@@ -294,16 +287,13 @@ class Fleet:
         self.log(f"{service}: routed again on {len(self.servers)} server(s)")
 
     def _mark(self, servers: Sequence[Server], state: str) -> None:
-        """Set the status tag of ``servers`` (providers without states are skipped)."""
-        for server in servers:
-            if state_of(server) == state:
-                continue
-            try:
-                self.provider.set_server_state(server, state)
-            except NotImplementedError:
-                return
-            except Exception as exc:  # noqa: BLE001 - a tag is bookkeeping; the deploy goes on
-                self.log(f"{server.name}: could not mark it {state}: {exc}")
+        """Set the status tag of ``servers``, in parallel (providers without states are skipped)."""
+        results = fan_out([s for s in servers if state_of(s) != state], lambda server: self.provider.set_server_state(server, state), max_workers=self.max_workers)
+        errors = failures(results)
+        if any(isinstance(exc, NotImplementedError) for exc in errors.values()):
+            return
+        for name, exc in errors.items():  # a tag is bookkeeping; the deploy goes on
+            self.log(f"{name}: could not mark it {state}: {exc}")
 
     def _settle_states(self, keep: Sequence[Server]) -> None:
         """Servers that run services now are ``active``; the others ``reserve``."""
@@ -324,17 +314,19 @@ class Fleet:
     def _prepare(self) -> None:
         """Engines, networks, images, and the routes of what runs now on every sidecar."""
         self.engines = {}
-        for name, server in list(self.servers.items()):
-            try:
-                self.engines[name] = self.server_engine(server)
-            except ProjectDeployerError as exc:
-                if name not in self.leaving:
-                    raise
+        # Connected in parallel (an SSH connection each); an error is raised as the first
+        # server (in order) that fails says it, as one after the other would.
+        for name, engine in fan_out(list(self.servers.values()), self.server_engine, max_workers=self.max_workers).items():
+            if not isinstance(engine, BaseException):
+                self.engines[name] = engine
+            elif isinstance(engine, ProjectDeployerError) and name in self.leaving:
                 # Unread: it may hold a database's data, so it is neither drained nor destroyed
                 # by this deploy (a later one removes it once it can be read).
-                self.log(f"{name}: unreachable; left in place (the allocation no longer needs it; a deploy removes it once it answers): {exc}")
+                self.log(f"{name}: unreachable; left in place (the allocation no longer needs it; a deploy removes it once it answers): {engine}")
                 del self.servers[name]
                 self.unread.add(name)
+            else:
+                raise engine
         self._send_images()
         def ready(server: Server) -> None:
             # Containers bind-mount the environment's config/ (pushed by `sync push`).
@@ -344,7 +336,7 @@ class Fleet:
                 raise DeployFailed(f"cannot create {config}: {result.stderr.strip()}")
             self.engines[server.name].runtime.ensure_network(network_name(self.project.name, self.env), {LABEL_PROJECT: self.project.name, LABEL_ENV: self.env})
 
-        _, errors = _parallel(list(self.servers.values()), ready, max_workers=self.max_workers)
+        errors = failures(fan_out(list(self.servers.values()), ready, max_workers=self.max_workers))
         for name in [n for n in errors if n in self.leaving]:
             self.log(f"{name}: not ready (the server is being removed): {errors.pop(name)}")
         if errors:
@@ -382,7 +374,7 @@ class Fleet:
                     # Not on this machine: the server's engine pulls it (a public image on a real server).
                     server.docker().images.pull(ref)
 
-        _, errors = _parallel([s for s in self.servers.values() if s.name not in self.leaving], feed, max_workers=self.max_workers)
+        errors = failures(fan_out([s for s in self.servers.values() if s.name not in self.leaving], feed, max_workers=self.max_workers))
         if errors:
             raise DeployFailed(f"images could not reach every server: {_explain(errors)}")
 
@@ -410,17 +402,30 @@ class Fleet:
     # --- routing -------------------------------------------------------------------------------
 
     def _observed_table(self) -> dict[str, list[Placed]]:
-        table: dict[str, list[Placed]] = {}
-        for name, engine in self.engines.items():
-            for service, containers in engine.observed().items():
+        """service -> where it serves now, read from every server in parallel (its containers
+        in one listing and its sidecar's routes once, whatever the number of services)."""
+
+        def serving(name: str) -> dict[str, Placed]:
+            engine = self.engines[name]
+            found: dict[str, Placed] = {}
+            routed: frozenset[str] | None = None
+            for service, containers in engine.containers(fresh=True).items():
                 if service not in self.project.services:
                     continue
                 spec = self.project.service(service, self.env)
                 if spec.is_scheduled or spec.port is None:
                     continue
-                active = engine.active_container(containers)
+                if routed is None and any(c.running for c in containers):
+                    routed = frozenset(engine.routed_backends())
+                active = engine.active_container(containers, routed)
                 if active is not None:
-                    table.setdefault(service, []).append(self._placed(name, active.name, spec, active.labels.get(LABEL_SLOT, "a")))
+                    found[service] = self._placed(name, active.name, spec, active.labels.get(LABEL_SLOT, "a"))
+            return found
+
+        table: dict[str, list[Placed]] = {}
+        for placed in _all_or_first_error(fan_out(list(self.engines), serving, max_workers=self.max_workers)).values():
+            for service, where in placed.items():
+                table.setdefault(service, []).append(where)
         return table
 
     def _placed(self, server: str, container: str, spec: ServiceSpec, slot: str) -> Placed:
@@ -464,7 +469,7 @@ class Fleet:
         updated, except servers being removed (logged)."""
         with self._table_lock:
             table = {k: list(v) for k, v in self.table.items()}
-            _, errors = _parallel(list(self.servers.values()), lambda s: self._route(s, table), max_workers=self.max_workers)
+            errors = failures(fan_out(list(self.servers.values()), lambda s: self._route(s, table), max_workers=self.max_workers))
         for name in [n for n in errors if n in self.leaving]:
             self.log(f"{name}: its sidecar could not be updated (the server is being removed): {errors.pop(name)}")
         if errors:
@@ -489,7 +494,7 @@ class Fleet:
             if retired:
                 self.manager.hook.wait_drained(server=server, project=self.project, env=self.env, timeout=self.drain_timeout, backends=retired)
 
-        _parallel(list(self.servers.values()), drain, max_workers=self.max_workers)
+        fan_out(list(self.servers.values()), drain, max_workers=self.max_workers)
 
     # --- services ------------------------------------------------------------------------------
 
@@ -499,15 +504,19 @@ class Fleet:
         outcomes: list[ServiceOutcome] = []
         for group in sorted(set(orders.values())):
             names = [n for n in specs if orders[n] == group and only in (None, n)]
-            done, errors = _parallel(names, self._service, max_workers=self.max_workers)
+            done = fan_out(names, self._service, max_workers=self.max_workers)
+            errors = failures(done)
             if errors:
                 raise DeployFailed("\n".join(f"{n}: {e}" for n, e in errors.items()))
-            outcomes.extend(done)
+            outcomes.extend(successes(done).values())
         return outcomes
 
     def _containers(self, service: str) -> dict[str, list[ContainerInfo]]:
-        """server -> the service's containers there."""
-        return {name: found for name, engine in self.engines.items() if (found := engine.observed().get(service))}
+        """server -> the service's containers there, from every server in parallel. Each
+        engine's listing is read once and kept until a container changes through it, so the
+        services of a deploy do not each list every container of every server."""
+        listed = _all_or_first_error(fan_out(list(self.engines), lambda name: self.engines[name].containers().get(service, []), max_workers=self.max_workers))
+        return {name: found for name, found in listed.items() if found}
 
     def _service(self, service: str) -> ServiceOutcome:
         spec = self.project.service(service, self.env)
@@ -522,11 +531,14 @@ class Fleet:
         release = new_release_id()
         todo: dict[str, ServiceContainer] = {}
         keep: dict[str, ContainerInfo] = {}
-        for name in targets:
+
+        def look(name: str) -> tuple[ContainerInfo | None, ServiceContainer]:
             engine = self.engines[name]
             active = engine.active_container(current.get(name, []))
             slot = "a" if active is None else ("b" if active.labels.get(LABEL_SLOT) == "a" else "a")
-            desired = engine.desired(spec, slot, self.ports)
+            return active, engine.desired(spec, slot, self.ports)
+
+        for name, (active, desired) in _all_or_first_error(fan_out(targets, look, max_workers=self.max_workers)).items():
             if active is not None and active.labels.get(LABEL_CONFIG) == desired.config_hash:
                 keep[name] = active
             else:
@@ -548,7 +560,7 @@ class Fleet:
             started.append((name, todo[name]))
             engine.wait_healthy(spec, todo[name])
 
-        _, errors = _parallel(list(todo), start, max_workers=self.max_workers)
+        errors = failures(fan_out(list(todo), start, max_workers=self.max_workers))
         if errors:
             self._remove_started(started)
             raise DeployFailed(f"{spec.name}: the new version is not healthy on {', '.join(errors)}; it was removed everywhere and the old version keeps serving.\n{_explain(errors)}")
@@ -593,7 +605,7 @@ class Fleet:
                 self.engines[name].runtime.stop(info.name, timeout=30)
                 self.engines[name].runtime.remove(info.name)
 
-        _, errors = _parallel([n for n in old if old[n]], stop, max_workers=self.max_workers)
+        errors = failures(fan_out([n for n in old if old[n]], stop, max_workers=self.max_workers))
         if errors:
             self.log(f"{service}: old containers left on {', '.join(errors)} (the next deploy removes them): {_explain(errors)}")
 
@@ -661,7 +673,7 @@ class Fleet:
             elif self.only_service is None:  # one service's deploy leaves the scheduler alone
                 jobs.apply_scheduler(engine)
 
-        _, errors = _parallel(list(self.engines), converge, max_workers=self.max_workers)
+        errors = failures(fan_out(list(self.engines), converge, max_workers=self.max_workers))
         if errors:
             raise DeployFailed(f"scheduled jobs and backups: {_explain(errors)}")
 
@@ -671,7 +683,7 @@ class Fleet:
 
         def clean(name: str) -> None:
             engine = self.engines[name]
-            for service, containers in engine.observed().items():
+            for service, containers in engine.containers().items():
                 if service in known:
                     continue
                 for info in containers:
@@ -683,7 +695,7 @@ class Fleet:
             for service in [s for s in self.table if s not in known]:
                 self.table.pop(service)
             self._route_everywhere()
-        _, errors = _parallel(list(self.engines), clean, max_workers=self.max_workers)
+        errors = failures(fan_out(list(self.engines), clean, max_workers=self.max_workers))
         if errors:
             self.log(f"containers of removed services left on {', '.join(errors)} (the next deploy removes them): {_explain(errors)}")
 
@@ -694,7 +706,7 @@ class Fleet:
         if not leaving:
             return []
         self.log(f"destroying {len(leaving)} server(s) no longer needed: {', '.join(s.name for s in leaving)}")
-        _, errors = _parallel(list(leaving), self.provider.destroy_server, max_workers=self.max_workers)
+        errors = failures(fan_out(list(leaving), self.provider.destroy_server, max_workers=self.max_workers))
         if errors:
             self.log(f"could not destroy {', '.join(errors)} (the next deploy tries again): {_explain(errors)}")
         return [s.name for s in leaving if s.name not in errors]

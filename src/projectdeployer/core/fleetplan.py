@@ -123,7 +123,7 @@ def plan_fleet(
 
     def read(server: Server) -> tuple[Engine, dict[str, list[ContainerInfo]]]:
         engine = engine_for(server)
-        return engine, engine.observed()
+        return engine, engine.containers(fresh=True)
 
     readable = [s for s in servers if not (states[s.name] == DESTROYING and not getattr(s, "running", True))]
     for name, result in fan_out(readable, read, max_workers=max_workers).items():
