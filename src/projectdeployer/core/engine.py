@@ -21,20 +21,23 @@ the next deploy finds the leftover container, replaces it and converges.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
 import pluggy
 
 from . import jobs, paths
-from .build import BuildCheck
+from .build import BuildCheck, image_tag
 from .coalesce import Coalescer
-from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, build_container, network_name
-from .errors import ProjectDeployerError
+from .containers import JOB_SLOT, SECRETS_MOUNT, STATEFUL_SLOT, ServiceContainer, build_container, network_name
+from .errors import LINE_SHOWN, ProjectDeployerError, printable
+from .fanout import fan_out
+from .fsutil import atomic_write
 from .model import GenericSpec, Project, ServiceSpec
 from .monitoring import HealthCheck
 from .observation import Kept, Observation, WatchedRuntime, pick_active
@@ -44,8 +47,10 @@ from .poll import WaitTimeout, wait_until
 from .ports import PortAssignment, PortStore
 from .provider import Server
 from .releases import Release, ReleaseHistory, new_release_id
+from .rendersafety import command_argv
 from .routing import Backend, Route
-from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_ROLE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime, ContainerSpec
+from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_ROLE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime, ContainerSpec, Mount
+from .secretfiles import write_secret_files
 from .servicetype import ServiceType
 
 Log = Callable[[str], None]
@@ -214,8 +219,6 @@ class Engine:
         if isinstance(spec, GenericSpec) and spec.image:
             return spec.image
         if stype.buildable:
-            from .build import image_tag
-
             return image_tag(self.project, spec.name)
         version = getattr(spec, "version", None) or stype.default_version
         return self.project.image(stype.name, version)
@@ -271,8 +274,6 @@ class Engine:
             return {backend.host for route in live for backend in route.backends}
         state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
         try:
-            import json
-
             return set(json.loads(state.read_text()).get("backends", {}).values())
         except (OSError, ValueError):
             return set()
@@ -370,16 +371,16 @@ class Engine:
         self._apply_routes()
         for group in sorted(groups):
             items = groups[group]
-            with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
-                futures = [pool.submit(self._apply_one, item, ports) for item in items]
-                failures = []
-                for future in futures:
-                    try:
-                        outcomes.append(future.result())
-                    except ProjectDeployerError as exc:
-                        failures.append(exc)
-                if failures:
-                    raise DeployFailed("\n".join(str(f) for f in failures))
+            failures = []
+            for done in fan_out(items, lambda item: self._apply_one(item, ports), max_workers=max(1, len(items)), name=lambda item: item.service).values():
+                if isinstance(done, ProjectDeployerError):
+                    failures.append(done)
+                elif isinstance(done, BaseException):
+                    raise done  # not a deploy's failure: a bug, raised as it is
+                else:
+                    outcomes.append(done)
+            if failures:
+                raise DeployFailed("\n".join(str(f) for f in failures))
         # The job containers are in place: start, recreate or remove the scheduler to match.
         jobs.apply_scheduler(self)
         return outcomes
@@ -419,15 +420,10 @@ class Engine:
     def materialize(self, desired: ServiceContainer, release: str) -> ContainerSpec:
         """``desired``'s container spec, ready to run: its private files written on the server
         (core/secretfiles.py) and mounted read-only, and its release label set. Starts nothing."""
-        from .secretfiles import write_secret_files
-
         spec = desired.spec
         mounts = list(spec.mounts)
         if desired.secret_files:
             source = write_secret_files(self.server, self.runtime, self.project.name, self.env, spec.name, spec.image, desired.secret_files, desired.secret_owner)
-            from .containers import SECRETS_MOUNT
-            from .runtime import Mount
-
             mounts.append(Mount(source=source, target=SECRETS_MOUNT, read_only=True))
         return attrs.evolve(spec, mounts=tuple(mounts), labels={**spec.labels, LABEL_RELEASE: release})
 
@@ -494,9 +490,6 @@ class Engine:
             # self.images holds a rollback's image: its migrations ran when it was deployed, and
             # an old release's `alembic upgrade head` fails against a newer database.
             return
-        from .errors import LINE_SHOWN, printable
-        from .rendersafety import command_argv
-
         argv = tuple(command_argv(spec.release_command))
         if desired.spec.entrypoint is not None:
             # secrets_in_env: the wrapper execs its arguments, so the image's ENTRYPOINT leads.
@@ -683,10 +676,6 @@ class Engine:
         if self.routing is not None:
             self.routing()
             return
-        import json
-
-        from .fsutil import atomic_write
-
         routes = [self._routes[name] for name in sorted(self._routes)]
         self.manager.hook.configure_routing(server=self.server, project=self.project, env=self.env, routes=routes)
         state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
@@ -708,8 +697,6 @@ class Engine:
         """Add ``release`` of ``spec`` (image, its id on this server, config hash, secrets'
         digest) to the environment's release history, which rollback reads. Call it once the
         release serves; it changes nothing on the server."""
-        import hashlib
-
         secrets_version = hashlib.sha256("".join(sorted(desired.secret_files.values())).encode()).hexdigest()[:16]
         ReleaseHistory(self.project.name, self.env).record(
             Release(
