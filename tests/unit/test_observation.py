@@ -280,3 +280,28 @@ def test_two_running_containers_of_a_service_are_read_in_full_to_tell_the_newer(
     observation = engine.observe(fresh=True)
     assert runtime.reads == ["list_brief", "get", "get"]
     assert observation.active("web00") == newer
+
+
+def test_the_fleet_reads_each_server_once_for_every_service(manager: pluggy.PluginManager, tmp_path: Path) -> None:
+    from projectdeployer.core.fleet import Fleet
+
+    engines = {}
+    for server in ("n1", "n2"):
+        running = [info(f"shop_dev_web{i:02d}_a", service=f"web{i:02d}") for i in range(3)]
+        engine, runtime, router_reads = engine_with(manager, tmp_path, 3, running)
+        engines[server] = (engine, runtime, router_reads)
+    fleet = Fleet(engines["n1"][0].project, ENV, provider=None, manager=manager, registry=build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
+    fleet.engines = {name: engine for name, (engine, _, _) in engines.items()}
+    fleet.ports = engines["n1"][0].ports()
+    for _, runtime, _ in engines.values():
+        runtime.reads.clear()
+    table = fleet._observed_table()  # noqa: SLF001 - the fleet's own reading of what runs
+    assert sorted(table) == ["web00", "web01", "web02"] and all(len(placed) == 2 for placed in table.values())
+    for name in ("web00", "web01", "web02"):
+        assert sorted(fleet._containers(name)) == ["n1", "n2"]  # noqa: SLF001
+    # Each server: one listing and one router read, whatever the number of services.
+    for _, runtime, router_reads in engines.values():
+        assert runtime.reads == ["list_brief"] and router_reads == ["live_routes"]
+    engines["n2"][0].runtime.remove("shop_dev_web01_a")  # a change through the engine: that server is read anew
+    assert sorted(fleet._containers("web01")) == ["n1"]  # noqa: SLF001
+    assert engines["n1"][1].reads == ["list_brief"] and engines["n2"][1].reads == ["list_brief", "list_brief"]
