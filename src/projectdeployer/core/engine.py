@@ -88,7 +88,15 @@ def _build_plan(spec: ServiceSpec, check: BuildCheck, group: int, stateful: bool
 
 
 class Engine:
-    """Plans and applies deploys of one project/environment to one server."""
+    """Plans and applies deploys of one project/environment to one server.
+
+    Its per-server steps are public, for whoever orchestrates many servers (core/fleet.py) and
+    for jobs (core/jobs.py): :meth:`desired` (the container a service should run),
+    :meth:`run_release`, :meth:`prepare_volumes`, :meth:`start`, :meth:`wait_healthy`,
+    :meth:`materialize` and :meth:`record`; reads are :meth:`containers`, :meth:`observe`,
+    :meth:`active_container` and :meth:`routed_backends`. None of the steps routes: routing is
+    this engine's own (:meth:`apply`) or the ``routing`` it was given.
+    """
 
     def __init__(
         self,
