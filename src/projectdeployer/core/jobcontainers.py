@@ -42,7 +42,9 @@ def remove_idle(engine: Engine, name: str, service: str, *, wait: float | None =
                 return True, "removed"
             except ProjectDeployerError as exc:
                 now = engine.runtime.get(name)
-                if now is not None and not now.running:
+                if now is None:
+                    return True, "gone"  # removed meanwhile
+                if not now.running:
                     raise DeployFailed(f"{service}: {exc}") from None
                 # A run started in between: wait for it like any other.
         if not told:
