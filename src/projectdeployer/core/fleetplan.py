@@ -148,12 +148,12 @@ def plan_fleet(
                     gone.setdefault(svc, []).append(server)
         for svc, where in sorted(gone.items()):
             rows.append(FleetServicePlan(service=svc, action="remove", reason="no longer in the project file", group=0, stateful=False, servers=tuple(sorted(where))))
-    servers = server_rows(allocation, states)
+    server_plan = server_rows(allocation, states)
     if service is not None:
         # One service: the servers it will run on (created for it when missing); nothing is
         # destroyed by a deploy of one service.
-        servers = [r for r in servers if service in r.services]
-    return FleetPlan(project=project.name, env=env, servers=tuple(servers), services=tuple(rows), unreachable=unreachable)
+        server_plan = [r for r in server_plan if service in r.services]
+    return FleetPlan(project=project.name, env=env, servers=tuple(server_plan), services=tuple(rows), unreachable=unreachable)
 
 
 def _service_plan(

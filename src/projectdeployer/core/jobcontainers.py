@@ -52,9 +52,12 @@ def remove_idle(engine: Engine, name: str, service: str, *, wait: float | None =
             told = True
         return False, "running"
 
-    try:
+    def run_ends(left: float) -> None:
         # Waiting is the engine's own wait for the container to exit, at most the time left.
-        wait_until(gone, timeout=wait, interval=wait, what=f"{name} idle", sleep=lambda left: engine.runtime.wait(name, timeout=left))
+        engine.runtime.wait(name, timeout=left)
+
+    try:
+        wait_until(gone, timeout=wait, interval=wait, what=f"{name} idle", sleep=run_ends)
     except WaitTimeout:
         return False
     return True
