@@ -47,11 +47,12 @@ import pluggy
 
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, ServerState, allocate, slot_of, state_of
 from .build import BuildCheck
-from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, network_name
+from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, host_port, network_name
 from .engine import DeployFailed, Engine, ServiceOutcome
 from .errors import ProjectDeployerError
 from .fanout import failures, fan_out, successes
 from .fleetplan import FleetPlan, local_image_ids, plan_fleet
+from .imagetransfer import ImageNotLocal, ensure_image
 from .jobcontainers import scheduler_image
 from .model import Project, ServiceSpec
 from .order import startup_orders
@@ -59,6 +60,7 @@ from .ports import PortAssignment
 from .provider import Provider, Server, ServerSpec
 from .releases import new_release_id
 from .routing import Backend, Route
+from .serverlock import local_lock, lock_server, server_lock
 from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
 
 Log = Callable[[str], None]
@@ -174,8 +176,6 @@ class Fleet:
         """Converge the environment on its servers (or only ``service``: its containers, on the
         servers the allocation gives it; other services, removed services and servers no longer
         needed are left for the next whole deploy)."""
-        from .serverlock import local_lock, lock_server, server_lock
-
         if service is not None and service not in self.project.services_for(self.env):
             raise DeployFailed(f"no service named '{service}' (services: {', '.join(self.project.services_for(self.env))})")
         started = time.monotonic()
@@ -346,8 +346,6 @@ class Fleet:
         self._route_everywhere()
 
     def _send_images(self) -> None:
-        from .imagetransfer import ImageNotLocal, ensure_image
-
         def refs(name: str) -> list[str]:
             engine = self.engines[name]
             wanted = [self.project.image("nginx")] if "nginx" in self.project.images else []
@@ -362,10 +360,12 @@ class Fleet:
                         wanted.append(self.project.image("python"))
             return list(dict.fromkeys(wanted))
 
-        pushed = self._push({ref for name in self.servers for ref in refs(name)})
+        # Each server's images once, every server at once (the scheduler's image is looked up on the server).
+        wanted = _all_or_first_error(fan_out(list(self.servers), refs, max_workers=self.max_workers))
+        pushed = self._push({ref for found in wanted.values() for ref in found})
 
         def feed(server: Server) -> None:
-            for ref in refs(server.name):
+            for ref in wanted[server.name]:
                 try:
                     ensure_image(self.local_docker(), server, ref, log=self.log, registry_ref=pushed.get(ref))
                 except ImageNotLocal:
@@ -429,8 +429,6 @@ class Fleet:
         return table
 
     def _placed(self, server: str, container: str, spec: ServiceSpec, slot: str) -> Placed:
-        from .containers import host_port
-
         assert spec.port is not None
         return Placed(server=server, container=container, port=spec.port, host_port=host_port(self.ports[spec.name], slot))
 
