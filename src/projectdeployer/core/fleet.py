@@ -60,8 +60,8 @@ from .ports import PortAssignment
 from .provider import Provider, Server, ServerSpec
 from .releases import new_release_id
 from .routing import Backend, Route
-from .serverlock import local_lock, lock_server, server_lock
 from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
+from .serverlock import local_lock, lock_server, server_lock
 
 Log = Callable[[str], None]
 T = TypeVar("T")
