@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ProjectDeployerError
+from .poll import WaitTimeout, wait_until
 
 
 class DeployLocked(ProjectDeployerError):
@@ -32,35 +33,44 @@ def deploy_lock(path: Path, *, wait: float = 0.0) -> Iterator[None]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait
-    try:
+
+    def take() -> tuple[bool, str | None]:
+        """Lock the file at ``path``; ``(False, who holds it)`` while another process does."""
+        nonlocal fd
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if _same_file(fd, path):
-                    break
-                # Locked a file its holder deleted meanwhile: start again on the one at path.
-                os.close(fd)
-                fd = -1
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-                continue
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "{}"
-                    try:
-                        info = json.loads(holder)
-                        who = f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
-                    except ValueError:
-                        who = "another process"
-                    raise DeployLocked(f"another deploy is running ({who}); wait for it or pass --lock-wait SECONDS") from None
-                time.sleep(0.2)
+                return False, _holder(fd)
+            if _same_file(fd, path):
+                return True, None
+            # Locked a file its holder deleted meanwhile: start again on the one at path.
+            os.close(fd)
+            fd = -1
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    try:
+        try:
+            wait_until(take, timeout=wait, interval=0.2, what=f"the deploy lock {path}")
+        except WaitTimeout as exc:
+            raise DeployLocked(f"another deploy is running ({exc.last}); wait for it or pass --lock-wait SECONDS") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
         yield
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its holder wrote it in the file."""
+    holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "{}"
+    try:
+        info = json.loads(holder)
+        return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+    except ValueError:
+        return "another process"
 
 
 def _same_file(fd: int, path: Path) -> bool:
