@@ -82,6 +82,7 @@ import paramiko
 from ..core.errors import ProjectDeployerError
 from ..core.fanout import FanOutFailed, FanOutTimeout, failures, fan_out, raise_for_failures
 from ..core.fanout import one_line as _one_line
+from ..core.poll import WaitTimeout, retry, wait_until
 from ..core.provider import CommandResult, Server
 from ..core.runtime import ContainerRuntime
 from ..core.sshkeys import HostKey, HostKeyChanged, KeyPair, KnownHosts, ensure_keypair, host_entry_name, known_hosts_path
@@ -126,6 +127,14 @@ class ServerLocked(ProjectDeployerError):
 #: Exceptions during connection establishment worth another attempt (server booting, sshd
 #: restarting, a full accept queue). Host-key and authentication failures are not among them.
 _TRANSIENT = (OSError, EOFError, paramiko.SSHException)
+#: sshd's answers to a channel request while it still counts sessions just closed against its
+#: ``MaxSessions`` (their teardown lags under load).
+_SESSIONS_BUSY = (paramiko.common.OPEN_FAILED_CONNECT_FAILED, paramiko.common.OPEN_FAILED_RESOURCE_SHORTAGE)
+
+
+class _TryAgain(Exception):
+    """A failure worth another attempt (what :func:`~projectdeployer.core.poll.retry` retries);
+    the failure itself is its ``__cause__``."""
 
 
 # --- one authenticated connection -----------------------------------------------------------
@@ -177,20 +186,21 @@ class _Link:
         """A new session channel. A transport found dead while opening it (before anything was
         sent) is re-established once; any other refusal is raised."""
         transport = self.transport()
-        # sshd refuses a channel while it still counts sessions that were just closed against
-        # MaxSessions (their teardown lags under load): nothing ran yet, so wait and ask again.
-        for delay in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6):
+
+        def open_once() -> paramiko.Channel:
             try:
                 return transport.open_session(timeout=self._server.connect_timeout)
             except paramiko.ChannelException as exc:
-                if not transport.is_active() or exc.code not in (paramiko.common.OPEN_FAILED_CONNECT_FAILED, paramiko.common.OPEN_FAILED_RESOURCE_SHORTAGE):
-                    break
-                time.sleep(delay)
-            except (paramiko.SSHException, EOFError, OSError):
-                break
+                if transport.is_active() and exc.code in _SESSIONS_BUSY:
+                    raise _TryAgain() from exc
+                raise
+
+        # sshd refuses a channel while it still counts sessions that were just closed against
+        # MaxSessions: nothing ran yet, so wait and ask again (0.05 s doubling to 1.6 s, 7 asks).
         try:
-            return transport.open_session(timeout=self._server.connect_timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
+            return retry(open_once, attempts=7, retry_on=_TryAgain, backoff=0.05, max_backoff=1.6)
+        except (_TryAgain, paramiko.SSHException, EOFError, OSError) as failed:
+            exc = failed.__cause__ if isinstance(failed, _TryAgain) else failed
             if transport.is_active():
                 raise self._server._error(SshError, f"cannot open an SSH channel: {exc}", exc) from exc
         transport = self.transport()
@@ -316,16 +326,19 @@ class SshServer(Server):
 
     def _connect(self, purpose: str) -> paramiko.SSHClient:
         """An authenticated client, retrying transient failures with exponential backoff."""
-        last: BaseException | None = None
-        for attempt in range(self.connect_attempts):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+
+        def connect_once() -> paramiko.SSHClient:
             try:
                 return self._connect_once()
             except (HostKeyChanged, SshError):
-                raise
+                raise  # never retried (SshCommandTimeout is an OSError too)
             except _TRANSIENT as exc:
-                last = exc
+                raise _TryAgain() from exc
+
+        try:
+            return retry(connect_once, attempts=self.connect_attempts, retry_on=_TryAgain, backoff=self.backoff, max_backoff=float("inf"))
+        except _TryAgain as failed:
+            last = failed.__cause__
         assert last is not None
         raise self._error(
             SshConnectError,
@@ -378,17 +391,21 @@ class SshServer(Server):
     def wait_until_reachable(self, timeout: float = 60.0) -> None:
         """Wait for a new server's sshd to accept our key (authentication failures included:
         the key may not be installed yet). Raises the last error after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def reached() -> tuple[bool, SshError | None]:
             try:
                 self._link.transport()
-                return
             except HostKeyChanged:
                 raise
-            except SshError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.5)
+            except SshError as exc:
+                return False, exc
+            return True, None
+
+        try:
+            wait_until(reached, timeout=timeout, interval=0.5, what=f"server {self.name} reachable")
+        except WaitTimeout as exc:
+            assert isinstance(exc.last, SshError)
+            raise exc.last from exc.last.__cause__
 
     def connected(self) -> bool:
         """Whether the command connection is up now (does not connect)."""
@@ -486,16 +503,26 @@ class SshServer(Server):
         try:
             channel.exec_command(script)
             got = b""
-            deadline = time.monotonic() + wait + self.connect_timeout + 5
-            while b"PD-LOCKED" not in got:
+
+            def locked() -> tuple[bool, str]:
+                nonlocal got
+                while channel.recv_ready():
+                    got += channel.recv(64)
+                if b"PD-LOCKED" in got:
+                    return True, ""
                 if channel.exit_status_ready():
                     raise ServerLocked(f"server {self.name}: {path} is locked by another deploy (waited {wait:g}s)")
-                if time.monotonic() > deadline:
-                    raise self._error(SshCommandTimeout, f"no answer while taking the lock {path}")
-                if channel.recv_ready():
-                    got += channel.recv(64)
-                else:
-                    select.select([channel], [], [], 0.2)
+                return False, f"read {got[-64:]!r}" if got else ""
+
+            # Between looks, wake as soon as the server writes (not after a fixed sleep).
+            wait_until(
+                locked,
+                timeout=wait + self.connect_timeout + 5,
+                interval=0.2,
+                what=f"an answer while taking the lock {path}",
+                error=lambda message: self._error(SshCommandTimeout, message),
+                sleep=lambda seconds: select.select([channel], [], [], seconds),
+            )
             yield
         finally:
             channel.close()  # EOF for cat: flock exits and releases the lock
