@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..core.errors import ProjectDeployerError
+from ..core.poll import WaitTimeout, retry, wait_until
 from ..core.provider import CommandResult, Provider, Server, ServerSpec
 from ..core.runtime import ContainerRuntime
 from ..hookspecs import hookimpl
@@ -142,6 +143,10 @@ class SandboxError(ProjectDeployerError):
 
 class SandboxLocked(SandboxError):
     """Another deploy holds the creation lock of the project/env; says who and since when."""
+
+
+class _NetworkGone(Exception):
+    """A network a creation needs was removed meanwhile by another process (its ``__cause__``): ensured again."""
 
 
 class SandboxCreateFailed(SandboxError):
@@ -817,8 +822,8 @@ class SandboxProvider(Provider):
         """Networks, volumes and the (created, not started) container, under the provider's lock."""
         import docker.errors
 
-        last: Exception | None = None
-        for _attempt in range(3):
+
+        def attempt() -> tuple[Any, str]:
             with self._lock:
                 public = self._ensure_network(project, env, PUBLIC)
                 vpc = self._ensure_network(project, env, spec.zone)
@@ -833,19 +838,20 @@ class SandboxProvider(Provider):
                             taken.add(name)  # another process (or project/env with a similar name) has it
                             continue
                         if exc.status_code == 404 and "network" in str(exc).lower():
-                            last = exc
-                            break  # removed meanwhile by another process: ensure it again
+                            raise _NetworkGone() from exc  # removed meanwhile by another process: ensure it again
                         raise
                     try:
                         vpc.connect(container)
                     except docker.errors.NotFound as exc:
                         self._remove_server_objects(project, env, name, token, container)
-                        last = exc
-                        break
+                        raise _NetworkGone() from exc
                     return container, token
-                else:
-                    raise SandboxError(f"no free server name in zone {spec.zone} of {project}/{env}")
-        raise SandboxError(f"cannot create a server in zone {spec.zone} of {project}/{env}: {last}")
+                raise SandboxError(f"no free server name in zone {spec.zone} of {project}/{env}")
+
+        try:
+            return retry(attempt, attempts=3, retry_on=_NetworkGone, backoff=0.0)
+        except _NetworkGone as gone:
+            raise SandboxError(f"cannot create a server in zone {spec.zone} of {project}/{env}: {gone.__cause__}") from None
 
     def _create_named(
         self, project: str, env: str, spec: ServerSpec, name: str, token: str, state: str, size: Mapping[str, int], public_key: str, flags: RunFlags, public: Any
@@ -886,17 +892,27 @@ class SandboxProvider(Provider):
     def _wait_ready(self, project: str, env: str, container: Any, deadline: float) -> SandboxServer:
         """Poll until the server's dockerd is ready and sshd answers, then connect once over SSH."""
         name = container.name
-        while True:
+
+        def ready() -> tuple[bool, str | None]:
             container.reload()
             if container.status in ("exited", "dead"):
                 code = container.attrs.get("State", {}).get("ExitCode")
                 raise SandboxError(f"server {name} stopped while starting (exit {code}); its last log lines:\n{_tail(container)}")
             port = _published_port(container.attrs) if container.status == "running" else None
-            if port and self._file_exists(container, READY_FILE) and _ssh_banner(SSH_HOST, port):
-                break
-            if time.monotonic() >= deadline:
-                raise SandboxError(f"server {name} was not ready within {self.ready_timeout:g}s (sshd and its own dockerd must answer); its last log lines:\n{_tail(container)}")
-            time.sleep(0.15)
+            if not port:
+                return False, f"container {container.status}, no published SSH port"
+            if not self._file_exists(container, READY_FILE):
+                return False, "its dockerd is not ready"
+            if not _ssh_banner(SSH_HOST, port):
+                return False, "sshd does not answer"
+            return True, None
+
+        try:
+            wait_until(ready, timeout=max(0.0, deadline - time.monotonic()), interval=0.15, what=f"server {name} ready")
+        except WaitTimeout as exc:
+            raise SandboxError(
+                f"server {name} was not ready within {self.ready_timeout:g}s (sshd and its own dockerd must answer; last: {exc.last}); its last log lines:\n{_tail(container)}"
+            ) from None
         server = self._server_from(container, project, env, repin=True)
         if server is None or server._ssh is None:
             raise SandboxError(f"server {name} disappeared while starting")
@@ -1012,33 +1028,36 @@ class SandboxProvider(Provider):
 
         self._ensure_image()
         name = lock_name(project, env)
-        deadline = time.monotonic() + max(0.0, wait)
         holder = {LABEL_HOLDER_HOST: socket.gethostname(), LABEL_HOLDER_PID: str(os.getpid()), LABEL_HOLDER_SINCE: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-        while True:
-            try:
-                container = self.client.containers.create(self.image, command=["true"], name=name, labels={**base_labels(project, env, "lock"), **holder})
-                break
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:
-                    raise SandboxError(f"{project}/{env}: cannot take the sandbox's creation lock: {_first_line(exc)}") from None
-            try:
-                found = self.client.containers.get(name)
-            except docker.errors.NotFound:
-                continue  # released meanwhile
-            except docker.errors.APIError as exc:
-                raise SandboxError(f"{project}/{env}: cannot read the sandbox's creation lock: {_first_line(exc)}") from None
-            other = found.labels
-            if _holder_gone(other):
+
+        def take() -> tuple[bool, Any]:
+            """``(True, the lock's container)``, or ``(False, the labels of the live holder)``."""
+            while True:
+                try:
+                    return True, self.client.containers.create(self.image, command=["true"], name=name, labels={**base_labels(project, env, "lock"), **holder})
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:
+                        raise SandboxError(f"{project}/{env}: cannot take the sandbox's creation lock: {_first_line(exc)}") from None
+                try:
+                    found = self.client.containers.get(name)
+                except docker.errors.NotFound:
+                    continue  # released meanwhile
+                except docker.errors.APIError as exc:
+                    raise SandboxError(f"{project}/{env}: cannot read the sandbox's creation lock: {_first_line(exc)}") from None
+                if not _holder_gone(found.labels):
+                    return False, found.labels
                 # That very container (by id): a lock another process took meanwhile stays.
                 _quietly(lambda: self.client.api.remove_container(found.id, force=True))
-                continue
-            if time.monotonic() >= deadline:
-                raise SandboxLocked(
-                    f"{project}/{env}: another deploy holds the sandbox's creation lock (host {other.get(LABEL_HOLDER_HOST, '?')}, "
-                    f"pid {other.get(LABEL_HOLDER_PID, '?')}, since {other.get(LABEL_HOLDER_SINCE, '?')}); if that deploy is gone, "
-                    f"remove the container {name}"
-                )
-            time.sleep(0.2)
+
+        try:
+            container = wait_until(take, timeout=max(0.0, wait), interval=0.2, what=f"the sandbox's creation lock of {project}/{env}")
+        except WaitTimeout as exc:
+            other = exc.last if isinstance(exc.last, Mapping) else {}
+            raise SandboxLocked(
+                f"{project}/{env}: another deploy holds the sandbox's creation lock (host {other.get(LABEL_HOLDER_HOST, '?')}, "
+                f"pid {other.get(LABEL_HOLDER_PID, '?')}, since {other.get(LABEL_HOLDER_SINCE, '?')}); if that deploy is gone, "
+                f"remove the container {name}"
+            ) from None
         try:
             yield
         finally:
