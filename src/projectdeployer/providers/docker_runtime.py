@@ -4,11 +4,13 @@ any server whose engine we can reach (over SSH later)."""
 from __future__ import annotations
 
 import builtins
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..core.errors import ProjectDeployerError
+from ..core.poll import WaitTimeout, wait_until
 from ..core.provider import CommandResult
 from ..core.runtime import LABEL_ENV, LABEL_PROJECT, ContainerInfo, ContainerRuntime, ContainerSpec, ImageInfo, VolumeInfo
 
@@ -177,18 +179,18 @@ class DockerRuntime(ContainerRuntime):
             raise RuntimeError_(f"cannot start {name}: {exc.explanation or exc}") from None
 
     def wait(self, name: str, timeout: float | None = None) -> int | None:
-        import time
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
+        def exited() -> tuple[bool, int | None]:
             info = self.get(name)
             if info is None:
-                return None
+                return True, None
             if not info.running and info.state != "restarting":
-                return info.exit_code
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            time.sleep(0.2)
+                return True, info.exit_code
+            return False, None
+
+        try:
+            return wait_until(exited, timeout=math.inf if timeout is None else timeout, interval=0.2, what=f"container {name} exited")
+        except WaitTimeout:
+            return None  # still running after timeout: None, as ContainerRuntime.wait promises
 
     def _create(self, spec: ContainerSpec, *, start: bool) -> ContainerInfo:
         import docker.errors

@@ -11,6 +11,7 @@ from attrs import define
 from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts
 from ..core.model import DatabaseSpec, ServiceSpec
+from ..core.poll import WaitTimeout, wait_until
 from ..core.runtime import ContainerInfo, ContainerRuntime
 from ..core.servicetype import ContextFor, Log, PasswordRotation, RotationError, ServiceContext, ServiceType
 from ..hookspecs import hookimpl
@@ -152,12 +153,10 @@ def _wait_tcp(target: BackupTarget, began: float, timeout: float = 120.0) -> Non
 
     info = target.runtime.get(target.host)
     port = next(iter(info.ports.values()), None) if info else None
-    detail = "no published port"
-    while port and time.monotonic() - began < timeout:
-        ok, detail = target.server.probe_tcp(port)
-        if ok:
-            return
-        time.sleep(0.2)
-    if port:
-        raise BackupError(f"{target.service.name}: not answering after the restore ({detail})")
+    if not port:
+        return
+    try:
+        wait_until(lambda: target.server.probe_tcp(port), timeout=max(0.0, timeout - (time.monotonic() - began)), interval=0.2, what=f"{target.service.name} answering")
+    except WaitTimeout as exc:
+        raise BackupError(f"{target.service.name}: not answering after the restore ({exc.last})") from None
 
