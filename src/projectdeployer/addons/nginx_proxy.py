@@ -28,6 +28,7 @@ from typing import Any
 
 import attrs
 
+from ..core.poll import WaitTimeout, wait_until
 from .nginx_render import (
     PATHS,
     RELOAD_TIMEOUT,
@@ -302,18 +303,21 @@ class NginxProxy:
 
     def _wait_reloaded(self, container: Any, before: set[int], since: float) -> str | None:
         """``None`` once new workers run (none of ``before`` still serving); else what went wrong."""
-        deadline = time.monotonic() + RELOAD_TIMEOUT
-        while True:
+
+        def reloaded() -> tuple[bool, str | None]:
             workers = self.workers(container)
             if workers and not workers & before:
-                return None
+                return True, None
             logs = container.logs(since=since, stdout=True, stderr=True).decode(errors="replace")
             failures = [line for line in logs.splitlines() if "[emerg]" in line]
             if failures:
-                return _nginx_message("\n".join(failures))
-            if time.monotonic() >= deadline:
-                return f"no new workers within {RELOAD_TIMEOUT:.0f}s"
-            time.sleep(0.05)
+                return True, _nginx_message("\n".join(failures))
+            return False, f"{len(workers & before)} old worker(s) still serving" if workers else "no workers"
+
+        try:
+            return wait_until(reloaded, timeout=RELOAD_TIMEOUT, interval=0.05, what=f"{self.label} reloaded")
+        except WaitTimeout as exc:
+            return f"no new workers within {RELOAD_TIMEOUT:.0f}s ({exc.last})"
 
     def _put_back(self, container: Any, previous_active: str | None, *, reload_again: bool) -> None:
         """Put the previous ``active.conf`` back (the master kept running the old configuration)."""

@@ -54,6 +54,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.poll import WaitTimeout, wait_until
 from ..core.routing import Backend, Route
 from ..core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE
 from ..hookspecs import hookimpl
@@ -268,23 +269,29 @@ class NginxSidecar:
         ``False`` on timeout.
         """
         container = self._running_container()
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
         if backends is None:
-            while any(title.endswith("is shutting down") for _, title in list_processes(container).values()):
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(_DRAIN_POLL)
-            return True
-        targets = self._addresses(backends)
-        while targets:
-            code, text = self.http.exec(container, ["cat", "/proc/net/tcp", "/proc/net/tcp6"])
-            if code != 0 and not text.strip():
-                raise RoutingError(f"{self.container_name}: cannot read its connections: {text.strip()}")
-            if in_flight_to(text, targets) == 0:
+
+            def drained() -> tuple[bool, str]:
+                shutting = sum(title.endswith("is shutting down") for _, title in list_processes(container).values())
+                return shutting == 0, f"{shutting} old worker(s) shutting down"
+
+        else:
+            targets = self._addresses(backends)
+            if not targets:
                 return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_DRAIN_POLL)
+
+            def drained() -> tuple[bool, str]:
+                code, text = self.http.exec(container, ["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+                if code != 0 and not text.strip():
+                    raise RoutingError(f"{self.container_name}: cannot read its connections: {text.strip()}")
+                in_flight = in_flight_to(text, targets)
+                return in_flight == 0, f"{in_flight} connection(s) in flight"
+
+        try:
+            wait_until(drained, timeout=max(0.0, timeout - (time.monotonic() - began)), interval=_DRAIN_POLL, what=f"{self.container_name} drained")
+        except WaitTimeout:
+            return False
         return True
 
     def live_routes(self) -> tuple[Route, ...] | None:
@@ -510,21 +517,24 @@ class NginxSidecar:
 
     def _wait_running(self, container: Any, timeout: float = 15.0) -> None:
         """Until every master has started its workers; an exit means a configuration is broken."""
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
         masters = 2 if self.tcp.runs_in(container) else 1
-        while True:
+
+        def running() -> tuple[bool, str]:
             container.reload()
             if container.status in ("exited", "dead"):
                 logs = container.logs(tail=10).decode(errors="replace").strip()
                 raise RoutingError(f"the nginx sidecar {self.container_name} exited: {_nginx_message(logs)}")
-            if container.status == "running":
-                everything = list_processes(container)
-                parents = {ppid for ppid, title in everything.values() if title == "nginx: worker process"}
-                if len(parents) >= masters:
-                    return
-            if time.monotonic() >= deadline:
-                raise RoutingError(f"the nginx sidecar {self.container_name} did not start within {timeout:.0f}s (state {container.status})")
-            time.sleep(0.1)
+            if container.status != "running":
+                return False, f"state {container.status}"
+            everything = list_processes(container)
+            parents = {ppid for ppid, title in everything.values() if title == "nginx: worker process"}
+            return len(parents) >= masters, f"state running, {len(parents)} of {masters} master(s) with workers"
+
+        try:
+            wait_until(running, timeout=max(0.0, timeout - (time.monotonic() - began)), interval=0.1, what=f"the nginx sidecar {self.container_name} running")
+        except WaitTimeout as exc:
+            raise RoutingError(f"the nginx sidecar {self.container_name} did not start within {timeout:.0f}s ({exc.last})") from None
 
 
 def _carried_versions(carried: Sequence[bytes]) -> dict[str, str]:
