@@ -149,6 +149,10 @@ class _NetworkGone(Exception):
     """A network a creation needs was removed meanwhile by another process (its ``__cause__``): ensured again."""
 
 
+class _SubnetTaken(Exception):
+    """The /24 picked for a network was taken meanwhile (its ``__cause__``): another is picked."""
+
+
 class SandboxCreateFailed(SandboxError):
     """Some servers of :meth:`SandboxProvider.create_servers` failed; the others are in ``created``."""
 
@@ -958,7 +962,7 @@ class SandboxProvider(Provider):
         import docker.errors
         from docker.types import IPAMConfig, IPAMPool
 
-        for _attempt in range(5):
+        def attempt() -> Any:
             used = [cfg.get("Subnet") for net in self.client.api.networks() for cfg in ((net.get("IPAM") or {}).get("Config") or []) if cfg.get("Subnet")]
             subnet = pick_subnet(used, self.subnets)
             if subnet is None:
@@ -968,7 +972,12 @@ class SandboxProvider(Provider):
             except docker.errors.APIError as exc:
                 if "overlap" not in str(exc):
                     raise
-        raise SandboxError(f"cannot find a free subnet for network {name}")
+                raise _SubnetTaken() from exc
+
+        try:
+            return retry(attempt, attempts=5, retry_on=_SubnetTaken, backoff=0.0)
+        except _SubnetTaken as taken:
+            raise SandboxError(f"cannot find a free subnet for network {name} ({_first_line(taken.__cause__ or taken)})") from None
 
     @cached_property
     def _network_options(self) -> dict[str, str]:
