@@ -62,15 +62,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
 from ..core.errors import ProjectDeployerError
+from ..core.fanout import fan_out
 from ..core.poll import WaitTimeout, retry, wait_until
 from ..core.provider import CommandResult, Provider, Server, ServerSpec
 from ..core.runtime import ContainerRuntime
@@ -79,6 +79,8 @@ from .digitalocean import REGIONS
 
 if TYPE_CHECKING:
     from .ssh import SshServer
+
+T = TypeVar("T")
 
 PROVIDER_NAME = "sandbox"
 DEFAULT_IMAGE = "pd-test/server:bookworm"
@@ -618,8 +620,8 @@ class SandboxProvider(Provider):
     def list_servers(self, project: str, env: str) -> list[Server]:
         """Every server of ``project``/``env`` now, read from the engine by labels."""
         containers = self.client.containers.list(all=True, filters=label_filters(project, env, kind="server"), ignore_removed=True)
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
-            found = [s for s in pool.map(lambda c: self._server_from(c, project, env), containers) if s is not None]
+        read = fan_out(containers, lambda c: self._server_from(c, project, env), max_workers=8, name=lambda c: str(c.id))
+        found = [s for s in _each_or_raise(read.values()) if s is not None]
         return sorted(found, key=lambda s: (s.zone, server_index(s.name, project, env, s.zone) or 0, s.name))
 
     def get_server(self, project: str, env: str, name: str) -> SandboxServer | None:
@@ -779,15 +781,14 @@ class SandboxProvider(Provider):
         """
         if not specs:
             return []
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(specs)))) as pool:
-            futures = [pool.submit(self.create_server, project, env, spec) for spec in specs]
-        created, errors = [], []
-        for future in futures:
-            exc = future.exception()
-            if exc is None:
-                created.append(future.result())
+        results = fan_out(list(enumerate(specs)), lambda numbered: self.create_server(project, env, numbered[1]), max_workers=max_workers, name=lambda numbered: str(numbered[0]))
+        created: list[SandboxServer] = []
+        errors: list[BaseException] = []
+        for outcome in results.values():
+            if isinstance(outcome, BaseException):
+                errors.append(outcome)
             else:
-                errors.append(exc)
+                created.append(outcome)
         if errors:
             raise SandboxCreateFailed(errors, created)
         return created
@@ -1143,8 +1144,7 @@ class SandboxProvider(Provider):
     def purge(self, project: str, env: str) -> None:
         """Remove every container, volume and network of ``project``/``env`` (the whole sandbox)."""
         servers = self.list_servers(project, env)
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(servers)))) as pool:
-            list(pool.map(self.destroy_server, servers))
+        _each_or_raise(fan_out(servers, self.destroy_server, max_workers=8).values())
         for container in self.client.containers.list(all=True, filters=label_filters(project, env), ignore_removed=True):
             _quietly(lambda c=container: c.remove(force=True, v=True))
         for volume in self.client.volumes.list(filters=label_filters(project, env)):
@@ -1213,6 +1213,17 @@ def _tail(container: Any, lines: int = 20) -> str:
     except Exception as exc:  # noqa: BLE001 - the logs are a courtesy in an error message
         return f"(no logs: {exc})"
     return text or "(no output)"
+
+
+def _each_or_raise(outcomes: Iterable[T | BaseException]) -> list[T]:
+    """The results of a :func:`~projectdeployer.core.fanout.fan_out`, in order; the first
+    failure (in that order) is raised once all have finished, as ``pool.map`` would."""
+    values: list[T] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        values.append(outcome)
+    return values
 
 
 def _first_line(exc: BaseException) -> str:
