@@ -41,7 +41,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +48,7 @@ import attrs
 
 from . import paths
 from .errors import ProjectDeployerError
+from .fanout import fan_out
 from .fsutil import atomic_write
 from .provider import Server
 from .runtime import LABEL_ENV, LABEL_PROJECT
@@ -535,8 +535,11 @@ class FileSync:
 
         if not servers:
             return []
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(servers)), thread_name_prefix=f"pd-{action}") as pool:
-            reports = list(pool.map(guarded, servers))
+        reports: list[SyncReport] = []
+        for outcome in fan_out(servers, guarded, max_workers=self.max_workers).values():
+            if isinstance(outcome, BaseException):
+                raise outcome  # not a server's failure (guarded reports those): an interrupt
+            reports.append(outcome)
         if any(not r.ok for r in reports):
             raise SyncFailed(action, reports)
         return reports
