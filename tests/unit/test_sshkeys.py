@@ -234,3 +234,16 @@ def test_concurrent_first_contacts_write_one_line(tmp_path: Path) -> None:
     assert len(lines) == len(keys)
     for host, key in keys.items():
         assert known.lookup(host, 22) == [key]
+
+
+def test_lines_paramiko_cannot_read_are_ignored_and_kept(tmp_path: Path) -> None:
+    key = _host_key()
+    path = tmp_path / "known_hosts"
+    # bad base64 (paramiko's HostKeys.load would raise on it), and a key type paramiko does not know
+    path.write_text("10.0.0.9 ssh-ed25519 !!!not-base64!!!\n10.0.0.9 ssh-unknown AAAAB3NzaC1yc2E=\n")
+    known = KnownHosts(path)
+    assert known.lookup("10.0.0.9", 22) == []
+    assert known.pin("s", "10.0.0.9", 22, key) is True
+    assert known.lookup("10.0.0.9", 22) == [key]
+    assert known.remove("10.0.0.9", 22) == 1
+    assert path.read_text() == "10.0.0.9 ssh-ed25519 !!!not-base64!!!\n10.0.0.9 ssh-unknown AAAAB3NzaC1yc2E=\n"

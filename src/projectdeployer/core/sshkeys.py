@@ -1,7 +1,7 @@
 """SSH identity and host-key pinning of a project/environment, on the operator's machine.
 
-Two things live here, both vendor-free (no paramiko; the SSH provider bridges its key objects to
-the plain ``(key type, base64 blob)`` pairs used below):
+Two things live here; their interface is vendor-free (the plain ``(key type, base64 blob)``
+pairs of :class:`HostKey`; the SSH provider bridges paramiko's key objects to them):
 
 * **The key pair** ``ensure_keypair(project, env)``: one ed25519 key per project/env, generated
   once with ``cryptography`` and reused afterwards. It is installed on every server of that
@@ -12,7 +12,8 @@ the plain ``(key type, base64 blob)`` pairs used below):
 
 * **Pinned host keys** :class:`KnownHosts`: ``{home}/{project}/{env}/config/known_hosts`` in
   OpenSSH's format (``host`` for port 22, ``[host]:port`` otherwise; hashed ``|1|...`` entries
-  written by ``ssh-keyscan -H`` are understood too). The first connection to an address records
+  written by ``ssh-keyscan -H`` are understood too: reading and matching are paramiko's
+  ``HostKeys``, imported when a known_hosts file is first used). The first connection to an address records
   the key it presented; a later connection presenting a different key is refused with
   :class:`HostKeyChanged`, which names both SHA256 fingerprints and how to fix it.
 
@@ -23,21 +24,24 @@ threads fanning out to many new servers) can create and pin at the same time.
 from __future__ import annotations
 
 import base64
-import binascii
 import fcntl
 import hashlib
-import hmac
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
 from . import paths
 from .errors import ProjectDeployerError
 from .fsutil import atomic_write, write_private
+
+if TYPE_CHECKING:
+    import paramiko
+    import paramiko.hostkeys
 
 KEY_FILE = "id_ed25519"
 KNOWN_HOSTS_FILE = "known_hosts"
@@ -185,78 +189,79 @@ class HostKeyChanged(ProjectDeployerError):
         )
 
 
-@attrs.frozen
-class _Entry:
-    """One line of a known_hosts file."""
+def _entry(line: str) -> paramiko.hostkeys.HostKeyEntry | None:
+    """A known_hosts line as paramiko reads it; ``None`` for comments, ``@cert-authority`` /
+    ``@revoked`` markers (not acted on), lines paramiko cannot read and key types it does not
+    know (it could not have negotiated them). Such lines stay in the file as they are."""
+    import paramiko.hostkeys  # noqa: PLC0415 - deferred: paramiko (start-up; core/teardown imports this module for a file name)
 
-    patterns: str
-    key: HostKey | None
-    line: str
-
-    def matches(self, name: str) -> bool:
-        if self.key is None:
-            return False
-        return any(_pattern_matches(pattern, name) for pattern in self.patterns.split(","))
-
-
-def _pattern_matches(pattern: str, name: str) -> bool:
-    """Plain names and hashed ``|1|salt|hash`` names (wildcards and negations are not used here)."""
-    if pattern.startswith("|1|"):
-        try:
-            _, _, salt_b64, hash_b64 = pattern.split("|")
-            salt = base64.b64decode(salt_b64)
-            expected = base64.b64decode(hash_b64)
-        except (ValueError, binascii.Error):
-            return False
-        return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), expected)
-    return pattern == name
-
-
-def _parse(line: str) -> _Entry:
     text = line.strip()
-    if not text or text.startswith("#") or text.startswith("@"):
-        # Comments, and @cert-authority / @revoked markers we do not act on: kept as they are.
-        return _Entry(patterns="", key=None, line=line)
-    fields = text.split()
-    if len(fields) < 3:
-        return _Entry(patterns="", key=None, line=line)
+    if not text or text.startswith(("#", "@")):
+        return None
     try:
-        base64.b64decode(fields[2], validate=True)
-    except (ValueError, binascii.Error):
-        return _Entry(patterns="", key=None, line=line)
-    return _Entry(patterns=fields[0], key=HostKey(fields[1], fields[2]), line=line)
+        return paramiko.hostkeys.HostKeyEntry.from_line(text)
+    except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError):
+        return None
+
+
+def _host_keys(lines: Iterable[str]) -> paramiko.HostKeys:
+    """paramiko's table of the readable entries of ``lines`` (it matches hashed ``|1|`` names)."""
+    import paramiko  # noqa: PLC0415 - deferred: paramiko (start-up)
+
+    table = paramiko.HostKeys()
+    for line in lines:
+        entry = _entry(line)
+        if entry is not None:
+            for name in entry.hostnames:
+                table.add(name, entry.key.get_name(), entry.key)
+    return table
+
+
+def _pkey(key: HostKey) -> paramiko.PKey:
+    import paramiko  # noqa: PLC0415 - deferred: paramiko (start-up)
+
+    return paramiko.PKey.from_type_string(key.keytype, base64.b64decode(key.blob))
 
 
 class KnownHosts:
-    """A known_hosts file whose entries are pinned on first contact."""
+    """A known_hosts file whose entries are pinned on first contact.
+
+    Reading and matching (hashed names included) is paramiko's :class:`~paramiko.hostkeys.HostKeys`;
+    writing is ours: paramiko's ``save`` rewrites the file from the entries it could read (losing
+    comments, markers and lines it does not understand) and not atomically, so a pin appends one
+    line (:meth:`~paramiko.hostkeys.HostKeyEntry.to_line`) to the file as it is and a removal drops
+    only the matching lines, each an atomic write under the file lock.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock_path = self.path.with_name(f".{self.path.name}.lock")
 
-    def _entries(self) -> list[_Entry]:
+    def _lines(self) -> list[str]:
         try:
-            text = self.path.read_text()
+            return self.path.read_text().splitlines()
         except FileNotFoundError:
             return []
-        return [_parse(line) for line in text.splitlines()]
 
     def lookup(self, host: str, port: int) -> list[HostKey]:
         """The keys pinned for ``host``:``port`` (empty when it was never contacted)."""
-        name = host_entry_name(host, port)
-        return [entry.key for entry in self._entries() if entry.key is not None and entry.matches(name)]
+        found = _host_keys(self._lines()).lookup(host_entry_name(host, port))
+        if found is None:
+            return []
+        return [HostKey(keytype, found[keytype].get_base64()) for keytype in dict.fromkeys(found.keys())]
 
     def check(self, server: str, host: str, port: int, presented: HostKey) -> bool:
         """True when ``presented`` is pinned for the address, False when nothing is pinned yet.
 
         Raises :class:`HostKeyChanged` when another key is pinned.
         """
-        known = self.lookup(host, port)
-        if not known:
+        table = _host_keys(self._lines())
+        name = host_entry_name(host, port)
+        if table.lookup(name) is None:
             return False
-        if presented in known:
+        if table.check(name, _pkey(presented)):
             return True
-        raise HostKeyChanged(server=server, host=host, port=port, expected=known, presented=presented, known_hosts=self.path)
+        raise HostKeyChanged(server=server, host=host, port=port, expected=self.lookup(host, port), presented=presented, known_hosts=self.path)
 
     def pin(self, server: str, host: str, port: int, presented: HostKey) -> bool:
         """Record ``presented`` for the address unless a key is pinned already (first contact).
@@ -265,20 +270,22 @@ class KnownHosts:
         of two first contacts racing, the second sees the first one's key (and is refused if it
         differs).
         """
+        import paramiko.hostkeys  # noqa: PLC0415 - deferred: paramiko (start-up)
+
         with self._locked():
             if self.check(server, host, port, presented):
                 return False
-            line = f"{host_entry_name(host, port)} {presented.keytype} {presented.blob}"
-            self._write([entry.line for entry in self._entries()] + [line])
+            line = paramiko.hostkeys.HostKeyEntry([host_entry_name(host, port)], _pkey(presented)).to_line()
+            self._write([*self._lines(), line.rstrip("\n")])
             return True
 
     def remove(self, host: str, port: int) -> int:
         """Forget the keys of ``host``:``port`` (a rebuilt server, a reused port); returns how many."""
         name = host_entry_name(host, port)
         with self._locked():
-            entries = self._entries()
-            keep = [entry.line for entry in entries if not entry.matches(name)]
-            removed = len(entries) - len(keep)
+            lines = self._lines()
+            keep = [line for line in lines if _host_keys([line]).lookup(name) is None]
+            removed = len(lines) - len(keep)
             if removed:
                 self._write(keep)
             return removed

@@ -355,7 +355,7 @@ class SshServer(Server):
             try:
                 client.get_host_keys().add(entry, known.keytype, paramiko.PKey.from_type_string(known.keytype, base64.b64decode(known.blob)))
             except (paramiko.SSHException, ValueError):
-                continue  # a key type paramiko cannot parse: the comparison below still refuses a mismatch
+                continue  # not expected: lookup returns only keys paramiko has read
         client.set_missing_host_key_policy(_PinOnFirstContact(self))
         try:
             client.connect(
