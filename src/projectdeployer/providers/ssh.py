@@ -130,6 +130,10 @@ _TRANSIENT = (OSError, EOFError, paramiko.SSHException)
 #: sshd's answers to a channel request while it still counts sessions just closed against its
 #: ``MaxSessions`` (their teardown lags under load).
 _SESSIONS_BUSY = (paramiko.common.OPEN_FAILED_CONNECT_FAILED, paramiko.common.OPEN_FAILED_RESOURCE_SHORTAGE)
+#: What paramiko raises for a refused channel whose reason another thread took: it keeps one
+#: saved exception per Transport, so of two refusals at once one thread may get the other's
+#: ChannelException and the other a bare SSHException with this text.
+_REFUSED_REASON_TAKEN = "Unable to open channel."
 
 
 class _TryAgain(Exception):
@@ -193,6 +197,10 @@ class _Link:
             except paramiko.ChannelException as exc:
                 if transport.is_active() and exc.code in _SESSIONS_BUSY:
                     raise _TryAgain() from exc
+                raise
+            except paramiko.SSHException as exc:
+                if transport.is_active() and str(exc) == _REFUSED_REASON_TAKEN:
+                    raise _TryAgain() from exc  # refused (the channel is gone), most likely for lack of sessions too
                 raise
 
         # sshd refuses a channel while it still counts sessions that were just closed against
