@@ -522,14 +522,16 @@ class SshServer(Server):
                     raise ServerLocked(f"server {self.name}: {path} is locked by another deploy (waited {wait:g}s)")
                 return False, f"read {got[-64:]!r}" if got else ""
 
-            # Between looks, wake as soon as the server writes (not after a fixed sleep).
+            def wake(seconds: float) -> None:
+                select.select([channel], [], [], seconds)  # as soon as the server writes, not after a fixed sleep
+
             wait_until(
                 locked,
                 timeout=wait + self.connect_timeout + 5,
                 interval=0.2,
                 what=f"an answer while taking the lock {path}",
                 error=lambda message: self._error(SshCommandTimeout, message),
-                sleep=lambda seconds: select.select([channel], [], [], seconds),
+                sleep=wake,
             )
             yield
         finally:
