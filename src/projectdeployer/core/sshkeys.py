@@ -193,7 +193,7 @@ def _entry(line: str) -> paramiko.hostkeys.HostKeyEntry | None:
     """A known_hosts line as paramiko reads it; ``None`` for comments, ``@cert-authority`` /
     ``@revoked`` markers (not acted on), lines paramiko cannot read and key types it does not
     know (it could not have negotiated them). Such lines stay in the file as they are."""
-    import paramiko.hostkeys  # noqa: PLC0415 - deferred: paramiko (start-up; core/teardown imports this module for a file name)
+    import paramiko.hostkeys  # deferred: paramiko (start-up; core/teardown imports this module for a file name)
 
     text = line.strip()
     if not text or text.startswith(("#", "@")):
@@ -206,7 +206,7 @@ def _entry(line: str) -> paramiko.hostkeys.HostKeyEntry | None:
 
 def _host_keys(lines: Iterable[str]) -> paramiko.HostKeys:
     """paramiko's table of the readable entries of ``lines`` (it matches hashed ``|1|`` names)."""
-    import paramiko  # noqa: PLC0415 - deferred: paramiko (start-up)
+    import paramiko  # deferred: paramiko (start-up)
 
     table = paramiko.HostKeys()
     for line in lines:
@@ -218,7 +218,7 @@ def _host_keys(lines: Iterable[str]) -> paramiko.HostKeys:
 
 
 def _pkey(key: HostKey) -> paramiko.PKey:
-    import paramiko  # noqa: PLC0415 - deferred: paramiko (start-up)
+    import paramiko  # deferred: paramiko (start-up)
 
     return paramiko.PKey.from_type_string(key.keytype, base64.b64decode(key.blob))
 
@@ -270,7 +270,7 @@ class KnownHosts:
         of two first contacts racing, the second sees the first one's key (and is refused if it
         differs).
         """
-        import paramiko.hostkeys  # noqa: PLC0415 - deferred: paramiko (start-up)
+        import paramiko.hostkeys  # deferred: paramiko (start-up)
 
         with self._locked():
             if self.check(server, host, port, presented):
