@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from projectdeployer.core.provider import ServerSpec
-from projectdeployer.core.sshkeys import KnownHosts, ensure_keypair, known_hosts_path
+from projectdeployer.core.sshkeys import ensure_keypair, known_hosts_path
+from projectdeployer.providers.known_hosts import KnownHosts
 from projectdeployer.providers.sandbox import (
     DEFAULT_IMAGE,
     LABEL,

@@ -27,7 +27,8 @@ import pytest
 
 from projectdeployer.core.provider import CommandResult
 from projectdeployer.core.runtime import ContainerSpec
-from projectdeployer.core.sshkeys import HostKeyChanged, KeyPair, KnownHosts, ensure_keypair, known_hosts_path
+from projectdeployer.core.sshkeys import HostKeyChanged, KeyPair, ensure_keypair, known_hosts_path
+from projectdeployer.providers.known_hosts import KnownHosts
 from projectdeployer.providers.ssh import (
     FanOutFailed,
     FanOutTimeout,

@@ -18,7 +18,8 @@ import pytest
 
 from projectdeployer.core import sshkeys
 from projectdeployer.core.errors import ProjectDeployerError
-from projectdeployer.core.sshkeys import HostKey, HostKeyChanged, KnownHosts, SshKeyError, ensure_keypair, host_entry_name
+from projectdeployer.core.sshkeys import HostKey, HostKeyChanged, SshKeyError, ensure_keypair, host_entry_name
+from projectdeployer.providers.known_hosts import KnownHosts
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 """SSH identity and host-key pinning of a project/environment, on the operator's machine.
 
-Two things live here; their interface is vendor-free (the plain ``(key type, base64 blob)``
-pairs of :class:`HostKey`; the SSH provider bridges paramiko's key objects to them):
+Two things live here, both vendor-free (the plain ``(key type, base64 blob)`` pairs of
+:class:`HostKey`; the SSH provider bridges paramiko's key objects to them):
 
 * **The key pair** ``ensure_keypair(project, env)``: one ed25519 key per project/env, generated
   once with ``cryptography`` and reused afterwards. It is installed on every server of that
@@ -10,12 +10,13 @@ pairs of :class:`HostKey`; the SSH provider bridges paramiko's key objects to th
       {home}/{project}/{env}/secrets/ssh/id_ed25519       OpenSSH private key, 0600 (dir 0700)
       {home}/{project}/{env}/secrets/ssh/id_ed25519.pub   ``ssh-ed25519 AAAA... projectdeployer:{project}/{env}``
 
-* **Pinned host keys** :class:`KnownHosts`: ``{home}/{project}/{env}/config/known_hosts`` in
-  OpenSSH's format (``host`` for port 22, ``[host]:port`` otherwise; hashed ``|1|...`` entries
-  written by ``ssh-keyscan -H`` are understood too: reading and matching are paramiko's
-  ``HostKeys``, imported when a known_hosts file is first used). The first connection to an address records
-  the key it presented; a later connection presenting a different key is refused with
-  :class:`HostKeyChanged`, which names both SHA256 fingerprints and how to fix it.
+* **Pinned host keys**: where they live (:func:`known_hosts_path`,
+  ``{home}/{project}/{env}/config/known_hosts``, OpenSSH's format: ``host`` for port 22,
+  ``[host]:port`` otherwise), :class:`HostKey` and :class:`HostKeyChanged`, which names both SHA256
+  fingerprints and how to fix it. The file itself is read and written by
+  :class:`projectdeployer.providers.known_hosts.KnownHosts` (paramiko's ``HostKeys``, hashed
+  ``|1|...`` entries included): the first connection to an address records the key it presented;
+  a later connection presenting a different key is refused.
 
 Both files are written atomically and under an advisory file lock, so several processes (or
 threads fanning out to many new servers) can create and pin at the same time.
@@ -28,20 +29,15 @@ import fcntl
 import hashlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import attrs
 
 from . import paths
 from .errors import ProjectDeployerError
 from .fsutil import atomic_write, write_private
-
-if TYPE_CHECKING:
-    import paramiko
-    import paramiko.hostkeys
 
 KEY_FILE = "id_ed25519"
 KNOWN_HOSTS_FILE = "known_hosts"
@@ -90,7 +86,7 @@ def ensure_keypair(project: str, env: str) -> KeyPair:
     directory = ssh_dir(project, env)
     _make_private_dir(directory)
     private_path = directory / KEY_FILE
-    with _file_lock(directory / ".lock"):
+    with file_lock(directory / ".lock"):
         if private_path.exists():
             if private_path.stat().st_mode & 0o077:
                 os.chmod(private_path, 0o600)
@@ -189,118 +185,8 @@ class HostKeyChanged(ProjectDeployerError):
         )
 
 
-def _entry(line: str) -> paramiko.hostkeys.HostKeyEntry | None:
-    """A known_hosts line as paramiko reads it; ``None`` for comments, ``@cert-authority`` /
-    ``@revoked`` markers (not acted on), lines paramiko cannot read and key types it does not
-    know (it could not have negotiated them). Such lines stay in the file as they are."""
-    import paramiko.hostkeys  # deferred: paramiko (start-up; core/teardown imports this module for a file name)
-
-    text = line.strip()
-    if not text or text.startswith(("#", "@")):
-        return None
-    try:
-        return paramiko.hostkeys.HostKeyEntry.from_line(text)
-    except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError):
-        return None
-
-
-def _host_keys(lines: Iterable[str]) -> paramiko.HostKeys:
-    """paramiko's table of the readable entries of ``lines`` (it matches hashed ``|1|`` names)."""
-    import paramiko  # deferred: paramiko (start-up)
-
-    table = paramiko.HostKeys()
-    for line in lines:
-        entry = _entry(line)
-        if entry is not None:
-            for name in entry.hostnames:
-                table.add(name, entry.key.get_name(), entry.key)
-    return table
-
-
-def _pkey(key: HostKey) -> paramiko.PKey:
-    import paramiko  # deferred: paramiko (start-up)
-
-    return paramiko.PKey.from_type_string(key.keytype, base64.b64decode(key.blob))
-
-
-class KnownHosts:
-    """A known_hosts file whose entries are pinned on first contact.
-
-    Reading and matching (hashed names included) is paramiko's :class:`~paramiko.hostkeys.HostKeys`;
-    writing is ours: paramiko's ``save`` rewrites the file from the entries it could read (losing
-    comments, markers and lines it does not understand) and not atomically, so a pin appends one
-    line (:meth:`~paramiko.hostkeys.HostKeyEntry.to_line`) to the file as it is and a removal drops
-    only the matching lines, each an atomic write under the file lock.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock_path = self.path.with_name(f".{self.path.name}.lock")
-
-    def _lines(self) -> list[str]:
-        try:
-            return self.path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-
-    def lookup(self, host: str, port: int) -> list[HostKey]:
-        """The keys pinned for ``host``:``port`` (empty when it was never contacted)."""
-        found = _host_keys(self._lines()).lookup(host_entry_name(host, port))
-        if found is None:
-            return []
-        return [HostKey(keytype, found[keytype].get_base64()) for keytype in dict.fromkeys(found.keys())]
-
-    def check(self, server: str, host: str, port: int, presented: HostKey) -> bool:
-        """True when ``presented`` is pinned for the address, False when nothing is pinned yet.
-
-        Raises :class:`HostKeyChanged` when another key is pinned.
-        """
-        table = _host_keys(self._lines())
-        name = host_entry_name(host, port)
-        if table.lookup(name) is None:
-            return False
-        if table.check(name, _pkey(presented)):
-            return True
-        raise HostKeyChanged(server=server, host=host, port=port, expected=self.lookup(host, port), presented=presented, known_hosts=self.path)
-
-    def pin(self, server: str, host: str, port: int, presented: HostKey) -> bool:
-        """Record ``presented`` for the address unless a key is pinned already (first contact).
-
-        Returns True when the key was recorded now. Atomic against other threads and processes:
-        of two first contacts racing, the second sees the first one's key (and is refused if it
-        differs).
-        """
-        import paramiko.hostkeys  # deferred: paramiko (start-up)
-
-        with self._locked():
-            if self.check(server, host, port, presented):
-                return False
-            line = paramiko.hostkeys.HostKeyEntry([host_entry_name(host, port)], _pkey(presented)).to_line()
-            self._write([*self._lines(), line.rstrip("\n")])
-            return True
-
-    def remove(self, host: str, port: int) -> int:
-        """Forget the keys of ``host``:``port`` (a rebuilt server, a reused port); returns how many."""
-        name = host_entry_name(host, port)
-        with self._locked():
-            lines = self._lines()
-            keep = [line for line in lines if _host_keys([line]).lookup(name) is None]
-            removed = len(lines) - len(keep)
-            if removed:
-                self._write(keep)
-            return removed
-
-    def _write(self, lines: list[str]) -> None:
-        atomic_write(self.path, "".join(line + "\n" for line in lines), mode=0o644)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with _thread_lock, _file_lock(self._lock_path):
-            yield
-
-
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on ``path`` (created if needed), released on exit or death."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with _thread_lock:
@@ -316,9 +202,9 @@ __all__ = [
     "HostKey",
     "HostKeyChanged",
     "KeyPair",
-    "KnownHosts",
     "SshKeyError",
     "ensure_keypair",
+    "file_lock",
     "fingerprint",
     "host_entry_name",
     "known_hosts_path",

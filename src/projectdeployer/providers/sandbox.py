@@ -687,7 +687,8 @@ class SandboxProvider(Provider):
 
     def _ssh_for(self, container: Any, project: str, env: str, name: str, zone: str, port: int, networks: Mapping[str, Any], *, repin: bool) -> SshServer:
         """The (reused) SSH access of a running server, its host key pinned from the engine."""
-        from ..core.sshkeys import KnownHosts, known_hosts_path
+        from ..core.sshkeys import known_hosts_path
+        from .known_hosts import KnownHosts
         from .ssh import SshServer
 
         known = KnownHosts(known_hosts_path(project, env))
@@ -1120,7 +1121,8 @@ class SandboxProvider(Provider):
                     raise  # without a token, a volume in use belongs to a newer server of that name
 
     def _forget_host_key(self, project: str, env: str, port: int) -> None:
-        from ..core.sshkeys import KnownHosts, known_hosts_path
+        from ..core.sshkeys import known_hosts_path
+        from .known_hosts import KnownHosts
 
         KnownHosts(known_hosts_path(project, env)).remove(SSH_HOST, port)
 

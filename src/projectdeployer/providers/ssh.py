@@ -85,7 +85,8 @@ from ..core.fanout import one_line as _one_line
 from ..core.poll import WaitTimeout, retry, wait_until
 from ..core.provider import CommandResult, Server
 from ..core.runtime import ContainerRuntime
-from ..core.sshkeys import HostKey, HostKeyChanged, KeyPair, KnownHosts, ensure_keypair, host_entry_name, known_hosts_path
+from ..core.sshkeys import HostKey, HostKeyChanged, KeyPair, ensure_keypair, host_entry_name, known_hosts_path
+from .known_hosts import KnownHosts
 
 # paramiko logs every failed connection attempt (with a traceback) from its transport thread; we
 # retry those and report the last one ourselves. A NullHandler keeps them off stderr unless the
