@@ -118,7 +118,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         services = project.service_status(env)
         from ..core.backupmanager import BackupManager
 
-        on_servers = project._operations().on_servers(env)  # noqa: SLF001 - the CLI is part of the package
+        on_servers = project.environment(env).on_servers()
         from ..core.errors import ProjectDeployerError
 
         try:

@@ -1,4 +1,5 @@
-"""Deploy, status, logs and rollback of a project: the operations behind ``ProjectDeployer``.
+"""``Environment``: one environment of a project (provider, servers, locks) and the deploy,
+status, logs and rollback done on it, handed out by ``ProjectDeployer.environment(env)``.
 
 Kept apart from the fluent API so the project-file machinery stays importable without them.
 """
@@ -62,80 +63,86 @@ def server_for(project: Project, env: str, registry: Registry, manager: pluggy.P
     return servers[0]
 
 
-class Operations:
-    """Deploy-time operations of one project."""
+class Environment:
+    """One environment of a project: its provider, its servers and its locks, and the work
+    done on it (deploy, plan, status, logs, run, rollback).
 
-    def __init__(self, project: Project, manager: pluggy.PluginManager, registry: Registry, *, log: Log | None = None) -> None:
+    ``ProjectDeployer.environment(env)`` hands it out; backups, rotation, sync, the bastion
+    client and the command line take one instead of reaching into ``ProjectDeployer``.
+    """
+
+    def __init__(self, project: Project, env: str, manager: pluggy.PluginManager, registry: Registry, *, log: Log | None = None) -> None:
         self.project = project
+        self.env = env
         self.manager = manager
         self.registry = registry
         self.log = log or (lambda line: print(line, flush=True))
 
-    def engine(self, env: str, images: dict[str, str] | None = None) -> Engine:
-        """The engine of this machine's environment ``env`` (commands that work on one engine:
+    def engine(self, images: dict[str, str] | None = None) -> Engine:
+        """The engine of this machine's environment (commands that work on one engine:
         run, backups, rotation, ...). An environment on servers is refused with one clear line:
         its first server alone would be the wrong answer."""
-        if self.on_servers(env):
-            raise ProjectDeployerError(f"environment {env} runs on servers: this command works on this machine's engine only for now (deploy, plan, status, logs, rollback, run and backups work on servers)")
-        server = server_for(self.project, env, self.registry, self.manager)
-        return Engine(self.project, env, server, self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(env).drain_timeout)
+        if self.on_servers():
+            raise ProjectDeployerError(f"environment {self.env} runs on servers: this command works on this machine's engine only for now (deploy, plan, status, logs, rollback, run and backups work on servers)")
+        server = server_for(self.project, self.env, self.registry, self.manager)
+        return Engine(self.project, self.env, server, self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
 
-    def plan(self, env: str, service: str | None = None, *, build: bool = True) -> Any:
-        """What a deploy of ``env`` would change: a :class:`DeployPlan` on this machine's
+    def plan(self, service: str | None = None, *, build: bool = True) -> Any:
+        """What a deploy of the environment would change: a :class:`DeployPlan` on this machine's
         engine, a :class:`~projectdeployer.core.fleetplan.FleetPlan` (servers and services)
         on servers. Nothing is changed. With ``build`` (as ``deploy`` builds first), a service
         whose image inputs changed, or that has no image yet, is planned as a build first."""
-        builds = self.build_checks(env, service) if build else {}
-        if self.on_servers(env):
-            return self.fleet(env).plan(service, builds=builds)
-        return self.engine(env).plan([service] if service else None, builds=builds)
+        builds = self.build_checks(service) if build else {}
+        if self.on_servers():
+            return self.fleet().plan(service, builds=builds)
+        return self.engine().plan([service] if service else None, builds=builds)
 
-    def build_checks(self, env: str, service: str | None = None) -> dict[str, Any]:
+    def build_checks(self, service: str | None = None) -> dict[str, Any]:
         """``service -> BuildCheck`` for the buildable services a deploy would build (all, or
         ``service``): what the build would do, found without building (core/build.py)."""
         from .build import ProjectBuilder, is_buildable
 
-        specs = self.project.services_for(env)
+        specs = self.project.services_for(self.env)
         names = [n for n, s in specs.items() if is_buildable(s) and service in (None, n)]
-        builder = ProjectBuilder(self.project, env, self.manager, log=lambda line: None)
+        builder = ProjectBuilder(self.project, self.env, self.manager, log=lambda line: None)
         return {name: builder.check(name) for name in names}
 
-    def fleet(self, env: str, images: dict[str, str] | None = None) -> Any:
+    def fleet(self, images: dict[str, str] | None = None) -> Any:
         """The :class:`~projectdeployer.core.fleet.Fleet` of an environment on servers."""
         from .fleet import Fleet
 
-        return Fleet(self.project, env, self.provider(env), self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(env).drain_timeout)
+        return Fleet(self.project, self.env, self.provider(), self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
 
-    def provider(self, env: str) -> Any:
-        """The provider object of ``env`` (a plugin's ``get_provider`` first, else by name)."""
-        chosen = self.manager.hook.get_provider(project=self.project, env=env, zone="local")
+    def provider(self) -> Any:
+        """The provider object of the environment (a plugin's ``get_provider`` first, else by name)."""
+        chosen = self.manager.hook.get_provider(project=self.project, env=self.env, zone="local")
         if chosen is not None:
             return chosen
-        name = provider_name(self.project, env)
+        name = provider_name(self.project, self.env)
         entry = self.registry.providers.get(name)
         if entry is None:
-            raise ProjectDeployerError(f"environment {env}: no provider named '{name}' is loaded")
+            raise ProjectDeployerError(f"environment {self.env}: no provider named '{name}' is loaded")
         return entry.get(self.project)
 
-    def servers(self, env: str) -> tuple[list[Server], list[Server]]:
-        """On servers: every server of ``env`` as the provider lists it now, and the running ones."""
-        listed = self.provider(env).list_servers(self.project.name, env)
+    def servers(self) -> tuple[list[Server], list[Server]]:
+        """On servers: every server of the environment as the provider lists it now, and the running ones."""
+        listed = self.provider().list_servers(self.project.name, self.env)
         return listed, [s for s in listed if getattr(s, "running", True)]
 
-    def engine_on(self, env: str, server: Server) -> Engine:
-        """An engine of ``env`` on one of its servers (reading what runs there)."""
-        return Engine(self.project, env, server, self.manager, self.registry, log=self.log, drain_timeout=self.project.environment(env).drain_timeout)
+    def engine_on(self, server: Server) -> Engine:
+        """An engine of the environment on one of its servers (reading what runs there)."""
+        return Engine(self.project, self.env, server, self.manager, self.registry, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
 
-    def engine_holding(self, env: str, container: str) -> Engine | None:
+    def engine_holding(self, container: str) -> Engine | None:
         """On servers: the engine of the server that holds ``container`` (a job or backup
         container lives on one server), read live; ``None`` when no server has it. A server
         that cannot be reached is an error naming it (it might be the one)."""
         from .fanout import failures, fan_out, one_line, successes
 
-        listed, servers = self.servers(env)
+        listed, servers = self.servers()
 
         def look(server: Server) -> Engine | None:
-            engine = self.engine_on(env, server)
+            engine = self.engine_on(server)
             return engine if engine.runtime.get(container) is not None else None
 
         results = fan_out(servers, look)
@@ -147,81 +154,81 @@ class Operations:
             raise ProjectDeployerError(f"cannot look for {container} on " + "; ".join(f"{n}: {one_line(e)}" for n, e in sorted(errors.items())))
         stopped = sorted(s.name for s in listed if s not in servers)
         if stopped:
-            raise ProjectDeployerError(f"{container} is on none of the running servers of {self.project.name}/{env}; stopped: {', '.join(stopped)} (start them and try again)")
+            raise ProjectDeployerError(f"{container} is on none of the running servers of {self.project.name}/{self.env}; stopped: {', '.join(stopped)} (start them and try again)")
         return None
 
     @contextlib.contextmanager
-    def environment_lock(self, env: str, *, wait: float = 0.0) -> Iterator[None]:
-        """The deploy lock of ``env`` for work that changes a running environment without
+    def environment_lock(self, *, wait: float = 0.0) -> Iterator[None]:
+        """The deploy lock of the environment for work that changes a running environment without
         deploying it (restores, rotations): this machine's lock, and on servers the lock
         server's, taken under the provider's creation lock like a deploy takes it."""
         from .serverlock import local_lock, server_lock
 
-        with local_lock(self.project.name, env, wait=wait):
-            if not self.on_servers(env):
+        with local_lock(self.project.name, self.env, wait=wait):
+            if not self.on_servers():
                 yield
                 return
-            provider = self.provider(env)
+            provider = self.provider()
             with contextlib.ExitStack() as held:
-                with provider.creation_lock(self.project.name, env, wait=wait):
-                    held.enter_context(server_lock(self.project.name, env, provider.list_servers(self.project.name, env), wait=wait))
+                with provider.creation_lock(self.project.name, self.env, wait=wait):
+                    held.enter_context(server_lock(self.project.name, self.env, provider.list_servers(self.project.name, self.env), wait=wait))
                 yield
 
-    def any_engine(self, env: str) -> Engine:
+    def any_engine(self) -> Engine:
         """On servers: an engine of the environment's first server (for what reads the project
         as a whole, e.g. which services are backed up)."""
-        listed, running = self.servers(env)
+        listed, running = self.servers()
         if not running:
             if listed:
-                raise ProjectDeployerError(f"environment {env}: every server is stopped ({', '.join(sorted(s.name for s in listed))})")
-            raise ProjectDeployerError(f"environment {env} has no server: deploy first")
-        return self.engine_on(env, min(running, key=lambda s: s.name))
+                raise ProjectDeployerError(f"environment {self.env}: every server is stopped ({', '.join(sorted(s.name for s in listed))})")
+            raise ProjectDeployerError(f"environment {self.env} has no server: deploy first")
+        return self.engine_on(min(running, key=lambda s: s.name))
 
-    def on_servers(self, env: str) -> bool:
-        """Whether ``env`` runs on servers (many, over SSH) rather than this machine's engine."""
-        return provider_name(self.project, env) != "local"
+    def on_servers(self) -> bool:
+        """Whether the environment runs on servers (many, over SSH) rather than this machine's engine."""
+        return provider_name(self.project, self.env) != "local"
 
-    def deploy_fleet(self, env: str, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
-        """Deploy ``env`` (or only ``service``) onto its provider's servers (core/fleet.py)."""
+    def deploy_fleet(self, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
+        """Deploy the environment (or only ``service``) onto its provider's servers (core/fleet.py)."""
         started = time.monotonic()
-        fleet = self.fleet(env, images)
-        hook_plan = Plan(project=self.project.name, env=env, steps=())
+        fleet = self.fleet(images)
+        hook_plan = Plan(project=self.project.name, env=self.env, steps=())
         self.manager.hook.before_deploy(plan=hook_plan)
         try:
             result = fleet.deploy(lock_wait=lock_wait, service=service)
         except ProjectDeployerError as exc:
             self.manager.hook.deploy_failed(plan=hook_plan, error=exc)
             raise
-        plan = DeployPlan(project=self.project.name, env=env, services=())
+        plan = DeployPlan(project=self.project.name, env=self.env, services=())
         report = DeployReport(plan=plan, outcomes=result.outcomes, seconds=time.monotonic() - started, urls={})
         self.manager.hook.after_deploy(result=DeployResult(plan=hook_plan, releases={o.service: o.release for o in result.outcomes if o.release}, seconds=report.seconds))
         return report
 
-    def deploy(self, env: str, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
-        if self.on_servers(env):
-            return self.deploy_fleet(env, service=service, images=images, lock_wait=lock_wait)
+    def deploy(self, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
+        if self.on_servers():
+            return self.deploy_fleet(service=service, images=images, lock_wait=lock_wait)
         started = time.monotonic()
-        with deploy_lock(paths.env_dir(self.project.name, env) / "deploy.lock", wait=lock_wait):
-            engine = self.engine(env, images)
+        with deploy_lock(paths.env_dir(self.project.name, self.env) / "deploy.lock", wait=lock_wait):
+            engine = self.engine(images)
             plan = engine.plan([service] if service else None)
-            hook_plan = Plan(project=self.project.name, env=env, steps=tuple(Step(action=p.action, service=p.service, detail=p.reason) for p in plan.services))
+            hook_plan = Plan(project=self.project.name, env=self.env, steps=tuple(Step(action=p.action, service=p.service, detail=p.reason) for p in plan.services))
             self.manager.hook.before_deploy(plan=hook_plan)
             changes = plan.changes
-            self.log(f"deploying {self.project.name}/{env}: {len(changes)} change(s), {len(plan.services) - len(changes)} unchanged")
+            self.log(f"deploying {self.project.name}/{self.env}: {len(changes)} change(s), {len(plan.services) - len(changes)} unchanged")
             try:
                 outcomes = engine.apply(plan)
             except ProjectDeployerError as exc:
                 self.manager.hook.deploy_failed(plan=hook_plan, error=exc)
                 raise
-        report = DeployReport(plan=plan, outcomes=tuple(outcomes), seconds=time.monotonic() - started, urls=self.urls(env))
+        report = DeployReport(plan=plan, outcomes=tuple(outcomes), seconds=time.monotonic() - started, urls=self.urls())
         self.manager.hook.after_deploy(result=DeployResult(plan=hook_plan, releases={o.service: o.release for o in outcomes if o.release}, seconds=report.seconds))
         return report
 
-    def urls(self, env: str) -> dict[str, str]:
+    def urls(self) -> dict[str, str]:
         """``service -> URL`` for services with a domain, through the sidecar's published ports."""
-        settings = self.project.environment(env)
+        settings = self.project.environment(self.env)
         out = {}
-        for name, spec in self.project.services_for(env).items():
+        for name, spec in self.project.services_for(self.env).items():
             if spec.domain:
                 http_port = getattr(settings, "http_port", None)
                 https_port = getattr(settings, "https_port", None)
@@ -231,15 +238,15 @@ class Operations:
                     out[name] = f"http://{spec.domain}:{http_port}/" if http_port != 80 else f"http://{spec.domain}/"
         return out
 
-    def fleet_service_status(self, env: str) -> list[dict[str, Any]]:
+    def fleet_service_status(self) -> list[dict[str, Any]]:
         """On servers: one row per service, the servers running it (read live) in ``servers``."""
         from .fanout import raise_for_failures, fan_out
 
-        _, up = self.servers(env)
-        seen = list(raise_for_failures(fan_out(up, lambda server: self.engine_on(env, server).observed()), "reading the containers").items())
-        history = ReleaseHistory(self.project.name, env)
+        _, up = self.servers()
+        seen = list(raise_for_failures(fan_out(up, lambda server: self.engine_on(server).observed()), "reading the containers").items())
+        history = ReleaseHistory(self.project.name, self.env)
         rows = []
-        for name, spec in self.project.services_for(env).items():
+        for name, spec in self.project.services_for(self.env).items():
             running = sorted(server for server, observed in seen for c in observed.get(name, []) if c.running)
             current = history.current(name)
             rows.append({
@@ -251,21 +258,21 @@ class Operations:
             })
         return rows
 
-    def service_status(self, env: str) -> list[dict[str, Any]]:
+    def service_status(self) -> list[dict[str, Any]]:
         """One row per service: what runs, where, which release, healthy or not."""
-        if self.on_servers(env):
-            return self.fleet_service_status(env)
-        engine = self.engine(env)
+        if self.on_servers():
+            return self.fleet_service_status()
+        engine = self.engine()
         observed = engine.observed()
-        history = ReleaseHistory(self.project.name, env)
+        history = ReleaseHistory(self.project.name, self.env)
         ports = engine.ports()
         rows = []
-        scheduler = engine.runtime.get(jobs.scheduler_name(self.project.name, env))
+        scheduler = engine.runtime.get(jobs.scheduler_name(self.project.name, self.env))
         routed = engine.routed()  # the router read once, not once per service
-        for name, spec in self.project.services_for(env).items():
+        for name, spec in self.project.services_for(self.env).items():
             current = history.current(name)
             if spec.is_scheduled:
-                rows.append(self._job_row(env, name, spec, engine, observed, scheduler, current.image if current else None))
+                rows.append(self._job_row(name, spec, engine, observed, scheduler, current.image if current else None))
                 continue
             active = engine.active_container(observed.get(name, []), routed)
             rows.append(
@@ -280,7 +287,7 @@ class Operations:
                     "image": current.image if current else None,
                     "host_port": next(iter(active.ports.values()), None) if active else None,
                     "internal_port": ports[name].internal if name in ports else None,
-                    "url": self.urls(env).get(name),
+                    "url": self.urls().get(name),
                     "schedule": None,
                     "last_run": None,
                     "last_finished": None,
@@ -289,9 +296,9 @@ class Operations:
             )
         return rows
 
-    def _job_row(self, env: str, name: str, spec: Any, engine: Engine, observed: dict, scheduler: Any, image: str | None) -> dict[str, Any]:
+    def _job_row(self, name: str, spec: Any, engine: Engine, observed: dict, scheduler: Any, image: str | None) -> dict[str, Any]:
         """A scheduled service's row: ``scheduled``, its schedule, last run, finish and exit code."""
-        container = jobs.job_name(self.project.name, env, name)
+        container = jobs.job_name(self.project.name, self.env, name)
         info = next((c for c in observed.get(name, []) if c.name == container), None)
         fields = jobs.job_status(info, scheduler)
         return {
@@ -312,19 +319,19 @@ class Operations:
             "exit_code": fields["exit_code"],
         }
 
-    def run_job(self, env: str, service: str, *, wait: bool = True, output: Log | None = None) -> int:
+    def run_job(self, service: str, *, wait: bool = True, output: Log | None = None) -> int:
         """Start ``service``'s job container now. With ``wait``, pass its output lines to
         ``output`` as they come and return its exit code; without, return 0 once it started."""
-        spec = self.project.services_for(env).get(service)
+        spec = self.project.services_for(self.env).get(service)
         if spec is None:
             raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
         if not spec.is_scheduled:
             raise ProjectDeployerError(f"{service} is not a scheduled service (it has no schedule); only jobs can be run")
-        name = jobs.job_name(self.project.name, env, service)
-        engine = self.engine_holding(env, name) if self.on_servers(env) else self.engine(env)
+        name = jobs.job_name(self.project.name, self.env, service)
+        engine = self.engine_holding(name) if self.on_servers() else self.engine()
         info = engine.runtime.get(name) if engine is not None else None
         if engine is None or info is None:
-            raise ProjectDeployerError(f"{service} has no job container in {env}: deploy first")
+            raise ProjectDeployerError(f"{service} has no job container in {self.env}: deploy first")
         if info.running:
             raise ProjectDeployerError(f"{service}: a run is in progress (started {info.started_at}); wait for it to finish")
         engine.runtime.start_existing(name)
@@ -339,54 +346,54 @@ class Operations:
         code = engine.runtime.wait(name)
         return 1 if code is None else code
 
-    def zone_status(self, env: str) -> dict[str, dict[str, int]]:
+    def zone_status(self) -> dict[str, dict[str, int]]:
         """The seed's shape: ``{zone: {active, reserve, destroying, total}}``, read live."""
-        if self.on_servers(env):
+        if self.on_servers():
             counts: dict[str, dict[str, int]] = {}
-            for listed in self.provider(env).list_servers(self.project.name, env):
+            for listed in self.provider().list_servers(self.project.name, self.env):
                 state = state_of(listed)
                 row = counts.setdefault(listed.zone, {"active": 0, "reserve": 0, "destroying": 0, "total": 0})
                 row[state if state in row else "active"] += 1
                 row["total"] += 1
             return counts
-        server = server_for(self.project, env, self.registry, self.manager)
-        running = [c for c in server.runtime().list({LABEL_PROJECT: self.project.name, LABEL_ENV: env}) if c.running and c.labels.get(LABEL_SERVICE)]
+        server = server_for(self.project, self.env, self.registry, self.manager)
+        running = [c for c in server.runtime().list({LABEL_PROJECT: self.project.name, LABEL_ENV: self.env}) if c.running and c.labels.get(LABEL_SERVICE)]
         active = 1 if running else 0
         return {server.zone: {"active": active, "reserve": 1 - active, "destroying": 0, "total": 1}}
 
-    def logs(self, env: str, service: str, lines: int = 100, follow: bool = False) -> Iterator[str]:
+    def logs(self, service: str, lines: int = 100, follow: bool = False) -> Iterator[str]:
         if service not in self.project.services:
             raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
-        if self.on_servers(env):
-            return self._fleet_logs(env, service, lines, follow)
-        engine = self.engine(env)
-        if self.project.service(service, env).is_scheduled:
+        if self.on_servers():
+            return self._fleet_logs(service, lines, follow)
+        engine = self.engine()
+        if self.project.service(service, self.env).is_scheduled:
             # Every run's output, oldest first, from the job container (runs share one log).
-            name = jobs.job_name(self.project.name, env, service)
+            name = jobs.job_name(self.project.name, self.env, service)
             if engine.runtime.get(name) is None:
-                raise ProjectDeployerError(f"{service} has no job container in {env}: deploy first")
+                raise ProjectDeployerError(f"{service} has no job container in {self.env}: deploy first")
             return engine.runtime.logs(name, tail=lines, follow=follow)
         active = engine.active_container(engine.observed().get(service, []))
         if active is None:
-            raise ProjectDeployerError(f"{service} is not running in {env}")
+            raise ProjectDeployerError(f"{service} is not running in {self.env}")
         return engine.runtime.logs(active.name, tail=lines, follow=follow)
 
-    def _fleet_logs(self, env: str, service: str, lines: int, follow: bool) -> Iterator[str]:
+    def _fleet_logs(self, service: str, lines: int, follow: bool) -> Iterator[str]:
         """On servers: every server's lines of ``service``, each prefixed ``server | ``."""
         from .fleetlogs import find_sources, merged_lines
 
-        _, servers = self.servers(env)
-        sources = find_sources(self.project, env, service, servers, lambda server: self.engine_on(env, server))
+        _, servers = self.servers()
+        sources = find_sources(self.project, self.env, service, servers, lambda server: self.engine_on(server))
         if not sources:
-            raise ProjectDeployerError(f"{service} is not running in {env} (on none of its {len(servers)} server(s))")
+            raise ProjectDeployerError(f"{service} is not running in {self.env} (on none of its {len(servers)} server(s))")
         return merged_lines(sources, lines=lines, follow=follow)
 
-    def rollback(self, env: str, service: str, version: str | None = None, *, lock_wait: float = 0.0) -> DeployReport:
+    def rollback(self, service: str, version: str | None = None, *, lock_wait: float = 0.0) -> DeployReport:
         """Redeploy ``service`` with the image of its previous release (or of release/version
         ``version``), through the same zero-downtime toggle."""
-        history = ReleaseHistory(self.project.name, env).for_service(service)
+        history = ReleaseHistory(self.project.name, self.env).for_service(service)
         if not history:
-            raise DeployFailed(f"{service}: no release recorded in {env} to roll back to")
+            raise DeployFailed(f"{service}: no release recorded in {self.env} to roll back to")
         current = history[-1]
         if version is None:
             previous = [r for r in history[:-1] if r.image_id != current.image_id]
@@ -400,4 +407,4 @@ class Operations:
                 raise DeployFailed(f"{service}: no release '{version}' (recent: {known})")
             target = matches[-1]
         self.log(f"{service}: rolling back to release {target.id} (image {target.image_id[7:19]})")
-        return self.deploy(env, service=service, images={service: target.image_id}, lock_wait=lock_wait)
+        return self.deploy(service=service, images={service: target.image_id}, lock_wait=lock_wait)
