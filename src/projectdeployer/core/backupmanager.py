@@ -86,13 +86,13 @@ class BackupManager:
         return self.environment.on_servers()
 
     def engine(self, service: str | None = None) -> Engine:
-        """The engine of the server that keeps ``service``'s backups: this machine's engine for
-        a local environment; on servers, the server holding its backup container (read live;
-        the first server when none has it yet, where ``deploy first`` is the answer)."""
+        """The engine of the server that keeps ``service``'s backups: the server holding its
+        backup container (read live; the first server when none has it yet, where ``deploy
+        first`` is the answer). This machine's environment has one server."""
         environment = self.environment
         if "" not in self._engines:
-            self._engines[""] = environment.any_engine() if environment.on_servers() else environment.engine()
-        if service is None or not environment.on_servers():
+            self._engines[""] = environment.any_engine()
+        if service is None:
             return self._engines[""]
         if service not in self._engines:
             held = environment.engine_holding(backup_container_name(self.project, self.env, service))
@@ -272,7 +272,7 @@ class BackupManager:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """No deploy (and no second restore) of the environment while data is replaced."""
-        with self.environment.environment_lock(wait=self.lock_wait):
+        with self.environment.lock(wait=self.lock_wait):
             yield
 
     def restore(self, service: str, timestamp: str = "latest") -> RestoreReport:

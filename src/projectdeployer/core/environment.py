@@ -25,7 +25,7 @@ from .plan import DeployResult, Plan, Step
 from .provider import Server
 from .registry import Registry
 from .releases import ReleaseHistory
-from .runtime import LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_SERVICE, LABEL_SLOT
+from .runtime import LABEL_RELEASE, LABEL_SLOT, ContainerInfo, ContainerRuntime
 
 Log = Callable[[str], None]
 
@@ -38,6 +38,27 @@ class DeployReport:
     outcomes: tuple[ServiceOutcome, ...]
     seconds: float
     urls: dict[str, str]
+
+
+@attrs.frozen(kw_only=True)
+class Placed:
+    """A container found on one server of the environment (:meth:`Environment.find_container`)."""
+
+    server: Server
+    runtime: ContainerRuntime
+    #: The container as read when it was found.
+    info: ContainerInfo
+
+
+@attrs.frozen(kw_only=True)
+class ServerView:
+    """What one server runs of the environment, read once for the status rows."""
+
+    server: Server
+    engine: Engine
+    observed: dict[str, list[ContainerInfo]]
+    scheduler: ContainerInfo | None
+    routed: frozenset[str]
 
 
 def provider_name(project: Project, env: str) -> str:
@@ -78,14 +99,10 @@ class Environment:
         self.registry = registry
         self.log = log or (lambda line: print(line, flush=True))
 
-    def engine(self, images: dict[str, str] | None = None) -> Engine:
-        """The engine of this machine's environment (commands that work on one engine:
-        run, backups, rotation, ...). An environment on servers is refused with one clear line:
-        its first server alone would be the wrong answer."""
-        if self.on_servers():
-            raise ProjectDeployerError(f"environment {self.env} runs on servers: this command works on this machine's engine only for now (deploy, plan, status, logs, rollback, run and backups work on servers)")
-        server = server_for(self.project, self.env, self.registry, self.manager)
-        return Engine(self.project, self.env, server, self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
+    def server(self) -> Server:
+        """The environment's one server, for the deploy and plan of a single-server
+        environment (until one deploy path serves one server or many)."""
+        return server_for(self.project, self.env, self.registry, self.manager)
 
     def plan(self, service: str | None = None, *, build: bool = True) -> Any:
         """What a deploy of the environment would change: a :class:`DeployPlan` on this machine's
@@ -95,7 +112,7 @@ class Environment:
         builds = self.build_checks(service) if build else {}
         if self.on_servers():
             return self.fleet().plan(service, builds=builds)
-        return self.engine().plan([service] if service else None, builds=builds)
+        return self.engine_on(self.server()).plan([service] if service else None, builds=builds)
 
     def build_checks(self, service: str | None = None) -> dict[str, Any]:
         """``service -> BuildCheck`` for the buildable services a deploy would build (all, or
@@ -125,49 +142,56 @@ class Environment:
         return entry.get(self.project)
 
     def servers(self) -> tuple[list[Server], list[Server]]:
-        """On servers: every server of the environment as the provider lists it now, and the running ones."""
+        """Every server of the environment as the provider lists it now (this machine's one for a
+        local environment), and the running ones."""
         listed = self.provider().list_servers(self.project.name, self.env)
         return listed, [s for s in listed if getattr(s, "running", True)]
 
-    def engine_on(self, server: Server) -> Engine:
-        """An engine of the environment on one of its servers (reading what runs there)."""
-        return Engine(self.project, self.env, server, self.manager, self.registry, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
+    def engine_on(self, server: Server, *, images: dict[str, str] | None = None) -> Engine:
+        """An engine of the environment on one of its servers (reading what runs there;
+        ``images``: service -> image to deploy instead of the built one, as a rollback does)."""
+        return Engine(self.project, self.env, server, self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
 
-    def engine_holding(self, container: str) -> Engine | None:
-        """On servers: the engine of the server that holds ``container`` (a job or backup
-        container lives on one server), read live; ``None`` when no server has it. A server
-        that cannot be reached is an error naming it (it might be the one)."""
+    def find_container(self, name: str) -> Placed | None:
+        """The server holding container ``name`` (a job, backup or database container lives on
+        one server), its runtime and the container as read now; ``None`` when no server has
+        it. Every running server is asked at once (this machine's environment has one). A
+        server that cannot be reached is an error naming it (it might be the one)."""
         from .fanout import failures, fan_out, one_line, successes
 
         listed, servers = self.servers()
 
-        def look(server: Server) -> Engine | None:
-            engine = self.engine_on(server)
-            return engine if engine.runtime.get(container) is not None else None
+        def look(server: Server) -> Placed | None:
+            runtime = server.runtime()
+            info = runtime.get(name)
+            return Placed(server=server, runtime=runtime, info=info) if info is not None else None
 
         results = fan_out(servers, look)
-        found = [engine for engine in successes(results).values() if engine is not None]
+        found = sorted((placed for placed in successes(results).values() if placed is not None), key=lambda p: p.server.name)
         if found:
             return found[0]
         errors = failures(results)
         if errors:
-            raise ProjectDeployerError(f"cannot look for {container} on " + "; ".join(f"{n}: {one_line(e)}" for n, e in sorted(errors.items())))
+            raise ProjectDeployerError(f"cannot look for {name} on " + "; ".join(f"{n}: {one_line(e)}" for n, e in sorted(errors.items())))
         stopped = sorted(s.name for s in listed if s not in servers)
         if stopped:
-            raise ProjectDeployerError(f"{container} is on none of the running servers of {self.project.name}/{self.env}; stopped: {', '.join(stopped)} (start them and try again)")
+            raise ProjectDeployerError(f"{name} is on none of the running servers of {self.project.name}/{self.env}; stopped: {', '.join(stopped)} (start them and try again)")
         return None
 
+    def engine_holding(self, container: str) -> Engine | None:
+        """The engine of the server holding ``container`` (:meth:`find_container`), or ``None``."""
+        placed = self.find_container(container)
+        return self.engine_on(placed.server) if placed is not None else None
+
     @contextlib.contextmanager
-    def environment_lock(self, *, wait: float = 0.0) -> Iterator[None]:
-        """The deploy lock of the environment for work that changes a running environment without
-        deploying it (restores, rotations): this machine's lock, and on servers the lock
-        server's, taken under the provider's creation lock like a deploy takes it."""
+    def lock(self, *, wait: float = 0.0) -> Iterator[None]:
+        """The deploy lock of the environment for work that changes it without deploying it
+        (restores, rotations): this machine's lock, then the provider's creation lock while
+        the lock server's is taken, as a deploy takes them. A provider without a creation lock
+        or servers that hold none (this machine's) leave this machine's lock alone."""
         from .serverlock import local_lock, server_lock
 
         with local_lock(self.project.name, self.env, wait=wait):
-            if not self.on_servers():
-                yield
-                return
             provider = self.provider()
             with contextlib.ExitStack() as held:
                 with provider.creation_lock(self.project.name, self.env, wait=wait):
@@ -175,8 +199,9 @@ class Environment:
                 yield
 
     def any_engine(self) -> Engine:
-        """On servers: an engine of the environment's first server (for what reads the project
-        as a whole, e.g. which services are backed up)."""
+        """An engine of the environment's first running server by name (the one server of this
+        machine's environment), for what reads the project as a whole, e.g. which services are
+        backed up."""
         listed, running = self.servers()
         if not running:
             if listed:
@@ -209,7 +234,7 @@ class Environment:
             return self.deploy_fleet(service=service, images=images, lock_wait=lock_wait)
         started = time.monotonic()
         with deploy_lock(paths.env_dir(self.project.name, self.env) / "deploy.lock", wait=lock_wait):
-            engine = self.engine(images)
+            engine = self.engine_on(self.server(), images=images)
             plan = engine.plan([service] if service else None)
             hook_plan = Plan(project=self.project.name, env=self.env, steps=tuple(Step(action=p.action, service=p.service, detail=p.reason) for p in plan.services))
             self.manager.hook.before_deploy(plan=hook_plan)
@@ -238,68 +263,71 @@ class Environment:
                     out[name] = f"http://{spec.domain}:{http_port}/" if http_port != 80 else f"http://{spec.domain}/"
         return out
 
-    def fleet_service_status(self) -> list[dict[str, Any]]:
-        """On servers: one row per service, the servers running it (read live) in ``servers``."""
-        from .fanout import raise_for_failures, fan_out
-
-        _, up = self.servers()
-        seen = list(raise_for_failures(fan_out(up, lambda server: self.engine_on(server).observed()), "reading the containers").items())
-        history = ReleaseHistory(self.project.name, self.env)
-        rows = []
-        for name, spec in self.project.services_for(self.env).items():
-            running = sorted(server for server, observed in seen for c in observed.get(name, []) if c.running)
-            current = history.current(name)
-            rows.append({
-                "service": name, "type": spec.type, "container": None,
-                "state": f"running on {len(running)}/{1 if spec.is_scheduled or self.registry.service_types[spec.type].stateful else spec.servers_count}" if running else "not deployed",
-                "health": None, "slot": None, "release": current.id if current else None, "image": current.image if current else None,
-                "host_port": None, "internal_port": None, "url": None, "schedule": spec.schedule,
-                "last_run": None, "last_finished": None, "exit_code": None, "servers": list(dict.fromkeys(running)),
-            })
-        return rows
-
     def service_status(self) -> list[dict[str, Any]]:
-        """One row per service: what runs, where, which release, healthy or not."""
-        if self.on_servers():
-            return self.fleet_service_status()
-        engine = self.engine()
-        observed = engine.observed()
+        """One row per service, one shape for one server or many: what runs (``container``,
+        ``state``, ``health``, ``slot``, ``release``, ports), where (``servers``: the servers
+        running it, read live), its URL, and for a scheduled service its last run. With
+        several servers, ``state`` says on how many of the servers it should run on it runs
+        (``running on 2/3``) and the container's details are those of the first server."""
+        from .fanout import fan_out, raise_for_failures
+
+        listed, up = self.servers()
+        views = sorted(raise_for_failures(fan_out(up, self._server_view), "reading the containers").values(), key=lambda v: v.server.name)
         history = ReleaseHistory(self.project.name, self.env)
-        ports = engine.ports()
+        ports = views[0].engine.ports() if views else {}
+        scheduler = next((v.scheduler for v in views if v.scheduler is not None), None)
+        urls = self.urls()
         rows = []
-        scheduler = engine.runtime.get(jobs.scheduler_name(self.project.name, self.env))
-        routed = engine.routed()  # the router read once, not once per service
         for name, spec in self.project.services_for(self.env).items():
             current = history.current(name)
+            image = current.image if current else None
+            running = [v.server.name for v in views if any(c.running for c in v.observed.get(name, []))]
             if spec.is_scheduled:
-                rows.append(self._job_row(name, spec, engine, observed, scheduler, current.image if current else None))
+                rows.append(self._job_row(name, spec, views, scheduler, image) | {"servers": running})
                 continue
-            active = engine.active_container(observed.get(name, []), routed)
+            held = [(v, v.engine.active_container(v.observed.get(name, []), v.routed)) for v in views]
+            active = next((c for _, c in held if c is not None), None)
+            if len(listed) > 1:
+                wanted = 1 if self.registry.service_types[spec.type].stateful else spec.servers_count
+                state = f"running on {len(running)}/{wanted}" if running else "not deployed"
+            else:
+                state = active.state if active else "not deployed"
             rows.append(
                 {
                     "service": name,
                     "type": spec.type,
                     "container": active.name if active else None,
-                    "state": active.state if active else "not deployed",
+                    "state": state,
                     "health": (active.health or ("running" if active.running else active.state)) if active else None,
                     "slot": active.labels.get(LABEL_SLOT) if active else None,
                     "release": active.labels.get(LABEL_RELEASE) if active else None,
-                    "image": current.image if current else None,
+                    "image": image,
                     "host_port": next(iter(active.ports.values()), None) if active else None,
                     "internal_port": ports[name].internal if name in ports else None,
-                    "url": self.urls().get(name),
+                    "url": urls.get(name),
                     "schedule": None,
                     "last_run": None,
                     "last_finished": None,
                     "exit_code": None,
+                    "servers": running,
                 }
             )
         return rows
 
-    def _job_row(self, name: str, spec: Any, engine: Engine, observed: dict, scheduler: Any, image: str | None) -> dict[str, Any]:
-        """A scheduled service's row: ``scheduled``, its schedule, last run, finish and exit code."""
+    def _server_view(self, server: Server) -> ServerView:
+        """What ``server`` runs of the environment, read once for the status rows."""
+        engine = self.engine_on(server)
+        return ServerView(
+            server=server, engine=engine, observed=engine.observed(),
+            scheduler=engine.runtime.get(jobs.scheduler_name(self.project.name, self.env)),
+            routed=engine.routed(),  # the router read once, not once per service
+        )
+
+    def _job_row(self, name: str, spec: Any, views: list[ServerView], scheduler: ContainerInfo | None, image: str | None) -> dict[str, Any]:
+        """A scheduled service's row: ``scheduled``, its schedule, last run, finish and exit code
+        (its job container lives on one server)."""
         container = jobs.job_name(self.project.name, self.env, name)
-        info = next((c for c in observed.get(name, []) if c.name == container), None)
+        info = next((c for v in views for c in v.observed.get(name, []) if c.name == container), None)
         fields = jobs.job_status(info, scheduler)
         return {
             "service": name,
@@ -320,72 +348,62 @@ class Environment:
         }
 
     def run_job(self, service: str, *, wait: bool = True, output: Log | None = None) -> int:
-        """Start ``service``'s job container now. With ``wait``, pass its output lines to
-        ``output`` as they come and return its exit code; without, return 0 once it started."""
+        """Start ``service``'s job container now, on the server holding it. With ``wait``,
+        pass its output lines to ``output`` as they come and return its exit code; without,
+        return 0 once it started."""
         spec = self.project.services_for(self.env).get(service)
         if spec is None:
             raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
         if not spec.is_scheduled:
             raise ProjectDeployerError(f"{service} is not a scheduled service (it has no schedule); only jobs can be run")
         name = jobs.job_name(self.project.name, self.env, service)
-        engine = self.engine_holding(name) if self.on_servers() else self.engine()
-        info = engine.runtime.get(name) if engine is not None else None
-        if engine is None or info is None:
+        placed = self.find_container(name)
+        if placed is None:
             raise ProjectDeployerError(f"{service} has no job container in {self.env}: deploy first")
-        if info.running:
-            raise ProjectDeployerError(f"{service}: a run is in progress (started {info.started_at}); wait for it to finish")
-        engine.runtime.start_existing(name)
-        started = engine.runtime.get(name)
+        if placed.info.running:
+            raise ProjectDeployerError(f"{service}: a run is in progress (started {placed.info.started_at}); wait for it to finish")
+        runtime = placed.runtime
+        runtime.start_existing(name)
+        started = runtime.get(name)
         self.log(f"{service}: started {name}")
         if not wait:
             return 0
         since = jobs.since_epoch(started.started_at) if started and started.started_at else None
         emit = output or (lambda line: print(line, flush=True))
-        for line in engine.runtime.logs(name, tail=100_000, follow=True, since=since):
+        for line in runtime.logs(name, tail=100_000, follow=True, since=since):
             emit(line)
-        code = engine.runtime.wait(name)
+        code = runtime.wait(name)
         return 1 if code is None else code
 
     def zone_status(self) -> dict[str, dict[str, int]]:
-        """The seed's shape: ``{zone: {active, reserve, destroying, total}}``, read live."""
-        if self.on_servers():
-            counts: dict[str, dict[str, int]] = {}
-            for listed in self.provider().list_servers(self.project.name, self.env):
-                state = state_of(listed)
-                row = counts.setdefault(listed.zone, {"active": 0, "reserve": 0, "destroying": 0, "total": 0})
-                row[state if state in row else "active"] += 1
-                row["total"] += 1
-            return counts
-        server = server_for(self.project, self.env, self.registry, self.manager)
-        running = [c for c in server.runtime().list({LABEL_PROJECT: self.project.name, LABEL_ENV: self.env}) if c.running and c.labels.get(LABEL_SERVICE)]
-        active = 1 if running else 0
-        return {server.zone: {"active": active, "reserve": 1 - active, "destroying": 0, "total": 1}}
+        """The seed's shape: ``{zone: {active, reserve, destroying, total}}``: the servers the
+        provider lists now, by their state (this machine's one server is active)."""
+        counts: dict[str, dict[str, int]] = {}
+        for listed in self.provider().list_servers(self.project.name, self.env):
+            state = state_of(listed)
+            row = counts.setdefault(listed.zone, {"active": 0, "reserve": 0, "destroying": 0, "total": 0})
+            row[state if state in row else "active"] += 1
+            row["total"] += 1
+        return counts
 
     def logs(self, service: str, lines: int = 100, follow: bool = False) -> Iterator[str]:
-        if service not in self.project.services:
-            raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
-        if self.on_servers():
-            return self._fleet_logs(service, lines, follow)
-        engine = self.engine()
-        if self.project.service(service, self.env).is_scheduled:
-            # Every run's output, oldest first, from the job container (runs share one log).
-            name = jobs.job_name(self.project.name, self.env, service)
-            if engine.runtime.get(name) is None:
-                raise ProjectDeployerError(f"{service} has no job container in {self.env}: deploy first")
-            return engine.runtime.logs(name, tail=lines, follow=follow)
-        active = engine.active_container(engine.observed().get(service, []))
-        if active is None:
-            raise ProjectDeployerError(f"{service} is not running in {self.env}")
-        return engine.runtime.logs(active.name, tail=lines, follow=follow)
-
-    def _fleet_logs(self, service: str, lines: int, follow: bool) -> Iterator[str]:
-        """On servers: every server's lines of ``service``, each prefixed ``server | ``."""
+        """The last ``lines`` lines of ``service`` (its job container's for a scheduled one:
+        every run's output, oldest first) from every server running it; with ``follow``, then
+        the lines as they come. Each line is prefixed ``server | `` when several servers run
+        it; the lines of one are as the container wrote them."""
         from .fleetlogs import find_sources, merged_lines
 
-        _, servers = self.servers()
-        sources = find_sources(self.project, self.env, service, servers, lambda server: self.engine_on(server))
+        if service not in self.project.services:
+            raise ProjectDeployerError(f"no service named '{service}' (services: {', '.join(self.project.services)})")
+        listed, servers = self.servers()
+        sources = find_sources(self.project, self.env, service, servers, self.engine_on)
         if not sources:
-            raise ProjectDeployerError(f"{service} is not running in {self.env} (on none of its {len(servers)} server(s))")
+            if self.project.service(service, self.env).is_scheduled:
+                raise ProjectDeployerError(f"{service} has no job container in {self.env}: deploy first")
+            raise ProjectDeployerError(f"{service} is not running in {self.env}" + (f" (on none of its {len(servers)} server(s))" if len(listed) > 1 else ""))
+        if len(sources) == 1:
+            (source,) = sources
+            return source.engine.runtime.logs(source.container, tail=lines, follow=follow)
         return merged_lines(sources, lines=lines, follow=follow)
 
     def rollback(self, service: str, version: str | None = None, *, lock_wait: float = 0.0) -> DeployReport:

@@ -195,7 +195,7 @@ class SecretsRotator:
             if engine is None:
                 raise RotationError(f"{service} is not running on any server of {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
         else:
-            engine = environment.engine()
+            engine = environment.any_engine()
         active = engine.active_container(engine.observed().get(service, []))
         if active is None:
             raise RotationError(f"{service} is not running in {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
@@ -207,7 +207,7 @@ class SecretsRotator:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """No deploy of the environment reads the password files while one is rotated."""
-        with self.environment.environment_lock(wait=self.lock_wait):
+        with self.environment.lock(wait=self.lock_wait):
             yield
 
     def _rotate(self, service: str, kind: str) -> Path:

@@ -484,7 +484,7 @@ class Teardown:
         """
         self.check_known()  # before the lock: taking it makes the environment's directory
         started = time.monotonic()
-        with self.environment.environment_lock(wait=lock_wait):
+        with self.environment.lock(wait=lock_wait):
             try:
                 plan = self.plan(with_data)
                 if agreed is not None:
