@@ -69,21 +69,6 @@ def provider_name(project: Project, env: str) -> str:
     return "digitalocean" if os.environ.get("DIGITALOCEAN_API_TOKEN") else "local"
 
 
-def server_for(project: Project, env: str, registry: Registry, manager: pluggy.PluginManager) -> Server:
-    """The server a single-server environment deploys to."""
-    chosen = manager.hook.get_provider(project=project, env=env, zone="local")
-    if chosen is None:
-        name = provider_name(project, env)
-        entry = registry.providers.get(name)
-        if entry is None:
-            raise ProjectDeployerError(f"environment {env}: no provider named '{name}' is loaded")
-        chosen = entry.get(project)
-    servers = chosen.list_servers(project.name, env)
-    if not servers:
-        raise ProjectDeployerError(f"environment {env}: provider {chosen.name} has no server")
-    return servers[0]
-
-
 class Environment:
     """One environment of a project: its provider, its servers and its locks, and the work
     done on it (deploy, plan, status, logs, run, rollback).
@@ -102,7 +87,11 @@ class Environment:
     def server(self) -> Server:
         """The environment's one server, for the deploy and plan of a single-server
         environment (until one deploy path serves one server or many)."""
-        return server_for(self.project, self.env, self.registry, self.manager)
+        provider = self.provider()
+        servers = provider.list_servers(self.project.name, self.env)
+        if not servers:
+            raise ProjectDeployerError(f"environment {self.env}: provider {provider.name} has no server")
+        return servers[0]
 
     def plan(self, service: str | None = None, *, build: bool = True) -> Any:
         """What a deploy of the environment would change: a :class:`DeployPlan` on this machine's

@@ -340,39 +340,32 @@ class Teardown:
         """Read everything of the environment live, change nothing; an unknown environment is
         an :class:`UnknownEnvironment` error (:meth:`check_known`)."""
         self.check_known()
-        on_servers = self.environment.on_servers()
-        unreachable: dict[str, str] = {}
-        server_names: list[str] = []
+        provider = self.environment.provider()
+        listed = provider.list_servers(self.project.name, self.env)
+        # This machine's engine: the environment's one server when it runs here; else where the
+        # images the servers ran were built (only those are read there).
+        here = self._this_machine()
+        here_name = here.name if here is not None else None
+        running = [s for s in listed if getattr(s, "running", True)]
+        unreachable = {s.name: "stopped" for s in listed if s not in running}
         self._servers, self._facts = {}, {}
-        if on_servers:
-            listed = self.environment.provider().list_servers(self.project.name, self.env)
-            server_names = sorted(s.name for s in listed)
-            running = [s for s in listed if getattr(s, "running", True)]
-            for server in listed:
-                if server not in running:
-                    unreachable[server.name] = "stopped"
-            results = fan_out(running, lambda s: self._observe(s, records_elsewhere=False))
-            for name, exc in failures(results).items():
-                unreachable[name] = one_line(exc)
-            self._facts.update(successes(results))
-            self._servers.update({s.name: s for s in running if s.name in self._facts})
-            here = self._this_machine()
-            if here is not None:
-                try:
-                    self._facts[THIS_MACHINE] = self._observe(here, images_only=True, records_elsewhere=True, label=THIS_MACHINE)
-                    self._servers[THIS_MACHINE] = here
-                except ProjectDeployerError as exc:  # no engine here: the images built here stay
-                    self.log(f"{THIS_MACHINE}: images not read ({one_line(exc)})")
-        else:
-            from .environment import server_for
-
-            server = server_for(self.project, self.env, self.environment.registry, self.environment.manager)
-            self._facts[server.name] = self._observe(server, records_elsewhere=True)
-            self._servers[server.name] = server
+        results = fan_out(running, lambda s: self._observe(s, here=s.name == here_name))
+        errors = failures(results)
+        if here_name in errors:
+            raise errors[here_name]  # this machine's engine: nothing can be planned without it
+        unreachable.update({name: one_line(exc) for name, exc in errors.items()})
+        self._facts.update(successes(results))
+        self._servers.update({s.name: s for s in running if s.name in self._facts})
+        if here is not None and here_name not in {s.name for s in listed}:
+            try:
+                self._facts[THIS_MACHINE] = self._observe(here, images_only=True, here=True, label=THIS_MACHINE)
+                self._servers[THIS_MACHINE] = here
+            except ProjectDeployerError as exc:  # no engine here: the images built here stay
+                self.log(f"{THIS_MACHINE}: images not read ({one_line(exc)})")
         plan = plan_teardown(
-            project=self.project.name, env=self.env, provider=self.environment.provider().name if on_servers else "local",
+            project=self.project.name, env=self.env, provider=provider.name,
             with_data=with_data, places=[self._facts[n] for n in self._facts], local=self._local_facts(),
-            servers=server_names, unreachable=unreachable,
+            servers=sorted(s.name for s in listed if s.name != here_name), unreachable=unreachable,
         )
         return plan
 
@@ -391,8 +384,10 @@ class Teardown:
         names |= {c.labels[LABEL_SERVICE] for c in containers if c.labels.get(LABEL_SERVICE)}
         return names
 
-    def _observe(self, server: Server, *, images_only: bool = False, records_elsewhere: bool, label: str | None = None) -> PlaceFacts:
-        """What ``server``'s engine holds of the environment."""
+    def _observe(self, server: Server, *, here: bool, images_only: bool = False, label: str | None = None) -> PlaceFacts:
+        """What ``server``'s engine holds of the environment. ``here``: the server is this
+        machine (whose images other environments' records may name; its directories are the
+        environment's state here, planned apart)."""
         project, env = self.project.name, self.env
         runtime = server.runtime()
         everything = runtime.list({})
@@ -400,7 +395,7 @@ class Teardown:
         mine_names = {c.name for c in mine}
         releases = ReleaseHistory(project, env).load()
         candidates = dict.fromkeys([c.image_id for c in mine] + [r.image_id for r in releases if r.image_id])
-        elsewhere = self._recorded_elsewhere() if records_elsewhere else {}
+        elsewhere = self._recorded_elsewhere() if here else {}
         images = []
         for image_id in candidates:
             info = runtime.image(image_id)
@@ -421,7 +416,7 @@ class Teardown:
             names = [f"{project}_{env}_{s}_{suffix}" for s in sorted(self._services_ever(mine)) for suffix in DATA_VOLUME_SUFFIXES]
             volumes = sorted(v.name for v in runtime.volumes({LABEL_PROJECT: project, LABEL_ENV: env}, names))
             network = network_name(project, env) if runtime.has_network(network_name(project, env)) else None
-            if self.environment.on_servers():
+            if not here:
                 directories = self._server_directories(server)
         return PlaceFacts(
             server=label or server.name, containers=tuple(mine), network=network, volumes=tuple(volumes),
