@@ -82,9 +82,6 @@ class BackupManager:
             self._environment = self._deployer.environment(self.env, log=self.log)
         return self._environment
 
-    def on_servers(self) -> bool:
-        return self.environment.on_servers()
-
     def engine(self, service: str | None = None) -> Engine:
         """The engine of the server that keeps ``service``'s backups: the server holding its
         backup container (read live; the first server when none has it yet, where ``deploy
@@ -284,10 +281,8 @@ class BackupManager:
         with self._locked():
             engine = self.engine(service)
             target = target_for(engine, item.spec, item.policy)
-            if self.on_servers():
-                # Every server's sidecar routes the database: its route goes out of all of them.
-                fleet = self.environment.fleet()
-                target = attrs.evolve(target, offline=lambda: fleet.offline(service))
+            # Every server's sidecar routes the database: its route goes out of all of them.
+            target = attrs.evolve(target, offline=lambda: self.environment.offline(service))
             if engine.runtime.get(target.host) is None:
                 raise BackupError(f"{service} is not deployed in {self.project}/{self.env}: deploy it first, then restore")
             try:

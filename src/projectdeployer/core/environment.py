@@ -187,6 +187,15 @@ class Environment:
                     held.enter_context(server_lock(self.project.name, self.env, provider.list_servers(self.project.name, self.env), wait=wait))
                 yield
 
+    def offline(self, service: str) -> contextlib.AbstractContextManager[None]:
+        """``service``'s route out of every sidecar of the environment for the block (a restore
+        stops and starts the database inside), then back in, resolved anew."""
+        # The one branch left with deploy's and plan's: this machine's engine routes by itself
+        # until one deploy path routes one server or many.
+        if self.on_servers():
+            return self.fleet().offline(service)
+        return self.engine_on(self.server()).offline(service)
+
     def any_engine(self) -> Engine:
         """An engine of the environment's first running server by name (the one server of this
         machine's environment), for what reads the project as a whole, e.g. which services are
