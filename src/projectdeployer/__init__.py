@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .core.gitmanager import GitManager, cleanup_git_checkouts
     from .core.backupmanager import BackupManager
     from .core.bastion import Deployer
+    from .core.environment import Environment
+    from .core.resolver import ResourceResolver
     from .core.rotator import SecretsRotator
 
 __version__ = "0.1.0"
@@ -40,6 +42,8 @@ _LAZY = {
     "SecretsRotator": "projectdeployer.core.rotator",
     "BackupManager": "projectdeployer.core.backupmanager",
     "Deployer": "projectdeployer.core.bastion",
+    "Environment": "projectdeployer.core.environment",
+    "ResourceResolver": "projectdeployer.core.resolver",
 }
 
 
@@ -53,7 +57,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BackupManager",
     "ConfigError",
+    "Deployer",
+    "Environment",
     "GitManager",
     "cleanup_git_checkouts",
     "PluginError",
@@ -61,6 +68,7 @@ __all__ = [
     "ProjectDeployerError",
     "ProjectExists",
     "ProjectNotFound",
+    "ResourceResolver",
     "SecretsRotator",
     "hookimpl",
 ]

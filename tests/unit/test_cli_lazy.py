@@ -71,7 +71,7 @@ def test_help_imports_no_command_module_nor_capability() -> None:
     modules = set(proc.stdout.split())
     assert "projectdeployer.cli" in modules and "projectdeployer.plugins" in modules
     assert not modules & set(COMMAND_MODULES)
-    forbidden = {"projectdeployer.core.engine", "projectdeployer.core.fleet", "projectdeployer.core.operations", "projectdeployer.core.deployer", "docker", "paramiko"}
+    forbidden = {"projectdeployer.core.engine", "projectdeployer.core.fleet", "projectdeployer.core.environment", "projectdeployer.core.deployer", "docker", "paramiko"}
     assert not modules & forbidden
 
 

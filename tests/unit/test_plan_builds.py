@@ -19,7 +19,7 @@ from projectdeployer.core.build import INPUTS_LABEL, BuildCheck, BuildRequest, P
 from projectdeployer.core.engine import DeployPlan, Engine, ServicePlan
 from projectdeployer.core.fleetplan import FleetPlan, _service_plan
 from projectdeployer.core.model import Project
-from projectdeployer.core.operations import Operations
+from projectdeployer.core.environment import Environment
 from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
@@ -150,9 +150,9 @@ def test_git_services_are_hashed_only_from_a_checkout_at_the_ref(manager: pluggy
 
 def test_build_checks_cover_the_buildable_services_only(manager: pluggy.PluginManager, client: FakeClient, app: Path, tmp_path: Path) -> None:
     project = make_project(manager, tmp_path, {"api": {"type": "python", "build_context": "api"}, "postgres": {"type": "postgres"}})
-    ops = Operations(project, manager, build_registry(manager), log=lambda line: None)
-    assert list(ops.build_checks(ENV)) == ["api"]
-    assert list(ops.build_checks(ENV, "postgres")) == []
+    environment = Environment(project, ENV, manager, build_registry(manager), log=lambda line: None)
+    assert list(environment.build_checks()) == ["api"]
+    assert list(environment.build_checks("postgres")) == []
 
 
 # --- Engine.plan on this machine ----------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from projectdeployer import ProjectDeployer, ProjectDeployerError, SecretsRotator
 from projectdeployer.core.provider import CommandResult
 from projectdeployer.core.resolver import ensure_password, password_path
-from projectdeployer.core.operations import Operations
+from projectdeployer.core.environment import Environment
 from projectdeployer.core.rotator import RotationError
 from projectdeployer.core.runtime import ContainerInfo
 
@@ -93,15 +93,19 @@ def rotator_with(project: ProjectDeployer, runtime: Any, running: dict[str, str]
         running = {s: f"shop_{ENV}_{s}" for s in ("postgres", "redis", "analytics")}
     rotator = SecretsRotator(project, ENV, log=lambda line: None, lock_wait=0)
     manager = MagicMock()
-    rotator._ops = with_lock(SimpleNamespace(engine=lambda env: FakeEngine(runtime, running), manager=manager, on_servers=lambda env: False))
+    rotator._ops = with_lock(SimpleNamespace(any_engine=lambda: FakeEngine(runtime, running), manager=manager, on_servers=lambda: False))
     return rotator, manager
 
 
 def with_lock(ops: SimpleNamespace) -> SimpleNamespace:
-    """``ops`` with the real ``Operations.environment_lock`` (the local lock; on servers the
-    provider's creation lock and the lock server's)."""
+    """``ops`` (a fake environment) with the real ``Environment.lock`` (the local lock, then
+    the provider's creation lock and the lock server's; this machine's provider has neither)."""
     ops.project = SimpleNamespace(name="shop")
-    ops.environment_lock = lambda env, wait=0.0: Operations.environment_lock(ops, env, wait=wait)  # type: ignore[arg-type]
+    ops.env = ENV
+    if not hasattr(ops, "provider"):
+        local = SimpleNamespace(list_servers=lambda project, env: [], creation_lock=lambda project, env, wait=0.0: contextlib.nullcontext())
+        ops.provider = lambda: local
+    ops.lock = lambda wait=0.0: Environment.lock(ops, wait=wait)  # type: ignore[arg-type]
     return ops
 
 
@@ -328,14 +332,14 @@ def test_on_servers_the_database_is_found_on_its_server_and_opensearch_too(proje
     rotator, _ = rotator_with(project, runtime)
     asked: list[str] = []
 
-    def holding(env: str, container: str) -> FakeEngine | None:
+    def holding(container: str) -> FakeEngine | None:
         asked.append(container)
         service = container.removeprefix(f"shop_{ENV}_")
         return FakeEngine(runtime, {service: container}) if service in ("postgres", "opensearch") else None
 
     listed: list[str] = []
     provider = SimpleNamespace(list_servers=lambda project, env: listed.append(env) or [], creation_lock=lambda project, env, wait=0.0: contextlib.nullcontext(listed.append("creation lock")))
-    rotator._ops = with_lock(SimpleNamespace(on_servers=lambda env: True, engine_holding=holding, provider=lambda env: provider, manager=MagicMock(), engine=None))
+    rotator._ops = with_lock(SimpleNamespace(on_servers=lambda: True, engine_holding=holding, provider=lambda: provider, manager=MagicMock(), any_engine=None))
     rotator.rotate_postgres_password()
     assert asked == [f"shop_{ENV}_postgres"] and listed == ["creation lock", ENV]  # the servers' lock was taken
     assert runtime.calls[0][0] == f"shop_{ENV}_postgres"

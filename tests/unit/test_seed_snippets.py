@@ -600,3 +600,17 @@ def test_strip_deploys_keeps_the_chain() -> None:
     body, removed = strip_deploys(ast.parse('project.add_redis() \\\n    .deploy(env="prod")\nproject.deploy(env="prod")\nx = 1\n'))
     assert removed == 2
     assert [ast.unparse(s) for s in body] == ["project.add_redis()", "x = 1"]
+
+
+#: Classes the seed imports that belong to capabilities still to come: they join the package's
+#: exports as they land.
+LATER_CLASSES = {"NginxConfigGenerator", "HealthMonitor", "ServerInventory", "AutoScalingCoordinator", "DeploymentStateManager"}
+
+
+def test_the_seeds_public_classes_import_from_the_package() -> None:
+    import projectdeployer
+
+    imported = {name for b in seed_blocks() for name in re.findall(r"^from backend\.infra\.\w+ import (\w+)", b, re.M)}
+    assert {"ProjectDeployer", "ResourceResolver", "Deployer", "SecretsRotator"} <= imported - LATER_CLASSES
+    for name in sorted(imported - LATER_CLASSES):
+        assert name in projectdeployer.__all__ and isinstance(getattr(projectdeployer, name), type), name

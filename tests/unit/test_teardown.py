@@ -19,7 +19,7 @@ import pytest
 
 from projectdeployer.core import paths
 from projectdeployer.core.lock import DeployLocked, deploy_lock
-from projectdeployer.core.operations import Operations
+from projectdeployer.core.environment import Environment
 from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.provider import CommandResult, Provider, Server, ServerSpec
 from projectdeployer.core.registry import build_registry
@@ -334,7 +334,7 @@ def engine(pd_home: Path) -> Iterator[tuple[FakeRuntime, Router, Callable[..., T
     lines: list[str] = []
 
     def make(env: str = "prod") -> Teardown:
-        return Teardown(Operations(project, manager, build_registry(manager), log=lines.append), env, log=lines.append)
+        return Teardown(Environment(project, env, manager, build_registry(manager), log=lines.append), log=lines.append)
 
     yield runtime, router, make
 

@@ -117,12 +117,11 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         zones = project.status(env)
         services = project.service_status(env)
         from ..core.backupmanager import BackupManager
-
-        on_servers = project._operations().on_servers(env)  # noqa: SLF001 - the CLI is part of the package
         from ..core.errors import ProjectDeployerError
 
         try:
-            backups = BackupManager(project, env, log=lambda line: None).status() if (not on_servers or zones) else []
+            # An environment without a server yet has no backups to read (this machine's has one).
+            backups = BackupManager(project, env, log=lambda line: None).status() if zones else []
         except ProjectDeployerError as exc:  # the servers and services are still worth showing
             backups = []
             click.echo(f"backups: {exc}", err=True)

@@ -125,7 +125,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         project = open_project(ctx)
         log: Callable[[str], None] = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
         # The user's mistakes first, before any engine or server is read.
-        Teardown(project._operations(log), env).check_known()  # noqa: SLF001 - the CLI is part of the package
+        Teardown(project.environment(env, log=log)).check_known()
         if not (yes or dry_run):
             _can_ask(env)
         plan = project.destroy(env, with_data, dry_run=True, log=log)

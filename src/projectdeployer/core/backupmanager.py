@@ -24,6 +24,7 @@ from .monitoring import Alert
 if TYPE_CHECKING:
     from .deployer import ProjectDeployer
     from .engine import Engine
+    from .environment import Environment
 
 Log = Callable[[str], None]
 
@@ -41,42 +42,57 @@ class RestoreReport:
 
 
 class BackupManager:
-    """The backups of ``project``/``env`` (the seed's ``BackupManager``)."""
+    """The backups of ``project``/``env`` (the seed's ``BackupManager``).
 
-    def __init__(self, project: str | ProjectDeployer, env: str = "dev", *, log: Log | None = None, lock_wait: float = 60.0) -> None:
+    ``project`` is a project name (the seed's way), a ``ProjectDeployer``, or an
+    :class:`~projectdeployer.core.environment.Environment` (then ``env`` is the environment's).
+    """
+
+    def __init__(self, project: str | ProjectDeployer | Environment, env: str | None = None, *, log: Log | None = None, lock_wait: float = 60.0) -> None:
+        from .environment import Environment
         from .validation import require_env_name
 
-        env = require_env_name("BackupManager", env)
-        if isinstance(project, str):
-            from .deployer import ProjectDeployer
-
-            project = ProjectDeployer(project)
-        self.deployer = project
-        self.project = project.name
-        self.env = env
+        if env is not None:
+            env = require_env_name("BackupManager", env)
         self.log = log or (lambda line: print(line, flush=True))
+        self._environment: Environment | None = None
+        if isinstance(project, Environment):
+            if env is not None and env != project.env:
+                raise BackupError(f"BackupManager: env={env!r} given with the environment {project.env!r}; give one of them")
+            self._environment = project
+            env = project.env
+            self.project = project.project.name
+        else:
+            if isinstance(project, str):
+                from .deployer import ProjectDeployer
+
+                project = ProjectDeployer(project)
+            self._deployer: ProjectDeployer = project
+            self.project = project.name
+        self.env = "dev" if env is None else env
         self.lock_wait = lock_wait
         self._engines: dict[str, Engine] = {}
 
     # --- what is backed up --------------------------------------------------------------------
 
-    def _operations(self) -> Any:
-        return self.deployer._operations(log=self.log)  # noqa: SLF001 - same package
-
-    def on_servers(self) -> bool:
-        return bool(self._operations().on_servers(self.env))
+    @property
+    def environment(self) -> Environment:
+        """The environment whose backups these are (obtained from the project when first needed)."""
+        if self._environment is None:
+            self._environment = self._deployer.environment(self.env, log=self.log)
+        return self._environment
 
     def engine(self, service: str | None = None) -> Engine:
-        """The engine of the server that keeps ``service``'s backups: this machine's engine for
-        a local environment; on servers, the server holding its backup container (read live;
-        the first server when none has it yet, where ``deploy first`` is the answer)."""
-        ops = self._operations()
+        """The engine of the server that keeps ``service``'s backups: the server holding its
+        backup container (read live; the first server when none has it yet, where ``deploy
+        first`` is the answer). This machine's environment has one server."""
+        environment = self.environment
         if "" not in self._engines:
-            self._engines[""] = ops.any_engine(self.env) if ops.on_servers(self.env) else ops.engine(self.env)
-        if service is None or not ops.on_servers(self.env):
+            self._engines[""] = environment.any_engine()
+        if service is None:
             return self._engines[""]
         if service not in self._engines:
-            held = ops.engine_holding(self.env, backup_container_name(self.project, self.env, service))
+            held = environment.engine_holding(backup_container_name(self.project, self.env, service))
             self._engines[service] = held if held is not None else self._engines[""]
         return self._engines[service]
 
@@ -87,7 +103,7 @@ class BackupManager:
     def _item(self, service: str) -> BackedUp:
         items = self.services()
         if service not in items:
-            specs = self.deployer.project.services_for(self.env)
+            specs = self.environment.project.services_for(self.env)
             if service not in specs:
                 raise BackupError(f"no service named '{service}' in {self.project}/{self.env} (backed-up services: {', '.join(items) or 'none'})")
             raise BackupError(f"{service} is not backed up (type {specs[service].type}{', backups disabled in backup_config' if specs[service].type in ('postgres', 'redis', 'opensearch') else ''})")
@@ -253,7 +269,7 @@ class BackupManager:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """No deploy (and no second restore) of the environment while data is replaced."""
-        with self._operations().environment_lock(self.env, wait=self.lock_wait):
+        with self.environment.lock(wait=self.lock_wait):
             yield
 
     def restore(self, service: str, timestamp: str = "latest") -> RestoreReport:
@@ -265,10 +281,8 @@ class BackupManager:
         with self._locked():
             engine = self.engine(service)
             target = target_for(engine, item.spec, item.policy)
-            if self.on_servers():
-                # Every server's sidecar routes the database: its route goes out of all of them.
-                fleet = self._operations().fleet(self.env)
-                target = attrs.evolve(target, offline=lambda: fleet.offline(service))
+            # Every server's sidecar routes the database: its route goes out of all of them.
+            target = attrs.evolve(target, offline=lambda: self.environment.offline(service))
             if engine.runtime.get(target.host) is None:
                 raise BackupError(f"{service} is not deployed in {self.project}/{self.env}: deploy it first, then restore")
             try:

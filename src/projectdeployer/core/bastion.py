@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .backupmanager import BackupManager, RestoreReport
     from .backups import Backup
     from .deployer import ProjectDeployer
+    from .environment import Environment
 
 Log = Callable[[str], None]
 
@@ -34,10 +35,16 @@ class Deployer:
         self.project = project
         self.log = log
 
+    def environment(self, env: str) -> Environment:
+        """The project's environment ``env`` (what backups and sync work on)."""
+        from .validation import require_env_name
+
+        return self.project.environment(require_env_name("Deployer", env), log=self.log)
+
     def backups(self, env: str) -> BackupManager:
         from .backupmanager import BackupManager
 
-        return BackupManager(self.project, env, log=self.log)
+        return BackupManager(self.environment(env), log=self.log)
 
     # --- backups --------------------------------------------------------------------------
 
@@ -64,19 +71,19 @@ class Deployer:
         """Push ``config/``, ``secrets/`` and ``files/`` to every server of ``env``."""
         from .sync import FileSync
 
-        return FileSync(self.project, env, log=self.log).push_config()
+        return FileSync(self.environment(env), log=self.log).push_config()
 
     def pull_data(self, env: str = "dev") -> list[Any]:
         """Pull ``data/``, ``logs/``, ``backups/`` and ``monitoring/`` from every server, per server."""
         from .sync import FileSync
 
-        return FileSync(self.project, env, log=self.log).pull_data()
+        return FileSync(self.environment(env), log=self.log).pull_data()
 
     def full_sync(self, env: str = "dev") -> list[Any]:
         """Push, then pull."""
         from .sync import FileSync
 
-        return FileSync(self.project, env, log=self.log).full_sync()
+        return FileSync(self.environment(env), log=self.log).full_sync()
 
 
 __all__ = ["Deployer"]

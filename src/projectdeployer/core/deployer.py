@@ -36,7 +36,7 @@ from .validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, vali
 if TYPE_CHECKING:
     from .build import BuiltImage
     from .engine import DeployPlan
-    from .operations import DeployReport, Operations
+    from .environment import DeployReport, Environment
     from .teardown import TeardownPlan, TeardownReport
 
 log = logging.getLogger("projectdeployer")
@@ -369,14 +369,19 @@ class ProjectDeployer:
             ordered = [name for name in ordered if is_buildable(specs[name])]
         return builder.build(services=ordered, push=push)
 
-    # --- operations -----------------------------------------------------------------------
+    # --- environments ---------------------------------------------------------------------
 
-    def _operations(self, log: Callable[[str], None] | None = None) -> Operations:
+    def environment(self, env: str = "dev", *, log: Callable[[str], None] | None = None) -> Environment:
+        """The environment ``env`` of this project as it is deployed: its provider, servers and
+        locks (:class:`~projectdeployer.core.environment.Environment`). Backups, rotation, sync
+        and the command line work on it; ``log`` receives its progress lines (default: printed).
+        """
+        _env_argument("environment", env)
         from ..plugins import load_plugins
-        from .operations import Operations
+        from .environment import Environment
 
         manager = self._manager if self._manager is not None else load_plugins()
-        return Operations(self._project, manager, self.registry, log=log)
+        return Environment(self._project, env, manager, self.registry, log=log)
 
     # What deploy returns follows from dry_run: a report, or (dry_run=True) the plan.
     @overload
@@ -413,9 +418,9 @@ class ProjectDeployer:
             _bool_argument("deploy", flag, value)
         if isinstance(lock_wait, bool) or not isinstance(lock_wait, (int, float)) or not lock_wait >= 0:
             raise _argument_error(f"deploy(lock_wait={_shown(lock_wait)})", "expected seconds to wait for the deploy lock, a number >= 0")
-        ops = self._operations(log)
+        environment = self.environment(env, log=log)
         if dry_run:
-            return ops.plan(env, service, build=build)
+            return environment.plan(service, build=build)
         if build:
             from .build import is_buildable
 
@@ -424,24 +429,24 @@ class ProjectDeployer:
             targets = [n for n in targets if is_buildable(specs[n])]
             if targets:
                 self.build(env=env, services=targets, log=log)
-        return ops.deploy(env, service=service, lock_wait=lock_wait)
+        return environment.deploy(service=service, lock_wait=lock_wait)
 
     def plan(self, env: str = "dev", service: str | None = None) -> DeployPlan:
         """What a deploy of ``env`` would change (nothing is changed)."""
         _env_argument("plan", env)
         if service is not None:
             self._check_service("plan", service)
-        return self._operations().plan(env, service)
+        return self.environment(env).plan(service)
 
     def status(self, env: str = "dev") -> dict[str, dict[str, int]]:
         """Servers per zone, as the seed shows it: ``{zone: {active, reserve, destroying, total}}``."""
         _env_argument("status", env)
-        return self._operations().zone_status(env)
+        return self.environment(env).zone_status()
 
     def service_status(self, env: str = "dev") -> list[dict[str, Any]]:
         """One row per service: container, state, health, slot, release, image, ports, URL."""
         _env_argument("service_status", env)
-        return self._operations().service_status(env)
+        return self.environment(env).service_status()
 
     def logs(self, service: str, env: str = "dev", lines: int = 100) -> list[str]:
         """The last ``lines`` log lines of the container serving ``service``."""
@@ -461,7 +466,7 @@ class ProjectDeployer:
             # 0 is fine: with follow, only the lines still to come.
             raise _argument_error(f"{method}(lines={_shown(lines)})", "expected a number of lines, an integer >= 0", cli=f"--lines {_shown(lines)}: expected an integer >= 0")
         _bool_argument(method, "follow", follow)
-        return iter(self._operations().logs(env, service, lines, follow))
+        return iter(self.environment(env).logs(service, lines, follow))
 
     def print_logs(self, service: str, env: str = "dev", lines: int = 100) -> None:
         """Print the last ``lines`` log lines of ``service``."""
@@ -478,7 +483,7 @@ class ProjectDeployer:
         self._check_service("run_job", service)
         _env_argument("run_job", env)
         _bool_argument("run_job", "wait", wait)
-        return self._operations(log).run_job(env, service, wait=wait, output=output)
+        return self.environment(env, log=log).run_job(service, wait=wait, output=output)
 
     def rollback(
         self, env: str = "dev", service: str | None = None, version: str | None = None, *,
@@ -503,7 +508,7 @@ class ProjectDeployer:
             from .backupmanager import BackupManager
 
             return BackupManager(self, env, log=log).restore(service, timestamp)
-        return self._operations(log).rollback(env, service, version)
+        return self.environment(env, log=log).rollback(service, version)
 
     # What destroy returns follows from dry_run: a report, or (dry_run=True) the plan.
     @overload
@@ -546,7 +551,7 @@ class ProjectDeployer:
 
         if agreed is not None and not isinstance(agreed, TeardownPlan):
             raise _argument_error(f"destroy(agreed={_shown(agreed)})", f"expected the TeardownPlan of destroy(dry_run=True), got {_type_name(agreed)}")
-        teardown = Teardown(self._operations(log), env, log=log)
+        teardown = Teardown(self.environment(env, log=log), log=log)
         if dry_run:
             return teardown.plan(with_data)
         return teardown.run(with_data, agreed=agreed, lock_wait=lock_wait)

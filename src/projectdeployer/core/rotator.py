@@ -54,6 +54,7 @@ from .servicetype import RotationError, ServiceType
 
 if TYPE_CHECKING:
     from .deployer import ProjectDeployer
+    from .environment import Environment
 
 Log = Callable[[str], None]
 
@@ -176,35 +177,37 @@ class SecretsRotator:
     def _type(self, name: str) -> ServiceType | None:
         return self.deployer.registry.service_type(name)
 
-    def _operations(self) -> Any:
+    @property
+    def environment(self) -> Environment:
+        """The environment rotated (obtained from the project when first needed)."""
         if self._ops is None:
-            self._ops = self.deployer._operations(log=self.log)
+            self._ops = self.deployer.environment(self.env, log=self.log)
         return self._ops
 
     def _running_container(self, service: str) -> tuple[ContainerRuntime, ContainerInfo]:
         """The runtime and the running container of ``service``, or a "deploy it first" error."""
-        ops = self._operations()
-        if ops.on_servers(self.env):
+        environment = self.environment
+        if environment.on_servers():
             # A database runs on one server: the one holding its container (read live).
             from .containers import STATEFUL_SLOT, container_name
 
-            engine = ops.engine_holding(self.env, container_name(self.project, self.env, service, STATEFUL_SLOT))
+            engine = environment.engine_holding(container_name(self.project, self.env, service, STATEFUL_SLOT))
             if engine is None:
                 raise RotationError(f"{service} is not running on any server of {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
         else:
-            engine = ops.engine(self.env)
+            engine = environment.any_engine()
         active = engine.active_container(engine.observed().get(service, []))
         if active is None:
             raise RotationError(f"{service} is not running in {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
         return engine.runtime, active
 
     def _hook(self, service: str) -> None:
-        self._operations().manager.hook.secret_rotated(project=self.project, env=self.env, service=service)
+        self.environment.manager.hook.secret_rotated(project=self.project, env=self.env, service=service)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """No deploy of the environment reads the password files while one is rotated."""
-        with self._operations().environment_lock(self.env, wait=self.lock_wait):
+        with self.environment.lock(wait=self.lock_wait):
             yield
 
     def _rotate(self, service: str, kind: str) -> Path:

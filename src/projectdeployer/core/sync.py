@@ -55,6 +55,7 @@ from .runtime import LABEL_ENV, LABEL_PROJECT
 
 if TYPE_CHECKING:
     from .deployer import ProjectDeployer
+    from .environment import Environment
 
 Log = Callable[[str], None]
 
@@ -420,13 +421,12 @@ def unpack_pull_archive(data: bytes, env_root: Path, folder: str) -> tuple[int, 
 # --- the seed's API ----------------------------------------------------------------------------
 
 
-def _servers_of(deployer: ProjectDeployer, env: str) -> list[Server]:
-    """Every server of ``env``, from its provider (the same choice as the deploy's)."""
-    provider = deployer._operations().provider(env)  # noqa: SLF001 - same package
-    project = deployer.project
-    servers = provider.list_servers(project.name, env)
+def _servers_of(environment: Environment) -> list[Server]:
+    """Every server of the environment, from its provider (the same choice as the deploy's)."""
+    provider = environment.provider()
+    servers = provider.list_servers(environment.project.name, environment.env)
     if not servers:
-        raise ProjectDeployerError(f"environment {env}: provider {provider.name} has no server")
+        raise ProjectDeployerError(f"environment {environment.env}: provider {provider.name} has no server")
     return list(servers)
 
 
@@ -434,8 +434,8 @@ class FileSync:
     """Push ``config``/``secrets``/``files`` to, and pull ``data``/``logs``/``backups``/
     ``monitoring`` from, every server of one environment.
 
-    ``project`` is a :class:`ProjectDeployer` or a project name (loaded when the servers are
-    needed). ``servers`` replaces the provider's list (tests, or syncing a subset);
+    ``project`` is a :class:`ProjectDeployer`, a project name (loaded when the servers are
+    needed) or an :class:`~projectdeployer.core.environment.Environment` (then ``env`` is its). ``servers`` replaces the provider's list (tests, or syncing a subset);
     ``command_timeout`` bounds each packing/unpacking command on a server.
     Each method returns one :class:`SyncReport` per server and raises :class:`SyncFailed`,
     naming every failed server, once all servers are done.
@@ -443,8 +443,8 @@ class FileSync:
 
     def __init__(
         self,
-        project: ProjectDeployer | str,
-        env: str = "dev",
+        project: ProjectDeployer | Environment | str,
+        env: str | None = None,
         *,
         log: Log | None = None,
         servers: Sequence[Server] | None = None,
@@ -454,10 +454,24 @@ class FileSync:
     ) -> None:
         from .validation import require_env_name
 
-        env = require_env_name("FileSync", env)
-        self._deployer = None if isinstance(project, str) else project
-        self.project: str = project if isinstance(project, str) else project.name
-        self.env = env
+        from .environment import Environment
+
+        if env is not None:
+            env = require_env_name("FileSync", env)
+        self._deployer: ProjectDeployer | None = None
+        self._environment: Environment | None = None
+        if isinstance(project, Environment):
+            if env is not None and env != project.env:
+                raise ProjectDeployerError(f"FileSync: env={env!r} given with the environment {project.env!r}; give one of them")
+            self._environment = project
+            env = project.env
+            self.project: str = project.project.name
+        elif isinstance(project, str):
+            self.project = project
+        else:
+            self._deployer = project
+            self.project = project.name
+        self.env = "dev" if env is None else env
         self.log: Log = log or (lambda line: print(line, flush=True))
         self._servers = list(servers) if servers is not None else None
         self.max_workers = max(1, max_workers)
@@ -469,14 +483,21 @@ class FileSync:
         """This machine's ``{home}/{project}/{env}``."""
         return paths.env_dir(self.project, self.env)
 
-    def servers(self) -> list[Server]:
-        """The servers synced: the given ones, else the environment provider's."""
-        if self._servers is None:
+    @property
+    def environment(self) -> Environment:
+        """The environment synced (obtained from the project when first needed)."""
+        if self._environment is None:
             if self._deployer is None:
                 from .deployer import ProjectDeployer
 
                 self._deployer = ProjectDeployer(self.project)
-            self._servers = _servers_of(self._deployer, self.env)
+            self._environment = self._deployer.environment(self.env, log=self.log)
+        return self._environment
+
+    def servers(self) -> list[Server]:
+        """The servers synced: the given ones, else the environment provider's."""
+        if self._servers is None:
+            self._servers = _servers_of(self.environment)
         return list(self._servers)
 
     # --- public API

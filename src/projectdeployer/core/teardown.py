@@ -49,7 +49,7 @@ from .runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE, LABEL_SERVICE, LABEL_
 from .sshkeys import KNOWN_HOSTS_FILE
 
 if TYPE_CHECKING:
-    from .operations import Operations
+    from .environment import Environment
     from .provider import Server
 
 Log = Callable[[str], None]
@@ -303,11 +303,11 @@ def _built_by(tag: str, project: str) -> bool:
 class Teardown:
     """Takes one environment of a project down (see the module's docstring)."""
 
-    def __init__(self, ops: Operations, env: str, *, log: Log | None = None) -> None:
-        self.ops = ops
-        self.project = ops.project
-        self.env = env
-        self.log = log or ops.log
+    def __init__(self, environment: Environment, *, log: Log | None = None) -> None:
+        self.environment = environment
+        self.project = environment.project
+        self.env = environment.env
+        self.log = log or environment.log
         #: Read by :meth:`plan`, used by :meth:`apply`: the servers and what each holds.
         self._servers: dict[str, Server] = {}
         self._facts: dict[str, PlaceFacts] = {}
@@ -340,45 +340,38 @@ class Teardown:
         """Read everything of the environment live, change nothing; an unknown environment is
         an :class:`UnknownEnvironment` error (:meth:`check_known`)."""
         self.check_known()
-        on_servers = self.ops.on_servers(self.env)
-        unreachable: dict[str, str] = {}
-        server_names: list[str] = []
+        provider = self.environment.provider()
+        listed = provider.list_servers(self.project.name, self.env)
+        # This machine's engine: the environment's one server when it runs here; else where the
+        # images the servers ran were built (only those are read there).
+        here = self._this_machine()
+        here_name = here.name if here is not None else None
+        running = [s for s in listed if getattr(s, "running", True)]
+        unreachable = {s.name: "stopped" for s in listed if s not in running}
         self._servers, self._facts = {}, {}
-        if on_servers:
-            listed = self.ops.provider(self.env).list_servers(self.project.name, self.env)
-            server_names = sorted(s.name for s in listed)
-            running = [s for s in listed if getattr(s, "running", True)]
-            for server in listed:
-                if server not in running:
-                    unreachable[server.name] = "stopped"
-            results = fan_out(running, lambda s: self._observe(s, records_elsewhere=False))
-            for name, exc in failures(results).items():
-                unreachable[name] = one_line(exc)
-            self._facts.update(successes(results))
-            self._servers.update({s.name: s for s in running if s.name in self._facts})
-            here = self._this_machine()
-            if here is not None:
-                try:
-                    self._facts[THIS_MACHINE] = self._observe(here, images_only=True, records_elsewhere=True, label=THIS_MACHINE)
-                    self._servers[THIS_MACHINE] = here
-                except ProjectDeployerError as exc:  # no engine here: the images built here stay
-                    self.log(f"{THIS_MACHINE}: images not read ({one_line(exc)})")
-        else:
-            from .operations import server_for
-
-            server = server_for(self.project, self.env, self.ops.registry, self.ops.manager)
-            self._facts[server.name] = self._observe(server, records_elsewhere=True)
-            self._servers[server.name] = server
+        results = fan_out(running, lambda s: self._observe(s, here=s.name == here_name))
+        errors = failures(results)
+        if here_name in errors:
+            raise errors[here_name]  # this machine's engine: nothing can be planned without it
+        unreachable.update({name: one_line(exc) for name, exc in errors.items()})
+        self._facts.update(successes(results))
+        self._servers.update({s.name: s for s in running if s.name in self._facts})
+        if here is not None and here_name not in {s.name for s in listed}:
+            try:
+                self._facts[THIS_MACHINE] = self._observe(here, images_only=True, here=True, label=THIS_MACHINE)
+                self._servers[THIS_MACHINE] = here
+            except ProjectDeployerError as exc:  # no engine here: the images built here stay
+                self.log(f"{THIS_MACHINE}: images not read ({one_line(exc)})")
         plan = plan_teardown(
-            project=self.project.name, env=self.env, provider=self.ops.provider(self.env).name if on_servers else "local",
+            project=self.project.name, env=self.env, provider=provider.name,
             with_data=with_data, places=[self._facts[n] for n in self._facts], local=self._local_facts(),
-            servers=server_names, unreachable=unreachable,
+            servers=sorted(s.name for s in listed if s.name != here_name), unreachable=unreachable,
         )
         return plan
 
     def _this_machine(self) -> Server | None:
         """This machine's engine (the images an environment on servers ran were built here)."""
-        entry = self.ops.registry.providers.get("local")
+        entry = self.environment.registry.providers.get("local")
         if entry is None:
             return None
         servers = entry.get(self.project).list_servers(self.project.name, self.env)
@@ -391,8 +384,10 @@ class Teardown:
         names |= {c.labels[LABEL_SERVICE] for c in containers if c.labels.get(LABEL_SERVICE)}
         return names
 
-    def _observe(self, server: Server, *, images_only: bool = False, records_elsewhere: bool, label: str | None = None) -> PlaceFacts:
-        """What ``server``'s engine holds of the environment."""
+    def _observe(self, server: Server, *, here: bool, images_only: bool = False, label: str | None = None) -> PlaceFacts:
+        """What ``server``'s engine holds of the environment. ``here``: the server is this
+        machine (whose images other environments' records may name; its directories are the
+        environment's state here, planned apart)."""
         project, env = self.project.name, self.env
         runtime = server.runtime()
         everything = runtime.list({})
@@ -400,7 +395,7 @@ class Teardown:
         mine_names = {c.name for c in mine}
         releases = ReleaseHistory(project, env).load()
         candidates = dict.fromkeys([c.image_id for c in mine] + [r.image_id for r in releases if r.image_id])
-        elsewhere = self._recorded_elsewhere() if records_elsewhere else {}
+        elsewhere = self._recorded_elsewhere() if here else {}
         images = []
         for image_id in candidates:
             info = runtime.image(image_id)
@@ -421,7 +416,7 @@ class Teardown:
             names = [f"{project}_{env}_{s}_{suffix}" for s in sorted(self._services_ever(mine)) for suffix in DATA_VOLUME_SUFFIXES]
             volumes = sorted(v.name for v in runtime.volumes({LABEL_PROJECT: project, LABEL_ENV: env}, names))
             network = network_name(project, env) if runtime.has_network(network_name(project, env)) else None
-            if self.ops.on_servers(env):
+            if not here:
                 directories = self._server_directories(server)
         return PlaceFacts(
             server=label or server.name, containers=tuple(mine), network=network, volumes=tuple(volumes),
@@ -484,7 +479,7 @@ class Teardown:
         """
         self.check_known()  # before the lock: taking it makes the environment's directory
         started = time.monotonic()
-        with self.ops.environment_lock(self.env, wait=lock_wait):
+        with self.environment.lock(wait=lock_wait):
             try:
                 plan = self.plan(with_data)
                 if agreed is not None:
@@ -547,7 +542,7 @@ class Teardown:
     def _destroy_servers(self, names: Sequence[str]) -> tuple[set[str], dict[str, str]]:
         """Destroy the servers through the provider, in parallel, as a deploy destroys the
         servers it no longer needs (marked ``destroying`` first); then check they are gone."""
-        provider = self.ops.provider(self.env)
+        provider = self.environment.provider()
         listed = {s.name: s for s in provider.list_servers(self.project.name, self.env)}
         targets = [listed[n] for n in names if n in listed]
 
@@ -591,7 +586,7 @@ class Teardown:
                 attempt(item, lambda item=item: self._stop_remove(runtime, item.name, STOP_TIMEOUT["scheduler"]))
             self.log(f"{where}: taking the routing down")
             try:
-                self.ops.manager.hook.remove_routing(server=server, project=self.project, env=self.env)
+                self.environment.manager.hook.remove_routing(server=server, project=self.project, env=self.env)
             except Exception as exc:  # noqa: BLE001 - its containers are removed below all the same
                 self.log(f"{where}: the router could not be taken down gracefully ({one_line(exc)}); removing its containers")
             planned = {i.name: i for i in kinds["container"] if i not in scheduler}
@@ -628,7 +623,7 @@ class Teardown:
 
     def _mark_reserve(self) -> None:
         """Servers kept (their data is there) run nothing of the environment now: ``reserve``."""
-        provider = self.ops.provider(self.env)
+        provider = self.environment.provider()
         for server in provider.list_servers(self.project.name, self.env):
             try:
                 provider.set_server_state(server, RESERVE)
