@@ -225,7 +225,7 @@ class Fleet:
 
     def plan(self, service: str | None = None, *, builds: Mapping[str, BuildCheck] | None = None) -> FleetPlan:
         """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.core.fleetplan`);
-        ``builds``: the images this machine builds first (``Operations.build_checks``)."""
+        ``builds``: the images this machine builds first (``Environment.build_checks``)."""
         specs = self.project.services_for(self.env)
         if service is not None and service not in specs:
             raise DeployFailed(f"no service named '{service}' (services: {', '.join(specs)})")
