@@ -14,20 +14,10 @@ from typing import Any
 
 import attrs
 
+# CommandResult lives with the runtime interface (which returns it too), so the two interfaces
+# do not import each other; re-exported here for the providers that import it from this module.
+from .runtime import CommandResult as CommandResult
 from .runtime import ContainerRuntime
-
-
-@attrs.frozen(kw_only=True)
-class CommandResult:
-    """What a command run on a server returned."""
-
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
 
 
 @attrs.frozen(kw_only=True)

@@ -10,12 +10,8 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import attrs
-
-if TYPE_CHECKING:
-    from .provider import CommandResult
 
 #: Label keys carried by every container ProjectDeployer starts.
 LABEL_PROJECT = "io.projectdeployer.project"
@@ -25,6 +21,19 @@ LABEL_SLOT = "io.projectdeployer.slot"
 LABEL_RELEASE = "io.projectdeployer.release"
 LABEL_CONFIG = "io.projectdeployer.config"
 LABEL_ROLE = "io.projectdeployer.role"
+
+
+@attrs.frozen(kw_only=True)
+class CommandResult:
+    """What a command run on a server (or inside a container) returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
 
 
 @attrs.frozen(kw_only=True)
