@@ -153,7 +153,7 @@ def configure_routing(server: Server, project: Project, env: str, routes: Sequen
 
     Called once per server that routes to the project's services. Must never leave a broken
     configuration live: validate before reloading, keep the old configuration on failure and
-    raise ``RoutingError`` (from ``projectdeployer.addons.nginx_sidecar``) saying why.
+    raise ``RoutingError`` (from ``projectdeployer.core.routing``) saying why.
 
     :param server: the server whose router to configure (``server.docker()`` reaches its engine).
     :param project: the project.

@@ -29,11 +29,11 @@ from typing import Any
 import attrs
 
 from ..core.poll import WaitTimeout, wait_until
+from ..core.routing import RoutingError
 from .nginx_render import (
     PATHS,
     RELOAD_TIMEOUT,
     Kind,
-    RoutingError,
     _nginx_message,
     _VERSION_LINE,
     render_active,

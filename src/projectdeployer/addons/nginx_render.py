@@ -18,8 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ..core.errors import ProjectDeployerError
-from ..core.routing import Backend, Route
+from ..core.routing import SIDECAR_HOST, Backend, Route, RoutingError, check_domain
 
 #: The two proxies of a sidecar: ``http`` (HTTP routes and domains) and ``tcp`` (TCP routes).
 Kind = Literal["http", "tcp"]
@@ -68,7 +67,7 @@ HTTP_PATHS = ProxyPaths("http", PD_ROOT, PID_FILE)
 TCP_PATHS = ProxyPaths("tcp", TCP_ROOT, TCP_PID_FILE)
 PATHS: dict[str, ProxyPaths] = {"http": HTTP_PATHS, "tcp": TCP_PATHS}
 #: The name apps use for the sidecar on the project network.
-NETWORK_ALIAS = "nginx"
+NETWORK_ALIAS = SIDECAR_HOST
 #: Seconds an old worker may keep a long-lived connection after a reload before nginx closes it;
 #: ``None``: until the connection ends. A reload retires the workers, not the backends: a
 #: database session or a websocket to a service the reload did not change is as good as before,
@@ -89,30 +88,12 @@ RELOAD_TIMEOUT = 20.0
 #: worker_shutdown_timeout by default.
 MAIN_CONF_VERSION = 3
 
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DOMAIN = re.compile(rf"^(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}\Z", re.IGNORECASE)
 # Container names ([a-zA-Z0-9][a-zA-Z0-9_.-]*) and DNS names; nothing nginx would parse as syntax.
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?\Z")
 _VERSION_LINE = re.compile(r"^# pd-version (\w+)$", re.M)
 
 
-class RoutingError(ProjectDeployerError):
-    """Routes could not be applied; the configuration that was live before is still live."""
-
-
 # --- rendering (pure) --------------------------------------------------------------------------
-
-
-def check_domain(domain: str) -> str:
-    """Return ``domain`` in lower case, or raise :class:`RoutingError` for an invalid name.
-
-    A host name (labels of letters, digits and inner hyphens, 253 characters at most), optionally
-    a wildcard ``*.example.com``. Anything else could not be a ``server_name`` (and could smuggle
-    nginx syntax into the configuration), so it is refused before anything is rendered.
-    """
-    if not isinstance(domain, str) or len(domain) > 253 or not _DOMAIN.match(domain):
-        raise RoutingError(f"invalid domain {domain!r}: expected a host name such as api.example.com")
-    return domain.lower()
 
 
 def _safe_name(text: str, limit: int = 40) -> str:

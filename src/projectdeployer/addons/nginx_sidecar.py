@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.poll import WaitTimeout, wait_until
-from ..core.routing import Backend, Route
+from ..core.routing import Backend, Route, RoutingError, check_domain
 from ..core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE
 from ..hookspecs import hookimpl
 from .netconns import in_flight_to
@@ -77,12 +77,10 @@ from .nginx_render import (
     RUN_SCRIPT,
     TCP_ROOT,
     VERSIONS_DIR,
-    RoutingError,
     _cert_file_stem,
     _nginx_message,
     _routes_json,
     _VERSION_LINE,
-    check_domain,
     render_active,
     render_config,
     render_main_config,

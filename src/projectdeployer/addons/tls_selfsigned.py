@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from ..core import paths
 from ..core.errors import ProjectDeployerError
 from ..core.fsutil import write_private
+from ..core.routing import RoutingError, check_domain
 from ..hookspecs import hookimpl
-from .nginx_sidecar import RoutingError, check_domain
 
 if TYPE_CHECKING:
     from ..core.provider import Server

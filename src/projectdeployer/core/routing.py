@@ -1,10 +1,39 @@
-"""Routes: what the routing plugin (the nginx sidecar) must serve for one service."""
+"""Routes: what the routing plugin (the nginx sidecar) must serve for one service.
+
+Also the routing contract every router and certificate plugin shares: :class:`RoutingError`,
+:func:`check_domain` and the host name apps reach the router by (:data:`SIDECAR_HOST`).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import attrs
+
+from .errors import ProjectDeployerError
+
+#: The host name apps use for the router (the nginx sidecar's alias on the project network).
+SIDECAR_HOST = "nginx"
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"^(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}\Z", re.IGNORECASE)
+
+
+class RoutingError(ProjectDeployerError):
+    """Routes could not be applied; the configuration that was live before is still live."""
+
+
+def check_domain(domain: str) -> str:
+    """Return ``domain`` in lower case, or raise :class:`RoutingError` for an invalid name.
+
+    A host name (labels of letters, digits and inner hyphens, 253 characters at most), optionally
+    a wildcard ``*.example.com``. Anything else could not be a ``server_name`` (and could smuggle
+    nginx syntax into the configuration), so it is refused before anything is rendered.
+    """
+    if not isinstance(domain, str) or len(domain) > 253 or not _DOMAIN.match(domain):
+        raise RoutingError(f"invalid domain {domain!r}: expected a host name such as api.example.com")
+    return domain.lower()
 
 
 @attrs.frozen(kw_only=True)

@@ -19,6 +19,9 @@ import attrs
 
 from .errors import ProjectDeployerError, SecretError
 from .model import ServiceSpec
+# The host name apps reach the project's services by (the sidecar's alias on their own server,
+# which routes to wherever the service runs): defined with the routing contract, re-exported.
+from .routing import SIDECAR_HOST as SIDECAR_HOST
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,10 +33,6 @@ if TYPE_CHECKING:
     from .monitoring import HealthCheck
     from .provider import CommandResult
     from .runtime import ContainerInfo, ContainerRuntime
-
-#: The host name apps reach the project's services by: the nginx sidecar's network alias on
-#: their own server, which routes to wherever the service runs.
-SIDECAR_HOST = "nginx"
 
 
 class ServiceContext(Protocol):
