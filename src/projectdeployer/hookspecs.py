@@ -24,14 +24,13 @@ if TYPE_CHECKING:  # imported for annotations only: plugins must not pay for the
 
     from .core.model import Project, ServiceSpec
     from .core.backups import BackupMethod
-    from .core.build import BuildRequest
+    from .core.build import BuildRequest, GeneratedBuild
     from .core.containers import ContainerParts
     from .core.monitoring import Alert, HealthCheck, MetricSample
     from .core.plan import DeployResult, Plan
     from .core.provider import Provider, Server
     from .core.routing import Backend, Route
     from .core.servicetype import ServiceType
-    from .service_types.dockerfiles import GeneratedBuild
 
 hookspec = pluggy.HookspecMarker("projectdeployer")
 hookimpl = pluggy.HookimplMarker("projectdeployer")

@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import attrs
 import pluggy
@@ -31,9 +31,6 @@ import pluggy
 from .errors import ProjectDeployerError
 from .gitref import parse_git_repo
 from .model import BuildSpec, GenericSpec, Project, ServiceSpec
-
-if TYPE_CHECKING:
-    from ..service_types.dockerfiles import GeneratedBuild
 
 Log = Callable[[str], None]
 
@@ -46,6 +43,26 @@ INPUTS_LABEL = "io.projectdeployer.inputs"
 
 class BuildFailed(ProjectDeployerError):
     """A service's image could not be built; names the service and shows the failing step."""
+
+
+def _read_only(files: Mapping[str, str]) -> Mapping[str, str]:
+    return types.MappingProxyType(dict(files))
+
+
+@attrs.frozen
+class GeneratedBuild:
+    """What a service type needs to build its image (the ``generate_dockerfile`` hook's answer).
+
+    ``files`` are extra files to write into the build context before building, keyed by path
+    relative to the context root (e.g. ``.projectdeployer/nginx.conf``); the Dockerfile COPYs
+    them. The mapping is read-only.
+    """
+
+    dockerfile: str
+    files: Mapping[str, str] = attrs.field(factory=dict, converter=_read_only)
+    #: Lines for the build log and the plan: how the Dockerfile was chosen (which file the
+    #: dependencies come from, which Debian packages are installed where).
+    notes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen(kw_only=True)

@@ -19,20 +19,17 @@ import attrs
 
 from .errors import ProjectDeployerError, SecretError
 from .model import ServiceSpec
-# The host name apps reach the project's services by (the sidecar's alias on their own server,
-# which routes to wherever the service runs): defined with the routing contract, re-exported.
-from .routing import SIDECAR_HOST as SIDECAR_HOST
+from .routing import SIDECAR_HOST as SIDECAR_HOST  # re-exported: the host name apps reach services by
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ..service_types.dockerfiles import GeneratedBuild
     from .backups import BackupMethod
+    from .build import GeneratedBuild
     from .containers import ContainerParts
     from .model import Project
     from .monitoring import HealthCheck
-    from .provider import CommandResult
-    from .runtime import ContainerInfo, ContainerRuntime
+    from .runtime import CommandResult, ContainerInfo, ContainerRuntime
 
 
 class ServiceContext(Protocol):

@@ -25,10 +25,10 @@ from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from ..core.backups import BackupMethod
+    from ..core.build import GeneratedBuild
     from ..core.containers import ContainerParts
     from ..core.model import Project, ServiceSpec
     from ..core.monitoring import HealthCheck
-    from ..service_types.dockerfiles import GeneratedBuild
 
 
 class ServiceTypeMethods:

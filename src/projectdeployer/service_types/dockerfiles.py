@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import jinja2
 
+from ..core.build import GeneratedBuild  # the contract type; re-exported (__all__) for the service types
 from ..core.rendersafety import DEBIAN_PACKAGE_RE, IMAGE_REF_RE, SAFE_PATH_RE, command_argv
 
 __all__ = [
@@ -87,26 +88,6 @@ _TEMPLATES = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,  # Dockerfiles and nginx configs, not HTML
 )
-
-
-def _read_only(files: Mapping[str, str]) -> Mapping[str, str]:
-    return types.MappingProxyType(dict(files))
-
-
-@attrs.frozen
-class GeneratedBuild:
-    """What a service type needs to build its image.
-
-    ``files`` are extra files to write into the build context before building, keyed by path
-    relative to the context root (e.g. ``.projectdeployer/nginx.conf``); the Dockerfile COPYs
-    them. The mapping is read-only.
-    """
-
-    dockerfile: str
-    files: Mapping[str, str] = attrs.field(factory=dict, converter=_read_only)
-    #: Lines for the build log and the plan: how the Dockerfile was chosen (which file the
-    #: dependencies come from, which Debian packages are installed where).
-    notes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 def _names(values: Sequence[str]) -> tuple[str, ...]:
