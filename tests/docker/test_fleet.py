@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 
 from projectdeployer import BackupManager, ProjectDeployer, SecretsRotator
-from projectdeployer.core.sync import server_dir
 from projectdeployer.core.errors import ProjectDeployerError
+from projectdeployer.core.paths import server_env_dir
 from projectdeployer.providers.sandbox import SandboxProvider
 from projectdeployer.rehearse.loadgen import LoadGenerator
 from tests.docker.conftest import remove_project, wait_for
@@ -231,7 +231,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert restored.backup == taken.file
     assert _get(survivors[1], "/rows")["rows"] == ["first"]
     pulled = BackupManager(project, "prod", log=lines.append).pull_backups("postgres")
-    assert [p.name for p in pulled] == [taken.file] and pulled[0].parent.parent.name == server_dir(db_server)
+    assert [p.name for p in pulled] == [taken.file] and pulled[0].parent.parent.name == server_env_dir(db_server)
 
     # Password rotation on servers: changed in the running database on its server; the next
     # deploy hands the new password to every API container, and they read PostgreSQL with it.

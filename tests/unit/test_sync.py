@@ -22,9 +22,10 @@ from click.testing import CliRunner
 
 from projectdeployer import hookimpl
 from projectdeployer.core.deployer import ProjectDeployer
+from projectdeployer.core.paths import server_env_dir
 from projectdeployer.core.provider import CommandResult, Provider, Server, ServerSpec
 from projectdeployer.core.runtime import LABEL_ENV, LABEL_PROJECT, ContainerInfo
-from projectdeployer.core.sync import FileSync, SyncFailed, build_push_archive, server_dir, unpack_pull_archive
+from projectdeployer.core.sync import FileSync, SyncFailed, build_push_archive, unpack_pull_archive
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.providers.local import LocalServer
 
@@ -433,8 +434,8 @@ def test_full_sync_pulls_even_when_a_push_failed_and_names_the_server_once(tmp_p
 
 
 @pytest.mark.parametrize(("address", "folder"), [("192.168.1.100", "192_168_1_100"), ("fe80::1", "fe80__1"), ("web-1.example.com", "web-1_example_com")])
-def test_server_dir_is_the_address_with_underscores(tmp_path: Path, address: str, folder: str) -> None:
-    assert server_dir(DirServer("s", address, tmp_path)) == folder
+def test_server_env_dir_is_the_address_with_underscores(tmp_path: Path, address: str, folder: str) -> None:
+    assert server_env_dir(DirServer("s", address, tmp_path)) == folder
 
 
 # --- the servers of an environment, and the CLI ------------------------------------------------

@@ -237,14 +237,12 @@ class BackupManager:
         """Copy the verified backups (and their checksums) of ``service`` (all when None) from
         the server to ``{home}/{project}/{env}/backups/{server}/{service}/``; files already
         there with the same size are skipped. The local paths of every pulled backup."""
-        from .sync import server_dir
-
         pulled = []
         for name in self._named(service):
             item = self._item(name)
             engine = self.engine(name)
             server = engine.server
-            root = destination or paths.env_dir(self.project, self.env, "backups") / server_dir(server)
+            root = destination or paths.env_dir(self.project, self.env, "backups") / paths.server_env_dir(server)
             target = target_for(engine, item.spec, item.policy)
             local_dir = root / name
             for backup in self.backups(name):

@@ -16,6 +16,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .provider import Server
 
 HOME_ENV = "PROJECTDEPLOYER_HOME"
 PROJECTS_DIR_ENV = "PROJECTDEPLOYER_PROJECTS_DIR"
@@ -63,6 +67,15 @@ def env_dir(project: str, env: str, kind: str | None = None) -> Path:
     if kind not in ENV_SUBDIRS:
         raise ValueError(f"unknown directory kind {kind!r}")
     return base / kind
+
+
+def server_env_dir(server: Server) -> str:
+    """The folder, inside each directory an environment pulls from its servers (``data``,
+    ``logs``, ``backups``, ``monitoring``), that holds ``server``'s files: its public address with
+    dots and colons (and anything else unsafe in a file name) as underscores, e.g.
+    ``192_168_1_100`` (the seed's ``logs/192_168_1_100/``)."""
+    address = str(getattr(server, "public_address", "") or server.name)
+    return re.sub(r"[^A-Za-z0-9_-]", "_", address)
 
 
 def project_file(project: str) -> Path:

@@ -139,13 +139,6 @@ class _ServerError(ProjectDeployerError):
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def server_dir(server: Server) -> str:
-    """The local folder of ``server``'s pulled files: its public address with dots and colons
-    (and anything else unsafe in a file name) as underscores, e.g. ``192_168_1_100``."""
-    address = str(getattr(server, "public_address", "") or server.name)
-    return re.sub(r"[^A-Za-z0-9_-]", "_", address)
-
-
 def is_local_tree(server: Server) -> bool:
     """True when ``server``'s tree is this machine's ``$PROJECTDEPLOYER_HOME`` itself.
 
@@ -577,7 +570,7 @@ class FileSync:
 
     def _pull_one(self, server: Server) -> SyncReport:
         started = time.monotonic()
-        folder = server_dir(server)
+        folder = paths.server_env_dir(server)
         notes: list[str] = []
         files = size = 0
         if is_local_tree(server):
@@ -625,6 +618,5 @@ __all__ = [
     "SyncReport",
     "build_push_archive",
     "is_local_tree",
-    "server_dir",
     "unpack_pull_archive",
 ]
