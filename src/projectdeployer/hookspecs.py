@@ -12,7 +12,7 @@ there too (see ``pyproject.toml``). ``docs/plugins.md`` documents each hook with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -147,7 +147,7 @@ def push_image(tag: str, log: Callable[[str], None]) -> str | None:
 
 
 @hookspec
-def configure_routing(server: Server, project: Project, env: str, routes: Sequence[Route]) -> None:
+def configure_routing(server: Server, project: Project, env: str, routes: Sequence[Route], certificates: Mapping[str, tuple[str, str]]) -> None:
     """Apply the routes of ``env`` on ``server``'s router (the nginx sidecar does this).
 
     Called once per server that routes to the project's services. Must never leave a broken
@@ -159,6 +159,8 @@ def configure_routing(server: Server, project: Project, env: str, routes: Sequen
     :param env: the environment.
     :param routes: every route of ``env`` on this server: internal port, protocol, backends,
         optional domain. Routes missing from the list are removed.
+    :param certificates: ``(cert_pem, key_pem)`` for each domain of ``routes``, obtained by the
+        caller through ``obtain_certificate`` (``projectdeployer.core.routing.domain_certificates``).
     """
 
 

@@ -743,6 +743,7 @@ class EngineServer(Server):
 def test_configure_routing_hook_drives_the_sidecar(bed_sidecar: Bed, docker_client: Any) -> None:
     from projectdeployer.core.projectfile import build_project
     from projectdeployer.core.registry import build_registry
+    from projectdeployer.core.routing import domain_certificates
     from projectdeployer.plugins import load_plugins, make_plugin_manager
 
     manager = load_plugins(make_plugin_manager(), env={})
@@ -754,7 +755,8 @@ def test_configure_routing_hook_drives_the_sidecar(bed_sidecar: Bed, docker_clie
     a = bed_sidecar.backend("A")
     server = EngineServer(docker_client)
     routes = [http_route(a, domain="api.localhost")]
-    manager.hook.configure_routing(server=server, project=project, env=ENV, routes=routes)
+    certificates = domain_certificates(manager, server, project.name, ENV, routes)
+    manager.hook.configure_routing(server=server, project=project, env=ENV, routes=routes, certificates=certificates)
     client = bed_sidecar.client_container()
     assert bed_sidecar.fetch(client, 5100)["body"]["name"] == "A"
     # The domain got its certificate from obtain_certificate (self-signed, cached in the home).

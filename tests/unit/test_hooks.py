@@ -41,7 +41,7 @@ from projectdeployer.core.plan import DeployResult, Plan, Step
 from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.provider import CommandResult, Provider, Server, ServerSpec
 from projectdeployer.core.registry import build_registry, get_registry
-from projectdeployer.core.routing import Backend, Route
+from projectdeployer.core.routing import Backend, Route, domain_certificates
 from projectdeployer.core.servicetype import ServiceType
 from projectdeployer.plugins import (
     ESSENTIAL_PLUGINS,
@@ -572,7 +572,7 @@ def test_hook_push_image(bare_manager: pluggy.PluginManager, register_plugin: Ca
 def test_hook_configure_routing(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
     project = make_project(load_plugins(make_plugin_manager(), env={}), {"api": {"type": "python", "port": 8000}})
     routes = (Route(service="api", internal_port=5123, protocol="http", backends=(Backend(host="shop-prod-api-a", port=8000),), domain="api.example.com"),)
-    check_collecting(bare_manager, register_plugin, "configure_routing", {"server": FakeServer(), "project": project, "env": "prod", "routes": routes})
+    check_collecting(bare_manager, register_plugin, "configure_routing", {"server": FakeServer(), "project": project, "env": "prod", "routes": routes, "certificates": {}})
     # The built-in nginx sidecar implements it (tests/docker/test_sidecar.py drives it for real).
     loaded = load_plugins(make_plugin_manager(), env={})
     assert "routing_nginx" in [impl.plugin_name for impl in loaded.hook.configure_routing.get_hookimpls()]
@@ -596,6 +596,30 @@ def test_hook_obtain_certificate(bare_manager: pluggy.PluginManager, manager: pl
     register_plugin(manager, recorder("obtain_certificate", [], "acme", ("CERT-A", "KEY-A")), "test-acme")
     assert manager.hook.obtain_certificate(**kwargs) == ("CERT-A", "KEY-A")
     assert manager.hook.obtain_certificate.get_hookimpls()[0].plugin_name == "tls_selfsigned"  # called last
+
+
+def test_domain_certificates_asks_obtain_certificate_for_each_domain_route(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
+    """What the deploy hands configure_routing as ``certificates``: one hook call per domain."""
+    asked: list[str] = []
+
+    class Issuer:
+        @hookimpl
+        def obtain_certificate(self, project: str, env: str, domain: str, servers: list[Server]) -> tuple[str, str] | None:
+            asked.append(f"{project}/{env}/{domain}/{servers[0].name}")
+            return None if domain == "www.example.com" else (f"CERT-{domain}", f"KEY-{domain}")
+
+    register_plugin(bare_manager, Issuer(), "test-issuer")
+    backend = (Backend(host="shop-prod-api-a", port=8000),)
+    routes = [
+        Route(service="api", internal_port=5123, protocol="http", backends=backend, domain="api.example.com"),
+        Route(service="www", internal_port=5124, protocol="http", backends=backend, domain="www.example.com"),
+        Route(service="db", internal_port=5432, protocol="tcp", backends=backend),
+    ]
+    server = FakeServer()
+    assert domain_certificates(bare_manager, server, "shop", "prod", routes) == {"api.example.com": ("CERT-api.example.com", "KEY-api.example.com")}  # no answer: left out
+    assert asked == [f"shop/prod/api.example.com/{server.name}", f"shop/prod/www.example.com/{server.name}"]
+    asked.clear()
+    assert domain_certificates(bare_manager, server, "shop", "prod", routes[2:]) == {} and asked == []  # no domain, no call
 
 
 # --- secrets -----------------------------------------------------------------------------------

@@ -615,28 +615,13 @@ def sidecar_for(server: Server, project: Project, env: str) -> NginxSidecar:
     )
 
 
-def _certificates(server: Server, project: Project, env: str, routes: Sequence[Route]) -> dict[str, tuple[str, str]]:
-    """A certificate for each domain route, from the ``obtain_certificate`` hook (self-signed last)."""
-    domains = sorted({r.domain for r in routes if r.domain is not None})
-    if not domains:
-        return {}
-    from ..plugins import load_plugins, pm
-
-    load_plugins()
-    certificates = {}
-    for domain in domains:
-        pair = pm.hook.obtain_certificate(project=project.name, env=env, domain=domain, servers=[server])
-        if pair is not None:
-            certificates[domain] = pair
-    return certificates
-
-
 @hookimpl
-def configure_routing(server: Server, project: Project, env: str, routes: Sequence[Route]) -> None:
-    """Apply ``routes`` on ``server``'s sidecar (created or fixed first); RoutingError on failure."""
+def configure_routing(server: Server, project: Project, env: str, routes: Sequence[Route], certificates: Mapping[str, tuple[str, str]]) -> None:
+    """Apply ``routes`` on ``server``'s sidecar (created or fixed first), with the caller's
+    ``certificates`` for their domains; RoutingError on failure."""
     sidecar = sidecar_for(server, project, env)
     sidecar.ensure()
-    sidecar.apply(routes, _certificates(server, project, env, routes))
+    sidecar.apply(routes, certificates)
 
 
 @hookimpl

@@ -48,7 +48,7 @@ from .ports import PortAssignment, PortStore
 from .provider import Server
 from .releases import Release, ReleaseHistory, new_release_id
 from .rendersafety import command_argv
-from .routing import Backend, Route
+from .routing import Backend, Route, domain_certificates
 from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_ROLE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime, ContainerSpec, Mount
 from .secretfiles import write_secret_files
 from .servicetype import ServiceType
@@ -685,7 +685,8 @@ class Engine:
             self.routing()
             return
         routes = [self._routes[name] for name in sorted(self._routes)]
-        self.manager.hook.configure_routing(server=self.server, project=self.project, env=self.env, routes=routes)
+        certificates = domain_certificates(self.manager, self.server, self.project.name, self.env, routes)
+        self.manager.hook.configure_routing(server=self.server, project=self.project, env=self.env, routes=routes, certificates=certificates)
         state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
         atomic_write(state, json.dumps({"backends": {r.service: r.backends[0].host for r in routes}}, indent=2) + "\n")
 

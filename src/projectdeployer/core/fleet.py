@@ -59,7 +59,7 @@ from .order import startup_orders
 from .ports import PortAssignment
 from .provider import Provider, Server, ServerSpec
 from .releases import new_release_id
-from .routing import Backend, Route
+from .routing import Backend, Route, domain_certificates
 from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
 from .serverlock import local_lock, lock_server, server_lock
 
@@ -459,7 +459,9 @@ class Fleet:
         return routes
 
     def _route(self, server: Server, table: Mapping[str, list[Placed]] | None = None) -> None:
-        self.manager.hook.configure_routing(server=server, project=self.project, env=self.env, routes=self.routes_for(server, table))
+        routes = self.routes_for(server, table)
+        certificates = domain_certificates(self.manager, server, self.project.name, self.env, routes)
+        self.manager.hook.configure_routing(server=server, project=self.project, env=self.env, routes=routes, certificates=certificates)
 
     def _route_everywhere(self) -> None:
         """Every sidecar to the current table (read and pushed under the table lock, so the

@@ -7,11 +7,17 @@ Also the routing contract every router and certificate plugin shares: :class:`Ro
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from .errors import ProjectDeployerError
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from .provider import Server
 
 #: The host name apps use for the router (the nginx sidecar's alias on the project network).
 SIDECAR_HOST = "nginx"
@@ -53,3 +59,16 @@ class Route:
     protocol: Literal["http", "tcp"]
     backends: tuple[Backend, ...]
     domain: str | None = None
+
+
+def domain_certificates(manager: pluggy.PluginManager, server: Server, project: str, env: str, routes: Sequence[Route]) -> dict[str, tuple[str, str]]:
+    """``(cert_pem, key_pem)`` for each domain of ``routes`` from ``manager``'s
+    ``obtain_certificate`` hook (self-signed last): what the deploy hands ``configure_routing``
+    as ``certificates``. A domain no plugin answers for is left out; no domain, no hook call."""
+    domains = sorted({r.domain for r in routes if r.domain is not None})
+    certificates = {}
+    for domain in domains:
+        pair = manager.hook.obtain_certificate(project=project, env=env, domain=domain, servers=[server])
+        if pair is not None:
+            certificates[domain] = pair
+    return certificates
