@@ -19,7 +19,7 @@ import importlib
 import os
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -27,6 +27,7 @@ import pluggy
 
 from . import hookspecs
 from .core.errors import PluginError
+from .core.registry import Registry, build_registry, check_api_methods
 
 ENTRY_POINT_GROUP = "projectdeployer"
 LOAD_ENV = "PROJECTDEPLOYER_LOAD_PLUGINS"
@@ -54,6 +55,9 @@ _loaded = False
 # setuptools loader, which we do not use because we need per-plugin error handling).
 _traced: weakref.WeakSet[pluggy.PluginManager] = weakref.WeakSet()
 _distinfo: weakref.WeakKeyDictionary[pluggy.PluginManager, dict[str, tuple[str, str]]] = weakref.WeakKeyDictionary()
+# Registries cached per manager together with the set of plugins each was built from, so
+# registering or unregistering a plugin (tests, ``pip install`` at run time) rebuilds it.
+_registries: weakref.WeakKeyDictionary[pluggy.PluginManager, tuple[frozenset[int], Registry]] = weakref.WeakKeyDictionary()
 
 
 def _wanted(raw: str | None) -> set[str] | None:
@@ -146,6 +150,26 @@ def _enable_tracing(manager: pluggy.PluginManager) -> None:
         print(f"[plugins] {hook_name} returned {result!r:.200}", file=sys.stderr)
 
     manager.add_hookcall_monitoring(before, after)
+
+
+def get_registry(manager: pluggy.PluginManager | None = None, *, reserved_api_methods: Mapping[str, str | None] | None = None) -> Registry:
+    """The registry of ``manager`` (the global, loaded, manager by default), built once per set
+    of plugins. ``reserved_api_methods``: the fluent methods a service type's ``api_method`` may
+    not take (``projectdeployer.core.deployer.RESERVED_API_METHODS``, which the API passes);
+    checked on every call, since the registry is shared by callers that pass none."""
+    target = pm if manager is None else manager
+    if target is pm:
+        load_plugins()
+    key = frozenset(id(plugin) for plugin in target.get_plugins())
+    cached = _registries.get(target)
+    if cached is not None and cached[0] == key:
+        registry = cached[1]
+    else:
+        registry = build_registry(target)
+        _registries[target] = (key, registry)
+    if reserved_api_methods is not None:
+        check_api_methods(registry, reserved_api_methods)
+    return registry
 
 
 def get_plugins(manager: pluggy.PluginManager | None = None, *, include_builtin: bool = True) -> list[dict[str, Any]]:

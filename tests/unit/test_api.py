@@ -16,7 +16,7 @@ import tomlkit
 from projectdeployer import ConfigError, ProjectDeployer, ProjectDeployerError, ProjectExists, ProjectNotFound
 from projectdeployer.core.gitref import GitRepoError, parse_git_repo
 from projectdeployer.core.model import AutoScaling, BackupConfig, HorizontalScaling, VerticalScaling
-from projectdeployer.core.registry import get_registry
+from projectdeployer.plugins import get_registry
 
 pytestmark = pytest.mark.unit
 

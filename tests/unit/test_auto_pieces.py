@@ -16,9 +16,9 @@ from projectdeployer.core.containers import ENV_WRAPPER_NAME, SECRETS_MOUNT, bui
 from projectdeployer.core.model import Project
 from projectdeployer.core.ports import PortAssignment
 from projectdeployer.core.projectfile import build_project, parse_toml
-from projectdeployer.core.registry import get_registry
 from projectdeployer.core.resolver import ResourceResolver as RR
 from projectdeployer.core.resolver import ensure_password
+from projectdeployer.plugins import get_registry
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +39,7 @@ PIECES = (
 
 
 def _load(text: str) -> Project:
-    return build_project(parse_toml(text, "shop.toml"), source="shop.toml")
+    return build_project(parse_toml(text, "shop.toml"), source="shop.toml", registry=get_registry())
 
 
 def _errors(text: str) -> list[str]:
@@ -62,7 +62,7 @@ def _container(project: Project, image_command: Any = None, slot: str = "a") -> 
     return build_container(
         project=project, env="prod", service=spec, stype=get_registry().service_types[spec.type], parts=None,
         image="shop-api:latest", image_id="sha256:abc", ports=PortAssignment(host=8100, internal=5100), slot=slot,
-        data_root="/srv/pd", resolve_secret=lambda ref: "s3cr3t-api-key", image_command=image_command,
+        data_root="/srv/pd", resolve_secret=lambda ref: "s3cr3t-api-key", service_types=get_registry().service_types, image_command=image_command,
     )
 
 

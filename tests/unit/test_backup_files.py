@@ -11,7 +11,7 @@ import pytest
 
 from projectdeployer.core.backups import Backup, BackupError, backup_policy, choose_backup, parse_backup_name, read_backups
 from projectdeployer.core.model import BackupConfig
-from projectdeployer.core.registry import get_registry
+from projectdeployer.plugins import get_registry
 from projectdeployer.providers.local import LocalServer
 
 pytestmark = pytest.mark.unit

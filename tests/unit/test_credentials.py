@@ -20,6 +20,7 @@ from projectdeployer.core.credentials import (
     warn_plaintext_credentials,
 )
 from projectdeployer.core.projectfile import build_project
+from projectdeployer.plugins import get_registry
 
 pytestmark = pytest.mark.unit
 
@@ -80,7 +81,7 @@ def test_key_and_url_helpers() -> None:
 def _project(text: str) -> object:
     import tomlkit
 
-    return build_project(tomlkit.parse(text).unwrap(), source="/p/myapp.toml")
+    return build_project(tomlkit.parse(text).unwrap(), source="/p/myapp.toml", registry=get_registry())
 
 
 FILE = """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from projectdeployer.core.model import AutoScaling, BackupConfig, EnvironmentSpec, HorizontalScaling, ProjectSettings, VerticalScaling, spec_fields
-from projectdeployer.core.registry import get_registry
+from projectdeployer.plugins import get_registry
 
 pytestmark = pytest.mark.unit
 

@@ -120,7 +120,7 @@ def _builder(manager: pluggy.PluginManager, tmp_path: Path, service: dict[str, A
         {"project": {"name": "shop"}, "images": images, "services": {"own": {"build_context": "src", **service}}},
         source=str(tmp_path / "shop.toml"), registry=build_registry(manager),
     )
-    return ProjectBuilder(project, "dev", manager, log=lambda line: None)
+    return ProjectBuilder(project, "dev", manager, registry=build_registry(manager), log=lambda line: None)
 
 
 @pytest.fixture

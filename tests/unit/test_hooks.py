@@ -34,13 +34,14 @@ from click.testing import CliRunner
 
 from projectdeployer import hookimpl, hookspecs, plugins
 from projectdeployer.core.build import BuildRequest
+from projectdeployer.core.deployer import RESERVED_API_METHODS, ProjectDeployer
 from projectdeployer.core.errors import ConfigError, PluginError, ProjectDeployerError, SecretError
 from projectdeployer.core.model import Project, ServiceSpec
 from projectdeployer.core.monitoring import Alert, HealthCheck, MetricSample
 from projectdeployer.core.plan import DeployResult, Plan, Step
 from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.provider import CommandResult, Provider, Server, ServerSpec
-from projectdeployer.core.registry import build_registry, get_registry
+from projectdeployer.core.registry import build_registry
 from projectdeployer.core.routing import Backend, Route, domain_certificates
 from projectdeployer.core.servicetype import ServiceType
 from projectdeployer.plugins import (
@@ -48,6 +49,7 @@ from projectdeployer.plugins import (
     LOAD_ENV,
     TRACE_ENV,
     get_plugins,
+    get_registry,
     load_plugins,
     make_plugin_manager,
 )
@@ -373,6 +375,25 @@ def test_register_service_types_duplicate_name_names_both_plugins(manager: plugg
         build_registry(manager)
     message = str(excinfo.value)
     assert "'postgres'" in message and "'service_postgres'" in message and "'test-impostor'" in message
+
+
+def test_register_service_types_refuses_an_api_method_the_api_defines_itself(core_manager: pluggy.PluginManager, register_plugin: Callable, tmp_path: Path) -> None:
+    """The API hands its own add_ methods in (RESERVED_API_METHODS): a type they would hide is refused."""
+
+    class Squatter:
+        @hookimpl
+        def register_service_types(self, register: Callable[[ServiceType], None]) -> None:
+            register(attrs.evolve(WIDGET, api_method="add_postgres"))
+
+    register_plugin(core_manager, Squatter(), "test-squatter")
+    assert build_registry(core_manager).by_api_method("add_postgres") is not None  # the registry alone does not know the API
+    message = r"plugin 'test-squatter': service type 'widget' cannot use api_method 'add_postgres'"
+    with pytest.raises(PluginError, match=message):
+        build_registry(core_manager, reserved_api_methods=RESERVED_API_METHODS)
+    with pytest.raises(PluginError, match=message):
+        get_registry(core_manager, reserved_api_methods=RESERVED_API_METHODS)
+    with pytest.raises(PluginError, match=message):
+        ProjectDeployer.create("shop", path=tmp_path / "shop.toml", manager=core_manager)
 
 
 def test_register_service_types_rejects_what_is_not_a_service_type(core_manager: pluggy.PluginManager, register_plugin: Callable) -> None:

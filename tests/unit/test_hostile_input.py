@@ -666,7 +666,7 @@ def _wrong_type_cases() -> None:
 
     from projectdeployer.cli.options import _unwrap_optional
     from projectdeployer.core.model import spec_fields
-    from projectdeployer.core.registry import get_registry
+    from projectdeployer.plugins import get_registry
 
     registry = get_registry()
     seen: set[str] = set()

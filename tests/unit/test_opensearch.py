@@ -33,7 +33,7 @@ from projectdeployer.addons import opensearch_snapshot as snap
 from projectdeployer.addons.opensearch_snapshot import OpenSearchError, SnapshotClient, SnapshotVerificationError
 from projectdeployer.core.containers import SECRETS_MOUNT, build_container
 from projectdeployer.core.ports import PortAssignment
-from projectdeployer.core.registry import get_registry
+from projectdeployer.plugins import get_registry
 from projectdeployer.core.resolver import password_path
 from projectdeployer.core.rotator import RotationError
 from projectdeployer.core.runtime import ContainerInfo
@@ -113,7 +113,7 @@ def test_no_secret_in_environment_command_or_labels(project: ProjectDeployer) ->
     container = build_container(
         project=project.project, env=ENV, service=project.project.services[SERVICE], stype=stype, parts=parts,
         image="opensearchproject/opensearch:2", image_id="sha256:x", ports=PortAssignment(host=8123, internal=5123),
-        slot="s", data_root="/srv/pd", resolve_secret=lambda ref: "unused",
+        slot="s", data_root="/srv/pd", resolve_secret=lambda ref: "unused", service_types=get_registry().service_types,
     )
     spec = container.spec
     key_lines = [line for line in os_type.ensure_pki("shop", ENV, SERVICE).node_key.splitlines() if "-----" not in line]

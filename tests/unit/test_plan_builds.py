@@ -90,7 +90,7 @@ def files_under(root: Path) -> list[Path]:
 
 def test_check_says_build_before_the_first_build_and_after_a_source_change(manager: pluggy.PluginManager, client: FakeClient, app: Path, tmp_path: Path, pd_home: Path) -> None:
     project = make_project(manager, tmp_path, {"api": {"type": "python", "build_context": "api"}})
-    builder = ProjectBuilder(project, ENV, manager, log=lambda line: None)
+    builder = ProjectBuilder(project, ENV, manager, registry=build_registry(manager), log=lambda line: None)
     first = builder.check("api")
     assert first.needed and first.error is None and first.previous is None
     # The reason also says which file the dependencies come from, as the build log will.
@@ -117,7 +117,7 @@ def test_check_says_build_before_the_first_build_and_after_a_source_change(manag
 
 def test_check_names_a_missing_build_context_as_the_error_the_build_would_be(manager: pluggy.PluginManager, client: FakeClient, tmp_path: Path) -> None:
     project = make_project(manager, tmp_path, {"api": {"type": "python", "build_context": "nowhere"}})
-    check = ProjectBuilder(project, ENV, manager, log=lambda line: None).check("api")
+    check = ProjectBuilder(project, ENV, manager, registry=build_registry(manager), log=lambda line: None).check("api")
     assert check.needed and check.error is not None and "build_context" in check.error and "is not a directory" in check.error
 
 
@@ -127,7 +127,7 @@ def test_git_services_are_hashed_only_from_a_checkout_at_the_ref(manager: pluggy
         "web": {"type": "python", "git_repo": "https://git.example.com/shop/web.git@main"},
         "pinned": {"type": "python", "git_repo": f"https://git.example.com/shop/web.git@{sha}"},
     })
-    builder = ProjectBuilder(project, ENV, manager, log=lambda line: None)
+    builder = ProjectBuilder(project, ENV, manager, registry=build_registry(manager), log=lambda line: None)
     assert builder.check("web") == BuildCheck(service="web", needed=True, reason="git ref main not checked out yet")
     assert files_under(pd_home) == []  # no clone, no fetch
 

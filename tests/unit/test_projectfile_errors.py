@@ -24,6 +24,7 @@ from projectdeployer import ConfigError, ProjectDeployer
 from projectdeployer.core.model import Project
 from projectdeployer.core.projectfile import build_project, parse_toml
 from projectdeployer.core.validation import MAX_SERVICES
+from projectdeployer.plugins import get_registry
 
 pytestmark = pytest.mark.unit
 
@@ -369,9 +370,9 @@ def _chain(n: int) -> dict:
 def test_long_dependency_chain_is_no_traceback() -> None:
     crashed = None
     try:
-        project = build_project(_chain(MAX_SERVICES - 1), source="f.toml")
+        project = build_project(_chain(MAX_SERVICES - 1), source="f.toml", registry=get_registry())
         with pytest.raises(ConfigError) as info:
-            build_project(_chain(1200), source="f.toml")
+            build_project(_chain(1200), source="f.toml", registry=get_registry())
     except RecursionError:
         crashed = "RecursionError"  # reported outside the handler: a 1000-frame traceback is no use
     assert crashed is None, crashed
@@ -608,7 +609,7 @@ def _has_self_dependency(data: dict) -> bool:
 def _project_or_config_error(data: dict) -> None:
     try:
         with _deadline(5):
-            result = build_project(data, source="f.toml")
+            result = build_project(data, source="f.toml", registry=get_registry())
     except ConfigError as err:
         assert err.problems, "a ConfigError without problems"
         assert all(line.startswith("f.toml: ") for line in err.format_lines())
@@ -671,13 +672,13 @@ def test_the_document_generator_reaches_valid_projects() -> None:
         if _has_self_dependency(data):
             return False
         try:
-            build_project(data, source="f.toml")
+            build_project(data, source="f.toml", registry=get_registry())
         except ConfigError:
             return False
         return bool(data.get("services"))
 
     found = find(_documents(project_tables, "document"), valid, settings=settings(max_examples=2000, database=None, suppress_health_check=list(HealthCheck)))
-    assert isinstance(build_project(found, source="f.toml"), Project)
+    assert isinstance(build_project(found, source="f.toml", registry=get_registry()), Project)
 
 
 def test_project_name_with_underscore_loads_with_a_warning(tmp_path) -> None:  # type: ignore[no-untyped-def]

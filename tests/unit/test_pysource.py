@@ -163,7 +163,7 @@ def _builder(manager: pluggy.PluginManager, tmp_path: Path, api: dict[str, Any])
         {"project": {"name": "shop"}, "services": {"api": {"type": "python", "build_context": "src", **api}}},
         source=str(tmp_path / "shop.toml"), registry=build_registry(manager),
     )
-    return ProjectBuilder(project, "dev", manager, log=lambda line: None)
+    return ProjectBuilder(project, "dev", manager, registry=build_registry(manager), log=lambda line: None)
 
 
 def test_the_build_log_says_which_file_and_which_packages(manager: pluggy.PluginManager, tmp_path: Path) -> None:

@@ -8,12 +8,13 @@ import pytest
 from projectdeployer.core.errors import ConfigError
 from projectdeployer.core.ownnames import Shape, collisions
 from projectdeployer.core.projectfile import build_project
+from projectdeployer.plugins import get_registry
 
 pytestmark = pytest.mark.unit
 
 
 def _load(**services: dict) -> None:
-    build_project({"project": {"name": "shop"}, "services": services}, source="f.toml")
+    build_project({"project": {"name": "shop"}, "services": services}, source="f.toml", registry=get_registry())
 
 
 def test_a_web_service_takes_a_release_command() -> None:

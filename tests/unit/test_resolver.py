@@ -52,8 +52,8 @@ def test_connection_strings_use_the_internal_port(pd_home: Path) -> None:
 
 
 def test_the_seed_urls_are_what_the_types_put_in_key_file(pd_home: Path) -> None:
-    from projectdeployer.core.registry import get_registry
     from projectdeployer.core.resolver import service_context
+    from projectdeployer.plugins import get_registry
 
     _ports(pd_home, "myapp", "prod", {s: {"host": 8000 + i, "internal": 5000 + i} for i, s in enumerate(("postgres", "redis", "search"))})
     for service in ("postgres", "redis", "search"):

@@ -209,8 +209,8 @@ def test_job_status_fields() -> None:
 def test_a_job_container_has_no_slot_suffix_no_ports_and_never_restarts(tmp_path: Path) -> None:
     from projectdeployer import ProjectDeployer
     from projectdeployer.core.containers import JOB_SLOT, build_container
-    from projectdeployer.core.registry import get_registry
     from projectdeployer.core.runtime import LABEL_ROLE, LABEL_SLOT
+    from projectdeployer.plugins import get_registry
 
     pd = ProjectDeployer.create("jobp", path=tmp_path / "p.toml")
     pd.add_python_service("report", schedule="0 2 * * *", port=8000, env_vars={"MODE": "nightly"})
@@ -220,7 +220,7 @@ def test_a_job_container_has_no_slot_suffix_no_ports_and_never_restarts(tmp_path
     def container(slot: str):  # type: ignore[no-untyped-def]
         return build_container(
             project=project, env="dev", service=spec, stype=stype, parts=None, image="img", image_id="sha256:1",
-            ports=pd.ports("dev")["report"], slot=slot, data_root="/local", resolve_secret=lambda ref: "x",
+            ports=pd.ports("dev")["report"], slot=slot, data_root="/local", resolve_secret=lambda ref: "x", service_types=get_registry().service_types,
         )
 
     job, web = container(JOB_SLOT), container("a")

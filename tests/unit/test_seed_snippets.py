@@ -37,7 +37,7 @@ from projectdeployer import ProjectDeployer
 from projectdeployer.core.gitref import parse_git_repo
 from projectdeployer.core.model import AutoScaling, HorizontalScaling, VerticalScaling
 from projectdeployer.core.validation import auto_env_target
-from projectdeployer.core.registry import get_registry
+from projectdeployer.plugins import get_registry
 
 pytestmark = pytest.mark.unit
 

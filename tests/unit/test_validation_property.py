@@ -46,11 +46,10 @@ from projectdeployer.core.model import EnvironmentSpec, Project, ProjectSettings
 from projectdeployer.core.ports import PortAssignment
 from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.rendersafety import IMAGE_REF_RE
-from projectdeployer.core.registry import get_registry
 from projectdeployer.core.resolver import ResourceResolver
 from projectdeployer.core.routing import Backend, Route
 from projectdeployer.core.runtime import ContainerSpec
-from projectdeployer.plugins import load_plugins
+from projectdeployer.plugins import get_registry, load_plugins
 
 pytestmark = pytest.mark.unit
 
@@ -386,7 +385,7 @@ def test_what_validation_accepts_renders_everywhere(pd_home: Path) -> None:
     def check(doc: dict[str, Any]) -> None:
         stats["documents"] += 1
         try:
-            project = build_project(doc, source="f.toml")
+            project = build_project(doc, source="f.toml", registry=get_registry())
         except ConfigError as exc:
             assert exc.problems  # one escaped line each: tests/unit/test_hostile_input.py
             event("refused")
@@ -423,5 +422,5 @@ def test_the_mutations_reach_every_field_of_every_service_type() -> None:
 def test_one_domain_in_two_zones_renders(pd_home: Path) -> None:
     doc = copy.deepcopy(SKELETON)
     doc["services"]["web"].update(domain="api.example.com", server_zone="nyc3")
-    project = build_project(doc, source="f.toml")
+    project = build_project(doc, source="f.toml", registry=get_registry())
     render_config(_routes(project, "prod"), {})

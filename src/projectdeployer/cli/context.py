@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 import pluggy
 
-from ..core.registry import Registry, get_registry
+from ..core.registry import Registry
+from ..plugins import get_registry
 
 
 def current_manager(ctx: click.Context | None = None) -> pluggy.PluginManager:

@@ -6,8 +6,7 @@ import click
 import pluggy
 
 from ..core.errors import ConfigError
-from ..core.registry import get_registry
-from ..plugins import get_plugins
+from ..plugins import get_plugins, get_registry
 from .output import print_json, print_table
 
 

@@ -10,7 +10,7 @@ import pluggy
 
 from ..core import paths
 from ..core.errors import ConfigError, ProjectNotFound
-from ..core.registry import get_registry
+from ..plugins import get_registry
 from .output import print_json, print_table
 from .params import ENV
 

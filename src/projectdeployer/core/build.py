@@ -31,6 +31,7 @@ import pluggy
 from .errors import ProjectDeployerError
 from .gitref import parse_git_repo
 from .model import BuildSpec, GenericSpec, Project, ServiceSpec
+from .registry import Registry
 
 Log = Callable[[str], None]
 
@@ -169,12 +170,14 @@ def inputs_digest(context_dir: Path, files: Iterable[str], extra: Mapping[str, s
 
 
 class ProjectBuilder:
-    """Builds the images of one project/environment through the plugin hooks."""
+    """Builds the images of one project/environment through the plugin hooks of ``manager``;
+    ``registry`` (``manager``'s) gives the base images' defaults that FROM lines are matched to."""
 
-    def __init__(self, project: Project, env: str, manager: pluggy.PluginManager, *, log: Log = print) -> None:
+    def __init__(self, project: Project, env: str, manager: pluggy.PluginManager, *, registry: Registry, log: Log = print) -> None:
         self.project = project
         self.env = env
         self.manager = manager
+        self.registry = registry
         self.log = log
 
     def build(self, *, services: Iterable[str] | None = None, push: bool = False) -> dict[str, BuiltImage]:
@@ -323,9 +326,8 @@ class ProjectBuilder:
         """``chosen`` with its FROM lines sent through ``[images]`` (:mod:`.fromlines`); a user's
         Dockerfile that changes is handed to the builder as a generated file, untouched on disk."""
         from .fromlines import official_redirects, redirect_from_lines
-        from .registry import get_registry
 
-        redirects = official_redirects(self.project.images, get_registry(self.manager).default_images)
+        redirects = official_redirects(self.project.images, self.registry.default_images)
         if not redirects:
             return chosen
         text = chosen.extra.get(chosen.path)

@@ -128,11 +128,12 @@ def build_container(
     slot: str,
     data_root: str,
     resolve_secret: Callable[[str], str],
-    service_types: Mapping[str, ServiceType] | None = None,
+    service_types: Mapping[str, ServiceType],
     image_command: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> ServiceContainer:
     """The container for ``service`` in ``slot``; its config hash ignores the slot.
 
+    ``service_types`` are the registry's (the types ``auto`` values of ``env_vars`` resolve to).
     ``image_command`` is the image's ``(ENTRYPOINT, CMD)``, which a ``secrets_in_env`` service's
     wrapper runs; the config hash does not depend on it (the image id decides it)."""
     parts = parts or ContainerParts()
@@ -148,10 +149,6 @@ def build_container(
     if service.port is not None and not stype.stateful and not job:
         environ["PORT"] = str(service.port)
     types = {n: s.type for n, s in project.services.items()}
-    if service_types is None:
-        from .registry import get_registry
-
-        service_types = get_registry().service_types
     registry_types = service_types
     ctx = service_context(name, env)
     #: NAME of every NAME_FILE set from env_vars: what a secrets_in_env wrapper exports.

@@ -22,6 +22,7 @@ import pluggy
 import tomlkit
 from tomlkit.items import InlineTable, Table
 
+from ..plugins import get_registry
 from . import paths
 from .credentials import warn_plaintext_credentials
 from .errors import ConfigError, ProjectDeployerError, ProjectExists, ProjectNotFound, SecretError
@@ -29,7 +30,7 @@ from .model import Project, ServiceSpec, spec_fields
 from .order import startup_groups, startup_orders
 from .ports import PortAssignment, PortStore
 from .projectfile import build_project, read_document, read_project_text, write_document
-from .registry import Registry, get_registry
+from .registry import Registry, check_api_methods
 from .servicetype import ServiceType
 from .validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name, warn_project_name
 
@@ -81,7 +82,9 @@ class ProjectDeployer:
             path = name if by_path else paths.project_file(_project_name("ProjectDeployer", name))
         self._path = _path_argument("ProjectDeployer", path)
         self._manager = manager
-        self._registry = registry if registry is not None else (get_registry(manager) if manager is not None else None)
+        if registry is not None:
+            check_api_methods(registry, RESERVED_API_METHODS)
+        self._registry = registry if registry is not None else (get_registry(manager, reserved_api_methods=RESERVED_API_METHODS) if manager is not None else None)
         if not self._path.exists():
             raise _not_found(self._path, None if by_path else os.fspath(name))
         self._doc = read_document(self._path)
@@ -126,7 +129,7 @@ class ProjectDeployer:
         if target.exists() and not overwrite:
             _refuse_overwrite(target, replace_empty=replace_empty)
 
-        reg = get_registry(manager)
+        reg = get_registry(manager, reserved_api_methods=RESERVED_API_METHODS)
         doc = tomlkit.document()
         doc.add(tomlkit.comment(f"ProjectDeployer project file for {name!r}."))
         doc.add(tomlkit.comment("Edit freely: comments and ordering are kept. Secrets are references (secret:..., env:...), never values."))
@@ -163,7 +166,7 @@ class ProjectDeployer:
     @property
     def registry(self) -> Registry:
         """The service types and providers this project is checked against."""
-        return self._registry if self._registry is not None else get_registry()
+        return self._registry if self._registry is not None else get_registry(reserved_api_methods=RESERVED_API_METHODS)
 
     def reload(self) -> ProjectDeployer:
         """Read the file again (after someone edited it)."""
@@ -358,7 +361,7 @@ class ProjectDeployer:
         from .build import ProjectBuilder
 
         manager = self._manager if self._manager is not None else load_plugins()
-        builder = ProjectBuilder(self._project, env, manager, log=log or (lambda line: print(line, flush=True)))
+        builder = ProjectBuilder(self._project, env, manager, registry=self.registry, log=log or (lambda line: print(line, flush=True)))
         ordered = [name for group in self.startup_groups(env) for name in group]
         if services is not None:
             ordered = [name for name in ordered if name in services] + [n for n in services if n not in ordered]
@@ -852,3 +855,20 @@ def _to_toml(value: Any, *, inline: bool = False) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
+
+
+#: The built-in types whose fluent methods ProjectDeployer defines explicitly (the seed's API).
+_BUILTIN_METHODS = {
+    "add_postgres": "postgres",
+    "add_redis": "redis",
+    "add_opensearch": "opensearch",
+    "add_python_service": "python",
+    "add_nodejs_service": "nodejs",
+    "add_react_service": "react",
+    "add_service": "generic",
+}
+#: Every ``add_`` method ProjectDeployer defines, with the built-in type it adds (``None``: none):
+#: a plugin's service type may not take one as its ``api_method``, or the method would hide it.
+#: Handed to the registry (``get_registry(..., reserved_api_methods=...)``), which does not
+#: import this module.
+RESERVED_API_METHODS: Mapping[str, str | None] = {name: _BUILTIN_METHODS.get(name) for name in dir(ProjectDeployer) if name.startswith("add_")}

@@ -110,7 +110,7 @@ class Environment:
 
         specs = self.project.services_for(self.env)
         names = [n for n, s in specs.items() if is_buildable(s) and service in (None, n)]
-        builder = ProjectBuilder(self.project, self.env, self.manager, log=lambda line: None)
+        builder = ProjectBuilder(self.project, self.env, self.manager, registry=self.registry, log=lambda line: None)
         return {name: builder.check(name) for name in names}
 
     def fleet(self, images: dict[str, str] | None = None) -> Any:

@@ -43,7 +43,7 @@ from .convert import describe, structure
 from .errors import ConfigError, ProjectNotFound, join_path, shown
 from .fsutil import atomic_write
 from .model import BuildSpec, DatabaseSpec, EnvironmentSpec, Project, ProjectSettings, ServiceSpec
-from .registry import Registry, get_registry
+from .registry import Registry
 from .validation import check_project
 
 TOP_LEVEL_KEYS = ("project", "images", "environments", "services")
@@ -146,9 +146,11 @@ def _oversized(data: Any, path: list[str | int]) -> list[str]:
     return out
 
 
-def build_project(data: Mapping[str, Any], *, source: str | None = None, registry: Registry | None = None) -> Project:
-    """Turn a parsed document into a validated :class:`Project` or raise ConfigError (all problems)."""
-    registry = registry if registry is not None else get_registry()
+def build_project(data: Mapping[str, Any], *, source: str | None = None, registry: Registry) -> Project:
+    """Turn a parsed document into a validated :class:`Project` or raise ConfigError (all problems).
+
+    ``registry`` (``projectdeployer.plugins.get_registry()`` for the installed plugins) gives the
+    service types, providers and image keys the file is checked against."""
     problems: list[str] = _oversized(data, [])
     if problems:
         raise ConfigError(problems, source=source)
@@ -260,7 +262,7 @@ def read_document(path: Path) -> tomlkit.TOMLDocument:
     return parse_toml(read_project_text(Path(path)), str(path))
 
 
-def load_project_file(path: Path, *, registry: Registry | None = None) -> tuple[Project, tomlkit.TOMLDocument]:
+def load_project_file(path: Path, *, registry: Registry) -> tuple[Project, tomlkit.TOMLDocument]:
     """Load and validate the project file at ``path``; returns the project and its document."""
     doc = read_document(path)
     return build_project(doc.unwrap(), source=str(path), registry=registry), doc

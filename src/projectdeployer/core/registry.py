@@ -1,12 +1,13 @@
 """What the plugins registered: service types, providers, known zones and base images.
 
-Built once per plugin manager by calling the registration hooks; the core owns the ``register``
-callbacks so it can reject duplicates and remember which plugin supplied what.
+Built by :func:`build_registry` calling the registration hooks of a plugin manager; the core owns
+the ``register`` callbacks so it can reject duplicates and remember which plugin supplied what.
+The registry of the global manager, built once, is ``projectdeployer.plugins.get_registry``:
+core modules are handed a registry, they never fetch one.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -92,18 +93,14 @@ class Registry:
         return None
 
 
-# Cached per manager together with the set of plugins it was built from, so registering or
-# unregistering a plugin (tests, ``pip install`` at run time) rebuilds it.
-_registries: weakref.WeakKeyDictionary[pluggy.PluginManager, tuple[frozenset[int], Registry]] = weakref.WeakKeyDictionary()
-
-
 def _caller_name(manager: pluggy.PluginManager, hook_name: str, index: int) -> str:
     impls = getattr(manager.hook, hook_name).get_hookimpls()
     return impls[index].plugin_name if index < len(impls) else "?"
 
 
-def build_registry(manager: pluggy.PluginManager) -> Registry:
-    """Call the registration hooks of ``manager`` and collect the results."""
+def build_registry(manager: pluggy.PluginManager, *, reserved_api_methods: Mapping[str, str | None] | None = None) -> Registry:
+    """Call the registration hooks of ``manager`` and collect the results; with
+    ``reserved_api_methods``, also :func:`check_api_methods`."""
     registry = Registry()
 
     # To name the plugin behind each registration, each plugin's implementation is called on
@@ -128,6 +125,8 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
             registry.providers[name] = ProviderEntry(name, factory, frozenset(zones or ()), origin, dict(images or {}))
 
         _call_one(manager, "register_providers", origin, register=register_provider)
+    if reserved_api_methods is not None:
+        check_api_methods(registry, reserved_api_methods)
     return registry
 
 
@@ -152,38 +151,22 @@ def _check_service_type(stype: object, origin: str, registry: Registry) -> None:
         first = registry.service_types[stype.name].plugin
         raise PluginError(f"service type '{stype.name}' is registered by both '{first}' and '{origin}'")
     if stype.api_method is not None:
-        from .deployer import ProjectDeployer
-
-        if not stype.api_method.startswith("add_") or (hasattr(ProjectDeployer, stype.api_method) and stype.api_method != _BUILTIN_METHODS.get(stype.name)):
-            raise PluginError(f"plugin '{origin}': service type '{stype.name}' cannot use api_method '{stype.api_method}' (must start with add_ and not be an existing method)")
+        if not stype.api_method.startswith("add_"):
+            raise _bad_api_method(stype, origin)
         for other in registry.service_types.values():
             if other.api_method == stype.api_method:
                 raise PluginError(f"api_method '{stype.api_method}' is registered by both '{other.plugin}' ({other.name}) and '{origin}' ({stype.name})")
 
 
-#: The built-in types whose fluent methods ProjectDeployer defines explicitly (the seed's API).
-_BUILTIN_METHODS = {
-    "postgres": "add_postgres",
-    "redis": "add_redis",
-    "opensearch": "add_opensearch",
-    "python": "add_python_service",
-    "nodejs": "add_nodejs_service",
-    "react": "add_react_service",
-    "generic": "add_service",
-}
+def _bad_api_method(stype: ServiceType, origin: str) -> PluginError:
+    return PluginError(f"plugin '{origin}': service type '{stype.name}' cannot use api_method '{stype.api_method}' (must start with add_ and not be an existing method)")
 
 
-def get_registry(manager: pluggy.PluginManager | None = None) -> Registry:
-    """The registry of ``manager`` (the global, loaded, manager by default), built once."""
-    from ..plugins import load_plugins, pm
-
-    target = pm if manager is None else manager
-    if target is pm:
-        load_plugins()
-    key = frozenset(id(plugin) for plugin in target.get_plugins())
-    cached = _registries.get(target)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    registry = build_registry(target)
-    _registries[target] = (key, registry)
-    return registry
+def check_api_methods(registry: Registry, reserved: Mapping[str, str | None]) -> None:
+    """Refuse a service type whose ``api_method`` is one of ``reserved``: the fluent methods the
+    API defines itself, each mapped to the one service type allowed to claim it (the built-in
+    type it adds) or ``None``. The API hands this in (``projectdeployer.core.deployer.RESERVED_API_METHODS``),
+    so the registry need not import it."""
+    for stype in registry.service_types.values():
+        if stype.api_method is not None and stype.api_method in reserved and reserved[stype.api_method] != stype.name:
+            raise _bad_api_method(stype, stype.plugin)

@@ -151,7 +151,10 @@ def service_context(project: str, env: str) -> ServiceFiles:
 
 
 def _registered_type(name: str) -> ServiceType:
-    from .registry import get_registry
+    # get_piece takes a type name, so it looks the type up in the global registry, which is the
+    # plugin manager's (projectdeployer.plugins); at the top, plugins -> hookspecs ->
+    # core.containers -> core.resolver would close a circle.
+    from ..plugins import get_registry  # noqa: PLC0415 - circle (see above)
 
     stype = get_registry().service_type(name)
     if stype is None:

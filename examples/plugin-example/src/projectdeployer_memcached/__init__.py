@@ -77,7 +77,7 @@ def register_commands(cli: click.Group) -> None:
         """Show the memcached service type's defaults (image, port, memory)."""
         # Imported when the command runs, so the plugin costs nothing at start-up.
         from projectdeployer.core.model import spec_fields
-        from projectdeployer.core.registry import get_registry
+        from projectdeployer.plugins import get_registry
 
         stype = get_registry().service_type(TYPE_NAME)
         if stype is None:  # loading was restricted with PROJECTDEPLOYER_LOAD_PLUGINS
