@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.core.engine import DeployFailed
+from projectdeployer.core.errors import DeployFailed
 from projectdeployer.core.lock import deploy_lock
 from projectdeployer.core.runtime import LABEL_PROJECT, LABEL_SERVICE
 from projectdeployer.rehearse.loadgen import LoadGenerator

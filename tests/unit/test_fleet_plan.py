@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from projectdeployer.core.allocation import ServerState, allocate
-from projectdeployer.core.engine import DeployFailed
+from projectdeployer.core.errors import DeployFailed
 from projectdeployer.core.fleetlogs import LogSource, merged_lines
 from projectdeployer.core.fleetplan import _service_plan, server_rows
 from projectdeployer.service_types.python import PythonSpec

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from projectdeployer.core.engine import DeployFailed
+from projectdeployer.core.errors import DeployFailed
 from projectdeployer.core.fleet import Fleet, Placed
 from projectdeployer.hookspecs import hookimpl
 from projectdeployer.core.ports import PortAssignment

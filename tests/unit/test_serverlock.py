@@ -138,7 +138,7 @@ def test_a_new_server_that_comes_first_by_name_is_locked_too(pd_home) -> None:  
 
 
 def test_one_service_on_an_environment_without_servers_is_refused_before_anything_is_created(pd_home) -> None:  # type: ignore[no-untyped-def]
-    from projectdeployer.core.engine import DeployFailed
+    from projectdeployer.core.errors import DeployFailed
     from projectdeployer.core.fleet import Fleet
     from projectdeployer.core.registry import build_registry
     from projectdeployer.plugins import load_plugins, make_plugin_manager

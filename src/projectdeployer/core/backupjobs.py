@@ -27,7 +27,7 @@ from .backups import (
     backup_policy,
 )
 from .containers import STATEFUL_SLOT, container_name
-from .errors import ProjectDeployerError
+from .errors import DeployFailed, ProjectDeployerError
 from .jobcontainers import remove_idle, scheduler_image
 from .model import ServiceSpec
 from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_ROLE
@@ -67,7 +67,6 @@ def backed_up(engine: Engine, specs: Mapping[str, ServiceSpec] | None = None) ->
 
 def target_for(engine: Engine, spec: ServiceSpec, policy: BackupPolicy) -> BackupTarget:
     """The backup target of ``spec`` on the engine's server."""
-    from .engine import DeployFailed  # circle: engine imports jobs, jobs this (DeployFailed moves to core.errors)
 
     stype = engine.registry.service_types[spec.type]
     try:
@@ -123,7 +122,6 @@ def converge(engine: Engine) -> None:
         try:
             runtime.create(runner.with_files(spec, files))
         except ProjectDeployerError as exc:
-            from .engine import DeployFailed  # circle: as in target_for
 
             raise DeployFailed(f"{service}: cannot create its backup container {name}: {exc}") from None
         engine.log(f"{service}: backup container {name} ready (schedule '{item.policy.schedule}', keeps {item.policy.retention_days} day(s))")

@@ -35,7 +35,7 @@ from . import jobs, paths
 from .build import BuildCheck, image_tag
 from .coalesce import Coalescer
 from .containers import JOB_SLOT, SECRETS_MOUNT, STATEFUL_SLOT, ServiceContainer, build_container, network_name
-from .errors import LINE_SHOWN, ProjectDeployerError, printable
+from .errors import LINE_SHOWN, DeployFailed, ProjectDeployerError, printable
 from .fanout import fan_out
 from .fsutil import atomic_write
 from .model import GenericSpec, Project, ServiceSpec
@@ -56,10 +56,6 @@ from .servicetype import ServiceType
 Log = Callable[[str], None]
 #: How long a release command (migrations) may run before the deploy gives up on it.
 RELEASE_TIMEOUT = 600.0
-
-
-class DeployFailed(ProjectDeployerError):
-    """A service could not be deployed; the old version keeps serving. Says why."""
 
 
 class _Exited(Exception):

@@ -17,8 +17,8 @@ import pluggy
 
 from . import jobs, paths
 from .allocation import state_of
-from .engine import DeployFailed, DeployPlan, Engine, ServiceOutcome
-from .errors import ProjectDeployerError
+from .engine import DeployPlan, Engine, ServiceOutcome
+from .errors import DeployFailed, ProjectDeployerError
 from .lock import deploy_lock
 from .model import Project
 from .plan import DeployResult, Plan, Step

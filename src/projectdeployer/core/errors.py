@@ -73,6 +73,10 @@ class SecretError(ProjectDeployerError):
     """A secret reference cannot be resolved or stored."""
 
 
+class DeployFailed(ProjectDeployerError):
+    """A service could not be deployed; the old version keeps serving. Says why."""
+
+
 def join_path(parts: Sequence[str | int]) -> str:
     """Render a key path the way a user would write it: ``services.api.env_vars.DEBUG``, ``x[0]``.
 

@@ -48,8 +48,8 @@ import pluggy
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, ServerState, allocate, slot_of, state_of
 from .build import BuildCheck
 from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, host_port, network_name
-from .engine import DeployFailed, Engine, ServiceOutcome
-from .errors import ProjectDeployerError
+from .engine import Engine, ServiceOutcome
+from .errors import DeployFailed, ProjectDeployerError
 from .fanout import failures, fan_out, successes
 from .fleetplan import FleetPlan, local_image_ids, plan_fleet
 from .imagetransfer import ImageNotLocal, ensure_image

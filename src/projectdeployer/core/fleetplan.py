@@ -17,7 +17,8 @@ import attrs
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, state_of
 from .build import BuildCheck
 from .containers import STATEFUL_SLOT
-from .engine import DeployFailed, Engine
+from .engine import Engine
+from .errors import DeployFailed
 from .fanout import fan_out
 from .model import Project
 from .order import startup_orders

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .errors import ProjectDeployerError
+from .errors import DeployFailed, ProjectDeployerError
 from .poll import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ def remove_idle(engine: Engine, name: str, service: str, *, wait: float | None =
     ``wait`` seconds (:data:`RUN_WAIT_SECONDS` by default); whether it is gone. The engine
     refuses to remove a running container without force, so a run starting at the last moment
     is never cut short."""
-    from .engine import DeployFailed  # noqa: PLC0415 - circle: engine imports jobs (DeployFailed moves to core.errors)
 
     wait = RUN_WAIT_SECONDS if wait is None else wait
     told = False
@@ -66,7 +65,6 @@ def remove_idle(engine: Engine, name: str, service: str, *, wait: float | None =
 def scheduler_image(engine: Engine) -> tuple[str, str]:
     """The ``[images] python`` image for the scheduler agent (and a backup's verify), and its
     id on the engine's server."""
-    from .engine import DeployFailed  # noqa: PLC0415 - circle: engine imports jobs (DeployFailed moves to core.errors)
 
     project = engine.project
     if "python" not in project.images:

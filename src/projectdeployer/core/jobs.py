@@ -40,7 +40,7 @@ import attrs
 from ..addons.scheduler_agent import READY
 from .backupjobs import TABLE_SUFFIX, converge, schedule_entries
 from .containers import JOB_SLOT, container_name
-from .errors import ProjectDeployerError
+from .errors import DeployFailed, ProjectDeployerError
 from .jobcontainers import RUN_WAIT_SECONDS, remove_idle, scheduler_image
 from .model import ServiceSpec
 from .plan import ServiceOutcome, ServicePlan
@@ -107,7 +107,6 @@ class _DesiredScheduler:
 
 
 def plan_job(engine: Engine, spec: ServiceSpec, group: int, ports: Mapping[str, PortAssignment], containers: list[ContainerInfo]) -> ServicePlan:
-    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
 
     name = job_name(engine.project.name, engine.env, spec.name)
     current = next((c for c in containers if c.name == name), None)
@@ -215,7 +214,6 @@ def _desired_scheduler(engine: Engine, table: list[dict[str, str]]) -> _DesiredS
 
 def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: Mapping[str, list[ContainerInfo]], plans: Iterable[ServicePlan] = ()) -> SchedulerPlan | None:
     """What the scheduler needs; ``None`` when there is none and none is needed."""
-    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
 
     present = {
         service for service, containers in observed.items()
@@ -246,7 +244,6 @@ def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: M
 
 def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
     """Converge the scheduler to the job containers that exist now."""
-    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
 
     specs = engine.specs()
     remove_stale_jobs(engine, specs)
@@ -288,7 +285,6 @@ def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
 def _wait_ready(engine: Engine, name: str) -> None:
     """Return once the scheduler ``name`` says it loaded its table (within :data:`READY_SECONDS`);
     otherwise remove it and raise, with its state and last log lines."""
-    from .engine import DeployFailed  # circle: engine imports jobs (DeployFailed moves to core.errors)
 
     state = "missing"
 
