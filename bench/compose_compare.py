@@ -74,17 +74,7 @@ def set_project_version(path: Path, version: str) -> ProjectDeployer:
 
 
 def compose_file(image: str, port: int) -> str:
-    return (
-        'version: "2.4"\n'
-        "services:\n"
-        "  api:\n"
-        f"    image: {image}\n"
-        '    command: ["python", "app.py"]\n'
-        "    environment:\n"
-        '      PORT: "8000"\n'
-        "    ports:\n"
-        f'      - "127.0.0.1:{port}:8000"\n'
-    )
+    return f'version: "2.4"\nservices:\n  api:\n    image: {image}\n    command: ["python", "app.py"]\n    environment:\n      PORT: "8000"\n    ports:\n      - "127.0.0.1:{port}:8000"\n'
 
 
 def compose(workdir: Path, project: str, *args: str) -> float:
@@ -92,7 +82,10 @@ def compose(workdir: Path, project: str, *args: str) -> float:
     started = time.monotonic()
     proc = subprocess.run(
         ["docker-compose", "--no-ansi", "-p", project, "-f", str(workdir / "docker-compose.yml"), *args],
-        capture_output=True, text=True, timeout=COMPOSE_TIMEOUT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=COMPOSE_TIMEOUT,
+        check=False,
     )
     seconds = time.monotonic() - started
     if proc.returncode != 0:
@@ -160,8 +153,11 @@ def main() -> int:
             compose_up = True
             compose(workdir, compose_project, "up", "-d")
             wait_serving(compose_port, "v1", DOMAIN)
-            print(f"compose: {tags[0]} on http://127.0.0.1:{compose_port}/ (docker-compose "
-                  f"{subprocess.run(['docker-compose', 'version', '--short'], capture_output=True, text=True, timeout=60).stdout.strip()})", flush=True)
+            print(
+                f"compose: {tags[0]} on http://127.0.0.1:{compose_port}/ (docker-compose "
+                f"{subprocess.run(['docker-compose', 'version', '--short'], capture_output=True, text=True, timeout=60).stdout.strip()})",
+                flush=True,
+            )
 
             def compose_redeploy() -> None:
                 (workdir / "docker-compose.yml").write_text(compose_file(tags[1], compose_port))
@@ -204,16 +200,14 @@ def main() -> int:
 
     for problem in problems:
         print(f"PROBLEM: {problem}")
-    print(f"load on each side: {args.rate:g} req/s plain + slow + 2 streams, {args.settle:g}s before "
-          f"and {args.settle:g}s after the redeploy" + (" (strict)" if args.strict else ""))
+    print(f"load on each side: {args.rate:g} req/s plain + slow + 2 streams, {args.settle:g}s before and {args.settle:g}s after the redeploy" + (" (strict)" if args.strict else ""))
     print(f"compose {stale_line(theirs, strict=args.strict)}")
     print(f"ours {stale_line(ours, strict=args.strict)}")
     print(f"compose: failed={theirs.failed} sent={theirs.sent}")
     print(f"ours: failed={ours.failed} sent={ours.sent}")
     print(f"compose deploy: {compose_s:.2f}s (v2 first served {live(compose_live)} after it began)")
     print(f"ours deploy: {ours_s:.2f}s (v2 first served {live(ours_live)} after it began)")
-    print(f"ours: failed={ours.failed} sent={ours.sent} | compose: failed={theirs.failed} sent={theirs.sent} "
-          f"| deploy time ours/compose = {ours_s / compose_s:.2f}", flush=True)
+    print(f"ours: failed={ours.failed} sent={ours.sent} | compose: failed={theirs.failed} sent={theirs.sent} | deploy time ours/compose = {ours_s / compose_s:.2f}", flush=True)
     return 1 if ours.failed or problems else 0
 
 

@@ -54,7 +54,8 @@ def write_project(workdir: Path, name: str, http_port: int) -> tuple[Path, Path]
     shutil.copytree(APP, source)
     path = workdir / f"{name}.toml"
     text = (
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in BED_IMAGES.items())
+        f'[project]\nname = "{name}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in BED_IMAGES.items())
         + f'\n[environments.dev]\nprovider = "local"\nhttp_port = {http_port}\nhttps_port = {free_port()}\n'
         + '\n[services.postgres]\ntype = "postgres"\n'
     )
@@ -86,8 +87,13 @@ def main() -> int:
             project.deploy(env="dev", log=QUIET)
             loads = {
                 service: LoadGenerator(
-                    f"http://127.0.0.1:{http_port}/", rate=args.rate, concurrency=4, host_header=f"{service}.bench.localhost",
-                    stream_path="/stream?seconds=2", streams=2, max_seconds=3600,
+                    f"http://127.0.0.1:{http_port}/",
+                    rate=args.rate,
+                    concurrency=4,
+                    host_header=f"{service}.bench.localhost",
+                    stream_path="/stream?seconds=2",
+                    streams=2,
+                    max_seconds=3600,
                 )
                 for service in SERVICES
             }

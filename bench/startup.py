@@ -56,7 +56,9 @@ def main() -> None:
         subprocess.run([str(BIN), "-f", str(project), "add", "postgres"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run(
             [str(BIN), "-f", str(project), "add", "python", "api", "--port", "8000", "--depends-on", "postgres", "--schedule", "0 2 * * *"],
-            env=env, check=True, stdout=subprocess.DEVNULL,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         floor = median_seconds([sys.executable, "-c", "pass"], env)
         validate_s = median_seconds([str(BIN), "-f", str(project), "validate"], env)

@@ -147,7 +147,8 @@ def write_project(workdir: Path, name: str, http_port: int, https_port: int) -> 
     shutil.copytree(EXAMPLE, source)
     path = workdir / f"{name}.toml"
     path.write_text(
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in BED_IMAGES.items())
+        f'[project]\nname = "{name}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in BED_IMAGES.items())
         + f'\n[environments.dev]\nprovider = "local"\nhttp_port = {http_port}\nhttps_port = {https_port}\n'
         + f'\n[services.api]\ntype = "python"\nbuild_context = "{source}"\ncommand = "python app.py"\nport = 8000\n'
         + f'health_path = "/health"\ndomain = "{DOMAIN}"\n'
@@ -250,9 +251,11 @@ def short_summary(result: LoadResult, keep: int = 5) -> str:
 
 def stale_line(result: LoadResult, *, strict: bool = False) -> str:
     if strict:
-        return (f"stale keep-alive: retry OFF (--strict), every such race counted as failed; "
-                f"{result.stale_keepalive_reconnects} idle connection(s) found closed before sending "
-                f"(nothing sent, nothing lost)")
+        return (
+            f"stale keep-alive: retry OFF (--strict), every such race counted as failed; "
+            f"{result.stale_keepalive_reconnects} idle connection(s) found closed before sending "
+            f"(nothing sent, nothing lost)"
+        )
     return (
         f"stale keep-alive: {result.retried_on_stale_keepalive} GET(s) resent once on a fresh connection "
         f"after a reused keep-alive connection closed with 0 response bytes (RFC 9112 9.3.1; the resend's "
@@ -282,11 +285,12 @@ def main() -> int:
             started = time.monotonic()
             project.deploy(env="dev", log=QUIET)
             first = get_json(http_port)["version"]
-            print(f"project {name}: api {first} behind the sidecar at http://127.0.0.1:{http_port}/ "
-                  f"(Host: {DOMAIN}); first deploy {time.monotonic() - started:.1f}s", flush=True)
-            print(f"load: {args.rate:g} req/s plain (4 keep-alive + 4 fresh-connection workers), "
-                  f"{SLOW_PATH} every 0.5 s, 2 x {STREAM_PATH} open at all times"
-                  + (", strict (no stale keep-alive retry)" if args.strict else ""), flush=True)
+            print(f"project {name}: api {first} behind the sidecar at http://127.0.0.1:{http_port}/ (Host: {DOMAIN}); first deploy {time.monotonic() - started:.1f}s", flush=True)
+            print(
+                f"load: {args.rate:g} req/s plain (4 keep-alive + 4 fresh-connection workers), "
+                f"{SLOW_PATH} every 0.5 s, 2 x {STREAM_PATH} open at all times" + (", strict (no stale keep-alive retry)" if args.strict else ""),
+                flush=True,
+            )
 
             def phase(label: str, expect_version: str, expect_action: str, run: Callable[[], Any]) -> None:
                 began = time.monotonic()
@@ -298,9 +302,12 @@ def main() -> int:
                 snap = load.snapshot()
                 live = watch.first_served(expect_version, began) if expect_action != "unchanged" else None
                 live_text = f"{live:5.2f}s" if live is not None else "    -"
-                print(f"{label:<12} {actions:<9} deploy {wall:6.2f}s (engine {report.seconds:5.2f}s, "
-                      f"{expect_version} live after {live_text})  so far: failed={snap.failed} "
-                      f"sent={snap.sent} ({snap.in_flight} in flight)", flush=True)
+                print(
+                    f"{label:<12} {actions:<9} deploy {wall:6.2f}s (engine {report.seconds:5.2f}s, "
+                    f"{expect_version} live after {live_text})  so far: failed={snap.failed} "
+                    f"sent={snap.sent} ({snap.in_flight} in flight)",
+                    flush=True,
+                )
                 if served != expect_version:
                     problems.append(f"{label}: serving {served}, expected {expect_version}")
                 if actions != expect_action:

@@ -367,11 +367,7 @@ def hook_names() -> list[str]:
     import sys
 
     module = sys.modules[__name__]
-    return [
-        name
-        for name, fn in inspect.getmembers(module, inspect.isfunction)
-        if getattr(fn, "projectdeployer_spec", None) is not None
-    ]
+    return [name for name, fn in inspect.getmembers(module, inspect.isfunction) if getattr(fn, "projectdeployer_spec", None) is not None]
 
 
 __all__ = ["hookimpl", "hookspec", "hook_names"]

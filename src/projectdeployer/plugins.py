@@ -115,10 +115,7 @@ def load_plugins(manager: pluggy.PluginManager | None = None, *, env: dict[str, 
         try:
             plugin = ep.load()
         except Exception as exc:  # noqa: BLE001 - any import-time failure is the plugin's, name it
-            raise PluginError(
-                f"{_describe(ep)} failed to load: {type(exc).__name__}: {exc} "
-                f"(set {LOAD_ENV} to a list without it to start anyway)"
-            ) from exc
+            raise PluginError(f"{_describe(ep)} failed to load: {type(exc).__name__}: {exc} (set {LOAD_ENV} to a list without it to start anyway)") from exc
         register_plugin(target, plugin, ep.name, _describe(ep))
         if getattr(ep, "dist", None) is not None:
             _distinfo.setdefault(target, {})[ep.name] = (ep.dist.name, ep.dist.version)

@@ -60,7 +60,8 @@ def stack(tmp_path: Path, bed: dict[str, str], docker_client) -> Iterator[dict]:
     name = f"bak{os.getpid() % 10000}{int(time.time() * 1000) % 100000}"
     path = tmp_path / "bak.toml"
     path.write_text(
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        f'[project]\nname = "{name}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + f'\n[environments.dev]\nprovider = "local"\nhttp_port = {_free_port()}\nhttps_port = {_free_port()}\n'
         + '\n[services.postgres]\ntype = "postgres"\n\n[services.redis]\ntype = "redis"\n'
         + '\n[services.cache]\ntype = "redis"\nbackup_config = { schedule = "* * * * *", retention_days = 1 }\n'

@@ -64,7 +64,9 @@ def test_a_poetry_app_with_a_psycopg2_source_build_deploys_and_answers(tmp_path:
     # The bed's python is Debian's python3, so the build needs python3-dev for Python.h (the
     # official image ships the headers); gcc and libc6-dev compile, libpq-dev brings pg_config.
     name, path = _project_file(
-        tmp_path, bed, "poetry",
+        tmp_path,
+        bed,
+        "poetry",
         f'\n[services.api]\ntype = "python"\nbuild_context = "{source}"\ncommand = "python app.py"\nport = 8000\ndomain = "{DOMAIN}"\n'
         'system_packages = ["libpq5"]\nbuild_packages = ["gcc", "libc6-dev", "libpq-dev", "python3-dev"]\n',
         http_port=http_port,

@@ -53,7 +53,8 @@ def zd(tmp_path: Path, bed: dict[str, str], docker_client) -> Iterator[dict]:  #
     http_port, https_port = _free_port(), _free_port()
     path = tmp_path / "zd.toml"
     path.write_text(
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        f'[project]\nname = "{name}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + f'\n[environments.dev]\nprovider = "local"\nhttp_port = {http_port}\nhttps_port = {https_port}\n'
         + f'\n[services.api]\ntype = "python"\nbuild_context = "{source}"\ncommand = "python app.py"\nport = 8000\n'
         + f'health_path = "/health"\ndomain = "{DOMAIN}"\n'

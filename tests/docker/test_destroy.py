@@ -37,7 +37,7 @@ pytestmark = pytest.mark.docker
 
 BIN = Path(sys.executable).with_name("projectdeployer")
 
-APP = '''\
+APP = """\
 import http.server, os
 
 VERSION = "%s"
@@ -53,7 +53,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 http.server.ThreadingHTTPServer(("0.0.0.0", 8000), Handler).serve_forever()
-'''
+"""
 
 
 def _free_port() -> int:
@@ -92,7 +92,8 @@ def _pin_free_ports(client, name: str, env: str) -> None:  # type: ignore[no-unt
 
 def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, job: Path, environments: str) -> None:
     path.write_text(
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        f'[project]\nname = "{name}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + environments
         + '\n[services.postgres]\ntype = "postgres"\n'
         + f'\n[services.web]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'

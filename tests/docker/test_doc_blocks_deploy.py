@@ -62,7 +62,8 @@ def myapp_prod(tmp_path_factory: pytest.TempPathFactory, bed: dict[str, str], do
     (home / PROJECT).mkdir(parents=True)
     Path(env["HOME"]).mkdir()
     (home / PROJECT / "project.toml").write_text(
-        f'[project]\nname = "{PROJECT}"\n\n[images]\n' + "".join(f'{key} = "{tag}"\n' for key, tag in bed.items())
+        f'[project]\nname = "{PROJECT}"\n\n[images]\n'
+        + "".join(f'{key} = "{tag}"\n' for key, tag in bed.items())
         + f'\n[environments.{ENV}]\nprovider = "local"\nhttp_port = {_free_port()}\nhttps_port = {_free_port()}\n'
         + '\n[services.postgres]\ntype = "postgres"\n'
     )
@@ -106,7 +107,8 @@ def myapp_staging(tmp_path_factory: pytest.TempPathFactory, bed: dict[str, str],
     (home / PROJECT).mkdir(parents=True)
     Path(env["HOME"]).mkdir()
     (home / PROJECT / "project.toml").write_text(
-        f'[project]\nname = "{PROJECT}"\n\n[images]\n' + "".join(f'{key} = "{tag}"\n' for key, tag in bed.items())
+        f'[project]\nname = "{PROJECT}"\n\n[images]\n'
+        + "".join(f'{key} = "{tag}"\n' for key, tag in bed.items())
         + f'\n[environments.staging]\nprovider = "local"\nhttp_port = {_free_port()}\nhttps_port = {_free_port()}\n'
         + '\n[services.postgres]\ntype = "postgres"\n'
     )

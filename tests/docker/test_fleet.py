@@ -46,7 +46,8 @@ DOMAIN = "api.fleet.test"
 
 def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: int, mark: str, registry: str) -> None:
     path.write_text(
-        f'[project]\nname = "{name}"\nregistry = "{registry}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        f'[project]\nname = "{name}"\nregistry = "{registry}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + '\n[environments.prod]\nprovider = "sandbox"\n'
         + '\n[services.postgres]\ntype = "postgres"\nserver_zone = "lon1"\n'
         + f'\n[services.api]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'

@@ -56,7 +56,8 @@ def pooled(tmp_path: Path, bed: dict[str, str], docker_client) -> Iterator[dict]
     http_port = _free_port()
     path = tmp_path / "pooled.toml"
     path.write_text(
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        f'[project]\nname = "{name}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + f'\n[environments.dev]\nprovider = "local"\nhttp_port = {http_port}\nhttps_port = {_free_port()}\n'
         + f"sidecar_shutdown_timeout = {SHUTDOWN_TIMEOUT}\ndrain_timeout = {DRAIN_TIMEOUT}\n"
         + '\n[services.postgres]\ntype = "postgres"\n'
@@ -87,8 +88,13 @@ def test_a_pooled_app_survives_deploys_and_rollbacks_long_after_they_end(pooled:
         return api.seconds
 
     load = LoadGenerator(
-        f"http://127.0.0.1:{port}/", rate=80, concurrency=6, host_header=DOMAIN,
-        stream_path="/stream?seconds=2", streams=2, max_seconds=300,
+        f"http://127.0.0.1:{port}/",
+        rate=80,
+        concurrency=6,
+        host_header=DOMAIN,
+        stream_path="/stream?seconds=2",
+        streams=2,
+        max_seconds=300,
     )
     with load:
         load.wait_sent(150, timeout=30)

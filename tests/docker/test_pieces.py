@@ -32,7 +32,8 @@ def test_an_app_reads_pieces_and_its_password_from_the_environment_which_docker_
     shutil.copytree(APP, source)
     path = tmp_path / "pieces.toml"
     path.write_text(
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        f'[project]\nname = "{name}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + '\n[environments.dev]\nprovider = "local"\n'
         + '\n[services.postgres]\ntype = "postgres"\n'
         + f'\n[services.api]\ntype = "python"\nbuild_context = "{source}"\ncommand = "python app.py"\nport = 8000\n'
@@ -49,7 +50,7 @@ def test_an_app_reads_pieces_and_its_password_from_the_environment_which_docker_
 
         # The app connected with the pieces and the password from its environment.
         line = wait_for(lambda: next((x for x in api.logs().decode().splitlines() if x.startswith("REPORT ")), None), what="the app's report")
-        report = json.loads(line[len("REPORT "):])
+        report = json.loads(line[len("REPORT ") :])
         assert report["current_user"] == RR.get_db_user(name, "dev", "postgres") == report["POSTGRES_USER"]
         assert report["current_database"] == RR.get_db_name(name, "dev", "postgres") == report["POSTGRES_DB"]
         assert report["POSTGRES_SERVER"] == "nginx" and report["POSTGRES_PORT"] == str(RR.get_service_port(name, "dev", "postgres"))

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.docker
 BIN = Path(sys.executable).with_name("projectdeployer")
 TOKEN = "tok-8b1e"
 
-JOB = '''\
+JOB = (
+    """\
 import datetime, os, sys, time
 
 out = "/out"
@@ -41,7 +42,9 @@ if os.path.exists(os.path.join(out, "sleep")):
 code = int(open(os.path.join(out, "exit_code")).read()) if os.path.exists(os.path.join(out, "exit_code")) else 0
 print("exiting with", code, flush=True)
 sys.exit(code)
-''' % TOKEN
+"""
+    % TOKEN
+)
 
 
 def _free_port() -> int:
@@ -63,7 +66,8 @@ def sched(tmp_path: Path, bed: dict[str, str], docker_client, monkeypatch: pytes
     monkeypatch.setenv("PD_SCHED_TOKEN", TOKEN)
     path = tmp_path / "sched.toml"
     path.write_text(
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        f'[project]\nname = "{name}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + f'\n[environments.dev]\nprovider = "local"\nhttp_port = {_free_port()}\nhttps_port = {_free_port()}\n'
         + f'\n[services.job]\ntype = "python"\nbuild_context = "{source}"\ncommand = "python job.py"\nschedule = "* * * * *"\n'
         + f'volumes = {{"{out}" = "/out"}}\nenv_vars = {{GREETING = "hello", TOKEN = "env:PD_SCHED_TOKEN"}}\n'

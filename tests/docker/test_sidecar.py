@@ -239,8 +239,13 @@ class Bed:
 
     def run(self, image: str, name: str, command: list[str], **kwargs: Any) -> Any:
         container = self.client.containers.run(
-            image, command, name=f"{self.project}_{ENV}_{name}", network=self.sidecar.network_name, detach=True,
-            labels={"io.projectdeployer.project": self.project, "pd-test": "sidecar"}, **kwargs,
+            image,
+            command,
+            name=f"{self.project}_{ENV}_{name}",
+            network=self.sidecar.network_name,
+            detach=True,
+            labels={"io.projectdeployer.project": self.project, "pd-test": "sidecar"},
+            **kwargs,
         )
         self.started.append(container)
         return container

@@ -70,9 +70,24 @@ class Bed:
         port = port or self.ports.get(name) or _free_port()
         self.ports[name] = port
         subprocess.run(
-            ["docker", "run", "-d", "--name", NAME_PREFIX + name, "--label", f"{LABEL}={RUN_ID}", *self.flags,
-             "-e", f"SSH_AUTHORIZED_KEYS={self.key.public_openssh}", "-p", f"127.0.0.1:{port}:22", SERVER_IMAGE],
-            capture_output=True, text=True, check=True,
+            [
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                NAME_PREFIX + name,
+                "--label",
+                f"{LABEL}={RUN_ID}",
+                *self.flags,
+                "-e",
+                f"SSH_AUTHORIZED_KEYS={self.key.public_openssh}",
+                "-p",
+                f"127.0.0.1:{port}:22",
+                SERVER_IMAGE,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return self.address(name)
 
@@ -90,8 +105,7 @@ class Bed:
 
     def server(self, name: str, known_hosts: Path, **kwargs: object) -> SshServer:
         address = self.address(name)
-        return SshServer(name=name, zone="z1", public_address="127.0.0.1", port=self.ports[name], private_address=address,
-                         key_pair=self.key, known_hosts=known_hosts, **kwargs)  # type: ignore[arg-type]
+        return SshServer(name=name, zone="z1", public_address="127.0.0.1", port=self.ports[name], private_address=address, key_pair=self.key, known_hosts=known_hosts, **kwargs)  # type: ignore[arg-type]
 
     def cleanup(self) -> None:
         for container in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={RUN_ID}"}):

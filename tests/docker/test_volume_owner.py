@@ -52,7 +52,8 @@ def test_volume_owner_gets_the_new_volume(owner: str | None, tmp_path: Path, bed
     name = f"vol{os.getpid() % 10000}{int(time.time() * 1000) % 100000}"
     path = tmp_path / "vol.toml"
     path.write_text(
-        f'[project]\nname = "{name}"\n\n[images]\n' + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        f'[project]\nname = "{name}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
         + f'\n[environments.dev]\nprovider = "local"\nhttp_port = {_free_port()}\nhttps_port = {_free_port()}\n'
         + '\n[services.cache]\ntype = "redis"\nbackup_config = { enabled = false }\n'
     )

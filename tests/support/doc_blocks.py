@@ -146,7 +146,7 @@ def extract(path: Path) -> list[Block]:
         end = index + 1
         while end < len(lines) and not (lines[end].strip().startswith(fence[0] * len(fence)) and lines[end].strip().strip(fence[0]) == ""):
             # Content of an indented fence (inside a list item) loses the fence's indentation.
-            body.append(lines[end][len(indent):] if lines[end].startswith(indent) else lines[end].lstrip())
+            body.append(lines[end][len(indent) :] if lines[end].startswith(indent) else lines[end].lstrip())
             end += 1
         marker, error = _marker_before(lines, index)
         blocks.append(Block(path, index + 1, opening["lang"].lower(), "\n".join(body) + "\n", marker, error))

@@ -237,13 +237,15 @@ class FakeOpenSearch:
     def _cat_indices(self) -> Answer:
         rows = []
         for name, idx in sorted(self.indices.items()):
-            rows.append({
-                "health": "green" if idx.open else None,
-                "status": "open" if idx.open else "close",
-                "index": name,
-                "uuid": idx.uuid,
-                "docs.count": str(len(idx.docs)) if idx.open else None,
-            })
+            rows.append(
+                {
+                    "health": "green" if idx.open else None,
+                    "status": "open" if idx.open else "close",
+                    "index": name,
+                    "uuid": idx.uuid,
+                    "docs.count": str(len(idx.docs)) if idx.open else None,
+                }
+            )
         return 200, rows
 
     # --- documents and indices ---------------------------------------------------------------
@@ -294,8 +296,13 @@ class FakeOpenSearch:
             idx.versions[doc_id] = idx.versions.get(doc_id, 0) + 1
             idx.seq_no += 1
             return (201 if created else 200), {
-                "_index": name, "_id": doc_id, "_version": idx.versions[doc_id], "result": "created" if created else "updated",
-                "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": idx.seq_no - 1, "_primary_term": 1,
+                "_index": name,
+                "_id": doc_id,
+                "_version": idx.versions[doc_id],
+                "result": "created" if created else "updated",
+                "_shards": {"total": 1, "successful": 1, "failed": 0},
+                "_seq_no": idx.seq_no - 1,
+                "_primary_term": 1,
             }
         if method == "GET":
             if idx is None:
@@ -406,11 +413,20 @@ class FakeOpenSearch:
         ended = started + 0.001 * (1 + len(written))
         failed = len(indices) - len(written)
         info: dict[str, Any] = {
-            "snapshot": name, "uuid": uuid.uuid4().hex[:22], "version_id": 136327827, "version": VERSION,
-            "remote_store_index_shallow_copy": False, "indices": indices, "data_streams": [],
-            "include_global_state": bool(body.get("include_global_state", True)), "state": state,
-            "start_time": _iso(started), "start_time_in_millis": _millis(started),
-            "end_time": _iso(ended), "end_time_in_millis": _millis(ended), "duration_in_millis": _millis(ended) - _millis(started),
+            "snapshot": name,
+            "uuid": uuid.uuid4().hex[:22],
+            "version_id": 136327827,
+            "version": VERSION,
+            "remote_store_index_shallow_copy": False,
+            "indices": indices,
+            "data_streams": [],
+            "include_global_state": bool(body.get("include_global_state", True)),
+            "state": state,
+            "start_time": _iso(started),
+            "start_time_in_millis": _millis(started),
+            "end_time": _iso(ended),
+            "end_time_in_millis": _millis(ended),
+            "duration_in_millis": _millis(ended) - _millis(started),
             "failures": [{"index": i, "shard_id": 0, "reason": failure[1], "status": "INTERNAL_SERVER_ERROR"} for i in indices if i not in written] if failure else [],
             "shards": {"total": len(indices), "failed": failed, "successful": len(indices) - failed},
         }
@@ -454,7 +470,8 @@ class FakeOpenSearch:
             existing = self.indices.get(index)
             if existing is not None and existing.open:
                 return error(
-                    500, "snapshot_restore_exception",
+                    500,
+                    "snapshot_restore_exception",
                     f"{where} cannot restore index [{index}] because an open index with same name already exists in the cluster. "
                     "Either close or delete the existing index or restore the index under a different name by providing a rename pattern and replacement name",
                 )
@@ -476,8 +493,15 @@ class FakeOpenSearch:
     def _account(self, method: str, body: Any) -> Answer:
         if method == "GET":
             return 200, {
-                "user_name": self.user, "is_reserved": self.reserved, "is_hidden": False, "is_internal_user": True,
-                "user_requested_tenant": None, "backend_roles": ["admin"], "custom_attribute_names": [], "tenants": {}, "roles": ["all_access", "own_index"],
+                "user_name": self.user,
+                "is_reserved": self.reserved,
+                "is_hidden": False,
+                "is_internal_user": True,
+                "user_requested_tenant": None,
+                "backend_roles": ["admin"],
+                "custom_attribute_names": [],
+                "tenants": {},
+                "roles": ["all_access", "own_index"],
             }
         if method != "PUT":
             return 400, {"error": NO_HANDLER.format(uri="/_plugins/_security/api/account", method=method), "status": 400}

@@ -28,10 +28,7 @@ def many_services_toml(name: str, count: int, image: str, env: str = "dev") -> s
     (no domain, so the sidecar publishes no port; each service publishes its app port)."""
     text = f'[project]\nname = "{name}"\n\n{images_table()}\n[environments.{env}]\nprovider = "local"\n'
     for service in service_names(count):
-        text += (
-            f'\n[services.{service}]\ntype = "generic"\nimage = "{image}"\ncommand = "python app.py"\n'
-            'port = 8000\nhealth_path = "/health"\n'
-        )
+        text += f'\n[services.{service}]\ntype = "generic"\nimage = "{image}"\ncommand = "python app.py"\nport = 8000\nhealth_path = "/health"\n'
     return text
 
 

@@ -20,7 +20,9 @@ def test_api_on_three_servers_and_postgres_on_the_first() -> None:
     services = {"postgres": svc("postgres", 3), "api": svc("api", 3)}
     result = allocate(services, [], stateful=["postgres"])
     assert [(s.action, s.index, s.services) for s in result.servers] == [
-        ("create", 0, ("postgres", "api")), ("create", 1, ("api",)), ("create", 2, ("api",)),
+        ("create", 0, ("postgres", "api")),
+        ("create", 1, ("api",)),
+        ("create", 2, ("api",)),
     ]
     assert result.placement["postgres"] == ("lon1#1 (new)",)  # stateful: one server whatever the count
     assert len(result.placement["api"]) == 3

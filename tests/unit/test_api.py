@@ -230,7 +230,7 @@ def test_untouched_parts_of_the_file_are_byte_identical(tmp_path: Path) -> None:
     ProjectDeployer(path).add_redis()
     text = path.read_text()
     assert text.startswith(HAND_WRITTEN)
-    assert tomlkit.parse(text[len(HAND_WRITTEN):]).unwrap() == {"services": {"redis": {"type": "redis"}}}
+    assert tomlkit.parse(text[len(HAND_WRITTEN) :]).unwrap() == {"services": {"redis": {"type": "redis"}}}
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: a comment above [services.X] belongs to the previous table in tomlkit, so deleting or replacing the previous service drops it")
@@ -447,12 +447,7 @@ def test_manual_startup_order_overrides() -> None:
 
 def test_startup_order_in_an_environment(tmp_path: Path) -> None:
     path = tmp_path / "x.toml"
-    path.write_text(
-        '[project]\nname = "x"\n'
-        '[services.postgres]\ntype = "postgres"\n'
-        '[services.api]\ntype = "python"\n'
-        '[environments.prod.services.api]\ndepends_on = ["postgres"]\n'
-    )
+    path.write_text('[project]\nname = "x"\n[services.postgres]\ntype = "postgres"\n[services.api]\ntype = "python"\n[environments.prod.services.api]\ndepends_on = ["postgres"]\n')
     project = ProjectDeployer(path)
     assert project.startup_groups() == [["postgres", "api"]]
     assert project.startup_groups("prod") == [["postgres"], ["api"]]
@@ -540,12 +535,7 @@ def test_default_backup_schedules_are_the_seeds() -> None:
 def test_environment_override_applies_only_to_that_environment(tmp_path: Path) -> None:
     project = _quick_start()
     with project.path.open("a") as fh:
-        fh.write(
-            "\n[environments.prod.services.api]\n"
-            'git_repo = "https://github.com/user/api.git@v1.2.3"\n'
-            "servers_count = 5\n"
-            'env_vars = {LOG = "warning"}\n'
-        )
+        fh.write('\n[environments.prod.services.api]\ngit_repo = "https://github.com/user/api.git@v1.2.3"\nservers_count = 5\nenv_vars = {LOG = "warning"}\n')
     project = ProjectDeployer("myapp")
     project.update_service("api", env_vars={"DEBUG": "true", "LOG": "debug"})
     loaded = ProjectDeployer("myapp").project

@@ -23,13 +23,13 @@ from projectdeployer.plugins import get_registry
 pytestmark = pytest.mark.unit
 
 HEAD = '[project]\nname = "shop"\n[services.postgres]\ntype = "postgres"\n[services.cache]\ntype = "redis"\n'
-APP = '''
+APP = """
 [services.api]
 type = "python"
 depends_on = ["postgres", "cache"]
 port = 8000
 command = "python app.py"
-'''
+"""
 PIECES = (
     'env_vars = {POSTGRES_SERVER = "auto:postgres.host", POSTGRES_PORT = "auto:postgres.port", '
     'POSTGRES_USER = "auto:postgres.user", POSTGRES_DB = "auto:postgres.database", '
@@ -60,9 +60,19 @@ def state(pd_home: Path) -> dict[str, str]:
 def _container(project: Project, image_command: Any = None, slot: str = "a") -> Any:
     spec = project.services["api"]
     return build_container(
-        project=project, env="prod", service=spec, stype=get_registry().service_types[spec.type], parts=None,
-        image="shop-api:latest", image_id="sha256:abc", ports=PortAssignment(host=8100, internal=5100), slot=slot,
-        data_root="/srv/pd", resolve_secret=lambda ref: "s3cr3t-api-key", service_types=get_registry().service_types, image_command=image_command,
+        project=project,
+        env="prod",
+        service=spec,
+        stype=get_registry().service_types[spec.type],
+        parts=None,
+        image="shop-api:latest",
+        image_id="sha256:abc",
+        ports=PortAssignment(host=8100, internal=5100),
+        slot=slot,
+        data_root="/srv/pd",
+        resolve_secret=lambda ref: "s3cr3t-api-key",
+        service_types=get_registry().service_types,
+        image_command=image_command,
     )
 
 

@@ -44,8 +44,10 @@ def test_listing_checks_every_file_against_its_checksum(tmp_path: Path) -> None:
     (d / ".db_20250105_020000.dump.partial").write_bytes(b"half")
     found = read_backups(LocalServer(), str(d), "db", "dump")
     assert [(b.timestamp, b.status, b.size_bytes) for b in found] == [
-        ("20250101_020000", "verified", 3), ("20250102_020000", "corrupt", 3),
-        ("20250103_020000", "unverified", 5), ("20250104_020000", "verified", 4),
+        ("20250101_020000", "verified", 3),
+        ("20250102_020000", "corrupt", 3),
+        ("20250103_020000", "unverified", 5),
+        ("20250104_020000", "verified", 4),
     ]
     assert read_backups(LocalServer(), str(tmp_path / "missing"), "db", "dump") == []
 

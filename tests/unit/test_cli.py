@@ -34,10 +34,27 @@ def test_init_add_show_validate_round_trip(run, tmp_path: Path) -> None:
     run("-p", "shop", "add", "postgres")
     run("-p", "shop", "add", "redis", "--version", "7")
     run(
-        "-p", "shop", "add", "python", "api", "--port", "8000", "--depends-on", "postgres,redis",
-        "--env-var", "DATABASE_URL=auto", "--env-var", "DEBUG=false", "--domain", "api.example.com",
-        "--auto-scaling", "{vertical = {cpu_scale_up = 90}}", "--requirements-file", "requirements.txt",
-        "--requirements-file", "requirements-prod.txt",
+        "-p",
+        "shop",
+        "add",
+        "python",
+        "api",
+        "--port",
+        "8000",
+        "--depends-on",
+        "postgres,redis",
+        "--env-var",
+        "DATABASE_URL=auto",
+        "--env-var",
+        "DEBUG=false",
+        "--domain",
+        "api.example.com",
+        "--auto-scaling",
+        "{vertical = {cpu_scale_up = 90}}",
+        "--requirements-file",
+        "requirements.txt",
+        "--requirements-file",
+        "requirements-prod.txt",
     )
     run("-p", "shop", "add", "react", "web", "--depends-on", "api", "--build-dir", "dist")
     shown = json.loads(run("-p", "shop", "show", "--json").stdout)
@@ -51,7 +68,10 @@ def test_init_add_show_validate_round_trip(run, tmp_path: Path) -> None:
     assert shown["services"]["redis"]["version"] == "7"
     assert shown["services"]["web"]["port"] == 80
     assert json.loads(run("-p", "shop", "validate", "--json").stdout) == {
-        "valid": True, "file": str(tmp_path / "home" / "shop" / "project.toml"), "problems": [], "services": 4,
+        "valid": True,
+        "file": str(tmp_path / "home" / "shop" / "project.toml"),
+        "problems": [],
+        "services": 4,
     }
     table = run("-p", "shop", "show").stdout
     assert "api.example.com" in table and "postgres" in table
@@ -59,10 +79,7 @@ def test_init_add_show_validate_round_trip(run, tmp_path: Path) -> None:
 
 def test_bad_file_exits_2_with_one_line_per_problem_and_no_traceback(run, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text(
-        '[project]\nname = "x"\n\n[services.api]\ntype = "python"\nport = "8000"\nprot = 1\n'
-        'depends_on = ["db"]\nschedule = "* * *"\n'
-    )
+    bad.write_text('[project]\nname = "x"\n\n[services.api]\ntype = "python"\nport = "8000"\nprot = 1\ndepends_on = ["db"]\nschedule = "* * *"\n')
     before = bad.read_bytes()
     proc = run("-f", str(bad), "validate", ok=False)
     assert proc.returncode == 2
@@ -79,10 +96,7 @@ def test_bad_file_exits_2_with_one_line_per_problem_and_no_traceback(run, tmp_pa
 
 def test_semantic_problems_reported_together(run, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text(
-        '[project]\nname = "x"\n\n[services.api]\ntype = "python"\n'
-        'depends_on = ["db"]\nschedule = "* * *"\nserver_zone = "mars1"\n'
-    )
+    bad.write_text('[project]\nname = "x"\n\n[services.api]\ntype = "python"\ndepends_on = ["db"]\nschedule = "* * *"\nserver_zone = "mars1"\n')
     proc = run("-f", str(bad), "validate", ok=False)
     assert proc.returncode == 2
     text = proc.stderr
@@ -100,7 +114,7 @@ def test_add_refuses_to_replace_without_flag_and_leaves_file(run, tmp_path: Path
     assert proc.returncode == 2 and "already exists" in proc.stderr
     assert path.read_bytes() == before
     run("-p", "shop", "add", "python", "api", "--port", "9000", "--replace")
-    assert 'port = 9000' in path.read_text()
+    assert "port = 9000" in path.read_text()
 
 
 def test_git_token_never_reaches_the_project_file(run, tmp_path: Path) -> None:

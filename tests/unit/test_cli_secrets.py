@@ -111,7 +111,8 @@ def test_rotate_with_yes_reports_the_backup_and_the_deploy_to_run(shop: ProjectD
     assert answered.exit_code == 0, answered.output
     assert calls == ["redis", "opensearch"]
     assert json.loads(answered.stdout) == {
-        "project": "shop", "env": ENV,
+        "project": "shop",
+        "env": ENV,
         "rotated": [{"service": "opensearch", "backup": str(SecretsRotator(shop, ENV).backups_dir("opensearch") / "opensearch_password.20260101_000000")}],
         "next": "projectdeployer deploy --env prod",
     }
@@ -183,8 +184,7 @@ def test_list_refuses_an_env_that_is_a_path(shop: ProjectDeployer, pd_home: Path
     proc = run(pd_home, "secrets", "list", "--env", "../shop")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
-        "error: Invalid value for '--env': '../shop': not an environment name (lower-case letters, digits and -, starting with a letter, at most 20)"
-        " (see 'projectdeployer secrets list --help')"
+        "error: Invalid value for '--env': '../shop': not an environment name (lower-case letters, digits and -, starting with a letter, at most 20) (see 'projectdeployer secrets list --help')"
     ]
 
 

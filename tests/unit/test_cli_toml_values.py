@@ -73,8 +73,22 @@ def test_the_readme_command_and_a_malformed_value(tmp_path: Path) -> None:
     assert _run(tmp_path, "init", "myapp").returncode == 0
     assert _run(tmp_path, "-p", "myapp", "add", "postgres").returncode == 0
     ok = _run(
-        tmp_path, "-p", "myapp", "add", "python", "api", "--port", "8000", "--depends-on", "postgres",
-        "--env-var", "DATABASE_URL=auto", "--domain", "api.example.com", "--auto-scaling", "true",
+        tmp_path,
+        "-p",
+        "myapp",
+        "add",
+        "python",
+        "api",
+        "--port",
+        "8000",
+        "--depends-on",
+        "postgres",
+        "--env-var",
+        "DATABASE_URL=auto",
+        "--domain",
+        "api.example.com",
+        "--auto-scaling",
+        "true",
     )
     assert ok.returncode == 0, ok.stderr
     assert _run(tmp_path, "-p", "myapp", "add", "python", "worker", "--auto-scaling", "false").returncode == 0

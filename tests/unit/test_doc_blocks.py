@@ -71,7 +71,7 @@ def test_every_block_is_runnable_or_marked() -> None:
             problems.append(f"{block.id}: {block.marker_error}")
         elif kind(block) == "unknown" and not block.skip_reason:
             what = "an untagged block that is not only commands" if block.lang == "" else f"a ```{block.lang} block"
-            problems.append(f"{block.id}: {what}: tag it (bash, python, toml, text, ...) or mark it <!-- doc-test: skip reason=\"...\" -->")
+            problems.append(f'{block.id}: {what}: tag it (bash, python, toml, text, ...) or mark it <!-- doc-test: skip reason="..." -->')
         elif block.docker and block.marker.get("setup", "") not in DOCKER_SETUPS | {""}:
             problems.append(f"{block.id}: unknown docker setup {block.marker['setup']!r} (known: {sorted(DOCKER_SETUPS)})")
         elif "file" in block.marker and kind(block) != "python":
@@ -93,7 +93,7 @@ def test_the_readme_cli_example_is_run() -> None:
 def test_extraction_markers_and_commands(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
     doc.write_text(
-        "Intro\n\n<!-- doc-test: skip reason=\"needs the network\" -->\n\n```bash\ncurl https://example.com\n```\n\n"
+        'Intro\n\n<!-- doc-test: skip reason="needs the network" -->\n\n```bash\ncurl https://example.com\n```\n\n'
         "1. In a list:\n\n   ```console\n   $ echo one \\\n       two\n   one two\n   $ true  # comment\n   ```\n\n"
         "<!-- doc-test: sleep=1 -->\n```python\nprint(1)\n```\n\n```\nnot a command here\n```\n\n```yaml\na: 1\n```\n"
     )
@@ -106,7 +106,7 @@ def test_extraction_markers_and_commands(tmp_path: Path) -> None:
 
 def test_a_failing_command_stops_its_block_and_is_named(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
-    doc.write_text("```bash\ncd /\ntest \"$PWD\" = /\nfalse  # fails\necho never\n```\n")
+    doc.write_text('```bash\ncd /\ntest "$PWD" = /\nfalse  # fails\necho never\n```\n')
     (block,) = extract(doc)
     outcome = run_block(block, tmp_path, prepare(block, tmp_path))
     problem = outcome.problem()

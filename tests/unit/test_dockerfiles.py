@@ -91,16 +91,11 @@ def check_golden(name: str, text: str) -> None:
         path.write_text(text, encoding="utf-8", newline="\n")
         return
     assert path.exists(), f"missing golden file {path}: run with PD_UPDATE_GOLDEN=1 and review it"
-    assert text == path.read_text(encoding="utf-8"), (
-        f"{name} differs from its golden file: if the change is intended, "
-        "regenerate with PD_UPDATE_GOLDEN=1 and review the diff"
-    )
+    assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file: if the change is intended, regenerate with PD_UPDATE_GOLDEN=1 and review the diff"
 
 
 # How the python type installs dependencies, as service_types/pysource.py finds it in a source.
-PEP621 = PythonInstall(
-    pyproject=True, requirements_files=(), dependencies=("fastapi>=0.110", "uvicorn[standard]>=0.29 ; python_version >= '3.8'"), install_project=True
-)
+PEP621 = PythonInstall(pyproject=True, requirements_files=(), dependencies=("fastapi>=0.110", "uvicorn[standard]>=0.29 ; python_version >= '3.8'"), install_project=True)
 PEP621_APP = PythonInstall(pyproject=True, requirements_files=(), dependencies=("flask>=3",), install_project=False)
 PEP621_DYNAMIC = PythonInstall(pyproject=True, requirements_files=(), dependencies=None, install_project=True)
 POETRY = PythonInstall(manager="poetry", requirements_files=())
@@ -117,37 +112,38 @@ GOLDEN_BUILDS: dict[str, Callable[[], GeneratedBuild]] = {
     "python-poetry": lambda: render_python(base_image=PY, install=POETRY, command="uvicorn app.main:app --host 0.0.0.0", port=8000),
     "python-uv": lambda: render_python(base_image=PY, install=UV, command="uvicorn app.main:app --host 0.0.0.0", port=8000),
     "python-poetry-psycopg2": lambda: render_python(
-        base_image=PY, install=POETRY, command="gunicorn app:app --bind 0.0.0.0:8000", port=8000,
-        system_packages=PSYCOPG_RUN, build_packages=PSYCOPG_BUILD,
+        base_image=PY,
+        install=POETRY,
+        command="gunicorn app:app --bind 0.0.0.0:8000",
+        port=8000,
+        system_packages=PSYCOPG_RUN,
+        build_packages=PSYCOPG_BUILD,
     ),
     "python-requirements-packages": lambda: render_python(
-        base_image=PY, command="python worker.py", port=None, system_packages=["libpq5", "ffmpeg"], build_packages=PSYCOPG_BUILD,
+        base_image=PY,
+        command="python worker.py",
+        port=None,
+        system_packages=["libpq5", "ffmpeg"],
+        build_packages=PSYCOPG_BUILD,
     ),
     "python-requirements-system-packages": lambda: render_python(
-        base_image=PY, command="python app.py", port=8000, system_packages=["libmagic1"],
+        base_image=PY,
+        command="python app.py",
+        port=8000,
+        system_packages=["libmagic1"],
     ),
-    "python-default": lambda: render_python(
-        base_image=PY, command="uvicorn main:app --host 0.0.0.0", port=8000
-    ),
+    "python-default": lambda: render_python(base_image=PY, command="uvicorn main:app --host 0.0.0.0", port=8000),
     "python-gunicorn-two-requirements": lambda: render_python(
         base_image=PY,
         requirements_files=["requirements.txt", "requirements-worker.txt"],
         command="gunicorn app:app --bind 0.0.0.0:8000 --workers 4",
         port=8000,
     ),
-    "python-no-command-no-port": lambda: render_python(
-        base_image=PY, requirements_files=["requirements/base.txt"], command=None, port=None
-    ),
+    "python-no-command-no-port": lambda: render_python(base_image=PY, requirements_files=["requirements/base.txt"], command=None, port=None),
     "nodejs-npm": lambda: render_nodejs(base_image=NODE, command="node server.js", port=3000),
-    "nodejs-npm-build": lambda: render_nodejs(
-        base_image=NODE, build_command="npm run build", command="node dist/main.js", port=3000
-    ),
-    "nodejs-yarn": lambda: render_nodejs(
-        base_image=NODE, package_manager="yarn", command="yarn start", port=3000
-    ),
-    "nodejs-pnpm": lambda: render_nodejs(
-        base_image=NODE, package_manager="pnpm", command="node server.js", port=3000
-    ),
+    "nodejs-npm-build": lambda: render_nodejs(base_image=NODE, build_command="npm run build", command="node dist/main.js", port=3000),
+    "nodejs-yarn": lambda: render_nodejs(base_image=NODE, package_manager="yarn", command="yarn start", port=3000),
+    "nodejs-pnpm": lambda: render_nodejs(base_image=NODE, package_manager="pnpm", command="node server.js", port=3000),
     "nodejs-pnpm-build": lambda: render_nodejs(
         base_image=NODE,
         package_manager="pnpm",
@@ -155,12 +151,8 @@ GOLDEN_BUILDS: dict[str, Callable[[], GeneratedBuild]] = {
         command="node dist/main.js",
         port=3000,
     ),
-    "nodejs-native-modules": lambda: render_nodejs(
-        base_image=NODE, command="node server.js", port=3000, system_packages=["libvips42"], build_packages=["python3", "make", "g++"]
-    ),
-    "nodejs-build-packages": lambda: render_nodejs(
-        base_image=NODE, build_command="npm run build", command="node dist/main.js", port=3000, build_packages=["python3", "make", "g++"]
-    ),
+    "nodejs-native-modules": lambda: render_nodejs(base_image=NODE, command="node server.js", port=3000, system_packages=["libvips42"], build_packages=["python3", "make", "g++"]),
+    "nodejs-build-packages": lambda: render_nodejs(base_image=NODE, build_command="npm run build", command="node dist/main.js", port=3000, build_packages=["python3", "make", "g++"]),
     "nodejs-system-packages": lambda: render_nodejs(base_image=NODE, package_manager="pnpm", command="node server.js", port=3000, system_packages=["ffmpeg"]),
     "react-build-packages": lambda: render_react(build_image=NODE, serve_image=NGINX, build_packages=["python3", "make", "g++"]),
     "react-default": lambda: render_react(build_image=NODE, serve_image=NGINX),
@@ -171,12 +163,8 @@ GOLDEN_BUILDS: dict[str, Callable[[], GeneratedBuild]] = {
         build_dir="dist/myapp",
         build_command="npm run build -- --configuration production",
     ),
-    "react-yarn": lambda: render_react(
-        build_image=NODE, serve_image=NGINX, package_manager="yarn", build_dir="dist"
-    ),
-    "react-custom-nginx": lambda: render_react(
-        build_image=NODE, serve_image=NGINX, nginx_config=SEED_NGINX_CONFIG
-    ),
+    "react-yarn": lambda: render_react(build_image=NODE, serve_image=NGINX, package_manager="yarn", build_dir="dist"),
+    "react-custom-nginx": lambda: render_react(build_image=NODE, serve_image=NGINX, nginx_config=SEED_NGINX_CONFIG),
 }
 
 # name -> other generated text: dockerfile_content, and the nginx configs of GeneratedBuild.files.
@@ -184,9 +172,7 @@ GOLDEN_TEXT: dict[str, Callable[[], str]] = {
     "content-seed.Dockerfile": lambda: render_dockerfile_content(SEED_DOCKERFILE_CONTENT),
     "content-twelve-lines.Dockerfile": lambda: render_dockerfile_content(TWELVE_LINES),
     "spa-default.nginx.conf": default_spa_nginx_config,
-    "react-custom-nginx.nginx.conf": lambda: render_react(
-        build_image=NODE, serve_image=NGINX, nginx_config=SEED_NGINX_CONFIG
-    ).files[NGINX_CONF_PATH],
+    "react-custom-nginx.nginx.conf": lambda: render_react(build_image=NODE, serve_image=NGINX, nginx_config=SEED_NGINX_CONFIG).files[NGINX_CONF_PATH],
     "python-pep621.requirements.txt": lambda: GOLDEN_BUILDS["python-pep621"]().files[PYPROJECT_REQUIREMENTS_PATH],
 }
 
@@ -203,11 +189,7 @@ def test_text_matches_golden(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(n for n in GOLDEN_BUILDS if n.startswith("react")))
 def test_react_ships_its_nginx_config(name: str) -> None:
-    expected = (
-        GOLDEN_TEXT["react-custom-nginx.nginx.conf"]()
-        if name == "react-custom-nginx"
-        else default_spa_nginx_config()
-    )
+    expected = GOLDEN_TEXT["react-custom-nginx.nginx.conf"]() if name == "react-custom-nginx" else default_spa_nginx_config()
     assert GOLDEN_BUILDS[name]().files == {NGINX_CONF_PATH: expected}
 
 
@@ -262,11 +244,7 @@ def test_output_is_deterministic(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_DOCKERFILES)
 def test_images_come_from_parameters_only(name: str) -> None:
-    froms = [
-        line.split()[1]
-        for line in _instructions(GOLDEN_BUILDS[name]().dockerfile)
-        if line.startswith("FROM ")
-    ]
+    froms = [line.split()[1] for line in _instructions(GOLDEN_BUILDS[name]().dockerfile) if line.startswith("FROM ")]
     assert froms and set(froms) <= {PY, NODE, NGINX}
 
 
@@ -325,23 +303,16 @@ def test_python_requirements_keep_their_directories() -> None:
     )
     assert "COPY requirements/base.txt requirements/prod.txt requirements/" in lines
     assert "COPY extra.txt ./" in lines
-    assert any(
-        line.endswith("-r requirements/base.txt -r requirements/prod.txt -r extra.txt")
-        for line in lines
-    )
+    assert any(line.endswith("-r requirements/base.txt -r requirements/prod.txt -r extra.txt") for line in lines)
 
 
 def test_python_without_requirements_installs_nothing() -> None:
-    text = render_python(
-        base_image=PY, requirements_files=(), command="python app.py", port=None
-    ).dockerfile
+    text = render_python(base_image=PY, requirements_files=(), command="python app.py", port=None).dockerfile
     assert "pip install" not in text and "COPY . ." in text
 
 
 def test_python_accepts_one_requirements_file_as_a_string() -> None:
-    text = render_python(
-        base_image=PY, requirements_files="reqs.txt", command=None, port=None
-    ).dockerfile
+    text = render_python(base_image=PY, requirements_files="reqs.txt", command=None, port=None).dockerfile
     assert "COPY reqs.txt ./" in text and "-r reqs.txt" in text
 
 
@@ -579,14 +550,8 @@ def test_empty_command_is_an_error() -> None:
         ),
     ],
 )
-def test_nodejs_without_build_installs_production_deps_before_code(
-    manager: str, copy: str, frozen: str, prod: str
-) -> None:
-    lines = _instructions(
-        render_nodejs(
-            base_image=NODE, package_manager=manager, command="node server.js", port=3000
-        ).dockerfile
-    )
+def test_nodejs_without_build_installs_production_deps_before_code(manager: str, copy: str, frozen: str, prod: str) -> None:
+    lines = _instructions(render_nodejs(base_image=NODE, package_manager=manager, command="node server.js", port=3000).dockerfile)
     assert len([line for line in lines if line.startswith("FROM ")]) == 1
     install = next(i for i, line in enumerate(lines) if frozen in line)
     assert prod in lines[install]
@@ -629,10 +594,7 @@ def test_nodejs_with_build_installs_all_builds_then_prunes(manager: str, prune: 
 
 def test_npm_install_uses_ci_only_with_a_lockfile() -> None:
     text = render_nodejs(base_image=NODE, command=None, port=None).dockerfile
-    assert (
-        "RUN if [ -f package-lock.json ]; then npm ci --omit=dev; else npm install --omit=dev; fi"
-        in text
-    )
+    assert "RUN if [ -f package-lock.json ]; then npm ci --omit=dev; else npm install --omit=dev; fi" in text
 
 
 def test_npm_offline_friendly_env() -> None:
@@ -654,13 +616,9 @@ def test_unknown_package_manager_is_named(bad: str) -> None:
         render_react(build_image=NODE, serve_image=NGINX, package_manager=bad)
 
 
-@pytest.mark.parametrize(
-    ("manager", "build"), [("npm", "npm run build"), ("yarn", "yarn build"), ("pnpm", "pnpm build")]
-)
+@pytest.mark.parametrize(("manager", "build"), [("npm", "npm run build"), ("yarn", "yarn build"), ("pnpm", "pnpm build")])
 def test_react_default_build_command_matches_manager(manager: str, build: str) -> None:
-    lines = _instructions(
-        render_react(build_image=NODE, serve_image=NGINX, package_manager=manager).dockerfile
-    )
+    lines = _instructions(render_react(build_image=NODE, serve_image=NGINX, package_manager=manager).dockerfile)
     assert f"RUN {build}" in lines
 
 
@@ -683,9 +641,7 @@ def test_react_stages() -> None:
 
 
 def test_react_custom_nginx_config_is_dedented() -> None:
-    conf = render_react(build_image=NODE, serve_image=NGINX, nginx_config=SEED_NGINX_CONFIG).files[
-        NGINX_CONF_PATH
-    ]
+    conf = render_react(build_image=NODE, serve_image=NGINX, nginx_config=SEED_NGINX_CONFIG).files[NGINX_CONF_PATH]
     assert conf.startswith("server {\n    listen 80;\n")
     assert "    location /api { proxy_pass http://api:3000; }\n}\n" in conf
     assert conf.endswith("}\n")
@@ -696,9 +652,7 @@ def test_react_empty_nginx_config_is_an_error() -> None:
         render_react(build_image=NODE, serve_image=NGINX, nginx_config="  \n ")
 
 
-@pytest.mark.parametrize(
-    "bad", ["/app/build", "../build", "dist/../../etc", "dist/..", ".", "", "my dist", "dist;rm"]
-)
+@pytest.mark.parametrize("bad", ["/app/build", "../build", "dist/../../etc", "dist/..", ".", "", "my dist", "dist;rm"])
 def test_invalid_build_dir_is_named(bad: str) -> None:
     with pytest.raises(ValueError, match=re.escape(repr(bad))):
         render_react(build_image=NODE, serve_image=NGINX, build_dir=bad)
@@ -731,9 +685,7 @@ def test_invalid_port_is_an_error(bad: object) -> None:
 
 def test_multiline_build_command_is_an_error() -> None:
     with pytest.raises(ValueError, match="single line"):
-        render_nodejs(
-            base_image=NODE, build_command="npm run build\nnpm test", command=None, port=None
-        )
+        render_nodejs(base_image=NODE, build_command="npm run build\nnpm test", command=None, port=None)
 
 
 def test_generated_build_files_are_read_only() -> None:
@@ -768,16 +720,12 @@ def test_numeric_keys_sort_numerically() -> None:
 @given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=30, unique=True))
 def test_numeric_order_property(numbers: list[int]) -> None:
     content = {str(n): f"RUN echo {n}" for n in numbers}
-    assert render_dockerfile_content(content).splitlines() == [
-        f"RUN echo {n}" for n in sorted(numbers)
-    ]
+    assert render_dockerfile_content(content).splitlines() == [f"RUN echo {n}" for n in sorted(numbers)]
 
 
 def test_non_numeric_keys_keep_insertion_order() -> None:
     content = {"from": "FROM debian:bookworm", "2": "WORKDIR /app", "1": "CMD ['bash']"}
-    assert (
-        render_dockerfile_content(content) == 'FROM debian:bookworm\nWORKDIR /app\nCMD ["bash"]\n'
-    )
+    assert render_dockerfile_content(content) == 'FROM debian:bookworm\nWORKDIR /app\nCMD ["bash"]\n'
 
 
 @pytest.mark.parametrize(
@@ -800,9 +748,7 @@ def test_non_numeric_keys_keep_insertion_order() -> None:
     ],
 )
 def test_exec_form_conversion(line: str, expected: str) -> None:
-    assert (
-        render_dockerfile_content({"1": "FROM scratch", "2": line}) == f"FROM scratch\n{expected}\n"
-    )
+    assert render_dockerfile_content({"1": "FROM scratch", "2": line}) == f"FROM scratch\n{expected}\n"
 
 
 def test_empty_dockerfile_content_is_an_error() -> None:
@@ -813,10 +759,7 @@ def test_empty_dockerfile_content_is_an_error() -> None:
 
 
 def test_blank_values_are_dropped_and_lines_stripped() -> None:
-    assert (
-        render_dockerfile_content({"1": " FROM scratch  ", "2": "", "3": "CMD ['x']"})
-        == 'FROM scratch\nCMD ["x"]\n'
-    )
+    assert render_dockerfile_content({"1": " FROM scratch  ", "2": "", "3": "CMD ['x']"}) == 'FROM scratch\nCMD ["x"]\n'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -889,9 +832,7 @@ def _nginx_main_config(prefix: Path, server_conf: Path) -> Path:
     main.write_text(
         "pid nginx.pid;\n"
         "events {}\n"
-        "http {\n"
-        + (f"    include {mime};\n" if mime.exists() else "")
-        + "    default_type application/octet-stream;\n"
+        "http {\n" + (f"    include {mime};\n" if mime.exists() else "") + "    default_type application/octet-stream;\n"
         f"    access_log {prefix}/access.log;\n"
         f"    include {server_conf};\n"
         "}\n"
@@ -900,9 +841,7 @@ def _nginx_main_config(prefix: Path, server_conf: Path) -> Path:
 
 
 # /usr/sbin is not on every user's PATH, and that is where Debian puts nginx.
-NGINX_BIN: str = shutil.which("nginx") or next(
-    (p for p in ["/usr/sbin/nginx", "/usr/local/sbin/nginx"] if os.access(p, os.X_OK)), ""
-)
+NGINX_BIN: str = shutil.which("nginx") or next((p for p in ["/usr/sbin/nginx", "/usr/local/sbin/nginx"] if os.access(p, os.X_OK)), "")
 # `make test` installs nginx (make system-deps); under CI a missing nginx is a failure, not a skip.
 needs_nginx = pytest.mark.skipif(
     not NGINX_BIN and not os.environ.get("CI"),

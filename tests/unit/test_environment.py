@@ -116,11 +116,15 @@ def environment_on(manager: pluggy.PluginManager, tmp_path: Path, servers: Seque
     manager.register(Servers(FakeProvider(servers)), name="test-servers")
     registry = build_registry(manager)
     project = build_project(
-        {"project": {"name": "shop"}, "services": {
-            "api": {"type": "generic", "image": "api:1", "port": 8000, "servers_count": 2},
-            "report": {"type": "generic", "image": "report:1", "schedule": "0 3 * * *"},
-        }},
-        source=str(tmp_path / "shop.toml"), registry=registry,
+        {
+            "project": {"name": "shop"},
+            "services": {
+                "api": {"type": "generic", "image": "api:1", "port": 8000, "servers_count": 2},
+                "report": {"type": "generic", "image": "report:1", "schedule": "0 3 * * *"},
+            },
+        },
+        source=str(tmp_path / "shop.toml"),
+        registry=registry,
     )
     lines: list[str] = []
     return Environment(project, ENV, manager, registry, log=lines.append), lines

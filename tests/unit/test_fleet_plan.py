@@ -46,8 +46,10 @@ def test_server_rows_say_what_happens_to_each_server_and_its_state_after() -> No
     allocation = allocate({"api": PythonSpec(name="api", server_zone="nyc3", servers_count=4)}, existing)
     rows = server_rows(allocation, {"n1": "active", "n2": "active", "n3": "reserve"})
     assert [(r.server, r.action, r.state, r.next_state) for r in rows] == [
-        ("n1", "keep", "active", "active"), ("n2", "keep", "active", "active"),
-        ("n3", "keep", "reserve", "active"), ("nyc3#4 (new)", "create", "", "active"),
+        ("n1", "keep", "active", "active"),
+        ("n2", "keep", "active", "active"),
+        ("n3", "keep", "reserve", "active"),
+        ("nyc3#4 (new)", "create", "", "active"),
     ]
     shrink = server_rows(allocate({"api": PythonSpec(name="api", server_zone="nyc3", servers_count=1)}, existing), {"n1": "active", "n2": "active", "n3": "reserve"})
     assert [(r.server, r.action, r.next_state) for r in shrink] == [("n1", "keep", "active"), ("n2", "destroy", "(destroyed)"), ("n3", "destroy", "(destroyed)")]

@@ -98,7 +98,7 @@ def test_build_argument_froms_are_left_and_said() -> None:
 
 
 def test_line_endings_and_everything_else_are_kept() -> None:
-    dockerfile = "# syntax comment\r\nFROM python:3.11\r\nRUN pip install x  \r\n\nCMD [\"python\"]"
+    dockerfile = '# syntax comment\r\nFROM python:3.11\r\nRUN pip install x  \r\n\nCMD ["python"]'
     text, _, _ = redirect(dockerfile)
     assert text == dockerfile.replace("FROM python:3.11", "FROM pd-test/python:3.11")
 
@@ -118,7 +118,8 @@ def manager() -> pluggy.PluginManager:
 def _builder(manager: pluggy.PluginManager, tmp_path: Path, service: dict[str, Any], images: dict[str, str]) -> ProjectBuilder:
     project = build_project(
         {"project": {"name": "shop"}, "images": images, "services": {"own": {"build_context": "src", **service}}},
-        source=str(tmp_path / "shop.toml"), registry=build_registry(manager),
+        source=str(tmp_path / "shop.toml"),
+        registry=build_registry(manager),
     )
     return ProjectBuilder(project, "dev", manager, registry=build_registry(manager), log=lambda line: None)
 
@@ -127,7 +128,7 @@ def _builder(manager: pluggy.PluginManager, tmp_path: Path, service: dict[str, A
 def src(tmp_path: Path) -> Path:
     path = tmp_path / "src"
     path.mkdir()
-    (path / "Dockerfile").write_text("FROM python:3.11 AS base\nFROM base\nCMD [\"python\"]\n")
+    (path / "Dockerfile").write_text('FROM python:3.11 AS base\nFROM base\nCMD ["python"]\n')
     return path
 
 
@@ -136,7 +137,7 @@ def test_a_user_dockerfile_is_redirected_as_a_generated_file(manager: pluggy.Plu
     builder = _builder(manager, tmp_path, {"type": "generic"}, {"python": "pd-test/python:3.11"})
     chosen = builder._dockerfile(builder.project.services["own"], src)  # noqa: SLF001 - what build() sends
     assert chosen.path == GENERATED_DOCKERFILE
-    assert chosen.extra == {GENERATED_DOCKERFILE: "FROM pd-test/python:3.11 AS base\nFROM base\nCMD [\"python\"]\n"}
+    assert chosen.extra == {GENERATED_DOCKERFILE: 'FROM pd-test/python:3.11 AS base\nFROM base\nCMD ["python"]\n'}
     assert chosen.notes == ("FROM python:3.11 -> pd-test/python:3.11 ([images] python)",)
     assert (src / "Dockerfile").read_text() == before and sorted(p.name for p in src.iterdir()) == ["Dockerfile"]
 

@@ -866,7 +866,9 @@ def test_hook_container_parts(manager: pluggy.PluginManager, register_plugin: Ca
     assert manager.hook.container_parts(service=project.services["api"], project=project, env="prod") is None
     from projectdeployer.core.containers import ContainerParts
 
-    check_firstresult(manager, register_plugin, "container_parts", {"service": project.services["api"], "project": project, "env": "prod"}, ContainerParts(env={"A": "1"}), ContainerParts(env={"B": "2"}))
+    check_firstresult(
+        manager, register_plugin, "container_parts", {"service": project.services["api"], "project": project, "env": "prod"}, ContainerParts(env={"A": "1"}), ContainerParts(env={"B": "2"})
+    )
 
 
 def test_hook_backup_method(manager: pluggy.PluginManager, register_plugin: Callable, home: Path) -> None:
@@ -878,8 +880,15 @@ def test_hook_backup_method(manager: pluggy.PluginManager, register_plugin: Call
     assert (pg.extension, redis.extension) == ("dump", "rdb")
     assert manager.hook.backup_method(service=project.services["api"]) is None
     target = BackupTarget(
-        project=project, env="prod", service=project.services["db"], server=FakeServer(), runtime=None,  # type: ignore[arg-type]
-        image="postgres:15", host="shop_prod_db", port=5432, policy=BackupPolicy(enabled=True, schedule="0 2 * * *", retention_days=7),
+        project=project,
+        env="prod",
+        service=project.services["db"],
+        server=FakeServer(),
+        runtime=None,  # type: ignore[arg-type]
+        image="postgres:15",
+        host="shop_prod_db",
+        port=5432,
+        policy=BackupPolicy(enabled=True, schedule="0 2 * * *", retention_days=7),
     )
     job = pg.backup_job(target)
     password = (home / "shop" / "prod" / "secrets" / "db" / "db_password").read_text()
@@ -905,6 +914,7 @@ def test_a_plugins_type_answers_the_hooks_through_its_methods(manager: pluggy.Pl
             return [HealthCheck(kind="tcp", port=11211)]
 
     cache_type = CacheType(name="cache", spec_class=ServiceSpec, description="a cache")
+
     class CachePlugin:
         @hookimpl
         def register_service_types(self, register):  # type: ignore[no-untyped-def]

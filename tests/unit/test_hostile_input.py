@@ -187,7 +187,7 @@ F("toml_unterminated_multiline_string", BASE + 'command = """never closed\n')
 F("toml_duplicate_key", '[project]\nname = "myapp"\nname = "other"\n', "name")
 F("toml_duplicate_service_key", BASE + "port = 9000\n", "port")
 F("toml_duplicate_table", BASE + '\n[services.api]\ntype = "python"\n', "api")
-F("toml_bare_word_value", '[project]\nname = myapp\n')
+F("toml_bare_word_value", "[project]\nname = myapp\n")
 F("toml_invalid_escape", '[project]\nname = "my\\qapp"\n')
 F("toml_key_without_value", BASE + "port =\n")
 F("toml_value_without_key", BASE + '= "x"\n')
@@ -225,7 +225,7 @@ F("services_is_an_array", '[project]\nname = "myapp"\nservices = ["api"]\n', "se
 F("services_array_of_tables", '[project]\nname = "myapp"\n[[services.api]]\ntype = "python"\n', "services")
 F("service_is_an_integer", '[project]\nname = "myapp"\n[services]\napi = 1\n', "services.api")
 F("service_is_an_array", '[project]\nname = "myapp"\n[services]\napi = ["python"]\n', "services.api")
-F("service_type_missing", BASE + '\n[services.web]\nport = 80\n', "type")
+F("service_type_missing", BASE + "\n[services.web]\nport = 80\n", "type")
 F("service_type_unknown", plus(svc("db", "mysql")), "mysql")
 F("service_type_is_an_array", plus(svc("db", Raw('["postgres"]'))), "type")
 F("port_is_a_string", BASE.replace("port = 8000", 'port = "8000"'), "port")
@@ -245,7 +245,7 @@ F("dockerfile_content_is_an_array", plus(svc("gen", "generic", dockerfile_conten
 F("environments_is_an_array", '[project]\nname = "myapp"\nenvironments = [1]\n', "environments")
 F("environment_is_a_string", BASE + '\n[environments]\nprod = "local"\n', "environments.prod")
 F("environment_unknown_key", BASE + '\n[environments.prod]\nprovder = "local"\n', "provder")
-F("environment_override_of_unknown_service", BASE + '\n[environments.prod.services.nosuch]\nport = 1\n', "nosuch")
+F("environment_override_of_unknown_service", BASE + "\n[environments.prod.services.nosuch]\nport = 1\n", "nosuch")
 F("environment_override_changes_type", BASE + '\n[environments.prod.services.api]\ntype = "redis"\n', "type")
 F("images_value_is_an_integer", BASE + "\n[images]\npython = 3\n", "images.python")
 F("images_unknown_key", BASE + '\n[images]\ncobol = "cobol:latest"\n', "images.cobol")
@@ -382,7 +382,7 @@ F("env_secret_traversal", api(env_vars={"API_KEY": "secret:../../../../etc/shado
 C("git_token_secret_traversal_cli", [*P, "add", "python", "w", "--git-repo", "https://github.com/user/w.git@main", "--git-token", "secret:../../../../etc/shadow"], "git")
 C("env_secret_traversal_cli", [*P, "add", "python", "w", "--env-var", "API_KEY=secret:../../../x"], "env")
 F("environment_name_traversal", BASE + '\n[environments."../x"]\nprovider = "local"\n', "environments")
-F("environment_name_uppercase", BASE + "\n[environments.Prod]\nprovider = \"local\"\n", "environments")
+F("environment_name_uppercase", BASE + '\n[environments.Prod]\nprovider = "local"\n', "environments")
 
 TRAVERSAL_ENV = "../myapp"
 ENV_COMMANDS = {
@@ -687,7 +687,27 @@ def _wrong_type_cases() -> None:
             else:  # bool | AutoScaling, BackupConfig: tables
                 wrong = "yes"
             # Common fields once (on the python service), type-specific fields on their own type.
-            key = attribute.name if attribute.name in {"servers_count", "server_zone", "server_cpu", "server_memory", "port", "command", "domain", "env_vars", "volumes", "depends_on", "startup_order", "schedule", "auto_scaling", "health_path"} else f"{type_name}.{attribute.name}"
+            key = (
+                attribute.name
+                if attribute.name
+                in {
+                    "servers_count",
+                    "server_zone",
+                    "server_cpu",
+                    "server_memory",
+                    "port",
+                    "command",
+                    "domain",
+                    "env_vars",
+                    "volumes",
+                    "depends_on",
+                    "startup_order",
+                    "schedule",
+                    "auto_scaling",
+                    "health_path",
+                }
+                else f"{type_name}.{attribute.name}"
+            )
             if key in seen:
                 continue
             seen.add(key)

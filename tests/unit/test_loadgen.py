@@ -125,8 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.served_here == 1:
                 self._body(200)
             else:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                           struct.pack("ii", 1, 0))
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
                 self.close_connection = True
         elif path == "/second-partial":
@@ -148,8 +147,7 @@ class LocalServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, *, keepalive_timeout: float | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, keepalive_timeout: float | None = None, tls: ssl.SSLContext | None = None) -> None:
         handler = type("Handler", (_Handler,), {"timeout": keepalive_timeout})
         super().__init__(("127.0.0.1", 0), handler)
         self.tls = tls
@@ -159,8 +157,7 @@ class LocalServer(ThreadingHTTPServer):
         self.sockets: list[socket.socket] = []
         self.requests = 0
         self.hosts: set[str] = set()
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         self.alive = True
 
@@ -266,9 +263,13 @@ def test_healthy_server_rate_and_both_connection_patterns(serve: Callable[..., L
 def test_slow_requests_and_streams_are_read_to_the_end(serve: Callable[..., LocalServer]) -> None:
     server = serve()
     gen = LoadGenerator(
-        server.url("/ok"), rate=50, concurrency=4,
-        slow_path="/slow?ms=300", slow_every=0.2,
-        stream_path="/stream?chunks=4&interval=0.05", streams=2,
+        server.url("/ok"),
+        rate=50,
+        concurrency=4,
+        slow_path="/slow?ms=300",
+        slow_every=0.2,
+        stream_path="/stream?chunks=4&interval=0.05",
+        streams=2,
         host_header="api.example.com",
     )
     r = run_for(gen, 1.0)
@@ -284,8 +285,7 @@ def test_slow_requests_and_streams_are_read_to_the_end(serve: Callable[..., Loca
 
 def test_stop_waits_for_a_slow_request_in_flight(serve: Callable[..., LocalServer]) -> None:
     server = serve()
-    gen = LoadGenerator(server.url("/ok"), rate=20, concurrency=2,
-                        slow_path="/slow?ms=800", slow_every=5.0)
+    gen = LoadGenerator(server.url("/ok"), rate=20, concurrency=2, slow_path="/slow?ms=800", slow_every=5.0)
     gen.start()
     gen.wait_sent(2, timeout=5)
     wait_until(lambda: gen.snapshot().slow_sent == 1)
@@ -313,8 +313,7 @@ def test_connection_closed_without_answer_is_a_failure_never_retried(
     serve: Callable[..., LocalServer],
 ) -> None:
     server = serve()
-    r = run_for(LoadGenerator(server.url("/close"), rate=50, concurrency=4,
-                              keepalive_share=0.5), 0.5)
+    r = run_for(LoadGenerator(server.url("/close"), rate=50, concurrency=4, keepalive_share=0.5), 0.5)
     assert_consistent(r)
     assert r.sent > 5
     assert r.failed == r.sent and r.ok == 0
@@ -327,8 +326,7 @@ def test_connection_closed_without_answer_is_a_failure_never_retried(
 
 def test_truncated_chunked_stream_is_a_failure(serve: Callable[..., LocalServer]) -> None:
     server = serve()
-    gen = LoadGenerator(server.url("/ok"), rate=20, concurrency=2,
-                        stream_path="/cut-stream", streams=2)
+    gen = LoadGenerator(server.url("/ok"), rate=20, concurrency=2, stream_path="/cut-stream", streams=2)
     r = run_for(gen, 0.6)
     assert_consistent(r)
     assert r.by_kind["plain"].failed == 0
@@ -381,8 +379,7 @@ def test_short_server_keepalive_timeout_costs_no_failures(
     # The server drops connections idle for 0.1 s; each keep-alive worker sends every ~0.25 s,
     # so nearly every reuse finds its connection closed (or loses the race with the close).
     server = serve(keepalive_timeout=0.1)
-    r = run_for(LoadGenerator(server.url("/ok"), rate=16, concurrency=4, keepalive_share=1.0),
-                1.5)
+    r = run_for(LoadGenerator(server.url("/ok"), rate=16, concurrency=4, keepalive_share=1.0), 1.5)
     assert_consistent(r)
     assert r.failed == 0, r.summary()
     assert r.stale_keepalive_reconnects + r.retried_on_stale_keepalive > 5, r.summary()
@@ -391,15 +388,12 @@ def test_short_server_keepalive_timeout_costs_no_failures(
 
 
 @pytest.mark.parametrize("endpoint", ["/second-closes", "/second-resets"])
-def test_the_race_on_a_reused_connection_is_retried_once_and_counted(
-    serve: Callable[..., LocalServer], endpoint: str
-) -> None:
+def test_the_race_on_a_reused_connection_is_retried_once_and_counted(serve: Callable[..., LocalServer], endpoint: str) -> None:
     # Every reused connection receives the request and closes (FIN, or RST) without a byte:
     # exactly the client-side view of the keep-alive race. Each is resent once on a fresh
     # connection.
     server = serve()
-    r = run_for(LoadGenerator(server.url(endpoint), rate=40, concurrency=2,
-                              keepalive_share=1.0), 0.8)
+    r = run_for(LoadGenerator(server.url(endpoint), rate=40, concurrency=2, keepalive_share=1.0), 0.8)
     assert_consistent(r)
     assert r.failed == 0, r.summary()
     # Each worker's first request went out on a fresh connection; every later one was sent on
@@ -412,8 +406,7 @@ def test_the_race_on_a_reused_connection_is_retried_once_and_counted(
 
 def test_strict_mode_counts_the_race_as_failures(serve: Callable[..., LocalServer]) -> None:
     server = serve()
-    r = run_for(LoadGenerator(server.url("/second-closes"), rate=40, concurrency=2,
-                              keepalive_share=1.0, retry_stale_keepalive=False), 0.7)
+    r = run_for(LoadGenerator(server.url("/second-closes"), rate=40, concurrency=2, keepalive_share=1.0, retry_stale_keepalive=False), 0.7)
     assert_consistent(r)
     assert r.retried_on_stale_keepalive == 0
     assert r.failed == r.requests_on_reused_connection > 5
@@ -422,8 +415,7 @@ def test_strict_mode_counts_the_race_as_failures(serve: Callable[..., LocalServe
 
 def test_no_retry_once_a_response_byte_arrived(serve: Callable[..., LocalServer]) -> None:
     server = serve()
-    r = run_for(LoadGenerator(server.url("/second-partial"), rate=40, concurrency=2,
-                              keepalive_share=1.0), 0.7)
+    r = run_for(LoadGenerator(server.url("/second-partial"), rate=40, concurrency=2, keepalive_share=1.0), 0.7)
     assert_consistent(r)
     assert r.retried_on_stale_keepalive == 0
     assert r.failed == r.requests_on_reused_connection > 5
@@ -436,8 +428,7 @@ def test_retry_cannot_hide_a_server_that_stopped_answering(
     # After 10 answers the server reads every request and closes: retries on fresh connections
     # fail too, and each such request is one failure.
     server = serve()
-    gen = LoadGenerator(server.url("/dies-after?n=10"), rate=60, concurrency=2,
-                        keepalive_share=1.0)
+    gen = LoadGenerator(server.url("/dies-after?n=10"), rate=60, concurrency=2, keepalive_share=1.0)
     r = run_for(gen, 0.8)
     assert_consistent(r)
     assert r.ok == 10
@@ -452,8 +443,7 @@ def test_retry_cannot_hide_a_server_that_stopped_answering(
 
 def test_stop_is_prompt_and_abandons_what_never_ends(serve: Callable[..., LocalServer]) -> None:
     server = serve()
-    gen = LoadGenerator(server.url("/hang"), rate=50, concurrency=3, timeout=1.0,
-                        stream_path="/stream-forever", streams=1)
+    gen = LoadGenerator(server.url("/hang"), rate=50, concurrency=3, timeout=1.0, stream_path="/stream-forever", streams=1)
     gen.start()
     gen.wait_sent(4, timeout=5)
     t0 = time.monotonic()
@@ -528,17 +518,31 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is not installed")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=api.example.com",
-         "-addext", "subjectAltName=DNS:api.example.com"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=api.example.com",
+            "-addext",
+            "subjectAltName=DNS:api.example.com",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
 
-def test_https_with_host_header_and_sni(
-    serve: Callable[..., LocalServer], tls_files: tuple[Path, Path]
-) -> None:
+def test_https_with_host_header_and_sni(serve: Callable[..., LocalServer], tls_files: tuple[Path, Path]) -> None:
     cert, key = tls_files
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -554,18 +558,15 @@ def test_https_with_host_header_and_sni(
     assert sni == {"api.example.com"}
     assert server.hosts == {"api.example.com"}
 
-    verified = LoadGenerator(url, rate=40, concurrency=1, host_header="api.example.com",
-                             verify_tls=True, ca_file=str(cert))
+    verified = LoadGenerator(url, rate=40, concurrency=1, host_header="api.example.com", verify_tls=True, ca_file=str(cert))
     assert run_for(verified, 0.3).failed == 0
 
-    untrusted = run_for(LoadGenerator(url, rate=20, concurrency=1, verify_tls=True,
-                                      host_header="api.example.com"), 0.3)
+    untrusted = run_for(LoadGenerator(url, rate=20, concurrency=1, verify_tls=True, host_header="api.example.com"), 0.3)
     assert untrusted.sent > 0 and untrusted.failed == untrusted.sent
     assert set(untrusted.failure_kinds) == {"SSLCertVerificationError"}
 
 
-def test_cli_prints_the_count_last(serve: Callable[..., LocalServer],
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_the_count_last(serve: Callable[..., LocalServer], capsys: pytest.CaptureFixture[str]) -> None:
     server = serve()
     rc = main([server.url("/ok"), "--rate", "50", "--seconds", "0.5", "--host", "api.example.com"])
     out = capsys.readouterr().out.strip().splitlines()
@@ -583,9 +584,10 @@ def test_cli_prints_the_count_last(serve: Callable[..., LocalServer],
 def test_cli_runs_as_a_module(serve: Callable[..., LocalServer]) -> None:
     server = serve()
     proc = subprocess.run(
-        [sys.executable, "-m", "projectdeployer.rehearse.loadgen", server.url("/ok"),
-         "--rate", "40", "--seconds", "0.3"],
-        capture_output=True, text=True, timeout=30,
+        [sys.executable, "-m", "projectdeployer.rehearse.loadgen", server.url("/ok"), "--rate", "40", "--seconds", "0.3"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""

@@ -368,10 +368,7 @@ def test_obtain_certificate_hook_answers_self_signed(home: Path) -> None:
 
 
 def test_plugin_modules_import_no_heavy_packages() -> None:
-    code = (
-        "import sys, projectdeployer.addons.nginx_sidecar, projectdeployer.addons.tls_selfsigned\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'docker', 'cryptography', 'jinja2'}))"
-    )
+    code = "import sys, projectdeployer.addons.nginx_sidecar, projectdeployer.addons.tls_selfsigned\nprint(sorted({m.split('.')[0] for m in sys.modules} & {'docker', 'cryptography', 'jinja2'}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
 

@@ -128,11 +128,17 @@ def test_the_watched_runtime_counts_changes_and_passes_everything_through() -> N
 
 
 def test_a_brief_listing_reads_what_docker_ps_says() -> None:
-    running = _brief_info({
-        "Id": "abc123", "Names": ["/other/alias", "/shop_dev_api_a"], "ImageID": "sha256:img",
-        "Labels": {LABEL_SERVICE: "api"}, "State": "running", "Status": "Up 3 minutes (healthy)",
-        "Ports": [{"IP": "127.0.0.1", "PrivatePort": 8000, "PublicPort": 8123, "Type": "tcp"}, {"PrivatePort": 9000, "Type": "tcp"}],
-    })
+    running = _brief_info(
+        {
+            "Id": "abc123",
+            "Names": ["/other/alias", "/shop_dev_api_a"],
+            "ImageID": "sha256:img",
+            "Labels": {LABEL_SERVICE: "api"},
+            "State": "running",
+            "Status": "Up 3 minutes (healthy)",
+            "Ports": [{"IP": "127.0.0.1", "PrivatePort": 8000, "PublicPort": 8123, "Type": "tcp"}, {"PrivatePort": 9000, "Type": "tcp"}],
+        }
+    )
     assert (running.name, running.state, running.health, running.exit_code, running.ports) == ("shop_dev_api_a", "running", "healthy", None, {8000: 8123})
     assert running.running and running.labels == {LABEL_SERVICE: "api"} and running.started_at is None
     exited = _brief_info({"Id": "def456", "Names": ["/job"], "State": "exited", "Status": "Exited (137) 5 seconds ago"})

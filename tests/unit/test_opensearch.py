@@ -111,9 +111,18 @@ def test_no_secret_in_environment_command_or_labels(project: ProjectDeployer) ->
     assert len(password) == 32 and password.isalnum()
     stype = get_registry().service_types["opensearch"]
     container = build_container(
-        project=project.project, env=ENV, service=project.project.services[SERVICE], stype=stype, parts=parts,
-        image="opensearchproject/opensearch:2", image_id="sha256:x", ports=PortAssignment(host=8123, internal=5123),
-        slot="s", data_root="/srv/pd", resolve_secret=lambda ref: "unused", service_types=get_registry().service_types,
+        project=project.project,
+        env=ENV,
+        service=project.project.services[SERVICE],
+        stype=stype,
+        parts=parts,
+        image="opensearchproject/opensearch:2",
+        image_id="sha256:x",
+        ports=PortAssignment(host=8123, internal=5123),
+        slot="s",
+        data_root="/srv/pd",
+        resolve_secret=lambda ref: "unused",
+        service_types=get_registry().service_types,
     )
     spec = container.spec
     key_lines = [line for line in os_type.ensure_pki("shop", ENV, SERVICE).node_key.splitlines() if "-----" not in line]
@@ -136,7 +145,12 @@ def test_no_secret_in_environment_command_or_labels(project: ProjectDeployer) ->
 def test_the_private_files_and_what_they_say(project: ProjectDeployer) -> None:
     files = parts_of(project).secret_files
     assert set(files) == {
-        "opensearch.yml", "root-ca.pem", "node.pem", "node-key.pem", "admin.pem", "admin-key.pem",
+        "opensearch.yml",
+        "root-ca.pem",
+        "node.pem",
+        "node-key.pem",
+        "admin.pem",
+        "admin-key.pem",
         *(f"security-{name}" for name in os_type.SECURITY_FILES),
     }
     assert all("/" not in name for name in files)  # flat names at /run/secrets/pd
@@ -306,7 +320,9 @@ def node(project: ProjectDeployer, tmp_path: Path) -> Iterator[FakeOpenSearch]:
 @pytest.fixture
 def client(node: FakeOpenSearch, tmp_path: Path) -> SnapshotClient:
     return SnapshotClient.from_files(
-        node.url, str(password_path("shop", ENV, SERVICE)), ca_file=str(os_type.ca_certificate_path("shop", ENV, SERVICE)),
+        node.url,
+        str(password_path("shop", ENV, SERVICE)),
+        ca_file=str(os_type.ca_certificate_path("shop", ENV, SERVICE)),
         location=str(tmp_path / "snapshots"),
     )
 
@@ -426,8 +442,16 @@ def test_repository_outside_path_repo_or_not_writable_is_refused(node: FakeOpenS
 
 def _cli(node: FakeOpenSearch, tmp_path: Path, *args: str) -> tuple[int, str, str]:
     out = io.StringIO()
-    common = ["--url", node.url, "--auth-file", str(password_path("shop", ENV, SERVICE)),
-              "--ca-file", str(os_type.ca_certificate_path("shop", ENV, SERVICE)), "--location", str(tmp_path / "snapshots")]
+    common = [
+        "--url",
+        node.url,
+        "--auth-file",
+        str(password_path("shop", ENV, SERVICE)),
+        "--ca-file",
+        str(os_type.ca_certificate_path("shop", ENV, SERVICE)),
+        "--location",
+        str(tmp_path / "snapshots"),
+    ]
     err = io.StringIO()
     import contextlib
 
@@ -508,15 +532,34 @@ def test_the_client_runs_as_a_script_on_the_standard_library_alone(node: FakeOpe
     script = Path(snap.__file__)
     # -I -S: no site-packages, no environment, no current directory: the standard library only.
     done = subprocess.run(
-        [sys.executable, "-I", "-S", str(script), "backup", "--url", node.url, "--auth-file", str(password_path("shop", ENV, SERVICE)),
-         "--ca-file", str(os_type.ca_certificate_path("shop", ENV, SERVICE)), "--location", str(tmp_path / "snapshots"),
-         "--repo", "pd", "--prefix", SERVICE, "--retention-days", "7"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            str(script),
+            "backup",
+            "--url",
+            node.url,
+            "--auth-file",
+            str(password_path("shop", ENV, SERVICE)),
+            "--ca-file",
+            str(os_type.ca_certificate_path("shop", ENV, SERVICE)),
+            "--location",
+            str(tmp_path / "snapshots"),
+            "--repo",
+            "pd",
+            "--prefix",
+            SERVICE,
+            "--retention-days",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "done" and node.password not in done.stdout + done.stderr
-    missing = subprocess.run([sys.executable, "-I", "-S", str(script), "list", "--url", node.url, "--auth-file", str(tmp_path / "nope")],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run([sys.executable, "-I", "-S", str(script), "list", "--url", node.url, "--auth-file", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and missing.stderr.startswith("error: list failed: [Errno 2] No such file or directory")
 
 
@@ -561,14 +604,17 @@ def test_fake_documents_and_error_shapes(tmp_path: Path) -> None:
 def test_fake_account_api_changes_the_password() -> None:
     with FakeOpenSearch(password="old-password") as node:
         assert _raw(node, "PUT", "/_plugins/_security/api/account", {"current_password": "wrong", "password": "new-password"}) == (
-            400, {"status": "BAD_REQUEST", "message": "Could not validate your current password."})
-        assert _raw(node, "PUT", "/_plugins/_security/api/account", {"current_password": "old-password", "password": "new-password"}) == (
-            200, {"status": "OK", "message": "'admin' updated."})
+            400,
+            {"status": "BAD_REQUEST", "message": "Could not validate your current password."},
+        )
+        assert _raw(node, "PUT", "/_plugins/_security/api/account", {"current_password": "old-password", "password": "new-password"}) == (200, {"status": "OK", "message": "'admin' updated."})
         assert _raw(node, "GET", "/", password="old-password")[0] == 401
         assert _raw(node, "GET", "/", password="new-password")[0] == 200
         node.reserved = True
         assert _raw(node, "PUT", "/_opendistro/_security/api/account", {"current_password": "new-password", "password": "x" * 12}) == (
-            403, {"status": "FORBIDDEN", "message": "Resource 'admin' is read-only."})
+            403,
+            {"status": "FORBIDDEN", "message": "Resource 'admin' is read-only."},
+        )
 
 
 # --- rotation ----------------------------------------------------------------------------------
@@ -605,8 +651,7 @@ class FakeEngine:
 
     def observed(self) -> dict[str, list[ContainerInfo]]:
         return {
-            service: [ContainerInfo(id=name, name=name, image_id="sha256:x", labels={}, state="running", health=None, exit_code=None,
-                                    started_at="2026-01-01T00:00:00Z", ports={9200: 18123})]
+            service: [ContainerInfo(id=name, name=name, image_id="sha256:x", labels={}, state="running", health=None, exit_code=None, started_at="2026-01-01T00:00:00Z", ports={9200: 18123})]
             for service, name in self.running.items()
         }
 
@@ -745,7 +790,6 @@ def test_rotate_all_includes_opensearch(project: ProjectDeployer, node: FakeOpen
     assert node.password == password_path("shop", ENV, SERVICE).read_text()
 
 
-
 def _run_job(job: Any, tmp_path: Path, node: FakeOpenSearch, backups: Path) -> subprocess.CompletedProcess[str]:
     """A backup job's exact command, run here: its private files in a temp dir instead of
     /run/secrets/pd, ``backups`` for /backups, the fake's URL and repository directory."""
@@ -768,9 +812,16 @@ def test_the_backup_method_snapshots_through_the_api_and_writes_a_verified_manif
 
     spec = project.project.services[SERVICE]
     target = BackupTarget(
-        project=project.project, env=ENV, service=spec, server=LocalServer(), runtime=None,  # type: ignore[arg-type]
-        image="opensearchproject/opensearch:2", host=f"shop_{ENV}_{SERVICE}", port=9200,
-        policy=BackupPolicy(enabled=True, schedule="0 4 * * *", retention_days=7), python_image="pd-test/python:3.11",
+        project=project.project,
+        env=ENV,
+        service=spec,
+        server=LocalServer(),
+        runtime=None,  # type: ignore[arg-type]
+        image="opensearchproject/opensearch:2",
+        host=f"shop_{ENV}_{SERVICE}",
+        port=9200,
+        policy=BackupPolicy(enabled=True, schedule="0 4 * * *", retention_days=7),
+        python_image="pd-test/python:3.11",
     )
     method = load_plugins().hook.backup_method(service=spec)  # as the backup jobs ask for it
     assert isinstance(method, os_type.OpenSearchBackup)

@@ -123,10 +123,14 @@ def test_check_names_a_missing_build_context_as_the_error_the_build_would_be(man
 
 def test_git_services_are_hashed_only_from_a_checkout_at_the_ref(manager: pluggy.PluginManager, client: FakeClient, tmp_path: Path, pd_home: Path) -> None:
     sha = "0123456789abcdef0123456789abcdef01234567"
-    project = make_project(manager, tmp_path, {
-        "web": {"type": "python", "git_repo": "https://git.example.com/shop/web.git@main"},
-        "pinned": {"type": "python", "git_repo": f"https://git.example.com/shop/web.git@{sha}"},
-    })
+    project = make_project(
+        manager,
+        tmp_path,
+        {
+            "web": {"type": "python", "git_repo": "https://git.example.com/shop/web.git@main"},
+            "pinned": {"type": "python", "git_repo": f"https://git.example.com/shop/web.git@{sha}"},
+        },
+    )
     builder = ProjectBuilder(project, ENV, manager, registry=build_registry(manager), log=lambda line: None)
     assert builder.check("web") == BuildCheck(service="web", needed=True, reason="git ref main not checked out yet")
     assert files_under(pd_home) == []  # no clone, no fetch
@@ -271,7 +275,17 @@ def test_fleet_plan_says_build_where_the_service_runs_or_starts(manager: pluggy.
 
 
 def test_table_and_json_carry_the_build(capsys: pytest.CaptureFixture[str]) -> None:
-    built = ServicePlan(service="api", action="update", reason="build: inputs 111111111111 -> 222222222222; new image", group=1, stateful=False, current_slot="a", next_slot="b", image="shop-api:latest", build="inputs 111111111111 -> 222222222222")
+    built = ServicePlan(
+        service="api",
+        action="update",
+        reason="build: inputs 111111111111 -> 222222222222; new image",
+        group=1,
+        stateful=False,
+        current_slot="a",
+        next_slot="b",
+        image="shop-api:latest",
+        build="inputs 111111111111 -> 222222222222",
+    )
     kept = ServicePlan(service="postgres", action="unchanged", reason="running and up to date", group=0, stateful=True, image="postgres:15")
     plan = DeployPlan(project="shop", env=ENV, services=(kept, built))
     services = _plan_json(plan)["services"]
@@ -282,7 +296,22 @@ def test_table_and_json_carry_the_build(capsys: pytest.CaptureFixture[str]) -> N
 
     from projectdeployer.core.fleetplan import FleetServicePlan
 
-    fleet = FleetPlan(project="shop", env="prod", servers=(), services=(FleetServicePlan(service="api", action="create", reason="build: no image yet (inputs 0123456789ab); not running on n1", group=1, stateful=False, servers=("n1",), build="no image yet (inputs 0123456789ab)"),))
+    fleet = FleetPlan(
+        project="shop",
+        env="prod",
+        servers=(),
+        services=(
+            FleetServicePlan(
+                service="api",
+                action="create",
+                reason="build: no image yet (inputs 0123456789ab); not running on n1",
+                group=1,
+                stateful=False,
+                servers=("n1",),
+                build="no image yet (inputs 0123456789ab)",
+            ),
+        ),
+    )
     assert _plan_json(fleet)["services"][0]["build"] == "no image yet (inputs 0123456789ab)"
     _print_plan("plan for shop/prod", fleet)
     assert "build+create" in capsys.readouterr().out

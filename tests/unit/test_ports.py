@@ -76,9 +76,7 @@ def test_secondary_and_other() -> None:
         a.other(8124)
 
 
-@pytest.mark.parametrize(
-    "host, internal", [(7999, 5000), (9000, 5000), (8000, 4999), (8000, 6000)]
-)
+@pytest.mark.parametrize("host, internal", [(7999, 5000), (9000, 5000), (8000, 4999), (8000, 6000)])
 def test_assignment_rejects_out_of_range(host: int, internal: int) -> None:
     with pytest.raises(ValueError):
         PortAssignment(host=host, internal=internal)
@@ -90,9 +88,7 @@ def test_assignment_rejects_out_of_range(host: int, internal: int) -> None:
 def test_preferred_ports_are_pinned() -> None:
     # Records on disk outlive releases: the formula must never change silently.
     assert preferred_host_port("shop", "prod", "api", 8000) == 8936
-    assert preferred_host_port("shop", "prod", "api", None) == preferred_host_port(
-        "shop", "prod", "api", 0
-    )
+    assert preferred_host_port("shop", "prod", "api", None) == preferred_host_port("shop", "prod", "api", 0)
     assert preferred_internal_port("shop", "prod", "api") == 5515
 
 
@@ -124,7 +120,10 @@ def test_deterministic_across_processes(services: dict[str, int | None], seed: s
     out = subprocess.run(
         [sys.executable, "-c", _SUBPROCESS],
         input=json.dumps([PROJECT, ENV, services]),
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     here = allocate_ports(PROJECT, ENV, services, {})
     assert json.loads(out.stdout) == {n: [a.host, a.internal] for n, a in here.items()}
@@ -143,9 +142,7 @@ def test_distinct_ports_and_ranges(services: dict[str, int | None]) -> None:
 @given(st.dictionaries(names, container_ports, max_size=50))
 def test_order_of_services_does_not_matter(services: dict[str, int | None]) -> None:
     reversed_services = dict(reversed(list(services.items())))
-    assert allocate_ports(PROJECT, ENV, services, {}) == allocate_ports(
-        PROJECT, ENV, reversed_services, {}
-    )
+    assert allocate_ports(PROJECT, ENV, services, {}) == allocate_ports(PROJECT, ENV, reversed_services, {})
 
 
 def test_digest_collisions_are_probed() -> None:
@@ -166,9 +163,7 @@ def test_probing_wraps_around_the_range() -> None:
 
 
 @given(service_maps, service_maps)
-def test_adding_services_never_moves_existing(
-    first: dict[str, int | None], more: dict[str, int | None]
-) -> None:
+def test_adding_services_never_moves_existing(first: dict[str, int | None], more: dict[str, int | None]) -> None:
     before = allocate_ports(PROJECT, ENV, first, {})
     after = allocate_ports(PROJECT, ENV, more | first, before)
     assert {n: after[n] for n in first} == before
@@ -176,9 +171,7 @@ def test_adding_services_never_moves_existing(
 
 
 @given(service_maps, st.data())
-def test_removing_services_never_moves_others(
-    services: dict[str, int | None], data: st.DataObject
-) -> None:
+def test_removing_services_never_moves_others(services: dict[str, int | None], data: st.DataObject) -> None:
     before = allocate_ports(PROJECT, ENV, services, {})
     removed = data.draw(st.sets(st.sampled_from(sorted(services))) if services else st.just(set()))
     kept = {n: p for n, p in services.items() if n not in removed}
@@ -295,15 +288,10 @@ def test_store_format_is_stable(tmp_path: Path) -> None:
     path = tmp_path / "ports.json"
     web, api = PortAssignment(host=8200, internal=5200), PortAssignment(host=8123, internal=5321)
     PortStore(path).save({"web": web, "api": api})
-    assert path.read_text() == (
-        '{\n  "api": {\n    "host": 8123,\n    "internal": 5321\n  },\n'
-        '  "web": {\n    "host": 8200,\n    "internal": 5200\n  }\n}\n'
-    )
+    assert path.read_text() == ('{\n  "api": {\n    "host": 8123,\n    "internal": 5321\n  },\n  "web": {\n    "host": 8200,\n    "internal": 5200\n  }\n}\n')
 
 
-def test_store_assign_writes_only_on_change(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_store_assign_writes_only_on_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writes: list[Path] = []
     real_write = ports_mod.atomic_write
 

@@ -111,7 +111,13 @@ CASES = [
     ("invalid-project-name", '[project]\nname = "My App"\n', "project.name", ["'My App' is not a valid project name"], 1),
     ("unknown-service-type", P + '[services.api]\ntype = "pyton"\n', "services.api.type", ["unknown service type 'pyton'", "python", "postgres"], 1),
     ("missing-service-type", P + "[services.api]\nport = 8000\n", "services.api.type", ["required key missing", "python"], 1),
-    ("depends-on-unknown", P + '[services.postgres]\ntype = "postgres"\n[services.api]\ntype = "python"\ndepends_on = ["postgres", "nope"]\n', "services.api.depends_on[1]", ["unknown service 'nope'"], 1),
+    (
+        "depends-on-unknown",
+        P + '[services.postgres]\ntype = "postgres"\n[services.api]\ntype = "python"\ndepends_on = ["postgres", "nope"]\n',
+        "services.api.depends_on[1]",
+        ["unknown service 'nope'"],
+        1,
+    ),
     (
         "depends-on-cycle",
         P + '[services.a]\ntype = "python"\ndepends_on = ["b"]\n[services.b]\ntype = "python"\ndepends_on = ["a"]\n',
@@ -121,8 +127,7 @@ CASES = [
     ),
     (
         "depends-on-three-cycle",
-        P + '[services.a]\ntype = "python"\ndepends_on = ["b"]\n[services.b]\ntype = "python"\ndepends_on = ["c"]\n'
-        '[services.c]\ntype = "python"\ndepends_on = ["a"]\n',
+        P + '[services.a]\ntype = "python"\ndepends_on = ["b"]\n[services.b]\ntype = "python"\ndepends_on = ["c"]\n[services.c]\ntype = "python"\ndepends_on = ["a"]\n',
         "services.a.depends_on",
         ["dependency cycle: a -> b -> c -> a"],
         1,
@@ -158,7 +163,13 @@ CASES = [
     ),
     ("git-url-bad-scheme", P + '[services.api]\ntype = "python"\ngit_repo = "ftp://github.com/user/api.git"\n', "services.api.git_repo", ["unsupported scheme 'ftp'"], 1),
     ("git-url-no-scheme", P + '[services.api]\ntype = "python"\ngit_repo = "github.com/user/api.git"\n', "services.api.git_repo", ["expected https://"], 1),
-    ("git-url-credentials", P + '[services.api]\ntype = "python"\ngit_repo = "https://user:hunter2@github.com/user/api.git@main"\n', "services.api.git_repo", ["credentials in the URL are not allowed", "git_token"], 1),
+    (
+        "git-url-credentials",
+        P + '[services.api]\ntype = "python"\ngit_repo = "https://user:hunter2@github.com/user/api.git@main"\n',
+        "services.api.git_repo",
+        ["credentials in the URL are not allowed", "git_token"],
+        1,
+    ),
     ("git-url-bad-ref", P + '[services.api]\ntype = "python"\ngit_repo = "https://github.com/user/api.git@a..b"\n', "services.api.git_repo", ["'a..b' is not a valid branch, tag or commit name"], 1),
     (
         "git-token-literal",
@@ -203,8 +214,20 @@ CASES = [
     ("volume-bad-mode", P + '[services.api]\ntype = "python"\nvolumes = {"/srv/data" = "/data:rx"}\n', "services.api.volumes./srv/data", ["mode must be 'ro' or 'rw'"], 1),
     ("unknown-images-key", P + '[images]\npyton = "python:{version}-slim"\n', "images.pyton", ["unknown image key", "python"], 1),
     ("env-override-unknown-service", P + '[services.api]\ntype = "python"\n[environments.prod.services.apii]\nport = 1\n', "environments.prod.services.apii", ["unknown service 'apii'"], 1),
-    ("env-override-wrong-type", P + '[services.api]\ntype = "python"\n[environments.prod.services.api]\nport = "80"\n', "environments.prod.services.api.port", ["expected an integer", 'the string "80"'], 1),
-    ("env-override-changes-type", P + '[services.api]\ntype = "python"\n[environments.prod.services.api]\ntype = "nodejs"\n', "environments.prod.services.api.type", ["cannot change a service's type"], 1),
+    (
+        "env-override-wrong-type",
+        P + '[services.api]\ntype = "python"\n[environments.prod.services.api]\nport = "80"\n',
+        "environments.prod.services.api.port",
+        ["expected an integer", 'the string "80"'],
+        1,
+    ),
+    (
+        "env-override-changes-type",
+        P + '[services.api]\ntype = "python"\n[environments.prod.services.api]\ntype = "nodejs"\n',
+        "environments.prod.services.api.type",
+        ["cannot change a service's type"],
+        1,
+    ),
     (
         "env-override-invalid-value",
         P + '[services.api]\ntype = "python"\n[environments.prod.services.api]\nschedule = "61 * * * *"\n',
@@ -315,8 +338,7 @@ def test_several_problems_are_all_reported_at_once(tmp_path: Path) -> None:
 
 def test_several_semantic_problems_are_all_reported_at_once(tmp_path: Path) -> None:
     text = (
-        P
-        + '[services.api]\ntype = "python"\ndepends_on = ["nope"]\nserver_zone = "mars1"\ndomain = "10.0.0.1"\nport = 8000\n'
+        P + '[services.api]\ntype = "python"\ndepends_on = ["nope"]\nserver_zone = "mars1"\ndomain = "10.0.0.1"\nport = 8000\n'
         '[services.job]\ntype = "python"\nschedule = "61 * * * *"\ngit_repo = "https://github.com/u/j.git"\ngit_token = "tk8787"\n'
     )
     err, path = _load_error(tmp_path, text)
@@ -422,9 +444,20 @@ def shop(pd_home: Path) -> ProjectDeployer:
         (lambda p: p.add("nosuchtype", "x"), None, "unknown service type 'nosuchtype'"),
     ],
     ids=[
-        "depends-on-unknown", "unknown-kwarg", "port-string", "bad-cron-with-secret-env", "redis-horizontal",
-        "update-ip-domain", "update-bool-count", "update-self-dependency", "update-unknown-service",
-        "update-unknown-kwarg", "delete-a-dependency", "delete-unknown", "bad-name", "unknown-type",
+        "depends-on-unknown",
+        "unknown-kwarg",
+        "port-string",
+        "bad-cron-with-secret-env",
+        "redis-horizontal",
+        "update-ip-domain",
+        "update-bool-count",
+        "update-self-dependency",
+        "update-unknown-service",
+        "update-unknown-kwarg",
+        "delete-a-dependency",
+        "delete-unknown",
+        "bad-name",
+        "unknown-type",
     ],
 )
 def test_invalid_api_call_raises_and_writes_nothing(shop: ProjectDeployer, pd_home: Path, call, key_path: str | None, fragment: str) -> None:
@@ -462,12 +495,49 @@ def test_every_unknown_kwarg_is_reported(shop: ProjectDeployer) -> None:
 # --- property: never anything but a Project or a ConfigError -----------------------------------
 
 _KEYS = [
-    "project", "images", "environments", "services", "name", "type", "port", "depends_on", "env_vars",
-    "volumes", "auto_scaling", "vertical", "horizontal", "cpu_scale_up", "cpu_scale_down", "rps_scale_up",
-    "schedule", "domain", "git_repo", "git_token", "backup_config", "retention_days", "zones", "provider",
-    "startup_order", "servers_count", "server_zone", "server_cpu", "server_memory", "dockerfile",
-    "dockerfile_content", "requirements_files", "image", "python", "version", "min_servers", "max_servers",
-    "package_manager", "build_dir", "build_context", "health_path", "docker_hub_user", "command",
+    "project",
+    "images",
+    "environments",
+    "services",
+    "name",
+    "type",
+    "port",
+    "depends_on",
+    "env_vars",
+    "volumes",
+    "auto_scaling",
+    "vertical",
+    "horizontal",
+    "cpu_scale_up",
+    "cpu_scale_down",
+    "rps_scale_up",
+    "schedule",
+    "domain",
+    "git_repo",
+    "git_token",
+    "backup_config",
+    "retention_days",
+    "zones",
+    "provider",
+    "startup_order",
+    "servers_count",
+    "server_zone",
+    "server_cpu",
+    "server_memory",
+    "dockerfile",
+    "dockerfile_content",
+    "requirements_files",
+    "image",
+    "python",
+    "version",
+    "min_servers",
+    "max_servers",
+    "package_manager",
+    "build_dir",
+    "build_context",
+    "health_path",
+    "docker_hub_user",
+    "command",
 ]
 _NAMES = ["api", "web", "postgres", "redis", "worker", "a", "b"]
 keys = st.sampled_from(_KEYS) | st.text(min_size=1, max_size=8)
@@ -480,9 +550,28 @@ scalars = (
     | st.dates()
     | st.times()
     | st.sampled_from(
-        [*_NAMES, "python", "postgres", "generic", "nodejs", "react", "auto", "0 2 * * *", "61 * * * *", "lon1",
-         "api.example.com", "10.0.0.1", "https://github.com/u/r.git@main", "git@github.com:u/r.git@v1",
-         "secret:api/git_token", "tk8787", "npm", "dist", "Dockerfile", "/app:ro"]
+        [
+            *_NAMES,
+            "python",
+            "postgres",
+            "generic",
+            "nodejs",
+            "react",
+            "auto",
+            "0 2 * * *",
+            "61 * * * *",
+            "lon1",
+            "api.example.com",
+            "10.0.0.1",
+            "https://github.com/u/r.git@main",
+            "git@github.com:u/r.git@v1",
+            "secret:api/git_token",
+            "tk8787",
+            "npm",
+            "dist",
+            "Dockerfile",
+            "/app:ro",
+        ]
     )
 )
 _any_value = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5), max_leaves=20)
@@ -523,80 +612,96 @@ def with_junk_keys(tables: st.SearchStrategy) -> st.SearchStrategy:
 
 ints = st.integers(-3, 70000)
 percent = st.integers(-10, 150) | st.floats(-10, 150)
-service_tables = _named(with_junk_keys(
-    st.fixed_dictionaries(
-        {"type": mostly(st.sampled_from(["python", "nodejs", "react", "generic", "postgres", "redis", "opensearch", "pyton"]))},
-        optional={
-            "depends_on": mostly(st.lists(mostly(st.sampled_from(_NAMES)), max_size=3)),
-            "port": mostly(ints),
-            "servers_count": mostly(st.integers(-1, 25)),
-            "server_zone": mostly(st.sampled_from(["lon1", "nyc3", "local", "mars1"])),
-            "server_cpu": mostly(st.sampled_from([1, 2, 3, 4])),
-            "domain": mostly(st.sampled_from(["api.example.com", "www.example.com", "x", "1.2.3.4", "-a.example.com"])),
-            "schedule": mostly(st.sampled_from(["0 2 * * *", "* * *", "61 * * * *", "@daily", "*/5 * * * *"])),
-            "env_vars": mostly(st.dictionaries(st.sampled_from(["DATABASE_URL", "REDIS_URL", "API_URL", "API_KEY", "X", "1BAD"]), mostly(st.sampled_from(["auto", "1", "secret:x"])), max_size=3)),
-            "volumes": mostly(st.dictionaries(st.sampled_from(["/srv/a", "", "rel"]), mostly(st.sampled_from(["/a", "/a:ro", "a:xx"])), max_size=2)),
-            "auto_scaling": mostly(
-                st.booleans()
-                | st.fixed_dictionaries(
-                    {},
-                    optional={
-                        "vertical": mostly(st.dictionaries(st.sampled_from(["cpu_scale_up", "cpu_scale_down", "memory_scale_up", "memory_scale_down"]), mostly(percent), max_size=4)),
-                        "horizontal": mostly(st.dictionaries(st.sampled_from(["rps_scale_up", "rps_scale_down"]), mostly(st.integers(-5, 2000)), max_size=2)),
-                        "min_servers": mostly(st.integers(-1, 25)),
-                        "max_servers": mostly(st.integers(-1, 25)),
-                        "scale_up_cooldown": mostly(st.integers(-1, 900)),
-                    },
-                )
-            ),
-            "startup_order": mostly(st.integers(-1, 5)),
-            "git_repo": mostly(st.sampled_from(["https://github.com/u/r.git@main", "git@github.com:u/r.git@v1", "file:///srv/r.git", "ftp://x/y", "https://u:p@h/x.git", "https://h/x.git@a..b"])),
-            "git_token": mostly(st.sampled_from(["secret:api/git_token", "env:TOKEN", "tk8787", "secret:"])),
-            "build_context": mostly(st.sampled_from(["/path/to/code", "."])),
-            "dockerfile": mostly(st.sampled_from(["Dockerfile", "/etc/Dockerfile", "../Dockerfile"])),
-            "dockerfile_content": mostly(st.dictionaries(st.sampled_from(["1", "2", "x"]), mostly(st.sampled_from(["FROM scratch", ""])), max_size=2)),
-            "image": mostly(st.sampled_from(["nginx:alpine", ""])),
-            "requirements_files": mostly(st.lists(mostly(st.sampled_from(["requirements.txt", "../x.txt"])), max_size=2)),
-            "package_manager": mostly(st.sampled_from(["npm", "yarn", "pnpm", "bun"])),
-            "backup_config": mostly(st.fixed_dictionaries({}, optional={"schedule": mostly(st.sampled_from(["0 2 * * *", "61 * * * *"])), "retention_days": mostly(st.integers(-1, 30)), "enabled": mostly(st.booleans())})),
-            "health_path": mostly(st.sampled_from(["/", "/healthz", "healthz"])),
-        },
-    )
-), "service_table")
-services = _named(st.dictionaries(mostly_key(st.sampled_from(_NAMES + ["Bad Name"])), mostly(service_tables), min_size=1, max_size=5), "services_table")
-project_tables = _named(with_junk_keys(
-    st.fixed_dictionaries(
-        {"name": mostly(st.sampled_from(["shop", "shop", "My App", ""]))},
-        optional={"version": mostly(st.sampled_from(["1.0.0", "bad tag"])), "docker_hub_user": mostly(st.sampled_from(["me", "Not Valid"])), "default_server_ip": values},
-    )
-), "project_table")
-environments = _named(st.dictionaries(
-    st.sampled_from(["prod", "dev", "Bad Env"]),
-    mostly(
+service_tables = _named(
+    with_junk_keys(
         st.fixed_dictionaries(
-            {},
+            {"type": mostly(st.sampled_from(["python", "nodejs", "react", "generic", "postgres", "redis", "opensearch", "pyton"]))},
             optional={
-                "provider": mostly(st.sampled_from(["auto", "local", "digitalocean", "aws"])),
-                "zones": mostly(st.lists(mostly(st.sampled_from(["lon1", "nyc3", "mars1"])), max_size=2)),
-                "services": mostly(st.dictionaries(mostly_key(st.sampled_from(_NAMES)), mostly(service_tables.map(lambda t: {k: v for k, v in t.items() if k != "type"})), max_size=3)),
+                "depends_on": mostly(st.lists(mostly(st.sampled_from(_NAMES)), max_size=3)),
+                "port": mostly(ints),
+                "servers_count": mostly(st.integers(-1, 25)),
+                "server_zone": mostly(st.sampled_from(["lon1", "nyc3", "local", "mars1"])),
+                "server_cpu": mostly(st.sampled_from([1, 2, 3, 4])),
+                "domain": mostly(st.sampled_from(["api.example.com", "www.example.com", "x", "1.2.3.4", "-a.example.com"])),
+                "schedule": mostly(st.sampled_from(["0 2 * * *", "* * *", "61 * * * *", "@daily", "*/5 * * * *"])),
+                "env_vars": mostly(st.dictionaries(st.sampled_from(["DATABASE_URL", "REDIS_URL", "API_URL", "API_KEY", "X", "1BAD"]), mostly(st.sampled_from(["auto", "1", "secret:x"])), max_size=3)),
+                "volumes": mostly(st.dictionaries(st.sampled_from(["/srv/a", "", "rel"]), mostly(st.sampled_from(["/a", "/a:ro", "a:xx"])), max_size=2)),
+                "auto_scaling": mostly(
+                    st.booleans()
+                    | st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "vertical": mostly(st.dictionaries(st.sampled_from(["cpu_scale_up", "cpu_scale_down", "memory_scale_up", "memory_scale_down"]), mostly(percent), max_size=4)),
+                            "horizontal": mostly(st.dictionaries(st.sampled_from(["rps_scale_up", "rps_scale_down"]), mostly(st.integers(-5, 2000)), max_size=2)),
+                            "min_servers": mostly(st.integers(-1, 25)),
+                            "max_servers": mostly(st.integers(-1, 25)),
+                            "scale_up_cooldown": mostly(st.integers(-1, 900)),
+                        },
+                    )
+                ),
+                "startup_order": mostly(st.integers(-1, 5)),
+                "git_repo": mostly(st.sampled_from(["https://github.com/u/r.git@main", "git@github.com:u/r.git@v1", "file:///srv/r.git", "ftp://x/y", "https://u:p@h/x.git", "https://h/x.git@a..b"])),
+                "git_token": mostly(st.sampled_from(["secret:api/git_token", "env:TOKEN", "tk8787", "secret:"])),
+                "build_context": mostly(st.sampled_from(["/path/to/code", "."])),
+                "dockerfile": mostly(st.sampled_from(["Dockerfile", "/etc/Dockerfile", "../Dockerfile"])),
+                "dockerfile_content": mostly(st.dictionaries(st.sampled_from(["1", "2", "x"]), mostly(st.sampled_from(["FROM scratch", ""])), max_size=2)),
+                "image": mostly(st.sampled_from(["nginx:alpine", ""])),
+                "requirements_files": mostly(st.lists(mostly(st.sampled_from(["requirements.txt", "../x.txt"])), max_size=2)),
+                "package_manager": mostly(st.sampled_from(["npm", "yarn", "pnpm", "bun"])),
+                "backup_config": mostly(
+                    st.fixed_dictionaries(
+                        {}, optional={"schedule": mostly(st.sampled_from(["0 2 * * *", "61 * * * *"])), "retention_days": mostly(st.integers(-1, 30)), "enabled": mostly(st.booleans())}
+                    )
+                ),
+                "health_path": mostly(st.sampled_from(["/", "/healthz", "healthz"])),
             },
         )
     ),
-    max_size=2,
-), "environments_table")
+    "service_table",
+)
+services = _named(st.dictionaries(mostly_key(st.sampled_from(_NAMES + ["Bad Name"])), mostly(service_tables), min_size=1, max_size=5), "services_table")
+project_tables = _named(
+    with_junk_keys(
+        st.fixed_dictionaries(
+            {"name": mostly(st.sampled_from(["shop", "shop", "My App", ""]))},
+            optional={"version": mostly(st.sampled_from(["1.0.0", "bad tag"])), "docker_hub_user": mostly(st.sampled_from(["me", "Not Valid"])), "default_server_ip": values},
+        )
+    ),
+    "project_table",
+)
+environments = _named(
+    st.dictionaries(
+        st.sampled_from(["prod", "dev", "Bad Env"]),
+        mostly(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "provider": mostly(st.sampled_from(["auto", "local", "digitalocean", "aws"])),
+                    "zones": mostly(st.lists(mostly(st.sampled_from(["lon1", "nyc3", "mars1"])), max_size=2)),
+                    "services": mostly(st.dictionaries(mostly_key(st.sampled_from(_NAMES)), mostly(service_tables.map(lambda t: {k: v for k, v in t.items() if k != "type"})), max_size=3)),
+                },
+            )
+        ),
+        max_size=2,
+    ),
+    "environments_table",
+)
 
 
 def _documents(project: st.SearchStrategy, name: str) -> st.SearchStrategy:
     """Documents (mostly well-formed, with junk mixed in); ``project`` is drawn from ``project``."""
-    return _named(with_junk_keys(
-        st.fixed_dictionaries(
-            {"project": project, "services": mostly(services)},
-            optional={
-                "environments": mostly(environments),
-                "images": mostly(st.dictionaries(st.sampled_from(["python", "node", "nginx", "pyton"]), mostly(st.sampled_from(["python:{version}-slim", "bad image"])), max_size=2)),
-            },
-        )
-    ), name)
+    return _named(
+        with_junk_keys(
+            st.fixed_dictionaries(
+                {"project": project, "services": mostly(services)},
+                optional={
+                    "environments": mostly(environments),
+                    "images": mostly(st.dictionaries(st.sampled_from(["python", "node", "nginx", "pyton"]), mostly(st.sampled_from(["python:{version}-slim", "bad image"])), max_size=2)),
+                },
+            )
+        ),
+        name,
+    )
 
 
 def _has_self_dependency(data: dict) -> bool:
@@ -635,10 +740,43 @@ def test_random_documents_with_any_project_value_give_a_project_or_a_config_erro
 
 
 _TOML_PIECES = [
-    "[project]\n", 'name = "shop"\n', "[services.api]\n", 'type = "python"\n', "port = 8000\n", 'port = "8000"\n',
-    "[environments.prod.services.api]\n", "[[services]]\n", "[images]\n", 'depends_on = ["api"]\n', "auto_scaling = true\n",
-    "auto_scaling = {vertical = {cpu_scale_up = 80}}\n", 'env_vars = {DATABASE_URL = "auto"}\n', "a.b.c = 1\n", "x = 1979-05-27T07:32:00Z\n",
-    "= 1\n", "[", "]", '"', "'''", '"""', "{", "}", "\\u", "#", "\n", " ", "=", ",", ".", "\x00", "\ufeff", "nan", "inf", "0x1F", "1e", "true",
+    "[project]\n",
+    'name = "shop"\n',
+    "[services.api]\n",
+    'type = "python"\n',
+    "port = 8000\n",
+    'port = "8000"\n',
+    "[environments.prod.services.api]\n",
+    "[[services]]\n",
+    "[images]\n",
+    'depends_on = ["api"]\n',
+    "auto_scaling = true\n",
+    "auto_scaling = {vertical = {cpu_scale_up = 80}}\n",
+    'env_vars = {DATABASE_URL = "auto"}\n',
+    "a.b.c = 1\n",
+    "x = 1979-05-27T07:32:00Z\n",
+    "= 1\n",
+    "[",
+    "]",
+    '"',
+    "'''",
+    '"""',
+    "{",
+    "}",
+    "\\u",
+    "#",
+    "\n",
+    " ",
+    "=",
+    ",",
+    ".",
+    "\x00",
+    "\ufeff",
+    "nan",
+    "inf",
+    "0x1F",
+    "1e",
+    "true",
 ]
 
 

@@ -161,7 +161,8 @@ def manager() -> pluggy.PluginManager:
 def _builder(manager: pluggy.PluginManager, tmp_path: Path, api: dict[str, Any]) -> ProjectBuilder:
     project = build_project(
         {"project": {"name": "shop"}, "services": {"api": {"type": "python", "build_context": "src", **api}}},
-        source=str(tmp_path / "shop.toml"), registry=build_registry(manager),
+        source=str(tmp_path / "shop.toml"),
+        registry=build_registry(manager),
     )
     return ProjectBuilder(project, "dev", manager, registry=build_registry(manager), log=lambda line: None)
 

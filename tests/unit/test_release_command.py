@@ -43,4 +43,3 @@ def test_the_release_container_name_is_the_tools_own() -> None:
     # api's release container is api_release: a job of that name would collide.
     found = dict(collisions({"api": Shape.SLOTTED, "api_release": Shape.SINGLE}))
     assert found == {"api_release": "'api_release' would name a container or volume 'api_release', as service 'api' does"}
-

@@ -18,10 +18,18 @@ def test_parallel_records_lose_nothing() -> None:
 
     def record(index: int) -> None:
         start.wait()
-        history.record(Release(
-            id=new_release_id(), service=f"web{index:02d}", version="1", image="shared:1", image_id="sha256:x",
-            config_hash="c", secrets_version="s", deployed_at=0.0,
-        ))
+        history.record(
+            Release(
+                id=new_release_id(),
+                service=f"web{index:02d}",
+                version="1",
+                image="shared:1",
+                image_id="sha256:x",
+                config_hash="c",
+                secrets_version="s",
+                deployed_at=0.0,
+            )
+        )
 
     threads = [threading.Thread(target=record, args=(i,)) for i in range(40)]
     for thread in threads:

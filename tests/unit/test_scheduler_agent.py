@@ -219,8 +219,18 @@ def test_a_job_container_has_no_slot_suffix_no_ports_and_never_restarts(tmp_path
 
     def container(slot: str):  # type: ignore[no-untyped-def]
         return build_container(
-            project=project, env="dev", service=spec, stype=stype, parts=None, image="img", image_id="sha256:1",
-            ports=pd.ports("dev")["report"], slot=slot, data_root="/local", resolve_secret=lambda ref: "x", service_types=get_registry().service_types,
+            project=project,
+            env="dev",
+            service=spec,
+            stype=stype,
+            parts=None,
+            image="img",
+            image_id="sha256:1",
+            ports=pd.ports("dev")["report"],
+            slot=slot,
+            data_root="/local",
+            resolve_secret=lambda ref: "x",
+            service_types=get_registry().service_types,
         )
 
     job, web = container(JOB_SLOT), container("a")

@@ -305,8 +305,13 @@ def check_nodejs(snaps: list[Snap], ns: dict) -> None:
     assert snaps[0].service("api")["command"] == "node server.js"
     assert (snaps[1].service("api")["build_command"], snaps[1].service("api")["command"]) == ("npm run build", "node dist/main.js")
     assert snaps[2].service("web") == {
-        "type": "nodejs", "build_command": "npm run build", "command": "npm start", "port": 3000,
-        "git_repo": "https://github.com/user/web.git@main", "git_token": "secret:web/git_token", "servers_count": 3,
+        "type": "nodejs",
+        "build_command": "npm run build",
+        "command": "npm start",
+        "port": 3000,
+        "git_repo": "https://github.com/user/web.git@main",
+        "git_token": "secret:web/git_token",
+        "servers_count": 3,
     }
     assert snaps[3].service("api")["package_manager"] == "yarn"
     model = project_of(ns).project.services

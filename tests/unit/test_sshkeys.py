@@ -183,12 +183,7 @@ def test_hashed_and_multi_name_entries_match(tmp_path: Path) -> None:
     key, other = _host_key(), _host_key()
     hashed = paramiko.HostKeys.hash_host("[10.0.0.7]:2222")
     path = tmp_path / "known_hosts"
-    path.write_text(
-        f"{hashed} {key.keytype} {key.blob}\n"
-        f"web-2,10.0.0.8 {other.keytype} {other.blob}\n"
-        "@cert-authority * ssh-ed25519 AAAAignored\n"
-        "garbage line\n"
-    )
+    path.write_text(f"{hashed} {key.keytype} {key.blob}\nweb-2,10.0.0.8 {other.keytype} {other.blob}\n@cert-authority * ssh-ed25519 AAAAignored\ngarbage line\n")
     known = KnownHosts(path)
     assert known.lookup("10.0.0.7", 2222) == [key]
     assert known.lookup("10.0.0.8", 22) == [other]

@@ -53,7 +53,9 @@ pytestmark = pytest.mark.unit
 BIN = Path(sys.executable).with_name("projectdeployer")
 
 
-def container(name: str, env: str = "prod", *, project: str = "shop", role: str = "service", service: str | None = None, slot: str | None = None, image: str = "sha256:app", state: str = "running") -> ContainerInfo:
+def container(
+    name: str, env: str = "prod", *, project: str = "shop", role: str = "service", service: str | None = None, slot: str | None = None, image: str = "sha256:app", state: str = "running"
+) -> ContainerInfo:
     labels = {LABEL_PROJECT: project, LABEL_ENV: env, LABEL_ROLE: role}
     if service:
         labels[LABEL_SERVICE] = service
@@ -93,10 +95,17 @@ def test_local_plan_removes_the_environment_and_keeps_its_data_and_shared_images
 
     # The scheduler first (it would start jobs), then the router, then the rest by name.
     assert keys(plan.remove) == [
-        ("container", "shop_prod_scheduler"), ("container", "shop_prod_nginx"), ("container", "shop_prod_api_a"),
-        ("container", "shop_prod_postgres"), ("container", "shop_prod_report"), ("network", "shop_prod_network"),
-        ("image", "shop-api:1.0"), ("image", "shop-old:1.0"), ("image", "d" * 12),
-        ("file", "/h/shop/prod/config/ports.json"), ("directory", "/h/shop/prod/run"),
+        ("container", "shop_prod_scheduler"),
+        ("container", "shop_prod_nginx"),
+        ("container", "shop_prod_api_a"),
+        ("container", "shop_prod_postgres"),
+        ("container", "shop_prod_report"),
+        ("network", "shop_prod_network"),
+        ("image", "shop-api:1.0"),
+        ("image", "shop-old:1.0"),
+        ("image", "d" * 12),
+        ("file", "/h/shop/prod/config/ports.json"),
+        ("directory", "/h/shop/prod/run"),
     ]
     notes = {i.name: i.note for i in plan.remove}
     assert notes["shop_prod_api_a"] == "api, slot a, running" and notes["shop_prod_report"] == "report, job, created"
@@ -109,7 +118,13 @@ def test_local_plan_removes_the_environment_and_keeps_its_data_and_shared_images
     assert "used by container shop_staging_web_a (shop/staging)" in kept[("image", "shop-web:1.0")].note
     assert not kept[("directory", "/h/shop/prod/secrets")].data
     assert [i.name for i in plan.kept_data] == ["shop_prod_postgres_data", "/h/shop/prod/backups"]
-    assert not plan.empty and json.loads(json.dumps(plan.to_json()))["keep"][0] == {"where": "local", "kind": "image", "name": "shop-web:1.0", "note": kept[("image", "shop-web:1.0")].note, "data": False}
+    assert not plan.empty and json.loads(json.dumps(plan.to_json()))["keep"][0] == {
+        "where": "local",
+        "kind": "image",
+        "name": "shop-web:1.0",
+        "note": kept[("image", "shop-web:1.0")].note,
+        "data": False,
+    }
 
 
 def test_with_data_the_volumes_and_backups_go_too_and_the_secrets_stay() -> None:
@@ -117,8 +132,10 @@ def test_with_data_the_volumes_and_backups_go_too_and_the_secrets_stay() -> None
     local = LocalFacts(data=("/h/shop/prod/backups", "/h/shop/prod/logs"), yours=("/h/shop/prod/secrets", "/h/shop/prod/files"))
     plan = plan_teardown(project="shop", env="prod", provider="local", with_data=True, places=[place], local=local)
     assert keys(plan.remove) == [
-        ("volume", "shop_prod_postgres_data"), ("volume", "shop_prod_search_snapshots"),
-        ("directory", "/h/shop/prod/backups"), ("directory", "/h/shop/prod/logs"),
+        ("volume", "shop_prod_postgres_data"),
+        ("volume", "shop_prod_search_snapshots"),
+        ("directory", "/h/shop/prod/backups"),
+        ("directory", "/h/shop/prod/logs"),
     ]
     assert all(i.data for i in plan.remove)
     assert keys(plan.keep) == [("directory", "/h/shop/prod/secrets"), ("directory", "/h/shop/prod/files")]
@@ -127,27 +144,41 @@ def test_with_data_the_volumes_and_backups_go_too_and_the_secrets_stay() -> None
 def test_servers_are_cleared_and_kept_without_data_and_destroyed_with_it() -> None:
     def places() -> list[PlaceFacts]:
         return [
-            PlaceFacts(server="shop-prod-lon1-1", containers=(container("shop_prod_postgres", role="stateful", service="postgres"),), network="shop_prod_network",
-                       volumes=("shop_prod_postgres_data",), directories=(("/local/shop/prod/run", False), ("/local/shop/prod/backups", True))),
-            PlaceFacts(server="shop-prod-nyc3-1", containers=(container("shop_prod_api_a", service="api", slot="a"),), network="shop_prod_network",
-                       images=(ImageFacts(id="sha256:" + "a" * 64, tags=("shop-api:1.0",)),)),
+            PlaceFacts(
+                server="shop-prod-lon1-1",
+                containers=(container("shop_prod_postgres", role="stateful", service="postgres"),),
+                network="shop_prod_network",
+                volumes=("shop_prod_postgres_data",),
+                directories=(("/local/shop/prod/run", False), ("/local/shop/prod/backups", True)),
+            ),
+            PlaceFacts(
+                server="shop-prod-nyc3-1",
+                containers=(container("shop_prod_api_a", service="api", slot="a"),),
+                network="shop_prod_network",
+                images=(ImageFacts(id="sha256:" + "a" * 64, tags=("shop-api:1.0",)),),
+            ),
             PlaceFacts(server=THIS_MACHINE, images=(ImageFacts(id="sha256:" + "a" * 64, tags=("shop-api:1.0",)),), images_only=True),
         ]
 
     servers = ["shop-prod-lon1-1", "shop-prod-nyc3-1"]
     keep_servers = plan_teardown(project="shop", env="prod", provider="sandbox", with_data=False, places=places(), local=LocalFacts(), servers=servers)
     assert [(i.where, i.kind, i.name) for i in keep_servers.remove] == [
-        ("shop-prod-lon1-1", "container", "shop_prod_postgres"), ("shop-prod-lon1-1", "network", "shop_prod_network"),
+        ("shop-prod-lon1-1", "container", "shop_prod_postgres"),
+        ("shop-prod-lon1-1", "network", "shop_prod_network"),
         ("shop-prod-lon1-1", "directory", "/local/shop/prod/run"),
-        ("shop-prod-nyc3-1", "container", "shop_prod_api_a"), ("shop-prod-nyc3-1", "network", "shop_prod_network"),
-        ("shop-prod-nyc3-1", "image", "shop-api:1.0"), (THIS_MACHINE, "image", "shop-api:1.0"),
+        ("shop-prod-nyc3-1", "container", "shop_prod_api_a"),
+        ("shop-prod-nyc3-1", "network", "shop_prod_network"),
+        ("shop-prod-nyc3-1", "image", "shop-api:1.0"),
+        (THIS_MACHINE, "image", "shop-api:1.0"),
     ]
     assert [(i.where, i.name) for i in keep_servers.keep] == [("shop-prod-lon1-1", "shop_prod_postgres_data"), ("shop-prod-lon1-1", "/local/shop/prod/backups")]
 
     gone = plan_teardown(project="shop", env="prod", provider="sandbox", with_data=True, places=places(), local=LocalFacts(), servers=servers)
     assert [(i.where, i.kind, i.name, i.with_server) for i in gone.remove] == [
-        ("shop-prod-lon1-1", "server", "shop-prod-lon1-1", False), ("shop-prod-nyc3-1", "server", "shop-prod-nyc3-1", False),
-        ("shop-prod-lon1-1", "volume", "shop_prod_postgres_data", True), ("shop-prod-lon1-1", "directory", "/local/shop/prod/backups", True),
+        ("shop-prod-lon1-1", "server", "shop-prod-lon1-1", False),
+        ("shop-prod-nyc3-1", "server", "shop-prod-nyc3-1", False),
+        ("shop-prod-lon1-1", "volume", "shop_prod_postgres_data", True),
+        ("shop-prod-lon1-1", "directory", "/local/shop/prod/backups", True),
         (THIS_MACHINE, "image", "shop-api:1.0", False),  # built here: no other environment uses it
     ]
     assert "destroyed through the provider sandbox: 1 container(s)" in gone.remove[0].note
@@ -163,7 +194,9 @@ def test_an_unreachable_server_is_named_and_destroyed_with_data_all_the_same() -
 def test_a_plan_that_grew_since_the_question_is_found() -> None:
     local = LocalFacts()
     asked = plan_teardown(project="shop", env="prod", provider="local", with_data=False, places=[PlaceFacts(server="local", containers=(container("shop_prod_api_a"),))], local=local)
-    now = plan_teardown(project="shop", env="prod", provider="local", with_data=False, places=[PlaceFacts(server="local", containers=(container("shop_prod_api_b"),), network="shop_prod_network")], local=local)
+    now = plan_teardown(
+        project="shop", env="prod", provider="local", with_data=False, places=[PlaceFacts(server="local", containers=(container("shop_prod_api_b"),), network="shop_prod_network")], local=local
+    )
     assert keys(grown_beyond(now, asked)) == [("container", "shop_prod_api_b"), ("network", "shop_prod_network")]
     assert grown_beyond(asked, asked) == [] and grown_beyond(plan_teardown(project="shop", env="prod", provider="local", with_data=False, places=[], local=local), asked) == []
 
@@ -327,9 +360,13 @@ def engine(pd_home: Path) -> Iterator[tuple[FakeRuntime, Router, Callable[..., T
     manager = load_plugins(make_plugin_manager(), env={})
     manager.register(router, name="test-router")
     project = build_project(
-        {"project": {"name": "shop"}, "environments": {"prod": {"provider": "local"}, "staging": {"provider": "local"}},
-         "services": {"postgres": {"type": "postgres"}, "api": {"type": "python", "port": 8000}}},
-        source="shop.toml", registry=build_registry(manager),
+        {
+            "project": {"name": "shop"},
+            "environments": {"prod": {"provider": "local"}, "staging": {"provider": "local"}},
+            "services": {"postgres": {"type": "postgres"}, "api": {"type": "python", "port": 8000}},
+        },
+        source="shop.toml",
+        registry=build_registry(manager),
     )
     lines: list[str] = []
 

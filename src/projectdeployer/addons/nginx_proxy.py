@@ -43,7 +43,7 @@ from .nginx_render import (
 _PS_SCRIPT = (
     "for d in /proc/[0-9]*; do "
     "t=$(tr '\\000' ' ' 2>/dev/null < \"$d/cmdline\") || continue; "
-    "case \"$t\" in nginx:*) read -r _ _ _ pp _ 2>/dev/null < \"$d/stat\" || pp=0; echo \"${d#/proc/} $pp $t\";; esac; "
+    'case "$t" in nginx:*) read -r _ _ _ pp _ 2>/dev/null < "$d/stat" || pp=0; echo "${d#/proc/} $pp $t";; esac; '
     "done"
 )
 

@@ -224,15 +224,19 @@ def render_main_config(
         workers keep their connections until they end).
     :param kind: which proxy: ``http`` or ``tcp``.
     """
-    return _templates().get_template("nginx-main.conf.j2").render(
-        project=_safe_name(project, 64),
-        env=_safe_name(env, 64),
-        kind=kind,
-        has_stream=has_stream,
-        load_module=load_module if kind == "tcp" else None,
-        shutdown_timeout=None if shutdown_timeout is None else f"{int(shutdown_timeout)}s",
-        pid=PATHS[kind].pid_file,
-        active=PATHS[kind].active_conf,
+    return (
+        _templates()
+        .get_template("nginx-main.conf.j2")
+        .render(
+            project=_safe_name(project, 64),
+            env=_safe_name(env, 64),
+            kind=kind,
+            has_stream=has_stream,
+            load_module=load_module if kind == "tcp" else None,
+            shutdown_timeout=None if shutdown_timeout is None else f"{int(shutdown_timeout)}s",
+            pid=PATHS[kind].pid_file,
+            active=PATHS[kind].active_conf,
+        )
     )
 
 
@@ -241,9 +245,7 @@ def render_run_script(*, tcp: bool) -> str:
 
     :param tcp: whether to run the tcp proxy's master too (the image has the stream module).
     """
-    return _templates().get_template("nginx-run.sh.j2").render(
-        http_conf=HTTP_PATHS.main_conf, tcp_conf=TCP_PATHS.main_conf if tcp else None
-    )
+    return _templates().get_template("nginx-run.sh.j2").render(http_conf=HTTP_PATHS.main_conf, tcp_conf=TCP_PATHS.main_conf if tcp else None)
 
 
 def render_active(version_dir: str, *, version: str, kind: Kind = "http") -> str:

@@ -102,7 +102,7 @@ _STREAM_PROBE = (
     "nginx -V 2>&1; "
     "m=$(nginx -V 2>&1 | tr ' ' '\\n' | sed -n 's/^--modules-path=//p'); "
     "[ -n \"$m\" ] || m=$(nginx -V 2>&1 | tr ' ' '\\n' | sed -n 's/^--prefix=//p')/modules; "
-    "[ -e \"$m/ngx_stream_module.so\" ] && echo \"pd-stream-module: $m/ngx_stream_module.so\"; "
+    '[ -e "$m/ngx_stream_module.so" ] && echo "pd-stream-module: $m/ngx_stream_module.so"; '
     "true"
 )
 
@@ -355,9 +355,7 @@ class NginxSidecar:
         try:
             return self.client.images.get(self.image).id
         except docker.errors.ImageNotFound:
-            raise RoutingError(
-                f"the nginx image {self.image} is not on this Docker engine; pull or build it, or set [images] nginx"
-            ) from None
+            raise RoutingError(f"the nginx image {self.image} is not on this Docker engine; pull or build it, or set [images] nginx") from None
 
     def _ensure_network(self) -> Any:
         import docker.errors
@@ -367,9 +365,7 @@ class NginxSidecar:
         except docker.errors.NotFound:
             pass
         try:
-            return self.client.networks.create(
-                self.network_name, driver="bridge", labels={LABEL_PROJECT: self.project, LABEL_ENV: self.env}, check_duplicate=True
-            )
+            return self.client.networks.create(self.network_name, driver="bridge", labels={LABEL_PROJECT: self.project, LABEL_ENV: self.env}, check_duplicate=True)
         except docker.errors.APIError:  # created concurrently by the deploy engine: use theirs
             return self.client.networks.get(self.network_name)
 
@@ -399,9 +395,7 @@ class NginxSidecar:
         when a sidecar is created.
         """
         if image_id not in _STREAM_MODULE:
-            raw = self.client.containers.run(
-                image_id, ["-c", _STREAM_PROBE], entrypoint=["sh"], remove=True, stdout=True, stderr=True, network_mode="none"
-            )
+            raw = self.client.containers.run(image_id, ["-c", _STREAM_PROBE], entrypoint=["sh"], remove=True, stdout=True, stderr=True, network_mode="none")
             version = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
             found = re.search(r"^pd-stream-module: (\S+)$", version, re.M)
             if "--with-stream=dynamic" in version:

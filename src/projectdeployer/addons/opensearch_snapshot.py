@@ -247,9 +247,7 @@ class SnapshotClient:
             "include_global_state": False,
         }
         query = {"wait_for_completion": "true"} if wait else None
-        status, answer = self.request(
-            "PUT", f"/_snapshot/{self.repo}/{name}", body, query=query, timeout=LONG_TIMEOUT if wait else None, ok=(200, 201, 500)
-        )
+        status, answer = self.request("PUT", f"/_snapshot/{self.repo}/{name}", body, query=query, timeout=LONG_TIMEOUT if wait else None, ok=(200, 201, 500))
         if isinstance(answer, dict) and isinstance(answer.get("snapshot"), dict):
             return answer["snapshot"]  # a FAILED snapshot comes with HTTP 500 and its info
         if status == 500 or not isinstance(answer, dict):
@@ -307,9 +305,7 @@ class SnapshotClient:
         closed = [index for index in indices if self.close_index(index)]
         body = {"indices": ",".join(indices), "include_global_state": False}
         try:
-            _, answer = self.request(
-                "POST", f"/_snapshot/{self.repo}/{name}/_restore", body, query={"wait_for_completion": "true"}, timeout=LONG_TIMEOUT
-            )
+            _, answer = self.request("POST", f"/_snapshot/{self.repo}/{name}/_restore", body, query={"wait_for_completion": "true"}, timeout=LONG_TIMEOUT)
         except OpenSearchError as exc:
             # Nothing was restored: the indices closed above serve their old data again.
             raise OpenSearchError(f"{exc}; {self._reopen(closed)}", status=exc.status, type=exc.type) from exc

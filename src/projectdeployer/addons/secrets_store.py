@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from ..core.model import Project
 
 
-
 def secret_path(project: str, env: str | None, name: str) -> Path:
     """Where ``secret:name`` of ``project`` (and ``env``) is kept."""
     # The grammar validation holds secret: references to, so what validates is what resolves.
@@ -230,7 +229,12 @@ def forget_service_secrets(project: str, service: str, before: Project, after: P
             if secret.name in others:
                 kept.append((secret.path, f"still used by {', '.join(others[secret.name])}"))
             elif scope is not None and secret.name == password_name(service) and _was_deployed(project, scope, service):
-                kept.append((secret.path, f"{service} was deployed in {scope}: its container (until the next deploy removes it) and its data volume use this password; delete it by hand once that data is gone"))
+                kept.append(
+                    (
+                        secret.path,
+                        f"{service} was deployed in {scope}: its container (until the next deploy removes it) and its data volume use this password; delete it by hand once that data is gone",
+                    )
+                )
             else:
                 _remove(secret, root, service, removed, kept)
     return SecretsCleanup(removed=tuple(removed), kept=tuple(kept))

@@ -63,12 +63,7 @@ def _usable(cert_pem: bytes, key_pem: bytes, domain: str, now: dt.datetime) -> b
         return False
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     same_key = cert.public_key().public_bytes(serialization.Encoding.DER, public) == key.public_key().public_bytes(serialization.Encoding.DER, public)
-    return (
-        same_key
-        and [n.lower() for n in names] == [domain]
-        and cert.not_valid_before_utc <= now
-        and cert.not_valid_after_utc - now > RENEW_BEFORE
-    )
+    return same_key and [n.lower() for n in names] == [domain] and cert.not_valid_before_utc <= now and cert.not_valid_after_utc - now > RENEW_BEFORE
 
 
 def make_self_signed(domain: str, *, now: dt.datetime | None = None) -> tuple[str, str]:
@@ -83,8 +78,7 @@ def make_self_signed(domain: str, *, now: dt.datetime | None = None) -> tuple[st
     key = ec.generate_private_key(ec.SECP256R1())
     # A common name is at most 64 characters; the SAN is what clients check anyway.
     subject = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, domain if len(domain) <= 64 else domain[:64].rstrip("."))]
-        + [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ProjectDeployer self-signed")]
+        [x509.NameAttribute(NameOID.COMMON_NAME, domain if len(domain) <= 64 else domain[:64].rstrip("."))] + [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ProjectDeployer self-signed")]
     )
     cert = (
         x509.CertificateBuilder()
@@ -99,8 +93,15 @@ def make_self_signed(domain: str, *, now: dt.datetime | None = None) -> tuple[st
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )

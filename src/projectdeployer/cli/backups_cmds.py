@@ -37,7 +37,8 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             print_json(rows)
             return
         print_table(
-            f"backups ({env}, times in UTC)", ["service", "timestamp", "size MB", "age h", "status", "file"],
+            f"backups ({env}, times in UTC)",
+            ["service", "timestamp", "size MB", "age h", "status", "file"],
             [(r["service"], r["timestamp"], f"{r['size_mb']:.3f}", f"{r['age_hours']:.1f}", r["status"], r["file"]) for r in rows],
         )
 

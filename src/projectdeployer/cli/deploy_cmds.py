@@ -26,7 +26,8 @@ def _is_fleet(plan) -> bool:  # type: ignore[no-untyped-def]
 
 def _fleet_plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
     return {
-        "project": plan.project, "env": plan.env,
+        "project": plan.project,
+        "env": plan.env,
         "servers": [{"zone": r.zone, "server": r.server, "action": r.action, "state": r.state or None, "next_state": r.next_state, "services": list(r.services)} for r in plan.servers],
         "services": [{"service": p.service, "action": p.action, "build": p.build, "reason": p.reason, "group": p.group, "servers": list(p.servers), "image": p.image} for p in plan.services],
         "unreachable": dict(plan.unreachable),
@@ -38,8 +39,12 @@ def _plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
         return _fleet_plan_json(plan)
     scheduler = plan.scheduler
     return {
-        "project": plan.project, "env": plan.env,
-        "services": [{"service": p.service, "action": p.action, "build": p.build, "reason": p.reason, "group": p.group, "current_slot": p.current_slot, "next_slot": p.next_slot, "image": p.image} for p in plan.services],
+        "project": plan.project,
+        "env": plan.env,
+        "services": [
+            {"service": p.service, "action": p.action, "build": p.build, "reason": p.reason, "group": p.group, "current_slot": p.current_slot, "next_slot": p.next_slot, "image": p.image}
+            for p in plan.services
+        ],
         "scheduler": None if scheduler is None else {"action": scheduler.action, "reason": scheduler.reason, "jobs": list(scheduler.jobs), "image": scheduler.image},
     }
 
@@ -51,7 +56,9 @@ def _when(stamp: str | None) -> str:
 
 def _print_plan(title: str, plan) -> None:  # type: ignore[no-untyped-def]
     if _is_fleet(plan):
-        print_table(f"{title}: servers", ["zone", "server", "action", "state now", "state next", "services"], [(r.zone, r.server, r.action, r.state, r.next_state, ", ".join(r.services)) for r in plan.servers])
+        print_table(
+            f"{title}: servers", ["zone", "server", "action", "state now", "state next", "services"], [(r.zone, r.server, r.action, r.state, r.next_state, ", ".join(r.services)) for r in plan.servers]
+        )
         print_table(f"{title}: services", ["group", "service", "action", "why", "servers", "image"], [(p.group, p.service, _action(p), p.reason, ", ".join(p.servers), p.image) for p in plan.services])
         for name, error in plan.unreachable.items():
             click.echo(f"unreachable: {name}: {error}", err=True)
@@ -101,7 +108,15 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         result = project.deploy(env=env, service=service, build=not no_build, lock_wait=lock_wait, log=log)
         rows = [(o.service, o.action, o.slot or "", o.release or "", f"{o.seconds:.1f}", "" if o.gap_seconds is None else f"{o.gap_seconds:.1f}") for o in result.outcomes]
         if as_json:
-            print_json({"seconds": round(result.seconds, 2), "urls": result.urls, "services": [{"service": o.service, "action": o.action, "slot": o.slot, "release": o.release, "seconds": round(o.seconds, 2), "gap_seconds": o.gap_seconds} for o in result.outcomes]})
+            print_json(
+                {
+                    "seconds": round(result.seconds, 2),
+                    "urls": result.urls,
+                    "services": [
+                        {"service": o.service, "action": o.action, "slot": o.slot, "release": o.release, "seconds": round(o.seconds, 2), "gap_seconds": o.gap_seconds} for o in result.outcomes
+                    ],
+                }
+            )
             return
         print_table(f"deployed {project.name}/{env} in {result.seconds:.1f}s", ["service", "action", "slot", "release", "seconds", "gap (stateful)"], rows)
         for name, url in result.urls.items():
@@ -129,19 +144,38 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             print_json({"zones": zones, "services": services, "backups": backups})
             return
         print_table(f"{project.name}/{env} servers", ["zone", "active", "reserve", "destroying", "total"], [(z, c["active"], c["reserve"], c["destroying"], c["total"]) for z, c in zones.items()])
-        print_table(f"{project.name}/{env} services", ["service", "type", "state", "health", "slot", "release", "host port", "internal", "url"], [(r["service"], r["type"], r["state"], r["health"] or "", r["slot"] or "", r["release"] or "", r["host_port"] or "", r["internal_port"] or "", r["url"] or "") for r in services])
+        print_table(
+            f"{project.name}/{env} services",
+            ["service", "type", "state", "health", "slot", "release", "host port", "internal", "url"],
+            [(r["service"], r["type"], r["state"], r["health"] or "", r["slot"] or "", r["release"] or "", r["host_port"] or "", r["internal_port"] or "", r["url"] or "") for r in services],
+        )
         scheduled = [r for r in services if r["schedule"]]
         if scheduled:
             print_table(
                 f"{project.name}/{env} scheduled jobs (UTC)",
                 ["service", "schedule", "state", "health", "last run", "finished", "exit code"],
-                [(r["service"], r["schedule"], r["state"], r["health"] or "", _when(r["last_run"]) or "never", _when(r["last_finished"]), "" if r["exit_code"] is None else r["exit_code"]) for r in scheduled],
+                [
+                    (r["service"], r["schedule"], r["state"], r["health"] or "", _when(r["last_run"]) or "never", _when(r["last_finished"]), "" if r["exit_code"] is None else r["exit_code"])
+                    for r in scheduled
+                ],
             )
         if backups:
             print_table(
                 f"{project.name}/{env} backups (UTC)",
                 ["service", "schedule", "keep days", "health", "last run", "exit code", "latest verified", "verified"],
-                [(r["service"], r["schedule"], r["retention_days"], r["health"] or "", _when(r["last_run"]) or "never", "" if r["exit_code"] is None else r["exit_code"], r["latest"] or "none", r["verified_count"]) for r in backups],
+                [
+                    (
+                        r["service"],
+                        r["schedule"],
+                        r["retention_days"],
+                        r["health"] or "",
+                        _when(r["last_run"]) or "never",
+                        "" if r["exit_code"] is None else r["exit_code"],
+                        r["latest"] or "none",
+                        r["verified_count"],
+                    )
+                    for r in backups
+                ],
             )
 
     @cli.command("run")

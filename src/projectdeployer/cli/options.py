@@ -20,8 +20,12 @@ from ..core.model import spec_fields
 
 #: Options whose CLI name differs from the field (singular for repeatable KEY=VALUE options).
 _RENAMED = {
-    "env_vars": "env-var", "volumes": "volume", "depends_on": "depends-on", "requirements_files": "requirements-file",
-    "system_packages": "system-package", "build_packages": "build-package",
+    "env_vars": "env-var",
+    "volumes": "volume",
+    "depends_on": "depends-on",
+    "requirements_files": "requirements-file",
+    "system_packages": "system-package",
+    "build_packages": "build-package",
 }
 
 
@@ -34,7 +38,7 @@ def _unwrap_optional(tp: Any) -> Any:
 
 
 #: What a TOML value looks like, for the error that refuses one.
-_TOML_EXAMPLES = "e.g. true, 8000, \"text\", [\"a\", \"b\"] or '{key = 1}'"
+_TOML_EXAMPLES = 'e.g. true, 8000, "text", ["a", "b"] or \'{key = 1}\''
 
 
 def _toml_value(text: str, param: str) -> Any:
@@ -102,7 +106,11 @@ def spec_options(spec_class: type) -> tuple[list[click.Option], dict[str, tuple[
         help_text = field.metadata.get("help") or _default_help(field)
         origin = get_origin(tp)
         if field.name == "env_vars":
-            options.append(click.Option([flag, dest], multiple=True, metavar="KEY=VALUE", help="Environment variable (repeatable); VALUE 'auto' or 'auto:SERVICE.PIECE' (e.g. auto:postgres.port) is resolved at deploy."))
+            options.append(
+                click.Option(
+                    [flag, dest], multiple=True, metavar="KEY=VALUE", help="Environment variable (repeatable); VALUE 'auto' or 'auto:SERVICE.PIECE' (e.g. auto:postgres.port) is resolved at deploy."
+                )
+            )
             back[dest] = (field.name, lambda v, f=flag: _key_values(v, f, "=") if v else None)
         elif field.name == "volumes":
             options.append(click.Option([flag, dest], multiple=True, metavar="HOST:CONTAINER[:ro]", help="Volume mount (repeatable)."))

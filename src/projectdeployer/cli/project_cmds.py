@@ -122,9 +122,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         for group in project.startup_groups(env):
             for name in group:
                 spec = services[name]
-                rows.append(
-                    (orders[name], name, spec.type, spec.port, spec.servers_count, spec.server_zone, spec.domain or "", ", ".join(spec.depends_on), spec.schedule or "")
-                )
+                rows.append((orders[name], name, spec.type, spec.port, spec.servers_count, spec.server_zone, spec.domain or "", ", ".join(spec.depends_on), spec.schedule or ""))
         title = f"{project.name} ({project.path})" + (f" - env {env}" if env else "")
         print_table(title, ["order", "service", "type", "port", "servers", "zone", "domain", "depends on", "schedule"], rows)
 
@@ -161,7 +159,11 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         if as_json:
             print_json({name: {"tag": b.tag, "image_id": b.image_id, "digest": b.digest, "commit": b.commit, "seconds": round(b.seconds, 2), "reused": b.cached} for name, b in built.items()})
             return
-        print_table(f"{project.name} / {env} images", ["service", "tag", "image", "digest", "commit", "seconds", "reused"], [(n, b.tag, b.image_id[7:19], b.digest or "", (b.commit or "")[:12], f"{b.seconds:.1f}", "yes" if b.cached else "no") for n, b in built.items()])
+        print_table(
+            f"{project.name} / {env} images",
+            ["service", "tag", "image", "digest", "commit", "seconds", "reused"],
+            [(n, b.tag, b.image_id[7:19], b.digest or "", (b.commit or "")[:12], f"{b.seconds:.1f}", "yes" if b.cached else "no") for n, b in built.items()],
+        )
 
     @cli.command()
     @click.argument("env", type=ENV)

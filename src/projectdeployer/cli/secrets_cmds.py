@@ -169,4 +169,3 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         for name, backup in backups.items():
             click.echo(f"{name}: password rotated; the old one is saved in {backup}")
         click.echo(f"Now deploy, so the containers that use it restart with the new password: {next_step}")
-

@@ -76,9 +76,15 @@ def target_for(engine: Engine, spec: ServiceSpec, policy: BackupPolicy) -> Backu
     return BackupTarget(
         python_image=python_image,
         offline=lambda: engine.offline(spec.name),
-        project=engine.project, env=engine.env, service=spec, server=engine.server, runtime=engine.runtime,
-        image=engine.image_for(spec, stype), host=container_name(engine.project.name, engine.env, spec.name, STATEFUL_SLOT),
-        port=spec.port or stype.default_port or 0, policy=policy,
+        project=engine.project,
+        env=engine.env,
+        service=spec,
+        server=engine.server,
+        runtime=engine.runtime,
+        image=engine.image_for(spec, stype),
+        host=container_name(engine.project.name, engine.env, spec.name, STATEFUL_SLOT),
+        port=spec.port or stype.default_port or 0,
+        policy=policy,
     )
 
 
@@ -122,7 +128,6 @@ def converge(engine: Engine) -> None:
         try:
             runtime.create(runner.with_files(spec, files))
         except ProjectDeployerError as exc:
-
             raise DeployFailed(f"{service}: cannot create its backup container {name}: {exc}") from None
         engine.log(f"{service}: backup container {name} ready (schedule '{item.policy.schedule}', keeps {item.policy.retention_days} day(s))")
 

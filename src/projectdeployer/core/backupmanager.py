@@ -148,11 +148,20 @@ class BackupManager:
                 verified = [b for b in self.backups(service) if b.verified]
             except BackupError:
                 verified = []
-            rows.append({
-                "service": service, "server": engine.server.name, "schedule": item.policy.schedule, "retention_days": item.policy.retention_days,
-                "container": info.name if info else None, "health": run["health"], "last_run": run["last_run"],
-                "exit_code": run["exit_code"], "latest": verified[-1].timestamp if verified else None, "verified_count": len(verified),
-            })
+            rows.append(
+                {
+                    "service": service,
+                    "server": engine.server.name,
+                    "schedule": item.policy.schedule,
+                    "retention_days": item.policy.retention_days,
+                    "container": info.name if info else None,
+                    "health": run["health"],
+                    "last_run": run["last_run"],
+                    "exit_code": run["exit_code"],
+                    "latest": verified[-1].timestamp if verified else None,
+                    "verified_count": len(verified),
+                }
+            )
         return rows
 
     # --- running ------------------------------------------------------------------------------

@@ -333,8 +333,11 @@ class JobRunner:
         image_id = t.runtime.image_id(image) or ""
         config_hash = _canonical_hash(spec, image_id, job.secret_files)
         labels = {
-            LABEL_PROJECT: t.project.name, LABEL_ENV: t.env, LABEL_ROLE: role,
-            LABEL_BACKUP_OF: t.service.name, LABEL_CONFIG: config_hash,
+            LABEL_PROJECT: t.project.name,
+            LABEL_ENV: t.env,
+            LABEL_ROLE: role,
+            LABEL_BACKUP_OF: t.service.name,
+            LABEL_CONFIG: config_hash,
         }
         return attrs.evolve(spec, labels=labels), job.secret_files, config_hash
 
@@ -372,7 +375,21 @@ class JobRunner:
 
 
 __all__ = [
-    "BACKUPS_MOUNT", "Backup", "BackupError", "BackupJob", "BackupMethod", "BackupPolicy", "BackupTarget",
-    "JobRunner", "LABEL_BACKUP_OF", "ROLE_BACKUP", "backup_container_name", "backup_policy", "backups_dir",
-    "choose_backup", "container_name", "parse_backup_name", "read_backups",
+    "BACKUPS_MOUNT",
+    "Backup",
+    "BackupError",
+    "BackupJob",
+    "BackupMethod",
+    "BackupPolicy",
+    "BackupTarget",
+    "JobRunner",
+    "LABEL_BACKUP_OF",
+    "ROLE_BACKUP",
+    "backup_container_name",
+    "backup_policy",
+    "backups_dir",
+    "choose_backup",
+    "container_name",
+    "parse_backup_name",
+    "read_backups",
 ]

@@ -216,8 +216,14 @@ class ProjectBuilder:
         except ProjectDeployerError as exc:
             return BuildCheck(service=name, needed=True, error=str(exc))
         request = BuildRequest(
-            project=self.project.name, service=spec, context_dir=context_dir, dockerfile=chosen.path, extra_files=chosen.extra,
-            tag=image_tag(self.project, spec.name), build_args=dict(spec.build_args), log=self.log,
+            project=self.project.name,
+            service=spec,
+            context_dir=context_dir,
+            dockerfile=chosen.path,
+            extra_files=chosen.extra,
+            tag=image_tag(self.project, spec.name),
+            build_args=dict(spec.build_args),
+            log=self.log,
         )
         try:
             answer = self.manager.hook.image_inputs(request=request)
@@ -315,9 +321,7 @@ class ProjectBuilder:
             return ChosenDockerfile(path=spec.dockerfile)
         generated: GeneratedBuild | None = self.manager.hook.generate_dockerfile(service=spec, project=self.project, context_dir=context_dir)
         if generated is not None:
-            return ChosenDockerfile(
-                path=GENERATED_DOCKERFILE, extra={GENERATED_DOCKERFILE: generated.dockerfile, **generated.files}, notes=tuple(generated.notes)
-            )
+            return ChosenDockerfile(path=GENERATED_DOCKERFILE, extra={GENERATED_DOCKERFILE: generated.dockerfile, **generated.files}, notes=tuple(generated.notes))
         if (context_dir / "Dockerfile").is_file():
             return ChosenDockerfile(path="Dockerfile")
         raise BuildFailed(f"{spec.name}: no Dockerfile: set dockerfile or dockerfile_content, or add a Dockerfile to {context_dir}")

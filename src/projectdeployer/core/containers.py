@@ -99,20 +99,22 @@ def env_wrapper_script(names: Sequence[str]) -> str:
     for name in names:
         if not ENV_KEY_RE.match(name):
             raise ValueError(f"not an environment variable name: {name!r}")
-    return "\n".join([
-        f"for pd_name in {' '.join(names)}; do",
-        '  eval "pd_file=\\${${pd_name}_FILE-}"',
-        '  if [ -z "$pd_file" ] || [ ! -r "$pd_file" ]; then',
-        '    echo "$0: cannot read ${pd_name}_FILE (${pd_file:-unset})" >&2',
-        "    exit 78",
-        "  fi",
-        '  pd_value=$(cat -- "$pd_file") || exit 78',
-        '  export "$pd_name=$pd_value"',
-        "done",
-        "unset pd_name pd_file pd_value",
-        'if [ "$#" -eq 0 ]; then echo "$0: no command to run" >&2; exit 78; fi',
-        'exec "$@"',
-    ])
+    return "\n".join(
+        [
+            f"for pd_name in {' '.join(names)}; do",
+            '  eval "pd_file=\\${${pd_name}_FILE-}"',
+            '  if [ -z "$pd_file" ] || [ ! -r "$pd_file" ]; then',
+            '    echo "$0: cannot read ${pd_name}_FILE (${pd_file:-unset})" >&2',
+            "    exit 78",
+            "  fi",
+            '  pd_value=$(cat -- "$pd_file") || exit 78',
+            '  export "$pd_name=$pd_value"',
+            "done",
+            "unset pd_name pd_file pd_value",
+            'if [ "$#" -eq 0 ]; then echo "$0: no command to run" >&2; exit 78; fi',
+            'exec "$@"',
+        ]
+    )
 
 
 def build_container(

@@ -159,8 +159,7 @@ def advice(finding: Finding, project: str, source: str | None) -> str:
     key = safe(finding.key)
     return (
         f"{head}; move it to a secret: put the value in {root / safe(name)} (mode 0600) and write "
-        f'{key} = "secret:{safe(name)}" (the container then gets {key}_FILE, the path of a file holding it)'
-        + (', or "auto" if it is a database of this project' if finding.kind == "url" else "")
+        f'{key} = "secret:{safe(name)}" (the container then gets {key}_FILE, the path of a file holding it)' + (', or "auto" if it is a database of this project' if finding.kind == "url" else "")
     )
 
 

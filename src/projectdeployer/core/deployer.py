@@ -389,15 +389,36 @@ class ProjectDeployer:
     # What deploy returns follows from dry_run: a report, or (dry_run=True) the plan.
     @overload
     def deploy(
-        self, env: str = ..., service: str | None = ..., build: bool = ..., *, dry_run: Literal[False] = ..., lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+        self,
+        env: str = ...,
+        service: str | None = ...,
+        build: bool = ...,
+        *,
+        dry_run: Literal[False] = ...,
+        lock_wait: float = ...,
+        log: Callable[[str], None] | None = ...,
     ) -> DeployReport: ...
     @overload
     def deploy(
-        self, env: str = ..., service: str | None = ..., build: bool = ..., *, dry_run: Literal[True], lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+        self,
+        env: str = ...,
+        service: str | None = ...,
+        build: bool = ...,
+        *,
+        dry_run: Literal[True],
+        lock_wait: float = ...,
+        log: Callable[[str], None] | None = ...,
     ) -> DeployPlan: ...
     @overload
     def deploy(
-        self, env: str = ..., service: str | None = ..., build: bool = ..., *, dry_run: bool, lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+        self,
+        env: str = ...,
+        service: str | None = ...,
+        build: bool = ...,
+        *,
+        dry_run: bool,
+        lock_wait: float = ...,
+        log: Callable[[str], None] | None = ...,
     ) -> DeployReport | DeployPlan: ...
     def deploy(
         self,
@@ -489,8 +510,13 @@ class ProjectDeployer:
         return self.environment(env, log=log).run_job(service, wait=wait, output=output)
 
     def rollback(
-        self, env: str = "dev", service: str | None = None, version: str | None = None, *,
-        timestamp: str | None = None, log: Callable[[str], None] | None = None,
+        self,
+        env: str = "dev",
+        service: str | None = None,
+        version: str | None = None,
+        *,
+        timestamp: str | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> Any:
         """Redeploy ``service`` with its previous release's image (or release/version ``version``).
 
@@ -516,22 +542,46 @@ class ProjectDeployer:
     # What destroy returns follows from dry_run: a report, or (dry_run=True) the plan.
     @overload
     def destroy(
-        self, env: str, with_data: bool = ..., *, dry_run: Literal[False] = ..., agreed: TeardownPlan | None = ...,
-        lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+        self,
+        env: str,
+        with_data: bool = ...,
+        *,
+        dry_run: Literal[False] = ...,
+        agreed: TeardownPlan | None = ...,
+        lock_wait: float = ...,
+        log: Callable[[str], None] | None = ...,
     ) -> TeardownReport: ...
     @overload
     def destroy(
-        self, env: str, with_data: bool = ..., *, dry_run: Literal[True], agreed: TeardownPlan | None = ...,
-        lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+        self,
+        env: str,
+        with_data: bool = ...,
+        *,
+        dry_run: Literal[True],
+        agreed: TeardownPlan | None = ...,
+        lock_wait: float = ...,
+        log: Callable[[str], None] | None = ...,
     ) -> TeardownPlan: ...
     @overload
     def destroy(
-        self, env: str, with_data: bool = ..., *, dry_run: bool, agreed: TeardownPlan | None = ...,
-        lock_wait: float = ..., log: Callable[[str], None] | None = ...,
+        self,
+        env: str,
+        with_data: bool = ...,
+        *,
+        dry_run: bool,
+        agreed: TeardownPlan | None = ...,
+        lock_wait: float = ...,
+        log: Callable[[str], None] | None = ...,
     ) -> TeardownReport | TeardownPlan: ...
     def destroy(
-        self, env: str, with_data: bool = False, *, dry_run: bool = False, agreed: TeardownPlan | None = None,
-        lock_wait: float = 0.0, log: Callable[[str], None] | None = None,
+        self,
+        env: str,
+        with_data: bool = False,
+        *,
+        dry_run: bool = False,
+        agreed: TeardownPlan | None = None,
+        lock_wait: float = 0.0,
+        log: Callable[[str], None] | None = None,
     ) -> TeardownReport | TeardownPlan:
         """Take ``env`` down for good: every container of the environment (services, jobs,
         one-off containers, the scheduler, the router), its network, the project's built images

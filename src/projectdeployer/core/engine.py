@@ -78,8 +78,15 @@ class DeployPlan:
 def _build_plan(spec: ServiceSpec, check: BuildCheck, group: int, stateful: bool, exists: bool, current_slot: str | None, next_slot: str | None, image: str) -> ServicePlan:
     """A service whose image the deploy builds first: created, or updated to the new image."""
     return ServicePlan(
-        service=spec.name, action="update" if exists else "create", reason=f"build: {check.reason}; " + ("new image" if exists else "not running"),
-        group=group, stateful=stateful, current_slot=current_slot, next_slot=next_slot, image=image, build=check.reason,
+        service=spec.name,
+        action="update" if exists else "create",
+        reason=f"build: {check.reason}; " + ("new image" if exists else "not running"),
+        group=group,
+        stateful=stateful,
+        current_slot=current_slot,
+        next_slot=next_slot,
+        image=image,
+        build=check.reason,
     )
 
 
@@ -210,11 +217,7 @@ class Engine:
     def _published_elsewhere(self) -> set[int]:
         """Host ports the server's other containers publish (other projects and environments):
         a new service's ports avoid them (one listing, asked only when a service is new)."""
-        return {
-            port for info in self.runtime.list_brief({})
-            if (info.labels.get(LABEL_PROJECT), info.labels.get(LABEL_ENV)) != (self.project.name, self.env)
-            for port in info.ports.values()
-        }
+        return {port for info in self.runtime.list_brief({}) if (info.labels.get(LABEL_PROJECT), info.labels.get(LABEL_ENV)) != (self.project.name, self.env) for port in info.ports.values()}
 
     def image_for(self, spec: ServiceSpec, stype: ServiceType) -> str:
         """The image reference a service runs: built tag, its own ``image``, or the type's image."""
@@ -249,9 +252,19 @@ class Engine:
         if spec.secrets_in_env and image_command is None and self.image_source is None:
             raise DeployFailed(f"{spec.name}: secrets_in_env runs the image's ENTRYPOINT and CMD, and they cannot be read from {image} on server {self.server.name}")
         return build_container(
-            project=self.project, env=self.env, service=spec, stype=stype, parts=parts, image=image, image_id=image_id,
-            ports=ports[spec.name], slot=slot, data_root=self.server.data_root, resolve_secret=resolve,
-            service_types=self.registry.service_types, image_command=image_command,
+            project=self.project,
+            env=self.env,
+            service=spec,
+            stype=stype,
+            parts=parts,
+            image=image,
+            image_id=image_id,
+            ports=ports[spec.name],
+            slot=slot,
+            data_root=self.server.data_root,
+            resolve_secret=resolve,
+            service_types=self.registry.service_types,
+            image_command=image_command,
         )
 
     def _image_id(self, image: str) -> str | None:
@@ -345,8 +358,14 @@ class Engine:
                 action, reason, next_slot = "unchanged", "running and up to date", None
             plans.append(
                 ServicePlan(
-                    service=name, action=action, reason=reason, group=orders[name], stateful=stype.stateful,
-                    current_slot=current.labels.get(LABEL_SLOT) if current else None, next_slot=next_slot, image=desired.spec.image,
+                    service=name,
+                    action=action,
+                    reason=reason,
+                    group=orders[name],
+                    stateful=stype.stateful,
+                    current_slot=current.labels.get(LABEL_SLOT) if current else None,
+                    next_slot=next_slot,
+                    image=desired.spec.image,
                 )
             )
         if every:
@@ -508,7 +527,11 @@ class Engine:
         one_off = attrs.evolve(
             desired,
             spec=attrs.evolve(
-                desired.spec, name=name, command=argv, ports={}, restart="no",
+                desired.spec,
+                name=name,
+                command=argv,
+                ports={},
+                restart="no",
                 labels={LABEL_PROJECT: self.project.name, LABEL_ENV: self.env, LABEL_ROLE: "release"},
             ),
         )
@@ -540,8 +563,14 @@ class Engine:
         uid, gid = self.runtime.user_ids(desired.spec.image, desired.volume_owner)
         name = f"{desired.spec.name}_init"
         init = ContainerSpec(
-            name=name, image=desired.spec.image, command=("chown", f"{uid}:{gid}", *[m.target for m in volumes]),
-            labels={LABEL_PROJECT: self.project.name, LABEL_ENV: self.env}, network="none", mounts=tuple(volumes), restart="no", user="0",
+            name=name,
+            image=desired.spec.image,
+            command=("chown", f"{uid}:{gid}", *[m.target for m in volumes]),
+            labels={LABEL_PROJECT: self.project.name, LABEL_ENV: self.env},
+            network="none",
+            mounts=tuple(volumes),
+            restart="no",
+            user="0",
         )
         self.runtime.remove(name)
         try:

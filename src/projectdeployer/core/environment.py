@@ -316,7 +316,9 @@ class Environment:
         """What ``server`` runs of the environment, read once for the status rows."""
         engine = self.engine_on(server)
         return ServerView(
-            server=server, engine=engine, observed=engine.observed(),
+            server=server,
+            engine=engine,
+            observed=engine.observed(),
             scheduler=engine.runtime.get(jobs.scheduler_name(self.project.name, self.env)),
             routed=engine.routed(),  # the router read once, not once per service
         )

@@ -236,8 +236,15 @@ class Fleet:
         self.placement = dict(allocation.placement)
         image_source = local_image_ids(self.local_docker)
         return plan_fleet(
-            self.project, self.env, existing, allocation, lambda server: self.server_engine(server, image_source=image_source),
-            stateful=self.stateful(), service=service, builds=builds, max_workers=self.max_workers,
+            self.project,
+            self.env,
+            existing,
+            allocation,
+            lambda server: self.server_engine(server, image_source=image_source),
+            stateful=self.stateful(),
+            service=service,
+            builds=builds,
+            max_workers=self.max_workers,
         )
 
     def attach(self) -> None:
@@ -307,8 +314,17 @@ class Fleet:
         ``image_source``: see :class:`~projectdeployer.core.engine.Engine` (a plan's)."""
         services = frozenset(n for n, names in self.placement.items() if server.name in names)
         return Engine(
-            self.project, self.env, server, self.manager, self.registry, images=self.images, log=self.log, drain_timeout=self.drain_timeout,
-            services=services, routing=lambda: self._route_one(server), image_source=image_source,
+            self.project,
+            self.env,
+            server,
+            self.manager,
+            self.registry,
+            images=self.images,
+            log=self.log,
+            drain_timeout=self.drain_timeout,
+            services=services,
+            routing=lambda: self._route_one(server),
+            image_source=image_source,
         )
 
     def _prepare(self) -> None:
@@ -328,6 +344,7 @@ class Fleet:
             else:
                 raise engine
         self._send_images()
+
         def ready(server: Server) -> None:
             # Containers bind-mount the environment's config/ (pushed by `sync push`).
             config = f"{server.data_root.rstrip('/')}/{self.project.name}/{self.env}/config"
@@ -452,10 +469,15 @@ class Fleet:
                 Backend(host=p.container, port=p.port) if p.server == viewer.name else Backend(host=self.address(p.server, viewer), port=p.host_port)
                 for p in sorted(placed, key=lambda p: (p.server != viewer.name, p.server))
             )
-            routes.append(Route(
-                service=service, internal_port=self.ports[service].internal,
-                protocol="tcp" if stype.stateful or not stype.web else "http", backends=backends, domain=spec.domain,
-            ))
+            routes.append(
+                Route(
+                    service=service,
+                    internal_port=self.ports[service].internal,
+                    protocol="tcp" if stype.stateful or not stype.web else "http",
+                    backends=backends,
+                    domain=spec.domain,
+                )
+            )
         return routes
 
     def _route(self, server: Server, table: Mapping[str, list[Placed]] | None = None) -> None:
@@ -616,9 +638,13 @@ class Fleet:
         found = self._containers(spec.name)
         elsewhere = [n for n in found if n != target]
         if elsewhere:
-            raise DeployFailed(f"{spec.name} keeps its data on {elsewhere[0]}, but the allocation puts it on {target}: moving a database between servers is not done automatically; no service was changed")
+            raise DeployFailed(
+                f"{spec.name} keeps its data on {elsewhere[0]}, but the allocation puts it on {target}: moving a database between servers is not done automatically; no service was changed"
+            )
         if target not in found and self.unread:
-            raise DeployFailed(f"{spec.name} does not run on {target}, and {', '.join(sorted(self.unread))} cannot be read: its data may be there; no service was changed (run the deploy again once it answers)")
+            raise DeployFailed(
+                f"{spec.name} does not run on {target}, and {', '.join(sorted(self.unread))} cannot be read: its data may be there; no service was changed (run the deploy again once it answers)"
+            )
         return target
 
     def _stateful(self, spec: ServiceSpec) -> ServiceOutcome:
@@ -662,6 +688,7 @@ class Fleet:
 
     def _jobs(self) -> None:
         """Job containers, the scheduler and the backup containers, on each server that runs them."""
+
         def converge(name: str) -> None:
             from . import jobs
 

@@ -107,8 +107,16 @@ def local_image_ids(local_docker: Callable[[], Any]) -> Callable[[str], str | No
 
 
 def plan_fleet(
-    project: Project, env: str, servers: Sequence[Server], allocation: Allocation, engine_for: Callable[[Server], Engine], *,
-    stateful: Collection[str], service: str | None = None, builds: Mapping[str, BuildCheck] | None = None, max_workers: int = 8,
+    project: Project,
+    env: str,
+    servers: Sequence[Server],
+    allocation: Allocation,
+    engine_for: Callable[[Server], Engine],
+    *,
+    stateful: Collection[str],
+    service: str | None = None,
+    builds: Mapping[str, BuildCheck] | None = None,
+    max_workers: int = 8,
 ) -> FleetPlan:
     """The plan of a deploy of ``env`` onto ``servers`` (as listed now) under ``allocation``
     (or of ``service`` only), read through ``engine_for(server)`` (an engine that connects to
@@ -158,8 +166,17 @@ def plan_fleet(
 
 
 def _service_plan(
-    name: str, spec: Any, targets: Sequence[str], current: Mapping[str, list[ContainerInfo]], engines: Mapping[str, Engine],
-    unreachable: Mapping[str, str], ports: Mapping[str, Any], group: int, single: bool, *, build: BuildCheck | None = None,
+    name: str,
+    spec: Any,
+    targets: Sequence[str],
+    current: Mapping[str, list[ContainerInfo]],
+    engines: Mapping[str, Engine],
+    unreachable: Mapping[str, str],
+    ports: Mapping[str, Any],
+    group: int,
+    single: bool,
+    *,
+    build: BuildCheck | None = None,
 ) -> FleetServicePlan:
     """One service: compare what each target server runs with what it should run (with a
     ``build`` needed, every server it runs on gets the new image)."""
@@ -207,7 +224,12 @@ def _service_plan(
         reasons.append(f"cannot read {', '.join(problems)}")
     if single and stop_on:
         return FleetServicePlan(
-            service=name, action="error", group=group, stateful=True, servers=tuple(targets), image=image,
+            service=name,
+            action="error",
+            group=group,
+            stateful=True,
+            servers=tuple(targets),
+            image=image,
             reason=f"keeps its data on {stop_on[0]}, but the allocation puts it on {targets[0]}: moving a database between servers is not done automatically",
         )
     if new:

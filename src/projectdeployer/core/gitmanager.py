@@ -93,6 +93,7 @@ class GitManager:
         path = self.checkout_dir(service)
         secrets = [token] if token else []
         with _askpass_env(token, username) as env:
+
             def git(*args: str, cwd: Path | None = path, check: bool = True) -> subprocess.CompletedProcess[str]:
                 return self._git(args, cwd=cwd, env=env, secrets=secrets, check=check)
 

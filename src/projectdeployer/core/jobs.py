@@ -124,9 +124,14 @@ def plan_job(engine: Engine, spec: ServiceSpec, group: int, ports: Mapping[str, 
     else:
         return ServicePlan(service=spec.name, action="unchanged", reason="job container up to date", group=group, stateful=False, current_slot=JOB_SLOT, image=desired.spec.image)
     return ServicePlan(
-        service=spec.name, action=action, reason=reason, group=group, stateful=False,
+        service=spec.name,
+        action=action,
+        reason=reason,
+        group=group,
+        stateful=False,
         current_slot=current.labels.get(LABEL_SLOT) if current else (others[0].labels.get(LABEL_SLOT) if others else None),
-        next_slot=JOB_SLOT, image=desired.spec.image,
+        next_slot=JOB_SLOT,
+        image=desired.spec.image,
     )
 
 
@@ -172,9 +177,7 @@ def job_table(engine: Engine, specs: Mapping[str, ServiceSpec], present: Iterabl
     the backups of the stateful services (``{service}:backup``, core/backupjobs.py)."""
     here = set(present)
     return [
-        {"service": n, "schedule": s.schedule or "", "container": job_name(engine.project.name, engine.env, n)}
-        for n, s in sorted(specs.items())
-        if s.is_scheduled and n in here
+        {"service": n, "schedule": s.schedule or "", "container": job_name(engine.project.name, engine.env, n)} for n, s in sorted(specs.items()) if s.is_scheduled and n in here
     ] + schedule_entries(engine, specs)
 
 
@@ -215,10 +218,9 @@ def _desired_scheduler(engine: Engine, table: list[dict[str, str]]) -> _DesiredS
 def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: Mapping[str, list[ContainerInfo]], plans: Iterable[ServicePlan] = ()) -> SchedulerPlan | None:
     """What the scheduler needs; ``None`` when there is none and none is needed."""
 
-    present = {
-        service for service, containers in observed.items()
-        if any(c.name == job_name(engine.project.name, engine.env, service) for c in containers)
-    } | {p.service for p in plans if p.next_slot == JOB_SLOT and p.action in ("create", "update")}
+    present = {service for service, containers in observed.items() if any(c.name == job_name(engine.project.name, engine.env, service) for c in containers)} | {
+        p.service for p in plans if p.next_slot == JOB_SLOT and p.action in ("create", "update")
+    }
     table = job_table(engine, specs, present)
     current = engine.runtime.get(scheduler_name(engine.project.name, engine.env))
     if not table:
@@ -339,6 +341,15 @@ def since_epoch(stamp: str) -> float:
 
 
 __all__ = [
-    "JOB_SLOT", "RUN_WAIT_SECONDS", "SchedulerPlan", "apply_job", "apply_scheduler", "job_name", "job_status",
-    "plan_job", "plan_scheduler", "ran", "scheduler_name",
+    "JOB_SLOT",
+    "RUN_WAIT_SECONDS",
+    "SchedulerPlan",
+    "apply_job",
+    "apply_scheduler",
+    "job_name",
+    "job_status",
+    "plan_job",
+    "plan_scheduler",
+    "ran",
+    "scheduler_name",
 ]

@@ -27,7 +27,7 @@ def find_cycle(depends_on: Mapping[str, Sequence[str]]) -> list[str] | None:
             if dep not in depends_on or state.get(dep) == 2 or dep == path[-1]:
                 continue
             if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
+                return path[path.index(dep) :] + [dep]
             state[dep] = 1
             path.append(dep)
             iters.append(iter(depends_on.get(dep, ())))

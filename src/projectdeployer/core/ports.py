@@ -76,9 +76,7 @@ def _probe(preferred: int, ports: range, taken: set[int], what: str, where: str)
         port = ports.start + (preferred - ports.start + step) % size
         if port not in taken:
             return port
-    raise PortsExhausted(
-        f"{where}: all {size} {what} ports ({ports.start}-{ports.stop - 1}) are taken"
-    )
+    raise PortsExhausted(f"{where}: all {size} {what} ports ({ports.start}-{ports.stop - 1}) are taken")
 
 
 def _check_clashes(recorded: Mapping[str, PortAssignment], where: str) -> None:
@@ -89,10 +87,7 @@ def _check_clashes(recorded: Mapping[str, PortAssignment], where: str) -> None:
         a = recorded[name]
         for kind, port, owners in (("host", a.host, hosts), ("internal", a.internal, internals)):
             if port in owners:
-                raise PortRecordError(
-                    f"{where}: services {owners[port]!r} and {name!r} "
-                    f"both record {kind} port {port}"
-                )
+                raise PortRecordError(f"{where}: services {owners[port]!r} and {name!r} both record {kind} port {port}")
             owners[port] = name
 
 
@@ -119,11 +114,17 @@ def allocate_ports(
     for name in sorted(set(services) - set(result)):
         host = _probe(
             preferred_host_port(project, env, name, services[name]),
-            HOST_BASE_RANGE, taken_hosts, "host", f"{where} service {name!r}",
+            HOST_BASE_RANGE,
+            taken_hosts,
+            "host",
+            f"{where} service {name!r}",
         )
         internal = _probe(
             preferred_internal_port(project, env, name),
-            INTERNAL_RANGE, taken_internals, "internal", f"{where} service {name!r}",
+            INTERNAL_RANGE,
+            taken_internals,
+            "internal",
+            f"{where} service {name!r}",
         )
         taken_hosts.add(host)
         taken_internals.add(internal)
@@ -155,15 +156,8 @@ class PortStore:
         assignments: dict[str, PortAssignment] = {}
         for name, entry in data.items():
             # bool is an int subclass; `true` is never a port.
-            if (
-                not isinstance(entry, dict)
-                or set(entry) != {"host", "internal"}
-                or not all(type(v) is int for v in entry.values())
-            ):
-                raise PortRecordError(
-                    f"{self.path}: malformed port record for {name!r}: "
-                    f'expected {{"host": <int>, "internal": <int>}}, got {entry!r}'
-                )
+            if not isinstance(entry, dict) or set(entry) != {"host", "internal"} or not all(type(v) is int for v in entry.values()):
+                raise PortRecordError(f'{self.path}: malformed port record for {name!r}: expected {{"host": <int>, "internal": <int>}}, got {entry!r}')
             try:
                 assignments[name] = PortAssignment(host=entry["host"], internal=entry["internal"])
             except ValueError as exc:  # out of range
@@ -176,9 +170,7 @@ class PortStore:
         data = {name: {"host": a.host, "internal": a.internal} for name, a in assignments.items()}
         atomic_write(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
-    def assign(
-        self, project: str, env: str, services: Mapping[str, int | None], busy: Callable[[], Collection[int]] | None = None
-    ) -> dict[str, PortAssignment]:
+    def assign(self, project: str, env: str, services: Mapping[str, int | None], busy: Callable[[], Collection[int]] | None = None) -> dict[str, PortAssignment]:
         """Load the record, allocate ``services``, save if anything changed, return the result.
         ``busy`` is asked for the host ports in use on the server only when a service has no
         recorded ports yet (recorded ports never move)."""

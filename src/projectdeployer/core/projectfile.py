@@ -67,7 +67,6 @@ def _parse_message(exc: ParseError) -> str:
     return message.rsplit(" at line ", 1)[0]
 
 
-
 def _structure_into(data: Any, cls: type, path: list[str | int], problems: list[str]) -> Any:
     try:
         return structure(data, cls, path=path)
@@ -159,7 +158,7 @@ def build_project(data: Mapping[str, Any], *, source: str | None = None, registr
         if key not in TOP_LEVEL_KEYS:
             problems.append(f"{key}: unknown top-level table (expected {', '.join(TOP_LEVEL_KEYS)})")
     if "project" not in data:
-        problems.append("project: required table missing (with at least name = \"...\")")
+        problems.append('project: required table missing (with at least name = "...")')
         raise ConfigError(problems, source=source)
 
     settings = _structure_into(data["project"], ProjectSettings, ["project"], problems)

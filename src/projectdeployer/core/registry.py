@@ -116,8 +116,11 @@ def build_registry(manager: pluggy.PluginManager, *, reserved_api_methods: Mappi
     for origin in _implementers(manager, "register_providers"):
 
         def register_provider(
-            name: str, factory: Callable[[], Provider], zones: frozenset[str] | set[str] | None = None,
-            images: Mapping[str, str] | None = None, origin: str = origin,
+            name: str,
+            factory: Callable[[], Provider],
+            zones: frozenset[str] | set[str] | None = None,
+            images: Mapping[str, str] | None = None,
+            origin: str = origin,
         ) -> None:
             if name in registry.providers:
                 first = registry.providers[name].plugin

@@ -108,8 +108,7 @@ def image_template_problem(value: str) -> str | None:
     """Why an ``[images]`` entry is not an image reference once ``{version}`` is filled in."""
     # Any version the patterns accept is a tag-like word: try one with every kind of character.
     return image_ref_problem(value.replace("{version}", "1.0-x")) and (
-        f"{shown(value)} is not a Docker image reference (expected [host[:port]/]path[:tag][@digest], "
-        "{version} allowed, e.g. python:{version}-slim)"
+        f"{shown(value)} is not a Docker image reference (expected [host[:port]/]path[:tag][@digest], {{version}} allowed, e.g. python:{{version}}-slim)"
     )
 
 
@@ -127,10 +126,7 @@ def debian_package_problem(value: str) -> str | None:
     """Why ``value`` is not a Debian package name, or ``None``."""
     if DEBIAN_PACKAGE_RE.match(value):
         return None
-    return (
-        f"{shown(value)} is not a Debian package name (lower-case letters, digits, + - and ., "
-        "starting with a letter or digit, at least 2 characters; no version or release; e.g. libpq5)"
-    )
+    return f"{shown(value)} is not a Debian package name (lower-case letters, digits, + - and ., starting with a letter or digit, at least 2 characters; no version or release; e.g. libpq5)"
 
 
 def command_problem(value: str, what: str = "command") -> str | None:
@@ -260,9 +256,9 @@ def check_service_rendering(spec: ServiceSpec, images: Mapping[str, str]) -> Ite
             yield ("command",), why
     if spec.health_path.startswith("/"):  # a relative path is reported by check_service
         if len(spec.health_path) > HEALTH_PATH_MAX or not HEALTH_PATH_RE.match(spec.health_path):
-            yield ("health_path",), (
-                f"{shown(spec.health_path)} is not a URL path (expected e.g. /healthz or /health?full=1: "
-                f"letters, digits, - . _ ~ ! $ & ( ) * + , = : @ / ? and %XX, at most {HEALTH_PATH_MAX})"
+            yield (
+                ("health_path",),
+                (f"{shown(spec.health_path)} is not a URL path (expected e.g. /healthz or /health?full=1: letters, digits, - . _ ~ ! $ & ( ) * + , = : @ / ? and %XX, at most {HEALTH_PATH_MAX})"),
             )
     for key, value in spec.env_vars.items():
         if "\x00" in value:
@@ -381,7 +377,20 @@ def _check_database_rendering(spec: DatabaseSpec, images: Mapping[str, str]) -> 
 
 
 __all__ = [
-    "DEBIAN_PACKAGE_RE", "IMAGE_REF_RE", "MAX_DEBIAN_PACKAGES", "NODE_VERSION_RE", "PYTHON_VERSION_RE", "SAFE_PATH_RE", "check_project_rendering", "command_argv", "needs_shell",
-    "check_service_rendering", "command_problem", "control_chars", "debian_package_problem", "image_ref_problem", "image_template_problem",
+    "DEBIAN_PACKAGE_RE",
+    "IMAGE_REF_RE",
+    "MAX_DEBIAN_PACKAGES",
+    "NODE_VERSION_RE",
+    "PYTHON_VERSION_RE",
+    "SAFE_PATH_RE",
+    "check_project_rendering",
+    "command_argv",
+    "needs_shell",
+    "check_service_rendering",
+    "command_problem",
+    "control_chars",
+    "debian_package_problem",
+    "image_ref_problem",
+    "image_template_problem",
     "relative_path_problem",
 ]

@@ -182,8 +182,12 @@ class TeardownPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "project": self.project, "env": self.env, "provider": self.provider, "with_data": self.with_data,
-            "remove": [i.to_json() for i in self.remove], "keep": [i.to_json() for i in self.keep],
+            "project": self.project,
+            "env": self.env,
+            "provider": self.provider,
+            "with_data": self.with_data,
+            "remove": [i.to_json() for i in self.remove],
+            "keep": [i.to_json() for i in self.keep],
             "unreachable": dict(self.unreachable),
         }
 
@@ -200,8 +204,10 @@ class TeardownReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            **self.plan.to_json(), "removed": [i.to_json() for i in self.removed],
-            "failed": [{**i.to_json(), "error": why} for i, why in self.failed], "seconds": round(self.seconds, 2),
+            **self.plan.to_json(),
+            "removed": [i.to_json() for i in self.removed],
+            "failed": [{**i.to_json(), "error": why} for i, why in self.failed],
+            "seconds": round(self.seconds, 2),
         }
 
 
@@ -363,9 +369,14 @@ class Teardown:
             except ProjectDeployerError as exc:  # no engine here: the images built here stay
                 self.log(f"{THIS_MACHINE}: images not read ({one_line(exc)})")
         plan = plan_teardown(
-            project=self.project.name, env=self.env, provider=provider.name,
-            with_data=with_data, places=[self._facts[n] for n in self._facts], local=self._local_facts(),
-            servers=sorted(s.name for s in listed if s.name != here_name), unreachable=unreachable,
+            project=self.project.name,
+            env=self.env,
+            provider=provider.name,
+            with_data=with_data,
+            places=[self._facts[n] for n in self._facts],
+            local=self._local_facts(),
+            servers=sorted(s.name for s in listed if s.name != here_name),
+            unreachable=unreachable,
         )
         return plan
 
@@ -403,7 +414,8 @@ class Teardown:
                 continue  # gone, or not built for the project (base images, the user's own)
             users = [
                 f"container {c.name}" + (f" ({c.labels[LABEL_PROJECT]}/{c.labels[LABEL_ENV]})" if c.labels.get(LABEL_PROJECT) and c.labels.get(LABEL_ENV) else "")
-                for c in everything if c.image_id == info.id and c.name not in mine_names
+                for c in everything
+                if c.image_id == info.id and c.name not in mine_names
             ]
             users += [f"releases of {project}/{other}" for other in sorted(elsewhere.get(info.id, ()))]
             ours = tuple(t for t in info.tags if _built_by(t, project))
@@ -419,8 +431,13 @@ class Teardown:
             if not here:
                 directories = self._server_directories(server)
         return PlaceFacts(
-            server=label or server.name, containers=tuple(mine), network=network, volumes=tuple(volumes),
-            images=tuple(images), directories=tuple(directories), images_only=images_only,
+            server=label or server.name,
+            containers=tuple(mine),
+            network=network,
+            volumes=tuple(volumes),
+            images=tuple(images),
+            directories=tuple(directories),
+            images_only=images_only,
         )
 
     def _recorded_elsewhere(self) -> dict[str, set[str]]:
@@ -496,7 +513,11 @@ class Teardown:
                 # Under the lock, last: a deploy waiting for it locks the file made anew (core/lock.py).
                 (self.env_dir / "deploy.lock").unlink(missing_ok=True)
         problems = [f"{i.kind} {i.name} on {i.where}: {why}" for i, why in report.failed]
-        problems += [f"server {name} could not be read ({why}): nothing on it was removed" for name, why in plan.unreachable.items() if not (with_data and any(i.kind == "server" and i.name == name for i in report.removed))]
+        problems += [
+            f"server {name} could not be read ({why}): nothing on it was removed"
+            for name, why in plan.unreachable.items()
+            if not (with_data and any(i.kind == "server" and i.name == name for i in report.removed))
+        ]
         if problems:
             raise TeardownIncomplete(f"{self.project.name}/{self.env} is not entirely gone: " + "; ".join(problems) + " (run destroy again to retry)", report)
         return report
@@ -634,6 +655,17 @@ class Teardown:
 
 
 __all__ = [
-    "ImageFacts", "Item", "LocalFacts", "PlaceFacts", "Teardown", "TeardownError", "TeardownIncomplete", "TeardownPlan",
-    "TeardownReport", "UnknownEnvironment", "describe_container", "grown_beyond", "plan_teardown",
+    "ImageFacts",
+    "Item",
+    "LocalFacts",
+    "PlaceFacts",
+    "Teardown",
+    "TeardownError",
+    "TeardownIncomplete",
+    "TeardownPlan",
+    "TeardownReport",
+    "UnknownEnvironment",
+    "describe_container",
+    "grown_beyond",
+    "plan_teardown",
 ]

@@ -201,7 +201,8 @@ class DockerRuntime(ContainerRuntime):
         owner = {k: spec.labels[k] for k in (LABEL_PROJECT, LABEL_ENV) if k in spec.labels}
         mounts = [
             DockerMount(target=m.target, source=m.source, type="volume", read_only=m.read_only, labels=owner or None)
-            if m.volume else DockerMount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
+            if m.volume
+            else DockerMount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
             for m in spec.mounts
         ]
         kwargs: dict[str, Any] = {

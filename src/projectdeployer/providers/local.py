@@ -46,7 +46,7 @@ class LocalServer(Server):
         import os
 
         host = os.environ.get("DOCKER_HOST", "")
-        return host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
+        return host[len("unix://") :] if host.startswith("unix://") else "/var/run/docker.sock"
 
     @cached_property
     def _client(self) -> Any:

@@ -261,7 +261,7 @@ def label_filters(project: str, env: str, *, kind: str | None = None, **more: st
 
 def spec_tags(labels: Mapping[str, str]) -> dict[str, str]:
     """The ``ServerSpec.tags`` a server was created with, from its labels."""
-    return {key[len(LABEL_TAG_PREFIX):]: value for key, value in labels.items() if key.startswith(LABEL_TAG_PREFIX)}
+    return {key[len(LABEL_TAG_PREFIX) :]: value for key, value in labels.items() if key.startswith(LABEL_TAG_PREFIX)}
 
 
 def resolve_image(explicit: str | None = None, project_images: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None) -> str:
@@ -396,9 +396,7 @@ def host_run_flags(client: Any, image: str) -> RunFlags:
     key = (str(client.api.base_url), image)
     with _flags_lock:
         if key not in _flags_cache:
-            _flags_cache[key] = compute_run_flags(
-                privileged_works=probe_privileged(client, image), capbnd=dockerd_capbnd(), last_cap=cap_last_cap(), fuse=os.path.exists("/dev/fuse")
-            )
+            _flags_cache[key] = compute_run_flags(privileged_works=probe_privileged(client, image), capbnd=dockerd_capbnd(), last_cap=cap_last_cap(), fuse=os.path.exists("/dev/fuse"))
         return _flags_cache[key]
 
 
@@ -494,9 +492,7 @@ class SandboxServer(Server):
     data_root = "/local"
     docker_socket = "/var/run/docker.sock"
 
-    def __init__(
-        self, *, name: str, zone: str, private_address: str, public_address: str, tags: Mapping[str, str], container_id: str, ssh: SshServer | None
-    ) -> None:
+    def __init__(self, *, name: str, zone: str, private_address: str, public_address: str, tags: Mapping[str, str], container_id: str, ssh: SshServer | None) -> None:
         self.name = name
         self.zone = zone
         self.private_address = private_address
@@ -828,7 +824,6 @@ class SandboxProvider(Provider):
         """Networks, volumes and the (created, not started) container, under the provider's lock."""
         import docker.errors
 
-
         def attempt() -> tuple[Any, str]:
             with self._lock:
                 public = self._ensure_network(project, env, PUBLIC)
@@ -859,9 +854,7 @@ class SandboxProvider(Provider):
         except _NetworkGone as gone:
             raise SandboxError(f"cannot create a server in zone {spec.zone} of {project}/{env}: {gone.__cause__}") from None
 
-    def _create_named(
-        self, project: str, env: str, spec: ServerSpec, name: str, token: str, state: str, size: Mapping[str, int], public_key: str, flags: RunFlags, public: Any
-    ) -> Any:
+    def _create_named(self, project: str, env: str, spec: ServerSpec, name: str, token: str, state: str, size: Mapping[str, int], public_key: str, flags: RunFlags, public: Any) -> Any:
         from docker.types import Mount
 
         volumes = {}

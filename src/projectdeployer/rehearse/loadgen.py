@@ -207,21 +207,14 @@ class LoadResult:
         """A few human lines; the last one is ``failed=N sent=M``."""
         lines = [
             f"sent {self.sent} in {self.seconds:.1f} s ({self.rps:.1f} req/s): "
-            f"ok {self.ok}, failed {self.failed}"
-            + (f", in flight {self.in_flight}" if self.in_flight else "")
-            + (f" [ended by {self.stop_reason}]" if self.stop_reason else ""),
-            "statuses: "
-            + (", ".join(f"{code}={n}" for code, n in sorted(self.statuses.items())) or "none"),
-            f"latency (plain): p50 {self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms,"
-            f" max {self.latency_max_ms:.1f} ms",
+            f"ok {self.ok}, failed {self.failed}" + (f", in flight {self.in_flight}" if self.in_flight else "") + (f" [ended by {self.stop_reason}]" if self.stop_reason else ""),
+            "statuses: " + (", ".join(f"{code}={n}" for code, n in sorted(self.statuses.items())) or "none"),
+            f"latency (plain): p50 {self.latency_p50_ms:.1f} ms, p99 {self.latency_p99_ms:.1f} ms, max {self.latency_max_ms:.1f} ms",
         ]
         for kind in ("slow", "stream"):
             k = self.by_kind[kind]
             if k.sent:
-                lines.append(
-                    f"{kind}: sent {k.sent}, ok {k.ok}, failed {k.failed},"
-                    f" p50 {k.p50_ms:.0f} ms, max {k.max_ms:.0f} ms"
-                )
+                lines.append(f"{kind}: sent {k.sent}, ok {k.ok}, failed {k.failed}, p50 {k.p50_ms:.0f} ms, max {k.max_ms:.0f} ms")
         lines.append(
             f"connections: {self.connections_opened} opened, "
             f"{self.requests_on_reused_connection} requests on reused keep-alive connections, "
@@ -353,8 +346,7 @@ class _Outcome:
 class _RequestFailed(Exception):
     """One attempt failed. ``closed_before_response`` marks the only retryable shape."""
 
-    def __init__(self, category: str, description: str, *, status: int | None = None,
-                 closed_before_response: bool = False) -> None:
+    def __init__(self, category: str, description: str, *, status: int | None = None, closed_before_response: bool = False) -> None:
         super().__init__(description)
         self.category = category
         self.description = description
@@ -472,9 +464,7 @@ def _read_response(conn: _Connection) -> tuple[int, bool]:
             continue
         break
 
-    connection_tokens = {
-        t.strip().lower() for v in headers.get("connection", []) for t in v.split(",")
-    }
+    connection_tokens = {t.strip().lower() for v in headers.get("connection", []) for t in v.split(",")}
     if version == "HTTP/1.1":
         reusable = "close" not in connection_tokens
     else:
@@ -501,9 +491,7 @@ def _read_response(conn: _Connection) -> tuple[int, bool]:
             conn.skip(length)
         except _EOF:
             got = conn.received - before
-            raise _RequestFailed(
-                "truncated body", f"HTTP {status}: body cut short, {got} of {length} bytes"
-            ) from None
+            raise _RequestFailed("truncated body", f"HTTP {status}: body cut short, {got} of {length} bytes") from None
         return status, reusable
 
     conn.skip_to_eof()  # delimited by the end of the connection
@@ -519,9 +507,7 @@ def _read_chunked(conn: _Connection) -> None:
             try:
                 size = int(size_text, 16)
             except ValueError:
-                raise _RequestFailed(
-                    "bad response", f"bad chunk size line {line[:40]!r} after {total} bytes"
-                ) from None
+                raise _RequestFailed("bad response", f"bad chunk size line {line[:40]!r} after {total} bytes") from None
             if size == 0:
                 while conn.readline() not in (b"\r\n", b"\n"):  # trailers
                     pass
@@ -531,9 +517,7 @@ def _read_chunked(conn: _Connection) -> None:
             if conn.readline() not in (b"\r\n", b"\n"):
                 raise _RequestFailed("bad response", f"chunk not followed by CRLF after {total} B")
     except _EOF:
-        raise _RequestFailed(
-            "truncated body", f"chunked body cut short after {total} bytes (no last chunk)"
-        ) from None
+        raise _RequestFailed("truncated body", f"chunked body cut short after {total} bytes (no last chunk)") from None
 
 
 @attrs.frozen
@@ -678,16 +662,13 @@ class _Client:
         try:
             status = self._request_with_retry(path, kind)
         except _Aborted:
-            return _Outcome(False, None, time.monotonic() - started, "abandoned",
-                            self.gen._abandoned_description())
+            return _Outcome(False, None, time.monotonic() - started, "abandoned", self.gen._abandoned_description())
         except _RequestFailed as exc:
-            return _Outcome(False, exc.status, time.monotonic() - started, exc.category,
-                            f"+{started - self.gen._started_at:.2f}s {exc.description}")
+            return _Outcome(False, exc.status, time.monotonic() - started, exc.category, f"+{started - self.gen._started_at:.2f}s {exc.description}")
         elapsed = time.monotonic() - started
         if 200 <= status < 300:
             return _Outcome(True, status, elapsed)
-        return _Outcome(False, status, elapsed, f"HTTP {status}",
-                        f"+{started - self.gen._started_at:.2f}s HTTP {status}")
+        return _Outcome(False, status, elapsed, f"HTTP {status}", f"+{started - self.gen._started_at:.2f}s HTTP {status}")
 
     def _request_with_retry(self, path: str, kind: str) -> int:
         conn = self.conn if self.keepalive else None
@@ -729,13 +710,10 @@ class _Client:
             self.drop()
             if self.aborted:
                 raise _Aborted from None
-            retryable = should_retry_on_stale_keepalive(
-                method=_METHOD, reused=reused, response_bytes=received, closed_by_peer=True
-            )
+            retryable = should_retry_on_stale_keepalive(method=_METHOD, reused=reused, response_bytes=received, closed_by_peer=True)
             if isinstance(exc, _EOF):
                 category = "closed without response" if received == 0 else "truncated response"
-                text = (f"connection closed by server after {received} response bytes"
-                        if received else "connection closed by server without a response")
+                text = f"connection closed by server after {received} response bytes" if received else "connection closed by server without a response"
             else:
                 category, text = _describe_error(exc)
                 text += f" (after {received} response bytes)"
@@ -748,8 +726,7 @@ class _Client:
                 raise _Aborted from None
             category, text = _describe_error(exc)
             if category == "timeout":
-                text = f"timeout ({gen._timeout:g}s) " + (
-                    "connecting" if conn is None else f"after {conn.received} response bytes")
+                text = f"timeout ({gen._timeout:g}s) " + ("connecting" if conn is None else f"after {conn.received} response bytes")
             raise _RequestFailed(category, text) from None
         conn.responses += 1
         if self.keepalive and reusable:
@@ -759,9 +736,7 @@ class _Client:
         return status
 
 
-def should_retry_on_stale_keepalive(
-    *, method: str, reused: bool, response_bytes: int, closed_by_peer: bool
-) -> bool:
+def should_retry_on_stale_keepalive(*, method: str, reused: bool, response_bytes: int, closed_by_peer: bool) -> bool:
     """The one retry rule (see the module docstring): an idempotent GET, sent on a connection
     that had already carried a response, ended by the peer (EOF/reset/broken pipe, not a
     timeout) before a single response byte arrived."""
@@ -878,15 +853,12 @@ class LoadGenerator:
             self._started_at = time.monotonic()
         for i in range(self._concurrency):
             keepalive = i < self._keepalive_workers
-            self._spawn(self._plain_worker, f"loadgen-{'ka' if keepalive else 'fresh'}-{i}",
-                        _Client(self, keepalive=keepalive))
+            self._spawn(self._plain_worker, f"loadgen-{'ka' if keepalive else 'fresh'}-{i}", _Client(self, keepalive=keepalive))
         for i in range(self._streams):
             self._spawn(self._stream_worker, f"loadgen-stream-{i}", _Client(self, keepalive=False))
         if self._slow_every > 0:
             self._spawn(self._slow_dispatcher, "loadgen-slow")
-        self._supervisor = threading.Thread(
-            target=self._supervise, name="loadgen-supervisor", daemon=True
-        )
+        self._supervisor = threading.Thread(target=self._supervise, name="loadgen-supervisor", daemon=True)
         self._supervisor.start()
 
     def stop(self) -> LoadResult:
@@ -918,8 +890,7 @@ class LoadGenerator:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stop.is_set():
                     sent = stats.total_sent()
-                    why = (f"load ended ({self._stop_reason})" if self._stop.is_set()
-                           else f"{timeout:g}s passed")
+                    why = f"load ended ({self._stop_reason})" if self._stop.is_set() else f"{timeout:g}s passed"
                     raise TimeoutError(f"only {sent} of {n} requests sent: {why}")
                 stats.sent_cond.wait(min(remaining, 0.25))
 
@@ -951,8 +922,7 @@ class LoadGenerator:
             self._stats.sent_cond.notify_all()
 
     def _abandoned_description(self) -> str:
-        return (f"abandoned: still in flight {self._timeout + 0.5:g}s after the load ended "
-                f"({self._stop_reason or 'stop'})")
+        return f"abandoned: still in flight {self._timeout + 0.5:g}s after the load ended ({self._stop_reason or 'stop'})"
 
     def _claim(self, kind: str) -> bool:
         """Count one request as sent, unless the load has ended (which this may decide)."""
@@ -1092,8 +1062,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--verify-tls", action="store_true")
     parser.add_argument("--ca-file")
-    parser.add_argument("--no-retry-stale-keepalive", dest="retry", action="store_false",
-                        help="count even the stale keep-alive race as a failure")
+    parser.add_argument("--no-retry-stale-keepalive", dest="retry", action="store_false", help="count even the stale keep-alive race as a failure")
     args = parser.parse_args(argv)
 
     gen = LoadGenerator(

@@ -147,19 +147,14 @@ PACKAGE_MANAGERS: Mapping[str, _PackageManager] = types.MappingProxyType(
             name="npm",
             manifests="package*.json .npmrc*",
             install_all=_frozen_if_lockfile("package-lock.json", "npm ci", "npm install"),
-            install_prod=_frozen_if_lockfile(
-                "package-lock.json", "npm ci --omit=dev", "npm install --omit=dev"
-            )
-            + " && npm cache clean --force",
+            install_prod=_frozen_if_lockfile("package-lock.json", "npm ci --omit=dev", "npm install --omit=dev") + " && npm cache clean --force",
             prune="npm prune --omit=dev",
             default_build="npm run build",
         ),
         "yarn": _PackageManager(
             name="yarn",
             manifests="package.json yarn.lock* .npmrc* .yarnrc*",
-            install_all=_frozen_if_lockfile(
-                "yarn.lock", "yarn install --frozen-lockfile", "yarn install"
-            ),
+            install_all=_frozen_if_lockfile("yarn.lock", "yarn install --frozen-lockfile", "yarn install"),
             install_prod=_frozen_if_lockfile(
                 "yarn.lock",
                 "yarn install --frozen-lockfile --production",
@@ -176,12 +171,8 @@ PACKAGE_MANAGERS: Mapping[str, _PackageManager] = types.MappingProxyType(
         "pnpm": _PackageManager(
             name="pnpm",
             manifests="package.json pnpm-lock.yaml* .npmrc*",
-            install_all=_frozen_if_lockfile(
-                "pnpm-lock.yaml", "pnpm install --frozen-lockfile", "pnpm install"
-            ),
-            install_prod=_frozen_if_lockfile(
-                "pnpm-lock.yaml", "pnpm install --frozen-lockfile --prod", "pnpm install --prod"
-            ),
+            install_all=_frozen_if_lockfile("pnpm-lock.yaml", "pnpm install --frozen-lockfile", "pnpm install"),
+            install_prod=_frozen_if_lockfile("pnpm-lock.yaml", "pnpm install --frozen-lockfile --prod", "pnpm install --prod"),
             prune="pnpm prune --prod",
             default_build="pnpm build",
             setup="corepack enable",
@@ -328,9 +319,7 @@ def render_nodejs(
             final_apt=final_apt,
             build_apt=build_apt,
             build_apt_comment=(
-                "Debian packages for the build: system_packages and build_packages (these stay in this stage)."
-                if build_apt != final_apt
-                else "Debian packages the build needs too (system_packages)."
+                "Debian packages for the build: system_packages and build_packages (these stay in this stage)." if build_apt != final_apt else "Debian packages the build needs too (system_packages)."
             ),
             port=_check_port(port),
             cmd=_exec_form(command),
@@ -524,17 +513,8 @@ def _relative_path(what: str, value: str) -> str:
         raise ValueError(f"{what} {value!r}: expected a path")
     path = value.strip().rstrip("/")
     parts = PurePosixPath(path).parts
-    if (
-        not path
-        or path.startswith("/")
-        or ".." in parts
-        or not _SAFE_PATH.fullmatch(path)
-        or path.startswith("-")
-    ):
-        raise ValueError(
-            f"{what} {value!r} must be a relative path inside the project "
-            "(no leading '/', no '..', no spaces)"
-        )
+    if not path or path.startswith("/") or ".." in parts or not _SAFE_PATH.fullmatch(path) or path.startswith("-"):
+        raise ValueError(f"{what} {value!r} must be a relative path inside the project (no leading '/', no '..', no spaces)")
     normalised = str(PurePosixPath(path))  # drops "./" and repeated slashes
     if normalised == ".":
         raise ValueError(f"{what} {value!r} must name a file or directory, not the project root")
@@ -547,18 +527,13 @@ def _copy_lines(files: Sequence[str]) -> list[str]:
     for f in files:
         parent = str(PurePosixPath(f).parent)
         by_dir.setdefault(parent, []).append(f)
-    return [
-        " ".join([*group, "./" if parent == "." else f"{parent}/"])
-        for parent, group in by_dir.items()
-    ]
+    return [" ".join([*group, "./" if parent == "." else f"{parent}/"]) for parent, group in by_dir.items()]
 
 
 def _check_image(what: str, value: str) -> None:
     # Docker's reference grammar ([host[:port]/]path[:tag][@digest]), as validation applies it.
     if not isinstance(value, str) or not IMAGE_REF_RE.match(value):
-        raise ValueError(
-            f"{what} {value!r} is not a Docker image reference (e.g. python:3.11-slim)"
-        )
+        raise ValueError(f"{what} {value!r} is not a Docker image reference (e.g. python:3.11-slim)")
 
 
 def _check_port(port: int | None) -> int | None:

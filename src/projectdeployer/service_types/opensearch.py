@@ -303,11 +303,13 @@ def _name(common_name: str, project: str, env: str) -> Any:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    return x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ProjectDeployer"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{project}-{env}"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ProjectDeployer"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{project}-{env}"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
+        ]
+    )
 
 
 def _key_pem(key: Any) -> str:
@@ -345,8 +347,17 @@ def _make_ca(project: str, env: str, service: str, now: dt.datetime) -> tuple[st
         .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                          key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -361,9 +372,7 @@ def node_hostnames(project: str, env: str, service: str) -> list[str]:
     return [container_name(project, env, service, "s"), service, SIDECAR_HOST, "localhost"]
 
 
-def _issue(
-    ca_cert_pem: str, ca_key_pem: str, subject: Any, now: dt.datetime, *, server: bool, hostnames: Sequence[str] = ()
-) -> tuple[str, str]:
+def _issue(ca_cert_pem: str, ca_key_pem: str, subject: Any, now: dt.datetime, *, server: bool, hostnames: Sequence[str] = ()) -> tuple[str, str]:
     """A certificate for ``subject`` signed by the CA: a node's (server + client auth, SANs) or a client's."""
     import ipaddress
 
@@ -385,8 +394,17 @@ def _issue(
         .not_valid_after(min(now + NODE_VALIDITY, ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True, data_encipherment=False,
-                          key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
@@ -483,8 +501,13 @@ def ensure_pki(project: str, env: str, service: str, *, now: dt.datetime | None 
     node = _pair(directory, "node", ca_cert, lambda: _issue(ca_cert, ca_key, node_subject, now, server=True, hostnames=hostnames), now)
     admin = _pair(directory, "admin", ca_cert, lambda: _issue(ca_cert, ca_key, admin_subject, now, server=False), now)
     return NodePki(
-        ca_cert=ca_cert, node_cert=node[0], node_key=node[1], admin_cert=admin[0], admin_key=admin[1],
-        node_dn=node_subject.rfc4514_string(), admin_dn=admin_subject.rfc4514_string(),
+        ca_cert=ca_cert,
+        node_cert=node[0],
+        node_key=node[1],
+        admin_cert=admin[0],
+        admin_key=admin[1],
+        node_dn=node_subject.rfc4514_string(),
+        admin_dn=admin_subject.rfc4514_string(),
     )
 
 
@@ -535,10 +558,7 @@ def to_yaml(value: Any, indent: int = 0) -> str:
     if isinstance(value, list):
         if not value:
             return "[]"
-        return "\n".join(
-            f"{pad}-\n{to_yaml(item, indent + 1)}" if isinstance(item, (Mapping, list)) and item else f"{pad}- {to_yaml(item)}"
-            for item in value
-        )
+        return "\n".join(f"{pad}-\n{to_yaml(item, indent + 1)}" if isinstance(item, (Mapping, list)) and item else f"{pad}- {to_yaml(item)}" for item in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -556,18 +576,22 @@ def security_files(admin_hash: str) -> dict[str, str]:
     """The security plugin's configuration (``opensearch-security/*.yml``) by file name."""
     config = {
         **_meta("config"),
-        "config": {"dynamic": {
-            "http": {"anonymous_auth_enabled": False},
-            "authc": {"basic_internal_auth_domain": {
-                "description": "HTTP basic authentication against the internal users database",
-                "http_enabled": True,
-                "transport_enabled": True,
-                "order": 0,
-                "http_authenticator": {"type": "basic", "challenge": True},
-                "authentication_backend": {"type": "intern"},
-            }},
-            "authz": {},
-        }},
+        "config": {
+            "dynamic": {
+                "http": {"anonymous_auth_enabled": False},
+                "authc": {
+                    "basic_internal_auth_domain": {
+                        "description": "HTTP basic authentication against the internal users database",
+                        "http_enabled": True,
+                        "transport_enabled": True,
+                        "order": 0,
+                        "http_authenticator": {"type": "basic", "challenge": True},
+                        "authentication_backend": {"type": "intern"},
+                    }
+                },
+                "authz": {},
+            }
+        },
     }
     users = {
         **_meta("internalusers"),
@@ -625,32 +649,37 @@ def start_script() -> str:
     image's entrypoint. Paths only: nothing secret is in it."""
     tls = " ".join(TLS_FILES)
     security = " ".join(SECURITY_FILES)
-    return "\n".join([
-        "set -eu",
-        "umask 077",
-        f"src={SECRETS_MOUNT}",
-        f"conf={CONFIG_DIR}",
-        'put() { rm -f "$2"; cp "$1" "$2"; chmod 0600 "$2"; }',
-        f'mkdir -p "{TLS_DIR}" "{SECURITY_DIR}"',
-        'put "$src/opensearch.yml" "$conf/opensearch.yml"',
-        f'for f in {tls}; do put "$src/$f" "{TLS_DIR}/$f"; done',
-        f'for f in {security}; do put "$src/security-$f" "{SECURITY_DIR}/$f"; done',
-        f'if [ ! -w "{SNAPSHOTS_DIR}" ]; then',
-        f'  echo "projectdeployer: {SNAPSHOTS_DIR} is not writable by $(id -u): snapshots will fail until the snapshots volume belongs to uid $(id -u)" >&2',
-        "fi",
-        f"cd {OPENSEARCH_HOME}",
-        # The image's entrypoint runs OpenSearch as its child (not with exec), so a stop's
-        # SIGTERM would end the entrypoint and leave the JVM to be killed: start it in a process
-        # group of its own, pass the signal to the whole group, and wait until it is empty.
-        "set -m",
-        "./opensearch-docker-entrypoint.sh opensearch &",
-        "node=$!",
-        'trap \'kill -TERM -- "-$node" 2>/dev/null || true\' TERM INT',
-        "status=0",
-        'wait "$node" || status=$?',
-        'while kill -0 -- "-$node" 2>/dev/null; do sleep 0.5; done',
-        'exit "$status"',
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "set -eu",
+                "umask 077",
+                f"src={SECRETS_MOUNT}",
+                f"conf={CONFIG_DIR}",
+                'put() { rm -f "$2"; cp "$1" "$2"; chmod 0600 "$2"; }',
+                f'mkdir -p "{TLS_DIR}" "{SECURITY_DIR}"',
+                'put "$src/opensearch.yml" "$conf/opensearch.yml"',
+                f'for f in {tls}; do put "$src/$f" "{TLS_DIR}/$f"; done',
+                f'for f in {security}; do put "$src/security-$f" "{SECURITY_DIR}/$f"; done',
+                f'if [ ! -w "{SNAPSHOTS_DIR}" ]; then',
+                f'  echo "projectdeployer: {SNAPSHOTS_DIR} is not writable by $(id -u): snapshots will fail until the snapshots volume belongs to uid $(id -u)" >&2',
+                "fi",
+                f"cd {OPENSEARCH_HOME}",
+                # The image's entrypoint runs OpenSearch as its child (not with exec), so a stop's
+                # SIGTERM would end the entrypoint and leave the JVM to be killed: start it in a process
+                # group of its own, pass the signal to the whole group, and wait until it is empty.
+                "set -m",
+                "./opensearch-docker-entrypoint.sh opensearch &",
+                "node=$!",
+                "trap 'kill -TERM -- \"-$node\" 2>/dev/null || true' TERM INT",
+                "status=0",
+                'wait "$node" || status=$?',
+                'while kill -0 -- "-$node" 2>/dev/null; do sleep 0.5; done',
+                'exit "$status"',
+            ]
+        )
+        + "\n"
+    )
 
 
 def node_files(ctx: ServiceContext, service: str) -> dict[str, str]:
@@ -697,8 +726,16 @@ class OpenSearchBackup(BackupMethod):
         project, env, service = target.project.name, target.env, target.service.name
         files = {"password": self.contexts(project, env).ensure_password(service), "root-ca.pem": ensure_pki(project, env, service).ca_cert}
         args = (
-            "--url", f"https://{target.host}:{target.port}", "--auth-file", f"{SECRETS_MOUNT}/password",
-            "--ca-file", f"{SECRETS_MOUNT}/root-ca.pem", "--repo", "pd", "--location", SNAPSHOTS_DIR,
+            "--url",
+            f"https://{target.host}:{target.port}",
+            "--auth-file",
+            f"{SECRETS_MOUNT}/password",
+            "--ca-file",
+            f"{SECRETS_MOUNT}/root-ca.pem",
+            "--repo",
+            "pd",
+            "--location",
+            SNAPSHOTS_DIR,
         )
         return args, files
 
@@ -722,4 +759,3 @@ class OpenSearchBackup(BackupMethod):
         if code != 0:
             raise BackupError(f"{target.service.name}: the restore of {file} failed (exit code {code}): {' / '.join(lines[-3:])}")
         return time.monotonic() - began
-

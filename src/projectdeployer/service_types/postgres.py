@@ -29,12 +29,7 @@ class PostgresRotation(PasswordRotation):
         quoted_user = '"' + user.replace('"', '""') + '"'
         quoted_password = "'" + new.replace("'", "''") + "'"
         # Keep the statement (it carries the password) out of the server log even on an error.
-        sql = (
-            "SET log_statement = 'none';\n"
-            "SET log_min_error_statement = 'panic';\n"
-            "SET log_min_duration_statement = -1;\n"
-            f"ALTER ROLE {quoted_user} PASSWORD {quoted_password};\n"
-        )
+        sql = f"SET log_statement = 'none';\nSET log_min_error_statement = 'panic';\nSET log_min_duration_statement = -1;\nALTER ROLE {quoted_user} PASSWORD {quoted_password};\n"
         argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", db]
         result = self.exec(runtime, container, argv, sql, user="postgres")
         if not result.ok:
@@ -108,9 +103,12 @@ class PostgresBackup(BackupMethod):
         user = ctx.db_user(service)
         password = ctx.ensure_password(service)
         env_vars = {
-            "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": user,
+            "PGHOST": target.host,
+            "PGPORT": str(target.port),
+            "PGUSER": user,
             "PGDATABASE": ctx.db_name(service),
-            "PGPASSFILE": f"{SECRETS_MOUNT}/pgpass", "PGCONNECT_TIMEOUT": "10",
+            "PGPASSFILE": f"{SECRETS_MOUNT}/pgpass",
+            "PGCONNECT_TIMEOUT": "10",
         }
         # Any database name: a restore also connects to "postgres" and the side database.
         return env_vars, {"pgpass": f"{target.host}:{target.port}:*:{user}:{password}\n"}
@@ -135,4 +133,3 @@ class PostgresBackup(BackupMethod):
             raise BackupError(f"{target.service.name}: the restore of {file} failed (exit code {code}); the database was left as it was.\n{tail}")
         swap = [line.split("=", 1)[1] for line in lines if "swap_seconds=" in line]
         return float(swap[-1]) if swap else 0.0
-

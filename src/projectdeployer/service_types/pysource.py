@@ -77,9 +77,7 @@ def detect_install(
         if missing:
             raise SourceProblem(f"requirements file {missing[0]} not found in the build context {context_dir} (requirements_files: {', '.join(files)})")
         unused = sorted(present & {"poetry.lock", "uv.lock"})
-        also = "".join(
-            f"; {lock} is here too, not used: package_manager = \"{'uv' if lock == 'uv.lock' else 'poetry'}\" installs from it" for lock in unused
-        )
+        also = "".join(f'; {lock} is here too, not used: package_manager = "{"uv" if lock == "uv.lock" else "poetry"}" installs from it' for lock in unused)
         return PythonInstall(requirements_files=files, reason=f"dependencies from {', '.join(files)} with pip ({_join('pip install -r', why)}){also}")
 
     if package_manager in ("poetry", "uv"):
@@ -89,9 +87,7 @@ def detect_install(
             return requirements('package_manager = "pip"')
         if "pyproject.toml" in present:
             return _pyproject(context_dir, 'package_manager = "pip"', required=True)
-        raise SourceProblem(
-            f'package_manager = "pip" needs {_either(files)} or pyproject.toml in the build context {context_dir}, and it has none'
-        )
+        raise SourceProblem(f'package_manager = "pip" needs {_either(files)} or pyproject.toml in the build context {context_dir}, and it has none')
     if found_reqs:
         return requirements()
     if "uv.lock" in present and "pyproject.toml" in present:
@@ -143,7 +139,10 @@ def _pyproject(context_dir: Path, why: str, *, required: bool) -> PythonInstall 
         # Dependencies the build backend computes (dynamic, [tool.poetry] without a lock, setup.py):
         # only building the project tells them, so they come with it after the source.
         return PythonInstall(
-            pyproject=True, requirements_files=(), dependencies=None, install_project=True,
+            pyproject=True,
+            requirements_files=(),
+            dependencies=None,
+            install_project=True,
             reason=f"the pyproject.toml project and its dependencies with pip ({_join('pip install . after the source: its dependencies are not listed in [project]', why)})",
         )
     if package:

@@ -125,8 +125,11 @@ class RedisBackup(BackupMethod):
         if info is None:
             raise BackupError(f"{target.service.name}: its container {name} does not exist: deploy it first")
         job = BackupJob(
-            command=("sh", "-c", backup_script("redis_restore.sh")), env={"BACKUP_FILE": file},
-            data_volumes={"data": "/data"}, data_read_only=False, isolated=True,
+            command=("sh", "-c", backup_script("redis_restore.sh")),
+            env={"BACKUP_FILE": file},
+            data_volumes={"data": "/data"},
+            data_read_only=False,
+            isolated=True,
         )
         began = time.monotonic()
         with target.routed_off():
@@ -159,4 +162,3 @@ def _wait_tcp(target: BackupTarget, began: float, timeout: float = 120.0) -> Non
         wait_until(lambda: target.server.probe_tcp(port), timeout=max(0.0, timeout - (time.monotonic() - began)), interval=0.2, what=f"{target.service.name} answering")
     except WaitTimeout as exc:
         raise BackupError(f"{target.service.name}: not answering after the restore ({exc.last})") from None
-

@@ -25,8 +25,12 @@ def connect() -> dict:
     while True:
         try:
             conn = pg8000.native.Connection(
-                user=settings["POSTGRES_USER"], password=password, host=settings["POSTGRES_SERVER"],
-                port=int(settings["POSTGRES_PORT"] or 0), database=settings["POSTGRES_DB"], timeout=5,
+                user=settings["POSTGRES_USER"],
+                password=password,
+                host=settings["POSTGRES_SERVER"],
+                port=int(settings["POSTGRES_PORT"] or 0),
+                database=settings["POSTGRES_DB"],
+                timeout=5,
             )
             break
         except Exception as exc:  # noqa: BLE001 - the database may still be starting
@@ -40,8 +44,13 @@ def connect() -> dict:
     with open(file_name) as handle:
         same_as_file = handle.read().strip() == password
     return {
-        **settings, "current_user": user, "current_database": database, "password_from_env": bool(password),
-        "password_file": file_name, "same_as_file": same_as_file, "pid": os.getpid(),
+        **settings,
+        "current_user": user,
+        "current_database": database,
+        "password_from_env": bool(password),
+        "password_file": file_name,
+        "same_as_file": same_as_file,
+        "pid": os.getpid(),
     }
 
 

@@ -34,8 +34,12 @@ def _connect():  # type: ignore[no-untyped-def]
     with open(os.environ["DATABASE_URL_FILE"]) as handle:
         url = urlparse(handle.read().strip())
     return pg8000.native.Connection(
-        user=unquote(url.username or ""), password=unquote(url.password or ""),
-        host=url.hostname, port=url.port or 5432, database=url.path.lstrip("/"), timeout=10,
+        user=unquote(url.username or ""),
+        password=unquote(url.password or ""),
+        host=url.hostname,
+        port=url.port or 5432,
+        database=url.path.lstrip("/"),
+        timeout=10,
     )
 
 

@@ -35,8 +35,12 @@ def _url(name: str) -> str:
 def pg() -> pg8000.native.Connection:
     url = urlparse(_url("DATABASE_URL"))
     conn = pg8000.native.Connection(
-        user=unquote(url.username or ""), password=unquote(url.password or ""),
-        host=url.hostname, port=url.port or 5432, database=url.path.lstrip("/"), timeout=5,
+        user=unquote(url.username or ""),
+        password=unquote(url.password or ""),
+        host=url.hostname,
+        port=url.port or 5432,
+        database=url.path.lstrip("/"),
+        timeout=5,
     )
     conn.run("CREATE TABLE IF NOT EXISTS survival (id serial PRIMARY KEY, v text NOT NULL)")
     return conn
@@ -85,7 +89,7 @@ class Handler(BaseHTTPRequestHandler):
                 with rds() as client:
                     names = sorted(client.scan_iter(match=PREFIX + "*"))
                     values = client.mget(names) if names else []
-                return self._json(200, {"keys": {n[len(PREFIX):]: v for n, v in zip(names, values)}})
+                return self._json(200, {"keys": {n[len(PREFIX) :]: v for n, v in zip(names, values)}})
             if (method, url.path) == ("GET", "/info"):
                 conn = pg()
                 try:
