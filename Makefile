@@ -38,7 +38,7 @@ images: system-deps
 
 ## make test: everything this machine can run (unit now; docker/e2e as they land)
 test: $(STAMP) system-deps images
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 ## make lock: recompile requirements.lock from pyproject.toml's ranges, keeping current pins
 ## where they still fit (after adding or changing a dependency)
