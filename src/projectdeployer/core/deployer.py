@@ -22,7 +22,7 @@ import pluggy
 import tomlkit
 from tomlkit.items import InlineTable, Table
 
-from ..plugins import get_registry
+from ..plugins import get_registry, load_plugins
 from . import paths
 from .credentials import warn_plaintext_credentials
 from .errors import ConfigError, ProjectDeployerError, ProjectExists, ProjectNotFound, SecretError
@@ -357,7 +357,6 @@ class ProjectDeployer:
         _bool_argument("build", "push", push)
         if services is not None:
             self._check_service_list("build", services)
-        from ..plugins import load_plugins
         from .build import ProjectBuilder
 
         manager = self._manager if self._manager is not None else load_plugins()
@@ -380,7 +379,6 @@ class ProjectDeployer:
         and the command line work on it; ``log`` receives its progress lines (default: printed).
         """
         _env_argument("environment", env)
-        from ..plugins import load_plugins
         from .environment import Environment
 
         manager = self._manager if self._manager is not None else load_plugins()
@@ -693,8 +691,6 @@ class ProjectDeployer:
                 f"{self._path}: the file changed on disk while this command ran; nothing was written, run the command again",
             )
         if pending:
-            from ..plugins import load_plugins
-
             manager = self._manager if self._manager is not None else load_plugins()
             for secret in pending:
                 ref = manager.hook.store_secret(project=project.name, env=None, name=secret.name, value=secret.value)
