@@ -118,6 +118,22 @@ def read_secret_file(path: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
+def parse_answer(method: str, path: str, status: int, raw: str, *, ok: Sequence[int], user: str) -> Any:
+    """An OpenSearch answer's parsed JSON (None when empty or not JSON); an OpenSearchError naming
+    ``method path`` for a status not in ``ok``. Shared by this client and the service type, which
+    reaches the node by curl inside its container."""
+    try:
+        parsed: Any = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        parsed = None
+    if status not in ok:
+        message, kind = _error_message(status, parsed, raw)
+        if status == 401:
+            message = f"authentication failed for user {user!r} (HTTP 401)"
+        raise OpenSearchError(f"{method} {path}: {message}", status=status, type=kind)
+    return parsed
+
+
 def _error_message(status: int, body: Any, raw: str) -> Tuple[str, Optional[str]]:
     """``(message, error type)`` from an OpenSearch error answer of any of its shapes."""
     if isinstance(body, dict):
@@ -204,16 +220,7 @@ class SnapshotClient:
             raise OpenSearchError(f"{method} {self.url}{path}: {exc}") from None
         finally:
             conn.close()
-        try:
-            parsed: Any = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            parsed = None
-        if status not in ok:
-            message, kind = _error_message(status, parsed, raw)
-            if status == 401:
-                message = f"authentication failed for user {self.user!r} (HTTP 401)"
-            raise OpenSearchError(f"{method} {path}: {message}", status=status, type=kind)
-        return status, parsed
+        return status, parse_answer(method, path, status, raw, ok=ok, user=self.user)
 
     # --- repository and snapshots -------------------------------------------------------------
 

@@ -145,7 +145,7 @@ class OpenSearchRotation(PasswordRotation):
     def account(self, runtime: ContainerRuntime, container: ContainerInfo, port: int, method: str, password: str, body: Any, ok: Sequence[int] = (200,)) -> tuple[int, Any]:
         """``(status, parsed JSON)`` of ``method`` on the account API, by curl in the container;
         an OpenSearchError (``status`` None when no answer came) for a status not in ``ok``."""
-        from ..addons.opensearch_snapshot import ACCOUNT_PATH, OpenSearchError, _error_message
+        from ..addons.opensearch_snapshot import ACCOUNT_PATH, OpenSearchError, parse_answer
 
         result = self.exec(runtime, container, list(CURL_ARGV), curl_config(method, f"https://localhost:{port}{ACCOUNT_PATH}", password, body))
         raw, _, code = result.stdout.rstrip("\n").rpartition("\n")
@@ -153,15 +153,7 @@ class OpenSearchRotation(PasswordRotation):
             detail = result.stderr.strip() or f"curl exit code {result.exit_code}"
             raise OpenSearchError(f"{method} {ACCOUNT_PATH}: {detail}")
         status = int(code)
-        try:
-            parsed: Any = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            parsed = None
-        if status not in ok:
-            message, kind = _error_message(status, parsed, raw)
-            if status == 401:
-                message = f"authentication failed for user {ADMIN_USER!r} (HTTP 401)"
-            raise OpenSearchError(f"{method} {ACCOUNT_PATH}: {message}", status=status, type=kind)
+        parsed = parse_answer(method, ACCOUNT_PATH, status, raw, ok=ok, user=ADMIN_USER)
         if method == "PUT" and not (isinstance(parsed, dict) and parsed.get("status") == "OK"):
             raise OpenSearchError(f"{method} {ACCOUNT_PATH}: unexpected answer {parsed!r}"[:300], status=status)
         return status, parsed
