@@ -49,18 +49,11 @@ class BackupManager:
     """
 
     def __init__(self, project: str | ProjectDeployer | Environment, env: str | None = None, *, log: Log | None = None, lock_wait: float = 60.0) -> None:
-        from .environment import Environment
-        from .validation import require_env_name
+        from .environment import Environment, bound_environment
 
-        if env is not None:
-            env = require_env_name("BackupManager", env)
+        self._environment, self.env = bound_environment("BackupManager", project, env, BackupError)
         self.log = log or (lambda line: print(line, flush=True))
-        self._environment: Environment | None = None
         if isinstance(project, Environment):
-            if env is not None and env != project.env:
-                raise BackupError(f"BackupManager: env={env!r} given with the environment {project.env!r}; give one of them")
-            self._environment = project
-            env = project.env
             self.project = project.project.name
         else:
             if isinstance(project, str):
@@ -69,7 +62,6 @@ class BackupManager:
                 project = ProjectDeployer(project)
             self._deployer: ProjectDeployer = project
             self.project = project.name
-        self.env = "dev" if env is None else env
         self.lock_wait = lock_wait
         self._engines: dict[str, Engine] = {}
 

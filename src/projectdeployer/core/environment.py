@@ -26,6 +26,7 @@ from .provider import Server
 from .registry import Registry
 from .releases import ReleaseHistory
 from .runtime import LABEL_RELEASE, LABEL_SLOT, ContainerInfo, ContainerRuntime
+from .validation import require_env_name
 
 Log = Callable[[str], None]
 
@@ -59,6 +60,20 @@ class ServerView:
     observed: dict[str, list[ContainerInfo]]
     scheduler: ContainerInfo | None
     routed: frozenset[str]
+
+
+def bound_environment(who: str, project: object, env: str | None, error: type[ProjectDeployerError] = ProjectDeployerError) -> tuple[Environment | None, str]:
+    """For the seed's classes that take ``(project, env=None)`` where ``project`` may also be an
+    :class:`Environment`: ``(that environment or None, the env name)``. ``env`` is checked as a
+    name first; given beside an environment it must be that environment's (else ``error`` names
+    ``who``); without either it is ``dev``, as in the seed."""
+    if env is not None:
+        env = require_env_name(who, env)
+    if isinstance(project, Environment):
+        if env is not None and env != project.env:
+            raise error(f"{who}: env={env!r} given with the environment {project.env!r}; give one of them")
+        return project, project.env
+    return None, "dev" if env is None else env
 
 
 def provider_name(project: Project, env: str) -> str:

@@ -445,26 +445,17 @@ class FileSync:
         log_lines: int = DEFAULT_LOG_LINES,
         command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
     ) -> None:
-        from .validation import require_env_name
+        from .environment import Environment, bound_environment
 
-        from .environment import Environment
-
-        if env is not None:
-            env = require_env_name("FileSync", env)
+        self._environment, self.env = bound_environment("FileSync", project, env)
         self._deployer: ProjectDeployer | None = None
-        self._environment: Environment | None = None
         if isinstance(project, Environment):
-            if env is not None and env != project.env:
-                raise ProjectDeployerError(f"FileSync: env={env!r} given with the environment {project.env!r}; give one of them")
-            self._environment = project
-            env = project.env
             self.project: str = project.project.name
         elif isinstance(project, str):
             self.project = project
         else:
             self._deployer = project
             self.project = project.name
-        self.env = "dev" if env is None else env
         self.log: Log = log or (lambda line: print(line, flush=True))
         self._servers = list(servers) if servers is not None else None
         self.max_workers = max(1, max_workers)
