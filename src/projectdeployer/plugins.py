@@ -11,6 +11,10 @@ Environment switches:
     empty loads none but the essential core (the way out when a broken plugin stops start-up).
 ``PROJECTDEPLOYER_TRACE_PLUGINS``
     Any non-empty value prints every hook call, its arguments and results to stderr.
+
+Start-up: the command line needs only the plugins that can add commands to build its group
+(:func:`load_command_plugins`); it loads the rest when a command runs, so ``projectdeployer --help``
+imports no built-in plugin, and none of the capabilities they use.
 """
 
 from __future__ import annotations
@@ -19,17 +23,21 @@ import importlib
 import os
 import sys
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .core.errors import PluginError
-from .core.registry import Registry, build_registry, check_api_methods
+
+if TYPE_CHECKING:  # the registry (attrs, the service-type contract) is built by commands, not by --help
+    from .core.registry import Registry
 
 ENTRY_POINT_GROUP = "projectdeployer"
+#: The distribution whose entry points are the built-in plugins.
+OWN_DISTRIBUTION = "projectdeployer"
 LOAD_ENV = "PROJECTDEPLOYER_LOAD_PLUGINS"
 TRACE_ENV = "PROJECTDEPLOYER_TRACE_PLUGINS"
 
@@ -40,6 +48,12 @@ ESSENTIAL_PLUGINS: dict[str, str] = {
     "secrets_store": "projectdeployer.addons.secrets_store",
     "service_type_methods": "projectdeployer.default_plugins.service_type_methods:ServiceTypeMethods",
 }
+
+#: The built-in plugins (entry-point names of :data:`OWN_DISTRIBUTION`) that implement
+#: ``register_commands``. :func:`load_command_plugins` imports these and every other
+#: distribution's plugins (which may add commands: nobody knows before importing them), and no
+#: other built-in one. A unit test keeps this set in step with what the built-ins implement.
+BUILTIN_COMMAND_PLUGINS: frozenset[str] = frozenset()
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
@@ -86,7 +100,7 @@ def register_plugin(manager: pluggy.PluginManager, plugin: object, name: str, or
         raise PluginError(f"{origin} could not be registered: {exc}") from exc
 
 
-def load_plugins(manager: pluggy.PluginManager | None = None, *, env: dict[str, str] | None = None) -> pluggy.PluginManager:
+def load_plugins(manager: pluggy.PluginManager | None = None, *, env: Mapping[str, str] | None = None) -> pluggy.PluginManager:
     """Load the essential core and the entry-point plugins into ``manager`` (the global by default).
 
     Idempotent for the global manager. Raises :class:`PluginError` naming the plugin that failed
@@ -105,12 +119,42 @@ def load_plugins(manager: pluggy.PluginManager | None = None, *, env: dict[str, 
             plugin = getattr(module, class_name)(target) if class_name else module
             register_plugin(target, plugin, name, f"essential plugin {name} ({where})")
 
+    _load_entry_points(target, environ, lambda ep: True)
+    if target is pm:
+        _loaded = True
+    return target
+
+
+def load_command_plugins(*, env: Mapping[str, str] | None = None) -> pluggy.PluginManager:
+    """A new manager holding only the entry-point plugins that may implement ``register_commands``:
+    every other distribution's and the built-ins named in :data:`BUILTIN_COMMAND_PLUGINS`, in the
+    order, with the checks and the ``PROJECTDEPLOYER_LOAD_PLUGINS`` choice of :func:`load_plugins`.
+
+    The command line asks it for the plugins' commands, so that listing them (``--help``) imports
+    no other plugin; the commands themselves run with the global manager, loaded in full.
+    """
+    manager = make_plugin_manager()
+    _load_entry_points(manager, os.environ if env is None else env, _may_add_commands)
+    return manager
+
+
+def _may_add_commands(ep: metadata.EntryPoint) -> bool:
+    return _distribution_name(ep) != OWN_DISTRIBUTION or ep.name in BUILTIN_COMMAND_PLUGINS
+
+
+def _distribution_name(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else ""
+
+
+def _load_entry_points(target: pluggy.PluginManager, environ: Mapping[str, str], keep: Callable[[metadata.EntryPoint], bool]) -> None:
+    """Import and register the wanted entry points that ``keep`` accepts, then check the manager."""
     wanted = _wanted(environ.get(LOAD_ENV))
     for ep in _entry_points():
-        dist_name = ep.dist.name if getattr(ep, "dist", None) is not None else ""
+        dist_name = _distribution_name(ep)
         if wanted is not None and ep.name not in wanted and dist_name not in wanted:
             continue
-        if target.get_plugin(ep.name) is not None:
+        if target.get_plugin(ep.name) is not None or not keep(ep):
             continue
         try:
             plugin = ep.load()
@@ -128,9 +172,6 @@ def load_plugins(manager: pluggy.PluginManager | None = None, *, env: dict[str, 
     if environ.get(TRACE_ENV) and target not in _traced:
         _enable_tracing(target)
         _traced.add(target)
-    if target is pm:
-        _loaded = True
-    return target
 
 
 def _enable_tracing(manager: pluggy.PluginManager) -> None:
@@ -154,6 +195,8 @@ def get_registry(manager: pluggy.PluginManager | None = None, *, reserved_api_me
     of plugins. ``reserved_api_methods``: the fluent methods a service type's ``api_method`` may
     not take (``projectdeployer.core.deployer.RESERVED_API_METHODS``, which the API passes);
     checked on every call, since the registry is shared by callers that pass none."""
+    from .core.registry import build_registry, check_api_methods  # noqa: PLC0415 - deferred: attrs and the service-type contract (start-up)
+
     target = pm if manager is None else manager
     if target is pm:
         load_plugins()

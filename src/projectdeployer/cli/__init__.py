@@ -135,12 +135,19 @@ class LazyGroup(SafeGroup):
 
 
 def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
-    """The root command group, with the core commands (loaded lazily) and every plugin's commands."""
-    from ..plugins import load_plugins, pm
+    """The root command group, with the core commands (loaded lazily) and every plugin's commands.
+
+    Without a ``manager``, the commands run with the global one. In a fresh process (the console
+    script: nothing registered in it yet) the plugins' commands are taken from
+    :func:`~projectdeployer.plugins.load_command_plugins`, and the global manager is loaded in full
+    when a command runs: ``--help`` and ``--version`` import only the plugins that can add commands.
+    """
+    from ..plugins import load_command_plugins, load_plugins, pm
 
     target = pm if manager is None else manager
+    commands_from = target
     if manager is None:
-        load_plugins()
+        commands_from = load_command_plugins() if not pm.get_plugins() else load_plugins()
 
     @click.group(cls=LazyGroup, commands=LazyCommands(CORE_COMMANDS, target), context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
     @click.version_option(package_name="projectdeployer", prog_name="projectdeployer")
@@ -155,13 +162,15 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
         (zsh_source / fish_source for zsh and fish); see docs/cli.md.
         """
         file, project = _which_project(ctx, file, project)
+        if manager is None:
+            load_plugins()  # every command may use any plugin (idempotent once loaded)
         ctx.obj = {"file": file, "project": project, "manager": target}
         from .notices import warnings_as_lines
 
         # The API's warnings (plain-text credentials) print as one line each during the command.
         ctx.with_resource(warnings_as_lines())
 
-    target.hook.register_commands(cli=cli)
+    commands_from.hook.register_commands(cli=cli)
     return cli
 
 
