@@ -158,7 +158,7 @@ def _load_entry_points(target: pluggy.PluginManager, environ: Mapping[str, str],
             continue
         try:
             plugin = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import-time failure is the plugin's, name it
+        except Exception as exc:  # any import-time failure is the plugin's: name it
             raise PluginError(f"{_describe(ep)} failed to load: {type(exc).__name__}: {exc} (set {LOAD_ENV} to a list without it to start anyway)") from exc
         register_plugin(target, plugin, ep.name, _describe(ep))
         if getattr(ep, "dist", None) is not None:

@@ -20,8 +20,10 @@ from typing import Any, NamedTuple
 
 import click
 import pluggy
+from click.core import ParameterSource
 
 from ..core.errors import ConfigError, ProjectDeployerError
+from ..plugins import load_command_plugins, load_plugins, pm
 from .output import error_lines
 from .safegroup import SafeGroup
 
@@ -142,8 +144,6 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
     :func:`~projectdeployer.plugins.load_command_plugins`, and the global manager is loaded in full
     when a command runs: ``--help`` and ``--version`` import only the plugins that can add commands.
     """
-    from ..plugins import load_command_plugins, load_plugins, pm
-
     target = pm if manager is None else manager
     commands_from = target
     if manager is None:
@@ -165,7 +165,7 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
         if manager is None:
             load_plugins()  # every command may use any plugin (idempotent once loaded)
         ctx.obj = {"file": file, "project": project, "manager": target}
-        from .notices import warnings_as_lines
+        from .notices import warnings_as_lines  # noqa: PLC0415 - deferred: the project-file checks it names (start-up)
 
         # The API's warnings (plain-text credentials) print as one line each during the command.
         ctx.with_resource(warnings_as_lines())
@@ -181,8 +181,6 @@ def _which_project(ctx: click.Context, file: str | None, project: str | None) ->
     ``$PROJECTDEPLOYER_FILE`` set means the project ``other``); both flags at once are refused.
     Both variables and no flag keep the documented order: the file first.
     """
-    from click.core import ParameterSource
-
     file_flag = ctx.get_parameter_source("file") is ParameterSource.COMMANDLINE
     project_flag = ctx.get_parameter_source("project") is ParameterSource.COMMANDLINE
     if file and project and file_flag and project_flag:

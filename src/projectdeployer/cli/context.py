@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 import pluggy
 
-from ..core.registry import Registry
-from ..plugins import get_registry
+from ..plugins import get_registry, load_plugins
+
+if TYPE_CHECKING:
+    from ..core.registry import Registry
 
 
 def current_manager(ctx: click.Context | None = None) -> pluggy.PluginManager:
@@ -14,8 +18,6 @@ def current_manager(ctx: click.Context | None = None) -> pluggy.PluginManager:
     ctx = ctx or click.get_current_context(silent=True)
     if ctx is not None and ctx.find_root().obj:
         return ctx.find_root().obj["manager"]
-    from ..plugins import load_plugins
-
     return load_plugins()
 
 

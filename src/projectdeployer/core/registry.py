@@ -15,6 +15,7 @@ import attrs
 import pluggy
 
 from .errors import PluginError
+from .model import ServiceSpec
 from .servicetype import ServiceType
 
 if TYPE_CHECKING:
@@ -144,8 +145,6 @@ def _call_one(manager: pluggy.PluginManager, hook_name: str, plugin_name: str, *
 
 
 def _check_service_type(stype: object, origin: str, registry: Registry) -> None:
-    from .model import ServiceSpec
-
     if not isinstance(stype, ServiceType):
         raise PluginError(f"plugin '{origin}' registered {stype!r}, which is not a ServiceType")
     if not (isinstance(stype.spec_class, type) and issubclass(stype.spec_class, ServiceSpec) and attrs.has(stype.spec_class)):
