@@ -84,10 +84,26 @@ def _entry_points() -> Iterable[metadata.EntryPoint]:
     return metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
-def _describe(ep: metadata.EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    where = f" from {dist.name} {dist.version}" if dist is not None else ""
+def _describe(ep: metadata.EntryPoint, dist: tuple[str, str] | None) -> str:
+    where = f" from {dist[0]} {dist[1]}" if dist is not None else ""
     return f"plugin '{ep.name}' ({ep.value}){where}"
+
+
+def _distributions() -> Callable[[metadata.EntryPoint], tuple[str, str] | None]:
+    """A look-up of the name and version of the distribution declaring an entry point (``None``
+    for none), read once per distribution: each read parses its whole METADATA file, README
+    included, and the entry points of one distribution share its object."""
+    known: dict[int, tuple[str, str]] = {}
+
+    def look_up(ep: metadata.EntryPoint) -> tuple[str, str] | None:
+        dist = getattr(ep, "dist", None)
+        if dist is None:
+            return None
+        if id(dist) not in known:
+            known[id(dist)] = (dist.name, dist.version)
+        return known[id(dist)]
+
+    return look_up
 
 
 def register_plugin(manager: pluggy.PluginManager, plugin: object, name: str, origin: str) -> None:
@@ -119,7 +135,7 @@ def load_plugins(manager: pluggy.PluginManager | None = None, *, env: Mapping[st
             plugin = getattr(module, class_name)(target) if class_name else module
             register_plugin(target, plugin, name, f"essential plugin {name} ({where})")
 
-    _load_entry_points(target, environ, lambda ep: True)
+    _load_entry_points(target, environ, lambda ep, dist_name: True)
     if target is pm:
         _loaded = True
     return target
@@ -138,31 +154,29 @@ def load_command_plugins(*, env: Mapping[str, str] | None = None) -> pluggy.Plug
     return manager
 
 
-def _may_add_commands(ep: metadata.EntryPoint) -> bool:
-    return _distribution_name(ep) != OWN_DISTRIBUTION or ep.name in BUILTIN_COMMAND_PLUGINS
+def _may_add_commands(ep: metadata.EntryPoint, dist_name: str) -> bool:
+    return dist_name != OWN_DISTRIBUTION or ep.name in BUILTIN_COMMAND_PLUGINS
 
 
-def _distribution_name(ep: metadata.EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    return dist.name if dist is not None else ""
-
-
-def _load_entry_points(target: pluggy.PluginManager, environ: Mapping[str, str], keep: Callable[[metadata.EntryPoint], bool]) -> None:
-    """Import and register the wanted entry points that ``keep`` accepts, then check the manager."""
+def _load_entry_points(target: pluggy.PluginManager, environ: Mapping[str, str], keep: Callable[[metadata.EntryPoint, str], bool]) -> None:
+    """Import and register the wanted entry points that ``keep(ep, distribution name)`` accepts,
+    then check the manager."""
     wanted = _wanted(environ.get(LOAD_ENV))
-    for ep in _entry_points():
-        dist_name = _distribution_name(ep)
+    distribution = _distributions()
+    for ep in list(_entry_points()):
+        dist = distribution(ep)
+        dist_name = dist[0] if dist is not None else ""
         if wanted is not None and ep.name not in wanted and dist_name not in wanted:
             continue
-        if target.get_plugin(ep.name) is not None or not keep(ep):
+        if target.get_plugin(ep.name) is not None or not keep(ep, dist_name):
             continue
         try:
             plugin = ep.load()
         except Exception as exc:  # any import-time failure is the plugin's: name it
-            raise PluginError(f"{_describe(ep)} failed to load: {type(exc).__name__}: {exc} (set {LOAD_ENV} to a list without it to start anyway)") from exc
-        register_plugin(target, plugin, ep.name, _describe(ep))
-        if getattr(ep, "dist", None) is not None:
-            _distinfo.setdefault(target, {})[ep.name] = (ep.dist.name, ep.dist.version)
+            raise PluginError(f"{_describe(ep, dist)} failed to load: {type(exc).__name__}: {exc} (set {LOAD_ENV} to a list without it to start anyway)") from exc
+        register_plugin(target, plugin, ep.name, _describe(ep, dist))
+        if dist is not None:
+            _distinfo.setdefault(target, {})[ep.name] = dist
 
     try:
         target.check_pending()
