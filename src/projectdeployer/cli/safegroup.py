@@ -4,7 +4,8 @@ click's own errors ("No such command 'X'", "Invalid value for '--port': 'X'") ec
 argument as given: an escape sequence in it would reach the terminal, a 1 MiB value would become
 a 1 MiB line. Every click error raised while parsing or running a command is shown as one
 ``error: ...`` line through :func:`~projectdeployer.core.errors.printable`, with click's own
-exit code (2 for usage errors).
+exit code (2 for usage errors). A group given no command is the exception: click shows its help
+(our own text, typed by nobody), as it would without this group.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import IO, Any
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from ..core.errors import LINE_SHOWN, printable
 
@@ -40,13 +42,15 @@ class SafeGroup(click.Group):
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
         except click.ClickException as exc:
             raise PrintableClickError(exc) from exc
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except PrintableClickError:
+        except (PrintableClickError, NoArgsIsHelpError):
             raise
         except click.ClickException as exc:
             raise PrintableClickError(exc) from exc
