@@ -70,6 +70,9 @@ def register_providers(register: Callable[..., None]) -> None:
 def register_commands(cli: click.Group) -> None:
     """Add click commands or groups to the ``projectdeployer`` command line.
 
+    Called before the command line lists its commands (``--help`` too), with the plugin's module
+    imported for that alone: keep its top-level imports light, and import an SDK in the command.
+
     :param cli: the root click group; call ``cli.add_command(...)`` or decorate with ``@cli.command()``.
     """
 
