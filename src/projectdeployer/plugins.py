@@ -143,8 +143,9 @@ def load_plugins(manager: pluggy.PluginManager | None = None, *, env: Mapping[st
 
 def load_command_plugins(*, env: Mapping[str, str] | None = None) -> pluggy.PluginManager:
     """A new manager holding only the entry-point plugins that may implement ``register_commands``:
-    every other distribution's and the built-ins named in :data:`BUILTIN_COMMAND_PLUGINS`, in the
-    order, with the checks and the ``PROJECTDEPLOYER_LOAD_PLUGINS`` choice of :func:`load_plugins`.
+    every other distribution's and the built-ins named in :data:`BUILTIN_COMMAND_PLUGINS`,
+    registered in the order and with the checks of :func:`load_plugins`, as
+    ``PROJECTDEPLOYER_LOAD_PLUGINS`` chooses.
 
     The command line asks it for the plugins' commands, so that listing them (``--help``) imports
     no other plugin; the commands themselves run with the global manager, loaded in full.

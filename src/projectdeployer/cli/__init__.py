@@ -147,6 +147,7 @@ def make_cli(manager: pluggy.PluginManager | None = None) -> click.Group:
     target = pm if manager is None else manager
     commands_from = target
     if manager is None:
+        # A plugin registered by hand (nothing else is in a fresh process) may add commands too.
         commands_from = load_command_plugins() if not pm.get_plugins() else load_plugins()
 
     @click.group(cls=LazyGroup, commands=LazyCommands(CORE_COMMANDS, target), context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
