@@ -150,9 +150,9 @@ PACKAGES = {
 #: Package data that moves with its module (package-relative directories).
 DATA_MOVES = {"addons/templates": "default_plugins/nginx/templates"}
 
-#: Old packages that no longer exist once their modules moved, and the packages that succeed
-#: them in import-linter contracts.
-DISSOLVED = {f"{TOP}.addons": [f"{TOP}.default_plugins", f"{TOP}.agents"]}
+#: Old packages that no longer exist once their modules moved, and the package that succeeds
+#: them in import-linter contracts (agents/ is named where it belongs: see rewrite_contracts).
+DISSOLVED = {f"{TOP}.addons": [f"{TOP}.default_plugins"]}
 
 #: Class renames (``--renames``): (new module, old name, new name). The old name stays in the
 #: module as a deprecated alias. Not here, by hand: bastion ``Deployer`` -> ``BastionClient`` (the
@@ -377,7 +377,7 @@ def rewrite_contracts(text: str, existing: set[str]) -> str:
                 internal = [i for i in items if i.startswith(TOP)]
                 items = internal + [p for p in packages if p not in items] + [i for i in items if not i.startswith(TOP)]
             elif contract_id == "product-ignores-rehearse" and key == "source_modules":
-                items = [*items, *(p for p in packages if p not in items)]
+                items = [*items, *(p for p in [*packages, f"{TOP}.agents"] if p not in items and p in existing)]
             line = f"{key} = {json.dumps(items)}\n"
         if contract_id == "layers" and (m := re.match(r'(\s*)"(.*)",\s*$', line)):
             layer = " | ".join(f"{n[1:-1]}" if n.startswith("(") and n[1:-1] in existing else n for n in m[2].split(" | "))
@@ -549,6 +549,13 @@ def dissolved_leftovers() -> list[Path]:
     return found
 
 
+def existing_after(modules: set[str]) -> set[str]:
+    """The modules and packages there are after the moves (a dissolved package left empty is none)."""
+    after = {mapped(m) for m in modules}
+    after = {m for m in after if m not in DISSOLVED or any(o.startswith(m + ".") for o in after)}
+    return after | {".".join(m.split(".")[:i]) for m in after for i in range(1, len(m.split(".")))}
+
+
 def tool(name: str) -> str | None:
     for candidate in (ROOT / ".venv" / "bin" / name, Path(sys.executable).with_name(name)):
         if candidate.exists():
@@ -638,7 +645,6 @@ def main() -> int:
     packages = new_packages(moves)
     data = [(ROOT / "src" / TOP / old, ROOT / "src" / TOP / new) for old, new in DATA_MOVES.items() if (ROOT / "src" / TOP / old).is_dir()]
     old_files = {path.resolve(): (old, new) for old, new, path in moves}
-    modules_after = {mapped(m) for m in modules}
 
     # What each text file becomes (computed at the old paths, written before the moves).
     changed: dict[Path, str] = {}
@@ -650,7 +656,7 @@ def main() -> int:
             new = rewrite_imports(new, module, mapped(module), is_package, modules)
         new = rewrite_text(new)
         if file.name == "pyproject.toml" and file.parent == ROOT:
-            new = drop_covered_ignores(rewrite_contracts(new, modules_after | {".".join(m.split(".")[:i]) for m in modules_after for i in range(1, len(m.split(".")))}))
+            new = drop_covered_ignores(rewrite_contracts(new, existing_after(modules)))
         if new != text:
             changed[file] = new
     leftovers = dissolved_leftovers() if not moves else [SRC / p.replace(".", "/") / "__init__.py" for p in DISSOLVED if (SRC / p.replace(".", "/") / "__init__.py").is_file()]
