@@ -311,6 +311,24 @@ def rewrite_imports(text: str, module: str, new_module: str, is_package: bool, m
 # ---- text: dotted names, resource look-ups, paths
 
 
+ROLE = re.compile(r"(:(?:mod|class|func|meth|data|attr|exc|obj):`~?)(\.+)([\w.]+)")
+
+
+def rewrite_relative_refs(text: str, module: str, new_module: str, is_package: bool) -> str:
+    """Sphinx cross-references written relative to the module (``:mod:`..core.teardown```,
+    ``:class:`~.model.Project```) rewritten for the module's new place and the target's."""
+    old_pkg, new_pkg = package_of(module, is_package), package_of(new_module, is_package)
+
+    def fix(m: re.Match[str]) -> str:
+        level = len(m[2])
+        if level > len(old_pkg):
+            return m[0]
+        target = mapped(".".join([*old_pkg[: len(old_pkg) - level + 1], m[3]]))
+        return m[1] + relative(new_pkg, target)
+
+    return ROLE.sub(fix, text) if module.startswith(TOP) else text
+
+
 DOTTED = re.compile(rf"(?<![\w.]){TOP}(?:\.\w+)+")
 RESOURCE = re.compile(r"""(files\(\s*["'])([\w.]+)(["']\s*\)\s*\.joinpath\(\s*["'])(\w+)\.py(["'])""")
 
@@ -556,6 +574,17 @@ def existing_after(modules: set[str]) -> set[str]:
     return after | {".".join(m.split(".")[:i]) for m in after for i in range(1, len(m.split(".")))}
 
 
+def leftover_mentions() -> Iterator[tuple[str, int, str]]:
+    """Lines of the text files that still name a dissolved package (prose the rewrite cannot
+    follow, such as a table of packages)."""
+    names = [p.split(".", 1)[1] for p in DISSOLVED]
+    pattern = re.compile(rf"(?<![\w.-])(?:{'|'.join(names)})/|{'|'.join(re.escape(p) for p in DISSOLVED)}\b")
+    for file in text_files():
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(line):
+                yield str(file.relative_to(ROOT)), number, line.strip()[:160]
+
+
 def tool(name: str) -> str | None:
     for candidate in (ROOT / ".venv" / "bin" / name, Path(sys.executable).with_name(name)):
         if candidate.exists():
@@ -654,6 +683,7 @@ def main() -> int:
         if file.suffix == ".py":
             module, is_package = file_module(file)
             new = rewrite_imports(new, module, mapped(module), is_package, modules)
+            new = rewrite_relative_refs(new, module, mapped(module), is_package)
         new = rewrite_text(new)
         if file.name == "pyproject.toml" and file.parent == ROOT:
             new = drop_covered_ignores(rewrite_contracts(new, existing_after(modules)))
@@ -724,6 +754,8 @@ def main() -> int:
         print("ruff not found: run `ruff check --select I --fix` and `ruff format` on the files above")
     for cycle in sibling_cycles(all_modules()):
         print(f"import circle between packages: {cycle}")
+    for where, number, line in leftover_mentions():
+        print(f"check by hand: {where}:{number}: {line}")
     print("next: make venv (entry points moved) && make lint-baseline (check in its counts that import-linter's acyclic edges did not grow) && make lint && make unit")
     return 0
 
