@@ -472,7 +472,8 @@ def uses(file: Path, text: str, module: str, name: str) -> bool:
     return False
 
 
-def apply_renames(files: Iterable[Path], dry: bool) -> list[str]:
+def apply_renames(files: Iterable[Path], dry: bool, renamed: list[Path] | None = None) -> list[str]:
+    """Apply :data:`RENAMES` (``dry``: only say which); the files changed are added to ``renamed``."""
     done = []
     for module, old, new in RENAMES:
         path = module_path(module)
@@ -497,6 +498,8 @@ def apply_renames(files: Iterable[Path], dry: bool) -> list[str]:
                 new_text = new_text.rstrip("\n") + f"\n\n\n#: Deprecated alias (issue 13 renamed the class); use :class:`{new}`.\n{old} = {new}\n"
             if new_text != text:
                 file.write_text(new_text, encoding="utf-8")
+                if renamed is not None and file not in renamed:
+                    renamed.append(file)
     return done
 
 
@@ -731,12 +734,14 @@ def main() -> int:
         git("rm", "-q", str(init.relative_to(ROOT)))
         shutil.rmtree(init.parent, ignore_errors=True)  # its __pycache__ would import as a namespace package
         print(f"removed {init.parent.relative_to(ROOT)} (dissolved)")
-    for line in apply_renames(text_files(), dry=False) if args.renames else []:
+    renamed: list[Path] = []
+    for line in apply_renames(text_files(), dry=False, renamed=renamed) if args.renames else []:
         print(line)
     print(f"rewrote {len(changed)} files")
 
     # Import order and formatting of the Python files touched (only those).
     touched = [str(mapped_file(f, old_files).relative_to(ROOT)) for f in changed if f.suffix == ".py"] + [str(p.relative_to(ROOT)) for p in created]
+    touched += [str(f.relative_to(ROOT)) for f in renamed if f.suffix == ".py" and str(f.relative_to(ROOT)) not in touched]
     ruff = tool("ruff")
     if ruff and touched:
         # Sorted even where the lint ratchet ignores an unsorted block today (the ratchet is
