@@ -113,3 +113,14 @@ def test_servers_from_before_slots_keep_their_places_ahead_of_new_ones() -> None
     result = allocate(services, existing, stateful=["postgres"])
     assert result.placement["postgres"] == ("app-lon1-1",)
     assert result.placement["api"] == ("app-lon1-1", "app-lon1-2", "app-lon1-3")
+
+
+def test_a_provider_with_one_server_per_zone_and_one_zone_runs_everything_on_it() -> None:
+    """This machine (the local provider): ``servers_count`` above 1 still means its one server,
+    and every zone a service names is its one zone, so nothing is created or destroyed."""
+    services = {"postgres": svc("postgres", 3, zone="nyc3"), "api": svc("api", 3, zone="lon1"), "web": svc("web", 2)}
+    result = allocate(services, [ServerState(name="local", zone="local")], env_zones=["lon1", "fra1"], stateful=["postgres"], max_servers=1, zone_of=lambda zone: "local")
+    assert [(s.name, s.action, s.services) for s in result.servers] == [("local", "keep", ("postgres", "api", "web"))]
+    assert result.placement == {"postgres": ("local",), "api": ("local",), "web": ("local",)}
+    capped = allocate({"api": svc("api", 3)}, [], max_servers=2)
+    assert [(s.action, s.services) for s in capped.servers] == [("create", ("api",)), ("create", ("api",))]

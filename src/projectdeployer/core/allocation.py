@@ -21,7 +21,7 @@ calls :func:`allocate`, then carries the result out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
@@ -117,16 +117,25 @@ def allocate(
     *,
     env_zones: Iterable[str] = (),
     stateful: Iterable[str] = (),
+    max_servers: int | None = None,
+    zone_of: Callable[[str], str] | None = None,
 ) -> Allocation:
     """Allocate ``services`` (name -> spec, as the environment sees them) onto ``existing``
-    servers plus the ones to create; ``stateful`` names the one-data-directory services."""
+    servers plus the ones to create; ``stateful`` names the one-data-directory services.
+    ``max_servers``: the provider's limit of servers per zone (this machine: 1), so a
+    ``servers_count`` above it runs on that many; ``zone_of``: the provider's zone for a zone
+    a service asks for (this machine's one pseudo-zone for every zone)."""
     one_only = set(stateful)
     env_zones = list(env_zones)
     wanted: dict[str, dict[str, int]] = {}  # zone -> service -> count
     for name, spec in services.items():
         single = name in one_only or spec.is_scheduled
-        for zone in service_zones(spec, env_zones, stateful=single):
-            wanted.setdefault(zone, {})[name] = 1 if single else max(1, spec.servers_count)
+        count = 1 if single else max(1, spec.servers_count)
+        if max_servers is not None:
+            count = min(count, max_servers)
+        zones = service_zones(spec, env_zones, stateful=single)
+        for zone in dict.fromkeys(zone_of(z) for z in zones) if zone_of is not None else zones:
+            wanted.setdefault(zone, {})[name] = count
     by_zone: dict[str, list[ServerState]] = {}
     for server in existing:
         by_zone.setdefault(server.zone, []).append(server)

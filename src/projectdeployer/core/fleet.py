@@ -149,7 +149,14 @@ class Fleet:
 
     def allocation(self, servers: Sequence[Server]) -> Allocation:
         states = [ServerState(name=s.name, zone=s.zone, state=state_of(s), slot=slot_of(s)) for s in servers]
-        return allocate(self.project.services_for(self.env), states, env_zones=self.project.environment(self.env).zones, stateful=self.stateful())
+        return allocate(
+            self.project.services_for(self.env),
+            states,
+            env_zones=self.project.environment(self.env).zones,
+            stateful=self.stateful(),
+            max_servers=getattr(self.provider, "max_servers", None),
+            zone_of=getattr(self.provider, "zone_of", None),
+        )
 
     def _create(self, plans: Sequence[Any]) -> dict[str, Server]:
         """Create the servers of ``plans`` in parallel; label -> server."""
@@ -377,6 +384,8 @@ class Fleet:
                         wanted.append(self.project.image("python"))
             return list(dict.fromkeys(wanted))
 
+        if all(getattr(s, "local_engine", False) for s in self.servers.values()):
+            return  # nothing to send, nothing to push
         # Each server's images once, every server at once (the scheduler's image is looked up on the server).
         wanted = _all_or_first_error(fan_out(list(self.servers), refs, max_workers=self.max_workers))
         pushed = self._push({ref for found in wanted.values() for ref in found})
@@ -391,7 +400,8 @@ class Fleet:
                     # Not on this machine: the server's engine pulls it (a public image on a real server).
                     server.docker().images.pull(ref)
 
-        errors = failures(fan_out([s for s in self.servers.values() if s.name not in self.leaving], feed, max_workers=self.max_workers))
+        # This machine's engine (the local provider's server) has every image built here already.
+        errors = failures(fan_out([s for s in self.servers.values() if s.name not in self.leaving and not getattr(s, "local_engine", False)], feed, max_workers=self.max_workers))
         if errors:
             raise DeployFailed(f"images could not reach every server: {_explain(errors)}")
 

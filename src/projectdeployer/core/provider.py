@@ -66,6 +66,9 @@ class Server(abc.ABC):
     bind_address: str = "127.0.0.1"
     #: The Docker engine's unix socket on this server (mounted into the scheduler container).
     docker_socket: str = "/var/run/docker.sock"
+    #: The server IS this machine's Docker engine: images built here are already there (sending
+    #: them is a no-op) and the deploy's local files are its files.
+    local_engine: bool = False
 
     def runtime(self) -> ContainerRuntime:
         """Container operations on this server."""
@@ -84,6 +87,14 @@ class Provider(abc.ABC):
     """Creates, lists, resizes and destroys servers. Inventory is read live, never cached."""
 
     name: str
+    #: At most this many servers per zone (``None``: no limit); allocation respects it, so a
+    #: ``servers_count`` above it runs on that many (this machine's provider: 1).
+    max_servers: int | None = None
+
+    def zone_of(self, zone: str) -> str:
+        """The provider's zone for a zone the project names (a service's ``server_zone``, an
+        environment's ``zones``): the same by default; this machine's provider has one."""
+        return zone
 
     @abc.abstractmethod
     def list_servers(self, project: str, env: str) -> list[Server]:

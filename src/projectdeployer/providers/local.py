@@ -35,6 +35,7 @@ class LocalServer(Server):
     public_address = "127.0.0.1"
     tags: dict[str, str] = {}
     bind_address = "127.0.0.1"
+    local_engine = True
 
     @property
     def data_root(self) -> str:  # type: ignore[override]
@@ -113,9 +114,12 @@ class LocalServer(Server):
 
 
 class LocalProvider(Provider):
-    """One server, always there: this machine."""
+    """One server, always there: this machine. The deploy runs on it as on any provider's
+    servers (a fleet of one): every zone is its zone, ``servers_count`` above 1 still means
+    this one server, and it is never destroyed."""
 
     name = "local"
+    max_servers = 1
 
     def __init__(self) -> None:
         self.server = LocalServer()
@@ -125,6 +129,9 @@ class LocalProvider(Provider):
 
     def create_server(self, project: str, env: str, spec: ServerSpec) -> Server:
         return self.server
+
+    def zone_of(self, zone: str) -> str:
+        return LOCAL_ZONE
 
     def destroy_server(self, server: Server) -> None:
         """This machine is never destroyed; its containers are removed by the deploy instead."""
