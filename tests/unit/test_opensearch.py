@@ -665,7 +665,7 @@ def rotator_for(project: ProjectDeployer, url: str | None, running: bool = True)
     rotator = SecretsRotator(project, ENV, log=lambda line: None, lock_wait=0)
     manager = MagicMock()
     container = NodeContainer(url.replace("://localhost:", "://127.0.0.1:") if url else url)
-    rotator._ops = with_lock(SimpleNamespace(any_engine=lambda: FakeEngine({SERVICE: "shop_prod_search"} if running else {}, container), manager=manager, on_servers=lambda: False))
+    rotator._ops = with_lock(SimpleNamespace(engine_holding=lambda name: FakeEngine({SERVICE: "shop_prod_search"} if running else {}, container), manager=manager))
     rotator.container = container  # type: ignore[attr-defined]
     return rotator, manager
 

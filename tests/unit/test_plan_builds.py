@@ -275,26 +275,27 @@ def test_fleet_plan_says_build_where_the_service_runs_or_starts(manager: pluggy.
 
 
 def test_table_and_json_carry_the_build(capsys: pytest.CaptureFixture[str]) -> None:
-    built = ServicePlan(
+    from projectdeployer.core.fleetplan import FleetServicePlan
+
+    built = FleetServicePlan(
         service="api",
         action="update",
         reason="build: inputs 111111111111 -> 222222222222; new image",
         group=1,
         stateful=False,
+        servers=("local",),
         current_slot="a",
         next_slot="b",
         image="shop-api:latest",
         build="inputs 111111111111 -> 222222222222",
     )
-    kept = ServicePlan(service="postgres", action="unchanged", reason="running and up to date", group=0, stateful=True, image="postgres:15")
-    plan = DeployPlan(project="shop", env=ENV, services=(kept, built))
+    kept = FleetServicePlan(service="postgres", action="unchanged", reason="running and up to date", group=0, stateful=True, servers=("local",), image="postgres:15")
+    plan = FleetPlan(project="shop", env=ENV, servers=(), services=(kept, built))
     services = _plan_json(plan)["services"]
     assert [(s["service"], s["action"], s["build"]) for s in services] == [("postgres", "unchanged", None), ("api", "update", "inputs 111111111111 -> 222222222222")]
     _print_plan("plan for shop/dev", plan)
     out = capsys.readouterr().out
     assert "build+update" in out and "111111111111 -> 222222222222" in out and "build+unchanged" not in out
-
-    from projectdeployer.core.fleetplan import FleetServicePlan
 
     fleet = FleetPlan(
         project="shop",

@@ -93,7 +93,7 @@ def rotator_with(project: ProjectDeployer, runtime: Any, running: dict[str, str]
         running = {s: f"shop_{ENV}_{s}" for s in ("postgres", "redis", "analytics")}
     rotator = SecretsRotator(project, ENV, log=lambda line: None, lock_wait=0)
     manager = MagicMock()
-    rotator._ops = with_lock(SimpleNamespace(any_engine=lambda: FakeEngine(runtime, running), manager=manager, on_servers=lambda: False))
+    rotator._ops = with_lock(SimpleNamespace(engine_holding=lambda name: FakeEngine(runtime, running), manager=manager))
     return rotator, manager
 
 
@@ -339,7 +339,7 @@ def test_on_servers_the_database_is_found_on_its_server_and_opensearch_too(proje
 
     listed: list[str] = []
     provider = SimpleNamespace(list_servers=lambda project, env: listed.append(env) or [], creation_lock=lambda project, env, wait=0.0: contextlib.nullcontext(listed.append("creation lock")))
-    rotator._ops = with_lock(SimpleNamespace(on_servers=lambda: True, engine_holding=holding, provider=lambda: provider, manager=MagicMock(), any_engine=None))
+    rotator._ops = with_lock(SimpleNamespace(engine_holding=holding, provider=lambda: provider, manager=MagicMock()))
     rotator.rotate_postgres_password()
     assert asked == [f"shop_{ENV}_postgres"] and listed == ["creation lock", ENV]  # the servers' lock was taken
     assert runtime.calls[0][0] == f"shop_{ENV}_postgres"

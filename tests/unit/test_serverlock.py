@@ -105,7 +105,7 @@ def test_a_first_deploy_creates_its_servers_under_the_creation_lock_and_locks_th
     provider = BootProvider()
     fleet = Fleet(project, "prod", provider, manager, build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
     for step in ("_prepare", "_jobs", "_remove_gone_services"):
-        setattr(fleet, step, lambda: provider.events.append("deploy steps"))
+        setattr(fleet, step, lambda: provider.events.append("deploy steps") or [])  # _jobs and _remove_gone_services return their outcomes
     fleet._services = lambda only=None: []  # type: ignore[method-assign]
     report = fleet.deploy()
     boot = provider.events[: provider.events.index("creation unlock") + 1]
@@ -128,7 +128,7 @@ def test_a_new_server_that_comes_first_by_name_is_locked_too(pd_home) -> None:  
     provider.servers.append(Recording("shop-prod-nyc3-1", "nyc3", provider.events))
     fleet = Fleet(project, "prod", provider, manager, build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
     for step in ("_prepare", "_jobs", "_remove_gone_services"):
-        setattr(fleet, step, lambda: None)
+        setattr(fleet, step, lambda: [])
     fleet._services = lambda only=None: []  # type: ignore[method-assign]
     fleet.deploy()
     events = provider.events

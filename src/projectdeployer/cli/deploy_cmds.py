@@ -15,37 +15,36 @@ def _action(p) -> str:  # type: ignore[no-untyped-def]
     return f"build+{p.action}" if getattr(p, "build", None) else p.action
 
 
-def _plan_rows(plan) -> list[tuple]:  # type: ignore[no-untyped-def]
-    return [(p.group, p.service, _action(p), p.reason, p.current_slot or "", p.next_slot or "", p.image) for p in plan.services]
-
-
-def _is_fleet(plan) -> bool:  # type: ignore[no-untyped-def]
-    """A plan of an environment on servers (core/fleetplan.py)."""
-    return hasattr(plan, "servers")
-
-
-def _fleet_plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "project": plan.project,
-        "env": plan.env,
-        "servers": [{"zone": r.zone, "server": r.server, "action": r.action, "state": r.state or None, "next_state": r.next_state, "services": list(r.services)} for r in plan.servers],
-        "services": [{"service": p.service, "action": p.action, "build": p.build, "reason": p.reason, "group": p.group, "servers": list(p.servers), "image": p.image} for p in plan.services],
-        "unreachable": dict(plan.unreachable),
-    }
+def _slot(p) -> str:  # type: ignore[no-untyped-def]
+    """``a -> b``: the slot serving now and the one the deploy starts (when the servers agree)."""
+    if p.next_slot and p.next_slot != p.current_slot:
+        return f"{p.current_slot or '-'} -> {p.next_slot}"
+    return p.current_slot or ""
 
 
 def _plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
-    if _is_fleet(plan):
-        return _fleet_plan_json(plan)
+    """The plan as JSON, one shape for every provider (this machine's is one server)."""
     scheduler = plan.scheduler
     return {
         "project": plan.project,
         "env": plan.env,
+        "servers": [{"zone": r.zone, "server": r.server, "action": r.action, "state": r.state or None, "next_state": r.next_state, "services": list(r.services)} for r in plan.servers],
         "services": [
-            {"service": p.service, "action": p.action, "build": p.build, "reason": p.reason, "group": p.group, "current_slot": p.current_slot, "next_slot": p.next_slot, "image": p.image}
+            {
+                "service": p.service,
+                "action": p.action,
+                "build": p.build,
+                "reason": p.reason,
+                "group": p.group,
+                "servers": list(p.servers),
+                "current_slot": p.current_slot,
+                "next_slot": p.next_slot,
+                "image": p.image,
+            }
             for p in plan.services
         ],
         "scheduler": None if scheduler is None else {"action": scheduler.action, "reason": scheduler.reason, "jobs": list(scheduler.jobs), "image": scheduler.image},
+        "unreachable": dict(plan.unreachable),
     }
 
 
@@ -55,18 +54,20 @@ def _when(stamp: str | None) -> str:
 
 
 def _print_plan(title: str, plan) -> None:  # type: ignore[no-untyped-def]
-    if _is_fleet(plan):
-        print_table(
-            f"{title}: servers", ["zone", "server", "action", "state now", "state next", "services"], [(r.zone, r.server, r.action, r.state, r.next_state, ", ".join(r.services)) for r in plan.servers]
-        )
-        print_table(f"{title}: services", ["group", "service", "action", "why", "servers", "image"], [(p.group, p.service, _action(p), p.reason, ", ".join(p.servers), p.image) for p in plan.services])
-        for name, error in plan.unreachable.items():
-            click.echo(f"unreachable: {name}: {error}", err=True)
-        return
-    print_table(title, ["group", "service", "action", "why", "slot now", "slot next", "image"], _plan_rows(plan))
+    """The plan as tables, one shape for every provider: the servers, then the services."""
+    print_table(
+        f"{title}: servers", ["zone", "server", "action", "state now", "state next", "services"], [(r.zone, r.server, r.action, r.state, r.next_state, ", ".join(r.services)) for r in plan.servers]
+    )
+    print_table(
+        f"{title}: services",
+        ["group", "service", "action", "why", "servers", "slot", "image"],
+        [(p.group, p.service, _action(p), p.reason, ", ".join(p.servers), _slot(p), p.image) for p in plan.services],
+    )
     if plan.scheduler is not None:
         s = plan.scheduler
         click.echo(f"scheduler: {s.action} ({s.reason}){'; jobs: ' + ', '.join(s.jobs) if s.jobs else ''}")
+    for name, error in plan.unreachable.items():
+        click.echo(f"unreachable: {name}: {error}", err=True)
 
 
 def register(cli: click.Group, manager: pluggy.PluginManager) -> None:

@@ -15,13 +15,13 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import jobs, paths
+from . import jobs
 from .allocation import state_of
-from .engine import DeployPlan, Engine, ServiceOutcome
+from .engine import Engine, ServiceOutcome
 from .errors import DeployFailed, ProjectDeployerError
-from .lock import deploy_lock
+from .fleetplan import FleetPlan
 from .model import Project
-from .plan import DeployResult, Plan, Step
+from .plan import DeployResult, Plan
 from .provider import Server
 from .registry import Registry
 from .releases import ReleaseHistory
@@ -33,9 +33,10 @@ Log = Callable[[str], None]
 
 @attrs.frozen(kw_only=True)
 class DeployReport:
-    """What a deploy did."""
+    """What a deploy did: its plan (as made under the lock, before anything changed), what
+    happened to each service, and the URLs of the services with a domain, on every provider."""
 
-    plan: DeployPlan
+    plan: FleetPlan
     outcomes: tuple[ServiceOutcome, ...]
     seconds: float
     urls: dict[str, str]
@@ -99,24 +100,14 @@ class Environment:
         self.registry = registry
         self.log = log or (lambda line: print(line, flush=True))
 
-    def server(self) -> Server:
-        """The environment's one server, for the deploy and plan of a single-server
-        environment (until one deploy path serves one server or many)."""
-        provider = self.provider()
-        servers = provider.list_servers(self.project.name, self.env)
-        if not servers:
-            raise ProjectDeployerError(f"environment {self.env}: provider {provider.name} has no server")
-        return servers[0]
-
-    def plan(self, service: str | None = None, *, build: bool = True) -> Any:
-        """What a deploy of the environment would change: a :class:`DeployPlan` on this machine's
-        engine, a :class:`~projectdeployer.core.fleetplan.FleetPlan` (servers and services)
-        on servers. Nothing is changed. With ``build`` (as ``deploy`` builds first), a service
-        whose image inputs changed, or that has no image yet, is planned as a build first."""
+    def plan(self, service: str | None = None, *, build: bool = True) -> FleetPlan:
+        """What a deploy of the environment would change, on any provider (this machine's is a
+        fleet of one server): the servers and, per service, what changes where. Nothing is
+        changed. With ``build`` (as ``deploy`` builds first), a service whose image inputs
+        changed, or that has no image yet, is planned as a build first."""
         builds = self.build_checks(service) if build else {}
-        if self.on_servers():
-            return self.fleet().plan(service, builds=builds)
-        return self.engine_on(self.server()).plan([service] if service else None, builds=builds)
+        plan: FleetPlan = self.fleet().plan(service, builds=builds)
+        return plan
 
     def build_checks(self, service: str | None = None) -> dict[str, Any]:
         """``service -> BuildCheck`` for the buildable services a deploy would build (all, or
@@ -129,7 +120,8 @@ class Environment:
         return {name: builder.check(name) for name in names}
 
     def fleet(self, images: dict[str, str] | None = None) -> Any:
-        """The :class:`~projectdeployer.core.fleet.Fleet` of an environment on servers."""
+        """The :class:`~projectdeployer.core.fleet.Fleet` of the environment: the one deploy
+        path over its servers (this machine's one for a local environment)."""
         from .fleet import Fleet
 
         return Fleet(self.project, self.env, self.provider(), self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
@@ -205,11 +197,7 @@ class Environment:
     def offline(self, service: str) -> contextlib.AbstractContextManager[None]:
         """``service``'s route out of every sidecar of the environment for the block (a restore
         stops and starts the database inside), then back in, resolved anew."""
-        # The one branch left with deploy's and plan's: this machine's engine routes by itself
-        # until one deploy path routes one server or many.
-        if self.on_servers():
-            return self.fleet().offline(service)
-        return self.engine_on(self.server()).offline(service)
+        return self.fleet().offline(service)
 
     def any_engine(self) -> Engine:
         """An engine of the environment's first running server by name (the one server of this
@@ -222,44 +210,30 @@ class Environment:
             raise ProjectDeployerError(f"environment {self.env} has no server: deploy first")
         return self.engine_on(min(running, key=lambda s: s.name))
 
-    def on_servers(self) -> bool:
-        """Whether the environment runs on servers (many, over SSH) rather than this machine's engine."""
-        return provider_name(self.project, self.env) != "local"
-
-    def deploy_fleet(self, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
-        """Deploy the environment (or only ``service``) onto its provider's servers (core/fleet.py)."""
+    def deploy(self, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
+        """Deploy the environment (or only ``service``) onto its provider's servers through the
+        one deploy path (core/fleet.py). ``before_deploy``, ``deploy_failed`` and
+        ``after_deploy`` receive the plan made under the lock, before anything changed."""
         started = time.monotonic()
         fleet = self.fleet(images)
-        hook_plan = Plan(project=self.project.name, env=self.env, steps=())
-        self.manager.hook.before_deploy(plan=hook_plan)
-        try:
-            result = fleet.deploy(lock_wait=lock_wait, service=service)
-        except ProjectDeployerError as exc:
-            self.manager.hook.deploy_failed(plan=hook_plan, error=exc)
-            raise
-        plan = DeployPlan(project=self.project.name, env=self.env, services=())
-        report = DeployReport(plan=plan, outcomes=result.outcomes, seconds=time.monotonic() - started, urls={})
-        self.manager.hook.after_deploy(result=DeployResult(plan=hook_plan, releases={o.service: o.release for o in result.outcomes if o.release}, seconds=report.seconds))
-        return report
+        announced: list[tuple[FleetPlan, Plan]] = []
 
-    def deploy(self, *, service: str | None = None, images: dict[str, str] | None = None, lock_wait: float = 0.0) -> DeployReport:
-        if self.on_servers():
-            return self.deploy_fleet(service=service, images=images, lock_wait=lock_wait)
-        started = time.monotonic()
-        with deploy_lock(paths.env_dir(self.project.name, self.env) / "deploy.lock", wait=lock_wait):
-            engine = self.engine_on(self.server(), images=images)
-            plan = engine.plan([service] if service else None)
-            hook_plan = Plan(project=self.project.name, env=self.env, steps=tuple(Step(action=p.action, service=p.service, detail=p.reason) for p in plan.services))
-            self.manager.hook.before_deploy(plan=hook_plan)
+        def on_plan(plan: FleetPlan) -> None:
+            hook_plan = plan.hook_plan()
             changes = plan.changes
             self.log(f"deploying {self.project.name}/{self.env}: {len(changes)} change(s), {len(plan.services) - len(changes)} unchanged")
-            try:
-                outcomes = engine.apply(plan)
-            except ProjectDeployerError as exc:
-                self.manager.hook.deploy_failed(plan=hook_plan, error=exc)
-                raise
-        report = DeployReport(plan=plan, outcomes=tuple(outcomes), seconds=time.monotonic() - started, urls=self.urls())
-        self.manager.hook.after_deploy(result=DeployResult(plan=hook_plan, releases={o.service: o.release for o in outcomes if o.release}, seconds=report.seconds))
+            self.manager.hook.before_deploy(plan=hook_plan)  # raising vetoes the deploy
+            announced.append((plan, hook_plan))
+
+        try:
+            result = fleet.deploy(lock_wait=lock_wait, service=service, on_plan=on_plan)
+        except ProjectDeployerError as exc:
+            if announced:
+                self.manager.hook.deploy_failed(plan=announced[0][1], error=exc)
+            raise
+        plan, hook_plan = announced[0] if announced else (FleetPlan(project=self.project.name, env=self.env, servers=(), services=()), Plan(project=self.project.name, env=self.env))
+        report = DeployReport(plan=plan, outcomes=tuple(result.outcomes), seconds=time.monotonic() - started, urls=self.urls())
+        self.manager.hook.after_deploy(result=DeployResult(plan=hook_plan, releases={o.service: o.release for o in result.outcomes if o.release}, seconds=report.seconds))
         return report
 
     def urls(self) -> dict[str, str]:

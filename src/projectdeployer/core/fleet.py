@@ -1,7 +1,8 @@
-"""Deploying one environment onto many servers: allocation, images, cross-server routing and the
-toggle across hosts.
+"""Deploying one environment onto its servers: allocation, images, cross-server routing and the
+toggle across hosts. The ONE deploy path, for every provider: this machine (the ``local``
+provider) is a fleet of one server.
 
-A deploy on servers (every provider but ``local``):
+A deploy:
 
 1. **Servers**: under the provider's creation lock the servers are listed, the environment's
    lock is taken on the lock server (:mod:`~projectdeployer.core.serverlock`),
@@ -9,14 +10,18 @@ A deploy on servers (every provider but ``local``):
    which services run where, and the missing servers are created in parallel as ``reserve``
    with their ``slot`` (locked too when one comes first by name); they are marked ``active``
    once their services run. Servers to destroy are marked ``destroying`` once the servers are
-   ready and no database would have to move, before any switch.
+   ready and no database would have to move, before any switch. Then the plan is made
+   (:mod:`~projectdeployer.core.fleetplan`) and handed to whoever asked (the lifecycle hooks);
+   a plan with errors stops the deploy before anything changed.
 2. **Images** reach every server that runs them (:mod:`~projectdeployer.core.imagetransfer`),
    with the sidecar's image everywhere, only when missing: pushed once and pulled by digest when
-   ``[project] registry`` is set, else streamed over SSH.
+   ``[project] registry`` is set, else streamed over SSH (nothing to send to this machine's engine).
 3. **Routing**: every server runs the nginx sidecar, and every sidecar routes every service:
    a backend on the same server by container name, one on another server by address and host
    port (the VPC address within a zone, the public one across zones). The fleet keeps one table
-   ``service -> [where it runs]`` and renders each server's routes from it.
+   ``service -> [where it runs]`` and renders each server's routes from it. Switches of services
+   toggled in parallel are pushed together (:mod:`~projectdeployer.core.coalesce`): the ones
+   ready while a push runs go live in the next one, not in one reload each.
 4. **Services**, group by startup group, the services of a group in parallel:
 
    stateless (the toggle across hosts)
@@ -37,6 +42,7 @@ what runs elsewhere keeps serving, and running the deploy again converges.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,13 +51,16 @@ from typing import Any, TypeVar
 import attrs
 import pluggy
 
+from . import jobs, paths
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, ServerState, allocate, slot_of, state_of
 from .build import BuildCheck
+from .coalesce import Coalescer
 from .containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, host_port, network_name
 from .engine import Engine, ServiceOutcome
 from .errors import DeployFailed, ProjectDeployerError
 from .fanout import failures, fan_out, successes
 from .fleetplan import FleetPlan, local_image_ids, plan_fleet
+from .fsutil import atomic_write
 from .imagetransfer import ImageNotLocal, ensure_image
 from .jobcontainers import scheduler_image
 from .model import Project, ServiceSpec
@@ -140,6 +149,14 @@ class Fleet:
         self.only_service: str | None = None
         #: Servers being removed that could not be reached: never destroyed unread.
         self.unread: set[str] = set()
+        #: Route changes of parallel toggles, pushed to every sidecar together (core/coalesce.py).
+        self._pushes: Coalescer[str, list[Placed] | None] = Coalescer(self._push_table)
+        #: Called with the plan once the servers are reached, before anything changes.
+        self._on_plan: Callable[[FleetPlan], None] | None = None
+
+    def _on(self, server: str) -> str:
+        """`` on <server>`` for log lines, when there are several servers to tell apart."""
+        return f" on {server}" if len(self.servers) > 1 else ""
 
     # --- servers and allocation --------------------------------------------------------------
 
@@ -179,14 +196,18 @@ class Fleet:
 
     # --- the deploy ----------------------------------------------------------------------------
 
-    def deploy(self, *, lock_wait: float = 0.0, service: str | None = None) -> FleetReport:
+    def deploy(self, *, lock_wait: float = 0.0, service: str | None = None, on_plan: Callable[[FleetPlan], None] | None = None) -> FleetReport:
         """Converge the environment on its servers (or only ``service``: its containers, on the
         servers the allocation gives it; other services, removed services and servers no longer
-        needed are left for the next whole deploy)."""
+        needed are left for the next whole deploy). ``on_plan``: called with the plan, under the
+        locks, once the servers are reached and before anything changes on them (the lifecycle
+        hooks; raising stops the deploy)."""
         if service is not None and service not in self.project.services_for(self.env):
             raise DeployFailed(f"no service named '{service}' (services: {', '.join(self.project.services_for(self.env))})")
         started = time.monotonic()
         self.only_service = service
+        self._on_plan = on_plan
+        self._allocation: Allocation | None = None
         with contextlib.ExitStack() as held:
             held.enter_context(local_lock(self.project.name, self.env, wait=lock_wait))
             # The provider's creation lock is held while the servers are listed, the lock
@@ -198,7 +219,7 @@ class Fleet:
                 if not existing and service is not None:
                     raise DeployFailed(f"environment {self.env} has no server yet: deploy the whole environment first (not one service)")
                 holder = held.enter_context(server_lock(self.project.name, self.env, existing, wait=lock_wait))
-                allocation = self.allocation(existing)
+                allocation = self._allocation = self.allocation(existing)
                 # One service: only the servers it needs; the others wait for a whole deploy.
                 created = self._create([p for p in allocation.to_create if service is None or service in p.services])
                 by_name = {s.name: s for s in existing} | {s.name: s for s in created.values()}
@@ -223,10 +244,10 @@ class Fleet:
             self._mark(leaving, DESTROYING)
             outcomes = self._services(service)
             if service is None or self.project.service(service, self.env).is_scheduled:
-                self._jobs()
+                outcomes += self._jobs()
             self._settle_states(keep)
             if service is None:
-                self._remove_gone_services()
+                outcomes += self._remove_gone_services()
             destroyed = self._destroy(leaving)
         return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
 
@@ -247,7 +268,7 @@ class Fleet:
             self.env,
             existing,
             allocation,
-            lambda server: self.server_engine(server, image_source=image_source),
+            lambda server: self.server_engine(server, image_source=None if getattr(server, "local_engine", False) else image_source),
             stateful=self.stateful(),
             service=service,
             builds=builds,
@@ -350,6 +371,8 @@ class Fleet:
                 self.unread.add(name)
             else:
                 raise engine
+        if self._on_plan is not None:
+            self._announce(self._on_plan)
         self._send_images()
 
         def ready(server: Server) -> None:
@@ -368,6 +391,35 @@ class Fleet:
         self.ports = self.engines[next(iter(self.engines))].ports()
         self.table = self._observed_table()
         self._route_everywhere()
+
+    def _announce(self, on_plan: Callable[[FleetPlan], None]) -> None:
+        """Make the plan of this deploy from the servers as reached (nothing changed yet), hand
+        it to ``on_plan``, and stop on its errors (a service or the scheduler that cannot be
+        deployed), as the deploy itself would stop half-way."""
+        assert self._allocation is not None
+        readable = list(self.servers.values())
+        image_source = local_image_ids(self.local_docker)
+        for engine in self.engines.values():
+            if not getattr(engine.server, "local_engine", False):
+                engine.image_source = image_source  # images not sent yet: planned as the deploy will send them
+        try:
+            plan = plan_fleet(
+                self.project,
+                self.env,
+                readable,
+                attrs.evolve(self._allocation, placement=self.placement),
+                lambda server: self.engines[server.name],
+                stateful=self.stateful(),
+                service=self.only_service,
+                max_workers=self.max_workers,
+            )
+        finally:
+            for engine in self.engines.values():
+                engine.image_source = None
+        on_plan(plan)
+        errors = plan.errors
+        if errors:
+            raise DeployFailed("\n".join(errors))
 
     def _send_images(self) -> None:
         def refs(name: str) -> list[str]:
@@ -494,6 +546,27 @@ class Fleet:
         routes = self.routes_for(server, table)
         certificates = domain_certificates(self.manager, server, self.project.name, self.env, routes)
         self.manager.hook.configure_routing(server=server, project=self.project, env=self.env, routes=routes, certificates=certificates)
+        if getattr(server, "local_engine", False):
+            # What this machine's router serves, for a router that cannot be asked (Engine.routed_backends).
+            state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
+            atomic_write(state, json.dumps({"backends": {r.service: r.backends[0].host for r in routes}}, indent=2) + "\n")
+
+    def _push_table(self, batch: Sequence[tuple[str, list[Placed] | None]]) -> None:
+        """Put ``batch``'s entries (service -> where it serves; ``None``: out of the table) in
+        the table and push it to every sidecar in one go. When the push fails the table is as
+        it was (a later push must not carry a refused entry)."""
+        with self._table_lock:
+            before = {k: list(v) for k, v in self.table.items()}
+            for service, placed in batch:
+                if placed is None:
+                    self.table.pop(service, None)
+                else:
+                    self.table[service] = placed
+            try:
+                self._route_everywhere()
+            except BaseException:
+                self.table = before
+                raise
 
     def _route_everywhere(self) -> None:
         """Every sidecar to the current table (read and pushed under the table lock, so the
@@ -577,8 +650,10 @@ class Fleet:
                 todo[name] = desired
         leaving = [n for n in current if n not in targets]
         if not todo and not leaving:
-            return ServiceOutcome(service=spec.name, action="unchanged", slot=None, release=None, seconds=0.0)
-        old_table = {k: list(v) for k, v in self.table.items()}
+            kept = {c.labels.get(LABEL_SLOT) for c in keep.values()}
+            return ServiceOutcome(service=spec.name, action="unchanged", slot=kept.pop() if len(kept) == 1 else None, release=None, seconds=0.0)
+        with self._table_lock:
+            old_table = {k: list(v) for k, v in self.table.items()}
         started: list[tuple[str, ServiceContainer]] = []
         if todo:
             # Once per deploy, on the first server getting the new version, before any starts.
@@ -587,7 +662,7 @@ class Fleet:
 
         def start(name: str) -> None:
             engine = self.engines[name]
-            self.log(f"{spec.name}: starting {todo[name].spec.name} on {name} (release {release})")
+            self.log(f"{spec.name}: starting {todo[name].spec.name}{self._on(name)} (release {release})")
             engine.start(todo[name], release)
             started.append((name, todo[name]))
             engine.wait_healthy(spec, todo[name])
@@ -599,11 +674,10 @@ class Fleet:
         if spec.port is not None:
             new = [self._placed(n, todo[n].spec.name, spec, todo[n].slot) for n in todo]
             new += [self._placed(n, keep[n].name, spec, keep[n].labels.get(LABEL_SLOT, "a")) for n in keep]
-            self.log(f"{spec.name}: switching the sidecars of {len(self.servers)} server(s)")
+            self.log(f"{spec.name}: switching the sidecars of {len(self.servers)} server(s)" if len(self.servers) > 1 else f"{spec.name}: switching the sidecar to {new[0].container}")
             try:
-                with self._table_lock:
-                    self.table[spec.name] = new
-                    self._route_everywhere()
+                # Parallel toggles of a startup group switch together (one push for those ready).
+                self._pushes.submit(spec.name, new)
             except DeployFailed as exc:
                 with self._table_lock:
                     self.table[spec.name] = old_table.get(spec.name, [])
@@ -619,7 +693,8 @@ class Fleet:
         for name, desired in todo.items():
             self.engines[name].record(spec, desired, release)
             break
-        return ServiceOutcome(service=spec.name, action="update" if current else "create", slot=None, release=release, seconds=time.monotonic() - began)
+        slots = {d.slot for d in todo.values()}
+        return ServiceOutcome(service=spec.name, action="update" if current else "create", slot=slots.pop() if len(slots) == 1 else None, release=release, seconds=time.monotonic() - began)
 
     def _remove_started(self, started: Sequence[tuple[str, ServiceContainer]]) -> None:
         """Best effort: a server that cannot be reached keeps its (unrouted) new container until
@@ -628,12 +703,12 @@ class Fleet:
             try:
                 self.engines[name].runtime.remove(desired.spec.name)
             except Exception as exc:  # noqa: BLE001 - the deploy's own error is the one to report
-                self.log(f"{desired.spec.name} on {name} could not be removed: {exc}")
+                self.log(f"{desired.spec.name}{self._on(name)} could not be removed: {exc}")
 
     def _stop_old(self, service: str, old: Mapping[str, list[ContainerInfo]]) -> None:
         def stop(name: str) -> None:
             for info in old.get(name, []):
-                self.log(f"{service}: stopping {info.name} on {name}")
+                self.log(f"{service}: stopping {info.name}{self._on(name)}")
                 self.engines[name].runtime.stop(info.name, timeout=30)
                 self.engines[name].runtime.remove(info.name)
 
@@ -680,51 +755,66 @@ class Fleet:
                     except DeployFailed:
                         pass
                     raise DeployFailed(f"{spec.name}: {exc}; {existing.name} was not stopped and keeps serving") from None
-            self.log(f"{spec.name}: stopping {existing.name} on {target} (one data directory: stop, then start)")
+            self.log(f"{spec.name}: stopping {existing.name}{self._on(target)} (one data directory: stop, then start)")
             engine.runtime.stop(existing.name, timeout=60)
             engine.runtime.remove(existing.name)
         engine.prepare_volumes(desired)
         engine.start(desired, release)
         engine.wait_healthy(spec, desired)
         if spec.port is not None:
-            with self._table_lock:
-                self.table[spec.name] = [self._placed(target, desired.spec.name, spec, STATEFUL_SLOT)]
-                self._route_everywhere()
+            self._pushes.submit(spec.name, [self._placed(target, desired.spec.name, spec, STATEFUL_SLOT)])
         gap = time.monotonic() - began
+        if existing is not None:
+            self.log(f"{spec.name}: back after a {gap:.1f}s gap")
         engine.record(spec, desired, release)
         return ServiceOutcome(service=spec.name, action="update" if existing else "create", slot=STATEFUL_SLOT, release=release, seconds=gap, gap_seconds=gap if existing else None)
 
     # --- jobs, removals, servers ---------------------------------------------------------------
 
-    def _jobs(self) -> None:
-        """Job containers, the scheduler and the backup containers, on each server that runs them."""
+    def _jobs(self) -> list[ServiceOutcome]:
+        """Job containers, the scheduler and the backup containers, on each server that runs
+        them; the jobs' outcomes, in the project's order."""
 
-        def converge(name: str) -> None:
-            from . import jobs
-
+        def converge(name: str) -> list[ServiceOutcome]:
             engine = self.engines[name]
-            scheduled = [n for n in engine.services or () if self.project.service(n, self.env).is_scheduled and self.only_service in (None, n)]
+            scheduled = [n for n in self.project.services_for(self.env) if n in (engine.services or ()) and self.project.service(n, self.env).is_scheduled and self.only_service in (None, n)]
+            outcomes = []
             if scheduled:
-                plan = engine.plan(scheduled)
-                engine.apply(plan)
-            elif self.only_service is None:  # one service's deploy leaves the scheduler alone
+                observed = engine.containers()
+                plans = [jobs.plan_job(engine, self.project.service(n, self.env), 0, self.ports, observed.get(n, [])) for n in scheduled]
+                errors = [p.reason for p in plans if p.action == "error"]
+                if errors:
+                    raise DeployFailed("\n".join(errors))
+                done = fan_out(plans, lambda p: jobs.apply_job(engine, p, self.ports) if p.action != "unchanged" else None, name=lambda p: p.service)
+                for item in plans:
+                    result = done[item.service]
+                    if isinstance(result, BaseException):
+                        raise result
+                    outcomes.append(result or ServiceOutcome(service=item.service, action="unchanged", slot=item.current_slot, release=None, seconds=0.0))
+            if scheduled or self.only_service is None:  # one service's deploy leaves the scheduler alone
                 jobs.apply_scheduler(engine)
+            return outcomes
 
-        errors = failures(fan_out(list(self.engines), converge, max_workers=self.max_workers))
+        results = fan_out(list(self.engines), converge, max_workers=self.max_workers)
+        errors = failures(results)
         if errors:
-            raise DeployFailed(f"scheduled jobs and backups: {_explain(errors)}")
+            raise DeployFailed(f"scheduled jobs and backups: {_explain(errors)}" if len(self.engines) > 1 else "\n".join(str(e) for e in errors.values()))
+        order = list(self.project.services)
+        return sorted((o for found in successes(results).values() for o in found), key=lambda o: order.index(o.service))
 
-    def _remove_gone_services(self) -> None:
+    def _remove_gone_services(self) -> list[ServiceOutcome]:
         """Containers of services that left the project file, on every server."""
         known = set(self.project.services)
+        gone: set[str] = set()
 
         def clean(name: str) -> None:
             engine = self.engines[name]
             for service, containers in engine.containers().items():
                 if service in known:
                     continue
+                gone.add(service)
                 for info in containers:
-                    self.log(f"{service}: removing {info.name} on {name} (no longer in the project file)")
+                    self.log(f"{service}: removing {info.name}{self._on(name)} (no longer in the project file)")
                     engine.runtime.stop(info.name, timeout=30)
                     engine.runtime.remove(info.name)
 
@@ -735,6 +825,7 @@ class Fleet:
         errors = failures(fan_out(list(self.engines), clean, max_workers=self.max_workers))
         if errors:
             self.log(f"containers of removed services left on {', '.join(errors)} (the next deploy removes them): {_explain(errors)}")
+        return [ServiceOutcome(service=service, action="remove", slot=None, release=None, seconds=0.0) for service in sorted(gone)]
 
     def _destroy(self, leaving: Sequence[Server]) -> list[str]:
         """Destroy the servers the allocation no longer needs: nothing routes to them any more

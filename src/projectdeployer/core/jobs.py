@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -82,6 +82,17 @@ def ran(stamp: str | None) -> str | None:
 
 def agent_source() -> str:
     return resources.files("projectdeployer.addons").joinpath("scheduler_agent.py").read_text(encoding="utf-8")
+
+
+class PlannedService(Protocol):
+    """What :func:`plan_scheduler` reads of a service's plan row."""
+
+    @property
+    def service(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def next_slot(self) -> str | None: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -215,7 +226,7 @@ def _desired_scheduler(engine: Engine, table: list[dict[str, str]]) -> _DesiredS
     return _DesiredScheduler(spec=attrs.evolve(spec, labels=labels), files={"scheduler_agent.py": agent, "jobs.json": jobs}, config_hash=config_hash)
 
 
-def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: Mapping[str, list[ContainerInfo]], plans: Iterable[ServicePlan] = ()) -> SchedulerPlan | None:
+def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: Mapping[str, list[ContainerInfo]], plans: Iterable[PlannedService] = ()) -> SchedulerPlan | None:
     """What the scheduler needs; ``None`` when there is none and none is needed."""
 
     present = {service for service, containers in observed.items() if any(c.name == job_name(engine.project.name, engine.env, service) for c in containers)} | {

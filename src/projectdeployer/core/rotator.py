@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import paths
+from .containers import STATEFUL_SLOT, container_name
 from .errors import ProjectDeployerError
 from .fsutil import write_private
 from .resolver import generate_password, password_path, service_context
@@ -187,15 +188,13 @@ class SecretsRotator:
     def _running_container(self, service: str) -> tuple[ContainerRuntime, ContainerInfo]:
         """The runtime and the running container of ``service``, or a "deploy it first" error."""
         environment = self.environment
-        if environment.on_servers():
-            # A database runs on one server: the one holding its container (read live).
-            from .containers import STATEFUL_SLOT, container_name
-
-            engine = environment.engine_holding(container_name(self.project, self.env, service, STATEFUL_SLOT))
-            if engine is None:
+        # A database runs on one server: the one holding its container (read live; this
+        # machine's environment has one server).
+        engine = environment.engine_holding(container_name(self.project, self.env, service, STATEFUL_SLOT))
+        if engine is None:
+            if getattr(environment.provider(), "max_servers", None) != 1:
                 raise RotationError(f"{service} is not running on any server of {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
-        else:
-            engine = environment.any_engine()
+            raise RotationError(f"{service} is not running in {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
         active = engine.active_container(engine.observed().get(service, []))
         if active is None:
             raise RotationError(f"{service} is not running in {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
