@@ -16,7 +16,7 @@ import pytest
 from projectdeployer.addons import docker_builder
 from projectdeployer.cli.deploy_cmds import _plan_json, _print_plan
 from projectdeployer.core.build import INPUTS_LABEL, BuildCheck, BuildRequest, ProjectBuilder, image_tag
-from projectdeployer.core.engine import DeployPlan, Engine, ServicePlan
+from projectdeployer.core.engine import Engine
 from projectdeployer.core.fleetplan import FleetPlan, _service_plan
 from projectdeployer.core.model import Project
 from projectdeployer.core.environment import Environment
