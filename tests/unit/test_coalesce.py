@@ -9,13 +9,11 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from projectdeployer.core.coalesce import Coalescer
-from projectdeployer.core.routing import Backend, Route
 
 pytestmark = pytest.mark.unit
 
@@ -116,39 +114,39 @@ def test_when_a_batch_fails_each_request_is_applied_alone_and_only_the_bad_one_f
     assert sorted(batch) == ["a", "b", "bad"] and calls[2:] == [[key] for key in batch]
 
 
-# --- the engine: only what the router accepted stays in its table ------------------------------
+# --- the fleet: only what the routers accepted stays in its table --------------------------------
 
 
-def route(service: str, host: str) -> Route:
-    return Route(service=service, internal_port=5000, protocol="http", backends=(Backend(host=host, port=8000),))
+def placed(host: str) -> Any:
+    from projectdeployer.core.fleet import Placed
+
+    return [Placed(server="local", container=host, port=8000, host_port=18000)]
 
 
 def test_a_refused_switch_leaves_the_table_as_the_router_serves_it(tmp_path: Path) -> None:
-    from projectdeployer.core.engine import Engine
+    from projectdeployer.core.fleet import Fleet
 
-    engine = Engine.__new__(Engine)  # only the routing part of an engine is under test
-    engine._routing_lock = threading.Lock()  # noqa: SLF001
-    engine._routes = {"api": route("api", "shop_dev_api_a")}  # noqa: SLF001
+    fleet = Fleet.__new__(Fleet)  # only the routing push of the fleet is under test
+    fleet._table_lock = threading.RLock()  # noqa: SLF001
+    fleet.table = {"api": placed("shop_dev_api_a")}
     applied: list[dict[str, str]] = []
 
-    def apply_routes() -> None:
-        table = {name: r.backends[0].host for name, r in engine._routes.items()}  # noqa: SLF001
+    def route_everywhere() -> None:
+        table = {name: where[0].container for name, where in fleet.table.items()}
         if "broken" in table:
             raise RuntimeError("nginx rejected the new routes")
         applied.append(table)
 
-    engine._apply_routes = apply_routes  # type: ignore[method-assign]  # noqa: SLF001
-    engine._switches = Coalescer(engine._apply_switches)  # noqa: SLF001
-    engine._route_for = lambda spec, name, ports: route(spec.name, name)  # type: ignore[method-assign]  # noqa: SLF001
-
-    def switch(service: str, container: str) -> None:
-        engine._switch_route(SimpleNamespace(name=service), SimpleNamespace(spec=SimpleNamespace(name=container)), None)  # type: ignore[arg-type]  # noqa: SLF001
+    fleet._route_everywhere = route_everywhere  # type: ignore[method-assign]  # noqa: SLF001
+    fleet._pushes = Coalescer(fleet._push_table)  # noqa: SLF001
 
     with pytest.raises(RuntimeError):
-        switch("broken", "shop_dev_broken_a")
-    assert engine._routes == {"api": route("api", "shop_dev_api_a")}  # noqa: SLF001 - not kept
-    switch("api", "shop_dev_api_b")  # the next switch does not carry the refused route
+        fleet._pushes.submit("broken", placed("shop_dev_broken_a"))  # noqa: SLF001
+    assert fleet.table == {"api": placed("shop_dev_api_a")}  # not kept
+    fleet._pushes.submit("api", placed("shop_dev_api_b"))  # noqa: SLF001 - the next switch does not carry the refused route
     assert applied == [{"api": "shop_dev_api_b"}]
+    fleet._pushes.submit("api", None)  # noqa: SLF001 - out of the table (a stateful restart)
+    assert applied[-1] == {} and fleet.table == {}
 
 
 def test_many_parallel_switches_take_few_reloads() -> None:

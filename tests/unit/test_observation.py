@@ -1,13 +1,13 @@
 """The engine reads a server once per deploy (issue 12 item 8): core/observation.py's kept
-values and their invalidation, the one-request container listing, and Engine.plan/observe
-counting reads on a fake runtime: one listing and one router read for 20 services, kept until
-a container or a route changes through the engine."""
+values and their invalidation, the one-request container listing, and the deploy's plan
+(core/fleetplan.py on the engine's one server) and Engine.observe counting reads on a fake
+runtime: one listing and one router read for 20 services, the containers kept until one
+changes through the engine, the router until read anew."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pluggy
@@ -17,7 +17,6 @@ from projectdeployer.core.engine import Engine
 from projectdeployer.core.observation import Kept, Observation, WatchedRuntime, pick_active
 from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.registry import build_registry
-from projectdeployer.core.routing import Backend, Route
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from tests.support.fakes import RuntimeOnlyServer
@@ -212,16 +211,25 @@ def engine_with(manager: pluggy.PluginManager, tmp_path: Path, count: int, runni
     return engine, runtime, router_reads
 
 
+def plan(engine: Engine) -> Any:
+    """The deploy's plan on the engine's one server (core/fleetplan.py, as for this machine)."""
+    from projectdeployer.core.allocation import ServerState, allocate
+    from projectdeployer.core.fleetplan import plan_fleet
+
+    allocation = allocate(engine.project.services_for(ENV), [ServerState(name=engine.server.name, zone=engine.server.zone)], max_servers=1, zone_of=lambda zone: engine.server.zone)
+    return plan_fleet(engine.project, ENV, [engine.server], allocation, lambda server: engine, stateful=())
+
+
 def test_a_plan_of_twenty_services_reads_the_server_once(manager: pluggy.PluginManager, tmp_path: Path) -> None:
     engine, runtime, router_reads = engine_with(manager, tmp_path, 20, [])
-    plan = engine.plan()
-    assert [p.action for p in plan.services] == ["create"] * 20
-    # New services: one listing of the server's ports in use. Then one listing of the
-    # project, one router read, the shared image looked up once (and the scheduler's
-    # container, whether there is one): nothing once per service.
+    result = plan(engine)
+    assert [p.action for p in result.services] == ["create"] * 20
+    # One listing of the project, one router read; new services: one listing of the server's
+    # ports in use. Then the shared image looked up once (and the scheduler's container,
+    # whether there is one): nothing once per service.
     assert runtime.reads == ["list_brief", "list_brief", "image_id", "get"] and router_reads == ["live_routes"]
     runtime.reads.clear()
-    engine.plan()  # the ports are recorded now
+    plan(engine)  # the ports are recorded now
     assert runtime.reads == ["list_brief", "image_id", "get"]
 
 
@@ -240,7 +248,7 @@ def test_new_services_avoid_the_ports_other_projects_publish_on_the_server(manag
 def test_the_plans_reading_is_reused_until_the_engine_changes_something(manager: pluggy.PluginManager, tmp_path: Path) -> None:
     running = [info(f"shop_dev_web{i:02d}_a", service=f"web{i:02d}") for i in range(3)]
     engine, runtime, router_reads = engine_with(manager, tmp_path, 3, running)
-    engine.plan()
+    plan(engine)
     runtime.reads.clear()
     router_reads.clear()
     first = engine.observe()  # what apply starts from: the plan's reading
@@ -252,29 +260,8 @@ def test_the_plans_reading_is_reused_until_the_engine_changes_something(manager:
     assert runtime.reads == ["list_brief"] and router_reads == []  # the routes did not change
     assert second.active("web01") is None
 
-    # Applying routes: the router serves exactly those now, so they are not read back.
-    applied: list[Any] = []
-    engine.manager = SimpleNamespace(hook=SimpleNamespace(configure_routing=lambda **kw: applied.append(kw["routes"])))  # type: ignore[assignment]
-    engine._routes = {"web00": Route(service="web00", internal_port=5000, protocol="http", backends=(Backend(host="shop_dev_web00_b", port=8000),))}  # noqa: SLF001
-    engine._apply_routes()  # noqa: SLF001
-    assert applied and engine.observe().routed == frozenset({"shop_dev_web00_b"}) and router_reads == []
-
     engine.observe(fresh=True)  # a deploy's plan reads both whatever is kept
     assert runtime.reads == ["list_brief", "list_brief"] and router_reads == ["live_routes"]
-
-
-def test_a_route_change_that_fails_is_read_back_from_the_router(manager: pluggy.PluginManager, tmp_path: Path) -> None:
-    engine, runtime, router_reads = engine_with(manager, tmp_path, 1, [info("shop_dev_web00_a", service="web00")])
-    engine.plan()
-
-    def refuse(**kwargs: Any) -> None:
-        raise RuntimeError("nginx rejected the new routes")
-
-    engine.manager = SimpleNamespace(hook=SimpleNamespace(configure_routing=refuse))  # type: ignore[assignment]
-    with pytest.raises(RuntimeError):
-        engine._apply_routes()  # noqa: SLF001
-    router_reads.clear()
-    assert engine.observe().routed == frozenset({"shop_dev_web00_a"}) and router_reads == ["live_routes"]
 
 
 def test_two_running_containers_of_a_service_are_read_in_full_to_tell_the_newer(manager: pluggy.PluginManager, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """``plan`` says what ``deploy`` will do about images (issue 12, item 5): a buildable service whose
 input hash changed, or that has no image yet, is ``build+create`` / ``build+update`` with the
 hash change, found without building (core/build.py ``ProjectBuilder.check``, the builder's
-``image_inputs`` hook), on this machine's engine (core/engine.py) and on servers (core/fleetplan.py).
+``image_inputs`` hook), on this machine's one server and on servers (core/fleetplan.py).
 Fakes only: a fake Docker client for the builder, a fake runtime for the engine."""
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def test_build_checks_cover_the_buildable_services_only(manager: pluggy.PluginMa
     assert list(environment.build_checks("postgres")) == []
 
 
-# --- Engine.plan on this machine ----------------------------------------------------------------
+# --- the plan on this machine (one server, this machine's engine) -------------------------------
 
 
 class FakeRuntime:
@@ -186,19 +186,30 @@ def running(name: str, slot: str, config: str) -> ContainerInfo:
 
 
 def engine_for(manager: pluggy.PluginManager, project: Project, containers: list[ContainerInfo], images: dict[str, str]) -> Engine:
-    engine = Engine(project, ENV, RuntimeOnlyServer(FakeRuntime(containers, images)), manager, build_registry(manager), log=lambda line: None)
+    server = RuntimeOnlyServer(FakeRuntime(containers, images))
+    server.local_engine = True  # this machine's engine: no image is sent to it
+    engine = Engine(project, ENV, server, manager, build_registry(manager), log=lambda line: None)
     engine.routed_backends = lambda: set()  # type: ignore[method-assign]  # no sidecar here
     return engine
+
+
+def plan_here(engine: Engine, builds: Any = None) -> FleetPlan:
+    """The deploy's plan (core/fleetplan.py) on the engine's one server, as for this machine."""
+    from projectdeployer.core.allocation import ServerState, allocate
+    from projectdeployer.core.fleetplan import plan_fleet
+
+    allocation = allocate(engine.project.services_for(ENV), [ServerState(name=engine.server.name, zone=engine.server.zone)], max_servers=1, zone_of=lambda zone: engine.server.zone)
+    return plan_fleet(engine.project, ENV, [engine.server], allocation, lambda server: engine, stateful=(), builds=builds)
 
 
 def test_engine_plan_before_the_first_deploy_says_build_and_create(manager: pluggy.PluginManager, app: Path, tmp_path: Path) -> None:
     project = make_project(manager, tmp_path, {"api": {"type": "python", "build_context": "api"}})
     engine = engine_for(manager, project, [], {})
     # Without the build step (deploy --no-build --dry-run) a missing image is an error, as before.
-    (old,) = engine.plan().services
+    (old,) = plan_here(engine).services
     assert old.action == "error" and "is not on server local" in old.reason and old.build is None
     check = BuildCheck(service="api", needed=True, reason="no image yet (inputs 0123456789ab)", inputs="0123456789ab" * 5)
-    (item,) = engine.plan(builds={"api": check}).services
+    (item,) = plan_here(engine, builds={"api": check}).services
     assert (item.action, item.build, item.next_slot, item.image) == ("create", "no image yet (inputs 0123456789ab)", "a", image_tag(project, "api"))
     assert item.reason == "build: no image yet (inputs 0123456789ab); not running"
 
@@ -209,14 +220,14 @@ def test_engine_plan_after_a_source_change_says_build_and_update(manager: pluggy
     probe = engine_for(manager, project, [], {tag: "sha256:old"})
     config = probe.desired(project.services_for(ENV)["api"], "a", probe.ports()).config_hash
     engine = engine_for(manager, project, [running("shop_dev_api_a", "a", config)], {tag: "sha256:old"})
-    (unchanged,) = engine.plan(builds={"api": BuildCheck(service="api", needed=False, inputs="x", previous="x")}).services
+    (unchanged,) = plan_here(engine, builds={"api": BuildCheck(service="api", needed=False, inputs="x", previous="x")}).services
     assert (unchanged.action, unchanged.build) == ("unchanged", None)
     check = BuildCheck(service="api", needed=True, reason="inputs 111111111111 -> 222222222222", inputs="2" * 64, previous="1" * 64)
-    (item,) = engine.plan(builds={"api": check}).services
+    (item,) = plan_here(engine, builds={"api": check}).services
     assert (item.action, item.build, item.current_slot, item.next_slot) == ("update", "inputs 111111111111 -> 222222222222", "a", "b")
     assert item.reason == "build: inputs 111111111111 -> 222222222222; new image"
     failing = BuildCheck(service="api", needed=True, error="api: build_context /x is not a directory")
-    (error,) = engine.plan(builds={"api": failing}).services
+    (error,) = plan_here(engine, builds={"api": failing}).services
     assert (error.action, error.reason) == ("error", "api: build_context /x is not a directory")
 
 
@@ -226,7 +237,7 @@ def test_a_scheduled_service_to_build_gets_its_job_container_after_the_build(man
     project = make_project(manager, tmp_path, {"report": {"type": "python", "build_context": "api", "schedule": "0 2 * * *"}})
     engine = engine_for(manager, project, [], {})
     check = BuildCheck(service="report", needed=True, reason="no image yet (inputs 0123456789ab)")
-    plan = engine.plan(builds={"report": check})
+    plan = plan_here(engine, builds={"report": check})
     (item,) = plan.services
     assert (item.action, item.build, item.next_slot) == ("create", "no image yet (inputs 0123456789ab)", JOB_SLOT)
     assert plan.scheduler is not None and plan.scheduler.jobs == ("report",)

@@ -75,7 +75,9 @@ def target_for(engine: Engine, spec: ServiceSpec, policy: BackupPolicy) -> Backu
         python_image = None
     return BackupTarget(
         python_image=python_image,
-        offline=lambda: engine.offline(spec.name),
+        # Set by a restore (BackupManager: the environment's route out of every sidecar); a
+        # backup or a verify leaves the route alone.
+        offline=None,
         project=engine.project,
         env=engine.env,
         service=spec,

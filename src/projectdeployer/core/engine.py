@@ -1,21 +1,11 @@
-"""The deploy engine: plan what changes, then apply it with the seed's toggle deploy.
+"""The deploy steps on ONE server, public for the one deploy path (core/fleet.py), jobs
+(core/jobs.py) and backups: the container a service should run (:meth:`Engine.desired`), its
+release command, volumes, start, health wait and release record, and reads of what runs.
 
-Plan (no changes made): for every service, compare the container that should run (its config
-hash: image id, command, environment, mounts, secrets' digests) with what runs now, read live
-from the server's container labels. Apply, group by startup group, services of a group in
-parallel:
-
-stateless (toggle)
-    start the new container on the other slot (other host port of the pair), wait until it is
-    healthy, switch the sidecar to it (validated config, graceful reload), wait until requests
-    in flight through the old config finished, then stop and remove the old container.
-    A new container that never gets healthy is removed; the old one never stopped serving.
-stateful (one data directory)
-    stop, then start on the same volume; the gap is measured and reported.
-
-Crash safety: the old container is stopped only after the sidecar serves the new one, and the
-sidecar switch itself is atomic, so a deploy killed at any point leaves the old version serving;
-the next deploy finds the leftover container, replaces it and converges.
+None of the steps routes: core/fleet.py keeps the routing table of every server's sidecar
+(this machine's included) and switches it. The toggle itself (start the new container on the
+other slot, wait until healthy, switch the sidecars, drain, stop the old one) and the stateful
+stop-then-start are the fleet's, for one server or many.
 """
 
 from __future__ import annotations
@@ -23,33 +13,27 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import pluggy
 
-from . import jobs, paths
-from .build import BuildCheck, image_tag
-from .coalesce import Coalescer
-from .containers import JOB_SLOT, SECRETS_MOUNT, STATEFUL_SLOT, ServiceContainer, build_container, network_name
-from .errors import LINE_SHOWN, DeployFailed, ProjectDeployerError, printable
-from .fanout import fan_out
-from .fsutil import atomic_write
+from . import paths
+from .build import image_tag
+from .containers import SECRETS_MOUNT, ServiceContainer, build_container
+from .errors import LINE_SHOWN, DeployFailed, printable
 from .model import GenericSpec, Project, ServiceSpec
 from .monitoring import HealthCheck
 from .observation import Kept, Observation, WatchedRuntime, pick_active
-from .order import startup_orders
-from .plan import ServiceOutcome, ServicePlan
+from .plan import ServiceOutcome
 from .poll import WaitTimeout, wait_until
 from .ports import PortAssignment, PortStore
 from .provider import Server
-from .releases import Release, ReleaseHistory, new_release_id
+from .releases import Release, ReleaseHistory
 from .rendersafety import command_argv
-from .routing import Backend, Route, domain_certificates
-from .runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_ROLE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime, ContainerSpec, Mount
+from .runtime import LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_ROLE, LABEL_SERVICE, ContainerInfo, ContainerRuntime, ContainerSpec, Mount
 from .secretfiles import write_secret_files
 from .servicetype import ServiceType
 
@@ -62,43 +46,14 @@ class _Exited(Exception):
     """A new container stopped while :meth:`Engine.wait_healthy` waited for it."""
 
 
-@attrs.frozen(kw_only=True)
-class DeployPlan:
-    project: str
-    env: str
-    services: tuple[ServicePlan, ...]
-    #: The environment's scheduler container (``None``: it has no scheduled service).
-    scheduler: jobs.SchedulerPlan | None = None
-
-    @property
-    def changes(self) -> list[ServicePlan]:
-        return [s for s in self.services if s.action != "unchanged"]
-
-
-def _build_plan(spec: ServiceSpec, check: BuildCheck, group: int, stateful: bool, exists: bool, current_slot: str | None, next_slot: str | None, image: str) -> ServicePlan:
-    """A service whose image the deploy builds first: created, or updated to the new image."""
-    return ServicePlan(
-        service=spec.name,
-        action="update" if exists else "create",
-        reason=f"build: {check.reason}; " + ("new image" if exists else "not running"),
-        group=group,
-        stateful=stateful,
-        current_slot=current_slot,
-        next_slot=next_slot,
-        image=image,
-        build=check.reason,
-    )
-
-
 class Engine:
-    """Plans and applies deploys of one project/environment to one server.
+    """The deploy steps of one project/environment on one server.
 
-    Its per-server steps are public, for whoever orchestrates many servers (core/fleet.py) and
-    for jobs (core/jobs.py): :meth:`desired` (the container a service should run),
-    :meth:`run_release`, :meth:`prepare_volumes`, :meth:`start`, :meth:`wait_healthy`,
-    :meth:`materialize` and :meth:`record`; reads are :meth:`containers`, :meth:`observe`,
-    :meth:`active_container` and :meth:`routed_backends`. None of the steps routes: routing is
-    this engine's own (:meth:`apply`) or the ``routing`` it was given.
+    Its steps are public, for the orchestrator (core/fleet.py), jobs (core/jobs.py) and backups:
+    :meth:`desired` (the container a service should run), :meth:`run_release`,
+    :meth:`prepare_volumes`, :meth:`start`, :meth:`wait_healthy`, :meth:`materialize` and
+    :meth:`record`; reads are :meth:`containers`, :meth:`observe`, :meth:`active_container` and
+    :meth:`routed_backends`. None of the steps routes: the orchestrator does.
     """
 
     def __init__(
@@ -113,14 +68,10 @@ class Engine:
         log: Log = print,
         drain_timeout: float = 30.0,
         services: Iterable[str] | None = None,
-        routing: Callable[[], None] | None = None,
         image_source: Callable[[str], str | None] | None = None,
     ) -> None:
         """``services``: the services this server holds (``None``: every service of the
         environment; many servers: the ones the allocation places here).
-        ``routing``: who routes this server's sidecar. ``None``: this engine configures it from
-        its own routes; else called instead of that whenever this engine's routes change (many
-        servers: the fleet's router, which knows the containers of every server).
         ``image_source``: planning for many servers, the id of an image the server does not have
         yet, from where the deploy will send it (``None`` when it cannot say); without it such an
         image makes :meth:`desired` fail."""
@@ -135,19 +86,14 @@ class Engine:
         # Seen through a change counter: what observe() read is kept only while nothing changed.
         self._watched = WatchedRuntime(server.runtime())
         self.runtime: ContainerRuntime = self._watched  # type: ignore[assignment]
-        self._routing_lock = threading.Lock()
-        self._routes: dict[str, Route] = {}
-        self._switches: Coalescer[str, Route] = Coalescer(self._apply_switches)
-        #: Route changes this engine started or finished (the generation of the kept routes).
-        self._route_changes = 0
         self._kept_containers: Kept[dict[str, tuple[ContainerInfo, ...]]] = Kept(lambda: self._watched.changes)
-        self._kept_routed: Kept[frozenset[str]] = Kept(lambda: self._route_changes)
+        # The orchestrator changes routes, not this engine: what the router serves is kept
+        # until read anew (``fresh``), as the orchestrator's plan and table reads do.
+        self._kept_routed: Kept[frozenset[str]] = Kept(lambda: 0)
         #: image ref -> id, while a plan looks them up (many services often share one image).
         self._image_ids: dict[str, str | None] | None = None
         #: The services placed on this server (``None``: every service of the environment).
         self.services: frozenset[str] | None = None if services is None else frozenset(services)
-        #: The router called instead of this engine's own routing (core/fleet.py), or ``None``.
-        self.routing = routing
         #: Many servers, planning: the id of an image not on the server yet, where the deploy
         #: will send it from (this machine's engine; streaming and pulls by digest keep ids).
         self.image_source = image_source
@@ -187,7 +133,7 @@ class Engine:
 
     def routed(self, *, fresh: bool = False) -> frozenset[str]:
         """Container names the router serves (:meth:`routed_backends`), read once and kept
-        until this engine changes a route: for :meth:`active_container` over many services."""
+        until read ``fresh``: for :meth:`active_container` over many services."""
         return self._kept_routed.get(lambda: frozenset(self.routed_backends()), fresh=fresh)
 
     def _read_containers(self) -> dict[str, tuple[ContainerInfo, ...]]:
@@ -267,6 +213,16 @@ class Engine:
             image_command=image_command,
         )
 
+    @contextlib.contextmanager
+    def planning(self) -> Iterator[None]:
+        """For the block (a plan), each image's id is looked up on the server once, however
+        many services run it."""
+        self._image_ids = {}
+        try:
+            yield
+        finally:
+            self._image_ids = None
+
     def _image_id(self, image: str) -> str | None:
         """The id of ``image`` on the server; looked up once per plan when a plan asks."""
         memo = self._image_ids
@@ -295,141 +251,7 @@ class Engine:
         except (OSError, ValueError):
             return set()
 
-    # --- plan -----------------------------------------------------------------------------
-
-    def plan(self, services: Iterable[str] | None = None, builds: Mapping[str, BuildCheck] | None = None) -> DeployPlan:
-        """What a deploy changes. ``builds`` (``plan`` before a build, core/build.py
-        :meth:`~projectdeployer.core.build.ProjectBuilder.check`): a service whose image the
-        deploy builds first is ``create``/``update`` with ``build`` saying why, its config hash
-        not known until the image exists."""
-        builds = builds or {}
-        specs = self.specs()
-        wanted = set(services) if services is not None else set(specs)
-        unknown = wanted - set(specs)
-        if unknown:
-            raise DeployFailed(f"no service named {', '.join(sorted(unknown))} (services: {', '.join(specs)})")
-        self._image_ids = {}
-        try:
-            return self._plan(specs, wanted, builds, every=services is None)
-        finally:
-            self._image_ids = None
-
-    def _plan(self, specs: Mapping[str, ServiceSpec], wanted: set[str], builds: Mapping[str, BuildCheck], *, every: bool) -> DeployPlan:
-        orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
-        ports = self.ports()
-        # Read once for every service, fresh: what runs now, other processes' work included.
-        observation = self.observe(fresh=True)
-        observed = observation.by_service()
-        plans = []
-        for name, spec in specs.items():
-            if name not in wanted:
-                continue
-            check = builds.get(name)
-            if check is not None and check.error is not None:
-                plans.append(ServicePlan(service=name, action="error", reason=check.error, group=orders[name], stateful=False))
-                continue
-            stype = self.registry.service_types[spec.type]
-            if spec.is_scheduled:  # a job container, started by the scheduler (core/jobs.py)
-                if check is not None and check.needed:
-                    job = next((c for c in observed.get(name, []) if c.name == jobs.job_name(self.project.name, self.env, name)), None)
-                    plans.append(_build_plan(spec, check, orders[name], False, job is not None, JOB_SLOT if job else None, JOB_SLOT, self.image_for(spec, stype)))
-                    continue
-                plans.append(jobs.plan_job(self, spec, orders[name], ports, observed.get(name, [])))
-                continue
-            current = observation.active(name)
-            if stype.stateful:
-                next_slot = STATEFUL_SLOT
-            else:
-                next_slot = "a" if current is None else ("b" if current.labels.get(LABEL_SLOT) == "a" else "a")
-            if check is not None and check.needed:
-                now = current.labels.get(LABEL_SLOT) if current else None
-                plans.append(_build_plan(spec, check, orders[name], stype.stateful, current is not None, now, next_slot, self.image_for(spec, stype)))
-                continue
-            try:
-                desired = self.desired(spec, next_slot, ports)
-            except DeployFailed as exc:
-                plans.append(ServicePlan(service=name, action="error", reason=str(exc), group=orders[name], stateful=stype.stateful))
-                continue
-            if current is None:
-                action, reason = "create", "not running"
-            elif current.labels.get(LABEL_CONFIG) != desired.config_hash:
-                action, reason = "update", "image or configuration changed"
-            else:
-                action, reason, next_slot = "unchanged", "running and up to date", None
-            plans.append(
-                ServicePlan(
-                    service=name,
-                    action=action,
-                    reason=reason,
-                    group=orders[name],
-                    stateful=stype.stateful,
-                    current_slot=current.labels.get(LABEL_SLOT) if current else None,
-                    next_slot=next_slot,
-                    image=desired.spec.image,
-                )
-            )
-        if every:
-            for name in sorted(set(observed) - set(specs)):
-                plans.append(ServicePlan(service=name, action="remove", reason="no longer in the project file", group=0, stateful=False))
-        scheduler = jobs.plan_scheduler(self, specs, observed, plans)
-        return DeployPlan(project=self.project.name, env=self.env, services=tuple(plans), scheduler=scheduler)
-
-    # --- apply ----------------------------------------------------------------------------
-
-    def apply(self, plan: DeployPlan) -> list[ServiceOutcome]:
-        errors = [p.reason for p in plan.services if p.action == "error"]
-        if plan.scheduler is not None and plan.scheduler.action == "error":
-            errors.append(plan.scheduler.reason)
-        if errors:
-            raise DeployFailed("\n".join(errors))
-        self.runtime.ensure_network(network_name(self.project.name, self.env), {LABEL_PROJECT: self.project.name, LABEL_ENV: self.env})
-        ports = self.ports()
-        # The plan's reading when nothing changed since (the deploy's usual case), else anew.
-        self._routes = self._current_routes(ports, self.observe())
-        outcomes: list[ServiceOutcome] = []
-        groups: dict[int, list[ServicePlan]] = {}
-        for item in plan.services:
-            groups.setdefault(item.group, []).append(item)
-        # Make sure the sidecar exists and routes what runs now before anything changes.
-        self._apply_routes()
-        for group in sorted(groups):
-            items = groups[group]
-            failures = []
-            for done in fan_out(items, lambda item: self._apply_one(item, ports), max_workers=max(1, len(items)), name=lambda item: item.service).values():
-                if isinstance(done, ProjectDeployerError):
-                    failures.append(done)
-                elif isinstance(done, BaseException):
-                    raise done  # not a deploy's failure: a bug, raised as it is
-                else:
-                    outcomes.append(done)
-            if failures:
-                raise DeployFailed("\n".join(str(f) for f in failures))
-        # The job containers are in place: start, recreate or remove the scheduler to match.
-        jobs.apply_scheduler(self)
-        return outcomes
-
-    def _apply_one(self, item: ServicePlan, ports: Mapping[str, PortAssignment]) -> ServiceOutcome:
-        started = time.monotonic()
-        if item.action == "unchanged":
-            return ServiceOutcome(service=item.service, action="unchanged", slot=item.current_slot, release=None, seconds=0.0)
-        if item.action == "remove":
-            return self._remove_service(item)
-        if item.next_slot == JOB_SLOT:
-            return jobs.apply_job(self, item, ports)
-        spec = self.project.service(item.service, self.env)
-        desired = self.desired(spec, item.next_slot or "a", ports)
-        release = new_release_id()
-        if item.stateful:
-            gap = self._restart_stateful(spec, desired, ports[spec.name], release)
-            outcome = ServiceOutcome(service=spec.name, action=item.action, slot=STATEFUL_SLOT, release=release, seconds=time.monotonic() - started, gap_seconds=gap)
-        else:
-            self.run_release(spec, desired, release)
-            self._toggle(spec, desired, ports[spec.name], release)
-            outcome = ServiceOutcome(service=spec.name, action=item.action, slot=desired.slot, release=release, seconds=time.monotonic() - started)
-        self.record(spec, desired, release)
-        return outcome
-
-    # --- the per-server steps (public: core/fleet.py and core/jobs.py drive them too) ---------
+    # --- the per-server steps (public: core/fleet.py and core/jobs.py drive them) -------------
 
     def start(self, desired: ServiceContainer, release: str) -> ContainerInfo:
         """Start ``desired``'s container under ``release`` (:meth:`materialize`), after removing
@@ -449,56 +271,6 @@ class Engine:
             source = write_secret_files(self.server, self.runtime, self.project.name, self.env, spec.name, spec.image, desired.secret_files, desired.secret_owner)
             mounts.append(Mount(source=source, target=SECRETS_MOUNT, read_only=True))
         return attrs.evolve(spec, mounts=tuple(mounts), labels={**spec.labels, LABEL_RELEASE: release})
-
-    def _toggle(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment, release: str) -> None:
-        old = self._serving(spec.name)
-        self.log(f"{spec.name}: starting {desired.spec.name} (release {release})")
-        self.start(desired, release)
-        self.wait_healthy(spec, desired)
-        if spec.port is not None:
-            self.log(f"{spec.name}: switching the sidecar to {desired.spec.name}")
-            self._switch_route(spec, desired, ports)
-        if old is not None and old.name != desired.spec.name:
-            if spec.port is not None:
-                # Only what is in flight to the old container: a database session or websocket
-                # to another service is no reason to keep this one running.
-                retired = [Backend(host=old.name, port=spec.port)]
-                drained = self.manager.hook.wait_drained(server=self.server, project=self.project, env=self.env, timeout=self.drain_timeout, backends=retired)
-                if drained is False:
-                    self.log(f"{spec.name}: requests still in flight after {self.drain_timeout:.0f}s; stopping {old.name} anyway")
-            self.log(f"{spec.name}: stopping {old.name}")
-            self.runtime.stop(old.name, timeout=30)
-            self.runtime.remove(old.name)
-
-    def _serving(self, service: str) -> ContainerInfo | None:
-        """During apply: the container serving ``service`` now. Its containers are read for it
-        alone (parallel toggles of many services must not each read all of them), and the
-        router's backend is this deploy's routing table (read live at the start of apply;
-        only this service's own toggle changes its route)."""
-        route = self._routes.get(service)
-        return pick_active(self.containers_of(service), {b.host for b in route.backends} if route else ())
-
-    def _restart_stateful(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment, release: str) -> float:
-        existing = self.runtime.get(desired.spec.name)
-        began = time.monotonic()
-        if existing is not None:
-            # The router resolved the container's name to an address when it last loaded its
-            # routes, and the new container may get another address (two stateful services
-            # restarted together swap theirs), while an unchanged route reloads nothing. So the
-            # route goes before the stop (no route ever names a container that is gone, which
-            # the router's config check would refuse) and comes back, resolved anew, once healthy.
-            self._drop_route(spec.name)
-            self.log(f"{spec.name}: stopping {existing.name} (one data directory: stop, then start)")
-            self.runtime.stop(existing.name, timeout=60)
-            self.runtime.remove(existing.name)
-        self.prepare_volumes(desired)
-        self.start(desired, release)
-        self.wait_healthy(spec, desired)
-        self._switch_route(spec, desired, ports)
-        gap = time.monotonic() - began
-        if existing is not None:
-            self.log(f"{spec.name}: back after a {gap:.1f}s gap")
-        return gap if existing is not None else 0.0
 
     def run_release(self, spec: ServiceSpec, desired: ServiceContainer, release: str) -> None:
         """Run ``spec.release_command`` once, in a one-off container of the new image with the
@@ -621,111 +393,7 @@ class Engine:
         self.runtime.remove(desired.spec.name)
         raise DeployFailed(f"{spec.name}: the new container never became healthy ({detail}); it was removed and the old version keeps serving.\n  last log lines of {desired.spec.name}:\n{logs}")
 
-    # --- routing --------------------------------------------------------------------------
-
-    def _route_for(self, spec: ServiceSpec, target_name: str, ports: PortAssignment) -> Route | None:
-        if spec.port is None:
-            return None
-        stype = self.registry.service_types[spec.type]
-        return Route(
-            service=spec.name,
-            internal_port=ports.internal,
-            protocol="tcp" if stype.stateful or not stype.web else "http",
-            backends=(Backend(host=target_name, port=spec.port),),
-            domain=spec.domain,
-        )
-
-    def _current_routes(self, ports: Mapping[str, PortAssignment], observation: Observation | None = None) -> dict[str, Route]:
-        """The routes of what runs now (``observation``, else read now)."""
-        routes: dict[str, Route] = {}
-        observation = observation or self.observe(fresh=True)
-        for name, spec in self.project.services_for(self.env).items():
-            if spec.is_scheduled:
-                continue  # a job is never routed to, even while it runs
-            active = observation.active(name)
-            if active is not None and name in ports:
-                route = self._route_for(spec, active.name, ports[name])
-                if route:
-                    routes[name] = route
-        return routes
-
-    def _switch_route(self, spec: ServiceSpec, desired: ServiceContainer, ports: PortAssignment) -> None:
-        route = self._route_for(spec, desired.spec.name, ports)
-        if route is None:
-            return
-        # Parallel toggles switch together: the routes ready while a reload runs go live in
-        # the next one (core/coalesce.py), not in one reload each behind the lock.
-        self._switches.submit(spec.name, route)
-
-    def _apply_switches(self, batch: Sequence[tuple[str, Route]]) -> None:
-        """Put ``batch``'s routes live in one apply. When it fails the router keeps serving
-        what it served, and so does the table (a later switch must not carry a refused route)."""
-        with self._routing_lock:
-            before = dict(self._routes)
-            self._routes.update(batch)
-            try:
-                self._apply_routes()
-            except BaseException:
-                self._routes.clear()
-                self._routes.update(before)
-                raise
-
-    def _drop_route(self, service: str) -> None:
-        with self._routing_lock:
-            if self._routes.pop(service, None) is not None:
-                self._apply_routes()
-
-    @contextlib.contextmanager
-    def offline(self, service: str) -> Iterator[None]:
-        """Take ``service``'s route out of the router for the block (its container is stopped
-        and started again inside, e.g. by a restore) and put it back afterwards, resolved anew:
-        the restarted container may have another address, which an unchanged route would never
-        make the router look up again."""
-        ports = self.ports()
-        with self._routing_lock:
-            self._routes = self._current_routes(ports)
-        self._drop_route(service)
-        try:
-            yield
-        finally:
-            spec = self.project.service(service, self.env)
-            with self._routing_lock:
-                self._routes = self._current_routes(ports)
-                self._apply_routes()
-            self.log(f"{spec.name}: routed again")
-
-    def _apply_routes(self) -> None:
-        # Counted before and after: routes read across a change are never kept.
-        self._route_changes += 1
-        try:
-            self._apply_routes_now()
-        finally:
-            self._route_changes += 1
-        if self.routing is None:
-            # The router now serves exactly these (the hook raises otherwise): no need to read back.
-            self._kept_routed.put(frozenset(b.host for r in self._routes.values() for b in r.backends))
-
-    def _apply_routes_now(self) -> None:
-        if self.routing is not None:
-            self.routing()
-            return
-        routes = [self._routes[name] for name in sorted(self._routes)]
-        certificates = domain_certificates(self.manager, self.server, self.project.name, self.env, routes)
-        self.manager.hook.configure_routing(server=self.server, project=self.project, env=self.env, routes=routes, certificates=certificates)
-        state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
-        atomic_write(state, json.dumps({"backends": {r.service: r.backends[0].host for r in routes}}, indent=2) + "\n")
-
-    # --- removal and history --------------------------------------------------------------
-
-    def _remove_service(self, item: ServicePlan) -> ServiceOutcome:
-        with self._routing_lock:
-            if self._routes.pop(item.service, None) is not None:
-                self._apply_routes()
-        for info in self.containers_of(item.service):
-            self.log(f"{item.service}: removing {info.name} (no longer in the project file)")
-            self.runtime.stop(info.name, timeout=30)
-            self.runtime.remove(info.name)
-        return ServiceOutcome(service=item.service, action="remove", slot=None, release=None, seconds=0.0)
+    # --- history -----------------------------------------------------------------------------
 
     def record(self, spec: ServiceSpec, desired: ServiceContainer, release: str) -> None:
         """Add ``release`` of ``spec`` (image, its id on this server, config hash, secrets'
@@ -746,4 +414,4 @@ class Engine:
         )
 
 
-__all__ = ["DeployFailed", "DeployPlan", "Engine", "ServiceOutcome", "ServicePlan"]
+__all__ = ["DeployFailed", "Engine", "ServiceOutcome"]

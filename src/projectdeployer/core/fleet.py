@@ -242,14 +242,24 @@ class Fleet:
             # Marked before the switch: a deploy that stops half-way leaves them ``destroying``,
             # and the next deploy (whatever the counts say then) finishes removing them.
             self._mark(leaving, DESTROYING)
-            outcomes = self._services(service)
-            if service is None or self.project.service(service, self.env).is_scheduled:
-                outcomes += self._jobs()
+            with self._images_looked_up_once():
+                outcomes = self._services(service)
+                if service is None or self.project.service(service, self.env).is_scheduled:
+                    outcomes += self._jobs()
             self._settle_states(keep)
             if service is None:
                 outcomes += self._remove_gone_services()
             destroyed = self._destroy(leaving)
         return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
+
+    @contextlib.contextmanager
+    def _images_looked_up_once(self) -> Iterator[None]:
+        """Every server has its images now (sent by :meth:`_prepare`): each engine looks each
+        image's id up once for the services that follow, not once per service."""
+        with contextlib.ExitStack() as held:
+            for engine in self.engines.values():
+                held.enter_context(engine.planning())
+            yield
 
     def plan(self, service: str | None = None, *, builds: Mapping[str, BuildCheck] | None = None) -> FleetPlan:
         """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.core.fleetplan`);
@@ -338,7 +348,7 @@ class Fleet:
 
     def server_engine(self, server: Server, *, image_source: Callable[[str], str | None] | None = None) -> Engine:
         """The engine of ``server`` (connects to it): it holds the services :attr:`placement`
-        puts there, and routes through this fleet (every sidecar to the one table).
+        puts there; this fleet routes every sidecar from the one table.
         ``image_source``: see :class:`~projectdeployer.core.engine.Engine` (a plan's)."""
         services = frozenset(n for n, names in self.placement.items() if server.name in names)
         return Engine(
@@ -351,7 +361,6 @@ class Fleet:
             log=self.log,
             drain_timeout=self.drain_timeout,
             services=services,
-            routing=lambda: self._route_one(server),
             image_source=image_source,
         )
 
@@ -495,7 +504,7 @@ class Fleet:
                 if spec.is_scheduled or spec.port is None:
                     continue
                 if routed is None and any(c.running for c in containers):
-                    routed = frozenset(engine.routed_backends())
+                    routed = engine.routed(fresh=True)  # kept: the toggles of this deploy start from it
                 active = engine.active_container(containers, routed)
                 if active is not None:
                     found[service] = self._placed(name, active.name, spec, active.labels.get(LABEL_SLOT, "a"))
@@ -580,11 +589,6 @@ class Fleet:
         if errors:
             raise DeployFailed(f"the routing could not be updated on {', '.join(errors)}: {_explain(errors)}")
 
-    def _route_one(self, server: Server) -> None:
-        """An engine's own routing call: this server's sidecar to the current table."""
-        with self._table_lock:
-            self._route(server, {k: list(v) for k, v in self.table.items()})
-
     def _drain_everywhere(self, service: str, old_table: Mapping[str, list[Placed]]) -> None:
         """Wait on every server until nothing is in flight to the backends of ``service`` that the
         switch from ``old_table`` to the current table retired (as that server names them)."""
@@ -609,7 +613,9 @@ class Fleet:
         outcomes: list[ServiceOutcome] = []
         for group in sorted(set(orders.values())):
             names = [n for n in specs if orders[n] == group and only in (None, n)]
-            done = fan_out(names, self._service, max_workers=self.max_workers)
+            # One server (this machine): every service of the group at once, as its engine
+            # allows; several: at most max_workers services, each over every server.
+            done = fan_out(names, self._service, max_workers=max(1, len(names)) if len(self.engines) == 1 else self.max_workers)
             errors = failures(done)
             if errors:
                 raise DeployFailed("\n".join(f"{n}: {e}" for n, e in errors.items()))
@@ -639,7 +645,9 @@ class Fleet:
 
         def look(name: str) -> tuple[ContainerInfo | None, ServiceContainer]:
             engine = self.engines[name]
-            active = engine.active_container(current.get(name, []))
+            # The router as read for this deploy (its plan, or the first service): only this
+            # service's own switch changes which of its containers a router serves.
+            active = engine.active_container(current.get(name, []), engine.routed())
             slot = "a" if active is None else ("b" if active.labels.get(LABEL_SLOT) == "a" else "a")
             return active, engine.desired(spec, slot, self.ports)
 

@@ -11,6 +11,7 @@ server, reasons do not name it (``not running``, not ``not running on local``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -161,10 +162,14 @@ def plan_fleet(
     engines: dict[str, Engine] = {}
     observed: dict[str, dict[str, list[ContainerInfo]]] = {}
     unreachable: dict[str, str] = {}
+    routed: dict[str, frozenset[str]] = {}
 
     def read(server: Server) -> tuple[Engine, dict[str, list[ContainerInfo]]]:
         engine = engine_for(server)
-        return engine, engine.containers(fresh=True)
+        # Each server's containers and router read once, whatever the number of services.
+        found = engine.containers(fresh=True)
+        routed[server.name] = engine.routed(fresh=True)
+        return engine, found
 
     readable = [s for s in servers if not (states[s.name] == DESTROYING and not getattr(s, "running", True))]
     for name, result in fan_out(readable, read, max_workers=max_workers).items():
@@ -177,6 +182,37 @@ def plan_fleet(
     here = {s.name for s in servers if getattr(s, "local_engine", False)}
     named = len(allocation.servers) > 1 or len(servers) > 1
     orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
+    held = contextlib.ExitStack()
+    for engine in engines.values():
+        held.enter_context(engine.planning())  # an image shared by many services looked up once
+    with held:
+        rows = _service_rows(specs, service, allocation, observed, engines, unreachable, ports, orders, stateful, builds, named=named, no_transfer=here, routed=routed)
+        scheduler = _scheduler_plan(engines, observed, rows)
+    server_plan = server_rows(allocation, states)
+    if service is not None:
+        # One service: the servers it will run on (created for it when missing); nothing is
+        # destroyed by a deploy of one service.
+        server_plan = [r for r in server_plan if service in r.services]
+    return FleetPlan(project=project.name, env=env, servers=tuple(server_plan), services=tuple(rows), unreachable=unreachable, scheduler=scheduler)
+
+
+def _service_rows(
+    specs: Mapping[str, Any],
+    service: str | None,
+    allocation: Allocation,
+    observed: Mapping[str, Mapping[str, list[ContainerInfo]]],
+    engines: Mapping[str, Engine],
+    unreachable: Mapping[str, str],
+    ports: Mapping[str, Any],
+    orders: Mapping[str, int],
+    stateful: Collection[str],
+    builds: Mapping[str, BuildCheck],
+    *,
+    named: bool,
+    no_transfer: Collection[str],
+    routed: Mapping[str, frozenset[str]],
+) -> list[FleetServicePlan]:
+    """One row per service (or ``service`` only), then one per service no longer in the project."""
     rows = []
     for name, spec in specs.items():
         if service not in (None, name):
@@ -185,7 +221,21 @@ def plan_fleet(
         # A job container is created, never left running: it counts as there when it exists.
         current = {server: found for server, seen in observed.items() if (found := [c for c in seen.get(name, []) if c.running or spec.is_scheduled])}
         rows.append(
-            _service_plan(name, spec, targets, current, engines, unreachable, ports, orders[name], name in stateful or spec.is_scheduled, build=builds.get(name), named=named, no_transfer=here)
+            _service_plan(
+                name,
+                spec,
+                targets,
+                current,
+                engines,
+                unreachable,
+                ports,
+                orders[name],
+                name in stateful or spec.is_scheduled,
+                build=builds.get(name),
+                named=named,
+                no_transfer=no_transfer,
+                routed=routed,
+            )
         )
     if service is None:
         gone: dict[str, list[str]] = {}
@@ -195,13 +245,7 @@ def plan_fleet(
                     gone.setdefault(svc, []).append(server)
         for svc, where in sorted(gone.items()):
             rows.append(FleetServicePlan(service=svc, action="remove", reason="no longer in the project file", group=0, stateful=False, servers=tuple(sorted(where))))
-    server_plan = server_rows(allocation, states)
-    if service is not None:
-        # One service: the servers it will run on (created for it when missing); nothing is
-        # destroyed by a deploy of one service.
-        server_plan = [r for r in server_plan if service in r.services]
-    scheduler = _scheduler_plan(engines, observed, rows)
-    return FleetPlan(project=project.name, env=env, servers=tuple(server_plan), services=tuple(rows), unreachable=unreachable, scheduler=scheduler)
+    return rows
 
 
 def _scheduler_plan(engines: Mapping[str, Engine], observed: Mapping[str, Mapping[str, list[ContainerInfo]]], rows: Sequence[FleetServicePlan]) -> jobs.SchedulerPlan | None:
@@ -229,11 +273,13 @@ def _service_plan(
     build: BuildCheck | None = None,
     named: bool = True,
     no_transfer: Collection[str] = (),
+    routed: Mapping[str, frozenset[str]] | None = None,
 ) -> FleetServicePlan:
     """One service: compare what each target server runs with what it should run (with a
     ``build`` needed, every server it runs on gets the new image). ``named``: reasons name the
     servers (not with one server); ``no_transfer``: servers no image is sent to (this machine's
-    engine), where a missing image is an error."""
+    engine), where a missing image is an error; ``routed``: each server's router as read for
+    the plan (else asked again by the engines)."""
     if build is not None and build.error is not None:
         return FleetServicePlan(service=name, action="error", reason=build.error, group=group, stateful=single, servers=tuple(targets))
     if spec.is_scheduled and len(targets) == 1 and targets[0] in engines and not (build is not None and build.needed):
@@ -270,7 +316,7 @@ def _service_plan(
         active = (
             next((c for c in current.get(target, []) if c.name == jobs.job_name(engine.project.name, engine.env, name)), None)
             if spec.is_scheduled
-            else engine.active_container(current.get(target, []))
+            else engine.active_container(current.get(target, []), *(() if routed is None else (routed.get(target, frozenset()),)))
         )
         if spec.is_scheduled:
             slot = JOB_SLOT

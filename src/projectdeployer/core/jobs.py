@@ -262,7 +262,7 @@ def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
     remove_stale_jobs(engine, specs)
     converge(engine)
     # The deploy's reading when no container changed since (an unchanged deploy reads once).
-    plan = plan_scheduler(engine, specs, engine.observe().by_service())
+    plan = plan_scheduler(engine, specs, engine.containers())
     if plan is None or plan.action == "unchanged":
         return plan
     if plan.action == "skip":
