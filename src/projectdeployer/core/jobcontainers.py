@@ -76,9 +76,12 @@ def scheduler_image(engine: Engine) -> tuple[str, str]:
         versions.append(field.default)
     refs = list(dict.fromkeys(project.image("python", v) for v in versions if v)) or [project.image("python")]
     for ref in refs:
-        image_id = engine.runtime.image_id(ref)
+        # Planning for a server that gets its images sent (engine.image_source): this machine's id.
+        image_id = engine.runtime.image_id(ref) or (engine.image_source(ref) if engine.image_source is not None else None)
         if image_id:
             return ref, image_id
+    if engine.image_source is not None:
+        return refs[0], ""  # on neither machine yet: the deploy has the server pull it
     raise DeployFailed(f"scheduler: its image {refs[0]} (the [images] python image) is not on server {engine.server.name}; build a python service or pull it")
 
 
