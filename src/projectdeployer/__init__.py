@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING, Any
 from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from .core.deployer import ProjectDeployer
+    from .api.bastion import Deployer
+    from .api.project import ProjectDeployer
+    from .backups.manager import BackupManager
     from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
     from .core.gitmanager import GitManager, cleanup_git_checkouts
-    from .core.backupmanager import BackupManager
-    from .core.bastion import Deployer
-    from .core.environment import Environment
     from .core.resolver import ResourceResolver
-    from .core.rotator import SecretsRotator
+    from .deploy.environment import Environment
+    from .secrets.rotation import SecretsRotator
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ProjectDeployer": "projectdeployer.core.deployer",
+    "ProjectDeployer": "projectdeployer.api.project",
     "ConfigError": "projectdeployer.core.errors",
     "PluginError": "projectdeployer.core.errors",
     "ProjectDeployerError": "projectdeployer.core.errors",
@@ -39,10 +39,10 @@ _LAZY = {
     "ProjectNotFound": "projectdeployer.core.errors",
     "GitManager": "projectdeployer.core.gitmanager",
     "cleanup_git_checkouts": "projectdeployer.core.gitmanager",
-    "SecretsRotator": "projectdeployer.core.rotator",
-    "BackupManager": "projectdeployer.core.backupmanager",
-    "Deployer": "projectdeployer.core.bastion",
-    "Environment": "projectdeployer.core.environment",
+    "SecretsRotator": "projectdeployer.secrets.rotation",
+    "BackupManager": "projectdeployer.backups.manager",
+    "Deployer": "projectdeployer.api.bastion",
+    "Environment": "projectdeployer.deploy.environment",
     "ResourceResolver": "projectdeployer.core.resolver",
 }
 

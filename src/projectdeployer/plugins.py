@@ -45,7 +45,7 @@ TRACE_ENV = "PROJECTDEPLOYER_TRACE_PLUGINS"
 #: plugin made once per manager, ``Class(manager)``): the secret references every project file
 #: uses, and the adapter that answers the per-service hooks from the service types' methods.
 ESSENTIAL_PLUGINS: dict[str, str] = {
-    "secrets_store": "projectdeployer.addons.secrets_store",
+    "secrets_store": "projectdeployer.default_plugins.secrets_files",
     "service_type_methods": "projectdeployer.default_plugins.service_type_methods:ServiceTypeMethods",
 }
 
@@ -208,7 +208,7 @@ def _enable_tracing(manager: pluggy.PluginManager) -> None:
 def get_registry(manager: pluggy.PluginManager | None = None, *, reserved_api_methods: Mapping[str, str | None] | None = None) -> Registry:
     """The registry of ``manager`` (the global, loaded, manager by default), built once per set
     of plugins. ``reserved_api_methods``: the fluent methods a service type's ``api_method`` may
-    not take (``projectdeployer.core.deployer.RESERVED_API_METHODS``, which the API passes);
+    not take (``projectdeployer.api.project.RESERVED_API_METHODS``, which the API passes);
     checked on every call, since the registry is shared by callers that pass none."""
     from .core.registry import build_registry, check_api_methods  # noqa: PLC0415 - deferred: attrs and the service-type contract (start-up)
 

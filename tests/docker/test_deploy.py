@@ -20,8 +20,8 @@ import pytest
 
 from projectdeployer import ProjectDeployer
 from projectdeployer.core.errors import DeployFailed
-from projectdeployer.core.lock import deploy_lock
 from projectdeployer.core.runtime import LABEL_PROJECT, LABEL_SERVICE
+from projectdeployer.environment.locks import deploy_lock
 from projectdeployer.rehearse.loadgen import LoadGenerator
 from tests.docker.conftest import remove_project, wait_for
 
@@ -127,7 +127,7 @@ def test_zero_failed_requests_across_deploy_rollback_and_unchanged_redeploy(zd: 
     assert unchanged_seconds < 15
     assert len(_api_containers(docker_client, zd["name"])) == 1
     # Back to a named release: the very first one (v1).
-    from projectdeployer.core.releases import ReleaseHistory
+    from projectdeployer.environment.releases import ReleaseHistory
 
     first = ReleaseHistory(zd["name"], "dev").for_service("api")[0]
     project.rollback(env="dev", service="api", version=first.id, **quiet)

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.core.backupmanager import BackupManager
+from projectdeployer.backups.manager import BackupManager
 from projectdeployer.core.resolver import ResourceResolver
 from projectdeployer.core.runtime import LABEL_ENV, LABEL_PROJECT
 from tests.docker.conftest import remove_project

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.core.releases import ReleaseHistory
 from projectdeployer.core.runtime import LABEL_PROJECT, LABEL_SERVICE
+from projectdeployer.environment.releases import ReleaseHistory
 from tests.docker.conftest import remove_project
 from tests.support.manyservices import build_shared_image, many_services_toml, service_names
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from projectdeployer.core.provider import ServerSpec
-from projectdeployer.core.sshkeys import ensure_keypair, known_hosts_path
 from projectdeployer.providers.known_hosts import KnownHosts
 from projectdeployer.providers.sandbox import (
     DEFAULT_IMAGE,
@@ -39,6 +38,7 @@ from projectdeployer.providers.sandbox import (
     zone_network_name,
 )
 from projectdeployer.providers.ssh import SshError
+from projectdeployer.providers.sshkeys import ensure_keypair, known_hosts_path
 from tests.docker.conftest import IMAGES_DIR, wait_for
 
 pytestmark = pytest.mark.docker

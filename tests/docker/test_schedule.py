@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.core import jobs
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_ROLE
+from projectdeployer.deploy import jobs
 from tests.docker.conftest import remove_project, wait_for
 
 pytestmark = pytest.mark.docker

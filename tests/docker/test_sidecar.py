@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from projectdeployer.addons.nginx_sidecar import ACME_ROOT, ACTIVE_CONF, VERSIONS_DIR, NginxSidecar, RoutingError
-from projectdeployer.addons.tls_selfsigned import self_signed_certificate
 from projectdeployer.core.provider import CommandResult, Server
 from projectdeployer.core.routing import Backend, Route
+from projectdeployer.default_plugins.nginx.plugin import ACME_ROOT, ACTIVE_CONF, VERSIONS_DIR, NginxSidecar, RoutingError
+from projectdeployer.default_plugins.tls_selfsigned import self_signed_certificate
 from tests.docker.conftest import wait_for
 
 pytestmark = pytest.mark.docker
@@ -486,7 +486,7 @@ class _Session:
 
 
 def _connected(sidecar: NginxSidecar, backend: Backend) -> int:
-    from projectdeployer.addons.netconns import in_flight_to
+    from projectdeployer.default_plugins.nginx.netconns import in_flight_to
 
     text = sidecar.http.exec(sidecar._running_container(), ["cat", "/proc/net/tcp", "/proc/net/tcp6"])[1]  # noqa: SLF001
     return in_flight_to(text, sidecar._addresses([backend]))  # noqa: SLF001
@@ -746,10 +746,10 @@ class EngineServer(Server):
 
 
 def test_configure_routing_hook_drives_the_sidecar(bed_sidecar: Bed, docker_client: Any) -> None:
-    from projectdeployer.core.projectfile import build_project
     from projectdeployer.core.registry import build_registry
     from projectdeployer.core.routing import domain_certificates
     from projectdeployer.plugins import load_plugins, make_plugin_manager
+    from projectdeployer.project.file import build_project
 
     manager = load_plugins(make_plugin_manager(), env={})
     project = build_project(

@@ -27,7 +27,6 @@ import pytest
 
 from projectdeployer.core.provider import CommandResult
 from projectdeployer.core.runtime import ContainerSpec
-from projectdeployer.core.sshkeys import HostKeyChanged, KeyPair, ensure_keypair, known_hosts_path
 from projectdeployer.providers.known_hosts import KnownHosts
 from projectdeployer.providers.ssh import (
     FanOutFailed,
@@ -35,10 +34,11 @@ from projectdeployer.providers.ssh import (
     SshCommandTimeout,
     SshConnectError,
     SshServer,
-    fan_out,
     failures,
+    fan_out,
     raise_for_failures,
 )
+from projectdeployer.providers.sshkeys import HostKeyChanged, KeyPair, ensure_keypair, known_hosts_path
 from tests.docker.conftest import IMAGES_DIR, wait_for
 
 pytestmark = pytest.mark.docker
@@ -449,7 +449,7 @@ def test_images_reach_servers_only_when_missing(servers: Callable[..., SshServer
     """distribute(): streamed to the servers that lack the image id, nothing sent when present,
     only a tag when the id is there under another name; an unreachable server is named while
     the others still get the image."""
-    from projectdeployer.core.imagetransfer import ImageTransferError, distribute
+    from projectdeployer.deploy.images import ImageTransferError, distribute
 
     tag = f"pdssh-transfer-{RUN_ID}:v1"
     image, _ = docker_client.images.build(fileobj=io.BytesIO(f"FROM pd-test/debian:bookworm\nLABEL run={RUN_ID}\n".encode()), tag=tag, rm=True)
@@ -509,8 +509,8 @@ def test_the_server_lock_excludes_a_second_holder_and_dies_with_its_connection(s
 def test_images_come_from_a_registry_on_this_machine_through_the_ssh_connection(servers: Callable[..., SshServer], registry: str, docker_client) -> None:  # type: ignore[no-untyped-def]
     """Pushed once, pulled by digest by a server whose engine cannot reach this machine's
     loopback registry except through its SSH connection (reverse forward)."""
-    from projectdeployer.addons.docker_builder import push_image
-    from projectdeployer.core.imagetransfer import distribute
+    from projectdeployer.default_plugins.docker_builder import push_image
+    from projectdeployer.deploy.images import distribute
 
     tag = f"{registry}/pdssh-reg-{RUN_ID}:v1"
     image, _ = docker_client.images.build(fileobj=io.BytesIO(f"FROM pd-test/debian:bookworm\nLABEL reg={RUN_ID}\n".encode()), tag=tag, rm=True)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projectdeployer.core.allocation import ACTIVE, DESTROYING, RESERVE, ServerState, allocate
 from projectdeployer.core.model import GenericSpec
+from projectdeployer.deploy.allocation import ACTIVE, DESTROYING, RESERVE, ServerState, allocate
 
 pytestmark = pytest.mark.unit
 
@@ -95,7 +95,7 @@ def test_the_slot_given_at_creation_orders_servers_whatever_their_names() -> Non
     called -2. The next deploy must still find the database where it is."""
     from types import SimpleNamespace
 
-    from projectdeployer.core.allocation import slot_of, state_of
+    from projectdeployer.deploy.allocation import slot_of, state_of
 
     services = {"postgres": svc("postgres", 1, server_memory=4096), "api": svc("api", 2)}
     first = allocate(services, [], stateful=["postgres"])

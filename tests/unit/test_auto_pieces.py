@@ -15,10 +15,10 @@ from projectdeployer import ConfigError
 from projectdeployer.core.containers import ENV_WRAPPER_NAME, SECRETS_MOUNT, build_container, env_wrapper_script
 from projectdeployer.core.model import Project
 from projectdeployer.core.ports import PortAssignment
-from projectdeployer.core.projectfile import build_project, parse_toml
 from projectdeployer.core.resolver import ResourceResolver as RR
 from projectdeployer.core.resolver import ensure_password
 from projectdeployer.plugins import get_registry
+from projectdeployer.project.file import build_project, parse_toml
 
 pytestmark = pytest.mark.unit
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.unit
 
 COMMAND_MODULES = sorted({lazy.module for lazy in CORE_COMMANDS.values()})
 #: Where the built-in plugins live: --help imports none of these packages.
-PLUGIN_PACKAGES = ("projectdeployer.service_types", "projectdeployer.providers", "projectdeployer.addons", "projectdeployer.default_plugins")
+PLUGIN_PACKAGES = ("projectdeployer.service_types", "projectdeployer.providers", "projectdeployer.default_plugins")
 #: What the built-in plugins and the registry import: --help imports none of these either.
 PLUGIN_IMPORTS = ("attrs", "attr", "cattrs", "tomlkit", "jinja2", "docker", "paramiko", "pydo", "cryptography", "urllib3", "http.client")
 
@@ -80,7 +80,7 @@ def test_help_imports_no_command_module_nor_capability() -> None:
     modules = set(proc.stdout.split())
     assert "projectdeployer.cli" in modules and "projectdeployer.plugins" in modules
     assert not modules & set(COMMAND_MODULES)
-    forbidden = {"projectdeployer.core.engine", "projectdeployer.core.fleet", "projectdeployer.core.environment", "projectdeployer.core.deployer", "docker", "paramiko"}
+    forbidden = {"projectdeployer.deploy.server", "projectdeployer.deploy.orchestrator", "projectdeployer.deploy.environment", "projectdeployer.api.project", "docker", "paramiko"}
     assert not modules & forbidden
 
 

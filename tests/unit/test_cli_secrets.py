@@ -193,7 +193,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_remove_deletes_the_secrets_only_that_service_used(tokens: ProjectDeployer, pd_home: Path) -> None:
-    from projectdeployer.core.releases import Release, ReleaseHistory
+    from projectdeployer.environment.releases import Release, ReleaseHistory
 
     for env in ("dev", ENV):
         ensure_password("shop", env, "postgres")

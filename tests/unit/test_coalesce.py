@@ -1,4 +1,4 @@
-"""Route switches of parallel toggles go live together (core/coalesce.py, issue 12 item 8): the
+"""Route switches of parallel toggles go live together (deploy/coalesce.py, issue 12 item 8): the
 requests queued while one apply runs are applied by the next in one go, each caller returns
 once its own request was applied and gets its own error; the engine's table keeps only what
 the router accepted."""
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from projectdeployer.core.coalesce import Coalescer
+from projectdeployer.deploy.coalesce import Coalescer
 
 pytestmark = pytest.mark.unit
 
@@ -118,13 +118,13 @@ def test_when_a_batch_fails_each_request_is_applied_alone_and_only_the_bad_one_f
 
 
 def placed(host: str) -> Any:
-    from projectdeployer.core.fleet import Placed
+    from projectdeployer.deploy.orchestrator import Placed
 
     return [Placed(server="local", container=host, port=8000, host_port=18000)]
 
 
 def test_a_refused_switch_leaves_the_table_as_the_router_serves_it(tmp_path: Path) -> None:
-    from projectdeployer.core.fleet import Fleet
+    from projectdeployer.deploy.orchestrator import Fleet
 
     fleet = Fleet.__new__(Fleet)  # only the routing push of the fleet is under test
     fleet._table_lock = threading.RLock()  # noqa: SLF001

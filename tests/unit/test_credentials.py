@@ -1,4 +1,4 @@
-"""core/credentials.py: which values are plain-text credentials, what the warning says, and
+"""project/credentials.py: which values are plain-text credentials, what the warning says, and
 that it never shows the value."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.core.credentials import (
+from projectdeployer.plugins import get_registry
+from projectdeployer.project.credentials import (
     Finding,
     PlaintextCredentialWarning,
     advice,
@@ -19,8 +20,7 @@ from projectdeployer.core.credentials import (
     url_has_password,
     warn_plaintext_credentials,
 )
-from projectdeployer.core.projectfile import build_project
-from projectdeployer.plugins import get_registry
+from projectdeployer.project.file import build_project
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ from croniter import croniter
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from projectdeployer.addons.scheduler_agent import ALIASES, CronError, parse_cron
+from projectdeployer.agents.scheduler import ALIASES, CronError, parse_cron
 from projectdeployer.core.errors import ConfigError
 from projectdeployer.core.validation import cron_problem
 

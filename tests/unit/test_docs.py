@@ -37,7 +37,8 @@ def test_every_cli_command_is_documented() -> None:
 
 def _bounds() -> dict[str, float]:
     """Every upper bound validation enforces, by the constant's name."""
-    from projectdeployer.core import model, pathcheck, projectfile, rendersafety, validation
+    from projectdeployer.core import model, pathcheck, rendersafety, validation
+    from projectdeployer.project import file as projectfile
 
     found: dict[str, float] = {}
     for module in (validation, projectfile, pathcheck, rendersafety, model):

@@ -14,14 +14,14 @@ import pluggy
 import pytest
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.core.environment import Environment
 from projectdeployer.core.errors import ConfigError, ProjectDeployerError
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.provider import Provider, Server, ServerSpec
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
+from projectdeployer.deploy.environment import Environment
 from projectdeployer.hookspecs import hookimpl
 from projectdeployer.plugins import load_plugins, make_plugin_manager
+from projectdeployer.project.file import build_project
 from tests.support.fakes import RuntimeOnlyServer
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""The plan of a deploy on servers (core/fleetplan.py): server rows from the allocation, and per
+"""The plan of a deploy on servers (deploy/planner.py): server rows from the allocation, and per
 service what changes on which server, compared the way the deploy compares (config hashes)."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from projectdeployer.core.allocation import ServerState, allocate
 from projectdeployer.core.errors import DeployFailed
-from projectdeployer.core.fleetlogs import LogSource, merged_lines
-from projectdeployer.core.fleetplan import _service_plan, server_rows
-from projectdeployer.service_types.python import PythonSpec
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_SLOT
+from projectdeployer.deploy.allocation import ServerState, allocate
+from projectdeployer.deploy.logs import LogSource, merged_lines
+from projectdeployer.deploy.planner import _service_plan, server_rows
+from projectdeployer.service_types.python import PythonSpec
 
 pytestmark = pytest.mark.unit
 
@@ -102,8 +102,8 @@ def test_log_lines_carry_their_server_in_order_or_as_they_come() -> None:
 def test_the_hooks_get_the_plan_with_its_steps_and_its_errors_stop_the_deploy() -> None:
     """One plan for every provider (this machine is one server): before_deploy, deploy_failed and
     after_deploy get its steps; a service or scheduler that cannot be deployed is an error."""
-    from projectdeployer.core.fleetplan import FleetPlan, FleetServicePlan, ServerRow
-    from projectdeployer.core.jobs import SchedulerPlan
+    from projectdeployer.deploy.jobs import SchedulerPlan
+    from projectdeployer.deploy.planner import FleetPlan, FleetServicePlan, ServerRow
 
     plan = FleetPlan(
         project="shop",

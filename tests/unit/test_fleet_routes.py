@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 
 from projectdeployer.core.errors import DeployFailed
-from projectdeployer.core.fleet import Fleet, Placed
-from projectdeployer.hookspecs import hookimpl
 from projectdeployer.core.ports import PortAssignment
 from projectdeployer.core.registry import build_registry
-from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.core.routing import Backend
+from projectdeployer.deploy.orchestrator import Fleet, Placed
+from projectdeployer.hookspecs import hookimpl
+from projectdeployer.plugins import load_plugins, make_plugin_manager
 from tests.unit.test_hooks import make_project
 
 pytestmark = pytest.mark.unit

@@ -11,9 +11,9 @@ import pytest
 
 from projectdeployer.core.build import GENERATED_DOCKERFILE, ProjectBuilder
 from projectdeployer.core.fromlines import FromRedirect, official_redirects, redirect_from_lines
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.registry import build_registry
 from projectdeployer.plugins import load_plugins, make_plugin_manager
+from projectdeployer.project.file import build_project
 
 pytestmark = pytest.mark.unit
 
@@ -161,7 +161,7 @@ def test_default_images_leave_a_user_dockerfile_as_it_is(manager: pluggy.PluginM
 
 
 def test_plan_says_the_redirect_too(manager: pluggy.PluginManager, tmp_path: Path, src: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from projectdeployer.addons import docker_builder
+    from projectdeployer.default_plugins import docker_builder
 
     class Images:
         def get(self, ref: str) -> Any:

@@ -33,13 +33,12 @@ import pytest
 from click.testing import CliRunner
 
 from projectdeployer import hookimpl, hookspecs, plugins
+from projectdeployer.api.project import RESERVED_API_METHODS, ProjectDeployer
 from projectdeployer.core.build import BuildRequest
-from projectdeployer.core.deployer import RESERVED_API_METHODS, ProjectDeployer
 from projectdeployer.core.errors import ConfigError, PluginError, ProjectDeployerError, SecretError
 from projectdeployer.core.model import Project, ServiceSpec
 from projectdeployer.core.monitoring import Alert, HealthCheck, MetricSample
 from projectdeployer.core.plan import DeployResult, Plan, Step
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.provider import CommandResult, Provider, Server, ServerSpec
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.routing import Backend, Route, domain_certificates
@@ -53,6 +52,7 @@ from projectdeployer.plugins import (
     load_plugins,
     make_plugin_manager,
 )
+from projectdeployer.project.file import build_project
 
 pytestmark = pytest.mark.unit
 

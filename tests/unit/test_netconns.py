@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projectdeployer.addons.netconns import connections, in_flight_to
+from projectdeployer.default_plugins.nginx.netconns import connections, in_flight_to
 
 # Captured from a sidecar's namespace (IPv4): listening on 5100 and 5432, nginx connected to
 # 172.18.0.5:8000 (ESTABLISHED) and to 172.18.0.6:8000 (TIME_WAIT), an app's pooled session to

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from projectdeployer.addons.nginx_sidecar import (
+from projectdeployer.core.routing import Backend, Route
+from projectdeployer.default_plugins.nginx.plugin import (
     ACME_ROOT,
     ACTIVE_CONF,
     RoutingError,
@@ -24,14 +25,13 @@ from projectdeployer.addons.nginx_sidecar import (
     render_config,
     render_main_config,
 )
-from projectdeployer.addons.tls_selfsigned import (
+from projectdeployer.default_plugins.tls_selfsigned import (
     CertificateError,
     certificate_files,
     make_self_signed,
     obtain_certificate,
     self_signed_certificate,
 )
-from projectdeployer.core.routing import Backend, Route
 
 pytestmark = pytest.mark.unit
 
@@ -205,7 +205,7 @@ def test_main_config_and_active_file() -> None:
 
 
 def test_run_script_starts_one_master_per_proxy() -> None:
-    from projectdeployer.addons.nginx_render import render_run_script
+    from projectdeployer.default_plugins.nginx.render import render_run_script
 
     both = render_run_script(tcp=True)
     assert "nginx -c /etc/nginx/pd/nginx.conf -g 'daemon off;' &" in both
@@ -368,7 +368,7 @@ def test_obtain_certificate_hook_answers_self_signed(home: Path) -> None:
 
 
 def test_plugin_modules_import_no_heavy_packages() -> None:
-    code = "import sys, projectdeployer.addons.nginx_sidecar, projectdeployer.addons.tls_selfsigned\nprint(sorted({m.split('.')[0] for m in sys.modules} & {'docker', 'cryptography', 'jinja2'}))"
+    code = "import sys, projectdeployer.default_plugins.nginx.plugin, projectdeployer.default_plugins.tls_selfsigned\nprint(sorted({m.split('.')[0] for m in sys.modules} & {'docker', 'cryptography', 'jinja2'}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -387,16 +387,16 @@ class _Server:
 
 
 def _project(services: dict[str, dict[str, object]], **environments: dict[str, object]):  # type: ignore[no-untyped-def]
-    from projectdeployer.core.projectfile import build_project
     from projectdeployer.core.registry import build_registry
     from projectdeployer.plugins import load_plugins, make_plugin_manager
+    from projectdeployer.project.file import build_project
 
     data = {"project": {"name": "shop"}, "images": {"nginx": "pd-test/nginx:1.22"}, "services": services, "environments": environments}
     return build_project(data, source="shop.toml", registry=build_registry(load_plugins(make_plugin_manager(), env={})))
 
 
 def test_sidecar_for_publishes_domain_ports_only_when_there_are_domains() -> None:
-    from projectdeployer.addons.nginx_sidecar import sidecar_for
+    from projectdeployer.default_plugins.nginx.plugin import sidecar_for
 
     web = {"api": {"type": "python", "port": 8000, "domain": "api.example.com"}}
     local = sidecar_for(_Server("127.0.0.1"), _project(web), "dev")  # type: ignore[arg-type]

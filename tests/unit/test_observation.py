@@ -1,6 +1,6 @@
-"""The engine reads a server once per deploy (issue 12 item 8): core/observation.py's kept
+"""The engine reads a server once per deploy (issue 12 item 8): deploy/observation.py's kept
 values and their invalidation, the one-request container listing, and the deploy's plan
-(core/fleetplan.py on the engine's one server) and Engine.observe counting reads on a fake
+(deploy/planner.py on the engine's one server) and Engine.observe counting reads on a fake
 runtime: one listing and one router read for 20 services, the containers kept until one
 changes through the engine, the router until read anew."""
 
@@ -13,14 +13,14 @@ from typing import Any
 import pluggy
 import pytest
 
-from projectdeployer.core.engine import Engine
-from projectdeployer.core.observation import Kept, Observation, WatchedRuntime, pick_active
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
+from projectdeployer.deploy.observation import Kept, Observation, WatchedRuntime, pick_active
+from projectdeployer.deploy.server import Engine
 from projectdeployer.plugins import load_plugins, make_plugin_manager
-from tests.support.fakes import RuntimeOnlyServer
+from projectdeployer.project.file import build_project
 from projectdeployer.providers.docker_runtime import _brief_info
+from tests.support.fakes import RuntimeOnlyServer
 
 pytestmark = pytest.mark.unit
 
@@ -212,9 +212,9 @@ def engine_with(manager: pluggy.PluginManager, tmp_path: Path, count: int, runni
 
 
 def plan(engine: Engine) -> Any:
-    """The deploy's plan on the engine's one server (core/fleetplan.py, as for this machine)."""
-    from projectdeployer.core.allocation import ServerState, allocate
-    from projectdeployer.core.fleetplan import plan_fleet
+    """The deploy's plan on the engine's one server (deploy/planner.py, as for this machine)."""
+    from projectdeployer.deploy.allocation import ServerState, allocate
+    from projectdeployer.deploy.planner import plan_fleet
 
     allocation = allocate(engine.project.services_for(ENV), [ServerState(name=engine.server.name, zone=engine.server.zone)], max_servers=1, zone_of=lambda zone: engine.server.zone)
     return plan_fleet(engine.project, ENV, [engine.server], allocation, lambda server: engine, stateful=())
@@ -276,7 +276,7 @@ def test_two_running_containers_of_a_service_are_read_in_full_to_tell_the_newer(
 
 
 def test_the_fleet_reads_each_server_once_for_every_service(manager: pluggy.PluginManager, tmp_path: Path) -> None:
-    from projectdeployer.core.fleet import Fleet
+    from projectdeployer.deploy.orchestrator import Fleet
 
     engines = {}
     for server in ("n1", "n2"):

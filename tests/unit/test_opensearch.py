@@ -29,18 +29,17 @@ import bcrypt
 import pytest
 
 from projectdeployer import ProjectDeployer, SecretsRotator
-from projectdeployer.addons import opensearch_snapshot as snap
-from projectdeployer.addons.opensearch_snapshot import OpenSearchError, SnapshotClient, SnapshotVerificationError
+from projectdeployer.agents import opensearch_snapshot as snap
+from projectdeployer.agents.opensearch_snapshot import OpenSearchError, SnapshotClient, SnapshotVerificationError
 from projectdeployer.core.containers import SECRETS_MOUNT, build_container
 from projectdeployer.core.ports import PortAssignment
-from projectdeployer.plugins import get_registry
 from projectdeployer.core.resolver import password_path
-from projectdeployer.core.rotator import RotationError
 from projectdeployer.core.runtime import ContainerInfo
-from tests.unit.test_rotator import with_lock
-from projectdeployer.plugins import load_plugins
+from projectdeployer.plugins import get_registry, load_plugins
+from projectdeployer.secrets.rotation import RotationError
 from projectdeployer.service_types import opensearch as os_type
 from tests.support.fake_opensearch import FakeOpenSearch
+from tests.unit.test_rotator import with_lock
 
 pytestmark = pytest.mark.unit
 

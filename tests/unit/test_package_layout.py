@@ -98,11 +98,11 @@ def test_no_entry_point_loads_rehearse() -> None:
 @pytest.mark.parametrize(
     ("source", "module", "is_package"),
     [
-        ("import projectdeployer.rehearse.loadgen", "projectdeployer.core.engine", False),
-        ("from projectdeployer.rehearse import LoadGenerator", "projectdeployer.core.engine", False),
-        ("from projectdeployer import rehearse", "projectdeployer.core.engine", False),
-        ("from ..rehearse.loadgen import LoadGenerator", "projectdeployer.core.engine", False),
-        ("from .. import rehearse", "projectdeployer.core.engine", False),
+        ("import projectdeployer.rehearse.loadgen", "projectdeployer.deploy.server", False),
+        ("from projectdeployer.rehearse import LoadGenerator", "projectdeployer.deploy.server", False),
+        ("from projectdeployer import rehearse", "projectdeployer.deploy.server", False),
+        ("from ..rehearse.loadgen import LoadGenerator", "projectdeployer.deploy.server", False),
+        ("from .. import rehearse", "projectdeployer.deploy.server", False),
         ("from . import rehearse", "projectdeployer", True),
         ("def f():\n    from ...rehearse import loadgen", "projectdeployer.providers.sandbox.server", False),
         ("import importlib\nimportlib.import_module('projectdeployer.rehearse')", "projectdeployer.cli", True),

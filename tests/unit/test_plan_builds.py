@@ -1,7 +1,7 @@
 """``plan`` says what ``deploy`` will do about images (issue 12, item 5): a buildable service whose
 input hash changed, or that has no image yet, is ``build+create`` / ``build+update`` with the
 hash change, found without building (core/build.py ``ProjectBuilder.check``, the builder's
-``image_inputs`` hook), on this machine's one server and on servers (core/fleetplan.py).
+``image_inputs`` hook), on this machine's one server and on servers (deploy/planner.py).
 Fakes only: a fake Docker client for the builder, a fake runtime for the engine."""
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from typing import Any
 import pluggy
 import pytest
 
-from projectdeployer.addons import docker_builder
 from projectdeployer.cli.deploy_cmds import _plan_json, _print_plan
 from projectdeployer.core.build import INPUTS_LABEL, BuildCheck, BuildRequest, ProjectBuilder, image_tag
-from projectdeployer.core.engine import Engine
-from projectdeployer.core.fleetplan import FleetPlan, _service_plan
 from projectdeployer.core.model import Project
-from projectdeployer.core.environment import Environment
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
+from projectdeployer.default_plugins import docker_builder
+from projectdeployer.deploy.environment import Environment
+from projectdeployer.deploy.planner import FleetPlan, _service_plan
+from projectdeployer.deploy.server import Engine
 from projectdeployer.plugins import load_plugins, make_plugin_manager
+from projectdeployer.project.file import build_project
 from tests.support.fakes import RuntimeOnlyServer
 
 pytestmark = pytest.mark.unit
@@ -194,9 +194,9 @@ def engine_for(manager: pluggy.PluginManager, project: Project, containers: list
 
 
 def plan_here(engine: Engine, builds: Any = None) -> FleetPlan:
-    """The deploy's plan (core/fleetplan.py) on the engine's one server, as for this machine."""
-    from projectdeployer.core.allocation import ServerState, allocate
-    from projectdeployer.core.fleetplan import plan_fleet
+    """The deploy's plan (deploy/planner.py) on the engine's one server, as for this machine."""
+    from projectdeployer.deploy.allocation import ServerState, allocate
+    from projectdeployer.deploy.planner import plan_fleet
 
     allocation = allocate(engine.project.services_for(ENV), [ServerState(name=engine.server.name, zone=engine.server.zone)], max_servers=1, zone_of=lambda zone: engine.server.zone)
     return plan_fleet(engine.project, ENV, [engine.server], allocation, lambda server: engine, stateful=(), builds=builds)
@@ -286,7 +286,7 @@ def test_fleet_plan_says_build_where_the_service_runs_or_starts(manager: pluggy.
 
 
 def test_table_and_json_carry_the_build(capsys: pytest.CaptureFixture[str]) -> None:
-    from projectdeployer.core.fleetplan import FleetServicePlan
+    from projectdeployer.deploy.planner import FleetServicePlan
 
     built = FleetServicePlan(
         service="api",

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from projectdeployer import ConfigError, ProjectDeployer
 from projectdeployer.core.model import Project
-from projectdeployer.core.projectfile import build_project, parse_toml
 from projectdeployer.core.validation import MAX_SERVICES
 from projectdeployer.plugins import get_registry
+from projectdeployer.project.file import build_project, parse_toml
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,9 @@ import pluggy
 import pytest
 
 from projectdeployer.core.build import BuildFailed, ProjectBuilder
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.registry import build_registry
 from projectdeployer.plugins import load_plugins, make_plugin_manager
+from projectdeployer.project.file import build_project
 from projectdeployer.service_types.dockerfiles import PYPROJECT_REQUIREMENTS_PATH, PythonInstall
 from projectdeployer.service_types.pysource import SourceProblem, detect_install
 

@@ -7,8 +7,8 @@ import pytest
 
 from projectdeployer.core.errors import ConfigError
 from projectdeployer.core.ownnames import Shape, collisions
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.plugins import get_registry
+from projectdeployer.project.file import build_project
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from projectdeployer.core.releases import Release, ReleaseHistory, new_release_id
+from projectdeployer.environment.releases import Release, ReleaseHistory, new_release_id
 
 pytestmark = pytest.mark.unit
 

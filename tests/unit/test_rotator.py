@@ -3,13 +3,13 @@ rotation (database first, then the file) and its errors, against a fake containe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-import contextlib
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import MagicMock
@@ -19,9 +19,9 @@ import pytest
 from projectdeployer import ProjectDeployer, ProjectDeployerError, SecretsRotator
 from projectdeployer.core.provider import CommandResult
 from projectdeployer.core.resolver import ensure_password, password_path
-from projectdeployer.core.environment import Environment
-from projectdeployer.core.rotator import RotationError
 from projectdeployer.core.runtime import ContainerInfo
+from projectdeployer.deploy.environment import Environment
+from projectdeployer.secrets.rotation import RotationError
 
 pytestmark = pytest.mark.unit
 

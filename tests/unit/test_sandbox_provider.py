@@ -11,10 +11,10 @@ import pluggy
 import pytest
 
 from projectdeployer.core.errors import ConfigError
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.provider import CommandResult
 from projectdeployer.core.registry import build_registry
 from projectdeployer.plugins import make_plugin_manager
+from projectdeployer.project.file import build_project
 from projectdeployer.providers import sandbox
 from projectdeployer.providers.sandbox import (
     CAPABILITY_NAMES,

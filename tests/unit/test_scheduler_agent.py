@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from projectdeployer.addons import scheduler_agent as agent
-from projectdeployer.core.jobs import job_status, ran, since_epoch
+from projectdeployer.agents import scheduler as agent
 from projectdeployer.core.runtime import ContainerInfo
+from projectdeployer.deploy.jobs import job_status, ran, since_epoch
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from projectdeployer.core.lock import DeployLocked, deploy_lock
 from projectdeployer.core import paths
-from projectdeployer.core.serverlock import environment_lock, lock_server
+from projectdeployer.environment.locks import DeployLocked, deploy_lock
+from projectdeployer.environment.serverlock import environment_lock, lock_server
 from projectdeployer.providers.local import LocalServer
 
 pytestmark = pytest.mark.unit
@@ -95,8 +95,8 @@ class BootProvider:
 
 
 def test_a_first_deploy_creates_its_servers_under_the_creation_lock_and_locks_them_before_letting_go(pd_home) -> None:  # type: ignore[no-untyped-def]
-    from projectdeployer.core.fleet import Fleet
     from projectdeployer.core.registry import build_registry
+    from projectdeployer.deploy.orchestrator import Fleet
     from projectdeployer.plugins import load_plugins, make_plugin_manager
     from tests.unit.test_hooks import make_project
 
@@ -117,8 +117,8 @@ def test_a_first_deploy_creates_its_servers_under_the_creation_lock_and_locks_th
 
 
 def test_a_new_server_that_comes_first_by_name_is_locked_too(pd_home) -> None:  # type: ignore[no-untyped-def]
-    from projectdeployer.core.fleet import Fleet
     from projectdeployer.core.registry import build_registry
+    from projectdeployer.deploy.orchestrator import Fleet
     from projectdeployer.plugins import load_plugins, make_plugin_manager
     from tests.unit.test_hooks import make_project
 
@@ -139,8 +139,8 @@ def test_a_new_server_that_comes_first_by_name_is_locked_too(pd_home) -> None:  
 
 def test_one_service_on_an_environment_without_servers_is_refused_before_anything_is_created(pd_home) -> None:  # type: ignore[no-untyped-def]
     from projectdeployer.core.errors import DeployFailed
-    from projectdeployer.core.fleet import Fleet
     from projectdeployer.core.registry import build_registry
+    from projectdeployer.deploy.orchestrator import Fleet
     from projectdeployer.plugins import load_plugins, make_plugin_manager
     from tests.unit.test_hooks import make_project
 

@@ -1,4 +1,4 @@
-"""The SSH identity of a project/env and host-key pinning (projectdeployer.core.sshkeys), no server.
+"""The SSH identity of a project/env and host-key pinning (projectdeployer.providers.sshkeys), no server.
 
 Cross-checked against OpenSSH's own tools (ssh-keygen reads our files) and paramiko (which the
 SSH provider uses to connect).
@@ -16,10 +16,10 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from projectdeployer.core import sshkeys
 from projectdeployer.core.errors import ProjectDeployerError
-from projectdeployer.core.sshkeys import HostKey, HostKeyChanged, SshKeyError, ensure_keypair, host_entry_name
+from projectdeployer.providers import sshkeys
 from projectdeployer.providers.known_hosts import KnownHosts
+from projectdeployer.providers.sshkeys import HostKey, HostKeyChanged, SshKeyError, ensure_keypair, host_entry_name
 
 pytestmark = pytest.mark.unit
 

@@ -1,5 +1,5 @@
 """``destroy`` (issue 12 item 6) without an engine: the plan of what goes and what stays
-(core/teardown.py ``plan_teardown``, pure), a whole teardown on a fake engine, the deploy lock
+(destroy/teardown.py ``plan_teardown``, pure), a whole teardown on a fake engine, the deploy lock
 it removes while holding it, and the command line's refusals (unknown environment, no terminal
 to ask on). tests/docker/test_destroy.py does the same on the real engine and sandbox servers."""
 
@@ -18,12 +18,8 @@ import pluggy
 import pytest
 
 from projectdeployer.core import paths
-from projectdeployer.core.lock import DeployLocked, deploy_lock
-from projectdeployer.core.environment import Environment
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.provider import CommandResult, Provider, Server, ServerSpec
 from projectdeployer.core.registry import build_registry
-from projectdeployer.core.releases import Release, ReleaseHistory
 from projectdeployer.core.runtime import (
     LABEL_ENV,
     LABEL_PROJECT,
@@ -34,7 +30,8 @@ from projectdeployer.core.runtime import (
     ImageInfo,
     VolumeInfo,
 )
-from projectdeployer.core.teardown import (
+from projectdeployer.deploy.environment import Environment
+from projectdeployer.destroy.teardown import (
     THIS_MACHINE,
     ImageFacts,
     LocalFacts,
@@ -45,8 +42,11 @@ from projectdeployer.core.teardown import (
     grown_beyond,
     plan_teardown,
 )
+from projectdeployer.environment.locks import DeployLocked, deploy_lock
+from projectdeployer.environment.releases import Release, ReleaseHistory
 from projectdeployer.hookspecs import hookimpl
 from projectdeployer.plugins import load_plugins, make_plugin_manager
+from projectdeployer.project.file import build_project
 
 pytestmark = pytest.mark.unit
 

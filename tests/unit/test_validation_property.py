@@ -36,20 +36,20 @@ import pytest
 from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 
-from projectdeployer.addons.nginx_sidecar import render_config, render_main_config
-from projectdeployer.addons.scheduler_agent import load_jobs, parse_cron
+from projectdeployer.agents.scheduler import load_jobs, parse_cron
 from projectdeployer.core.backups import BackupTarget, backup_policy
 from projectdeployer.core.build import is_buildable
 from projectdeployer.core.containers import JOB_SLOT, SLOTS, STATEFUL_SLOT, build_container, container_name
 from projectdeployer.core.errors import ConfigError
 from projectdeployer.core.model import EnvironmentSpec, Project, ProjectSettings, spec_fields
 from projectdeployer.core.ports import PortAssignment
-from projectdeployer.core.projectfile import build_project
 from projectdeployer.core.rendersafety import IMAGE_REF_RE
 from projectdeployer.core.resolver import ResourceResolver
 from projectdeployer.core.routing import Backend, Route
 from projectdeployer.core.runtime import ContainerSpec
+from projectdeployer.default_plugins.nginx.plugin import render_config, render_main_config
 from projectdeployer.plugins import get_registry, load_plugins
+from projectdeployer.project.file import build_project
 
 pytestmark = pytest.mark.unit
 
@@ -475,7 +475,7 @@ def pd_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _certificate(tmp: Path) -> tuple[str, str]:
     """One self-signed certificate for every domain (nginx -t does not match names)."""
-    from projectdeployer.addons.tls_selfsigned import make_self_signed
+    from projectdeployer.default_plugins.tls_selfsigned import make_self_signed
 
     cert_pem, key_pem = make_self_signed("example.com")
     crt, key = tmp / "tls.crt", tmp / "tls.key"

@@ -19,7 +19,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         """Backups of the stateful services (PostgreSQL, Redis, OpenSearch)."""
 
     def manager_for(ctx: click.Context, env: str, quiet: bool):  # type: ignore[no-untyped-def]
-        from ..core.backupmanager import BackupManager
+        from ..backups.manager import BackupManager
 
         log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
         return BackupManager(open_project(ctx), env, log=log)

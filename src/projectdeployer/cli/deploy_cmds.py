@@ -132,7 +132,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         project = open_project(ctx)
         zones = project.status(env)
         services = project.service_status(env)
-        from ..core.backupmanager import BackupManager
+        from ..backups.manager import BackupManager
         from ..core.errors import ProjectDeployerError
 
         try:

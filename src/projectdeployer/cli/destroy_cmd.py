@@ -1,4 +1,4 @@
-"""``destroy --env ENV``: take an environment down for good (see :mod:`..core.teardown`).
+"""``destroy --env ENV``: take an environment down for good (see :mod:`..destroy.teardown`).
 
 The command reads what would go (changing nothing), shows it, asks (``--yes`` does not; a
 stdin that is not a terminal is refused rather than read as an answer), then removes under the
@@ -20,7 +20,7 @@ from .params import ENV, SECONDS
 from .project_cmds import open_project
 
 if TYPE_CHECKING:
-    from ..core.teardown import Item, TeardownPlan, TeardownReport
+    from ..destroy.teardown import Item, TeardownPlan, TeardownReport
 
 
 class NotConfirmed(ProjectDeployerError):
@@ -120,7 +120,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         Data volumes and backups are kept (and named) unless --with-data. Asks first, showing
         what goes, unless --yes; --dry-run only shows it.
         """
-        from ..core.teardown import Teardown, TeardownIncomplete
+        from ..destroy.teardown import Teardown, TeardownIncomplete
 
         project = open_project(ctx)
         log: Callable[[str], None] = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
@@ -138,7 +138,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
                     click.echo(f"{plan.project}/{env}: nothing to remove")
             return
         if plan.empty and not plan.unreachable:
-            from ..core.teardown import TeardownReport
+            from ..destroy.teardown import TeardownReport
 
             _show_report(TeardownReport(plan=plan), as_json)
             return

@@ -1,7 +1,7 @@
 """Warnings from the project's code, printed the command line's way: ``warning: <line>`` on stderr.
 
 The API issues warnings through Python's :mod:`warnings` (e.g.
-:class:`~..core.credentials.PlaintextCredentialWarning`), which prints them as
+:class:`~..project.credentials.PlaintextCredentialWarning`), which prints them as
 ``file.py:123: Category: message`` plus a source line: two lines pointing into our code. For the
 length of one command, :func:`warnings_as_lines` prints each of ours once as one line instead.
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
-from ..core.credentials import PlaintextCredentialWarning
 from ..core.errors import printable
 from ..core.validation import ProjectNameWarning
+from ..project.credentials import PlaintextCredentialWarning
 
 #: The warning categories printed as ``warning:`` lines; others keep Python's own display.
 CLI_CATEGORIES: tuple[type[Warning], ...] = (PlaintextCredentialWarning, ProjectNameWarning)

@@ -15,12 +15,12 @@ from .output import print_json, print_table
 from .params import ENV
 
 if TYPE_CHECKING:  # the project-file machinery is imported by the commands that use it
-    from ..core.deployer import ProjectDeployer
+    from ..api.project import ProjectDeployer
 
 
 def open_project(ctx: click.Context) -> ProjectDeployer:
     """The project named by --file / --project, or ./projectdeployer.toml."""
-    from ..core.deployer import ProjectDeployer
+    from ..api.project import ProjectDeployer
 
     obj = ctx.find_root().obj
     manager = obj["manager"]
@@ -60,7 +60,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     @click.pass_context
     def init(ctx: click.Context, name: str, docker_hub_user: str | None, registry_host: str | None, version: str | None, default_server_ip: str | None, overwrite: bool, as_json: bool) -> None:
         """Create a project file for NAME (at --file, or in $PROJECTDEPLOYER_HOME)."""
-        from ..core.deployer import ProjectDeployer
+        from ..api.project import ProjectDeployer
 
         obj = ctx.find_root().obj
         project = ProjectDeployer.create(
@@ -105,7 +105,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         orders = project.startup_orders(env)
         services = project.services(env)
         if as_json:
-            from ..core.convert import converter
+            from ..project.convert import converter
 
             print_json(
                 {
@@ -213,7 +213,7 @@ class _AddGroup(click.Group):
             kwargs = api_kwargs(values, back)
             project.add(stype.name, name, **kwargs)
             if as_json:
-                from ..core.convert import converter
+                from ..project.convert import converter
 
                 print_json(converter.unstructure(project.project.services[name]))
             else:

@@ -4,7 +4,7 @@ Listing shows every secret file (the environment's generated passwords, the proj
 tokens and ``env_vars`` secrets, anything else under either secrets store), where each is used
 (service and key), its mode and when it last changed, never its contents.
 Rotating changes the password in the running database first, then the file (see
-:mod:`..core.rotator`); the containers that use it pick the new one up on the next ``deploy``.
+:mod:`..secrets.rotation`); the containers that use it pick the new one up on the next ``deploy``.
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any
 import click
 import pluggy
 
-from ..addons.secrets_store import StoredSecret, password_name, secret_path, secret_references, secrets_root, stored_secrets
+from ..default_plugins.secrets_files import StoredSecret, password_name, secret_path, secret_references, secrets_root, stored_secrets
 from .output import print_json, print_table
 from .params import ENV
 from .project_cmds import open_project
 
 if TYPE_CHECKING:
-    from ..core.rotator import SecretsRotator
+    from ..secrets.rotation import SecretsRotator
 
 
 def _rotator(ctx: click.Context, env: str, log: Any) -> SecretsRotator:
-    from ..core.rotator import SecretsRotator
+    from ..secrets.rotation import SecretsRotator
 
     return SecretsRotator(open_project(ctx), env, log=log)
 
@@ -87,7 +87,7 @@ def _rows(rotator: SecretsRotator) -> list[dict[str, Any]]:
 
 def _rotatable(rotator: SecretsRotator, service: str) -> None:
     """Raise one clear line when ``service`` is unknown or has no password to rotate."""
-    from ..core.rotator import RotationError
+    from ..secrets.rotation import RotationError
 
     services = rotator.deployer.project.services_for(rotator.env)
     spec = services.get(service)

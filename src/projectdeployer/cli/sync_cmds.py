@@ -3,7 +3,7 @@
 Push sends ``config``, ``secrets`` and ``files`` of ``$PROJECTDEPLOYER_HOME/{project}/{env}`` to
 every server of the environment (overwriting theirs, so it asks first unless ``--yes``); pull
 fetches ``data``, ``logs``, ``backups`` and ``monitoring`` into a folder per server. See
-:mod:`..core.sync`.
+:mod:`..sync.files`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from .params import ENV
 from .project_cmds import open_project
 
 if TYPE_CHECKING:
-    from ..core.sync import FileSync, SyncReport
+    from ..sync.files import FileSync, SyncReport
 
 
 def _file_sync(ctx: click.Context, env: str, as_json: bool) -> FileSync:
     """The environment's :class:`FileSync`; progress lines go to stderr (none with --json)."""
-    from ..core.sync import FileSync
+    from ..sync.files import FileSync
 
     log: Callable[[str], None] = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
     return FileSync(open_project(ctx), env, log=log)
@@ -45,7 +45,7 @@ def _show(sync: FileSync, action: str, reports: Sequence[SyncReport], as_json: b
 def _run(sync: FileSync, action: str, as_json: bool) -> None:
     """Run ``action`` and print every server's report, the failed ones too, before the error
     (which exits non-zero and names them) is raised again."""
-    from ..core.sync import SyncFailed
+    from ..sync.files import SyncFailed
 
     method = sync.push_config if action == "push" else sync.pull_data
     try:

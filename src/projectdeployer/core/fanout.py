@@ -1,7 +1,7 @@
 """One call per server (or per named item), in parallel, every error kept under its name.
 
 Every place that works on many servers at once goes through :func:`fan_out`: the deploy's
-steps (core/fleet.py), images (core/imagetransfer.py), status, logs, and finding the server
+steps (deploy/orchestrator.py), images (deploy/images.py), status, logs, and finding the server
 that holds a container. At most ``max_workers`` calls run at once; an optional per-call
 ``timeout`` abandons a call that hangs (its thread finishes in the background) so one dead
 server never holds the others up; nothing is retried here (SSH connections retry themselves).

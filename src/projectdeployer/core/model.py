@@ -1,6 +1,6 @@
 """The project model: attrs classes for the project, its environments and its services.
 
-These classes are what a project file becomes once loaded (see :mod:`.projectfile`). Every
+These classes are what a project file becomes once loaded (see :mod:`..project.file`). Every
 field has the seed README's default. Service types contribute their own fields by subclassing
 one of the spec classes here (:class:`ServiceSpec`, :class:`BuildSpec`, :class:`DatabaseSpec`).
 """

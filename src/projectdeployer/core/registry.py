@@ -167,7 +167,7 @@ def _bad_api_method(stype: ServiceType, origin: str) -> PluginError:
 def check_api_methods(registry: Registry, reserved: Mapping[str, str | None]) -> None:
     """Refuse a service type whose ``api_method`` is one of ``reserved``: the fluent methods the
     API defines itself, each mapped to the one service type allowed to claim it (the built-in
-    type it adds) or ``None``. The API hands this in (``projectdeployer.core.deployer.RESERVED_API_METHODS``),
+    type it adds) or ``None``. The API hands this in (``projectdeployer.api.project.RESERVED_API_METHODS``),
     so the registry need not import it."""
     for stype in registry.service_types.values():
         if stype.api_method is not None and stype.api_method in reserved and reserved[stype.api_method] != stype.name:

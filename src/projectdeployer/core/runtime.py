@@ -186,7 +186,7 @@ class ContainerRuntime(abc.ABC):
     def tag(self, image: str, repository: str, tag: str) -> None:
         """Tag ``image`` as ``repository:tag`` (keeps a release's image from being pruned)."""
 
-    # --- what ``destroy`` reads and removes (core/teardown.py). Not abstract, so runtimes
+    # --- what ``destroy`` reads and removes (destroy/teardown.py). Not abstract, so runtimes
     # written before them still load; they cannot take an environment down.
 
     def has_network(self, name: str) -> bool:

@@ -12,9 +12,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from .errors import ConfigError, shown
 from .gitref import GitRepoError, parse_git_repo
 from .model import MAX_SERVERS, MIN_SERVERS, BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
+from .order import find_cycle
 from .ownnames import Shape, collisions
 from .pathcheck import build_context_problem, host_volume_problem, inside_problem, secret_ref_problem
-from .order import find_cycle
 from .registry import Registry
 from .rendersafety import check_project_rendering, check_service_rendering, command_problem, image_template_problem
 from .servicetype import ServiceType
@@ -117,7 +117,7 @@ def cron_problem(expr: str) -> str | None:
     """
     from croniter import croniter  # 0.1 s to import: only when a schedule exists
 
-    from ..addons.scheduler_agent import CronError, parse_cron
+    from ..agents.scheduler import CronError, parse_cron
 
     fields = expr.split()
     if not expr.startswith("@") and len(fields) != 5:

@@ -3,7 +3,7 @@ address's key recorded on first contact and compared on every later one.
 
 Reading and matching (hashed ``|1|...`` names written by ``ssh-keyscan -H`` included) are
 paramiko's :class:`~paramiko.hostkeys.HostKeys`; where the file lives, the :class:`HostKey` values
-and :class:`HostKeyChanged` are :mod:`projectdeployer.core.sshkeys`' (vendor-free).
+and :class:`HostKeyChanged` are :mod:`projectdeployer.providers.sshkeys`' (vendor-free).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import paramiko
 import paramiko.hostkeys
 
 from ..core.fsutil import atomic_write
-from ..core.sshkeys import HostKey, HostKeyChanged, file_lock, host_entry_name
+from .sshkeys import HostKey, HostKeyChanged, file_lock, host_entry_name
 
 
 def _entry(line: str) -> paramiko.hostkeys.HostKeyEntry | None:

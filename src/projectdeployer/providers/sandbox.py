@@ -683,9 +683,9 @@ class SandboxProvider(Provider):
 
     def _ssh_for(self, container: Any, project: str, env: str, name: str, zone: str, port: int, networks: Mapping[str, Any], *, repin: bool) -> SshServer:
         """The (reused) SSH access of a running server, its host key pinned from the engine."""
-        from ..core.sshkeys import known_hosts_path
         from .known_hosts import KnownHosts
         from .ssh import SshServer
+        from .sshkeys import known_hosts_path
 
         known = KnownHosts(known_hosts_path(project, env))
         key = (container.id, port)
@@ -707,7 +707,7 @@ class SandboxProvider(Provider):
             return ssh
 
     def _pin_host_key(self, container: Any, known: Any, name: str, port: int) -> None:
-        from ..core.sshkeys import HostKey
+        from .sshkeys import HostKey
 
         line = self._read_file(container, HOST_KEY_FILE).decode().split()
         if len(line) < 2:
@@ -751,7 +751,7 @@ class SandboxProvider(Provider):
         removed and reported with its container's last log lines. The container restarts with
         the engine (``unless-stopped``) only once it was ready.
         """
-        from ..core.sshkeys import ensure_keypair
+        from .sshkeys import ensure_keypair
 
         check_zone(spec.zone)
         state = check_state(spec.tags.get("state", "active"))
@@ -1114,8 +1114,8 @@ class SandboxProvider(Provider):
                     raise  # without a token, a volume in use belongs to a newer server of that name
 
     def _forget_host_key(self, project: str, env: str, port: int) -> None:
-        from ..core.sshkeys import known_hosts_path
         from .known_hosts import KnownHosts
+        from .sshkeys import known_hosts_path
 
         KnownHosts(known_hosts_path(project, env)).remove(SSH_HOST, port)
 

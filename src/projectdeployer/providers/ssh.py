@@ -4,10 +4,10 @@ every remote provider (sandbox, DigitalOcean, servers you already have) uses.
 What it does
 ------------
 * **Identity and trust.** Authenticates with the project/env key pair
-  (:func:`projectdeployer.core.sshkeys.ensure_keypair`), never with the operator's agent or
+  (:func:`projectdeployer.providers.sshkeys.ensure_keypair`), never with the operator's agent or
   ``~/.ssh`` keys, and pins host keys in ``{home}/{project}/{env}/config/known_hosts``: the first
   contact records the key, a different key later is refused with
-  :class:`~projectdeployer.core.sshkeys.HostKeyChanged` before anything is authenticated or run.
+  :class:`~projectdeployer.providers.sshkeys.HostKeyChanged` before anything is authenticated or run.
   ``~/.ssh/config`` and ``~/.ssh/known_hosts`` are not read: a deploy behaves the same on every
   operator machine.
 * **Commands** ``run(argv)``: the argument list is quoted with :func:`shlex.join`, so the remote
@@ -85,8 +85,8 @@ from ..core.fanout import one_line as _one_line
 from ..core.poll import WaitTimeout, retry, wait_until
 from ..core.provider import CommandResult, Server
 from ..core.runtime import ContainerRuntime
-from ..core.sshkeys import HostKey, HostKeyChanged, KeyPair, ensure_keypair, host_entry_name, known_hosts_path
 from .known_hosts import KnownHosts
+from .sshkeys import HostKey, HostKeyChanged, KeyPair, ensure_keypair, host_entry_name, known_hosts_path
 
 # paramiko logs every failed connection attempt (with a traceback) from its transport thread; we
 # retry those and report the last one ourselves. A NullHandler keeps them off stderr unless the

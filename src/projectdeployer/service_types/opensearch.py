@@ -115,7 +115,7 @@ class OpenSearchRotation(PasswordRotation):
     configuration change): clients get HTTP 401 until the next deploy gives them the new one."""
 
     def begin(self, runtime: ContainerRuntime, container: ContainerInfo, service: ServiceSpec, ctx: ServiceContext, old: str, new: str, log: Log) -> None:
-        from ..addons.opensearch_snapshot import OpenSearchError
+        from ..agents.opensearch_snapshot import OpenSearchError
 
         name = service.name
         ca_file = ca_certificate_path(ctx.project, ctx.env, name)
@@ -135,7 +135,7 @@ class OpenSearchRotation(PasswordRotation):
 
     def accepts(self, runtime: ContainerRuntime, container: ContainerInfo, port: int, password: str) -> bool:
         """Whether the node takes ``password`` for ``admin`` (the account API's GET)."""
-        from ..addons.opensearch_snapshot import OpenSearchError
+        from ..agents.opensearch_snapshot import OpenSearchError
 
         try:
             return self.account(runtime, container, port, "GET", password, None, ok=(200, 401))[0] == 200
@@ -145,7 +145,7 @@ class OpenSearchRotation(PasswordRotation):
     def account(self, runtime: ContainerRuntime, container: ContainerInfo, port: int, method: str, password: str, body: Any, ok: Sequence[int] = (200,)) -> tuple[int, Any]:
         """``(status, parsed JSON)`` of ``method`` on the account API, by curl in the container;
         an OpenSearchError (``status`` None when no answer came) for a status not in ``ok``."""
-        from ..addons.opensearch_snapshot import ACCOUNT_PATH, OpenSearchError, parse_answer
+        from ..agents.opensearch_snapshot import ACCOUNT_PATH, OpenSearchError, parse_answer
 
         result = self.exec(runtime, container, list(CURL_ARGV), curl_config(method, f"https://localhost:{port}{ACCOUNT_PATH}", password, body))
         raw, _, code = result.stdout.rstrip("\n").rpartition("\n")
@@ -698,11 +698,11 @@ def node_files(ctx: ServiceContext, service: str) -> dict[str, str]:
 def _snapshot_tool() -> str:
     from importlib import resources
 
-    return resources.files("projectdeployer.addons").joinpath("opensearch_snapshot.py").read_text(encoding="utf-8")
+    return resources.files("projectdeployer.agents").joinpath("opensearch_snapshot.py").read_text(encoding="utf-8")
 
 
 class OpenSearchBackup(BackupMethod):
-    """Snapshots through the snapshot API (``addons/opensearch_snapshot.py``, run on the project's
+    """Snapshots through the snapshot API (``agents/opensearch_snapshot.py``, run on the project's
     python image: the OpenSearch image has no Python). The snapshot itself lives in the node's
     ``fs`` repository (the ``snapshots`` volume); each verified snapshot also gets a manifest
     ``/backups/{service}_{YYYYmmdd_HHMMSS}.snapshot`` (its JSON) and ``.sha256``, so listing,

@@ -1,0 +1,1 @@
+"""The project file: the TOML file read and written (tomlkit + cattrs), converted and checked."""

@@ -1,0 +1,1 @@
+"""Generated secrets after the deploy: rotation of the databases' passwords."""
