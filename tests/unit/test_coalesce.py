@@ -124,9 +124,9 @@ def placed(host: str) -> Any:
 
 
 def test_a_refused_switch_leaves_the_table_as_the_router_serves_it(tmp_path: Path) -> None:
-    from projectdeployer.deploy.orchestrator import Fleet
+    from projectdeployer.deploy.orchestrator import Orchestrator
 
-    fleet = Fleet.__new__(Fleet)  # only the routing push of the fleet is under test
+    fleet = Orchestrator.__new__(Orchestrator)  # only the routing push of the fleet is under test
     fleet._table_lock = threading.RLock()  # noqa: SLF001
     fleet.table = {"api": placed("shop_dev_api_a")}
     applied: list[dict[str, str]] = []

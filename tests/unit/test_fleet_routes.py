@@ -11,7 +11,7 @@ from projectdeployer.core.errors import DeployFailed
 from projectdeployer.core.ports import PortAssignment
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.routing import Backend
-from projectdeployer.deploy.orchestrator import Fleet, Placed
+from projectdeployer.deploy.orchestrator import Orchestrator, Placed
 from projectdeployer.hookspecs import hookimpl
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from tests.unit.test_hooks import make_project
@@ -26,7 +26,7 @@ def server(name: str, zone: str, private: str, public: str) -> SimpleNamespace:
 def test_each_sidecar_reaches_local_containers_by_name_and_others_by_address() -> None:
     manager = load_plugins(make_plugin_manager(), env={})
     project = make_project(manager, {"db": {"type": "postgres"}, "api": {"type": "python", "port": 8000, "domain": "api.example.com"}})
-    fleet = Fleet(project, "prod", provider=None, manager=manager, registry=build_registry(manager))  # type: ignore[arg-type]
+    fleet = Orchestrator(project, "prod", provider=None, manager=manager, registry=build_registry(manager))  # type: ignore[arg-type]
     fleet.servers = {
         "l1": server("l1", "lon1", "10.1.0.2", "198.51.100.1"),
         "l2": server("l2", "lon1", "10.1.0.3", "198.51.100.2"),
@@ -68,12 +68,12 @@ class RoutingRecorder:
         self.pushed.append((server.name, tuple(r.service for r in routes)))
 
 
-def _fleet_with_recorder() -> tuple[Fleet, RoutingRecorder]:
+def _fleet_with_recorder() -> tuple[Orchestrator, RoutingRecorder]:
     manager = load_plugins(make_plugin_manager(), env={"PROJECTDEPLOYER_LOAD_PLUGINS": "service_redis,service_python"})
     recorder = RoutingRecorder()
     manager.register(recorder)
     project = make_project(manager, {"db": {"type": "redis"}, "api": {"type": "python", "port": 8000}})
-    fleet = Fleet(project, "prod", provider=None, manager=manager, registry=build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
+    fleet = Orchestrator(project, "prod", provider=None, manager=manager, registry=build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
     fleet.servers = {"l1": server("l1", "lon1", "10.1.0.2", "198.51.100.1"), "n1": server("n1", "nyc3", "10.2.0.2", "203.0.113.1")}
     fleet.ports = {"db": PortAssignment(host=8100, internal=5100), "api": PortAssignment(host=8200, internal=5200)}
     table = {

@@ -1,6 +1,6 @@
 """The engine reads a server once per deploy (issue 12 item 8): deploy/observation.py's kept
 values and their invalidation, the one-request container listing, and the deploy's plan
-(deploy/planner.py on the engine's one server) and Engine.observe counting reads on a fake
+(deploy/planner.py on the engine's one server) and ServerDeployer.observe counting reads on a fake
 runtime: one listing and one router read for 20 services, the containers kept until one
 changes through the engine, the router until read anew."""
 
@@ -16,7 +16,7 @@ import pytest
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
 from projectdeployer.deploy.observation import Kept, Observation, WatchedRuntime, pick_active
-from projectdeployer.deploy.server import Engine
+from projectdeployer.deploy.server import ServerDeployer
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.project.file import build_project
 from projectdeployer.providers.docker_runtime import _brief_info
@@ -196,11 +196,11 @@ def manager() -> pluggy.PluginManager:
     return load_plugins(make_plugin_manager(), env={})
 
 
-def engine_with(manager: pluggy.PluginManager, tmp_path: Path, count: int, running: list[ContainerInfo]) -> tuple[Engine, FakeRuntime, list[str]]:
+def engine_with(manager: pluggy.PluginManager, tmp_path: Path, count: int, running: list[ContainerInfo]) -> tuple[ServerDeployer, FakeRuntime, list[str]]:
     services = {f"web{i:02d}": {"type": "generic", "image": "shared:1", "port": 8000} for i in range(count)}
     project = build_project({"project": {"name": "shop"}, "services": services}, source=str(tmp_path / "shop.toml"), registry=build_registry(manager))
     runtime = FakeRuntime(running)
-    engine = Engine(project, ENV, RuntimeOnlyServer(runtime), manager, build_registry(manager), log=lambda line: None)
+    engine = ServerDeployer(project, ENV, RuntimeOnlyServer(runtime), manager, build_registry(manager), log=lambda line: None)
     router_reads: list[str] = []
 
     def routed() -> set[str]:
@@ -211,7 +211,7 @@ def engine_with(manager: pluggy.PluginManager, tmp_path: Path, count: int, runni
     return engine, runtime, router_reads
 
 
-def plan(engine: Engine) -> Any:
+def plan(engine: ServerDeployer) -> Any:
     """The deploy's plan on the engine's one server (deploy/planner.py, as for this machine)."""
     from projectdeployer.deploy.allocation import ServerState, allocate
     from projectdeployer.deploy.planner import plan_fleet
@@ -276,14 +276,14 @@ def test_two_running_containers_of_a_service_are_read_in_full_to_tell_the_newer(
 
 
 def test_the_fleet_reads_each_server_once_for_every_service(manager: pluggy.PluginManager, tmp_path: Path) -> None:
-    from projectdeployer.deploy.orchestrator import Fleet
+    from projectdeployer.deploy.orchestrator import Orchestrator
 
     engines = {}
     for server in ("n1", "n2"):
         running = [info(f"shop_dev_web{i:02d}_a", service=f"web{i:02d}") for i in range(3)]
         engine, runtime, router_reads = engine_with(manager, tmp_path, 3, running)
         engines[server] = (engine, runtime, router_reads)
-    fleet = Fleet(engines["n1"][0].project, ENV, provider=None, manager=manager, registry=build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
+    fleet = Orchestrator(engines["n1"][0].project, ENV, provider=None, manager=manager, registry=build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
     fleet.engines = {name: engine for name, (engine, _, _) in engines.items()}
     fleet.ports = engines["n1"][0].ports()
     for _, runtime, _ in engines.values():

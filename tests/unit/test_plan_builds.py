@@ -21,7 +21,7 @@ from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
 from projectdeployer.default_plugins import docker_builder
 from projectdeployer.deploy.environment import Environment
 from projectdeployer.deploy.planner import FleetPlan, _service_plan
-from projectdeployer.deploy.server import Engine
+from projectdeployer.deploy.server import ServerDeployer
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.project.file import build_project
 from tests.support.fakes import RuntimeOnlyServer
@@ -185,15 +185,15 @@ def running(name: str, slot: str, config: str) -> ContainerInfo:
     return ContainerInfo(id=name, name=name, image_id="sha256:old", labels=labels, state="running", health=None, exit_code=None, started_at="2026-01-01T00:00:00Z")
 
 
-def engine_for(manager: pluggy.PluginManager, project: Project, containers: list[ContainerInfo], images: dict[str, str]) -> Engine:
+def engine_for(manager: pluggy.PluginManager, project: Project, containers: list[ContainerInfo], images: dict[str, str]) -> ServerDeployer:
     server = RuntimeOnlyServer(FakeRuntime(containers, images))
     server.local_engine = True  # this machine's engine: no image is sent to it
-    engine = Engine(project, ENV, server, manager, build_registry(manager), log=lambda line: None)
+    engine = ServerDeployer(project, ENV, server, manager, build_registry(manager), log=lambda line: None)
     engine.routed_backends = lambda: set()  # type: ignore[method-assign]  # no sidecar here
     return engine
 
 
-def plan_here(engine: Engine, builds: Any = None) -> FleetPlan:
+def plan_here(engine: ServerDeployer, builds: Any = None) -> FleetPlan:
     """The deploy's plan (deploy/planner.py) on the engine's one server, as for this machine."""
     from projectdeployer.deploy.allocation import ServerState, allocate
     from projectdeployer.deploy.planner import plan_fleet

@@ -96,14 +96,14 @@ class BootProvider:
 
 def test_a_first_deploy_creates_its_servers_under_the_creation_lock_and_locks_them_before_letting_go(pd_home) -> None:  # type: ignore[no-untyped-def]
     from projectdeployer.core.registry import build_registry
-    from projectdeployer.deploy.orchestrator import Fleet
+    from projectdeployer.deploy.orchestrator import Orchestrator
     from projectdeployer.plugins import load_plugins, make_plugin_manager
     from tests.unit.test_hooks import make_project
 
     manager = load_plugins(make_plugin_manager(), env={"PROJECTDEPLOYER_LOAD_PLUGINS": "service_python,service_postgres"})
     project = make_project(manager, {"db": {"type": "postgres", "server_zone": "lon1"}, "api": {"type": "python", "port": 8000, "server_zone": "nyc3", "servers_count": 2}})
     provider = BootProvider()
-    fleet = Fleet(project, "prod", provider, manager, build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
+    fleet = Orchestrator(project, "prod", provider, manager, build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
     for step in ("_prepare", "_jobs", "_remove_gone_services"):
         setattr(fleet, step, lambda: provider.events.append("deploy steps") or [])  # _jobs and _remove_gone_services return their outcomes
     fleet._services = lambda only=None: []  # type: ignore[method-assign]
@@ -118,7 +118,7 @@ def test_a_first_deploy_creates_its_servers_under_the_creation_lock_and_locks_th
 
 def test_a_new_server_that_comes_first_by_name_is_locked_too(pd_home) -> None:  # type: ignore[no-untyped-def]
     from projectdeployer.core.registry import build_registry
-    from projectdeployer.deploy.orchestrator import Fleet
+    from projectdeployer.deploy.orchestrator import Orchestrator
     from projectdeployer.plugins import load_plugins, make_plugin_manager
     from tests.unit.test_hooks import make_project
 
@@ -126,7 +126,7 @@ def test_a_new_server_that_comes_first_by_name_is_locked_too(pd_home) -> None:  
     project = make_project(manager, {"api": {"type": "python", "port": 8000, "server_zone": "nyc3"}, "web": {"type": "python", "port": 8001, "server_zone": "ams3"}})
     provider = BootProvider()
     provider.servers.append(Recording("shop-prod-nyc3-1", "nyc3", provider.events))
-    fleet = Fleet(project, "prod", provider, manager, build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
+    fleet = Orchestrator(project, "prod", provider, manager, build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
     for step in ("_prepare", "_jobs", "_remove_gone_services"):
         setattr(fleet, step, lambda: [])
     fleet._services = lambda only=None: []  # type: ignore[method-assign]
@@ -140,14 +140,14 @@ def test_a_new_server_that_comes_first_by_name_is_locked_too(pd_home) -> None:  
 def test_one_service_on_an_environment_without_servers_is_refused_before_anything_is_created(pd_home) -> None:  # type: ignore[no-untyped-def]
     from projectdeployer.core.errors import DeployFailed
     from projectdeployer.core.registry import build_registry
-    from projectdeployer.deploy.orchestrator import Fleet
+    from projectdeployer.deploy.orchestrator import Orchestrator
     from projectdeployer.plugins import load_plugins, make_plugin_manager
     from tests.unit.test_hooks import make_project
 
     manager = load_plugins(make_plugin_manager(), env={"PROJECTDEPLOYER_LOAD_PLUGINS": "service_python"})
     project = make_project(manager, {"api": {"type": "python", "port": 8000, "server_zone": "nyc3"}})
     provider = BootProvider()
-    fleet = Fleet(project, "prod", provider, manager, build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
+    fleet = Orchestrator(project, "prod", provider, manager, build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
     with pytest.raises(DeployFailed, match="no server yet: deploy the whole environment first"):
         fleet.deploy(service="api")
     assert provider.servers == [] and provider.events == ["creation lock", "list 0", "creation unlock"]

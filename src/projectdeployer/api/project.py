@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..core.build import BuiltImage
     from ..deploy.environment import DeployReport, Environment
     from ..deploy.planner import FleetPlan
-    from ..destroy.teardown import TeardownPlan, TeardownReport
+    from ..destroy.teardown import DestroyPlan, TeardownReport
 
 log = logging.getLogger("projectdeployer")
 
@@ -545,7 +545,7 @@ class ProjectDeployer:
         with_data: bool = ...,
         *,
         dry_run: Literal[False] = ...,
-        agreed: TeardownPlan | None = ...,
+        agreed: DestroyPlan | None = ...,
         lock_wait: float = ...,
         log: Callable[[str], None] | None = ...,
     ) -> TeardownReport: ...
@@ -556,10 +556,10 @@ class ProjectDeployer:
         with_data: bool = ...,
         *,
         dry_run: Literal[True],
-        agreed: TeardownPlan | None = ...,
+        agreed: DestroyPlan | None = ...,
         lock_wait: float = ...,
         log: Callable[[str], None] | None = ...,
-    ) -> TeardownPlan: ...
+    ) -> DestroyPlan: ...
     @overload
     def destroy(
         self,
@@ -567,20 +567,20 @@ class ProjectDeployer:
         with_data: bool = ...,
         *,
         dry_run: bool,
-        agreed: TeardownPlan | None = ...,
+        agreed: DestroyPlan | None = ...,
         lock_wait: float = ...,
         log: Callable[[str], None] | None = ...,
-    ) -> TeardownReport | TeardownPlan: ...
+    ) -> TeardownReport | DestroyPlan: ...
     def destroy(
         self,
         env: str,
         with_data: bool = False,
         *,
         dry_run: bool = False,
-        agreed: TeardownPlan | None = None,
+        agreed: DestroyPlan | None = None,
         lock_wait: float = 0.0,
         log: Callable[[str], None] | None = None,
-    ) -> TeardownReport | TeardownPlan:
+    ) -> TeardownReport | DestroyPlan:
         """Take ``env`` down for good: every container of the environment (services, jobs,
         one-off containers, the scheduler, the router), its network, the project's built images
         no other environment uses, its state here (ports, releases, locks). Data volumes and
@@ -588,7 +588,7 @@ class ProjectDeployer:
         servers through their provider. A deploy afterwards starts fresh on the data kept.
 
         Asks nothing (the command line does). ``dry_run=True`` returns the
-        :class:`~projectdeployer.destroy.teardown.TeardownPlan` and changes nothing; ``agreed``
+        :class:`~projectdeployer.destroy.teardown.DestroyPlan` and changes nothing; ``agreed``
         (a plan shown to someone) makes it refuse, changing nothing, when there is now more to
         remove. An environment not in the project file that left no trace is an error; one with
         nothing left is not (the report removes nothing).
@@ -598,9 +598,9 @@ class ProjectDeployer:
             _bool_argument("destroy", flag, value)
         if isinstance(lock_wait, bool) or not isinstance(lock_wait, (int, float)) or not lock_wait >= 0:
             raise _argument_error(f"destroy(lock_wait={_shown(lock_wait)})", "expected seconds to wait for the deploy lock, a number >= 0")
-        from ..destroy.teardown import Teardown, TeardownPlan
+        from ..destroy.teardown import DestroyPlan, Teardown
 
-        if agreed is not None and not isinstance(agreed, TeardownPlan):
+        if agreed is not None and not isinstance(agreed, DestroyPlan):
             raise _argument_error(f"destroy(agreed={_shown(agreed)})", f"expected the TeardownPlan of destroy(dry_run=True), got {_type_name(agreed)}")
         teardown = Teardown(self.environment(env, log=log), log=log)
         if dry_run:

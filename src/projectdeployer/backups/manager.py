@@ -24,7 +24,7 @@ from ..deploy.backup_jobs import BackedUp, backed_up, target_for
 if TYPE_CHECKING:
     from ..api.project import ProjectDeployer
     from ..deploy.environment import Environment
-    from ..deploy.server import Engine
+    from ..deploy.server import ServerDeployer
 
 Log = Callable[[str], None]
 
@@ -63,7 +63,7 @@ class BackupManager:
             self._deployer: ProjectDeployer = project
             self.project = project.name
         self.lock_wait = lock_wait
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[str, ServerDeployer] = {}
 
     # --- what is backed up --------------------------------------------------------------------
 
@@ -74,7 +74,7 @@ class BackupManager:
             self._environment = self._deployer.environment(self.env, log=self.log)
         return self._environment
 
-    def engine(self, service: str | None = None) -> Engine:
+    def engine(self, service: str | None = None) -> ServerDeployer:
         """The engine of the server that keeps ``service``'s backups: the server holding its
         backup container (read live; the first server when none has it yet, where ``deploy
         first`` is the answer). This machine's environment has one server."""

@@ -20,7 +20,7 @@ from .params import ENV, SECONDS
 from .project_cmds import open_project
 
 if TYPE_CHECKING:
-    from ..destroy.teardown import Item, TeardownPlan, TeardownReport
+    from ..destroy.teardown import DestroyPlan, Item, TeardownReport
 
 
 class NotConfirmed(ProjectDeployerError):
@@ -37,7 +37,7 @@ def _rows(items: Sequence[Item]) -> list[tuple[str, str, str, str]]:
     return [(i.where, i.kind, i.name, i.note) for i in items]
 
 
-def show_plan(plan: TeardownPlan, *, err: bool = False) -> None:
+def show_plan(plan: DestroyPlan, *, err: bool = False) -> None:
     """What goes and what stays, as two tables (on stderr with ``err``, beside --json)."""
     title = f"destroy {plan.project}/{plan.env}" + (" with its data" if plan.with_data else "")
     if plan.remove:
@@ -59,7 +59,7 @@ def _can_ask(env: str) -> None:
         raise NoTerminal(f"destroy --env {env}: stdin is not a terminal, so there is no one to ask: pass --yes to remove what 'destroy --env {env} --dry-run' lists; nothing was changed")
 
 
-def _ask(plan: TeardownPlan, as_json: bool) -> None:
+def _ask(plan: DestroyPlan, as_json: bool) -> None:
     """Ask on the terminal; raise :class:`NotConfirmed` unless the user agrees."""
     who = f"{plan.project}/{plan.env}"
     show_plan(plan, err=as_json)
@@ -80,7 +80,7 @@ def _ask(plan: TeardownPlan, as_json: bool) -> None:
         raise NotConfirmed("destroy: not confirmed; nothing was changed") from None
 
 
-def _kept_lines(plan: TeardownPlan) -> list[str]:
+def _kept_lines(plan: DestroyPlan) -> list[str]:
     """Where the data kept is, and how it goes too."""
     data = plan.kept_data
     if not data:

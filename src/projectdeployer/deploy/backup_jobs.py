@@ -33,7 +33,7 @@ from ..core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_ROLE
 from .jobcontainers import remove_idle, scheduler_image
 
 if TYPE_CHECKING:
-    from .server import Engine
+    from .server import ServerDeployer
 
 #: Job-table names of backup runs: ``{service}:backup``.
 TABLE_SUFFIX = ":backup"
@@ -48,7 +48,7 @@ class BackedUp:
     method: BackupMethod
 
 
-def backed_up(engine: Engine, specs: Mapping[str, ServiceSpec] | None = None) -> dict[str, BackedUp]:
+def backed_up(engine: ServerDeployer, specs: Mapping[str, ServiceSpec] | None = None) -> dict[str, BackedUp]:
     """The environment's services with backups enabled and a backup method, by name."""
     specs = engine.specs() if specs is None else specs
     found: dict[str, BackedUp] = {}
@@ -65,7 +65,7 @@ def backed_up(engine: Engine, specs: Mapping[str, ServiceSpec] | None = None) ->
     return found
 
 
-def target_for(engine: Engine, spec: ServiceSpec, policy: BackupPolicy) -> BackupTarget:
+def target_for(engine: ServerDeployer, spec: ServiceSpec, policy: BackupPolicy) -> BackupTarget:
     """The backup target of ``spec`` on the engine's server."""
 
     stype = engine.registry.service_types[spec.type]
@@ -90,7 +90,7 @@ def target_for(engine: Engine, spec: ServiceSpec, policy: BackupPolicy) -> Backu
     )
 
 
-def schedule_entries(engine: Engine, specs: Mapping[str, ServiceSpec]) -> list[dict[str, str]]:
+def schedule_entries(engine: ServerDeployer, specs: Mapping[str, ServiceSpec]) -> list[dict[str, str]]:
     """The scheduler's job-table entries for the backups."""
     return [
         {"service": f"{name}{TABLE_SUFFIX}", "schedule": item.policy.schedule, "container": backup_container_name(engine.project.name, engine.env, name)}
@@ -98,7 +98,7 @@ def schedule_entries(engine: Engine, specs: Mapping[str, ServiceSpec]) -> list[d
     ]
 
 
-def converge(engine: Engine) -> None:
+def converge(engine: ServerDeployer) -> None:
     """Create, recreate or remove the backup containers to match the project file."""
     project, env, runtime = engine.project.name, engine.env, engine.runtime
     wanted = backed_up(engine)

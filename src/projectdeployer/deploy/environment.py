@@ -26,7 +26,7 @@ from ..environment.releases import ReleaseHistory
 from . import jobs
 from .allocation import state_of
 from .planner import FleetPlan
-from .server import Engine, ServiceOutcome
+from .server import ServerDeployer, ServiceOutcome
 
 Log = Callable[[str], None]
 
@@ -57,7 +57,7 @@ class ServerView:
     """What one server runs of the environment, read once for the status rows."""
 
     server: Server
-    engine: Engine
+    engine: ServerDeployer
     observed: dict[str, list[ContainerInfo]]
     scheduler: ContainerInfo | None
     routed: frozenset[str]
@@ -120,11 +120,11 @@ class Environment:
         return {name: builder.check(name) for name in names}
 
     def fleet(self, images: dict[str, str] | None = None) -> Any:
-        """The :class:`~projectdeployer.deploy.orchestrator.Fleet` of the environment: the one deploy
+        """The :class:`~projectdeployer.deploy.orchestrator.Orchestrator` of the environment: the one deploy
         path over its servers (this machine's one for a local environment)."""
-        from .orchestrator import Fleet
+        from .orchestrator import Orchestrator
 
-        return Fleet(self.project, self.env, self.provider(), self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
+        return Orchestrator(self.project, self.env, self.provider(), self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
 
     def provider(self) -> Any:
         """The provider object of the environment (a plugin's ``get_provider`` first, else by name)."""
@@ -143,10 +143,10 @@ class Environment:
         listed = self.provider().list_servers(self.project.name, self.env)
         return listed, [s for s in listed if getattr(s, "running", True)]
 
-    def engine_on(self, server: Server, *, images: dict[str, str] | None = None) -> Engine:
+    def engine_on(self, server: Server, *, images: dict[str, str] | None = None) -> ServerDeployer:
         """An engine of the environment on one of its servers (reading what runs there;
         ``images``: service -> image to deploy instead of the built one, as a rollback does)."""
-        return Engine(self.project, self.env, server, self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
+        return ServerDeployer(self.project, self.env, server, self.manager, self.registry, images=images, log=self.log, drain_timeout=self.project.environment(self.env).drain_timeout)
 
     def find_container(self, name: str) -> Placed | None:
         """The server holding container ``name`` (a job, backup or database container lives on
@@ -174,7 +174,7 @@ class Environment:
             raise ProjectDeployerError(f"{name} is on none of the running servers of {self.project.name}/{self.env}; stopped: {', '.join(stopped)} (start them and try again)")
         return None
 
-    def engine_holding(self, container: str) -> Engine | None:
+    def engine_holding(self, container: str) -> ServerDeployer | None:
         """The engine of the server holding ``container`` (:meth:`find_container`), or ``None``."""
         placed = self.find_container(container)
         return self.engine_on(placed.server) if placed is not None else None
@@ -199,7 +199,7 @@ class Environment:
         stops and starts the database inside), then back in, resolved anew."""
         return self.fleet().offline(service)
 
-    def any_engine(self) -> Engine:
+    def any_engine(self) -> ServerDeployer:
         """An engine of the environment's first running server by name (the one server of this
         machine's environment), for what reads the project as a whole, e.g. which services are
         backed up."""

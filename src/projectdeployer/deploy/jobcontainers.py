@@ -15,13 +15,13 @@ from ..core.errors import DeployFailed, ProjectDeployerError
 from ..core.poll import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
-    from .server import Engine
+    from .server import ServerDeployer
 
 #: How long a deploy waits for a run in progress before leaving the old container in place.
 RUN_WAIT_SECONDS = 30.0
 
 
-def remove_idle(engine: Engine, name: str, service: str, *, wait: float | None = None) -> bool:
+def remove_idle(engine: ServerDeployer, name: str, service: str, *, wait: float | None = None) -> bool:
     """Remove job (or backup) container ``name`` unless a run is in progress for longer than
     ``wait`` seconds (:data:`RUN_WAIT_SECONDS` by default); whether it is gone. The engine
     refuses to remove a running container without force, so a run starting at the last moment
@@ -62,7 +62,7 @@ def remove_idle(engine: Engine, name: str, service: str, *, wait: float | None =
     return True
 
 
-def scheduler_image(engine: Engine) -> tuple[str, str]:
+def scheduler_image(engine: ServerDeployer) -> tuple[str, str]:
     """The ``[images] python`` image for the scheduler agent (and a backup's verify), and its
     id on the engine's server."""
 

@@ -50,7 +50,7 @@ from .jobcontainers import RUN_WAIT_SECONDS, remove_idle, scheduler_image
 
 if TYPE_CHECKING:
     from ..core.ports import PortAssignment
-    from .server import Engine
+    from .server import ServerDeployer
 
 # RUN_WAIT_SECONDS (deploy/jobcontainers.py): how long a deploy waits for a job's run in progress
 # before leaving its old container; read here at each call, so it can be set on this module.
@@ -117,7 +117,7 @@ class _DesiredScheduler:
 # --- job containers --------------------------------------------------------------------------
 
 
-def plan_job(engine: Engine, spec: ServiceSpec, group: int, ports: Mapping[str, PortAssignment], containers: list[ContainerInfo]) -> ServicePlan:
+def plan_job(engine: ServerDeployer, spec: ServiceSpec, group: int, ports: Mapping[str, PortAssignment], containers: list[ContainerInfo]) -> ServicePlan:
 
     name = job_name(engine.project.name, engine.env, spec.name)
     current = next((c for c in containers if c.name == name), None)
@@ -146,7 +146,7 @@ def plan_job(engine: Engine, spec: ServiceSpec, group: int, ports: Mapping[str, 
     )
 
 
-def apply_job(engine: Engine, item: ServicePlan, ports: Mapping[str, PortAssignment]) -> ServiceOutcome:
+def apply_job(engine: ServerDeployer, item: ServicePlan, ports: Mapping[str, PortAssignment]) -> ServiceOutcome:
     started = time.monotonic()
     runtime = engine.runtime
     spec = engine.project.service(item.service, engine.env)
@@ -169,7 +169,7 @@ def apply_job(engine: Engine, item: ServicePlan, ports: Mapping[str, PortAssignm
     return ServiceOutcome(service=spec.name, action=item.action, slot=JOB_SLOT, release=release, seconds=time.monotonic() - started)
 
 
-def remove_stale_jobs(engine: Engine, specs: Mapping[str, ServiceSpec]) -> None:
+def remove_stale_jobs(engine: ServerDeployer, specs: Mapping[str, ServiceSpec]) -> None:
     """Job containers of services that are in the project but not scheduled any more."""
     for info in engine.runtime.list({LABEL_PROJECT: engine.project.name, LABEL_ENV: engine.env, LABEL_ROLE: ROLE_JOB}):
         service = info.name.removeprefix(f"{engine.project.name}_{engine.env}_")
@@ -183,7 +183,7 @@ def remove_stale_jobs(engine: Engine, specs: Mapping[str, ServiceSpec]) -> None:
 # --- the scheduler ---------------------------------------------------------------------------
 
 
-def job_table(engine: Engine, specs: Mapping[str, ServiceSpec], present: Iterable[str]) -> list[dict[str, str]]:
+def job_table(engine: ServerDeployer, specs: Mapping[str, ServiceSpec], present: Iterable[str]) -> list[dict[str, str]]:
     """The scheduler's table: the scheduled services whose job container exists (or will), and
     the backups of the stateful services (``{service}:backup``, deploy/backup_jobs.py)."""
     here = set(present)
@@ -192,7 +192,7 @@ def job_table(engine: Engine, specs: Mapping[str, ServiceSpec], present: Iterabl
     ] + schedule_entries(engine, specs)
 
 
-def _desired_scheduler(engine: Engine, table: list[dict[str, str]]) -> _DesiredScheduler:
+def _desired_scheduler(engine: ServerDeployer, table: list[dict[str, str]]) -> _DesiredScheduler:
     project, env, server = engine.project.name, engine.env, engine.server
     image, image_id = scheduler_image(engine)
     agent = agent_source()
@@ -226,7 +226,7 @@ def _desired_scheduler(engine: Engine, table: list[dict[str, str]]) -> _DesiredS
     return _DesiredScheduler(spec=attrs.evolve(spec, labels=labels), files={"scheduler_agent.py": agent, "jobs.json": jobs}, config_hash=config_hash)
 
 
-def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: Mapping[str, list[ContainerInfo]], plans: Iterable[PlannedService] = ()) -> SchedulerPlan | None:
+def plan_scheduler(engine: ServerDeployer, specs: Mapping[str, ServiceSpec], observed: Mapping[str, list[ContainerInfo]], plans: Iterable[PlannedService] = ()) -> SchedulerPlan | None:
     """What the scheduler needs; ``None`` when there is none and none is needed."""
 
     present = {service for service, containers in observed.items() if any(c.name == job_name(engine.project.name, engine.env, service) for c in containers)} | {
@@ -255,7 +255,7 @@ def plan_scheduler(engine: Engine, specs: Mapping[str, ServiceSpec], observed: M
     return SchedulerPlan(action=action, reason=reason, jobs=jobs, image=desired.spec.image)
 
 
-def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
+def apply_scheduler(engine: ServerDeployer) -> SchedulerPlan | None:
     """Converge the scheduler to the job containers that exist now."""
 
     specs = engine.specs()
@@ -295,7 +295,7 @@ def apply_scheduler(engine: Engine) -> SchedulerPlan | None:
     return plan
 
 
-def _wait_ready(engine: Engine, name: str) -> None:
+def _wait_ready(engine: ServerDeployer, name: str) -> None:
     """Return once the scheduler ``name`` says it loaded its table (within :data:`READY_SECONDS`);
     otherwise remove it and raise, with its state and last log lines."""
 

@@ -18,7 +18,7 @@ from ..core.fanout import failures, fan_out, one_line, successes
 from ..core.model import Project
 from ..core.provider import Server
 from . import jobs
-from .server import Engine
+from .server import ServerDeployer
 
 
 @attrs.frozen(kw_only=True)
@@ -27,10 +27,10 @@ class LogSource:
 
     server: str
     container: str
-    engine: Engine
+    engine: ServerDeployer
 
 
-def find_sources(project: Project, env: str, service: str, servers: Sequence[Server], engine_for: Callable[[Server], Engine]) -> list[LogSource]:
+def find_sources(project: Project, env: str, service: str, servers: Sequence[Server], engine_for: Callable[[Server], ServerDeployer]) -> list[LogSource]:
     """The containers serving ``service`` (its job container for a scheduled one) on ``servers``.
     A server that cannot be reached is an error naming it: a silent gap would read as "no logs"."""
     scheduled = project.service(service, env).is_scheduled

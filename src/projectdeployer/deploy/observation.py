@@ -58,7 +58,7 @@ class Observation:
         return pick_active(self.containers.get(service, ()), self.routed)
 
     def by_service(self) -> dict[str, list[ContainerInfo]]:
-        """The containers as :meth:`Engine.observed` returns them (service -> list)."""
+        """The containers as :meth:`ServerDeployer.observed` returns them (service -> list)."""
         return {service: list(found) for service, found in self.containers.items()}
 
 

@@ -71,7 +71,7 @@ from .coalesce import Coalescer
 from .images import ImageNotLocal, ensure_image
 from .jobcontainers import scheduler_image
 from .planner import FleetPlan, local_image_ids, plan_fleet
-from .server import Engine, ServiceOutcome
+from .server import ServerDeployer, ServiceOutcome
 
 Log = Callable[[str], None]
 T = TypeVar("T")
@@ -109,7 +109,7 @@ def _explain(errors: Mapping[str, BaseException]) -> str:
     return "; ".join(f"{name}: {exc}" for name, exc in errors.items())
 
 
-class Fleet:
+class Orchestrator:
     """Deploys ``project``/``env`` onto the servers of ``provider``."""
 
     def __init__(
@@ -137,7 +137,7 @@ class Fleet:
         self.max_workers = max_workers
         self._local_docker = local_docker
         self.servers: dict[str, Server] = {}
-        self.engines: dict[str, Engine] = {}
+        self.engines: dict[str, ServerDeployer] = {}
         #: service -> the containers the sidecars route it to.
         self.table: dict[str, list[Placed]] = {}
         #: Guards the table and every push of it: two services of a group switching at once
@@ -347,12 +347,12 @@ class Fleet:
         self._mark([s for s in keep if s.name in runs], ACTIVE)
         self._mark([s for s in keep if s.name not in runs], RESERVE)
 
-    def server_engine(self, server: Server, *, image_source: Callable[[str], str | None] | None = None) -> Engine:
+    def server_engine(self, server: Server, *, image_source: Callable[[str], str | None] | None = None) -> ServerDeployer:
         """The engine of ``server`` (connects to it): it holds the services :attr:`placement`
         puts there; this fleet routes every sidecar from the one table.
-        ``image_source``: see :class:`~projectdeployer.deploy.server.Engine` (a plan's)."""
+        ``image_source``: see :class:`~projectdeployer.deploy.server.ServerDeployer` (a plan's)."""
         services = frozenset(n for n, names in self.placement.items() if server.name in names)
-        return Engine(
+        return ServerDeployer(
             self.project,
             self.env,
             server,
@@ -557,7 +557,7 @@ class Fleet:
         certificates = domain_certificates(self.manager, server, self.project.name, self.env, routes)
         self.manager.hook.configure_routing(server=server, project=self.project, env=self.env, routes=routes, certificates=certificates)
         if getattr(server, "local_engine", False):
-            # What this machine's router serves, for a router that cannot be asked (Engine.routed_backends).
+            # What this machine's router serves, for a router that cannot be asked (ServerDeployer.routed_backends).
             state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
             atomic_write(state, json.dumps({"backends": {r.service: r.backends[0].host for r in routes}}, indent=2) + "\n")
 
@@ -849,4 +849,4 @@ class Fleet:
         return [s.name for s in leaving if s.name not in errors]
 
 
-__all__ = ["Fleet", "FleetReport", "Placed"]
+__all__ = ["FleetReport", "Orchestrator", "Placed"]

@@ -28,7 +28,7 @@ from ..core.provider import Server
 from ..core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
 from . import jobs
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, state_of
-from .server import Engine
+from .server import ServerDeployer
 
 
 @attrs.frozen(kw_only=True)
@@ -144,7 +144,7 @@ def plan_fleet(
     env: str,
     servers: Sequence[Server],
     allocation: Allocation,
-    engine_for: Callable[[Server], Engine],
+    engine_for: Callable[[Server], ServerDeployer],
     *,
     stateful: Collection[str],
     service: str | None = None,
@@ -159,12 +159,12 @@ def plan_fleet(
     builds = builds or {}
     specs = project.services_for(env)
     states = {s.name: state_of(s) for s in servers}
-    engines: dict[str, Engine] = {}
+    engines: dict[str, ServerDeployer] = {}
     observed: dict[str, dict[str, list[ContainerInfo]]] = {}
     unreachable: dict[str, str] = {}
     routed: dict[str, frozenset[str]] = {}
 
-    def read(server: Server) -> tuple[Engine, dict[str, list[ContainerInfo]]]:
+    def read(server: Server) -> tuple[ServerDeployer, dict[str, list[ContainerInfo]]]:
         engine = engine_for(server)
         # Each server's containers and router read once, whatever the number of services.
         found = engine.containers(fresh=True)
@@ -201,7 +201,7 @@ def _service_rows(
     service: str | None,
     allocation: Allocation,
     observed: Mapping[str, Mapping[str, list[ContainerInfo]]],
-    engines: Mapping[str, Engine],
+    engines: Mapping[str, ServerDeployer],
     unreachable: Mapping[str, str],
     ports: Mapping[str, Any],
     orders: Mapping[str, int],
@@ -248,7 +248,7 @@ def _service_rows(
     return rows
 
 
-def _scheduler_plan(engines: Mapping[str, Engine], observed: Mapping[str, Mapping[str, list[ContainerInfo]]], rows: Sequence[FleetServicePlan]) -> jobs.SchedulerPlan | None:
+def _scheduler_plan(engines: Mapping[str, ServerDeployer], observed: Mapping[str, Mapping[str, list[ContainerInfo]]], rows: Sequence[FleetServicePlan]) -> jobs.SchedulerPlan | None:
     """The scheduler of the first server (by name) that has one or needs one."""
     for name in sorted(engines):
         engine = engines[name]
@@ -264,7 +264,7 @@ def _service_plan(
     spec: Any,
     targets: Sequence[str],
     current: Mapping[str, list[ContainerInfo]],
-    engines: Mapping[str, Engine],
+    engines: Mapping[str, ServerDeployer],
     unreachable: Mapping[str, str],
     ports: Mapping[str, Any],
     group: int,

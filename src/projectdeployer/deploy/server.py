@@ -1,5 +1,5 @@
 """The deploy steps on ONE server, public for the one deploy path (deploy/orchestrator.py), jobs
-(deploy/jobs.py) and backups: the container a service should run (:meth:`Engine.desired`), its
+(deploy/jobs.py) and backups: the container a service should run (:meth:`ServerDeployer.desired`), its
 release command, volumes, start, health wait and release record, and reads of what runs.
 
 None of the steps routes: deploy/orchestrator.py keeps the routing table of every server's sidecar
@@ -43,10 +43,10 @@ RELEASE_TIMEOUT = 600.0
 
 
 class _Exited(Exception):
-    """A new container stopped while :meth:`Engine.wait_healthy` waited for it."""
+    """A new container stopped while :meth:`ServerDeployer.wait_healthy` waited for it."""
 
 
-class Engine:
+class ServerDeployer:
     """The deploy steps of one project/environment on one server.
 
     Its steps are public, for the orchestrator (deploy/orchestrator.py), jobs (deploy/jobs.py) and backups:
@@ -414,4 +414,4 @@ class Engine:
         )
 
 
-__all__ = ["DeployFailed", "Engine", "ServiceOutcome"]
+__all__ = ["DeployFailed", "ServerDeployer", "ServiceOutcome"]

@@ -160,7 +160,7 @@ class LocalFacts:
 
 
 @attrs.frozen(kw_only=True)
-class TeardownPlan:
+class DestroyPlan:
     """What ``destroy`` removes and what it keeps (and where), read live."""
 
     project: str
@@ -197,7 +197,7 @@ class TeardownPlan:
 class TeardownReport:
     """What ``destroy`` did."""
 
-    plan: TeardownPlan
+    plan: DestroyPlan
     removed: tuple[Item, ...] = ()
     #: What could not be removed, with why.
     failed: tuple[tuple[Item, str], ...] = ()
@@ -248,7 +248,7 @@ def plan_teardown(
     local: LocalFacts,
     servers: Sequence[str] = (),
     unreachable: Mapping[str, str] | None = None,
-) -> TeardownPlan:
+) -> DestroyPlan:
     """What ``destroy`` removes and keeps, from what was read (no I/O).
 
     ``servers``: the environment's servers on a provider that creates them (empty for the
@@ -289,10 +289,10 @@ def plan_teardown(
         (remove if with_data else keep).append(item)
     for path in local.yours:
         keep.append(Item(where=THIS_MACHINE, kind="directory", name=path, note="your files" if Path(path).name != "secrets" else "secrets: generated passwords, keys, tokens"))
-    return TeardownPlan(project=project, env=env, provider=provider, with_data=with_data, remove=tuple(remove), keep=tuple(keep), unreachable=dict(unreachable or {}))
+    return DestroyPlan(project=project, env=env, provider=provider, with_data=with_data, remove=tuple(remove), keep=tuple(keep), unreachable=dict(unreachable or {}))
 
 
-def grown_beyond(plan: TeardownPlan, agreed: TeardownPlan) -> list[Item]:
+def grown_beyond(plan: DestroyPlan, agreed: DestroyPlan) -> list[Item]:
     """What ``plan`` removes that ``agreed`` did not name (the environment changed since)."""
     named = {i.key for i in agreed.remove}
     return [i for i in plan.remove if i.key not in named]
@@ -343,7 +343,7 @@ class Teardown:
 
     # --- plan ------------------------------------------------------------------------------------
 
-    def plan(self, with_data: bool = False) -> TeardownPlan:
+    def plan(self, with_data: bool = False) -> DestroyPlan:
         """Read everything of the environment live, change nothing; an unknown environment is
         an :class:`UnknownEnvironment` error (:meth:`check_known`)."""
         self.check_known()
@@ -489,7 +489,7 @@ class Teardown:
 
     # --- run -------------------------------------------------------------------------------------
 
-    def run(self, with_data: bool = False, *, agreed: TeardownPlan | None = None, lock_wait: float = 0.0) -> TeardownReport:
+    def run(self, with_data: bool = False, *, agreed: DestroyPlan | None = None, lock_wait: float = 0.0) -> TeardownReport:
         """Take the environment down under its deploy lock.
 
         ``agreed``: the plan the user was shown and agreed to; when the environment now holds
@@ -523,7 +523,7 @@ class Teardown:
             raise TeardownIncomplete(f"{self.project.name}/{self.env} is not entirely gone: " + "; ".join(problems) + " (run destroy again to retry)", report)
         return report
 
-    def apply(self, plan: TeardownPlan, started: float | None = None) -> TeardownReport:
+    def apply(self, plan: DestroyPlan, started: float | None = None) -> TeardownReport:
         """Remove what ``plan`` (from :meth:`plan` of this object) says, logging each step."""
         started = time.monotonic() if started is None else started
         removed: list[Item] = []
@@ -670,3 +670,7 @@ __all__ = [
     "grown_beyond",
     "plan_teardown",
 ]
+
+
+#: Deprecated alias (issue 13 renamed the class); use :class:`DestroyPlan`.
+TeardownPlan = DestroyPlan
