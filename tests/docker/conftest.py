@@ -91,7 +91,8 @@ def wait_for(check: Callable[[], object], *, timeout: float = 60.0, what: str = 
 
 def remove_project(docker_client, name: str, env: str = "dev", *, volumes: bool = True) -> None:  # type: ignore[no-untyped-def]
     """Remove everything a test deployed for project ``name``: containers (by label and by name,
-    for leftovers of killed deploys), the network, data volumes and the images it built."""
+    for leftovers of killed deploys), the network, data volumes and the images it built (their
+    shared layers stay cached: see :func:`remove_built_images`)."""
     from projectdeployer.core.runtime import LABEL_PROJECT
 
     for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
@@ -103,9 +104,29 @@ def remove_project(docker_client, name: str, env: str = "dev", *, volumes: bool 
     if volumes:
         for volume in docker_client.volumes.list(filters={"name": f"{name}_{env}_"}):
             volume.remove(force=True)
+    remove_built_images(docker_client, name)
+
+
+def remove_built_images(docker_client, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Remove the images project ``name`` built, keeping the build cache the next build reuses.
+
+    The engine's classic builder caches each step as an untagged parent image. Removing a tag
+    the default way prunes those parents, so the next test's build of the same Dockerfile ran
+    every step again (pip and npm installs, apt-get): most of the time of the build tests and a
+    good part of every deploy test. So the tags go with ``noprune``, and then only the images
+    labelled with this project (the last label steps, the only layers that name it), never the
+    steps before them, which other projects share."""
+    from projectdeployer.core.runtime import LABEL_PROJECT
+
     for image in docker_client.images.list(filters={"label": f"{LABEL_PROJECT}={name}"}):
         for tag in image.tags:
             try:
-                docker_client.images.remove(tag)
+                docker_client.images.remove(tag, noprune=True)
             except Exception:  # noqa: BLE001 - still used by something else: leave it
+                pass
+    for image in docker_client.images.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"}):
+        if not image.tags:
+            try:
+                docker_client.images.remove(image.id, noprune=True)
+            except Exception:  # noqa: BLE001 - a parent of an image still tagged, or still used: leave it
                 pass

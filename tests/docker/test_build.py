@@ -21,7 +21,7 @@ import pytest
 
 from projectdeployer import ProjectDeployer
 from projectdeployer.core.build import BuildFailed
-from tests.docker.conftest import wait_for
+from tests.docker.conftest import remove_built_images, wait_for
 from tests.support.git_http import GitHTTPServer
 
 pytestmark = pytest.mark.docker
@@ -43,10 +43,7 @@ def _remove_built_images(docker_client) -> Iterator[None]:  # type: ignore[no-un
     """Each test's images go when it ends (their layers stay cached for the next build)."""
     yield
     while _CREATED:
-        name = _CREATED.pop()
-        for image in docker_client.images.list(filters={"label": f"io.projectdeployer.project={name}"}):
-            for tag in image.tags:
-                docker_client.images.remove(tag, noprune=False)
+        remove_built_images(docker_client, _CREATED.pop())
 
 
 def _project(tmp_path: Path, bed: dict[str, str], name: str, **settings: str) -> ProjectDeployer:
