@@ -254,7 +254,7 @@ class StubEngine:
     def __init__(self, config: str) -> None:
         self.config = config
 
-    def active_container(self, containers: list[Any]) -> Any:
+    def active_container(self, containers: list[Any], routed: Any = None) -> Any:
         return containers[0] if containers else None
 
     def desired(self, spec: Any, slot: str, ports: Any) -> Any:

@@ -71,7 +71,7 @@ from .coalesce import Coalescer
 from .images import ImageNotLocal, ensure_image
 from .jobcontainers import scheduler_image
 from .planner import FleetPlan, local_image_ids, plan_fleet
-from .server import ServerDeployer, ServiceOutcome
+from .server import ServerDeployer, ServiceOutcome, images_looked_up_once
 
 Log = Callable[[str], None]
 T = TypeVar("T")
@@ -243,7 +243,8 @@ class Orchestrator:
             # Marked before the switch: a deploy that stops half-way leaves them ``destroying``,
             # and the next deploy (whatever the counts say then) finishes removing them.
             self._mark(leaving, DESTROYING)
-            with self._images_looked_up_once():
+            # Every server has its images now (sent by _prepare): each id looked up once.
+            with images_looked_up_once(self.engines.values()):
                 outcomes = self._services(service)
                 if service is None or self.project.service(service, self.env).is_scheduled:
                     outcomes += self._jobs()
@@ -252,15 +253,6 @@ class Orchestrator:
                 outcomes += self._remove_gone_services()
             destroyed = self._destroy(leaving)
         return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
-
-    @contextlib.contextmanager
-    def _images_looked_up_once(self) -> Iterator[None]:
-        """Every server has its images now (sent by :meth:`_prepare`): each engine looks each
-        image's id up once for the services that follow, not once per service."""
-        with contextlib.ExitStack() as held:
-            for engine in self.engines.values():
-                held.enter_context(engine.planning())
-            yield
 
     def plan(self, service: str | None = None, *, builds: Mapping[str, BuildCheck] | None = None) -> FleetPlan:
         """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.deploy.planner`);
@@ -786,11 +778,12 @@ class Orchestrator:
 
         def converge(name: str) -> list[ServiceOutcome]:
             engine = self.engines[name]
-            scheduled = [n for n in self.project.services_for(self.env) if n in (engine.services or ()) and self.project.service(n, self.env).is_scheduled and self.only_service in (None, n)]
+            specs = self.project.services_for(self.env)
+            scheduled = [n for n, spec in specs.items() if n in (engine.services or ()) and spec.is_scheduled and self.only_service in (None, n)]
             outcomes = []
             if scheduled:
                 observed = engine.containers()
-                plans = [jobs.plan_job(engine, self.project.service(n, self.env), 0, self.ports, observed.get(n, [])) for n in scheduled]
+                plans = [jobs.plan_job(engine, specs[n], 0, self.ports, observed.get(n, [])) for n in scheduled]
                 errors = [p.reason for p in plans if p.action == "error"]
                 if errors:
                     raise DeployFailed("\n".join(errors))

@@ -11,7 +11,6 @@ server, reasons do not name it (``not running``, not ``not running on local``).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +27,7 @@ from ..core.provider import Server
 from ..core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
 from . import jobs
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, state_of
-from .server import ServerDeployer
+from .server import ServerDeployer, images_looked_up_once
 
 
 @attrs.frozen(kw_only=True)
@@ -182,10 +181,7 @@ def plan_fleet(
     here = {s.name for s in servers if getattr(s, "local_engine", False)}
     named = len(allocation.servers) > 1 or len(servers) > 1
     orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
-    held = contextlib.ExitStack()
-    for engine in engines.values():
-        held.enter_context(engine.planning())  # an image shared by many services looked up once
-    with held:
+    with images_looked_up_once(engines.values()):  # an image shared by many services looked up once
         rows = _service_rows(specs, service, allocation, observed, engines, unreachable, ports, orders, stateful, builds, named=named, no_transfer=here, routed=routed)
         scheduler = _scheduler_plan(engines, observed, rows)
     server_plan = server_rows(allocation, states)
@@ -316,7 +312,7 @@ def _service_plan(
         active = (
             next((c for c in current.get(target, []) if c.name == jobs.job_name(engine.project.name, engine.env, name)), None)
             if spec.is_scheduled
-            else engine.active_container(current.get(target, []), *(() if routed is None else (routed.get(target, frozenset()),)))
+            else engine.active_container(current.get(target, []), None if routed is None else routed.get(target, frozenset()))
         )
         if spec.is_scheduled:
             slot = JOB_SLOT

@@ -414,4 +414,15 @@ class ServerDeployer:
         )
 
 
-__all__ = ["DeployFailed", "ServerDeployer", "ServiceOutcome"]
+@contextlib.contextmanager
+def images_looked_up_once(deployers: Iterable[ServerDeployer]) -> Iterator[None]:
+    """For the block, each of ``deployers`` looks each image's id up once on its server
+    (:meth:`ServerDeployer.planning`), however many services run it: a plan, or the services
+    of a deploy once every server has its images."""
+    with contextlib.ExitStack() as held:
+        for deployer in deployers:
+            held.enter_context(deployer.planning())
+        yield
+
+
+__all__ = ["DeployFailed", "ServerDeployer", "ServiceOutcome", "images_looked_up_once"]
