@@ -35,6 +35,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import docker
 import repo_root  # noqa: F401  (tests.support importable)
 from zero_downtime import QUIET, check_bed, exit_on_sigterm, remove_project, temporary_home, unique_name
 
@@ -48,8 +49,6 @@ LIMIT = 2.0
 
 
 def container_ids(name: str) -> set[str]:
-    import docker
-
     client = docker.from_env(timeout=120)
     return {c.id for c in client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={name}"})}
 

@@ -16,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
+import docker
+
 from projectdeployer import ProjectDeployer
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "python-api"
@@ -43,7 +45,6 @@ def main() -> None:
         for path in source.rglob("*"):
             os.utime(path)
         touched, touched_reused = timed()
-        import docker
 
         docker.from_env().images.remove("bench-api:latest", force=True)
     print(f"first build: {first:.2f}s")

@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import docker
 import repo_root  # noqa: F401  (tests.support importable)
 
 from projectdeployer import ProjectDeployer
@@ -69,7 +70,7 @@ def unique_name(prefix: str) -> str:
 
 def get_json(port: int, path: str = "/", host: str = DOMAIN) -> dict[str, Any]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
-    with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
 
 
@@ -107,7 +108,7 @@ class VersionWatch:
             try:
                 headers = {"Host": self._host} if self._host else {}
                 req = urllib.request.Request(f"http://127.0.0.1:{self._port}/", headers=headers)
-                with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310 - loopback only
+                with urllib.request.urlopen(req, timeout=2) as resp:
                     version = json.loads(resp.read())["version"]
             except Exception:  # noqa: BLE001 - down or switching: the load counts failures
                 continue
@@ -124,8 +125,6 @@ class VersionWatch:
 
 
 def check_bed() -> None:
-    import docker
-
     client = docker.from_env()
     missing = [tag for tag in BED_IMAGES.values() if not client.images.list(name=tag)]
     if missing:
@@ -159,8 +158,6 @@ def write_project(workdir: Path, name: str, http_port: int, https_port: int) -> 
 def remove_project(name: str, extra_images: tuple[str, ...] = ()) -> list[str]:
     """Remove every container, network, volume and image (built images carry the project's
     label; ``extra_images``: tags added by the caller) the project left; returns problems."""
-    import docker
-
     client = docker.from_env(timeout=120)
     problems = []
 

@@ -48,8 +48,10 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as _dt
+import hashlib
 import http.client
 import json
+import os
 import re
 import ssl
 import sys
@@ -405,9 +407,6 @@ def _parser() -> argparse.ArgumentParser:
 def write_manifest(directory: str, name: str, info: Dict[str, Any]) -> str:
     """``{directory}/{name}.snapshot``: the verified snapshot's JSON, then its ``.sha256`` (written
     before the manifest is renamed into place, the way ProjectDeployer's backup files are)."""
-    import hashlib
-    import os
-
     data = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
     final = f"{directory}/{name}.snapshot"
     tmp = f"{directory}/.{name}.snapshot.partial"
@@ -424,8 +423,6 @@ def write_manifest(directory: str, name: str, info: Dict[str, Any]) -> str:
 
 
 def _remove_manifests(directory: str, names: Sequence[str]) -> None:
-    import os
-
     for name in names:
         for path in (f"{directory}/{name}.snapshot", f"{directory}/{name}.snapshot.sha256"):
             try:

@@ -15,6 +15,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 import click
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
 
 from ..core.model import spec_fields
 
@@ -50,9 +52,6 @@ def _toml_value(text: str, param: str) -> Any:
     smuggling further keys in) is a one-line usage error naming the flag; the value is echoed
     shortened and escaped, since it is whatever the user typed.
     """
-    import tomlkit
-    from tomlkit.exceptions import TOMLKitError
-
     try:
         document = tomlkit.parse(f"value = {text}")
     except (TOMLKitError, ValueError, RecursionError):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
+
+from ..core.errors import shown
+from ..core.validation import env_name_problem
 
 
 class EnvironmentName(click.ParamType):
@@ -14,9 +18,6 @@ class EnvironmentName(click.ParamType):
     name = "env"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from ..core.errors import shown
-        from ..core.validation import env_name_problem
-
         problem = env_name_problem(value)
         if problem is not None:
             self.fail(f"{shown(value)}: {problem}", param, ctx)
@@ -37,10 +38,6 @@ class Seconds(click.ParamType):
         self.maximum = maximum
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        import math
-
-        from ..core.errors import shown
-
         try:
             seconds = float(value)
         except (TypeError, ValueError):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
+
 import click
 import pluggy
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, shown
 from ..plugins import get_plugins, get_registry
 from .output import print_json, print_table
 
@@ -46,10 +48,6 @@ def _check_hook(manager: pluggy.PluginManager, hook: str) -> None:
     """Refuse a hook name no plugin can implement (a typo would list nothing and exit 0)."""
     known = sorted(name for name in vars(manager.hook) if not name.startswith("_"))
     if hook not in known:
-        import difflib
-
-        from ..core.errors import shown
-
         # The known hooks are ~30 names: too long for one line; the closest ones are what helps.
         close = difflib.get_close_matches(hook, known, n=3)
         hint = f"did you mean {', '.join(close)}?" if close else f"{len(known)} hooks, listed in docs/plugins.md"

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import pluggy
 
+from ..api.project import ProjectDeployer
 from ..core import paths
-from ..core.errors import ConfigError, ProjectNotFound
+from ..core.errors import ConfigError, ProjectNotFound, shown
+from ..core.validation import PROJECT_NAME_RULE, valid_name
 from ..plugins import get_registry
+from ..project.convert import converter
+from .options import api_kwargs, spec_options
 from .output import print_json, print_table
 from .params import ENV
-
-if TYPE_CHECKING:  # the project-file machinery is imported by the commands that use it
-    from ..api.project import ProjectDeployer
 
 
 def open_project(ctx: click.Context) -> ProjectDeployer:
     """The project named by --file / --project, or ./projectdeployer.toml."""
-    from ..api.project import ProjectDeployer
-
     obj = ctx.find_root().obj
     manager = obj["manager"]
     if obj["file"]:
@@ -37,9 +36,6 @@ def open_project(ctx: click.Context) -> ProjectDeployer:
 def _project_flag(name: str) -> str:
     """``-p NAME`` is a name: a path there (``-p ../other``) would be loaded as a file, which
     is what ``-f`` is for."""
-    from ..core.errors import shown
-    from ..core.validation import PROJECT_NAME_RULE, valid_name
-
     # An existing project's name may still have "_" (refused for new ones, warned on load).
     if not valid_name(name):
         raise ConfigError([f"-p/--project {shown(name)}: not a project name ({PROJECT_NAME_RULE}); a file is given with -f/--file"])
@@ -60,8 +56,6 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     @click.pass_context
     def init(ctx: click.Context, name: str, docker_hub_user: str | None, registry_host: str | None, version: str | None, default_server_ip: str | None, overwrite: bool, as_json: bool) -> None:
         """Create a project file for NAME (at --file, or in $PROJECTDEPLOYER_HOME)."""
-        from ..api.project import ProjectDeployer
-
         obj = ctx.find_root().obj
         project = ProjectDeployer.create(
             name,
@@ -105,8 +99,6 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         orders = project.startup_orders(env)
         services = project.services(env)
         if as_json:
-            from ..project.convert import converter
-
             print_json(
                 {
                     "project": converter.unstructure(project.project.settings),
@@ -197,8 +189,6 @@ class _AddGroup(click.Group):
         stype = get_registry(self.manager).service_type(cmd_name)
         if stype is None:
             return None
-        from .options import api_kwargs, spec_options
-
         options, back = spec_options(stype.spec_class)
         # Offer only the settings this type uses: `add postgres --schedule` would be refused later.
         options = [o for o in options if o.name not in stype.unused_fields]
@@ -213,8 +203,6 @@ class _AddGroup(click.Group):
             kwargs = api_kwargs(values, back)
             project.add(stype.name, name, **kwargs)
             if as_json:
-                from ..project.convert import converter
-
                 print_json(converter.unstructure(project.project.services[name]))
             else:
                 click.echo(f"added {stype.name} service '{name}' to {project.path}")

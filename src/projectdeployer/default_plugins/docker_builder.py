@@ -13,10 +13,11 @@ import io
 import re
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..core.build import INPUTS_LABEL, BuildFailed, BuildRequest, inputs_digest
 from ..hookspecs import hookimpl
@@ -28,7 +29,7 @@ _STEP = re.compile(r"^Step \d+/\d+ : ")
 @cache
 def docker_client() -> Any:
     """The engine's client (DOCKER_HOST etc. honoured), created once."""
-    import docker
+    import docker  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
     try:
         client = docker.from_env(timeout=600)
@@ -39,7 +40,7 @@ def docker_client() -> Any:
 
 
 def _context_files(context_dir: Path, dockerfile: str) -> list[str]:
-    from docker.utils.build import exclude_paths
+    from docker.utils.build import exclude_paths  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
     ignore = context_dir / ".dockerignore"
     patterns: list[str] = []
@@ -71,21 +72,24 @@ def _base_ids(client: Any, images: Iterable[str]) -> list[str]:
     return ids
 
 
-def _make_tar(context_dir: Path, files: list[str], extra: dict[str, str]) -> tempfile.SpooledTemporaryFile:
-    out = tempfile.SpooledTemporaryFile(max_size=64 << 20)
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for rel in files:
-            if rel in extra:
-                continue
-            tar.add(str(context_dir / rel), arcname=rel, recursive=False)
-        for rel, text in sorted(extra.items()):
-            data = text.encode()
-            info = tarfile.TarInfo(rel)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    out.seek(0)
-    return out
+@contextmanager
+def _context_tar(context_dir: Path, files: list[str], extra: dict[str, str]) -> Iterator[IO[bytes]]:
+    """The build context as a tar archive (in memory up to 64 MiB, then on disk), rewound;
+    closed when the block ends, also when adding a file fails."""
+    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as out:
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            for rel in files:
+                if rel in extra:
+                    continue
+                tar.add(str(context_dir / rel), arcname=rel, recursive=False)
+            for rel, text in sorted(extra.items()):
+                data = text.encode()
+                info = tarfile.TarInfo(rel)
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+        out.seek(0)
+        yield out
 
 
 def _inputs(client: Any, request: BuildRequest) -> tuple[list[str], str]:
@@ -125,7 +129,7 @@ def build_image(request: BuildRequest) -> tuple[str, bool] | None:
     output: list[str] = []
     step = ""
     image_id = None
-    with _make_tar(request.context_dir, files, dict(request.extra_files)) as context:
+    with _context_tar(request.context_dir, files, dict(request.extra_files)) as context:
         stream = client.api.build(
             fileobj=context,
             custom_context=True,

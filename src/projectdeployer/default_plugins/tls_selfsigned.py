@@ -52,8 +52,8 @@ def _domain(domain: str) -> str:
 
 def _usable(cert_pem: bytes, key_pem: bytes, domain: str, now: dt.datetime) -> bool:
     """Parses, names exactly ``domain``, matches its key and is valid for 30 more days."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
@@ -68,13 +68,13 @@ def _usable(cert_pem: bytes, key_pem: bytes, domain: str, now: dt.datetime) -> b
 
 def make_self_signed(domain: str, *, now: dt.datetime | None = None) -> tuple[str, str]:
     """A new self-signed certificate for ``domain``: ``(cert_pem, key_pem)``, EC P-256, 1 year."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     domain = _domain(domain)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     # A common name is at most 64 characters; the SAN is what clients check anyway.
     subject = x509.Name(
@@ -117,7 +117,7 @@ def make_self_signed(domain: str, *, now: dt.datetime | None = None) -> tuple[st
 def self_signed_certificate(project: str, env: str, domain: str, *, now: dt.datetime | None = None) -> tuple[str, str]:
     """``domain``'s cached self-signed certificate, made (again) when it is not usable."""
     domain = _domain(domain)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     crt, key = certificate_files(project, env, domain)
     try:
         cert_pem, key_pem = crt.read_bytes(), key.read_bytes()

@@ -1,13 +1,23 @@
 """ContainerRuntime over a Docker SDK client: the same code for this machine's engine and for
-any server whose engine we can reach (over SSH later)."""
+any server whose engine we can reach (over SSH).
+
+This module imports the Docker SDK (about 0.2 s): the providers import it only when they hand
+out a runtime, so loading the plugins does not."""
 
 from __future__ import annotations
 
 import builtins
 import math
 import re
+import socket as socket_module
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+
+import docker.errors
+from docker.transport import UnixHTTPAdapter
+from docker.types import EndpointConfig
+from docker.types import Mount as DockerMount
+from docker.utils.socket import STDERR, frames_iter
 
 from ..core.errors import ProjectDeployerError
 from ..core.poll import WaitTimeout, wait_until
@@ -34,36 +44,22 @@ def shared_pool(client: Any, size: int = SHARED_POOL_SIZE) -> Any:
     thread returning its connection) or ``Pool is closed`` (docker/compose#3586). One pool for
     every path, open while the client lives, as the SSH provider's adapter does.
     """
-    from docker.transport import UnixHTTPAdapter
-
     api = client.api
     current = api.adapters.get("http+docker://")
     if not isinstance(current, UnixHTTPAdapter):
         return client
-    adapter = _one_pool_adapter()(current.socket_path, current.timeout, max_pool_size=max(size, current.max_pool_size))
+    adapter = OnePoolUnixAdapter(current.socket_path, current.timeout, max_pool_size=max(size, current.max_pool_size))
     api.mount("http+docker://", adapter)
     api._custom_adapter = adapter  # noqa: SLF001 - where docker-py looks for it too
     current.close()
     return client
 
 
-_ONE_POOL: type | None = None
+class OnePoolUnixAdapter(UnixHTTPAdapter):  # type: ignore[misc]
+    """Every URL through the pool of one key: never evicted, never closed under a request."""
 
-
-def _one_pool_adapter() -> type:
-    """The adapter class, made on first use (this module imports the Docker SDK lazily)."""
-    global _ONE_POOL
-    if _ONE_POOL is None:
-        from docker.transport import UnixHTTPAdapter
-
-        class OnePoolUnixAdapter(UnixHTTPAdapter):  # type: ignore[misc]
-            """Every URL through the pool of one key: never evicted, never closed under a request."""
-
-            def get_connection(self, url: str, proxies: Any = None) -> Any:
-                return super().get_connection("http+docker://localhost", proxies)
-
-        _ONE_POOL = OnePoolUnixAdapter
-    return _ONE_POOL
+    def get_connection(self, url: str, proxies: Any = None) -> Any:
+        return super().get_connection("http+docker://localhost", proxies)
 
 
 def _info(container: Any) -> ContainerInfo:
@@ -155,8 +151,6 @@ class DockerRuntime(ContainerRuntime):
         return [_brief_info(summary) for summary in self.client.api.containers(all=True, filters=filters)]
 
     def get(self, name: str) -> ContainerInfo | None:
-        import docker.errors
-
         try:
             return _info(self.client.containers.get(name))
         except docker.errors.NotFound:
@@ -169,8 +163,6 @@ class DockerRuntime(ContainerRuntime):
         return self._create(spec, start=False)
 
     def start_existing(self, name: str) -> None:
-        import docker.errors
-
         try:
             self.client.containers.get(name).start()
         except docker.errors.NotFound:
@@ -193,9 +185,6 @@ class DockerRuntime(ContainerRuntime):
             return None  # still running after timeout: None, as ContainerRuntime.wait promises
 
     def _create(self, spec: ContainerSpec, *, start: bool) -> ContainerInfo:
-        import docker.errors
-        from docker.types import Mount as DockerMount
-
         # A data volume Docker creates for this container carries the environment's labels, so
         # ``destroy`` finds it by them (volumes made before were named only: it finds those by name).
         owner = {k: spec.labels[k] for k in (LABEL_PROJECT, LABEL_ENV) if k in spec.labels}
@@ -227,8 +216,6 @@ class DockerRuntime(ContainerRuntime):
         if spec.network:
             kwargs["network"] = spec.network
             if spec.aliases:
-                from docker.types import EndpointConfig
-
                 kwargs["networking_config"] = {spec.network: EndpointConfig(self.client.api.api_version, aliases=list(spec.aliases))}
         try:
             container = self.client.containers.create(spec.image, **kwargs)
@@ -241,16 +228,12 @@ class DockerRuntime(ContainerRuntime):
         return _info(container)
 
     def stop(self, name: str, timeout: int = 30) -> None:
-        import docker.errors
-
         try:
             self.client.containers.get(name).stop(timeout=timeout)
         except docker.errors.NotFound:
             pass
 
     def remove(self, name: str, *, force: bool = True) -> None:
-        import docker.errors
-
         try:
             self.client.containers.get(name).remove(force=force, v=False)
         except docker.errors.NotFound:
@@ -261,8 +244,6 @@ class DockerRuntime(ContainerRuntime):
             raise RuntimeError_(f"cannot remove {name}: {exc.explanation or exc}") from None
 
     def logs(self, name: str, *, tail: int = 100, follow: bool = False, timestamps: bool = False, since: float | None = None) -> Iterator[str]:
-        import docker.errors
-
         try:
             container = self.client.containers.get(name)
         except docker.errors.NotFound:
@@ -289,8 +270,6 @@ class DockerRuntime(ContainerRuntime):
         return [n for n in self.client.networks.list(names=[name]) if n.name == name]
 
     def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
-        import docker.errors
-
         if self._networks_named(name):
             return
         try:
@@ -312,8 +291,6 @@ class DockerRuntime(ContainerRuntime):
         return any(network.name == name for network in self.client.networks.list(names=[name]))
 
     def volumes(self, labels: Mapping[str, str] | None = None, names: Sequence[str] = ()) -> builtins.list[VolumeInfo]:
-        import docker.errors
-
         found: dict[str, VolumeInfo] = {}
         if labels:
             for volume in self.client.volumes.list(filters={"label": [f"{k}={v}" for k, v in labels.items()]}):
@@ -329,8 +306,6 @@ class DockerRuntime(ContainerRuntime):
         return list(found.values())
 
     def remove_volume(self, name: str) -> None:
-        import docker.errors
-
         try:
             self.client.volumes.get(name).remove(force=False)
         except docker.errors.NotFound:
@@ -339,8 +314,6 @@ class DockerRuntime(ContainerRuntime):
             raise RuntimeError_(f"cannot remove volume {name}: {exc.explanation or exc}") from None
 
     def image(self, ref: str) -> ImageInfo | None:
-        import docker.errors
-
         try:
             image = self.client.images.get(ref)
         except docker.errors.ImageNotFound:
@@ -348,8 +321,6 @@ class DockerRuntime(ContainerRuntime):
         return ImageInfo(id=image.id, tags=tuple(image.tags), labels=dict(image.labels or {}))
 
     def remove_image(self, ref: str) -> None:
-        import docker.errors
-
         try:
             self.client.images.remove(ref, force=False)
         except docker.errors.ImageNotFound:
@@ -358,16 +329,12 @@ class DockerRuntime(ContainerRuntime):
             raise RuntimeError_(f"cannot remove image {ref}: {exc.explanation or exc}") from None
 
     def image_id(self, ref: str) -> str | None:
-        import docker.errors
-
         try:
             return self.client.images.get(ref).id
         except docker.errors.ImageNotFound:
             return None
 
     def image_command(self, ref: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        import docker.errors
-
         try:
             config = self.client.images.get(ref).attrs.get("Config") or {}
         except docker.errors.ImageNotFound:
@@ -377,10 +344,6 @@ class DockerRuntime(ContainerRuntime):
     def exec(self, name: str, argv: Sequence[str], *, stdin: bytes | None = None, user: str | None = None, timeout: float = 60.0) -> CommandResult:
         """``docker exec`` through the API: ``stdin`` is written to the process and closed
         (half-close, so it sees end of input), stdout and stderr are read apart."""
-        import socket as socket_module
-
-        import docker.errors
-        from docker.utils.socket import STDERR, frames_iter
 
         try:
             created = self.client.api.exec_create(name, list(argv), stdin=stdin is not None, stdout=True, stderr=True, tty=False, user=user or "")

@@ -50,6 +50,7 @@ allowed and ``/dev/fuse``. The inner engine's storage is a volume, on which it p
 
 from __future__ import annotations
 
+import hashlib
 import io
 import ipaddress
 import json
@@ -63,7 +64,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,6 +77,7 @@ from ..core.provider import CommandResult, Provider, Server, ServerSpec
 from ..core.runtime import ContainerRuntime
 from ..hookspecs import hookimpl
 from .digitalocean import REGIONS
+from .sshkeys import HostKey, ensure_keypair, known_hosts_path
 
 if TYPE_CHECKING:
     from .ssh import SshServer
@@ -223,8 +225,6 @@ def server_labels(project: str, env: str, zone: str, name: str, *, state: str, t
 def lock_name(project: str, env: str) -> str:
     """The container whose existence is ``project``/``env``'s creation lock (the digest keeps
     ``a-b``/``c`` and ``a``/``b-c`` apart)."""
-    import hashlib
-
     digest = hashlib.sha256(f"{project}\0{env}".encode()).hexdigest()[:8]
     return f"pd-sbx-lock-{project}-{env}-{digest}"
 
@@ -370,7 +370,7 @@ def cap_last_cap(path: Path = Path("/proc/sys/kernel/cap_last_cap")) -> int:
 
 def probe_privileged(client: Any, image: str) -> bool:
     """Whether this engine starts a ``--privileged`` container (a one-second probe)."""
-    import docker.errors
+    import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
     container = None
     try:
@@ -510,7 +510,7 @@ class SandboxServer(Server):
         the public one for servers of other zones (droplets in other regions reach each other
         over their public addresses; a firewall admitting only the project's droplets stands in
         for the sandbox's separate networks)."""
-        return "0.0.0.0"  # noqa: S104 - the sandbox's networks are private to this machine
+        return "0.0.0.0"
 
     @property
     def ssh_port(self) -> int | None:
@@ -524,6 +524,11 @@ class SandboxServer(Server):
     @property
     def running(self) -> bool:
         return self.tags.get("power") == "on"
+
+    @property
+    def has_ssh(self) -> bool:
+        """Whether the server was running when read, so :attr:`ssh` is there."""
+        return self._ssh is not None
 
     @property
     def ssh(self) -> SshServer:
@@ -547,7 +552,7 @@ class SandboxServer(Server):
         return self.ssh.get_file(remote_path)
 
     def runtime(self) -> ContainerRuntime:
-        from .docker_runtime import DockerRuntime
+        from .docker_runtime import DockerRuntime  # noqa: PLC0415 - deferred: imports the docker SDK (start-up)
 
         return DockerRuntime(self.docker(), bind_address=self.bind_address)
 
@@ -598,7 +603,7 @@ class SandboxProvider(Provider):
     def client(self) -> Any:
         if self._given_client is not None:
             return self._given_client
-        import docker
+        import docker  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         try:
             client = docker.from_env(timeout=300, max_pool_size=32)
@@ -632,7 +637,7 @@ class SandboxProvider(Provider):
 
     def _server_from(self, container: Any, project: str, env: str, *, repin: bool = False) -> SandboxServer | None:
         """The server object of a container (its state file read now)."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         labels = container.labels
         zone = labels.get(LABEL_ZONE, "")
@@ -683,9 +688,8 @@ class SandboxProvider(Provider):
 
     def _ssh_for(self, container: Any, project: str, env: str, name: str, zone: str, port: int, networks: Mapping[str, Any], *, repin: bool) -> SshServer:
         """The (reused) SSH access of a running server, its host key pinned from the engine."""
-        from .known_hosts import KnownHosts
-        from .ssh import SshServer
-        from .sshkeys import known_hosts_path
+        from .known_hosts import KnownHosts  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
+        from .ssh import SshServer  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
 
         known = KnownHosts(known_hosts_path(project, env))
         key = (container.id, port)
@@ -707,8 +711,6 @@ class SandboxProvider(Provider):
             return ssh
 
     def _pin_host_key(self, container: Any, known: Any, name: str, port: int) -> None:
-        from .sshkeys import HostKey
-
         line = self._read_file(container, HOST_KEY_FILE).decode().split()
         if len(line) < 2:
             raise SandboxError(f"server {name}: unreadable host key {HOST_KEY_FILE}")
@@ -724,7 +726,7 @@ class SandboxProvider(Provider):
         return untar_file(stream)
 
     def _file_exists(self, container: Any, path: str) -> bool:
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         try:
             stream, _stat = self.client.api.get_archive(container.id, path)
@@ -751,8 +753,6 @@ class SandboxProvider(Provider):
         removed and reported with its container's last log lines. The container restarts with
         the engine (``unless-stopped``) only once it was ready.
         """
-        from .sshkeys import ensure_keypair
-
         check_zone(spec.zone)
         state = check_state(spec.tags.get("state", "active"))
         size = limits(spec.cpu, spec.memory, self.host_cpus)
@@ -792,7 +792,7 @@ class SandboxProvider(Provider):
 
     def _ensure_image(self) -> None:
         """The server image is on the engine (pulled if it is not and can be)."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         with self._lock:
             if self._image_checked == self.image:
@@ -822,7 +822,7 @@ class SandboxProvider(Provider):
 
     def _create_container(self, project: str, env: str, spec: ServerSpec, state: str, size: Mapping[str, int], public_key: str, flags: RunFlags) -> tuple[Any, str]:
         """Networks, volumes and the (created, not started) container, under the provider's lock."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         def attempt() -> tuple[Any, str]:
             with self._lock:
@@ -855,7 +855,7 @@ class SandboxProvider(Provider):
             raise SandboxError(f"cannot create a server in zone {spec.zone} of {project}/{env}: {gone.__cause__}") from None
 
     def _create_named(self, project: str, env: str, spec: ServerSpec, name: str, token: str, state: str, size: Mapping[str, int], public_key: str, flags: RunFlags, public: Any) -> Any:
-        from docker.types import Mount
+        from docker.types import Mount  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         volumes = {}
         for purpose, target in (("docker", "/var/lib/docker"), ("local", "/local")):
@@ -913,7 +913,7 @@ class SandboxProvider(Provider):
                 f"server {name} was not ready within {self.ready_timeout:g}s (sshd and its own dockerd must answer; last: {exc.last}); its last log lines:\n{_tail(container)}"
             ) from None
         server = self._server_from(container, project, env, repin=True)
-        if server is None or server._ssh is None:
+        if server is None or not server.has_ssh:
             raise SandboxError(f"server {name} disappeared while starting")
         server.ssh.wait_until_reachable(max(5.0, deadline - time.monotonic()))
         # Restarted with the engine from now on, as a server boots again; not before, or a server
@@ -923,7 +923,7 @@ class SandboxProvider(Provider):
 
     def _ensure_network(self, project: str, env: str, zone: str) -> Any:
         """The zone's VPC network (``--internal``) or, for :data:`PUBLIC`, the shared one."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         kind = "public" if zone == PUBLIC else "vpc"
         found = self.client.networks.list(filters=label_filters(project, env, kind=kind, zone=zone))
@@ -954,8 +954,8 @@ class SandboxProvider(Provider):
 
     def _create_network_in_own_range(self, name: str, kwargs: dict[str, Any]) -> Any:
         """Docker's default pools are used up: take a /24 of :attr:`subnets` nobody uses."""
-        import docker.errors
-        from docker.types import IPAMConfig, IPAMPool
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
+        from docker.types import IPAMConfig, IPAMPool  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         def attempt() -> Any:
             used = [cfg.get("Subnet") for net in self.client.api.networks() for cfg in ((net.get("IPAM") or {}).get("Config") or []) if cfg.get("Subnet")]
@@ -977,7 +977,7 @@ class SandboxProvider(Provider):
     @cached_property
     def _network_options(self) -> dict[str, str]:
         """The engine's MTU (from its default bridge), so nested networks fit the real link."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         try:
             options = self.client.networks.get("bridge").attrs.get("Options") or {}
@@ -1028,7 +1028,7 @@ class SandboxProvider(Provider):
         container names are unique in an engine, so creating it is the atomic test-and-set.
         Its labels name the holder (host, pid, since). A holder on this host whose process is
         gone left it behind by crashing: it is taken over."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         self._ensure_image()
         name = lock_name(project, env)
@@ -1051,7 +1051,7 @@ class SandboxProvider(Provider):
                 if not _holder_gone(found.labels):
                     return False, found.labels
                 # That very container (by id): a lock another process took meanwhile stays.
-                _quietly(lambda: self.client.api.remove_container(found.id, force=True))
+                _quietly(partial(self.client.api.remove_container, found.id, force=True))
 
         try:
             container = wait_until(take, timeout=max(0.0, wait), interval=0.2, what=f"the sandbox's creation lock of {project}/{env}")
@@ -1082,7 +1082,7 @@ class SandboxProvider(Provider):
 
     def _remove_server_objects(self, project: str, env: str, name: str, token: str | None, container: Any) -> None:
         """Close SSH, remove the container (with volumes), its labelled volumes and its host key."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         if container is not None:
             token = token or container.labels.get(LABEL_TOKEN)
@@ -1114,13 +1114,12 @@ class SandboxProvider(Provider):
                     raise  # without a token, a volume in use belongs to a newer server of that name
 
     def _forget_host_key(self, project: str, env: str, port: int) -> None:
-        from .known_hosts import KnownHosts
-        from .sshkeys import known_hosts_path
+        from .known_hosts import KnownHosts  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
 
         KnownHosts(known_hosts_path(project, env)).remove(SSH_HOST, port)
 
     def _remove_unused_networks(self, project: str, env: str) -> None:
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         with self._lock:
             if self._creating[(project, env)]:
@@ -1169,7 +1168,8 @@ def _update_limits(client: Any, container_id: str, size: Mapping[str, int]) -> N
     ``nano_cpus``, and a container created with NanoCpus refuses a CPU quota."""
     api = client.api
     body = {"NanoCpus": size["nano_cpus"], "Memory": size["mem_limit"], "MemorySwap": size["memswap_limit"]}
-    api._result(api._post_json(api._url("/containers/{0}/update", container_id), data=body), True)
+    # docker-py's own request helpers (versioned URL, its APIError on failure): it has no public call for this.
+    api._result(api._post_json(api._url("/containers/{0}/update", container_id), data=body), True)  # noqa: SLF001
 
 
 def _published_port(attrs: Mapping[str, Any]) -> int | None:

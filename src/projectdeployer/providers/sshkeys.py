@@ -114,8 +114,8 @@ def _comment(project: str, env: str) -> str:
 
 def _generate(project: str, env: str) -> tuple[str, str]:
     """A new ed25519 key: (OpenSSH private key text, public key line)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~30 ms; only when a key is made or read)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415 - deferred: cryptography (start-up: ~30 ms; only when a key is made or read)
 
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
@@ -125,7 +125,7 @@ def _generate(project: str, env: str) -> tuple[str, str]:
 
 def _public_line(private_pem: bytes, project: str, env: str) -> str:
     """The public key line of an OpenSSH private key."""
-    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~30 ms; only when a key is made or read)
 
     try:
         key = serialization.load_ssh_private_key(private_pem, password=None)

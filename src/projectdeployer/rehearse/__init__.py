@@ -23,7 +23,7 @@ __all__ = ["KindResult", "LoadGenerator", "LoadResult"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from . import loadgen
+        from . import loadgen  # noqa: PLC0415 - deferred: `python -m projectdeployer.rehearse.loadgen` must not find loadgen imported by its package (runpy warns)
 
         return getattr(loadgen, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

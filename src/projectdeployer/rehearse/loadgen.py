@@ -613,20 +613,20 @@ class _Client:
 
     def _connect(self) -> _Connection:
         gen = self.gen
-        target = gen._target
+        target = gen.target
         with self.lock:
             if self.aborted:
                 raise _Aborted
-        sock = socket.create_connection((target.host, target.port), timeout=gen._timeout)
+        sock = socket.create_connection((target.host, target.port), timeout=gen.timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            gen._stats.add("connections")
+            gen.stats.add("connections")
             with self.lock:  # register before the TLS handshake so that abort() can cut it
                 if self.aborted:
                     raise _Aborted
                 self.conn = _Connection(sock)
-            if gen._ssl_context is not None:
-                sock = gen._ssl_context.wrap_socket(sock, server_hostname=target.server_hostname)
+            if gen.ssl_context is not None:
+                sock = gen.ssl_context.wrap_socket(sock, server_hostname=target.server_hostname)
                 with self.lock:
                     if self.aborted:
                         raise _Aborted
@@ -662,26 +662,26 @@ class _Client:
         try:
             status = self._request_with_retry(path, kind)
         except _Aborted:
-            return _Outcome(False, None, time.monotonic() - started, "abandoned", self.gen._abandoned_description())
+            return _Outcome(False, None, time.monotonic() - started, "abandoned", self.gen.abandoned_description())
         except _RequestFailed as exc:
-            return _Outcome(False, exc.status, time.monotonic() - started, exc.category, f"+{started - self.gen._started_at:.2f}s {exc.description}")
+            return _Outcome(False, exc.status, time.monotonic() - started, exc.category, f"+{started - self.gen.started_at:.2f}s {exc.description}")
         elapsed = time.monotonic() - started
         if 200 <= status < 300:
             return _Outcome(True, status, elapsed)
-        return _Outcome(False, status, elapsed, f"HTTP {status}", f"+{started - self.gen._started_at:.2f}s HTTP {status}")
+        return _Outcome(False, status, elapsed, f"HTTP {status}", f"+{started - self.gen.started_at:.2f}s HTTP {status}")
 
     def _request_with_retry(self, path: str, kind: str) -> int:
         conn = self.conn if self.keepalive else None
         if conn is not None and conn.is_stale():
-            self.gen._stats.add("stale_reconnects")
+            self.gen.stats.add("stale_reconnects")
             self.drop()
             conn = None
         try:
             return self._attempt(conn, path)
         except _RequestFailed as exc:
-            if not (exc.closed_before_response and self.gen._retry_stale):
+            if not (exc.closed_before_response and self.gen.retry_stale):
                 raise
-        self.gen._stats.add("retried")
+        self.gen.stats.add("retried")
         return self._attempt(None, path)  # fresh connection; whatever happens now is final
 
     def _attempt(self, conn: _Connection | None, path: str) -> int:
@@ -693,9 +693,9 @@ class _Client:
             if conn is None:
                 conn = self._connect()
             else:
-                gen._stats.add("reused")
+                gen.stats.add("reused")
             conn.received = 0
-            conn.sock.sendall(gen._request_bytes(path, keepalive=self.keepalive))
+            conn.sock.sendall(gen.request_bytes(path, keepalive=self.keepalive))
             status, reusable = _read_response(conn)
         except _Aborted:
             self.drop()
@@ -726,7 +726,7 @@ class _Client:
                 raise _Aborted from None
             category, text = _describe_error(exc)
             if category == "timeout":
-                text = f"timeout ({gen._timeout:g}s) " + ("connecting" if conn is None else f"after {conn.received} response bytes")
+                text = f"timeout ({gen.timeout:g}s) " + ("connecting" if conn is None else f"after {conn.received} response bytes")
             raise _RequestFailed(category, text) from None
         conn.responses += 1
         if self.keepalive and reusable:
@@ -787,7 +787,9 @@ class LoadGenerator:
             raise ValueError("slow_every > 0 needs a slow_path")
 
         self.url = url
-        self._target = _parse_target(url, host_header)
+        # target, timeout, retry_stale, ssl_context, stats and started_at are public: each
+        # worker's client reads them (and adds to stats) for every request.
+        self.target = _parse_target(url, host_header)
         self._rate = float(rate)
         self._concurrency = concurrency
         keepalive_workers = round(concurrency * keepalive_share)
@@ -798,19 +800,19 @@ class LoadGenerator:
         self._slow_every = slow_every if slow_path else 0.0
         self._stream_path = stream_path
         self._streams = streams if stream_path else 0
-        self._timeout = float(timeout)
+        self.timeout = float(timeout)
         self._max_seconds = float(max_seconds)
         self._max_requests = max_requests
-        self._retry_stale = retry_stale_keepalive
-        self._ssl_context: ssl.SSLContext | None = None
-        if self._target.scheme == "https":
+        self.retry_stale = retry_stale_keepalive
+        self.ssl_context: ssl.SSLContext | None = None
+        if self.target.scheme == "https":
             ctx = ssl.create_default_context(cafile=ca_file)
             if not verify_tls:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-            self._ssl_context = ctx
+            self.ssl_context = ctx
 
-        self._stats = _Stats()
+        self.stats = _Stats()
         self._pacer = _Pacer(self._rate, burst=max(1.0, self._rate / 10.0))
         self._stop = threading.Event()
         self._drained = threading.Event()
@@ -819,7 +821,7 @@ class LoadGenerator:
         self._clients: set[_Client] = set()
         self._slow_in_flight = threading.BoundedSemaphore(MAX_SLOW_IN_FLIGHT)
         self._started = False
-        self._started_at = 0.0
+        self.started_at = 0.0
         self._ended_at: float | None = None
         self._stop_reason = ""
         self._supervisor: threading.Thread | None = None
@@ -850,7 +852,7 @@ class LoadGenerator:
             if self._started:
                 raise RuntimeError("a LoadGenerator runs once; make a new one")
             self._started = True
-            self._started_at = time.monotonic()
+            self.started_at = time.monotonic()
         for i in range(self._concurrency):
             keepalive = i < self._keepalive_workers
             self._spawn(self._plain_worker, f"loadgen-{'ka' if keepalive else 'fresh'}-{i}", _Client(self, keepalive=keepalive))
@@ -867,24 +869,24 @@ class LoadGenerator:
         if not self._started:
             raise RuntimeError("stop() before start()")
         self._signal_stop("stop")
-        self._drained.wait(self._timeout + 3.0)
+        self._drained.wait(self.timeout + 3.0)
         with self._state_lock:
             if self.result is None:
-                self._stats.finalize(self._abandoned_description())
-                self.result = self._stats.result(self._window(), self._stop_reason)
+                self.stats.finalize(self.abandoned_description())
+                self.result = self.stats.result(self._window(), self._stop_reason)
             return self.result
 
     def snapshot(self) -> LoadResult:
         """The counts so far, without stopping (``in_flight`` requests not yet decided)."""
         if self.result is not None:
             return self.result
-        return self._stats.result(self._window(), self._stop_reason)
+        return self.stats.result(self._window(), self._stop_reason)
 
     def wait_sent(self, n: int, timeout: float) -> None:
         """Block until ``n`` requests were sent in total; :class:`TimeoutError` if they were not
         within ``timeout`` seconds, or if the load ended before."""
         deadline = time.monotonic() + timeout
-        stats = self._stats
+        stats = self.stats
         with stats.sent_cond:
             while stats.total_sent() < n:
                 remaining = deadline - time.monotonic()
@@ -910,7 +912,7 @@ class LoadGenerator:
         if not self._started:
             return 0.0
         end = self._ended_at if self._ended_at is not None else time.monotonic()
-        return max(end - self._started_at, 1e-9)
+        return max(end - self.started_at, 1e-9)
 
     def _signal_stop(self, reason: str) -> None:
         with self._state_lock:
@@ -918,20 +920,21 @@ class LoadGenerator:
                 self._stop_reason = reason
                 self._ended_at = time.monotonic()
                 self._stop.set()
-        with self._stats.sent_cond:
-            self._stats.sent_cond.notify_all()
+        with self.stats.sent_cond:
+            self.stats.sent_cond.notify_all()
 
-    def _abandoned_description(self) -> str:
-        return f"abandoned: still in flight {self._timeout + 0.5:g}s after the load ended ({self._stop_reason or 'stop'})"
+    def abandoned_description(self) -> str:
+        """What a request still in flight after the load ended is recorded as."""
+        return f"abandoned: still in flight {self.timeout + 0.5:g}s after the load ended ({self._stop_reason or 'stop'})"
 
     def _claim(self, kind: str) -> bool:
         """Count one request as sent, unless the load has ended (which this may decide)."""
-        stats = self._stats
+        stats = self.stats
         end_reason = ""
         with stats.sent_cond:
             if self._stop.is_set():
                 return False
-            if time.monotonic() - self._started_at >= self._max_seconds:
+            if time.monotonic() - self.started_at >= self._max_seconds:
                 end_reason = "max_seconds"
                 claimed = False
             else:
@@ -944,10 +947,11 @@ class LoadGenerator:
             self._signal_stop(end_reason)
         return claimed
 
-    def _request_bytes(self, path: str, *, keepalive: bool) -> bytes:
+    def request_bytes(self, path: str, *, keepalive: bool) -> bytes:
+        """The bytes of one GET of ``path`` (``Connection: close`` unless ``keepalive``)."""
         lines = [
             f"{_METHOD} {path} HTTP/1.1",
-            f"Host: {self._target.host_header}",
+            f"Host: {self.target.host_header}",
             f"User-Agent: {_USER_AGENT}",
             "Accept: */*",
         ]
@@ -962,7 +966,7 @@ class LoadGenerator:
             while self._pacer.acquire(self._stop):
                 if not self._claim("plain"):
                     break
-                self._stats.record("plain", client.request(self._target.path, "plain"))
+                self.stats.record("plain", client.request(self.target.path, "plain"))
         finally:
             client.drop()
 
@@ -975,7 +979,7 @@ class LoadGenerator:
                 if not self._claim("stream"):
                     break
                 outcome = client.request(self._stream_path, "stream")
-                self._stats.record("stream", outcome)
+                self.stats.record("stream", outcome)
                 pause = _STREAM_PAUSE if outcome.ok else _STREAM_PAUSE_AFTER_FAILURE
                 if self._stop.wait(pause):
                     break
@@ -1004,7 +1008,7 @@ class LoadGenerator:
     def _slow_one(self, client: _Client) -> None:
         assert self._slow_path is not None
         try:
-            self._stats.record("slow", client.request(self._slow_path, "slow"))
+            self.stats.record("slow", client.request(self._slow_path, "slow"))
         finally:
             client.drop()
             with self._state_lock:
@@ -1015,7 +1019,7 @@ class LoadGenerator:
         """Enforce ``max_seconds``, then drain: wait for in-flight requests, abort stragglers."""
         if not self._stop.wait(self._max_seconds):
             self._signal_stop("max_seconds")
-        deadline = time.monotonic() + self._timeout + 0.5
+        deadline = time.monotonic() + self.timeout + 0.5
         if not self._join_all(deadline):
             with self._state_lock:
                 clients = list(self._clients)
@@ -1082,7 +1086,7 @@ def main(argv: list[str] | None = None) -> int:
         ca_file=args.ca_file,
         retry_stale_keepalive=args.retry,
     )
-    target = gen._target
+    target = gen.target
     print(
         f"loadgen {args.url} (Host: {target.host_header}) rate={args.rate:g}/s "
         f"seconds={args.seconds:g} concurrency={args.concurrency} "

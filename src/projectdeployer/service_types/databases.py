@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import TypeVar
 
 import attrs
@@ -58,6 +59,4 @@ def database_type(
 
 def backup_script(name: str) -> str:
     """A shell script of ``service_types/backup_scripts/`` (run with ``sh -c``)."""
-    from importlib import resources
-
     return resources.files("projectdeployer.service_types").joinpath("backup_scripts", name).read_text(encoding="utf-8")

@@ -411,7 +411,7 @@ def render_dockerfile_content(content: Mapping[str, str]) -> str:
     items = list(content.items())
     numbers = [_int_or_none(key) for key, _ in items]
     if all(n is not None for n in numbers):
-        order = {key: n for (key, _), n in zip(items, numbers) if n is not None}
+        order = {key: n for (key, _), n in zip(items, numbers, strict=True) if n is not None}
         # sorted() is stable: equal numbers ("1" and "01") keep their given order.
         items.sort(key=lambda item: order[item[0]])
     lines = []

@@ -78,18 +78,23 @@ OpenSearch image or package is reachable on this machine): it is tested against
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import ipaddress
 import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import attrs
+import bcrypt
 from attrs import define
 
+from ..agents.opensearch_snapshot import ACCOUNT_PATH, OpenSearchError, parse_answer
 from ..core import paths
-from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
+from ..core.backups import BackupError, BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts, container_name
 from ..core.fsutil import write_private
 from ..core.model import DatabaseSpec, ServiceSpec
@@ -115,8 +120,6 @@ class OpenSearchRotation(PasswordRotation):
     configuration change): clients get HTTP 401 until the next deploy gives them the new one."""
 
     def begin(self, runtime: ContainerRuntime, container: ContainerInfo, service: ServiceSpec, ctx: ServiceContext, old: str, new: str, log: Log) -> None:
-        from ..agents.opensearch_snapshot import OpenSearchError
-
         name = service.name
         ca_file = ca_certificate_path(ctx.project, ctx.env, name)
         if not ca_file.is_file():
@@ -135,8 +138,6 @@ class OpenSearchRotation(PasswordRotation):
 
     def accepts(self, runtime: ContainerRuntime, container: ContainerInfo, port: int, password: str) -> bool:
         """Whether the node takes ``password`` for ``admin`` (the account API's GET)."""
-        from ..agents.opensearch_snapshot import OpenSearchError
-
         try:
             return self.account(runtime, container, port, "GET", password, None, ok=(200, 401))[0] == 200
         except OpenSearchError:
@@ -145,8 +146,6 @@ class OpenSearchRotation(PasswordRotation):
     def account(self, runtime: ContainerRuntime, container: ContainerInfo, port: int, method: str, password: str, body: Any, ok: Sequence[int] = (200,)) -> tuple[int, Any]:
         """``(status, parsed JSON)`` of ``method`` on the account API, by curl in the container;
         an OpenSearchError (``status`` None when no answer came) for a status not in ``ok``."""
-        from ..agents.opensearch_snapshot import ACCOUNT_PATH, OpenSearchError, parse_answer
-
         result = self.exec(runtime, container, list(CURL_ARGV), curl_config(method, f"https://localhost:{port}{ACCOUNT_PATH}", password, body))
         raw, _, code = result.stdout.rstrip("\n").rpartition("\n")
         if not result.ok or not code.isdigit():
@@ -292,8 +291,8 @@ class NodePki:
 
 
 def _name(common_name: str, project: str, env: str) -> Any:
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
+    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     return x509.Name(
         [
@@ -305,27 +304,27 @@ def _name(common_name: str, project: str, env: str) -> Any:
 
 
 def _key_pem(key: Any) -> str:
-    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     # PKCS#8, unencrypted: the key format the Security plugin documentation asks for.
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
 def _cert_pem(cert: Any) -> str:
-    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _new_key() -> Any:
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def _make_ca(project: str, env: str, service: str, now: dt.datetime) -> tuple[str, str]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
+    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     key = _new_key()
     name = _name(f"{project}-{env}-{service} CA", project, env)
@@ -366,11 +365,9 @@ def node_hostnames(project: str, env: str, service: str) -> list[str]:
 
 def _issue(ca_cert_pem: str, ca_key_pem: str, subject: Any, now: dt.datetime, *, server: bool, hostnames: Sequence[str] = ()) -> tuple[str, str]:
     """A certificate for ``subject`` signed by the CA: a node's (server + client auth, SANs) or a client's."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
@@ -411,7 +408,7 @@ def _issue(ca_cert_pem: str, ca_key_pem: str, subject: Any, now: dt.datetime, *,
 
 
 def _valid_until(cert_pem: str) -> dt.datetime | None:
-    from cryptography import x509
+    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     try:
         return x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc
@@ -436,8 +433,8 @@ def _private_dirs(directory: Path) -> None:
 
 def _usable(cert_pem: str | None, key_pem: str | None, ca_cert_pem: str, now: dt.datetime) -> bool:
     """Both present, the key matches, the CA signed it, and it is valid for 30 more days."""
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
+    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     if not cert_pem or not key_pem or not _matches(cert_pem, key_pem):
         return False
@@ -463,8 +460,8 @@ def _pair(directory: Path, name: str, ca_cert: str, make: Callable[[], tuple[str
 
 def _matches(cert_pem: str, key_pem: str) -> bool:
     """The certificate's public key is the key's."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     try:
         cert_pub = x509.load_pem_x509_certificate(cert_pem.encode()).public_key()
@@ -477,7 +474,7 @@ def _matches(cert_pem: str, key_pem: str) -> bool:
 
 def ensure_pki(project: str, env: str, service: str, *, now: dt.datetime | None = None) -> NodePki:
     """The node's CA, node and admin certificates, made on first use and reused after."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     directory = tls_dir(project, env, service)
     _private_dirs(directory)
     ca_cert, ca_key = _read(directory / "root-ca.pem"), _read(directory / "root-ca-key.pem")
@@ -516,9 +513,6 @@ def admin_password_hash(project: str, env: str, service: str, password: str) -> 
     check; it reveals nothing the password file beside it does not) and the bcrypt hash. Made
     again when the password changed (after a rotation).
     """
-    import hashlib
-
-    import bcrypt
 
     path = paths.env_dir(project, env, "secrets") / service / HASH_FILE
     fingerprint = "sha256:" + hashlib.sha256(password.encode()).hexdigest()
@@ -632,7 +626,7 @@ def opensearch_yml(project: str, env: str, service: str, pki: NodePki) -> str:
         "plugins.security.nodes_dn": [pki.node_dn],
         "plugins.security.restapi.roles_enabled": ["all_access"],
     }
-    header = "# Written by ProjectDeployer for {0}/{1}/{2}; copied here from {3} at each start.\n".format(project, env, service, SECRETS_MOUNT)
+    header = f"# Written by ProjectDeployer for {project}/{env}/{service}; copied here from {SECRETS_MOUNT} at each start.\n"
     return header + to_yaml(settings) + "\n"
 
 
@@ -696,8 +690,6 @@ def node_files(ctx: ServiceContext, service: str) -> dict[str, str]:
 
 
 def _snapshot_tool() -> str:
-    from importlib import resources
-
     return resources.files("projectdeployer.agents").joinpath("opensearch_snapshot.py").read_text(encoding="utf-8")
 
 
@@ -742,8 +734,6 @@ class OpenSearchBackup(BackupMethod):
         return self._job(target, "verify", "--snapshot", file.removesuffix(".snapshot"))
 
     def restore(self, target: BackupTarget, file: str, runner: JobRunner, log: Callable[[str], None]) -> float:
-        from ..core.backups import BackupError
-
         began = time.monotonic()
         code, lines = runner.run_once(self._job(target, "restore", "--snapshot", file.removesuffix(".snapshot")), "restore")
         for line in lines:

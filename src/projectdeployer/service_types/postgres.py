@@ -7,7 +7,7 @@ from collections.abc import Callable
 import attrs
 from attrs import define
 
-from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
+from ..core.backups import BackupError, BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts
 from ..core.model import DatabaseSpec, ServiceSpec
 from ..core.runtime import ContainerInfo, ContainerRuntime
@@ -127,8 +127,6 @@ class PostgresBackup(BackupMethod):
         for line in lines:
             log(f"{target.service.name}: {line}")
         if code != 0:
-            from ..core.backups import BackupError
-
             tail = "\n".join(f"    {line}" for line in lines[-15:])
             raise BackupError(f"{target.service.name}: the restore of {file} failed (exit code {code}); the database was left as it was.\n{tail}")
         swap = [line.split("=", 1)[1] for line in lines if "swap_seconds=" in line]

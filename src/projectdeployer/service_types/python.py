@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import attrs
 from attrs import define, field
 
+from ..core.build import BuildFailed, GeneratedBuild
 from ..core.model import BuildSpec, Project, ServiceSpec
 from ..core.servicetype import ServiceType
 from ..hookspecs import hookimpl
 from .apps import AppType, package_notes, uses_generator
-
-if TYPE_CHECKING:  # jinja2 is imported only when a Dockerfile is generated
-    from .dockerfiles import GeneratedBuild
 
 PythonPackageManager = Literal["pip", "poetry", "uv"]
 
@@ -47,8 +45,8 @@ class PythonType(AppType):
         if not uses_generator(service):
             return None
         assert isinstance(service, PythonSpec)
-        from .dockerfiles import POETRY_VERSION, UV_VERSION, render_python
-        from .pysource import SourceProblem, detect_install
+        from .dockerfiles import POETRY_VERSION, UV_VERSION, render_python  # noqa: PLC0415 - deferred: jinja2, imported by dockerfiles (start-up: ~50 ms, only when a Dockerfile is generated)
+        from .pysource import SourceProblem, detect_install  # noqa: PLC0415 - deferred: pysource imports dockerfiles, so jinja2 (start-up)
 
         try:
             install = detect_install(
@@ -60,8 +58,6 @@ class PythonType(AppType):
                 uv_version=service.build_args.get("UV_VERSION", UV_VERSION),
             )
         except SourceProblem as exc:
-            from ..core.build import BuildFailed
-
             raise BuildFailed(f"{service.name}: {exc}") from None
         built = render_python(
             base_image=project.image("python", service.python_version),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import attrs
 from attrs import define
 
-from ..core.backups import BackupJob, BackupMethod, BackupTarget, JobRunner
+from ..core.backups import BackupError, BackupJob, BackupMethod, BackupTarget, JobRunner
 from ..core.containers import SECRETS_MOUNT, ContainerParts
 from ..core.model import DatabaseSpec, ServiceSpec
 from ..core.poll import WaitTimeout, wait_until
@@ -118,8 +118,6 @@ class RedisBackup(BackupMethod):
         return BackupJob(command=("redis-check-rdb", f"/backups/{file}"), isolated=True)
 
     def restore(self, target: BackupTarget, file: str, runner: JobRunner, log: Callable[[str], None]) -> float:
-        from ..core.backups import BackupError
-
         runtime, name = target.runtime, target.host
         info = runtime.get(name)
         if info is None:
@@ -152,8 +150,6 @@ class RedisBackup(BackupMethod):
 
 def _wait_tcp(target: BackupTarget, began: float, timeout: float = 120.0) -> None:
     """Until the restarted server answers on its published port."""
-    from ..core.backups import BackupError
-
     info = target.runtime.get(target.host)
     port = next(iter(info.ports.values()), None) if info else None
     if not port:

@@ -46,9 +46,11 @@ The Docker SDK is imported on first use, never when the CLI starts.
 from __future__ import annotations
 
 import hashlib
+import io
 import ipaddress
 import json
 import re
+import tarfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -175,7 +177,7 @@ class NginxSidecar:
 
     def remove(self) -> None:
         """Stop (gracefully) and remove the sidecar; remove the network too if nothing else uses it."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         container = self._find()
         if container is not None:
@@ -199,7 +201,7 @@ class NginxSidecar:
 
     # --- routes -----------------------------------------------------------------------------
 
-    def apply(self, routes: Sequence[Route], certificates: Mapping[str, tuple[str, str]] = {}) -> bool:  # noqa: B006 - read only
+    def apply(self, routes: Sequence[Route], certificates: Mapping[str, tuple[str, str]] = {}) -> bool:
         """Make ``routes`` live: render, stage, ``nginx -t``, swap, reload, wait for new workers.
 
         Only a proxy whose routes changed reloads. Returns ``False`` (and does nothing) if
@@ -313,7 +315,7 @@ class NginxSidecar:
     # --- internals: docker ------------------------------------------------------------------
 
     def _find(self) -> Any | None:
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         try:
             return self.client.containers.get(self.container_name)
@@ -330,7 +332,7 @@ class NginxSidecar:
     def _addresses(self, backends: Sequence[Backend]) -> list[tuple[str, int]]:
         """``(ip, port)`` of each backend as the sidecar connects to it: a container's address on
         the project network, or the address itself. A container that is gone has nothing open."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         found: list[tuple[str, int]] = []
         for backend in backends:
@@ -350,7 +352,7 @@ class NginxSidecar:
         return found
 
     def _image_id(self) -> str:
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         try:
             return self.client.images.get(self.image).id
@@ -358,7 +360,7 @@ class NginxSidecar:
             raise RoutingError(f"the nginx image {self.image} is not on this Docker engine; pull or build it, or set [images] nginx") from None
 
     def _ensure_network(self) -> Any:
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         try:
             return self.client.networks.get(self.network_name)
@@ -416,7 +418,7 @@ class NginxSidecar:
 
     def _create(self, image_id: str, previous: Any | None) -> None:
         """Create and start the sidecar; replace ``previous`` (keeping its routes) if given."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         carried: list[bytes] = []
         if previous is not None:
@@ -456,7 +458,7 @@ class NginxSidecar:
 
     def _start(self, container: Any) -> None:
         """Start ``container`` and wait for its workers; a refusal (a port taken) is a RoutingError."""
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         try:
             container.start()
@@ -500,7 +502,7 @@ class NginxSidecar:
         return container
 
     def _remove_named(self, name: str) -> None:
-        import docker.errors
+        import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         try:
             self.client.containers.get(name).remove(force=True)
@@ -531,9 +533,6 @@ class NginxSidecar:
 
 def _carried_versions(carried: Sequence[bytes]) -> dict[str, str]:
     """kind -> the live version named by each carried tree's ``active.conf``."""
-    import io
-    import tarfile
-
     found: dict[str, str] = {}
     for tree in carried:
         with tarfile.open(fileobj=io.BytesIO(tree)) as tar:
@@ -568,8 +567,6 @@ DEFAULT_DOMAIN_PORTS = {"server": (80, 443), "local": (8080, 8443)}
 
 
 def _is_loopback(address: str) -> bool:
-    import ipaddress
-
     try:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
@@ -604,7 +601,7 @@ def sidecar_for(server: Server, project: Project, env: str) -> NginxSidecar:
         image=image,
         http_port=http_port,
         https_port=https_port,
-        bind_address=bind if local else "0.0.0.0",  # noqa: S104 - domains are public on servers
+        bind_address=bind if local else "0.0.0.0",
         shutdown_timeout=getattr(spec, "sidecar_shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT),
     )
 
@@ -639,7 +636,7 @@ def remove_routing(server: Server, project: Project, env: str) -> None:
     """Stop ``env``'s sidecar containers on ``server`` gracefully (in-flight requests finish)
     and remove them: every container labelled as this environment's sidecar, whatever its name,
     so no part of a split sidecar stays behind. Nothing there: nothing to do."""
-    import docker.errors
+    import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
     client = server.docker()
     labels = [f"{LABEL_PROJECT}={project.name}", f"{LABEL_ENV}={env}", f"{LABEL_ROLE}={ROLE}"]
