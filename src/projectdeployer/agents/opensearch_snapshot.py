@@ -258,7 +258,8 @@ class SnapshotClient:
         query = {"wait_for_completion": "true"} if wait else None
         status, answer = self.request("PUT", f"/_snapshot/{self.repo}/{name}", body, query=query, timeout=LONG_TIMEOUT if wait else None, ok=(200, 201, 500))
         if isinstance(answer, dict) and isinstance(answer.get("snapshot"), dict):
-            return answer["snapshot"]  # a FAILED snapshot comes with HTTP 500 and its info
+            snapshot: Dict[str, Any] = answer["snapshot"]  # a FAILED snapshot comes with HTTP 500 and its info
+            return snapshot
         if status == 500 or not isinstance(answer, dict):
             message, kind = _error_message(status, answer, "")
             raise OpenSearchError(f"PUT /_snapshot/{self.repo}/{name}: {message}", status=status, type=kind)
@@ -269,7 +270,8 @@ class SnapshotClient:
         snapshots = (body or {}).get("snapshots") or []
         if not snapshots:
             raise OpenSearchError(f"snapshot [{self.repo}:{name}] is missing", status=404, type="snapshot_missing_exception")
-        return snapshots[0]
+        first: Dict[str, Any] = snapshots[0]
+        return first
 
     def verify_snapshot(self, name: str, expected_indices: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         """The snapshot's info when it is complete: state ``SUCCESS``, no failed shard, and every

@@ -17,7 +17,8 @@ def current_manager(ctx: click.Context | None = None) -> pluggy.PluginManager:
     """The plugin manager the CLI was built with (the global one outside the CLI)."""
     ctx = ctx or click.get_current_context(silent=True)
     if ctx is not None and ctx.find_root().obj:
-        return ctx.find_root().obj["manager"]
+        manager: pluggy.PluginManager = ctx.find_root().obj["manager"]
+        return manager
     return load_plugins()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
@@ -110,10 +111,10 @@ def spec_options(spec_class: type) -> tuple[list[click.Option], dict[str, tuple[
                     [flag, dest], multiple=True, metavar="KEY=VALUE", help="Environment variable (repeatable); VALUE 'auto' or 'auto:SERVICE.PIECE' (e.g. auto:postgres.port) is resolved at deploy."
                 )
             )
-            back[dest] = (field.name, lambda v, f=flag: _key_values(v, f, "=") if v else None)
+            back[dest] = (field.name, partial(_env_vars_back, flag))
         elif field.name == "volumes":
             options.append(click.Option([flag, dest], multiple=True, metavar="HOST:CONTAINER[:ro]", help="Volume mount (repeatable)."))
-            back[dest] = (field.name, lambda v, f=flag: _volumes(v, f) if v else None)
+            back[dest] = (field.name, partial(_volumes_back, flag))
         elif origin is list:
             options.append(click.Option([flag, dest], multiple=True, help=help_text + " (repeatable, or comma-separated)."))
             back[dest] = (field.name, lambda v: _split_list(v) or None)
@@ -128,11 +129,23 @@ def spec_options(spec_class: type) -> tuple[list[click.Option], dict[str, tuple[
             back[dest] = (field.name, lambda v: v)
         else:  # tables and unions (auto_scaling: true/false/table): a TOML value
             options.append(click.Option([flag, dest], default=None, metavar="TOML", help=help_text + " (a TOML value, e.g. true or '{key = 1}')."))
-            back[dest] = (field.name, lambda v, f=flag: _toml_value(v, f) if v is not None else None)
+            back[dest] = (field.name, partial(_toml_back, flag))
     return options, back
 
 
-def _default_help(field: attrs.Attribute) -> str:
+def _env_vars_back(flag: str, values: tuple[str, ...]) -> dict[str, str] | None:
+    return _key_values(values, flag, "=") if values else None
+
+
+def _volumes_back(flag: str, values: tuple[str, ...]) -> dict[str, str] | None:
+    return _volumes(values, flag) if values else None
+
+
+def _toml_back(flag: str, value: str | None) -> Any:
+    return _toml_value(value, flag) if value is not None else None
+
+
+def _default_help(field: attrs.Attribute[Any]) -> str:
     name = field.name.replace("_", " ")
     default = field.default
     if isinstance(default, attrs.Factory):  # type: ignore[arg-type]

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..core.errors import shown
 from ..core.validation import env_name_problem
 
+if TYPE_CHECKING:  # click 8.5 made ParamType generic; the 8.1-8.4 pyproject allows cannot subscript it at run time
+    _StrType = click.ParamType[str, Any]
+    _FloatType = click.ParamType[float, Any]
+else:
+    _StrType = _FloatType = click.ParamType
 
-class EnvironmentName(click.ParamType):
+
+class EnvironmentName(_StrType):
     """An environment name, checked like one in a project file: ``--env ../other`` is a usage
     error naming the flag (exit 2), before anything is read or written."""
 
@@ -28,7 +34,7 @@ class EnvironmentName(click.ParamType):
 ENV = EnvironmentName()
 
 
-class Seconds(click.ParamType):
+class Seconds(_FloatType):
     """A duration in seconds: a finite number from 0 to ``maximum`` (``nan`` and ``inf``, which
     click's FLOAT takes, would wait forever or never)."""
 

@@ -195,9 +195,10 @@ class _AddGroup(click.Group):
         name_required = stype.default_name is None
 
         @click.pass_context
-        def callback(ctx: click.Context, name: str | None, replace: bool, as_json: bool, **values: Any) -> None:
+        def callback(ctx: click.Context, /, name: str | None, replace: bool, as_json: bool, **values: Any) -> None:
             project = open_project(ctx)
             name = name or stype.default_name
+            assert name is not None  # click requires NAME when the type has no default name
             if name in project.project.services and not replace:
                 raise click.UsageError(f"service '{name}' already exists; pass --replace to replace it")
             kwargs = api_kwargs(values, back)

@@ -24,7 +24,8 @@ class PrintableClickError(click.ClickException):
     def __init__(self, original: click.ClickException) -> None:
         super().__init__(original.message)
         self.original = original
-        self.exit_code = original.exit_code
+        # click's stubs declare exit_code a ClassVar; click reads it from the instance it catches.
+        self.exit_code = original.exit_code  # type: ignore[misc]
 
     def show(self, file: IO[Any] | None = None) -> None:
         # One line, as every other error of ours: click's own form is four (usage, a hint, a

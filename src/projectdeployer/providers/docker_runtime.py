@@ -330,7 +330,8 @@ class DockerRuntime(ContainerRuntime):
 
     def image_id(self, ref: str) -> str | None:
         try:
-            return self.client.images.get(ref).id
+            image_id: str = self.client.images.get(ref).id
+            return image_id
         except docker.errors.ImageNotFound:
             return None
 

@@ -702,7 +702,7 @@ class SandboxProvider(Provider):
             for stale in [k for k in self._ssh if k[0] == container.id and k != key]:
                 # Restarted with another published port: the old address is someone else's now.
                 _quietly(self._ssh.pop(stale).close)
-                _quietly(lambda port=stale[1]: known.remove(SSH_HOST, port))
+                _quietly(partial(known.remove, SSH_HOST, stale[1]))
             ssh = self._ssh.get(key)
             if ssh is None:
                 private = (networks.get(zone_network_name(project, env, zone)) or {}).get("IPAddress") or None
@@ -885,7 +885,7 @@ class SandboxProvider(Provider):
             return self.client.containers.get(created["Id"])
         except BaseException:
             for source in volumes.values():
-                _quietly(lambda source=source: self.client.volumes.get(source).remove(force=True))
+                _quietly(partial(_remove_volume, self.client, source))
             raise
 
     def _wait_ready(self, project: str, env: str, container: Any, deadline: float) -> SandboxServer:
@@ -1140,9 +1140,9 @@ class SandboxProvider(Provider):
         servers = self.list_servers(project, env)
         _each_or_raise(fan_out(servers, self.destroy_server, max_workers=8).values())
         for container in self.client.containers.list(all=True, filters=label_filters(project, env), ignore_removed=True):
-            _quietly(lambda c=container: c.remove(force=True, v=True))
+            _quietly(partial(container.remove, force=True, v=True))
         for volume in self.client.volumes.list(filters=label_filters(project, env)):
-            _quietly(lambda v=volume: v.remove(force=True))
+            _quietly(partial(volume.remove, force=True))
         self._remove_unused_networks(project, env)
 
     def close(self) -> None:
@@ -1181,7 +1181,7 @@ def _published_port(attrs: Mapping[str, Any]) -> int | None:
 
 
 def _cpus(attrs: Mapping[str, Any]) -> float:
-    return (attrs.get("HostConfig") or {}).get("NanoCpus", 0) / 1e9
+    return float((attrs.get("HostConfig") or {}).get("NanoCpus", 0)) / 1e9
 
 
 def _memory_mb(attrs: Mapping[str, Any]) -> int:
@@ -1223,6 +1223,10 @@ def _each_or_raise(outcomes: Iterable[T | BaseException]) -> list[T]:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _remove_volume(client: Any, name: str) -> None:
+    client.volumes.get(name).remove(force=True)
 
 
 def _quietly(fn: Callable[[], object]) -> None:

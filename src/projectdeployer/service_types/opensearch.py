@@ -86,7 +86,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import bcrypt
@@ -102,6 +102,10 @@ from ..core.runtime import ContainerInfo, ContainerRuntime
 from ..core.servicetype import SIDECAR_HOST, ContextFor, Log, PasswordRotation, RotationError, ServiceContext, ServiceType
 from ..hookspecs import hookimpl
 from .databases import DatabaseType, database_type
+
+if TYPE_CHECKING:  # imported where certificates are made (cryptography: ~80 ms)
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 @define(kw_only=True)
@@ -303,14 +307,14 @@ def _name(common_name: str, project: str, env: str) -> Any:
     )
 
 
-def _key_pem(key: Any) -> str:
+def _key_pem(key: rsa.RSAPrivateKey) -> str:
     from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     # PKCS#8, unencrypted: the key format the Security plugin documentation asks for.
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
-def _cert_pem(cert: Any) -> str:
+def _cert_pem(cert: x509.Certificate) -> str:
     from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
 
     return cert.public_bytes(serialization.Encoding.PEM).decode()

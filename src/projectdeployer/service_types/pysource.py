@@ -24,7 +24,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .dockerfiles import PythonInstall
 
@@ -118,6 +118,10 @@ def _requirements_reason(files: Sequence[str]) -> str:
     return f"dependencies from {', '.join(files)} with pip (pip install -r)" if files else "nothing to install (requirements_files = [])"
 
 
+@overload
+def _pyproject(context_dir: Path, why: str, *, required: Literal[True]) -> PythonInstall: ...
+@overload
+def _pyproject(context_dir: Path, why: str, *, required: bool) -> PythonInstall | None: ...
 def _pyproject(context_dir: Path, why: str, *, required: bool) -> PythonInstall | None:
     """The pyproject.toml project with pip; ``None`` when the file describes no project (only
     tool settings such as ``[tool.ruff]``) and ``required`` is false."""

@@ -355,7 +355,8 @@ class NginxSidecar:
         import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
 
         try:
-            return self.client.images.get(self.image).id
+            image_id: str = self.client.images.get(self.image).id
+            return image_id
         except docker.errors.ImageNotFound:
             raise RoutingError(f"the nginx image {self.image} is not on this Docker engine; pull or build it, or set [images] nginx") from None
 
@@ -487,10 +488,11 @@ class NginxSidecar:
         for tree in carried:
             container.put_archive(str(Path(PD_ROOT).parent), tree)
         carried_versions = _carried_versions(carried)
-        common = {"project": self.project, "env": self.env, "shutdown_timeout": self.shutdown_timeout}
         for proxy in (self.http, self.tcp) if has_stream else (self.http,):
             paths, version = proxy.paths, carried_versions.get(proxy.kind, "empty")
-            main = render_main_config(has_stream=proxy.kind == "tcp", load_module=module if proxy.kind == "tcp" else None, kind=proxy.kind, **common)
+            main = render_main_config(
+                project=self.project, env=self.env, shutdown_timeout=self.shutdown_timeout, has_stream=proxy.kind == "tcp", load_module=module if proxy.kind == "tcp" else None, kind=proxy.kind
+            )
             # active.conf is written anew, for the proxy's kind: a sidecar made before the two
             # proxies had one active.conf for both, naming one version with both parts.
             files = {"nginx.conf": (main, 0o644), "active.conf": (render_active(f"{paths.versions_dir}/{version}", version=version, kind=proxy.kind), 0o644)}

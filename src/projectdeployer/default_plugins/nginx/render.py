@@ -15,11 +15,14 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from ...core.routing import SIDECAR_HOST, Backend, Route, RoutingError, check_domain
+
+if TYPE_CHECKING:  # imported on first render (see _templates)
+    import jinja2
 
 #: The two proxies of a sidecar: ``http`` (HTTP routes and domains) and ``tcp`` (TCP routes).
 Kind = Literal["http", "tcp"]
@@ -118,7 +121,7 @@ def _backend_address(route: Route, backend: Backend) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _templates() -> Any:
+def _templates() -> jinja2.Environment:
     """The templates' environment, made once: jinja2 compiles a template once per environment."""
     import jinja2  # noqa: PLC0415 - deferred: jinja2 (start-up: ~50 ms), imported on first render
 
@@ -186,12 +189,12 @@ def render_config(routes: Sequence[Route], cert_paths: Mapping[str, tuple[str, s
         files["http/00-pd-common.conf"] = env.get_template("nginx-http-common.conf.j2").render()
     for route in sorted(http_routes, key=lambda r: r.internal_port):
         ctx = context(route, "http")
-        domain = check_domain(route.domain) if route.domain is not None else None
-        cert = certs.get(domain) if domain else None
+        served = check_domain(route.domain) if route.domain is not None else None
+        cert = certs.get(served) if served else None
         https = https or cert is not None
         files[f"http/{ctx['name']}-{route.internal_port}.conf"] = env.get_template("nginx-http-route.conf.j2").render(
             **ctx,
-            domain=domain,
+            domain=served,
             certificate=cert[0] if cert else None,
             certificate_key=cert[1] if cert else None,
             acme_root=ACME_ROOT,
