@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from projectdeployer.core.provider import ServerSpec
-from projectdeployer.providers.known_hosts import KnownHosts
 from projectdeployer.providers.sandbox import (
     DEFAULT_IMAGE,
     LABEL,
@@ -38,7 +37,8 @@ from projectdeployer.providers.sandbox import (
     zone_network_name,
 )
 from projectdeployer.providers.ssh import SshError
-from projectdeployer.providers.sshkeys import ensure_keypair, known_hosts_path
+from projectdeployer.providers.ssh.keys import ensure_keypair, known_hosts_path
+from projectdeployer.providers.ssh.known_hosts import KnownHosts
 from tests.docker.conftest import IMAGES_DIR, wait_for
 
 pytestmark = pytest.mark.docker
@@ -196,7 +196,7 @@ def test_vpc_within_a_zone_public_across_zones(fleet: dict[str, SandboxServer]) 
         "b1 -> a1 vpc": (b1, a1.private_address, False),
     }
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:
-        results = dict(zip(checks, pool.map(lambda c: _reaches(c[0], c[1]), checks.values())))
+        results = dict(zip(checks, pool.map(lambda c: _reaches(c[0], c[1]), checks.values()), strict=True))
     assert results == {name: expected for name, (_, _, expected) in checks.items()}
 
 
@@ -331,9 +331,8 @@ def test_creation_lock_is_exclusive_names_its_holder_and_is_taken_over_from_a_de
     name = lock_name(PROJECT, "lock")
     with provider.creation_lock(PROJECT, "lock"):
         assert docker_client.containers.get(name).status == "created"  # never started
-        with pytest.raises(SandboxLocked, match=rf"host {socket.gethostname()}, pid {os.getpid()}, since .*remove the container {name}"):
-            with provider.creation_lock(PROJECT, "lock", wait=0.3):
-                pass
+        with pytest.raises(SandboxLocked, match=rf"host {socket.gethostname()}, pid {os.getpid()}, since .*remove the container {name}"), provider.creation_lock(PROJECT, "lock", wait=0.3):
+            pass
         # a waiter gets it once the holder lets go
         got: list[float] = []
 

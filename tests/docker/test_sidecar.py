@@ -302,7 +302,7 @@ def http_route(backend: Backend, port: int = 5100, domain: str | None = None, se
 def host_get(port: int, host: str, path: str = "/") -> tuple[int, bytes]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -314,13 +314,12 @@ def https_get(port: int, server_name: str, path: str = "/") -> tuple[int, bytes,
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            der = tls.getpeercert(binary_form=True) or b""
-            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode())
-            response = http.client.HTTPResponse(tls)  # type: ignore[arg-type]
-            response.begin()
-            return response.status, response.read(), der
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw, server_hostname=server_name) as tls:
+        der = tls.getpeercert(binary_form=True) or b""
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode())
+        response = http.client.HTTPResponse(tls)  # type: ignore[arg-type]
+        response.begin()
+        return response.status, response.read(), der
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -488,8 +487,8 @@ class _Session:
 def _connected(sidecar: NginxSidecar, backend: Backend) -> int:
     from projectdeployer.default_plugins.nginx.netconns import in_flight_to
 
-    text = sidecar.http.exec(sidecar._running_container(), ["cat", "/proc/net/tcp", "/proc/net/tcp6"])[1]  # noqa: SLF001
-    return in_flight_to(text, sidecar._addresses([backend]))  # noqa: SLF001
+    text = sidecar.http.exec(sidecar._running_container(), ["cat", "/proc/net/tcp", "/proc/net/tcp6"])[1]
+    return in_flight_to(text, sidecar._addresses([backend]))
 
 
 def test_web_switches_never_reload_the_tcp_proxy_nor_cut_its_sessions(bed_sidecar: Bed, docker_client: Any) -> None:
@@ -590,7 +589,7 @@ def test_a_broken_route_is_refused_and_the_old_routes_keep_serving(bed_sidecar: 
     assert len(str(excinfo.value).splitlines()) == 1
     with pytest.raises(RoutingError, match="invalid domain 'bad;domain'"):
         sidecar.apply([http_route(a, domain="bad;domain")])
-    with pytest.raises(RoutingError, match="nginx rejected the new routes: .*certificate"):
+    with pytest.raises(RoutingError, match=r"nginx rejected the new routes: .*certificate"):
         sidecar.apply([http_route(a, domain="api.localhost")], {"api.localhost": ("not a certificate", "not a key")})
 
     assert sidecar.worker_pids() == pids  # never reloaded
@@ -621,7 +620,7 @@ def test_a_reload_that_fails_after_nginx_t_restores_the_old_routes(bed_sidecar: 
         return result
 
     sidecar.http.exec = exec_then_remove_b  # type: ignore[method-assign]
-    with pytest.raises(RoutingError, match="reload failed, the previous routes stay live: .*host not found in upstream"):
+    with pytest.raises(RoutingError, match=r"reload failed, the previous routes stay live: .*host not found in upstream"):
         sidecar.apply([http_route(b)])
     sidecar.http.exec = real_exec  # type: ignore[method-assign]
 
@@ -727,10 +726,10 @@ class EngineServer(Server):
     name = "local"
     zone = "local"
     private_address = public_address = "127.0.0.1"
-    tags: dict[str, str] = {}
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self.tags: dict[str, str] = {}
 
     def run(self, command, *, timeout=None):  # type: ignore[no-untyped-def]
         return CommandResult(exit_code=1, stdout="", stderr="not used")

@@ -27,7 +27,6 @@ import pytest
 
 from projectdeployer.core.provider import CommandResult
 from projectdeployer.core.runtime import ContainerSpec
-from projectdeployer.providers.known_hosts import KnownHosts
 from projectdeployer.providers.ssh import (
     FanOutFailed,
     FanOutTimeout,
@@ -38,7 +37,8 @@ from projectdeployer.providers.ssh import (
     fan_out,
     raise_for_failures,
 )
-from projectdeployer.providers.sshkeys import HostKeyChanged, KeyPair, ensure_keypair, known_hosts_path
+from projectdeployer.providers.ssh.keys import HostKeyChanged, KeyPair, ensure_keypair, known_hosts_path
+from projectdeployer.providers.ssh.known_hosts import KnownHosts
 from tests.docker.conftest import IMAGES_DIR, wait_for
 
 pytestmark = pytest.mark.docker
@@ -220,7 +220,7 @@ def test_large_output_on_both_streams_and_timeouts(servers: Callable[..., SshSer
     result = server.run(["sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' o & head -c 4194304 /dev/zero | tr '\\0' e >&2; wait"], timeout=60)
     assert result.ok and len(result.stdout) == 4194304 and len(result.stderr) == 4194304
     started = time.monotonic()
-    with pytest.raises(SshCommandTimeout, match="server a .*did not finish within 1s"):
+    with pytest.raises(SshCommandTimeout, match=r"server a .*did not finish within 1s"):
         server.run(["sleep", "30"], timeout=1)
     assert time.monotonic() - started < 15
     assert server.run(["echo", "still usable"]).stdout == "still usable\n"
@@ -304,7 +304,7 @@ def test_one_connection_is_reused_and_reestablished_after_a_restart(ssh_bed: Bed
     try:
         with pytest.raises(SshConnectError, match=rf"server b \(root@127.0.0.1:{ssh_bed.ports['b']}\): cannot connect \(docker\) after 3 attempt"):
             client.containers.list()
-        with pytest.raises(SshConnectError, match="server b .*cannot connect \\(commands\\)"):
+        with pytest.raises(SshConnectError, match=r"server b .*cannot connect \(commands\)"):
             server.run(["true"])
     finally:
         subprocess.run(["docker", "start", NAME_PREFIX + "b"], check=True, capture_output=True)
@@ -491,9 +491,8 @@ def test_the_server_lock_excludes_a_second_holder_and_dies_with_its_connection(s
     try:
         with first.hold_lock(path):
             started = time.monotonic()
-            with pytest.raises(ServerLocked, match="locked by another deploy"):
-                with second.hold_lock(path, wait=1.0):
-                    pass
+            with pytest.raises(ServerLocked, match="locked by another deploy"), second.hold_lock(path, wait=1.0):
+                pass
             assert time.monotonic() - started >= 1.0  # it waited as told
         with second.hold_lock(path):  # released at the end of the block
             pass

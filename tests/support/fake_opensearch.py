@@ -102,7 +102,7 @@ def _millis(t: float) -> int:
 
 
 def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class FakeOpenSearch:
@@ -523,7 +523,7 @@ def _handler_class(node: FakeOpenSearch) -> type[BaseHTTPRequestHandler]:
         server_version = "fake-opensearch"
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # quiet: tests read node.requests
 
         def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

@@ -48,7 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.conn_requests.append(0)
             self.server.sockets.append(self.request)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _body(self, status: int, body: bytes = b"ok\n") -> None:
@@ -62,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def do_GET(self) -> None:  # noqa: C901 - one branch per endpoint is the point
+    def do_GET(self) -> None:
         srv = self.server
         self.served_here += 1
         with srv.lock:
@@ -487,9 +487,8 @@ def test_max_requests_is_honoured(serve: Callable[..., LocalServer]) -> None:
 
 def test_wait_sent_times_out(serve: Callable[..., LocalServer]) -> None:
     server = serve()
-    with LoadGenerator(server.url("/ok"), rate=5, concurrency=1) as gen:
-        with pytest.raises(TimeoutError, match="only"):
-            gen.wait_sent(1000, timeout=0.2)
+    with LoadGenerator(server.url("/ok"), rate=5, concurrency=1) as gen, pytest.raises(TimeoutError, match="only"):
+        gen.wait_sent(1000, timeout=0.2)
 
 
 @pytest.mark.parametrize(

@@ -314,7 +314,7 @@ def test_self_signed_certificate_is_made_and_cached_privately(home: Path) -> Non
 
 
 def test_self_signed_certificate_is_renewed_30_days_before_expiry(home: Path) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     old, _ = self_signed_certificate("shop", "prod", "api.example.com", now=now - dt.timedelta(days=334))  # 31 days left
     assert self_signed_certificate("shop", "prod", "api.example.com", now=now)[0] == old
     new, _ = self_signed_certificate("shop", "prod", "api.example.com", now=now + dt.timedelta(days=2))  # 29 days left

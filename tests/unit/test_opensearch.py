@@ -163,7 +163,7 @@ def test_the_private_files_and_what_they_say(project: ProjectDeployer) -> None:
         for key, name in (("pemcert_filepath", "node.pem"), ("pemkey_filepath", "node-key.pem"), ("pemtrustedcas_filepath", "root-ca.pem")):
             # Relative to the config directory, where the start script copies the files.
             assert settings[f"plugins.security.ssl.{layer}.{key}"] == f"pd-tls/{name}"
-    assert os_type.TLS_DIR == f"{os_type.CONFIG_DIR}/{os_type.TLS_REL}"
+    assert f"{os_type.CONFIG_DIR}/{os_type.TLS_REL}" == os_type.TLS_DIR
     # Every file opensearch.yml names is one the start script copies into the config directory.
     script = os_type.start_script()
     for name in os_type.TLS_FILES:
@@ -273,7 +273,7 @@ def test_the_node_certificate(project: ProjectDeployer) -> None:
 
 def test_an_expiring_node_certificate_is_made_again_by_the_same_ca(project: ProjectDeployer) -> None:
     pki = os_type.ensure_pki("shop", ENV, SERVICE)
-    later = dt.datetime.now(dt.timezone.utc) + os_type.NODE_VALIDITY - dt.timedelta(days=10)
+    later = dt.datetime.now(dt.UTC) + os_type.NODE_VALIDITY - dt.timedelta(days=10)
     renewed = os_type.ensure_pki("shop", ENV, SERVICE, now=later)
     assert renewed.ca_cert == pki.ca_cert and renewed.node_cert != pki.node_cert
     # A broken pair (a crash between the two writes) is made again too.
@@ -392,7 +392,7 @@ def test_restore_closes_the_open_indices_first(client: SnapshotClient, node: Fak
     client.request("PUT", "/products/_doc/0", {"name": "changed"})
     client.request("DELETE", "/orders")
     # OpenSearch refuses to restore over an open index, with this error.
-    with pytest.raises(OpenSearchError, match="snapshot_restore_exception: .*cannot restore index \\[products\\] because an open index with same name already exists") as caught:
+    with pytest.raises(OpenSearchError, match=r"snapshot_restore_exception: .*cannot restore index \[products\] because an open index with same name already exists") as caught:
         client.request("POST", "/_snapshot/pd/before/_restore", {"indices": "products"})
     assert caught.value.status == 500
     result = client.restore_snapshot("before")
@@ -418,7 +418,7 @@ def test_failed_and_partial_snapshots_are_detected(client: SnapshotClient, node:
 
 def test_snapshot_names_follow_the_opensearch_rule(client: SnapshotClient, node: FakeOpenSearch) -> None:
     client.ensure_repository()
-    assert snap.snapshot_name("search", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)) == "search_20260102_030405"
+    assert snap.snapshot_name("search", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)) == "search_20260102_030405"
     for bad, why in (("Search", "must be lowercase"), ("_x", "must not start with '_'"), ("a b", "whitespace"), ("a,b", "','"), ("a#b", "'#'")):
         assert why in (snap.snapshot_name_problem(bad) or "")
         with pytest.raises(OpenSearchError, match="invalid snapshot name"):
@@ -435,7 +435,7 @@ def test_snapshot_names_follow_the_opensearch_rule(client: SnapshotClient, node:
 
 def test_repository_outside_path_repo_or_not_writable_is_refused(node: FakeOpenSearch, tmp_path: Path) -> None:
     outside = SnapshotClient(node.url, password=node.password, ca_file=str(os_type.ca_certificate_path("shop", ENV, SERVICE)), location=str(tmp_path / "elsewhere"))
-    with pytest.raises(OpenSearchError, match="doesn't match any of the locations specified by path.repo"):
+    with pytest.raises(OpenSearchError, match=r"doesn't match any of the locations specified by path.repo"):
         outside.ensure_repository()
 
 
@@ -503,7 +503,7 @@ def test_a_failed_restore_opens_the_closed_indices_again(client: SnapshotClient,
     client.request("PUT", "/products/_doc/0", {"name": "changed"})
     # The snapshot's data is lost on the repository's disk: OpenSearch fails the restore.
     shutil.rmtree(tmp_path / "snapshots" / "fake-snapshots" / "before" / "indices")
-    with pytest.raises(OpenSearchError, match="failed to read index .*opened again") as caught:
+    with pytest.raises(OpenSearchError, match=r"failed to read index .*opened again") as caught:
         client.restore_snapshot("before", ["products"])
     assert "still closed" not in str(caught.value)
     # the index serves its current data, not closed
@@ -722,7 +722,7 @@ def test_a_refusing_node_changes_nothing(project: ProjectDeployer, node: FakeOpe
     old = current.read_text()
     node.reserved = True
     rotator, manager = rotator_for(project, node.url)
-    with pytest.raises(RotationError, match="search: OpenSearch refused the new password \\(nothing changed\\): .*Resource 'admin' is read-only"):
+    with pytest.raises(RotationError, match=r"search: OpenSearch refused the new password \(nothing changed\): .*Resource 'admin' is read-only"):
         rotator.rotate_opensearch_password(SERVICE)
     _unchanged(current, old, manager)
     assert node.password == old
@@ -764,11 +764,11 @@ def test_an_unreachable_or_undeployed_node_changes_nothing(project: ProjectDeplo
     with pytest.raises(RotationError, match="search is not running in shop/prod: deploy it first"):
         rotator.rotate_opensearch_password(SERVICE)
     rotator, manager = rotator_for(project, "https://127.0.0.1:1")
-    with pytest.raises(RotationError, match="OpenSearch refused the new password \\(nothing changed\\): PUT .*account"):
+    with pytest.raises(RotationError, match=r"OpenSearch refused the new password \(nothing changed\): PUT .*account"):
         rotator.rotate_opensearch_password(SERVICE)
     _unchanged(current, old, manager)
     os_type.ca_certificate_path("shop", ENV, SERVICE).unlink()
-    with pytest.raises(RotationError, match="no CA certificate at .*root-ca.pem"):
+    with pytest.raises(RotationError, match=r"no CA certificate at .*root-ca.pem"):
         rotator.rotate_opensearch_password(SERVICE)
 
 

@@ -245,7 +245,8 @@ def test_for_project_takes_the_images_server_key(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv(IMAGE_ENV, raising=False)
 
     class P:
-        images = {"server": "reg:5000/srv:1"}
+        def __init__(self) -> None:
+            self.images = {"server": "reg:5000/srv:1"}
 
     assert sandbox.SandboxProvider.for_project(P()).image == "reg:5000/srv:1"
     assert sandbox.SandboxProvider().image == DEFAULT_IMAGE

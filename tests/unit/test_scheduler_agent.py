@@ -120,7 +120,7 @@ def fake_engine(tmp_path: Path) -> Iterator[tuple[str, list[tuple[str, str]]]]:
     requests: list[tuple[str, str]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             requests.append((self.command, self.path))
             name = self.path.split("/")[2]
             status, body = {"job": (204, b""), "busy": (304, b"")}.get(name, (404, json.dumps({"message": f"No such container: {name}"}).encode()))

@@ -1,4 +1,4 @@
-"""The SSH identity of a project/env and host-key pinning (projectdeployer.providers.sshkeys), no server.
+"""The SSH identity of a project/env and host-key pinning (projectdeployer.providers.ssh.keys), no server.
 
 Cross-checked against OpenSSH's own tools (ssh-keygen reads our files) and paramiko (which the
 SSH provider uses to connect).
@@ -17,9 +17,9 @@ import paramiko
 import pytest
 
 from projectdeployer.core.errors import ProjectDeployerError
-from projectdeployer.providers import sshkeys
-from projectdeployer.providers.known_hosts import KnownHosts
-from projectdeployer.providers.sshkeys import HostKey, HostKeyChanged, SshKeyError, ensure_keypair, host_entry_name
+from projectdeployer.providers.ssh import keys as sshkeys
+from projectdeployer.providers.ssh.keys import HostKey, HostKeyChanged, SshKeyError, ensure_keypair, host_entry_name
+from projectdeployer.providers.ssh.known_hosts import KnownHosts
 
 pytestmark = pytest.mark.unit
 

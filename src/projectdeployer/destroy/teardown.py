@@ -47,7 +47,7 @@ from ..core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE, LABEL_SERVICE, 
 from ..deploy import jobs
 from ..deploy.allocation import DESTROYING, RESERVE
 from ..environment.releases import ReleaseHistory
-from ..providers.sshkeys import KNOWN_HOSTS_FILE
+from ..providers.ssh.keys import KNOWN_HOSTS_FILE
 
 if TYPE_CHECKING:
     from ..core.provider import Server

@@ -77,10 +77,10 @@ from ..core.provider import CommandResult, Provider, Server, ServerSpec
 from ..core.runtime import ContainerRuntime
 from ..hookspecs import hookimpl
 from .digitalocean import REGIONS
-from .sshkeys import HostKey, ensure_keypair, known_hosts_path
+from .ssh.keys import HostKey, ensure_keypair, known_hosts_path
 
 if TYPE_CHECKING:
-    from .ssh import SshServer
+    from .ssh.server import SshServer
 
 T = TypeVar("T")
 
@@ -688,8 +688,8 @@ class SandboxProvider(Provider):
 
     def _ssh_for(self, container: Any, project: str, env: str, name: str, zone: str, port: int, networks: Mapping[str, Any], *, repin: bool) -> SshServer:
         """The (reused) SSH access of a running server, its host key pinned from the engine."""
-        from .known_hosts import KnownHosts  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
-        from .ssh import SshServer  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
+        from .ssh.known_hosts import KnownHosts  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
+        from .ssh.server import SshServer  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
 
         known = KnownHosts(known_hosts_path(project, env))
         key = (container.id, port)
@@ -1114,7 +1114,7 @@ class SandboxProvider(Provider):
                     raise  # without a token, a volume in use belongs to a newer server of that name
 
     def _forget_host_key(self, project: str, env: str, port: int) -> None:
-        from .known_hosts import KnownHosts  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
+        from .ssh.known_hosts import KnownHosts  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
 
         KnownHosts(known_hosts_path(project, env)).remove(SSH_HOST, port)
 

@@ -1,70 +1,12 @@
-"""Server access over SSH: the one :class:`~projectdeployer.core.provider.Server` implementation
-every remote provider (sandbox, DigitalOcean, servers you already have) uses.
-
-What it does
-------------
-* **Identity and trust.** Authenticates with the project/env key pair
-  (:func:`projectdeployer.providers.sshkeys.ensure_keypair`), never with the operator's agent or
-  ``~/.ssh`` keys, and pins host keys in ``{home}/{project}/{env}/config/known_hosts``: the first
-  contact records the key, a different key later is refused with
-  :class:`~projectdeployer.providers.sshkeys.HostKeyChanged` before anything is authenticated or run.
-  ``~/.ssh/config`` and ``~/.ssh/known_hosts`` are not read: a deploy behaves the same on every
-  operator machine.
-* **Commands** ``run(argv)``: the argument list is quoted with :func:`shlex.join`, so the remote
-  shell sees each argument literally (spaces, quotes, ``$(...)``); stdout and stderr are read
-  concurrently; a timeout closes the channel and raises :class:`SshCommandTimeout`.
-* **Files** over SFTP: ``put_file`` writes a temporary file beside the target, sets its mode
-  *before* writing a byte, then renames it over the target (``posix-rename@openssh.com``), so
-  readers see the old or the new file and a secret is never readable by others.
-* **Connections** are reused: one authenticated paramiko Transport per server for commands and
-  SFTP (thread-safe; at most ``max_sessions`` channels at once, below OpenSSH's default
-  ``MaxSessions 10``), re-established when it has dropped. Connection *establishment* is retried
-  with exponential backoff (refused, reset, timeout, no banner yet); commands never are, since
-  they may not be idempotent. Every error names the server and keeps its cause (``__cause__``).
-* **Fan-out** :func:`fan_out`: a function over many servers in parallel, bounded concurrency, a
-  per-server timeout, every error kept under its server's name.
-
-How ``docker()`` reaches the server's engine
---------------------------------------------
-The options were:
-
-1. ``docker.DockerClient(base_url="ssh://root@host:port")`` (paramiko inside the SDK). Its
-   ``SSHHTTPAdapter`` builds its own ``SSHClient``: it reads ``~/.ssh/config`` and the system
-   known_hosts with ``RejectPolicy``, accepts no key file or host-key store from the caller
-   (docker/docker-py#2416, #3062), connects in its constructor and keys its connection pools by
-   full URL, so almost every distinct API path costs a new SSH channel and a new remote process.
-   ``use_ssh_client=True`` shells out to ``ssh`` and has the same configuration problem.
-2. Forwarding the remote ``/var/run/docker.sock`` with a ``direct-streamlocal@openssh.com``
-   channel. paramiko has no API for that channel type (paramiko/paramiko#544, open since 2015);
-   it would mean copying ``Transport.open_channel`` and its private state.
-3. **Chosen:** what the Docker CLI and the SDK themselves do for ``ssh://`` hosts — an exec
-   channel running ``docker system dial-stdio`` on the server, which relays stdin/stdout to the
-   engine socket — but on *our* authenticated, host-key-pinned paramiko Transport, plugged into
-   the SDK through a small requests adapter mounted exactly where the SDK mounts its own SSH
-   adapter (``http+docker://ssh``), so the SDK's streaming code (logs, attach, exec, image load)
-   takes its SSH path unchanged. Keep-alive HTTP connections are pooled in ONE pool per server
-   (at most ``docker_pool_size`` channels, each one ``dial-stdio`` process on the server), and a
-   pooled connection whose channel or transport has died is replaced, not handed out.
-
-   Docker traffic runs on a second Transport of its own, opened on the first ``docker()`` call:
-   pooled dial-stdio channels are long-lived *session* channels and would otherwise use up the
-   sshd ``MaxSessions`` limit that ``run``/SFTP need. Requirements on the server: the ``docker``
-   CLI (18.09+) and a login user allowed to use the engine socket (root here).
-
-Probes run ON the server
-------------------------
-A container's host port is published on the server's bind (private/VPC) address, which the
-operator's machine may not reach, so :meth:`SshServer.probe_http` runs ``curl`` on the server and
-:meth:`SshServer.probe_tcp` a ``bash`` ``/dev/tcp`` check, with LocalServer's semantics (a port
-where the engine's proxy accepts and closes at once counts as not listening). A server that
-cannot be reached raises (a clear :class:`SshError` naming it) instead of reporting "unhealthy".
-"""
+"""The :class:`~projectdeployer.core.provider.Server` reached over SSH (see the package's
+docstring for what it does and why): commands, files over SFTP, the server-side lock, reverse
+port forwarding, probes run on the server, and its Docker engine through
+:mod:`~projectdeployer.providers.ssh.docker_transport`."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import logging
 import posixpath
 import secrets
@@ -73,166 +15,32 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import paramiko
 
-from ..core.errors import ProjectDeployerError
-from ..core.fanout import FanOutFailed, FanOutTimeout, failures, fan_out, raise_for_failures
-from ..core.fanout import one_line as _one_line
-from ..core.poll import WaitTimeout, retry, wait_until
-from ..core.provider import CommandResult, Server
-from ..core.runtime import ContainerRuntime
+from ...core.fanout import one_line
+from ...core.poll import WaitTimeout, retry, wait_until
+from ...core.provider import CommandResult, Server
+from ...core.runtime import ContainerRuntime
+from .errors import ServerLocked, SshAuthError, SshCommandTimeout, SshConnectError, SshConnectionLost, SshError, TryAgain
+from .keys import HostKey, HostKeyChanged, KeyPair, ensure_keypair, host_entry_name, known_hosts_path
 from .known_hosts import KnownHosts
-from .sshkeys import HostKey, HostKeyChanged, KeyPair, ensure_keypair, host_entry_name, known_hosts_path
+from .link import Link
 
 # paramiko logs every failed connection attempt (with a traceback) from its transport thread; we
 # retry those and report the last one ourselves. A NullHandler keeps them off stderr unless the
 # application configures logging.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-# --- errors ---------------------------------------------------------------------------------
-
-
-class SshError(ProjectDeployerError):
-    """Something about reaching a server over SSH failed; names the server, keeps the cause."""
-
-    def __init__(self, message: str, *, server: str, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.server = server
-        self.cause = cause
-
-
-class SshConnectError(SshError):
-    """No SSH connection could be established (after retries)."""
-
-
-class SshAuthError(SshError):
-    """The server refused our key."""
-
-
-class SshConnectionLost(SshError):
-    """The connection dropped while an operation was under way (it may or may not have run)."""
-
-
-class SshCommandTimeout(SshError, TimeoutError):
-    """A command did not finish within its timeout (its channel was closed)."""
-
-
-class ServerLocked(ProjectDeployerError):
-    """Another deploy holds the lock on the server."""
-
-
 #: Exceptions during connection establishment worth another attempt (server booting, sshd
 #: restarting, a full accept queue). Host-key and authentication failures are not among them.
 _TRANSIENT = (OSError, EOFError, paramiko.SSHException)
-#: sshd's answers to a channel request while it still counts sessions just closed against its
-#: ``MaxSessions`` (their teardown lags under load).
-_SESSIONS_BUSY = (paramiko.common.OPEN_FAILED_CONNECT_FAILED, paramiko.common.OPEN_FAILED_RESOURCE_SHORTAGE)
-#: What paramiko raises for a refused channel whose reason another thread took: it keeps one
-#: saved exception per Transport, so of two refusals at once one thread may get the other's
-#: ChannelException and the other a bare SSHException with this text.
-_REFUSED_REASON_TAKEN = "Unable to open channel."
 
 
-class _TryAgain(Exception):
-    """A failure worth another attempt (what :func:`~projectdeployer.core.poll.retry` retries);
-    the failure itself is its ``__cause__``."""
-
-
-# --- one authenticated connection -----------------------------------------------------------
-
-
-class _Link:
-    """One authenticated SSH Transport to a server, re-established when it has dropped."""
-
-    def __init__(self, server: SshServer, purpose: str) -> None:
-        self._server = server
-        self._purpose = purpose
-        self._lock = threading.Lock()
-        self._client: paramiko.SSHClient | None = None
-        self._transport: paramiko.Transport | None = None
-        #: Incremented on every (re)connection; lets users of the transport notice a new one.
-        self.generation = 0
-        self._attempts = 0
-        self._last_error: BaseException | None = None
-
-    def transport(self) -> paramiko.Transport:
-        """The live transport, connecting (with retries) when there is none or it has dropped.
-
-        Callers that waited while another thread's connection attempt failed get that failure
-        instead of starting their own round of retries (N threads on a dead server cost one
-        round, not N in a row).
-        """
-        seen = self._attempts
-        with self._lock:
-            if self._transport is not None and self._transport.is_active():
-                return self._transport
-            if self._attempts != seen and self._last_error is not None:
-                raise self._last_error
-            self._drop()
-            try:
-                self._client = self._server._connect(self._purpose)
-            except BaseException as exc:
-                self._last_error = exc
-                raise
-            finally:
-                self._attempts += 1
-            self._last_error = None
-            self._transport = self._client.get_transport()
-            assert self._transport is not None
-            self._transport.set_keepalive(self._server.keepalive)
-            self.generation += 1
-            return self._transport
-
-    def open_session(self) -> paramiko.Channel:
-        """A new session channel. A transport found dead while opening it (before anything was
-        sent) is re-established once; any other refusal is raised."""
-        transport = self.transport()
-
-        def open_once() -> paramiko.Channel:
-            try:
-                return transport.open_session(timeout=self._server.connect_timeout)
-            except paramiko.ChannelException as exc:
-                if transport.is_active() and exc.code in _SESSIONS_BUSY:
-                    raise _TryAgain() from exc
-                raise
-            except paramiko.SSHException as exc:
-                if transport.is_active() and str(exc) == _REFUSED_REASON_TAKEN:
-                    raise _TryAgain() from exc  # refused (the channel is gone), most likely for lack of sessions too
-                raise
-
-        # sshd refuses a channel while it still counts sessions that were just closed against
-        # MaxSessions: nothing ran yet, so wait and ask again (0.05 s doubling to 1.6 s, 7 asks).
-        try:
-            return retry(open_once, attempts=7, retry_on=_TryAgain, backoff=0.05, max_backoff=1.6)
-        except (_TryAgain, paramiko.SSHException, EOFError, OSError) as failed:
-            exc = failed.__cause__ if isinstance(failed, _TryAgain) else failed
-            if transport.is_active():
-                raise self._server._error(SshError, f"cannot open an SSH channel: {exc}", exc) from exc
-        transport = self.transport()
-        try:
-            return transport.open_session(timeout=self._server.connect_timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise self._server._error(SshConnectionLost, f"cannot open an SSH channel: {exc}", exc) from exc
-
-    def is_current(self, transport: paramiko.Transport | None) -> bool:
-        return transport is not None and transport is self._transport and transport.is_active()
-
-    def _drop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-        self._client = None
-        self._transport = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop()
-
-
-class _PinOnFirstContact(paramiko.MissingHostKeyPolicy):
+class _PinOnFirstContact(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     """Called by paramiko only for an address with no pinned key: record the presented key."""
 
     def __init__(self, server: SshServer) -> None:
@@ -297,8 +105,8 @@ class SshServer(Server):
         # SFTP keeps one channel open for good: at least one more is needed for commands.
         self._sessions = threading.BoundedSemaphore(max(2, max_sessions))
         self._pkey: paramiko.PKey | None = None
-        self._link = _Link(self, "commands")
-        self._docker_link = _Link(self, "docker")
+        self._link = Link(self, "commands")
+        self._docker_link = Link(self, "docker")
         self._sftp_lock = threading.Lock()
         self._sftp: paramiko.SFTPClient | None = None
         self._sftp_transport: paramiko.Transport | None = None
@@ -320,7 +128,8 @@ class SshServer(Server):
         """``user@host:port``, as error messages show it."""
         return f"{self.user}@{self.public_address}:{self.port}"
 
-    def _error(self, kind: type[SshError], what: str, cause: BaseException | None = None) -> SshError:
+    def error(self, kind: type[SshError], what: str, cause: BaseException | None = None) -> SshError:
+        """An error of ``kind`` naming this server (``server {name} ({address}): {what}``)."""
         return kind(f"server {self.name} ({self.address}): {what}", server=self.name, cause=cause)
 
     # --- connecting ---------------------------------------------------------------------
@@ -330,11 +139,12 @@ class SshServer(Server):
             try:
                 self._pkey = paramiko.Ed25519Key.from_private_key_file(str(self.key_pair.private_path))
             except (OSError, paramiko.SSHException) as exc:
-                raise self._error(SshAuthError, f"cannot read the SSH key {self.key_pair.private_path}: {exc}", exc) from exc
+                raise self.error(SshAuthError, f"cannot read the SSH key {self.key_pair.private_path}: {exc}", exc) from exc
         return self._pkey
 
-    def _connect(self, purpose: str) -> paramiko.SSHClient:
-        """An authenticated client, retrying transient failures with exponential backoff."""
+    def connect(self, purpose: str) -> paramiko.SSHClient:
+        """An authenticated client (what its links connect with), retrying transient failures
+        with exponential backoff; ``purpose`` names the link in the error."""
 
         def connect_once() -> paramiko.SSHClient:
             try:
@@ -342,16 +152,16 @@ class SshServer(Server):
             except (HostKeyChanged, SshError):
                 raise  # never retried (SshCommandTimeout is an OSError too)
             except _TRANSIENT as exc:
-                raise _TryAgain() from exc
+                raise TryAgain() from exc
 
         try:
-            return retry(connect_once, attempts=self.connect_attempts, retry_on=_TryAgain, backoff=self.backoff, max_backoff=float("inf"))
-        except _TryAgain as failed:
+            return retry(connect_once, attempts=self.connect_attempts, retry_on=TryAgain, backoff=self.backoff, max_backoff=float("inf"))
+        except TryAgain as failed:
             last = failed.__cause__
         assert last is not None
-        raise self._error(
+        raise self.error(
             SshConnectError,
-            f"cannot connect ({purpose}) after {self.connect_attempts} attempt(s): {type(last).__name__}: {_one_line(last)}",
+            f"cannot connect ({purpose}) after {self.connect_attempts} attempt(s): {type(last).__name__}: {one_line(last)}",
             last,
         ) from last
 
@@ -391,7 +201,7 @@ class SshServer(Server):
             ) from exc
         except paramiko.AuthenticationException as exc:
             client.close()
-            raise self._error(SshAuthError, f"the server refused our key {self.key_pair.fingerprint} ({exc}); is it in {self.user}'s authorized_keys?", exc) from exc
+            raise self.error(SshAuthError, f"the server refused our key {self.key_pair.fingerprint} ({exc}); is it in {self.user}'s authorized_keys?", exc) from exc
         except BaseException:
             client.close()
             raise
@@ -418,8 +228,7 @@ class SshServer(Server):
 
     def connected(self) -> bool:
         """Whether the command connection is up now (does not connect)."""
-        transport = self._link._transport
-        return transport is not None and transport.is_active()
+        return self._link.connected()
 
     def close(self) -> None:
         """Close the Docker client, SFTP and both connections (they reopen on next use)."""
@@ -457,13 +266,14 @@ class SshServer(Server):
             except SshError:
                 raise
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise self._lost(f"running {_short(line)} (it may or may not have run)", exc) from exc
+                raise self.lost(f"running {_short(line)} (it may or may not have run)", exc) from exc
             finally:
                 channel.close()
 
-    def _lost(self, during: str, cause: BaseException | None = None) -> SshError:
-        detail = f": {_one_line(cause)}" if cause is not None else ""
-        return self._error(SshConnectionLost, f"connection lost while {during}{detail}", cause)
+    def lost(self, during: str, cause: BaseException | None = None) -> SshError:
+        """The error for a connection that dropped ``during`` something."""
+        detail = f": {one_line(cause)}" if cause is not None else ""
+        return self.error(SshConnectionLost, f"connection lost while {during}{detail}", cause)
 
     def _collect(self, channel: paramiko.Channel, line: str, timeout: float | None) -> CommandResult:
         """Read stdout and stderr until the exit status arrives (or the deadline passes)."""
@@ -480,7 +290,7 @@ class SshServer(Server):
                 continue
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise self._error(SshCommandTimeout, f"{_short(line)} did not finish within {timeout:g}s (channel closed)")
+                raise self.error(SshCommandTimeout, f"{_short(line)} did not finish within {timeout:g}s (channel closed)")
             slice_ = 1.0 if remaining is None else min(remaining, 1.0)
             if channel.eof_received:
                 channel.status_event.wait(slice_)  # all output is in; the exit status follows
@@ -490,7 +300,7 @@ class SshServer(Server):
         if exit_code == -1:
             transport = channel.get_transport()
             if transport is None or not transport.is_active():
-                raise self._lost(f"running {_short(line)} (it may or may not have run)")
+                raise self.lost(f"running {_short(line)} (it may or may not have run)")
             # Open channel, no exit status: the process was killed by a signal (paramiko does not
             # report exit-signal); -1 stands for it, as a negative code does for subprocess.
         return CommandResult(exit_code=exit_code, stdout=b"".join(out).decode(errors="replace"), stderr=b"".join(err).decode(errors="replace"))
@@ -531,7 +341,7 @@ class SshServer(Server):
                 timeout=wait + self.connect_timeout + 5,
                 interval=0.2,
                 what=f"an answer while taking the lock {path}",
-                error=lambda message: self._error(SshCommandTimeout, message),
+                error=lambda message: self.error(SshCommandTimeout, message),
                 sleep=wake,
             )
             yield
@@ -553,7 +363,7 @@ class SshServer(Server):
         except BaseException as exc:
             self._sessions.release()
             if isinstance(exc, (paramiko.SSHException, EOFError, OSError)) and not isinstance(exc, SshError):
-                raise self._error(SshError, f"cannot start SFTP: {exc}", exc) from exc
+                raise self.error(SshError, f"cannot start SFTP: {exc}", exc) from exc
             raise
         self._sftp_transport = channel.get_transport()
         return self._sftp
@@ -587,11 +397,11 @@ class SshServer(Server):
                     raise
             except (EOFError, paramiko.SSHException) as exc:
                 self._close_sftp()
-                raise self._lost(f"writing {remote_path}", exc) from exc
+                raise self.lost(f"writing {remote_path}", exc) from exc
             except OSError as exc:
                 if not self._link.is_current(self._sftp_transport):
                     self._close_sftp()
-                    raise self._lost(f"writing {remote_path}", exc) from exc
+                    raise self.lost(f"writing {remote_path}", exc) from exc
                 raise _os_error(exc, f"server {self.name}: cannot write {remote_path}: {exc.strerror or exc}") from exc
 
     def get_file(self, remote_path: str) -> bytes:
@@ -601,14 +411,15 @@ class SshServer(Server):
             try:
                 with sftp.open(remote_path, "rb") as fh:
                     fh.prefetch()
-                    return fh.read()
+                    data: bytes = fh.read()
+                    return data
             except (EOFError, paramiko.SSHException) as exc:
                 self._close_sftp()
-                raise self._lost(f"reading {remote_path}", exc) from exc
+                raise self.lost(f"reading {remote_path}", exc) from exc
             except OSError as exc:
                 if not self._link.is_current(self._sftp_transport):
                     self._close_sftp()
-                    raise self._lost(f"reading {remote_path}", exc) from exc
+                    raise self.lost(f"reading {remote_path}", exc) from exc
                 raise _os_error(exc, f"server {self.name}: cannot read {remote_path}: {exc.strerror or exc}") from exc
 
     # --- forwarding -----------------------------------------------------------------------
@@ -652,7 +463,7 @@ class SshServer(Server):
         try:
             transport.request_port_forward("127.0.0.1", port, handler=handler)
         except paramiko.SSHException as exc:
-            raise self._error(SshError, f"the server refused to forward its port {port} to this machine: {exc}", exc) from exc
+            raise self.error(SshError, f"the server refused to forward its port {port} to this machine: {exc}", exc) from exc
         try:
             yield
         finally:
@@ -666,40 +477,13 @@ class SshServer(Server):
         """A ``docker.DockerClient`` talking to this server's engine over SSH (cached)."""
         with self._docker_lock:
             if self._docker_client is None:
-                self._docker_client = self._make_docker_client()
+                from .docker_transport import docker_client  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
+
+                self._docker_client = docker_client(self, self._docker_link)
             return self._docker_client
 
-    def _make_docker_client(self) -> Any:
-        import docker
-
-        # Built for a unix socket (no connection is made with an explicit version), then re-pointed
-        # at our adapter, mounted where the SDK mounts its own SSH adapter: "http+docker://ssh".
-        client = docker.DockerClient(base_url="unix:///projectdeployer-ssh-unused.sock", version="1.24", timeout=int(self.docker_timeout))
-        api = client.api
-        for prefix in list(api.adapters):
-            api.adapters.pop(prefix).close()
-        adapter = _DockerSshAdapter(self, timeout=self.docker_timeout, pool_size=self.docker_pool_size)
-        api.mount("http+docker://ssh", adapter)
-        api._custom_adapter = adapter
-        api.base_url = "http+docker://ssh"
-        try:
-            api._version = api.version(api_version=False)["ApiVersion"]
-        except Exception as exc:  # noqa: BLE001 - explained below with what the server says
-            client.close()
-            if isinstance(exc, (SshError, HostKeyChanged)):
-                raise
-            raise self._error(SshError, f"cannot reach its Docker engine through `docker system dial-stdio`: {_one_line(exc)}{self._docker_hint()}", exc) from exc
-        return client
-
-    def _docker_hint(self) -> str:
-        try:
-            result = self.run(["docker", "version", "--format", "{{.Server.APIVersion}}"], timeout=30)
-        except SshError:
-            return ""
-        return "" if result.ok else f" (docker version on the server: {_one_line(Exception(result.stderr or result.stdout))})"
-
     def runtime(self) -> ContainerRuntime:
-        from .docker_runtime import DockerRuntime
+        from ..docker_runtime import DockerRuntime  # noqa: PLC0415 - deferred: imports the docker SDK (start-up)
 
         return DockerRuntime(self.docker(), bind_address=self.bind_address)
 
@@ -716,7 +500,7 @@ class SshServer(Server):
         if result.ok and code.isdigit() and code != "000":
             status = int(code)
             return status < 500, f"HTTP {status} from GET {path}"
-        reason = _one_line(Exception(result.stderr)) if result.stderr.strip() else f"curl exit {result.exit_code}"
+        reason = one_line(Exception(result.stderr)) if result.stderr.strip() else f"curl exit {result.exit_code}"
         return False, f"GET {path} on port {port}: {reason}"
 
     def probe_tcp(self, port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
@@ -795,137 +579,3 @@ def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
         sftp.remove(path)
     except Exception:  # noqa: BLE001 - best effort cleanup of a temporary file
         pass
-
-
-# --- the Docker SDK over our transport --------------------------------------------------------
-
-
-@functools.cache
-def _docker_transport_classes() -> tuple[type, type, type]:
-    """Built on first use so that importing this module does not import the Docker SDK."""
-    import http.client
-    import queue
-
-    import urllib3.connection
-    import urllib3.connectionpool
-    from docker.transport.basehttpadapter import BaseHTTPAdapter
-
-    class DialStdioConnection(urllib3.connection.HTTPConnection):
-        """One HTTP connection = one ``docker system dial-stdio`` channel on the docker link."""
-
-        def __init__(self, link: _Link, server: SshServer, timeout: float) -> None:
-            super().__init__("localhost", timeout=timeout)
-            self._pd_link = link
-            self._pd_server = server
-            self._pd_timeout = timeout
-
-        def connect(self) -> None:
-            channel = self._pd_link.open_session()
-            channel.settimeout(self._pd_timeout)
-            try:
-                channel.exec_command("docker system dial-stdio")
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                channel.close()
-                raise self._pd_server._lost("opening a connection to the Docker engine", exc) from exc
-            self.sock = channel
-
-        def request(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().request(*args, **kwargs)
-            except (OSError, EOFError, paramiko.SSHException, http.client.HTTPException) as exc:
-                self._pd_raise_if_ended(exc)
-                raise
-
-        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().getresponse(*args, **kwargs)
-            except (OSError, EOFError, paramiko.SSHException, http.client.HTTPException) as exc:
-                self._pd_raise_if_ended(exc)
-                raise
-
-        def _pd_raise_if_ended(self, exc: BaseException) -> None:
-            """Name the server when the failure is the SSH side ending, not an HTTP matter."""
-            channel = self.sock
-            if channel is None or self.pd_alive():
-                return
-            transport = channel.get_transport()
-            if transport is None or not transport.is_active():
-                raise self._pd_server._lost("talking to the Docker engine (the request may or may not have been carried out)", exc) from exc
-            if channel.exit_status_ready():
-                detail = channel.recv_stderr(4096).decode(errors="replace").strip() if channel.recv_stderr_ready() else ""
-                status = channel.exit_status
-                raise self._pd_server._error(
-                    SshError, f"the connection to its Docker engine ended (`docker system dial-stdio` exit {status}{': ' + _one_line(Exception(detail)) if detail else ''})", exc
-                ) from exc
-
-        def pd_alive(self) -> bool:
-            channel = self.sock
-            if channel is None:
-                return True  # not connected yet: connect() will open a channel
-            transport = channel.get_transport()
-            return not channel.closed and not channel.eof_received and not channel.exit_status_ready() and transport is not None and transport.is_active()
-
-    class DialStdioPool(urllib3.connectionpool.HTTPConnectionPool):
-        """At most ``maxsize`` channels; a pooled connection that died is replaced."""
-
-        def __init__(self, link: _Link, server: SshServer, timeout: float, maxsize: int) -> None:
-            super().__init__("localhost", timeout=timeout, maxsize=maxsize, block=True)
-            self._pd_link = link
-            self._pd_server = server
-            self._pd_timeout = timeout
-
-        def _new_conn(self) -> DialStdioConnection:
-            return DialStdioConnection(self._pd_link, self._pd_server, self._pd_timeout)
-
-        def _get_conn(self, timeout: float | None = None) -> Any:
-            # urllib3's own check calls select() on the channel's fileno(), which makes paramiko
-            # create a pipe pair per channel (docker-py avoids it the same way).
-            if self.pool is None:
-                raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.")
-            try:
-                conn = self.pool.get(block=True, timeout=timeout)
-            except queue.Empty:
-                raise urllib3.exceptions.EmptyPoolError(self, "all Docker connections to the server are busy") from None
-            if conn is not None and not conn.pd_alive():
-                conn.close()
-                conn = None
-            return conn or self._new_conn()
-
-    class Adapter(BaseHTTPAdapter):
-        """requests adapter: every request to ``http+docker://ssh`` goes through one pool."""
-
-        def __init__(self, server: SshServer, *, timeout: float, pool_size: int) -> None:
-            super().__init__()
-            self.pools: dict[str, Any] = {}
-            self._pd_pool = DialStdioPool(server._docker_link, server, timeout, pool_size)
-
-        def get_connection(self, url: str, proxies: Any = None) -> Any:
-            return self._pd_pool
-
-        def request_url(self, request: Any, proxies: Any) -> str:
-            return request.path_url  # never through a proxy: the "host" is an SSH channel
-
-        def close(self) -> None:
-            super().close()
-            self._pd_pool.close()
-
-    return DialStdioConnection, DialStdioPool, Adapter
-
-
-def _DockerSshAdapter(server: SshServer, *, timeout: float, pool_size: int) -> Any:  # noqa: N802 - a class factory
-    return _docker_transport_classes()[2](server, timeout=timeout, pool_size=pool_size)
-
-
-__all__ = [
-    "FanOutFailed",
-    "FanOutTimeout",
-    "SshAuthError",
-    "SshCommandTimeout",
-    "SshConnectError",
-    "SshConnectionLost",
-    "SshError",
-    "SshServer",
-    "failures",
-    "fan_out",
-    "raise_for_failures",
-]

@@ -3,7 +3,7 @@ address's key recorded on first contact and compared on every later one.
 
 Reading and matching (hashed ``|1|...`` names written by ``ssh-keyscan -H`` included) are
 paramiko's :class:`~paramiko.hostkeys.HostKeys`; where the file lives, the :class:`HostKey` values
-and :class:`HostKeyChanged` are :mod:`projectdeployer.providers.sshkeys`' (vendor-free).
+and :class:`HostKeyChanged` are :mod:`projectdeployer.providers.ssh.keys`' (vendor-free).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import paramiko
 import paramiko.hostkeys
 
-from ..core.fsutil import atomic_write
-from .sshkeys import HostKey, HostKeyChanged, file_lock, host_entry_name
+from ...core.fsutil import atomic_write
+from .keys import HostKey, HostKeyChanged, file_lock, host_entry_name
 
 
 def _entry(line: str) -> paramiko.hostkeys.HostKeyEntry | None:

@@ -14,7 +14,7 @@ Two things live here, both vendor-free (the plain ``(key type, base64 blob)`` pa
   ``{home}/{project}/{env}/config/known_hosts``, OpenSSH's format: ``host`` for port 22,
   ``[host]:port`` otherwise), :class:`HostKey` and :class:`HostKeyChanged`, which names both SHA256
   fingerprints and how to fix it. The file itself is read and written by
-  :class:`projectdeployer.providers.known_hosts.KnownHosts` (paramiko's ``HostKeys``, hashed
+  :class:`projectdeployer.providers.ssh.known_hosts.KnownHosts` (paramiko's ``HostKeys``, hashed
   ``|1|...`` entries included): the first connection to an address records the key it presented;
   a later connection presenting a different key is refused.
 
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import attrs
 
-from ..core import paths
-from ..core.errors import ProjectDeployerError
-from ..core.fsutil import atomic_write, write_private
+from ...core import paths
+from ...core.errors import ProjectDeployerError
+from ...core.fsutil import atomic_write, write_private
 
 KEY_FILE = "id_ed25519"
 KNOWN_HOSTS_FILE = "known_hosts"
