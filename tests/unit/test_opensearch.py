@@ -38,6 +38,7 @@ from projectdeployer.core.runtime import ContainerInfo
 from projectdeployer.plugins import get_registry, load_plugins
 from projectdeployer.secrets.rotation import RotationError
 from projectdeployer.service_types import opensearch as os_type
+from projectdeployer.service_types import opensearch_certs
 from tests.support.fake_opensearch import FakeOpenSearch
 from tests.unit.test_rotator import with_lock
 
@@ -57,9 +58,9 @@ def fast_crypto(monkeypatch: pytest.MonkeyPatch) -> None:
     """RSA keys from a small pool made once (each test draws distinct ones) and 4 bcrypt rounds:
     the same code paths, without seconds of key generation and hashing per test."""
     if not _KEYS:
-        _KEYS.extend(os_type._new_key() for _ in range(8))
+        _KEYS.extend(opensearch_certs.new_key() for _ in range(8))
     pool = iter(_KEYS)
-    monkeypatch.setattr(os_type, "_new_key", lambda: next(pool))
+    monkeypatch.setattr(opensearch_certs, "new_key", lambda: next(pool))
     monkeypatch.setattr(os_type, "BCRYPT_ROUNDS", 4)
 
 

@@ -79,14 +79,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import bcrypt
@@ -102,10 +101,6 @@ from ..core.runtime import ContainerInfo, ContainerRuntime
 from ..core.servicetype import SIDECAR_HOST, ContextFor, Log, PasswordRotation, RotationError, ServiceContext, ServiceType
 from ..hookspecs import hookimpl
 from .databases import DatabaseType, database_type
-
-if TYPE_CHECKING:  # imported where certificates are made (cryptography: ~80 ms)
-    from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 @define(kw_only=True)
@@ -294,130 +289,10 @@ class NodePki:
     admin_dn: str
 
 
-def _name(common_name: str, project: str, env: str) -> Any:
-    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-    from cryptography.x509.oid import NameOID  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ProjectDeployer"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{project}-{env}"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
-        ]
-    )
-
-
-def _key_pem(key: rsa.RSAPrivateKey) -> str:
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-
-    # PKCS#8, unencrypted: the key format the Security plugin documentation asks for.
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-
-
-def _cert_pem(cert: x509.Certificate) -> str:
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _new_key() -> Any:
-    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _make_ca(project: str, env: str, service: str, now: dt.datetime) -> tuple[str, str]:
-    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-
-    key = _new_key()
-    name = _name(f"{project}-{env}-{service} CA", project, env)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return _cert_pem(cert), _key_pem(key)
-
-
 def node_hostnames(project: str, env: str, service: str) -> list[str]:
     """The DNS names in the node certificate: its container name (backup containers reach it by
     that name on the project network), the service name, the sidecar alias apps use, localhost."""
     return [container_name(project, env, service, "s"), service, SIDECAR_HOST, "localhost"]
-
-
-def _issue(ca_cert_pem: str, ca_key_pem: str, subject: Any, now: dt.datetime, *, server: bool, hostnames: Sequence[str] = ()) -> tuple[str, str]:
-    """A certificate for ``subject`` signed by the CA: a node's (server + client auth, SANs) or a client's."""
-    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-    from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-
-    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
-    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
-    key = _new_key()
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(min(now + NODE_VALIDITY, ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
-    )
-    if server:
-        names: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
-        names += [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return _cert_pem(builder.sign(ca_key, hashes.SHA256())), _key_pem(key)  # type: ignore[arg-type]
-
-
-def _valid_until(cert_pem: str) -> dt.datetime | None:
-    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-
-    try:
-        return x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc
-    except ValueError:
-        return None
 
 
 def _read(path: Path) -> str | None:
@@ -435,26 +310,11 @@ def _private_dirs(directory: Path) -> None:
         os.chmod(d, 0o700)
 
 
-def _usable(cert_pem: str | None, key_pem: str | None, ca_cert_pem: str, now: dt.datetime) -> bool:
-    """Both present, the key matches, the CA signed it, and it is valid for 30 more days."""
-    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-
-    if not cert_pem or not key_pem or not _matches(cert_pem, key_pem):
-        return False
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem.encode())
-        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_cert_pem.encode()))
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return cert.not_valid_after_utc - now > RENEW_BEFORE
-
-
-def _pair(directory: Path, name: str, ca_cert: str, make: Callable[[], tuple[str, str]], now: dt.datetime) -> tuple[str, str]:
+def _pair(directory: Path, name: str, ca_cert: str, make: Callable[[], tuple[str, str]], usable: Callable[[str | None, str | None], bool]) -> tuple[str, str]:
     """``{name}.pem`` and ``{name}-key.pem``: read, or made (again) when not usable. A crash
     between the two writes leaves a pair that does not match: made again on the next call."""
     cert, key = _read(directory / f"{name}.pem"), _read(directory / f"{name}-key.pem")
-    if _usable(cert, key, ca_cert, now):
+    if usable(cert, key):
         return cert, key  # type: ignore[return-value]
     cert, key = make()
     write_private(directory / f"{name}-key.pem", key)
@@ -462,37 +322,29 @@ def _pair(directory: Path, name: str, ca_cert: str, make: Callable[[], tuple[str
     return cert, key
 
 
-def _matches(cert_pem: str, key_pem: str) -> bool:
-    """The certificate's public key is the key's."""
-    from cryptography import x509  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
-
-    try:
-        cert_pub = x509.load_pem_x509_certificate(cert_pem.encode()).public_key()
-        key_pub = serialization.load_pem_private_key(key_pem.encode(), password=None).public_key()
-    except (ValueError, TypeError):
-        return False
-    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return cert_pub.public_bytes(der, spki) == key_pub.public_bytes(der, spki)
-
-
 def ensure_pki(project: str, env: str, service: str, *, now: dt.datetime | None = None) -> NodePki:
     """The node's CA, node and admin certificates, made on first use and reused after."""
+    from . import opensearch_certs as certs  # noqa: PLC0415 - deferred: cryptography (start-up: ~80 ms)
+
     now = now or dt.datetime.now(dt.UTC)
     directory = tls_dir(project, env, service)
     _private_dirs(directory)
     ca_cert, ca_key = _read(directory / "root-ca.pem"), _read(directory / "root-ca-key.pem")
-    ca_until = _valid_until(ca_cert) if ca_cert else None
-    if not (ca_cert and ca_key and ca_until and ca_until - now > RENEW_BEFORE and _matches(ca_cert, ca_key)):
-        # A new CA: every certificate the old one signed fails _usable and is made again.
-        ca_cert, ca_key = _make_ca(project, env, service, now)
+    ca_until = certs.valid_until(ca_cert) if ca_cert else None
+    if not (ca_cert and ca_key and ca_until and ca_until - now > RENEW_BEFORE and certs.matches(ca_cert, ca_key)):
+        # A new CA: every certificate the old one signed fails certs.usable and is made again.
+        ca_cert, ca_key = certs.make_ca(project, env, service, now, CA_VALIDITY)
         write_private(directory / "root-ca-key.pem", ca_key)
         write_private(directory / "root-ca.pem", ca_cert)
-    node_subject = _name(f"{service}.{env}.{project}.node", project, env)
-    admin_subject = _name(f"{service}.{env}.{project}.admin", project, env)
+    node_subject = certs.distinguished_name(f"{service}.{env}.{project}.node", project, env)
+    admin_subject = certs.distinguished_name(f"{service}.{env}.{project}.admin", project, env)
     hostnames = node_hostnames(project, env, service)
-    node = _pair(directory, "node", ca_cert, lambda: _issue(ca_cert, ca_key, node_subject, now, server=True, hostnames=hostnames), now)
-    admin = _pair(directory, "admin", ca_cert, lambda: _issue(ca_cert, ca_key, admin_subject, now, server=False), now)
+
+    def usable(cert: str | None, key: str | None) -> bool:
+        return certs.usable(cert, key, ca_cert, now, RENEW_BEFORE)
+
+    node = _pair(directory, "node", ca_cert, lambda: certs.issue(ca_cert, ca_key, node_subject, now, validity=NODE_VALIDITY, server=True, hostnames=hostnames), usable)
+    admin = _pair(directory, "admin", ca_cert, lambda: certs.issue(ca_cert, ca_key, admin_subject, now, validity=NODE_VALIDITY, server=False), usable)
     return NodePki(
         ca_cert=ca_cert,
         node_cert=node[0],
