@@ -12,6 +12,8 @@ there too (see ``pyproject.toml``). ``docs/plugins.md`` documents each hook with
 
 from __future__ import annotations
 
+import inspect
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -20,12 +22,11 @@ import pluggy
 if TYPE_CHECKING:  # imported for annotations only: plugins must not pay for them at start-up
     from pathlib import Path
 
-    import click
-
-    from .core.model import Project, ServiceSpec
     from .core.backups import BackupMethod
     from .core.build import BuildRequest, GeneratedBuild
+    from .core.commandline import CommandGroup
     from .core.containers import ContainerParts
+    from .core.model import Project, ServiceSpec
     from .core.monitoring import Alert, HealthCheck, MetricSample
     from .core.plan import DeployResult, Plan
     from .core.provider import Provider, Server
@@ -67,13 +68,14 @@ def register_providers(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_commands(cli: click.Group) -> None:
+def register_commands(cli: CommandGroup) -> None:
     """Add click commands or groups to the ``projectdeployer`` command line.
 
     Called before the command line lists its commands (``--help`` too), with the plugin's module
     imported for that alone: keep its top-level imports light, and import an SDK in the command.
 
-    :param cli: the root click group; call ``cli.add_command(...)`` or decorate with ``@cli.command()``.
+    :param cli: the root ``click.Group`` (annotate it so in your plugin); call ``cli.add_command(...)``
+        or decorate with ``@cli.command()``.
     """
 
 
@@ -366,11 +368,8 @@ def remove_routing(server: Server, project: Project, env: str) -> None:
 
 def hook_names() -> list[str]:
     """Names of every hook defined here, sorted."""
-    import inspect
-    import sys
-
     module = sys.modules[__name__]
     return [name for name, fn in inspect.getmembers(module, inspect.isfunction) if getattr(fn, "projectdeployer_spec", None) is not None]
 
 
-__all__ = ["hookimpl", "hookspec", "hook_names"]
+__all__ = ["hook_names", "hookimpl", "hookspec"]

@@ -42,7 +42,8 @@ LOAD_ENV = "PROJECTDEPLOYER_LOAD_PLUGINS"
 TRACE_ENV = "PROJECTDEPLOYER_TRACE_PLUGINS"
 
 #: Imported directly and never disabled (name -> module, or ``module:Class`` for a class-based
-#: plugin made once per manager, ``Class(manager)``): the secret references every project file
+#: plugin made once per manager, ``Class(manager, contexts)``, ``contexts`` being the secrets
+#: store's ``ServiceContext`` per project environment): the secret references every project file
 #: uses, and the adapter that answers the per-service hooks from the service types' methods.
 ESSENTIAL_PLUGINS: dict[str, str] = {
     "secrets_store": "projectdeployer.default_plugins.secrets_files",
@@ -128,11 +129,13 @@ def load_plugins(manager: pluggy.PluginManager | None = None, *, env: Mapping[st
         return pm
     environ = os.environ if env is None else env
 
+    from .secrets.resolver import service_context  # noqa: PLC0415 - deferred: attrs and the secrets store, for commands only (start-up)
+
     for name, where in ESSENTIAL_PLUGINS.items():
         if target.get_plugin(name) is None:
             module_name, _, class_name = where.partition(":")
             module = importlib.import_module(module_name)
-            plugin = getattr(module, class_name)(target) if class_name else module
+            plugin = getattr(module, class_name)(target, service_context) if class_name else module
             register_plugin(target, plugin, name, f"essential plugin {name} ({where})")
 
     _load_entry_points(target, environ, lambda ep, dist_name: True)

@@ -31,9 +31,9 @@ import pytest
 
 from projectdeployer import BackupManager, Deployer, ProjectDeployer
 from projectdeployer.core.backups import BackupError, backup_container_name
-from projectdeployer.core.resolver import ResourceResolver
 from projectdeployer.hookspecs import hookimpl
 from projectdeployer.plugins import pm
+from projectdeployer.secrets.resolver import ResourceResolver
 from tests.docker.conftest import remove_project, wait_for
 from tests.docker.test_rotation import redis
 

@@ -29,8 +29,8 @@ import pytest
 
 from projectdeployer import ProjectDeployer
 from projectdeployer.backups.manager import BackupManager
-from projectdeployer.core.resolver import ResourceResolver
 from projectdeployer.core.runtime import LABEL_ENV, LABEL_PROJECT
+from projectdeployer.secrets.resolver import ResourceResolver
 from tests.docker.conftest import remove_project
 
 pytestmark = pytest.mark.docker
@@ -66,7 +66,7 @@ def _pin_free_ports(client, name: str, env: str) -> None:  # type: ignore[no-unt
     """Record host ports that are free now for the environment's services: the engine is
     shared, and another project's container may hold the port a service's name hashes to."""
     from projectdeployer.core import paths
-    from projectdeployer.core.ports import HOST_BASE_RANGE, SECONDARY_OFFSET, allocate_ports
+    from projectdeployer.deploy.ports import HOST_BASE_RANGE, SECONDARY_OFFSET, allocate_ports
 
     published = {int(b["HostPort"]) for c in client.containers.list() for bindings in (c.attrs["NetworkSettings"]["Ports"] or {}).values() if bindings for b in bindings}
 

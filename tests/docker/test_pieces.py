@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.core.containers import ENV_WRAPPER_NAME
-from projectdeployer.core.resolver import ResourceResolver as RR
 from projectdeployer.core.runtime import LABEL_PROJECT, LABEL_SERVICE
+from projectdeployer.deploy.containers import ENV_WRAPPER_NAME
+from projectdeployer.secrets.resolver import ResourceResolver as RR
 from tests.docker.conftest import remove_project, wait_for
 
 pytestmark = pytest.mark.docker

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from projectdeployer import ProjectDeployer, SecretsRotator
-from projectdeployer.core.resolver import ResourceResolver
 from projectdeployer.core.runtime import LABEL_PROJECT
+from projectdeployer.secrets.resolver import ResourceResolver
 from tests.docker.conftest import remove_project, wait_for
 
 pytestmark = pytest.mark.docker

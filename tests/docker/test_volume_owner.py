@@ -13,9 +13,9 @@ import pytest
 
 from projectdeployer import ProjectDeployer
 from projectdeployer.core.containers import SECRETS_MOUNT, ContainerParts
-from projectdeployer.core.resolver import ensure_password
 from projectdeployer.hookspecs import hookimpl
 from projectdeployer.plugins import load_plugins, pm
+from projectdeployer.secrets.resolver import ensure_password
 from tests.docker.conftest import remove_project
 
 pytestmark = pytest.mark.docker

@@ -14,9 +14,9 @@ import pytest
 import tomlkit
 
 from projectdeployer import ConfigError, ProjectDeployer, ProjectDeployerError, ProjectExists, ProjectNotFound
-from projectdeployer.core.gitref import GitRepoError, parse_git_repo
 from projectdeployer.core.model import AutoScaling, BackupConfig, HorizontalScaling, VerticalScaling
 from projectdeployer.plugins import get_registry
+from projectdeployer.project.gitref import GitRepoError, parse_git_repo
 
 pytestmark = pytest.mark.unit
 

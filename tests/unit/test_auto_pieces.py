@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from projectdeployer import ConfigError
-from projectdeployer.core.containers import ENV_WRAPPER_NAME, SECRETS_MOUNT, build_container, env_wrapper_script
+from projectdeployer.core.containers import SECRETS_MOUNT
 from projectdeployer.core.model import Project
-from projectdeployer.core.ports import PortAssignment
-from projectdeployer.core.resolver import ResourceResolver as RR
-from projectdeployer.core.resolver import ensure_password
+from projectdeployer.deploy.containers import ENV_WRAPPER_NAME, build_container, env_wrapper_script
+from projectdeployer.deploy.ports import PortAssignment
 from projectdeployer.plugins import get_registry
 from projectdeployer.project.file import build_project, parse_toml
+from projectdeployer.secrets.resolver import ResourceResolver as RR
+from projectdeployer.secrets.resolver import ensure_password
 
 pytestmark = pytest.mark.unit
 

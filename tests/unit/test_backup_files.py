@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from projectdeployer.core.backups import Backup, BackupError, backup_policy, choose_backup, parse_backup_name, read_backups
+from projectdeployer.backups.store import Backup, choose_backup, parse_backup_name, read_backups
+from projectdeployer.core.backups import BackupError
 from projectdeployer.core.model import BackupConfig
+from projectdeployer.core.servicetype import backup_policy
 from projectdeployer.plugins import get_registry
 from projectdeployer.providers.local import LocalServer
 

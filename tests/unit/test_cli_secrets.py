@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from projectdeployer import ProjectDeployer, SecretsRotator
 from projectdeployer.cli import make_cli
-from projectdeployer.core.resolver import ensure_password, password_path
+from projectdeployer.secrets.resolver import ensure_password, password_path
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from projectdeployer.agents.scheduler import ALIASES, CronError, parse_cron
 from projectdeployer.core.errors import ConfigError
-from projectdeployer.core.validation import cron_problem
+from projectdeployer.project.validation import cron_problem
 
 pytestmark = pytest.mark.unit
 

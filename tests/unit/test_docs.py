@@ -37,8 +37,9 @@ def test_every_cli_command_is_documented() -> None:
 
 def _bounds() -> dict[str, float]:
     """Every upper bound validation enforces, by the constant's name."""
-    from projectdeployer.core import model, pathcheck, rendersafety, validation
+    from projectdeployer.core import model, pathcheck, rendersafety
     from projectdeployer.project import file as projectfile
+    from projectdeployer.project import validation
 
     found: dict[str, float] = {}
     for module in (validation, projectfile, pathcheck, rendersafety, model):

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 
 from projectdeployer.core.errors import DeployFailed
-from projectdeployer.core.ports import PortAssignment
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.routing import Backend
 from projectdeployer.deploy.orchestrator import Orchestrator, Placed
+from projectdeployer.deploy.ports import PortAssignment
 from projectdeployer.hookspecs import hookimpl
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from tests.unit.test_hooks import make_project

@@ -1,4 +1,4 @@
-"""``[images]`` applied to a user's own Dockerfile (core/fromlines.py): FROM lines of an official
+"""``[images]`` applied to a user's own Dockerfile (build/fromlines.py): FROM lines of an official
 repository go to the project's repository, tag and digest kept, said in the build log."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import pluggy
 import pytest
 
-from projectdeployer.core.build import GENERATED_DOCKERFILE, ProjectBuilder
-from projectdeployer.core.fromlines import FromRedirect, official_redirects, redirect_from_lines
+from projectdeployer.build.builder import GENERATED_DOCKERFILE, ProjectBuilder
+from projectdeployer.build.fromlines import FromRedirect, official_redirects, redirect_from_lines
 from projectdeployer.core.registry import build_registry
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.project.file import build_project

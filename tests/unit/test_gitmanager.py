@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from projectdeployer.core.gitmanager import GitError, GitManager, cleanup_git_checkouts
+from projectdeployer.build.git import GitError, GitManager, cleanup_git_checkouts
 from tests.support.git_http import GitHTTPServer
 
 pytestmark = pytest.mark.unit

@@ -234,7 +234,7 @@ def test_a_plan_of_twenty_services_reads_the_server_once(manager: pluggy.PluginM
 
 
 def test_new_services_avoid_the_ports_other_projects_publish_on_the_server(manager: pluggy.PluginManager, tmp_path: Path) -> None:
-    from projectdeployer.core.ports import preferred_host_port
+    from projectdeployer.deploy.ports import preferred_host_port
 
     preferred = preferred_host_port("shop", ENV, "web00", 8000)
     other = attr_evolve(info("blog_dev_web_a", service="web"), labels={LABEL_PROJECT: "blog", LABEL_ENV: ENV}, ports={8000: preferred})

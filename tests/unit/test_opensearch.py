@@ -31,11 +31,12 @@ import pytest
 from projectdeployer import ProjectDeployer, SecretsRotator
 from projectdeployer.agents import opensearch_snapshot as snap
 from projectdeployer.agents.opensearch_snapshot import OpenSearchError, SnapshotClient, SnapshotVerificationError
-from projectdeployer.core.containers import SECRETS_MOUNT, build_container
-from projectdeployer.core.ports import PortAssignment
-from projectdeployer.core.resolver import password_path
+from projectdeployer.core.containers import SECRETS_MOUNT
 from projectdeployer.core.runtime import ContainerInfo
+from projectdeployer.deploy.containers import build_container
+from projectdeployer.deploy.ports import PortAssignment
 from projectdeployer.plugins import get_registry, load_plugins
+from projectdeployer.secrets.resolver import password_path
 from projectdeployer.secrets.rotation import RotationError
 from projectdeployer.service_types import opensearch as os_type
 from projectdeployer.service_types import opensearch_certs
@@ -807,7 +808,8 @@ def _run_job(job: Any, tmp_path: Path, node: FakeOpenSearch, backups: Path) -> s
 
 
 def test_the_backup_method_snapshots_through_the_api_and_writes_a_verified_manifest(project: ProjectDeployer, node: FakeOpenSearch, tmp_path: Path) -> None:
-    from projectdeployer.core.backups import BackupPolicy, BackupTarget, read_backups
+    from projectdeployer.backups.store import read_backups
+    from projectdeployer.core.backups import BackupPolicy, BackupTarget
     from projectdeployer.providers.local import LocalServer
 
     spec = project.project.services[SERVICE]

@@ -13,8 +13,9 @@ from typing import Any
 import pluggy
 import pytest
 
+from projectdeployer.build.builder import BuildCheck, ProjectBuilder, image_tag
 from projectdeployer.cli.deploy_cmds import _plan_json, _print_plan
-from projectdeployer.core.build import INPUTS_LABEL, BuildCheck, BuildRequest, ProjectBuilder, image_tag
+from projectdeployer.core.build import INPUTS_LABEL, BuildRequest
 from projectdeployer.core.model import Project
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo

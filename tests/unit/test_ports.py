@@ -1,4 +1,4 @@
-"""Tests for the port scheme (projectdeployer.core.ports)."""
+"""Tests for the port scheme (projectdeployer.deploy.ports)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import projectdeployer.core.ports as ports_mod
+import projectdeployer.deploy.ports as ports_mod
 from projectdeployer.core.errors import ProjectDeployerError
-from projectdeployer.core.ports import (
+from projectdeployer.deploy.ports import (
     HOST_BASE_RANGE,
     INTERNAL_RANGE,
     SECONDARY_OFFSET,
@@ -100,7 +100,7 @@ def test_preferred_ports_in_range(name: str, container_port: int | None) -> None
 
 _SUBPROCESS = """
 import json, sys
-from projectdeployer.core.ports import allocate_ports
+from projectdeployer.deploy.ports import allocate_ports
 project, env, services = json.load(sys.stdin)
 result = allocate_ports(project, env, services, {})
 print(json.dumps({n: [a.host, a.internal] for n, a in result.items()}))

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from projectdeployer import ConfigError, ProjectDeployer
 from projectdeployer.core.model import Project
-from projectdeployer.core.validation import MAX_SERVICES
 from projectdeployer.plugins import get_registry
 from projectdeployer.project.file import build_project, parse_toml
+from projectdeployer.project.validation import MAX_SERVICES
 
 pytestmark = pytest.mark.unit
 
@@ -822,7 +822,7 @@ def test_the_document_generator_reaches_valid_projects() -> None:
 def test_project_name_with_underscore_loads_with_a_warning(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Projects created before names lost "_" still load (to deploy, or to take down), warned;
     a new one is refused."""
-    from projectdeployer.core.validation import ProjectNameWarning
+    from projectdeployer.project.validation import ProjectNameWarning
 
     path = tmp_path / "old.toml"
     path.write_text('[project]\nname = "my_app"\n')

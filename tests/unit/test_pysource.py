@@ -10,7 +10,8 @@ from typing import Any
 import pluggy
 import pytest
 
-from projectdeployer.core.build import BuildFailed, ProjectBuilder
+from projectdeployer.build.builder import ProjectBuilder
+from projectdeployer.core.build import BuildFailed
 from projectdeployer.core.registry import build_registry
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.project.file import build_project

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from projectdeployer.core.errors import ConfigError
-from projectdeployer.core.ownnames import Shape, collisions
 from projectdeployer.plugins import get_registry
 from projectdeployer.project.file import build_project
+from projectdeployer.project.ownnames import Shape, collisions
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from projectdeployer.core.errors import SecretError
-from projectdeployer.core.resolver import ResourceResolver as RR
-from projectdeployer.core.resolver import ensure_password, generate_password
+from projectdeployer.secrets.resolver import ResourceResolver as RR
+from projectdeployer.secrets.resolver import ensure_password, generate_password
 
 pytestmark = pytest.mark.unit
 
@@ -52,8 +52,8 @@ def test_connection_strings_use_the_internal_port(pd_home: Path) -> None:
 
 
 def test_the_seed_urls_are_what_the_types_put_in_key_file(pd_home: Path) -> None:
-    from projectdeployer.core.resolver import service_context
     from projectdeployer.plugins import get_registry
+    from projectdeployer.secrets.resolver import service_context
 
     _ports(pd_home, "myapp", "prod", {s: {"host": 8000 + i, "internal": 5000 + i} for i, s in enumerate(("postgres", "redis", "search"))})
     for service in ("postgres", "redis", "search"):
@@ -69,8 +69,8 @@ def test_the_seed_urls_are_what_the_types_put_in_key_file(pd_home: Path) -> None
         env, files = types[type_name].connection_env("URL", service, ctx)
         assert files["URL"] == seed[type_name] and env["URL_FILE"] == "/run/secrets/pd/URL"
         assert ctx.password(service) not in env["URL"]
-    assert RR.get_piece("myapp", "prod", "search", "opensearch", "user") == "admin"
-    assert RR.get_piece("myapp", "prod", "postgres", "postgres", "database") == RR.get_db_name("myapp", "prod", "postgres")
+    assert RR.get_piece("myapp", "prod", "search", types["opensearch"], "user") == "admin"
+    assert RR.get_piece("myapp", "prod", "postgres", types["postgres"], "database") == RR.get_db_name("myapp", "prod", "postgres")
 
 
 def test_missing_state_is_a_clear_error(pd_home: Path) -> None:

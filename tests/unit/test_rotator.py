@@ -18,9 +18,9 @@ import pytest
 
 from projectdeployer import ProjectDeployer, ProjectDeployerError, SecretsRotator
 from projectdeployer.core.provider import CommandResult
-from projectdeployer.core.resolver import ensure_password, password_path
 from projectdeployer.core.runtime import ContainerInfo
 from projectdeployer.deploy.environment import Environment
+from projectdeployer.secrets.resolver import ensure_password, password_path
 from projectdeployer.secrets.rotation import RotationError
 
 pytestmark = pytest.mark.unit

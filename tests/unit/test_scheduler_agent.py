@@ -208,8 +208,9 @@ def test_job_status_fields() -> None:
 
 def test_a_job_container_has_no_slot_suffix_no_ports_and_never_restarts(tmp_path: Path) -> None:
     from projectdeployer import ProjectDeployer
-    from projectdeployer.core.containers import JOB_SLOT, build_container
+    from projectdeployer.core.containers import JOB_SLOT
     from projectdeployer.core.runtime import LABEL_ROLE, LABEL_SLOT
+    from projectdeployer.deploy.containers import build_container
     from projectdeployer.plugins import get_registry
 
     pd = ProjectDeployer.create("jobp", path=tmp_path / "p.toml")

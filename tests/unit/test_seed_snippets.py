@@ -34,10 +34,10 @@ import pytest
 import tomlkit
 
 from projectdeployer import ProjectDeployer
-from projectdeployer.core.gitref import parse_git_repo
 from projectdeployer.core.model import AutoScaling, HorizontalScaling, VerticalScaling
-from projectdeployer.core.validation import auto_env_target
 from projectdeployer.plugins import get_registry
+from projectdeployer.project.gitref import parse_git_repo
+from projectdeployer.project.validation import auto_env_target
 
 pytestmark = pytest.mark.unit
 

@@ -37,19 +37,21 @@ from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 
 from projectdeployer.agents.scheduler import load_jobs, parse_cron
-from projectdeployer.core.backups import BackupTarget, backup_policy
-from projectdeployer.core.build import is_buildable
-from projectdeployer.core.containers import JOB_SLOT, SLOTS, STATEFUL_SLOT, build_container, container_name
+from projectdeployer.build.builder import is_buildable
+from projectdeployer.core.backups import BackupTarget
+from projectdeployer.core.containers import JOB_SLOT, SLOTS, STATEFUL_SLOT, container_name
 from projectdeployer.core.errors import ConfigError
 from projectdeployer.core.model import EnvironmentSpec, Project, ProjectSettings, spec_fields
-from projectdeployer.core.ports import PortAssignment
 from projectdeployer.core.rendersafety import IMAGE_REF_RE
-from projectdeployer.core.resolver import ResourceResolver
 from projectdeployer.core.routing import Backend, Route
 from projectdeployer.core.runtime import ContainerSpec
+from projectdeployer.core.servicetype import backup_policy
 from projectdeployer.default_plugins.nginx.plugin import render_config, render_main_config
+from projectdeployer.deploy.containers import build_container
+from projectdeployer.deploy.ports import PortAssignment
 from projectdeployer.plugins import get_registry, load_plugins
 from projectdeployer.project.file import build_project
+from projectdeployer.secrets.resolver import ResourceResolver
 
 pytestmark = pytest.mark.unit
 

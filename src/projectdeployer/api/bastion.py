@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..backups.manager import BackupManager, RestoreReport
-    from ..core.backups import Backup
+    from ..backups.store import Backup
     from ..deploy.environment import Environment
     from .project import ProjectDeployer
 
@@ -37,7 +37,7 @@ class Deployer:
 
     def environment(self, env: str) -> Environment:
         """The project's environment ``env`` (what backups and sync work on)."""
-        from ..core.validation import require_env_name
+        from ..project.validation import require_env_name
 
         return self.project.environment(require_env_name("Deployer", env), log=self.log)
 

@@ -25,17 +25,17 @@ from tomlkit.items import InlineTable, Table
 from ..core import paths
 from ..core.errors import ConfigError, ProjectDeployerError, ProjectExists, ProjectNotFound, SecretError
 from ..core.model import Project, ServiceSpec, spec_fields
-from ..core.order import startup_groups, startup_orders
-from ..core.ports import PortAssignment, PortStore
 from ..core.registry import Registry, check_api_methods
 from ..core.servicetype import ServiceType
-from ..core.validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name, warn_project_name
+from ..deploy.ports import PortAssignment, PortStore
 from ..plugins import get_registry, load_plugins
 from ..project.credentials import warn_plaintext_credentials
 from ..project.file import build_project, read_document, read_project_text, write_document
+from ..project.order import startup_groups, startup_orders
+from ..project.validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name, warn_project_name
 
 if TYPE_CHECKING:
-    from ..core.build import BuiltImage
+    from ..build.builder import BuiltImage
     from ..deploy.environment import DeployReport, Environment
     from ..deploy.planner import FleetPlan
     from ..destroy.teardown import DestroyPlan, TeardownReport
@@ -357,7 +357,7 @@ class ProjectDeployer:
         _bool_argument("build", "push", push)
         if services is not None:
             self._check_service_list("build", services)
-        from ..core.build import ProjectBuilder
+        from ..build.builder import ProjectBuilder
 
         manager = self._manager if self._manager is not None else load_plugins()
         builder = ProjectBuilder(self._project, env, manager, registry=self.registry, log=log or (lambda line: print(line, flush=True)))
@@ -365,7 +365,7 @@ class ProjectDeployer:
         if services is not None:
             ordered = [name for name in ordered if name in services] + [n for n in services if n not in ordered]
         else:
-            from ..core.build import is_buildable
+            from ..build.builder import is_buildable
 
             specs = self.services(env)
             ordered = [name for name in ordered if is_buildable(specs[name])]
@@ -444,7 +444,7 @@ class ProjectDeployer:
         if dry_run:
             return environment.plan(service, build=build)
         if build:
-            from ..core.build import is_buildable
+            from ..build.builder import is_buildable
 
             specs = self.services(env)
             targets = [service] if service else [n for n, s in specs.items() if is_buildable(s)]
@@ -611,7 +611,7 @@ class ProjectDeployer:
         """Delete this project's git checkouts (of one environment, or all); returns what went."""
         if env is not None:
             _env_argument("cleanup_git_checkouts", env)
-        from ..core.gitmanager import cleanup_git_checkouts
+        from ..build.git import cleanup_git_checkouts
 
         return cleanup_git_checkouts(self.name, env)
 

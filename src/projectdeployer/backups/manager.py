@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..core import paths
-from ..core.backups import RUN_TIMEOUT, Backup, BackupError, JobRunner, backup_container_name, choose_backup, read_backups
+from ..core.backups import RUN_TIMEOUT, BackupError, backup_container_name
 from ..core.fsutil import atomic_write
 from ..core.monitoring import Alert
 from ..deploy.backup_jobs import BackedUp, backed_up, target_for
+from ..deploy.oneoff import BackupJobRunner
+from .store import Backup, choose_backup, read_backups
 
 if TYPE_CHECKING:
     from ..api.project import ProjectDeployer
@@ -288,7 +290,7 @@ class BackupManager:
                 backup = choose_backup(self.backups(service), timestamp)
             except BackupError as exc:
                 raise BackupError(f"{service}: {exc}") from None
-            runner = JobRunner(target)
+            runner = BackupJobRunner(target)
             code, lines = runner.run_once(item.method.verify_job(target, backup.file), "verify", timeout=600)
             if code != 0:
                 detail = " / ".join(lines[-3:]) or f"exit code {code}"

@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from ..core.errors import printable
-from ..core.validation import ProjectNameWarning
 from ..project.credentials import PlaintextCredentialWarning
+from ..project.validation import ProjectNameWarning
 
 #: The warning categories printed as ``warning:`` lines; others keep Python's own display.
 CLI_CATEGORIES: tuple[type[Warning], ...] = (PlaintextCredentialWarning, ProjectNameWarning)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..core.errors import shown
-from ..core.validation import env_name_problem
+from ..project.validation import env_name_problem
 
 if TYPE_CHECKING:  # click 8.5 made ParamType generic; the 8.1-8.4 pyproject allows cannot subscript it at run time
     _StrType = click.ParamType[str, Any]

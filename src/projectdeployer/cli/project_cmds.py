@@ -11,9 +11,9 @@ import pluggy
 from ..api.project import ProjectDeployer
 from ..core import paths
 from ..core.errors import ConfigError, ProjectNotFound, shown
-from ..core.validation import PROJECT_NAME_RULE, valid_name
 from ..plugins import get_registry
 from ..project.convert import converter
+from ..project.validation import PROJECT_NAME_RULE, valid_name
 from .options import api_kwargs, spec_options
 from .output import print_json, print_table
 from .params import ENV

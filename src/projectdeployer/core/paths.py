@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import ConfigError, shown
+
 if TYPE_CHECKING:
     from .provider import Server
 
@@ -48,8 +50,6 @@ def _component(what: str, value: str) -> str:
     """``value`` when it is one plain directory name, else a ConfigError naming ``what``:
     ``../other``, ``a/b``, ``.`` or a control character never become a path under home."""
     if not isinstance(value, str) or not _COMPONENT_RE.match(value) or value in (".", ".."):
-        from .errors import ConfigError, shown
-
         raise ConfigError([f"{what}: {shown(value)} is not a valid {what} name (letters, digits, - and _; no '/' or '..')"])
     return value
 

@@ -7,7 +7,7 @@ arguments, in image tags (``[project] registry``) and in health probes (``health
 renderers keep their own guards, but a value they would refuse must be refused here first, at
 ``validate``, naming its key (issue 11, item 2).
 
-Each check yields ``(key path, message)`` like :mod:`.validation`, whose ``check_service`` and
+Each check yields ``(key path, message)`` like :mod:`..project.validation`, whose ``check_service`` and
 ``check_project`` call :func:`check_service_rendering` and :func:`check_project_rendering`.
 Pure: no disk, no network, no jinja2 (so the CLI starts fast).
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
+from .backups import BackupPolicy
 from .errors import ProjectDeployerError, SecretError
-from .model import ServiceSpec
+from .model import DatabaseSpec, ServiceSpec
 from .routing import SIDECAR_HOST as SIDECAR_HOST  # re-exported: the host name apps reach services by
 
 if TYPE_CHECKING:
@@ -213,3 +214,14 @@ class ServiceType:
             if name == "database":
                 return ctx.db_name(target)
         raise SecretError(f"no piece {name!r} of a {self.name} service (pieces: {', '.join(self.auto_pieces) or 'none'})")
+
+
+def backup_policy(spec: ServiceSpec, stype: ServiceType) -> BackupPolicy | None:
+    """The service's backup policy: ``backup_config`` over the type's defaults; ``None`` when the
+    type has no backups at all."""
+    if not stype.stateful or not stype.backup_schedule or not isinstance(spec, DatabaseSpec):
+        return None
+    config = spec.backup_config
+    if config is None:
+        return BackupPolicy(enabled=True, schedule=stype.backup_schedule, retention_days=7)
+    return BackupPolicy(enabled=config.enabled, schedule=config.schedule or stype.backup_schedule, retention_days=config.retention_days)

@@ -9,7 +9,9 @@ answer wins; ``health_checks`` collects, so its checks come on top of the type's
 
 One adapter per plugin manager (it finds the types in that manager's registry); it is part of
 the essential core (``plugins.ESSENTIAL_PLUGINS``), so a type's behaviour does not depend on
-which plugins ``PROJECTDEPLOYER_LOAD_PLUGINS`` selects.
+which plugins ``PROJECTDEPLOYER_LOAD_PLUGINS`` selects. The plugin manager hands it the
+``ServiceContext`` of each project environment (``contexts``: the secrets store's), so this
+plugin, like every plugin, imports the core only.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from ..core.resolver import service_context
-from ..core.servicetype import ServiceType
+from ..core.servicetype import ContextFor, ServiceType
 from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 class ServiceTypeMethods:
     """Answers the four per-service hooks from the service's registered type."""
 
-    def __init__(self, manager: pluggy.PluginManager) -> None:
+    def __init__(self, manager: pluggy.PluginManager, contexts: ContextFor) -> None:
         self.manager = manager
+        self.contexts = contexts
         self._types: dict[str, ServiceType] = {}
         self._registrars: tuple[tuple[str, int], ...] | None = None
 
@@ -59,12 +61,12 @@ class ServiceTypeMethods:
     @hookimpl(trylast=True)
     def container_parts(self, service: ServiceSpec, project: Project, env: str) -> ContainerParts | None:
         stype = self._type(service)
-        return stype.container_parts(service, service_context(project.name, env)) if stype is not None else None
+        return stype.container_parts(service, self.contexts(project.name, env)) if stype is not None else None
 
     @hookimpl(trylast=True)
     def backup_method(self, service: ServiceSpec) -> BackupMethod | None:
         stype = self._type(service)
-        return stype.backup_method(service_context) if stype is not None else None
+        return stype.backup_method(self.contexts) if stype is not None else None
 
     @hookimpl(trylast=True)
     def health_checks(self, service: ServiceSpec) -> list[HealthCheck] | None:

@@ -15,22 +15,14 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ..core.backups import (
-    LABEL_BACKUP_OF,
-    ROLE_BACKUP,
-    BackupError,
-    BackupMethod,
-    BackupPolicy,
-    BackupTarget,
-    JobRunner,
-    backup_container_name,
-    backup_policy,
-)
+from ..core.backups import LABEL_BACKUP_OF, ROLE_BACKUP, BackupError, BackupMethod, BackupPolicy, BackupTarget, backup_container_name
 from ..core.containers import STATEFUL_SLOT, container_name
 from ..core.errors import DeployFailed, ProjectDeployerError
 from ..core.model import ServiceSpec
 from ..core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_ROLE
+from ..core.servicetype import backup_policy
 from .jobcontainers import remove_idle, scheduler_image
+from .oneoff import BackupJobRunner
 
 if TYPE_CHECKING:
     from .server import ServerDeployer
@@ -113,7 +105,7 @@ def converge(engine: ServerDeployer) -> None:
         if runtime.image_id(target.image) is None:
             engine.log(f"{service}: no backup container yet (image {target.image} is not on {engine.server.name}); deploy {service} first")
             continue
-        runner = JobRunner(target)
+        runner = BackupJobRunner(target)
         name = backup_container_name(project, env, service)
         try:
             spec, files, config_hash = runner.spec(item.method.backup_job(target), name, ROLE_BACKUP)

@@ -21,8 +21,8 @@ from ..core.plan import DeployResult, Plan
 from ..core.provider import Server
 from ..core.registry import Registry
 from ..core.runtime import LABEL_RELEASE, LABEL_SLOT, ContainerInfo, ContainerRuntime
-from ..core.validation import require_env_name
 from ..environment.releases import ReleaseHistory
+from ..project.validation import require_env_name
 from . import jobs
 from .allocation import state_of
 from .planner import FleetPlan
@@ -112,7 +112,7 @@ class Environment:
     def build_checks(self, service: str | None = None) -> dict[str, Any]:
         """``service -> BuildCheck`` for the buildable services a deploy would build (all, or
         ``service``): what the build would do, found without building (core/build.py)."""
-        from ..core.build import ProjectBuilder, is_buildable
+        from ..build.builder import ProjectBuilder, is_buildable
 
         specs = self.project.services_for(self.env)
         names = [n for n, s in specs.items() if is_buildable(s) and service in (None, n)]

@@ -49,7 +49,7 @@ from .backup_jobs import TABLE_SUFFIX, converge, schedule_entries
 from .jobcontainers import RUN_WAIT_SECONDS, remove_idle, scheduler_image
 
 if TYPE_CHECKING:
-    from ..core.ports import PortAssignment
+    from .ports import PortAssignment
     from .server import ServerDeployer
 
 # RUN_WAIT_SECONDS (deploy/jobcontainers.py): how long a deploy waits for a job's run in progress

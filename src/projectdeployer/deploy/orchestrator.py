@@ -51,26 +51,27 @@ from typing import Any, TypeVar
 import attrs
 import pluggy
 
+from ..build.builder import BuildCheck
 from ..core import paths
-from ..core.build import BuildCheck
-from ..core.containers import JOB_SLOT, STATEFUL_SLOT, ServiceContainer, host_port, network_name
+from ..core.containers import JOB_SLOT, STATEFUL_SLOT, network_name
 from ..core.errors import DeployFailed, ProjectDeployerError
 from ..core.fanout import failures, fan_out, successes
 from ..core.fsutil import atomic_write
 from ..core.model import Project, ServiceSpec
-from ..core.order import startup_orders
-from ..core.ports import PortAssignment
 from ..core.provider import Provider, Server, ServerSpec
 from ..core.routing import Backend, Route, domain_certificates
 from ..core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
 from ..environment.releases import new_release_id
 from ..environment.serverlock import local_lock, lock_server, server_lock
+from ..project.order import startup_orders
 from . import jobs
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, ServerState, allocate, slot_of, state_of
 from .coalesce import Coalescer
+from .containers import ServiceContainer, host_port
 from .images import ImageNotLocal, ensure_image
 from .jobcontainers import scheduler_image
 from .planner import FleetPlan, local_image_ids, plan_fleet
+from .ports import PortAssignment
 from .server import ServerDeployer, ServiceOutcome, images_looked_up_once
 
 Log = Callable[[str], None]

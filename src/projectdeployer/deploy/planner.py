@@ -16,15 +16,15 @@ from typing import Any
 
 import attrs
 
-from ..core.build import BuildCheck
+from ..build.builder import BuildCheck
 from ..core.containers import JOB_SLOT, STATEFUL_SLOT
 from ..core.errors import DeployFailed
 from ..core.fanout import fan_out
 from ..core.model import Project
-from ..core.order import startup_orders
 from ..core.plan import Plan, Step
 from ..core.provider import Server
 from ..core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
+from ..project.order import startup_orders
 from . import jobs
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, state_of
 from .server import ServerDeployer, images_looked_up_once

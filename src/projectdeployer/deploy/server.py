@@ -20,22 +20,23 @@ from typing import Any
 import attrs
 import pluggy
 
+from ..build.builder import image_tag
 from ..core import paths
-from ..core.build import image_tag
-from ..core.containers import SECRETS_MOUNT, ServiceContainer, build_container
+from ..core.containers import SECRETS_MOUNT
 from ..core.errors import LINE_SHOWN, DeployFailed, printable
 from ..core.model import GenericSpec, Project, ServiceSpec
 from ..core.monitoring import HealthCheck
 from ..core.plan import ServiceOutcome
 from ..core.poll import WaitTimeout, wait_until
-from ..core.ports import PortAssignment, PortStore
 from ..core.provider import Server
 from ..core.rendersafety import command_argv
 from ..core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_ROLE, LABEL_SERVICE, ContainerInfo, ContainerRuntime, ContainerSpec, Mount
-from ..core.secretfiles import write_secret_files
 from ..core.servicetype import ServiceType
 from ..environment.releases import Release, ReleaseHistory
+from .containers import ServiceContainer, build_container
 from .observation import Kept, Observation, WatchedRuntime, pick_active
+from .ports import PortAssignment, PortStore
+from .secretfiles import write_secret_files
 
 Log = Callable[[str], None]
 #: How long a release command (migrations) may run before the deploy gives up on it.
@@ -264,7 +265,7 @@ class ServerDeployer:
 
     def materialize(self, desired: ServiceContainer, release: str) -> ContainerSpec:
         """``desired``'s container spec, ready to run: its private files written on the server
-        (core/secretfiles.py) and mounted read-only, and its release label set. Starts nothing."""
+        (deploy/secretfiles.py) and mounted read-only, and its release label set. Starts nothing."""
         spec = desired.spec
         mounts = list(spec.mounts)
         if desired.secret_files:

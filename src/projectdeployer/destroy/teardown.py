@@ -57,7 +57,7 @@ Log = Callable[[str], None]
 
 #: ``Item.where`` of what lives in ``$PROJECTDEPLOYER_HOME`` on this machine.
 THIS_MACHINE = "this machine"
-#: Volume suffixes of a service's data (``{project}_{env}_{service}_{suffix}``; core/ownnames.py).
+#: Volume suffixes of a service's data (``{project}_{env}_{service}_{suffix}``; project/ownnames.py).
 DATA_VOLUME_SUFFIXES = ("data", "snapshots")
 #: The environment's state on this machine, relative to its directory: removed.
 LOCAL_STATE = ("config/ports.json", "config/releases.json", "config/routes.json", "run", "scheduler")

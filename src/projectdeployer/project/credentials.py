@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ..core import paths
 from ..core.errors import printable
-from ..core.validation import is_secret_ref
+from .validation import is_secret_ref
 
 #: The last word of a key that names a credential (``DB_PASS``, ``GITHUB_TOKEN``, ``JWT_SECRET``).
 _CREDENTIAL_WORDS = frozenset({"PASS", "PASSWORD", "PASSWD", "PWD", "SECRET", "TOKEN", "APIKEY", "CREDENTIAL", "CREDENTIALS"})
@@ -143,8 +144,6 @@ def secret_name(finding: Finding) -> str:
 
 def advice(finding: Finding, project: str, source: str | None) -> str:
     """The one-line warning for ``finding``: the file, the key, how to move the value out."""
-    from ..core import paths
-
     prefix = f"{safe(source, 200)}: " if source else ""
     what = "a URL with a password" if finding.kind == "url" else "a credential"
     head = f"{prefix}{safe(finding.where)} holds {what} in plain text"

@@ -43,8 +43,8 @@ from ..core.errors import ConfigError, ProjectNotFound, join_path, shown
 from ..core.fsutil import atomic_write
 from ..core.model import BuildSpec, DatabaseSpec, EnvironmentSpec, Project, ProjectSettings, ServiceSpec
 from ..core.registry import Registry
-from ..core.validation import check_project
 from .convert import describe, structure
+from .validation import check_project
 
 TOP_LEVEL_KEYS = ("project", "images", "environments", "services")
 #: Env-var style tables merged key by key when an environment overrides them.

@@ -49,9 +49,9 @@ from ..core import paths
 from ..core.containers import STATEFUL_SLOT, container_name
 from ..core.errors import ProjectDeployerError
 from ..core.fsutil import write_private
-from ..core.resolver import generate_password, password_path, service_context
 from ..core.runtime import ContainerInfo, ContainerRuntime
 from ..core.servicetype import RotationError, ServiceType
+from .resolver import generate_password, password_path, service_context
 
 if TYPE_CHECKING:
     from ..api.project import ProjectDeployer
@@ -70,7 +70,7 @@ class SecretsRotator:
     """Rotates the generated passwords of one project environment (the seed's API)."""
 
     def __init__(self, project: str | ProjectDeployer, env: str = "dev", *, log: Log | None = None, lock_wait: float = 60.0) -> None:
-        from ..core.validation import require_env_name
+        from ..project.validation import require_env_name
 
         env = require_env_name("SecretsRotator", env)
         if isinstance(project, str):

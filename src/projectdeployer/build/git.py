@@ -20,9 +20,9 @@ from pathlib import Path
 
 import attrs
 
-from . import paths
-from .errors import ProjectDeployerError
-from .gitref import GitRepo, parse_git_repo
+from ..core import paths
+from ..core.errors import ProjectDeployerError
+from ..project.gitref import GitRepo, parse_git_repo
 
 #: Answers git's "Username for ..." and "Password for ..." prompts from the environment.
 _ASKPASS = """#!/bin/sh

@@ -7,17 +7,19 @@ lines, all problems at once. Nothing here touches the disk or the network.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
-from .errors import ConfigError, shown
+from ..agents.scheduler import CronError, parse_cron
+from ..core.errors import ConfigError, shown
+from ..core.model import MAX_SERVERS, MIN_SERVERS, BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
+from ..core.pathcheck import build_context_problem, host_volume_problem, inside_problem, secret_ref_problem
+from ..core.registry import Registry
+from ..core.rendersafety import check_project_rendering, check_service_rendering, command_problem, image_template_problem
+from ..core.servicetype import ServiceType
 from .gitref import GitRepoError, parse_git_repo
-from .model import MAX_SERVERS, MIN_SERVERS, BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
-from .order import find_cycle
+from .order import find_cycle, startup_orders
 from .ownnames import Shape, collisions
-from .pathcheck import build_context_problem, host_volume_problem, inside_problem, secret_ref_problem
-from .registry import Registry
-from .rendersafety import check_project_rendering, check_service_rendering, command_problem, image_template_problem
-from .servicetype import ServiceType
 
 Problem = tuple[Sequence[str | int], str]
 
@@ -83,8 +85,6 @@ class ProjectNameWarning(UserWarning):
 def warn_project_name(project: Project) -> None:
     """Warn once per load when the project's name has ``_``: projects created before names lost
     it still load, deploy and can be taken down, but should be renamed."""
-    import warnings
-
     if valid_name(project.name) and not valid_project_name(project.name):
         where = f"{project.source}: " if project.source else ""
         warnings.warn(
@@ -115,9 +115,7 @@ def cron_problem(expr: str) -> str | None:
     croniter extensions it cannot run, e.g. seconds, ``L``/``W``/``#``); croniter is a second
     opinion, so nothing passes that the common cron reading rejects.
     """
-    from croniter import croniter  # 0.1 s to import: only when a schedule exists
-
-    from ..agents.scheduler import CronError, parse_cron
+    from croniter import croniter
 
     fields = expr.split()
     if not expr.startswith("@") and len(fields) != 5:
@@ -441,8 +439,6 @@ def _shape(spec: ServiceSpec, stype: ServiceType) -> Shape:
 
 
 def _check_manual_orders(project: Project) -> Iterator[Problem]:
-    from .order import startup_orders
-
     orders = startup_orders({n: s.depends_on for n, s in project.services.items()}, {n: s.startup_order for n, s in project.services.items()})
     for name, spec in project.services.items():
         if spec.startup_order is None:

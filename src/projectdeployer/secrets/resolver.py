@@ -16,10 +16,10 @@ from pathlib import Path
 
 import attrs
 
-from . import paths
-from .errors import SecretError
-from .fsutil import write_private
-from .servicetype import SIDECAR_HOST, ServiceType
+from ..core import paths
+from ..core.errors import SecretError
+from ..core.fsutil import write_private
+from ..core.servicetype import SIDECAR_HOST, ServiceType
 
 __all__ = ["SIDECAR_HOST", "ResourceResolver", "ServiceFiles", "ensure_password", "generate_password", "password_path", "service_context"]
 
@@ -92,9 +92,10 @@ class ResourceResolver:
             raise SecretError(f"no password for {project}/{env}/{service} at {path} (deploy first)") from exc
 
     @classmethod
-    def get_piece(cls, project: str, env: str, service: str, service_type: str, piece: str) -> str:
-        """One of the registered type's ``auto_pieces`` for ``service`` (of ``service_type``), as text."""
-        return _registered_type(service_type).piece(piece, service, service_context(project, env))
+    def get_piece(cls, project: str, env: str, service: str, service_type: ServiceType, piece: str) -> str:
+        """One of ``service_type``'s ``auto_pieces`` for ``service``, as text. The caller hands in
+        the registered type (``registry.service_type(name)``): the resolver looks up no plugin."""
+        return service_type.piece(piece, service, service_context(project, env))
 
     @classmethod
     def get_db_connection_string(cls, project: str, env: str, service: str) -> str:
@@ -148,15 +149,3 @@ class ServiceFiles:
 def service_context(project: str, env: str) -> ServiceFiles:
     """The context service types get for ``project``/``env`` (a ``ContextFor``)."""
     return ServiceFiles(project, env)
-
-
-def _registered_type(name: str) -> ServiceType:
-    # get_piece takes a type name, so it looks the type up in the global registry, which is the
-    # plugin manager's (projectdeployer.plugins); at the top, plugins -> hookspecs ->
-    # core.containers -> core.resolver would close a circle.
-    from ..plugins import get_registry  # noqa: PLC0415 - circle (see above)
-
-    stype = get_registry().service_type(name)
-    if stype is None:
-        raise SecretError(f"no service type {name!r} is registered")
-    return stype

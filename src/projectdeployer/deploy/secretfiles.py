@@ -12,8 +12,9 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
-from .provider import Server
-from .runtime import ContainerRuntime
+from ..core.errors import ProjectDeployerError
+from ..core.provider import Server
+from ..core.runtime import ContainerRuntime
 
 
 def write_secret_files(
@@ -35,7 +36,5 @@ def write_secret_files(
         server.put_file(f"{directory}/{name}", content.encode(), mode=0o400)
     result = server.run(["sh", "-c", f"chown -R {uid}:{gid} {shlex.quote(directory)} && chmod 0500 {shlex.quote(directory)}"])
     if not result.ok:
-        from .errors import ProjectDeployerError
-
         raise ProjectDeployerError(f"cannot give {directory} to uid {uid} on {server.name}: {result.stderr.strip()}")
     return directory
