@@ -62,7 +62,6 @@ __all__ = [
     "Deployer",
     "Environment",
     "GitManager",
-    "cleanup_git_checkouts",
     "PluginError",
     "ProjectDeployer",
     "ProjectDeployerError",
@@ -70,5 +69,6 @@ __all__ = [
     "ProjectNotFound",
     "ResourceResolver",
     "SecretsRotator",
+    "cleanup_git_checkouts",
     "hookimpl",
 ]

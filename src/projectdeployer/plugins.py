@@ -23,7 +23,7 @@ import importlib
 import os
 import sys
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -193,11 +193,11 @@ def _load_entry_points(target: pluggy.PluginManager, environ: Mapping[str, str],
 
 
 def _enable_tracing(manager: pluggy.PluginManager) -> None:
-    def before(hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def before(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         names = ", ".join(impl.plugin_name for impl in hook_impls)
         print(f"[plugins] {hook_name}({', '.join(kwargs)}) -> {names}", file=sys.stderr)
 
-    def after(outcome: Any, hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def after(outcome: pluggy.Result[Any], hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         try:
             result = outcome.get_result()
         except BaseException as exc:  # noqa: BLE001 - tracing reports, it does not handle

@@ -141,6 +141,7 @@ class ProjectBuilder:
         try:
             context_dir = self._existing_source(spec)
             if context_dir is None:
+                assert spec.git_repo is not None  # only a git checkout can be missing
                 repo = parse_git_repo(spec.git_repo) if isinstance(spec.git_repo, str) else spec.git_repo
                 return BuildCheck(service=name, needed=True, reason=f"git ref {repo.ref or '(default branch)'} not checked out yet")
             chosen = self._dockerfile(spec, context_dir)

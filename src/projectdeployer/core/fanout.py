@@ -119,7 +119,7 @@ def failures(results: Mapping[str, object]) -> dict[str, BaseException]:
 
 def successes(results: Mapping[str, T | BaseException]) -> dict[str, T]:
     """The entries of a :func:`fan_out` result that did not fail."""
-    return {name: value for name, value in results.items() if not isinstance(value, BaseException)}  # type: ignore[misc]
+    return {name: value for name, value in results.items() if not isinstance(value, BaseException)}
 
 
 def raise_for_failures(results: Mapping[str, T | BaseException], what: str = "operation") -> dict[str, T]:

@@ -226,6 +226,6 @@ class Project:
         return template.replace("{version}", version) if version is not None else template
 
 
-def spec_fields(cls: type) -> list[attrs.Attribute]:
+def spec_fields(cls: type) -> list[attrs.Attribute[Any]]:
     """The user-visible fields of a spec class (the internal name/type excluded)."""
     return [a for a in attrs.fields(cls) if not a.metadata.get("internal")]

@@ -254,12 +254,12 @@ def check_service_rendering(spec: ServiceSpec, images: Mapping[str, str]) -> Ite
         why = command_problem(spec.command)
         if why:
             yield ("command",), why
-    if spec.health_path.startswith("/"):  # a relative path is reported by check_service
-        if len(spec.health_path) > HEALTH_PATH_MAX or not HEALTH_PATH_RE.match(spec.health_path):
-            yield (
-                ("health_path",),
-                (f"{shown(spec.health_path)} is not a URL path (expected e.g. /healthz or /health?full=1: letters, digits, - . _ ~ ! $ & ( ) * + , = : @ / ? and %XX, at most {HEALTH_PATH_MAX})"),
-            )
+    # (a relative path is reported by check_service)
+    if spec.health_path.startswith("/") and (len(spec.health_path) > HEALTH_PATH_MAX or not HEALTH_PATH_RE.match(spec.health_path)):
+        yield (
+            ("health_path",),
+            (f"{shown(spec.health_path)} is not a URL path (expected e.g. /healthz or /health?full=1: letters, digits, - . _ ~ ! $ & ( ) * + , = : @ / ? and %XX, at most {HEALTH_PATH_MAX})"),
+        )
     for key, value in spec.env_vars.items():
         if "\x00" in value:
             yield ("env_vars", key), f"{shown(value)} contains a NUL character, which no environment variable can hold"
@@ -384,13 +384,13 @@ __all__ = [
     "PYTHON_VERSION_RE",
     "SAFE_PATH_RE",
     "check_project_rendering",
-    "command_argv",
-    "needs_shell",
     "check_service_rendering",
+    "command_argv",
     "command_problem",
     "control_chars",
     "debian_package_problem",
     "image_ref_problem",
     "image_template_problem",
+    "needs_shell",
     "relative_path_problem",
 ]

@@ -205,7 +205,7 @@ def _config_hash(spec: ContainerSpec, image_id: str, files: Mapping[str, str], e
     """Everything that makes a container different, except its name, slot and host port.
     ``env_from_files``: the names a secrets_in_env wrapper exports (the wrapped command follows
     from the image id and the command hashed here)."""
-    canonical = {
+    canonical: dict[str, object] = {
         "image_id": image_id,
         "command": spec.command,
         "env": dict(sorted(spec.env.items())),

@@ -7,7 +7,8 @@ and every problem reported with its key path, all at once. :func:`structure` rai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import attrs
@@ -69,6 +70,11 @@ def _is_dict(tp: Any) -> bool:
     return get_origin(tp) is dict or tp is dict
 
 
+def _is_literal(tp: Any) -> bool:
+    origin: object = get_origin(tp)  # typeshed's overloads know no special form as an origin
+    return origin is Literal
+
+
 def make_converter() -> cattrs.Converter:
     """A converter that forbids unknown keys and coerces nothing."""
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
@@ -98,10 +104,10 @@ def make_converter() -> cattrs.Converter:
             raise StrictTypeError(f"expected one of {shown}, got {describe(value)}")
         return value
 
-    conv.register_structure_hook_func(lambda tp: get_origin(tp) is Literal, literal_hook)
+    conv.register_structure_hook_func(_is_literal, literal_hook)
 
     def attrs_factory(cls: type) -> Any:
-        generated = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
+        generated: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
 
         def hook(value: Any, tp: Any) -> Any:
             # cattrs would iterate a scalar and fail with "argument of type 'int' is not iterable".
@@ -122,14 +128,15 @@ def make_converter() -> cattrs.Converter:
             return conv.structure(value, AutoScaling)
         raise StrictTypeError(f"expected true, false or a table, got {describe(value)}")
 
-    conv.register_structure_hook(Union[bool, AutoScaling], auto_scaling_hook)
+    # typing.Union and X | Y are two different keys to cattrs: both spellings are registered.
+    conv.register_structure_hook(Union[bool, AutoScaling], auto_scaling_hook)  # noqa: UP007
     conv.register_structure_hook(bool | AutoScaling, auto_scaling_hook)
     return conv
 
 
-def _structure_items(conv: cattrs.Converter, value: dict, item_type: Any) -> dict:
+def _structure_items(conv: cattrs.Converter, value: dict[Any, Any], item_type: Any) -> dict[Any, Any]:
     """Structure each value of ``value``; errors are grouped with the key (or index) they belong to."""
-    out: dict = {}
+    out: dict[Any, Any] = {}
     errors: list[Exception] = []
     for key, item in value.items():
         try:
@@ -145,9 +152,11 @@ def _structure_items(conv: cattrs.Converter, value: dict, item_type: Any) -> dic
 class _KeyNote(str):
     """Marks which table key (or array index) an error belongs to."""
 
+    key: str | int
+
     def __new__(cls, key: str | int) -> _KeyNote:
         obj = super().__new__(cls, f"key {key!r}")
-        obj.key = key  # type: ignore[attr-defined]
+        obj.key = key
         return obj
 
 
@@ -168,18 +177,16 @@ def problems_of(exc: BaseException, path: Sequence[str | int] = ()) -> list[str]
         for sub in without:
             out += problems_of(sub, path)
     elif isinstance(exc, IterableValidationError):
-        with_notes, without = exc.group_exceptions()
-        for sub, note in with_notes:
-            out += problems_of(sub, [*path, note.index])
-        for sub in without:
+        with_index, unindexed = exc.group_exceptions()
+        for sub, item in with_index:
+            out += problems_of(sub, [*path, item.index])
+        for sub in unindexed:
             out += problems_of(sub, path)
     elif isinstance(exc, _DictValidationError):
         for sub in exc.exceptions:
             keys = [n.key for n in getattr(sub, "__notes__", []) if isinstance(n, _KeyNote)]
             out += problems_of(sub, [*path, *keys[-1:]])
     elif isinstance(exc, ForbiddenExtraKeysError):
-        import difflib  # only when there is a typo to explain
-
         known = [a.name for a in attrs.fields(exc.cl) if not a.metadata.get("internal")]
         for key in sorted(exc.extra_fields):
             hint = difflib.get_close_matches(key, known, n=1)

@@ -33,7 +33,7 @@ import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import tomlkit
@@ -45,6 +45,8 @@ from ..core.model import BuildSpec, DatabaseSpec, EnvironmentSpec, Project, Proj
 from ..core.registry import Registry
 from .convert import describe, structure
 from .validation import check_project
+
+T = TypeVar("T")
 
 TOP_LEVEL_KEYS = ("project", "images", "environments", "services")
 #: Env-var style tables merged key by key when an environment overrides them.
@@ -67,7 +69,7 @@ def _parse_message(exc: ParseError) -> str:
     return message.rsplit(" at line ", 1)[0]
 
 
-def _structure_into(data: Any, cls: type, path: list[str | int], problems: list[str]) -> Any:
+def _structure_into(data: Any, cls: type[T], path: list[str | int], problems: list[str]) -> T | None:
     try:
         return structure(data, cls, path=path)
     except ConfigError as exc:

@@ -74,4 +74,4 @@ def collisions(services: Mapping[str, Shape]) -> Iterator[tuple[str, str]]:
         owner.update((spelling(g), name) for g in generated)
 
 
-__all__ = ["ENVIRONMENT_OWN", "STATEFUL_SUFFIXES", "SLOTS", "Shape", "collisions", "generated_names", "spelling"]
+__all__ = ["ENVIRONMENT_OWN", "SLOTS", "STATEFUL_SUFFIXES", "Shape", "collisions", "generated_names", "spelling"]

@@ -115,7 +115,7 @@ def cron_problem(expr: str) -> str | None:
     croniter extensions it cannot run, e.g. seconds, ``L``/``W``/``#``); croniter is a second
     opinion, so nothing passes that the common cron reading rejects.
     """
-    from croniter import croniter
+    from croniter import croniter  # noqa: PLC0415 - deferred: croniter (start-up: 50 ms), only when a schedule exists
 
     fields = expr.split()
     if not expr.startswith("@") and len(fields) != 5:
@@ -426,10 +426,10 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
     seen: dict[tuple[str, str], str] = {}
     for name, spec in project.services.items():
         if spec.domain:
-            key = (spec.domain, spec.server_zone)
-            if key in seen:
-                yield ("services", name, "domain"), f"'{spec.domain}' is already served by '{seen[key]}' in zone {spec.server_zone}"
-            seen[key] = name
+            served = (spec.domain, spec.server_zone)
+            if served in seen:
+                yield ("services", name, "domain"), f"'{spec.domain}' is already served by '{seen[served]}' in zone {spec.server_zone}"
+            seen[served] = name
 
 
 def _shape(spec: ServiceSpec, stype: ServiceType) -> Shape:
