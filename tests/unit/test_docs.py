@@ -37,12 +37,12 @@ def test_every_cli_command_is_documented() -> None:
 
 def _bounds() -> dict[str, float]:
     """Every upper bound validation enforces, by the constant's name."""
-    from projectdeployer.core import model, pathcheck, rendersafety
+    from projectdeployer.core import model, safety
     from projectdeployer.project import file as projectfile
-    from projectdeployer.project import validation
+    from projectdeployer.project import pathcheck, rendersafety, validation
 
     found: dict[str, float] = {}
-    for module in (validation, projectfile, pathcheck, rendersafety, model):
+    for module in (validation, projectfile, pathcheck, rendersafety, safety, model):
         for name, value in vars(module).items():
             if "MAX" in name.split("_") and isinstance(value, int | float) and not isinstance(value, bool):
                 found[f"{module.__name__}.{name}"] = value

@@ -42,9 +42,9 @@ from projectdeployer.core.backups import BackupTarget
 from projectdeployer.core.containers import JOB_SLOT, SLOTS, STATEFUL_SLOT, container_name
 from projectdeployer.core.errors import ConfigError
 from projectdeployer.core.model import EnvironmentSpec, Project, ProjectSettings, spec_fields
-from projectdeployer.core.rendersafety import IMAGE_REF_RE
 from projectdeployer.core.routing import Backend, Route
 from projectdeployer.core.runtime import ContainerSpec
+from projectdeployer.core.safety import IMAGE_REF_RE
 from projectdeployer.core.servicetype import backup_policy
 from projectdeployer.default_plugins.nginx.plugin import render_config, render_main_config
 from projectdeployer.deploy.containers import build_container

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ..core.rendersafety import IMAGE_REF_RE
+from ..core.safety import IMAGE_REF_RE
 
 __all__ = ["FromRedirect", "Redirected", "official_redirects", "redirect_from_lines"]
 

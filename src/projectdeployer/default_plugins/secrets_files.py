@@ -24,7 +24,7 @@ import attrs
 from ..core import paths
 from ..core.errors import SecretError
 from ..core.fsutil import write_private
-from ..core.pathcheck import SECRET_NAME_RE
+from ..core.safety import SECRET_NAME_RE
 from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:

@@ -12,7 +12,6 @@ import attrs
 
 from ..core.containers import JOB_SLOT, SECRETS_MOUNT, ContainerParts, container_name, network_name
 from ..core.model import Project, ServiceSpec
-from ..core.rendersafety import command_argv
 from ..core.runtime import (
     LABEL_CONFIG,
     LABEL_ENV,
@@ -23,6 +22,7 @@ from ..core.runtime import (
     ContainerSpec,
     Mount,
 )
+from ..core.safety import command_argv
 from ..core.servicetype import ServiceType
 from ..project.validation import ENV_KEY_RE, auto_env_target, auto_piece_target, is_auto_piece, is_secret_ref
 from ..secrets.resolver import service_context

@@ -29,8 +29,8 @@ from ..core.monitoring import HealthCheck
 from ..core.plan import ServiceOutcome
 from ..core.poll import WaitTimeout, wait_until
 from ..core.provider import Server
-from ..core.rendersafety import command_argv
 from ..core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_ROLE, LABEL_SERVICE, ContainerInfo, ContainerRuntime, ContainerSpec, Mount
+from ..core.safety import command_argv
 from ..core.servicetype import ServiceType
 from ..environment.releases import Release, ReleaseHistory
 from .containers import ServiceContainer, build_container

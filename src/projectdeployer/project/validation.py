@@ -13,13 +13,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from ..agents.scheduler import CronError, parse_cron
 from ..core.errors import ConfigError, shown
 from ..core.model import MAX_SERVERS, MIN_SERVERS, BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
-from ..core.pathcheck import build_context_problem, host_volume_problem, inside_problem, secret_ref_problem
 from ..core.registry import Registry
-from ..core.rendersafety import check_project_rendering, check_service_rendering, command_problem, image_template_problem
+from ..core.safety import command_problem, image_template_problem
 from ..core.servicetype import ServiceType
 from .gitref import GitRepoError, parse_git_repo
 from .order import find_cycle, startup_orders
 from .ownnames import Shape, collisions
+from .pathcheck import build_context_problem, host_volume_problem, inside_problem, secret_ref_problem
+from .rendersafety import check_project_rendering, check_service_rendering
 
 Problem = tuple[Sequence[str | int], str]
 

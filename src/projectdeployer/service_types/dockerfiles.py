@@ -28,7 +28,7 @@ import attrs
 import jinja2
 
 from ..core.build import GeneratedBuild  # the contract type; re-exported (__all__) for the service types
-from ..core.rendersafety import DEBIAN_PACKAGE_RE, IMAGE_REF_RE, SAFE_PATH_RE, command_argv
+from ..core.safety import DEBIAN_PACKAGE_RE, IMAGE_REF_RE, SAFE_PATH_RE, command_argv
 
 __all__ = [
     "HASHED_ASSET_REGEX",

@@ -11,11 +11,9 @@ from __future__ import annotations
 import posixpath
 import re
 
-from .errors import shown
+from ..core.errors import shown
+from ..core.safety import SECRET_NAME_RE
 
-#: ``secret:NAME``: parts of letters, digits, ``_ . -`` joined by ``/``; no part starts with a
-#: dot, so ``..`` can never climb out of the secrets directory.
-SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}){0,7}\Z")
 ENV_REF_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 #: Longest path we accept anywhere (Linux's PATH_MAX is 4096).
 MAX_PATH = 1024
