@@ -27,6 +27,10 @@ A restore (``BackupManager.restore`` / ``Deployer.rollback(env, service, timesta
 type's own procedure (see ``BackupMethod.restore``); it reports the outage it caused.
 A failed run (non-zero exit of the backup container) raises an alert through the ``send_alert``
 hook when ``BackupManager.run_backup`` or ``BackupManager.check_backups`` sees it.
+
+Here only the contract: the implementation is the deploy's (``deploy/backup_jobs.py`` creates the
+backup containers, ``deploy/oneoff.py`` runs the one-off ones) and ``backups/`` (``store.py`` lists
+and chooses backups, ``manager.py`` is ``BackupManager``).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 class ServiceContext(Protocol):
     """What a service type may ask about the project environment it runs in: generated
     passwords, the database user and name, the internal ports. ``secrets``' resolver implements
-    it (``core.resolver.service_context``); a type never reads the files itself."""
+    it (``secrets.resolver.service_context``, which the plugin manager hands the adapter plugin); a type never reads the files itself."""
 
     @property
     def project(self) -> str:

@@ -121,7 +121,7 @@ def stored_secrets(project: str, env: str | None) -> list[StoredSecret]:
 
 
 def password_name(service: str) -> str:
-    """The store name of a database's generated password (see ``core.resolver.password_path``)."""
+    """The store name of a database's generated password (see ``secrets.resolver.password_path``)."""
     return f"{service}/{service}_password"
 
 
