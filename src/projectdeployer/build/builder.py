@@ -13,28 +13,26 @@ For each buildable service (in startup order) the pipeline:
 3. hands a :class:`BuildRequest` to the ``build_image`` hook (the Docker SDK builder answers),
    whose answer is the image id; with ``push=True`` the ``push_image`` hook returns the digest.
 
-Nothing here talks to Docker itself: the core knows no vendor.
+Nothing here talks to Docker itself: the builder plugin does (``default_plugins/docker_builder.py``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 import pluggy
 
 from ..core import paths
-from ..core.build import BuildFailed, BuildRequest, GeneratedBuild
+from ..core.build import BuildFailed, BuildRequest, GeneratedBuild, Log
 from ..core.errors import ProjectDeployerError
 from ..core.model import BuildSpec, GenericSpec, Project, ServiceSpec
 from ..core.registry import Registry
 from ..project.gitref import parse_git_repo
 from .fromlines import official_redirects, redirect_from_lines
 from .git import GitManager
-
-Log = Callable[[str], None]
 
 #: Where a generated Dockerfile is placed inside the build context sent to the builder.
 GENERATED_DOCKERFILE = ".projectdeployer/Dockerfile"
