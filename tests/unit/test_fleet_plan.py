@@ -102,23 +102,22 @@ def test_log_lines_carry_their_server_in_order_or_as_they_come() -> None:
 def test_the_hooks_get_the_plan_with_its_steps_and_its_errors_stop_the_deploy() -> None:
     """One plan for every provider (this machine is one server): before_deploy, deploy_failed and
     after_deploy get its steps; a service or scheduler that cannot be deployed is an error."""
-    from projectdeployer.deploy.jobs import SchedulerPlan
-    from projectdeployer.deploy.planner import FleetPlan, FleetServicePlan, ServerRow
+    from projectdeployer.core.plan import Plan, SchedulerPlan, ServerPlan, ServicePlan
 
-    plan = FleetPlan(
+    plan = Plan(
         project="shop",
         env="prod",
         servers=(
-            ServerRow(zone="lon1", server="n1", action="keep", state="active", next_state="active"),
-            ServerRow(zone="lon1", server="lon1#2 (new)", action="create", state="", next_state="active", services=("api",)),
+            ServerPlan(zone="lon1", server="n1", action="keep", state="active", next_state="active"),
+            ServerPlan(zone="lon1", server="lon1#2 (new)", action="create", state="", next_state="active", services=("api",)),
         ),
         services=(
-            FleetServicePlan(service="db", action="unchanged", reason="running and up to date", group=0, stateful=True, servers=("n1",)),
-            FleetServicePlan(service="api", action="update", reason="image or configuration changed on n1", group=1, stateful=False, servers=("n1", "lon1#2 (new)")),
+            ServicePlan(service="db", action="unchanged", reason="running and up to date", group=0, stateful=True, servers=("n1",)),
+            ServicePlan(service="api", action="update", reason="image or configuration changed on n1", group=1, stateful=False, servers=("n1", "lon1#2 (new)")),
         ),
         scheduler=SchedulerPlan(action="create", reason="not running", jobs=("report",)),
     )
-    steps = plan.hook_plan().steps
+    steps = plan.steps
     assert [(s.action, s.service, s.server) for s in steps] == [
         ("create server", None, "lon1#2 (new)"),
         ("unchanged", "db", "n1"),
@@ -126,5 +125,5 @@ def test_the_hooks_get_the_plan_with_its_steps_and_its_errors_stop_the_deploy() 
         ("create", "scheduler", None),
     ]
     assert steps[2].detail == "image or configuration changed on n1" and plan.errors == []
-    broken = FleetPlan(project="shop", env="prod", servers=(), services=(), scheduler=SchedulerPlan(action="error", reason="scheduler: no image"))
+    broken = Plan(project="shop", env="prod", servers=(), services=(), scheduler=SchedulerPlan(action="error", reason="scheduler: no image"))
     assert broken.errors == ["scheduler: no image"]

@@ -14,14 +14,15 @@ import pluggy
 import pytest
 
 from projectdeployer.build.builder import BuildCheck, ProjectBuilder, image_tag
-from projectdeployer.cli.deploy_cmds import _plan_json, _print_plan
+from projectdeployer.cli.deploy_cmds import plan_json, print_plan
 from projectdeployer.core.build import INPUTS_LABEL, BuildRequest
 from projectdeployer.core.model import Project
+from projectdeployer.core.plan import Plan, ServicePlan
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
 from projectdeployer.default_plugins import docker_builder
 from projectdeployer.deploy.environment import Environment
-from projectdeployer.deploy.planner import FleetPlan, _service_plan
+from projectdeployer.deploy.planner import _service_plan
 from projectdeployer.deploy.server import ServerDeployer
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.project.file import build_project
@@ -194,7 +195,7 @@ def engine_for(manager: pluggy.PluginManager, project: Project, containers: list
     return engine
 
 
-def plan_here(engine: ServerDeployer, builds: Any = None) -> FleetPlan:
+def plan_here(engine: ServerDeployer, builds: Any = None) -> Plan:
     """The deploy's plan (deploy/planner.py) on the engine's one server, as for this machine."""
     from projectdeployer.deploy.allocation import ServerState, allocate
     from projectdeployer.deploy.planner import plan_fleet
@@ -287,9 +288,7 @@ def test_fleet_plan_says_build_where_the_service_runs_or_starts(manager: pluggy.
 
 
 def test_table_and_json_carry_the_build(capsys: pytest.CaptureFixture[str]) -> None:
-    from projectdeployer.deploy.planner import FleetServicePlan
-
-    built = FleetServicePlan(
+    built = ServicePlan(
         service="api",
         action="update",
         reason="build: inputs 111111111111 -> 222222222222; new image",
@@ -301,20 +300,20 @@ def test_table_and_json_carry_the_build(capsys: pytest.CaptureFixture[str]) -> N
         image="shop-api:latest",
         build="inputs 111111111111 -> 222222222222",
     )
-    kept = FleetServicePlan(service="postgres", action="unchanged", reason="running and up to date", group=0, stateful=True, servers=("local",), image="postgres:15")
-    plan = FleetPlan(project="shop", env=ENV, servers=(), services=(kept, built))
-    services = _plan_json(plan)["services"]
+    kept = ServicePlan(service="postgres", action="unchanged", reason="running and up to date", group=0, stateful=True, servers=("local",), image="postgres:15")
+    plan = Plan(project="shop", env=ENV, servers=(), services=(kept, built))
+    services = plan_json(plan)["services"]
     assert [(s["service"], s["action"], s["build"]) for s in services] == [("postgres", "unchanged", None), ("api", "update", "inputs 111111111111 -> 222222222222")]
-    _print_plan("plan for shop/dev", plan)
+    print_plan("plan for shop/dev", plan)
     out = capsys.readouterr().out
     assert "build+update" in out and "111111111111 -> 222222222222" in out and "build+unchanged" not in out
 
-    fleet = FleetPlan(
+    fleet = Plan(
         project="shop",
         env="prod",
         servers=(),
         services=(
-            FleetServicePlan(
+            ServicePlan(
                 service="api",
                 action="create",
                 reason="build: no image yet (inputs 0123456789ab); not running on n1",
@@ -325,6 +324,6 @@ def test_table_and_json_carry_the_build(capsys: pytest.CaptureFixture[str]) -> N
             ),
         ),
     )
-    assert _plan_json(fleet)["services"][0]["build"] == "no image yet (inputs 0123456789ab)"
-    _print_plan("plan for shop/prod", fleet)
+    assert plan_json(fleet)["services"][0]["build"] == "no image yet (inputs 0123456789ab)"
+    print_plan("plan for shop/prod", fleet)
     assert "build+create" in capsys.readouterr().out

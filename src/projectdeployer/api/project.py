@@ -36,8 +36,8 @@ from ..project.validation import PROJECT_NAME_RULE, env_name_problem, is_secret_
 
 if TYPE_CHECKING:
     from ..build.builder import BuiltImage
+    from ..core.plan import Plan
     from ..deploy.environment import DeployReport, Environment
-    from ..deploy.planner import FleetPlan
     from ..destroy.teardown import DestroyPlan, TeardownReport
 
 log = logging.getLogger("projectdeployer")
@@ -406,7 +406,7 @@ class ProjectDeployer:
         dry_run: Literal[True],
         lock_wait: float = ...,
         log: Callable[[str], None] | None = ...,
-    ) -> FleetPlan: ...
+    ) -> Plan: ...
     @overload
     def deploy(
         self,
@@ -417,7 +417,7 @@ class ProjectDeployer:
         dry_run: bool,
         lock_wait: float = ...,
         log: Callable[[str], None] | None = ...,
-    ) -> DeployReport | FleetPlan: ...
+    ) -> DeployReport | Plan: ...
     def deploy(
         self,
         env: str = "dev",
@@ -427,7 +427,7 @@ class ProjectDeployer:
         dry_run: bool = False,
         lock_wait: float = 0.0,
         log: Callable[[str], None] | None = None,
-    ) -> DeployReport | FleetPlan:
+    ) -> DeployReport | Plan:
         """Deploy ``env`` (or one ``service``) with zero-downtime switches.
 
         Builds first unless ``build=False`` (then the images must exist). With ``dry_run=True``
@@ -453,7 +453,7 @@ class ProjectDeployer:
                 self.build(env=env, services=targets, log=log)
         return environment.deploy(service=service, lock_wait=lock_wait)
 
-    def plan(self, env: str = "dev", service: str | None = None) -> FleetPlan:
+    def plan(self, env: str = "dev", service: str | None = None) -> Plan:
         """What a deploy of ``env`` would change (nothing is changed)."""
         _env_argument("plan", env)
         if service is not None:

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 import pluggy
 
+from ..backups.manager import BackupManager
+from ..core.errors import ProjectDeployerError
+from ..core.plan import Plan, ServicePlan
 from .output import print_json, print_table
 from .params import ENV, SECONDS
 from .project_cmds import open_project
 
 
-def _action(p) -> str:  # type: ignore[no-untyped-def]
+def plan_action(p: ServicePlan) -> str:
     """``build+create`` / ``build+update`` when the deploy builds the service's image first."""
-    return f"build+{p.action}" if getattr(p, "build", None) else p.action
+    return f"build+{p.action}" if p.build else p.action
 
 
-def _slot(p) -> str:  # type: ignore[no-untyped-def]
+def plan_slot(p: ServicePlan) -> str:
     """``a -> b``: the slot serving now and the one the deploy starts (when the servers agree)."""
     if p.next_slot and p.next_slot != p.current_slot:
         return f"{p.current_slot or '-'} -> {p.next_slot}"
     return p.current_slot or ""
 
 
-def _plan_json(plan) -> dict:  # type: ignore[no-untyped-def]
+def plan_json(plan: Plan) -> dict[str, Any]:
     """The plan as JSON, one shape for every provider (this machine's is one server)."""
     scheduler = plan.scheduler
     return {
@@ -53,7 +58,7 @@ def _when(stamp: str | None) -> str:
     return stamp[:19].replace("T", " ") if stamp else ""
 
 
-def _print_plan(title: str, plan) -> None:  # type: ignore[no-untyped-def]
+def print_plan(title: str, plan: Plan) -> None:
     """The plan as tables, one shape for every provider: the servers, then the services."""
     print_table(
         f"{title}: servers", ["zone", "server", "action", "state now", "state next", "services"], [(r.zone, r.server, r.action, r.state, r.next_state, ", ".join(r.services)) for r in plan.servers]
@@ -61,7 +66,7 @@ def _print_plan(title: str, plan) -> None:  # type: ignore[no-untyped-def]
     print_table(
         f"{title}: services",
         ["group", "service", "action", "why", "servers", "slot", "image"],
-        [(p.group, p.service, _action(p), p.reason, ", ".join(p.servers), _slot(p), p.image) for p in plan.services],
+        [(p.group, p.service, plan_action(p), p.reason, ", ".join(p.servers), plan_slot(p), p.image) for p in plan.services],
     )
     if plan.scheduler is not None:
         s = plan.scheduler
@@ -83,9 +88,9 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         """Show what a deploy would change, and change nothing."""
         result = open_project(ctx).plan(env, service)
         if as_json:
-            print_json(_plan_json(result))
+            print_json(plan_json(result))
         else:
-            _print_plan(f"plan for {result.project}/{env}", result)
+            print_plan(f"plan for {result.project}/{env}", result)
 
     @cli.command()
     @env_option
@@ -102,9 +107,9 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         if dry_run:
             plan = project.deploy(env=env, service=service, build=not no_build, dry_run=True, lock_wait=lock_wait, log=log)
             if as_json:
-                print_json(_plan_json(plan))
+                print_json(plan_json(plan))
             else:
-                _print_plan(f"plan for {plan.project}/{env} (dry run)", plan)
+                print_plan(f"plan for {plan.project}/{env} (dry run)", plan)
             return
         result = project.deploy(env=env, service=service, build=not no_build, lock_wait=lock_wait, log=log)
         rows = [(o.service, o.action, o.slot or "", o.release or "", f"{o.seconds:.1f}", "" if o.gap_seconds is None else f"{o.gap_seconds:.1f}") for o in result.outcomes]
@@ -132,9 +137,6 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         project = open_project(ctx)
         zones = project.status(env)
         services = project.service_status(env)
-        from ..backups.manager import BackupManager
-        from ..core.errors import ProjectDeployerError
-
         try:
             # An environment without a server yet has no backups to read (this machine's has one).
             backups = BackupManager(project, env, log=lambda line: None).status() if zones else []

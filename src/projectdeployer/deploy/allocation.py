@@ -54,7 +54,7 @@ def slot_of(server: object) -> int | None:
 
 
 @attrs.frozen(kw_only=True)
-class ServerPlan:
+class ServerSlot:
     """What happens to one server slot of a zone."""
 
     zone: str
@@ -77,19 +77,19 @@ class ServerPlan:
 class Allocation:
     """The servers of an environment and the placement of its services."""
 
-    servers: tuple[ServerPlan, ...]
+    servers: tuple[ServerSlot, ...]
     #: service -> the labels of the servers it runs on, in order.
     placement: Mapping[str, tuple[str, ...]]
 
-    def zone(self, zone: str) -> list[ServerPlan]:
+    def zone(self, zone: str) -> list[ServerSlot]:
         return [s for s in self.servers if s.zone == zone and s.action != "destroy"]
 
     @property
-    def to_create(self) -> list[ServerPlan]:
+    def to_create(self) -> list[ServerSlot]:
         return [s for s in self.servers if s.action == "create"]
 
     @property
-    def to_destroy(self) -> list[ServerPlan]:
+    def to_destroy(self) -> list[ServerSlot]:
         return [s for s in self.servers if s.action == "destroy"]
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -139,7 +139,7 @@ def allocate(
     by_zone: dict[str, list[ServerState]] = {}
     for server in existing:
         by_zone.setdefault(server.zone, []).append(server)
-    plans: list[ServerPlan] = []
+    plans: list[ServerSlot] = []
     placement: dict[str, list[str]] = {}
     for zone in sorted(set(wanted) | set(by_zone)):
         counts = wanted.get(zone, {})
@@ -155,12 +155,12 @@ def allocate(
             cpu = max((services[n].server_cpu for n in runs), default=1)
             memory = max((services[n].server_memory for n in runs), default=1024)
             current = order[index] if index < len(order) else None
-            plan = ServerPlan(zone=zone, name=current.name if current else None, action="keep" if current else "create", index=index, services=runs, cpu=cpu, memory=memory)
+            plan = ServerSlot(zone=zone, name=current.name if current else None, action="keep" if current else "create", index=index, services=runs, cpu=cpu, memory=memory)
             plans.append(plan)
             for n in runs:
                 placement.setdefault(n, []).append(plan.label)
         for index, extra in enumerate(order[needed:] + leaving, start=needed):
-            plans.append(ServerPlan(zone=zone, name=extra.name, action="destroy", index=index))
+            plans.append(ServerSlot(zone=zone, name=extra.name, action="destroy", index=index))
     return Allocation(servers=tuple(plans), placement={n: tuple(v) for n, v in placement.items()})
 
 
@@ -171,4 +171,4 @@ def _natural(name: str) -> tuple[object, ...]:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-__all__ = ["ACTIVE", "DESTROYING", "RESERVE", "Allocation", "ServerPlan", "ServerState", "allocate", "service_zones", "slot_of", "state_of"]
+__all__ = ["ACTIVE", "DESTROYING", "RESERVE", "Allocation", "ServerSlot", "ServerState", "allocate", "service_zones", "slot_of", "state_of"]

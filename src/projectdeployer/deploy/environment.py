@@ -25,7 +25,6 @@ from ..environment.releases import ReleaseHistory
 from ..project.validation import require_env_name
 from . import jobs
 from .allocation import state_of
-from .planner import FleetPlan
 from .server import ServerDeployer, ServiceOutcome
 
 Log = Callable[[str], None]
@@ -36,7 +35,7 @@ class DeployReport:
     """What a deploy did: its plan (as made under the lock, before anything changed), what
     happened to each service, and the URLs of the services with a domain, on every provider."""
 
-    plan: FleetPlan
+    plan: Plan
     outcomes: tuple[ServiceOutcome, ...]
     seconds: float
     urls: dict[str, str]
@@ -100,13 +99,13 @@ class Environment:
         self.registry = registry
         self.log = log or (lambda line: print(line, flush=True))
 
-    def plan(self, service: str | None = None, *, build: bool = True) -> FleetPlan:
+    def plan(self, service: str | None = None, *, build: bool = True) -> Plan:
         """What a deploy of the environment would change, on any provider (this machine's is a
         fleet of one server): the servers and, per service, what changes where. Nothing is
         changed. With ``build`` (as ``deploy`` builds first), a service whose image inputs
         changed, or that has no image yet, is planned as a build first."""
         builds = self.build_checks(service) if build else {}
-        plan: FleetPlan = self.fleet().plan(service, builds=builds)
+        plan: Plan = self.fleet().plan(service, builds=builds)
         return plan
 
     def build_checks(self, service: str | None = None) -> dict[str, Any]:
@@ -216,24 +215,23 @@ class Environment:
         ``after_deploy`` receive the plan made under the lock, before anything changed."""
         started = time.monotonic()
         fleet = self.fleet(images)
-        announced: list[tuple[FleetPlan, Plan]] = []
+        announced: list[Plan] = []
 
-        def on_plan(plan: FleetPlan) -> None:
-            hook_plan = plan.hook_plan()
+        def on_plan(plan: Plan) -> None:
             changes = plan.changes
             self.log(f"deploying {self.project.name}/{self.env}: {len(changes)} change(s), {len(plan.services) - len(changes)} unchanged")
-            self.manager.hook.before_deploy(plan=hook_plan)  # raising vetoes the deploy
-            announced.append((plan, hook_plan))
+            self.manager.hook.before_deploy(plan=plan)  # raising vetoes the deploy
+            announced.append(plan)
 
         try:
             result = fleet.deploy(lock_wait=lock_wait, service=service, on_plan=on_plan)
         except ProjectDeployerError as exc:
             if announced:
-                self.manager.hook.deploy_failed(plan=announced[0][1], error=exc)
+                self.manager.hook.deploy_failed(plan=announced[0], error=exc)
             raise
-        plan, hook_plan = announced[0] if announced else (FleetPlan(project=self.project.name, env=self.env, servers=(), services=()), Plan(project=self.project.name, env=self.env))
+        plan = announced[0] if announced else Plan(project=self.project.name, env=self.env)
         report = DeployReport(plan=plan, outcomes=tuple(result.outcomes), seconds=time.monotonic() - started, urls=self.urls())
-        self.manager.hook.after_deploy(result=DeployResult(plan=hook_plan, releases={o.service: o.release for o in result.outcomes if o.release}, seconds=report.seconds))
+        self.manager.hook.after_deploy(result=DeployResult(plan=plan, releases={o.service: o.release for o in result.outcomes if o.release}, seconds=report.seconds))
         return report
 
     def urls(self) -> dict[str, str]:

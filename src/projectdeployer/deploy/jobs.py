@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from importlib import resources
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -41,7 +41,7 @@ from ..agents.scheduler import READY
 from ..core.containers import JOB_SLOT, container_name
 from ..core.errors import DeployFailed, ProjectDeployerError
 from ..core.model import ServiceSpec
-from ..core.plan import ServiceOutcome, ServicePlan
+from ..core.plan import SchedulerPlan, ServiceOutcome, ServicePlan
 from ..core.poll import WaitTimeout, wait_until
 from ..core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_ROLE, LABEL_SLOT, ContainerInfo, ContainerSpec, Mount
 from ..environment.releases import new_release_id
@@ -84,29 +84,6 @@ def agent_source() -> str:
     return resources.files("projectdeployer.agents").joinpath("scheduler.py").read_text(encoding="utf-8")
 
 
-class PlannedService(Protocol):
-    """What :func:`plan_scheduler` reads of a service's plan row."""
-
-    @property
-    def service(self) -> str: ...
-    @property
-    def action(self) -> str: ...
-    @property
-    def next_slot(self) -> str | None: ...
-
-
-@attrs.frozen(kw_only=True)
-class SchedulerPlan:
-    """What the deploy will do to the environment's scheduler container."""
-
-    #: create, update, unchanged, remove, error, skip (only backups, and no image for it)
-    action: str
-    reason: str
-    #: The scheduled services in its job table.
-    jobs: tuple[str, ...] = ()
-    image: str = ""
-
-
 @attrs.frozen(kw_only=True)
 class _DesiredScheduler:
     spec: ContainerSpec
@@ -117,15 +94,16 @@ class _DesiredScheduler:
 # --- job containers --------------------------------------------------------------------------
 
 
-def plan_job(engine: ServerDeployer, spec: ServiceSpec, group: int, ports: Mapping[str, PortAssignment], containers: list[ContainerInfo]) -> ServicePlan:
-
+def plan_job(engine: ServerDeployer, spec: ServiceSpec, group: int, ports: Mapping[str, PortAssignment], containers: list[ContainerInfo], *, servers: tuple[str, ...] = ()) -> ServicePlan:
+    """What the deploy does to the job container of ``spec`` on ``engine``'s server (its one
+    server, ``servers`` in the plan), from ``containers`` (the service's, as read)."""
     name = job_name(engine.project.name, engine.env, spec.name)
     current = next((c for c in containers if c.name == name), None)
     others = [c for c in containers if c.name != name]
     try:
         desired = engine.desired(spec, JOB_SLOT, ports)
     except DeployFailed as exc:
-        return ServicePlan(service=spec.name, action="error", reason=str(exc), group=group, stateful=False)
+        return ServicePlan(service=spec.name, action="error", reason=str(exc), group=group, stateful=False, servers=servers)
     if current is None:
         action, reason = "create", "no job container yet"
     elif current.labels.get(LABEL_CONFIG) != desired.config_hash:
@@ -133,13 +111,14 @@ def plan_job(engine: ServerDeployer, spec: ServiceSpec, group: int, ports: Mappi
     elif others:
         action, reason = "update", f"replaces {', '.join(c.name for c in others)} (now a scheduled job)"
     else:
-        return ServicePlan(service=spec.name, action="unchanged", reason="job container up to date", group=group, stateful=False, current_slot=JOB_SLOT, image=desired.spec.image)
+        return ServicePlan(service=spec.name, action="unchanged", reason="job container up to date", group=group, stateful=False, servers=servers, current_slot=JOB_SLOT, image=desired.spec.image)
     return ServicePlan(
         service=spec.name,
         action=action,
         reason=reason,
         group=group,
         stateful=False,
+        servers=servers,
         current_slot=current.labels.get(LABEL_SLOT) if current else (others[0].labels.get(LABEL_SLOT) if others else None),
         next_slot=JOB_SLOT,
         image=desired.spec.image,
@@ -226,7 +205,7 @@ def _desired_scheduler(engine: ServerDeployer, table: list[dict[str, str]]) -> _
     return _DesiredScheduler(spec=attrs.evolve(spec, labels=labels), files={"scheduler_agent.py": agent, "jobs.json": jobs}, config_hash=config_hash)
 
 
-def plan_scheduler(engine: ServerDeployer, specs: Mapping[str, ServiceSpec], observed: Mapping[str, list[ContainerInfo]], plans: Iterable[PlannedService] = ()) -> SchedulerPlan | None:
+def plan_scheduler(engine: ServerDeployer, specs: Mapping[str, ServiceSpec], observed: Mapping[str, list[ContainerInfo]], plans: Iterable[ServicePlan] = ()) -> SchedulerPlan | None:
     """What the scheduler needs; ``None`` when there is none and none is needed."""
 
     present = {service for service, containers in observed.items() if any(c.name == job_name(engine.project.name, engine.env, service) for c in containers)} | {
@@ -354,7 +333,6 @@ def since_epoch(stamp: str) -> float:
 __all__ = [
     "JOB_SLOT",
     "RUN_WAIT_SECONDS",
-    "SchedulerPlan",
     "apply_job",
     "apply_scheduler",
     "job_name",

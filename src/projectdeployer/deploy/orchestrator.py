@@ -58,6 +58,7 @@ from ..core.errors import DeployFailed, ProjectDeployerError
 from ..core.fanout import failures, fan_out, successes
 from ..core.fsutil import atomic_write
 from ..core.model import Project, ServiceSpec
+from ..core.plan import Plan
 from ..core.provider import Provider, Server, ServerSpec
 from ..core.routing import Backend, Route, domain_certificates
 from ..core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
@@ -70,7 +71,7 @@ from .coalesce import Coalescer
 from .containers import ServiceContainer, host_port
 from .images import ImageNotLocal, ensure_image
 from .jobcontainers import scheduler_image
-from .planner import FleetPlan, local_image_ids, plan_fleet
+from .planner import local_image_ids, plan_fleet
 from .ports import PortAssignment
 from .server import ServerDeployer, ServiceOutcome, images_looked_up_once
 
@@ -154,7 +155,7 @@ class Orchestrator:
         #: Route changes of parallel toggles, pushed to every sidecar together (deploy/coalesce.py).
         self._pushes: Coalescer[str, list[Placed] | None] = Coalescer(self._push_table)
         #: Called with the plan once the servers are reached, before anything changes.
-        self._on_plan: Callable[[FleetPlan], None] | None = None
+        self._on_plan: Callable[[Plan], None] | None = None
 
     def _on(self, server: str) -> str:
         """`` on <server>`` for log lines, when there are several servers to tell apart."""
@@ -198,7 +199,7 @@ class Orchestrator:
 
     # --- the deploy ----------------------------------------------------------------------------
 
-    def deploy(self, *, lock_wait: float = 0.0, service: str | None = None, on_plan: Callable[[FleetPlan], None] | None = None) -> FleetReport:
+    def deploy(self, *, lock_wait: float = 0.0, service: str | None = None, on_plan: Callable[[Plan], None] | None = None) -> FleetReport:
         """Converge the environment on its servers (or only ``service``: its containers, on the
         servers the allocation gives it; other services, removed services and servers no longer
         needed are left for the next whole deploy). ``on_plan``: called with the plan, under the
@@ -255,7 +256,7 @@ class Orchestrator:
             destroyed = self._destroy(leaving)
         return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
 
-    def plan(self, service: str | None = None, *, builds: Mapping[str, BuildCheck] | None = None) -> FleetPlan:
+    def plan(self, service: str | None = None, *, builds: Mapping[str, BuildCheck] | None = None) -> Plan:
         """What :meth:`deploy` would do, changing nothing (:mod:`~projectdeployer.deploy.planner`);
         ``builds``: the images this machine builds first (``Environment.build_checks``)."""
         specs = self.project.services_for(self.env)
@@ -395,7 +396,7 @@ class Orchestrator:
         self.table = self._observed_table()
         self._route_everywhere()
 
-    def _announce(self, on_plan: Callable[[FleetPlan], None]) -> None:
+    def _announce(self, on_plan: Callable[[Plan], None]) -> None:
         """Make the plan of this deploy from the servers as reached (nothing changed yet), hand
         it to ``on_plan``, and stop on its errors (a service or the scheduler that cannot be
         deployed), as the deploy itself would stop half-way."""

@@ -1,6 +1,7 @@
 """What a deploy would do, read live and changing nothing, on any provider (this machine is a
-fleet of one server): the servers to keep, create and destroy (with their states now and after),
-for each service what changes on which server, and the scheduler.
+fleet of one server): the :class:`~projectdeployer.core.plan.Plan` with the servers to keep,
+create and destroy (with their states now and after), for each service what changes on which
+server, and the scheduler; the one plan ``plan`` prints and the lifecycle hooks receive.
 
 The comparison is the deploy's own: the container each server should run (its config hash, with
 the image id the deploy would send, read from this machine's engine when the server lacks the
@@ -14,14 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from ..build.builder import BuildCheck
 from ..core.containers import JOB_SLOT, STATEFUL_SLOT
 from ..core.errors import DeployFailed
 from ..core.fanout import fan_out
 from ..core.model import Project
-from ..core.plan import Plan, Step
+from ..core.plan import Plan, SchedulerPlan, ServerPlan, ServicePlan
 from ..core.provider import Server
 from ..core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
 from ..project.order import startup_orders
@@ -30,83 +29,7 @@ from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, state_of
 from .server import ServerDeployer, images_looked_up_once
 
 
-@attrs.frozen(kw_only=True)
-class ServerRow:
-    """One server of the plan."""
-
-    zone: str
-    #: Its name, or ``zone#n (new)`` for one to create.
-    server: str
-    #: keep, create, destroy
-    action: str
-    #: Its state now (``""`` for one to create) and after the deploy.
-    state: str
-    next_state: str
-    services: tuple[str, ...] = ()
-
-
-@attrs.frozen(kw_only=True)
-class FleetServicePlan:
-    """What the deploy will do to one service across its servers."""
-
-    service: str
-    #: create, update, unchanged, remove, error
-    action: str
-    reason: str
-    group: int
-    stateful: bool
-    #: The servers it will run on (labels, as in :class:`ServerRow`).
-    servers: tuple[str, ...] = ()
-    image: str = ""
-    #: Why this machine builds a new image first (its input hash changed, or there is none yet);
-    #: ``None``: no build (``plan`` shows the action as ``build+create`` / ``build+update``).
-    build: str | None = None
-    #: The slot serving now and the one the deploy starts, when every server agrees (always with
-    #: one server); ``None`` otherwise (and ``next_slot`` for what stays unchanged).
-    current_slot: str | None = None
-    next_slot: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class FleetPlan:
-    """The plan of a deploy of ``project``/``env``, one shape for every provider."""
-
-    project: str
-    env: str
-    servers: tuple[ServerRow, ...]
-    services: tuple[FleetServicePlan, ...]
-    #: Servers that could not be read (named with the error).
-    unreachable: Mapping[str, str] = attrs.field(factory=dict)
-    #: The environment's scheduler container (on the server of its jobs), ``None``: none
-    #: needed and none running.
-    scheduler: jobs.SchedulerPlan | None = None
-
-    @property
-    def changes(self) -> list[FleetServicePlan]:
-        return [s for s in self.services if s.action != "unchanged"]
-
-    @property
-    def errors(self) -> list[str]:
-        """Why the deploy cannot be carried out (a service or the scheduler that cannot be
-        deployed); empty when it can."""
-        found = [p.reason for p in self.services if p.action == "error"]
-        if self.scheduler is not None and self.scheduler.action == "error":
-            found.append(self.scheduler.reason)
-        return found
-
-    def hook_plan(self) -> Plan:
-        """The plan as the lifecycle hooks receive it (``before_deploy``, ``deploy_failed``,
-        ``after_deploy``): one step per server to create or destroy, then one per service in
-        startup order, then the scheduler's."""
-        steps = [Step(action=f"{r.action} server", server=r.server, detail=", ".join(r.services)) for r in self.servers if r.action != "keep"]
-        for p in self.services:
-            steps.append(Step(action=p.action, service=p.service, server=",".join(p.servers) or None, detail=p.reason))
-        if self.scheduler is not None:
-            steps.append(Step(action=self.scheduler.action, service="scheduler", detail=self.scheduler.reason))
-        return Plan(project=self.project, env=self.env, steps=tuple(steps))
-
-
-def server_rows(allocation: Allocation, states: Mapping[str, str]) -> list[ServerRow]:
+def server_rows(allocation: Allocation, states: Mapping[str, str]) -> list[ServerPlan]:
     """The allocation as plan rows: state now (from ``states``) and after the deploy."""
     rows = []
     for plan in allocation.servers:
@@ -115,7 +38,7 @@ def server_rows(allocation: Allocation, states: Mapping[str, str]) -> list[Serve
         else:
             after = ACTIVE if plan.services else RESERVE
         now = states.get(plan.name, "") if plan.name else ""
-        rows.append(ServerRow(zone=plan.zone, server=plan.label, action=plan.action, state=now, next_state=after, services=plan.services))
+        rows.append(ServerPlan(zone=plan.zone, server=plan.label, action=plan.action, state=now, next_state=after, services=plan.services))
     return rows
 
 
@@ -149,7 +72,7 @@ def plan_fleet(
     service: str | None = None,
     builds: Mapping[str, BuildCheck] | None = None,
     max_workers: int = 8,
-) -> FleetPlan:
+) -> Plan:
     """The plan of a deploy of ``env`` onto ``servers`` (as listed now) under ``allocation``
     (or of ``service`` only), read through ``engine_for(server)`` (an engine that connects to
     the server and holds the services placed there); ``stateful``: the services that run on one
@@ -189,7 +112,7 @@ def plan_fleet(
         # One service: the servers it will run on (created for it when missing); nothing is
         # destroyed by a deploy of one service.
         server_plan = [r for r in server_plan if service in r.services]
-    return FleetPlan(project=project.name, env=env, servers=tuple(server_plan), services=tuple(rows), unreachable=unreachable, scheduler=scheduler)
+    return Plan(project=project.name, env=env, servers=tuple(server_plan), services=tuple(rows), unreachable=unreachable, scheduler=scheduler)
 
 
 def _service_rows(
@@ -207,7 +130,7 @@ def _service_rows(
     named: bool,
     no_transfer: Collection[str],
     routed: Mapping[str, frozenset[str]],
-) -> list[FleetServicePlan]:
+) -> list[ServicePlan]:
     """One row per service (or ``service`` only), then one per service no longer in the project."""
     rows = []
     for name, spec in specs.items():
@@ -240,11 +163,11 @@ def _service_rows(
                 if svc not in specs:
                     gone.setdefault(svc, []).append(server)
         for svc, where in sorted(gone.items()):
-            rows.append(FleetServicePlan(service=svc, action="remove", reason="no longer in the project file", group=0, stateful=False, servers=tuple(sorted(where))))
+            rows.append(ServicePlan(service=svc, action="remove", reason="no longer in the project file", group=0, stateful=False, servers=tuple(sorted(where))))
     return rows
 
 
-def _scheduler_plan(engines: Mapping[str, ServerDeployer], observed: Mapping[str, Mapping[str, list[ContainerInfo]]], rows: Sequence[FleetServicePlan]) -> jobs.SchedulerPlan | None:
+def _scheduler_plan(engines: Mapping[str, ServerDeployer], observed: Mapping[str, Mapping[str, list[ContainerInfo]]], rows: Sequence[ServicePlan]) -> SchedulerPlan | None:
     """The scheduler of the first server (by name) that has one or needs one."""
     for name in sorted(engines):
         engine = engines[name]
@@ -270,28 +193,17 @@ def _service_plan(
     named: bool = True,
     no_transfer: Collection[str] = (),
     routed: Mapping[str, frozenset[str]] | None = None,
-) -> FleetServicePlan:
+) -> ServicePlan:
     """One service: compare what each target server runs with what it should run (with a
     ``build`` needed, every server it runs on gets the new image). ``named``: reasons name the
     servers (not with one server); ``no_transfer``: servers no image is sent to (this machine's
     engine), where a missing image is an error; ``routed``: each server's router as read for
     the plan (else asked again by the engines)."""
     if build is not None and build.error is not None:
-        return FleetServicePlan(service=name, action="error", reason=build.error, group=group, stateful=single, servers=tuple(targets))
+        return ServicePlan(service=name, action="error", reason=build.error, group=group, stateful=single, servers=tuple(targets))
     if spec.is_scheduled and len(targets) == 1 and targets[0] in engines and not (build is not None and build.needed):
         # A job container on its one server: the job module's own comparison.
-        item = jobs.plan_job(engines[targets[0]], spec, group, ports, current.get(targets[0], []))
-        return FleetServicePlan(
-            service=name,
-            action=item.action,
-            reason=item.reason,
-            group=group,
-            stateful=False,
-            servers=tuple(targets),
-            image=item.image,
-            current_slot=item.current_slot,
-            next_slot=item.next_slot,
-        )
+        return jobs.plan_job(engines[targets[0]], spec, group, ports, current.get(targets[0], []), servers=tuple(targets))
 
     def on(where: Sequence[str]) -> str:
         return f" on {', '.join(where)}" if named else ""
@@ -342,7 +254,7 @@ def _service_plan(
     current_slot = next(iter(slots_now)) if len(slots_now) == 1 else None
     next_slot = next(iter(slots_next)) if len(slots_next) == 1 else None
     if failed:
-        return FleetServicePlan(service=name, action="error", reason="; ".join(failed), group=group, stateful=single, servers=tuple(targets), current_slot=current_slot)
+        return ServicePlan(service=name, action="error", reason="; ".join(failed), group=group, stateful=single, servers=tuple(targets), current_slot=current_slot)
     stop_on = sorted(s for s in current if s not in targets)
     reasons = []
     if rebuilt:
@@ -351,7 +263,7 @@ def _service_plan(
     if problems:
         reasons.append(f"cannot read {', '.join(problems)}")
     if single and stop_on and not spec.is_scheduled:
-        return FleetServicePlan(
+        return ServicePlan(
             service=name,
             action="error",
             group=group,
@@ -381,7 +293,7 @@ def _service_plan(
         action = "unchanged"
         next_slot = None
     reason = "; ".join(reasons) if reasons else ("running and up to date" if current else "not running")
-    return FleetServicePlan(
+    return ServicePlan(
         service=name,
         action=action,
         reason=reason,
@@ -395,4 +307,4 @@ def _service_plan(
     )
 
 
-__all__ = ["FleetPlan", "FleetServicePlan", "ServerRow", "plan_fleet", "server_rows"]
+__all__ = ["local_image_ids", "plan_fleet", "server_rows"]
