@@ -156,6 +156,9 @@ class Orchestrator:
         self._pushes: Coalescer[str, list[Placed] | None] = Coalescer(self._push_table)
         #: Called with the plan once the servers are reached, before anything changes.
         self._on_plan: Callable[[Plan], None] | None = None
+        #: server -> the routes this deploy last pushed to its sidecar: a push that would change
+        #: nothing there is not repeated (see :meth:`_route_unpushed`).
+        self._pushed: dict[str, tuple[Route, ...]] = {}
 
     def _on(self, server: str) -> str:
         """`` on <server>`` for log lines, when there are several servers to tell apart."""
@@ -253,6 +256,8 @@ class Orchestrator:
             self._settle_states(keep)
             if service is None:
                 outcomes += self._remove_gone_services()
+            else:
+                self._route_unpushed()
             destroyed = self._destroy(leaving)
         return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
 
@@ -393,8 +398,23 @@ class Orchestrator:
         if errors:
             raise DeployFailed(f"servers not ready: {_explain(errors)}")
         self.ports = self.engines[next(iter(self.engines))].ports()
-        self.table = self._observed_table()
-        self._route_everywhere()
+        # Read by the plan a moment ago under the locks, and kept: no container changed since.
+        self.table = self._observed_table(fresh=False)
+        # A sidecar that serves exactly this table already (as the plan read it) is left alone
+        # for now: the switches of this deploy push to every sidecar, and a deploy that
+        # switches nothing pushes to it once at the end (_route_unpushed), which also ensures
+        # its image, ports and certificates. The others (new servers, a sidecar a killed deploy
+        # left behind) route what runs now before anything starts.
+        self._route_everywhere([s for s in self.servers.values() if not self._serves_table(s)])
+
+    def _serves_table(self, server: Server) -> bool:
+        """Whether ``server``'s sidecar served exactly the table's routes when the plan read it."""
+        engine = self.engines.get(server.name)
+        served = None if engine is None else engine.served_routes()
+        if served is None:
+            return False
+        by_port: Callable[[Route], tuple[int, str]] = lambda r: (r.internal_port, r.service)  # noqa: E731 - a sort key
+        return sorted(served, key=by_port) == sorted(self.routes_for(server), key=by_port)
 
     def _announce(self, on_plan: Callable[[Plan], None]) -> None:
         """Make the plan of this deploy from the servers as reached (nothing changed yet), hand
@@ -484,22 +504,23 @@ class Orchestrator:
 
     # --- routing -------------------------------------------------------------------------------
 
-    def _observed_table(self) -> dict[str, list[Placed]]:
+    def _observed_table(self, *, fresh: bool = True) -> dict[str, list[Placed]]:
         """service -> where it serves now, read from every server in parallel (its containers
-        in one listing and its sidecar's routes once, whatever the number of services)."""
+        in one listing and its sidecar's routes once, whatever the number of services).
+        ``fresh=False``: what the engines kept from the plan's reads, when nothing changed since."""
 
         def serving(name: str) -> dict[str, Placed]:
             engine = self.engines[name]
             found: dict[str, Placed] = {}
             routed: frozenset[str] | None = None
-            for service, containers in engine.containers(fresh=True).items():
+            for service, containers in engine.containers(fresh=fresh).items():
                 if service not in self.project.services:
                     continue
                 spec = self.project.service(service, self.env)
                 if spec.is_scheduled or spec.port is None:
                     continue
                 if routed is None and any(c.running for c in containers):
-                    routed = engine.routed(fresh=True)  # kept: the toggles of this deploy start from it
+                    routed = engine.routed(fresh=fresh)  # kept: the toggles of this deploy start from it
                 active = engine.active_container(containers, routed)
                 if active is not None:
                     found[service] = self._placed(name, active.name, spec, active.labels.get(LABEL_SLOT, "a"))
@@ -549,7 +570,9 @@ class Orchestrator:
     def _route(self, server: Server, table: Mapping[str, list[Placed]] | None = None) -> None:
         routes = self.routes_for(server, table)
         certificates = domain_certificates(self.manager, server, self.project.name, self.env, routes)
+        self._pushed.pop(server.name, None)  # unknown while the push runs (a failed one may have done half)
         self.manager.hook.configure_routing(server=server, project=self.project, env=self.env, routes=routes, certificates=certificates)
+        self._pushed[server.name] = tuple(routes)
         if getattr(server, "local_engine", False):
             # What this machine's router serves, for a router that cannot be asked (ServerDeployer.routed_backends).
             state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
@@ -572,17 +595,25 @@ class Orchestrator:
                 self.table = before
                 raise
 
-    def _route_everywhere(self) -> None:
-        """Every sidecar to the current table (read and pushed under the table lock, so the
-        last push is always the latest table); raises naming every server that could not be
-        updated, except servers being removed (logged)."""
+    def _route_everywhere(self, servers: Sequence[Server] | None = None) -> None:
+        """Every sidecar (or those of ``servers``) to the current table (read and pushed under
+        the table lock, so the last push is always the latest table); raises naming every
+        server that could not be updated, except servers being removed (logged)."""
         with self._table_lock:
             table = {k: list(v) for k, v in self.table.items()}
-            errors = failures(fan_out(list(self.servers.values()), lambda s: self._route(s, table), max_workers=self.max_workers))
+            targets = list(self.servers.values()) if servers is None else list(servers)
+            errors = failures(fan_out(targets, lambda s: self._route(s, table), max_workers=self.max_workers))
         for name in [n for n in errors if n in self.leaving]:
             self.log(f"{name}: its sidecar could not be updated (the server is being removed): {errors.pop(name)}")
         if errors:
             raise DeployFailed(f"the routing could not be updated on {', '.join(errors)}: {_explain(errors)}")
+
+    def _route_unpushed(self) -> None:
+        """Push the table to the sidecars this deploy has not pushed it to: the ones it never
+        pushed to (every deploy configures every sidecar once, which also ensures its image,
+        published ports and certificates) and any whose last push differs from the table."""
+        with self._table_lock:
+            self._route_everywhere([s for s in self.servers.values() if self._pushed.get(s.name) != tuple(self.routes_for(s))])
 
     def _drain_everywhere(self, service: str, old_table: Mapping[str, list[Placed]]) -> None:
         """Wait on every server until nothing is in flight to the backends of ``service`` that the
@@ -823,9 +854,13 @@ class Orchestrator:
                     engine.runtime.remove(info.name)
 
         with self._table_lock:
-            for service in [s for s in self.table if s not in known]:
+            gone_routes = [s for s in self.table if s not in known]
+            for service in gone_routes:
                 self.table.pop(service)
-            self._route_everywhere()
+            if gone_routes:
+                self._route_everywhere()
+            else:
+                self._route_unpushed()
         errors = failures(fan_out(list(self.engines), clean, max_workers=self.max_workers))
         if errors:
             self.log(f"containers of removed services left on {', '.join(errors)} (the next deploy removes them): {_explain(errors)}")

@@ -29,6 +29,7 @@ from ..core.monitoring import HealthCheck
 from ..core.plan import ServiceOutcome
 from ..core.poll import WaitTimeout, wait_until
 from ..core.provider import Server
+from ..core.routing import Route
 from ..core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_RELEASE, LABEL_ROLE, LABEL_SERVICE, ContainerInfo, ContainerRuntime, ContainerSpec, Mount
 from ..core.safety import command_argv
 from ..core.servicetype import ServiceType
@@ -91,6 +92,8 @@ class ServerDeployer:
         # The orchestrator changes routes, not this engine: what the router serves is kept
         # until read anew (``fresh``), as the orchestrator's plan and table reads do.
         self._kept_routed: Kept[frozenset[str]] = Kept(lambda: 0)
+        #: The routes the router served when last asked (:meth:`served_routes`).
+        self._served: tuple[Route, ...] | None = None
         #: image ref -> id, while a plan looks them up (many services often share one image).
         self._image_ids: dict[str, str | None] | None = None
         #: The services placed on this server (``None``: every service of the environment).
@@ -136,6 +139,12 @@ class ServerDeployer:
         """Container names the router serves (:meth:`routed_backends`), read once and kept
         until read ``fresh``: for :meth:`active_container` over many services."""
         return self._kept_routed.get(lambda: frozenset(self.routed_backends()), fresh=fresh)
+
+    def served_routes(self) -> tuple[Route, ...] | None:
+        """The routes the router served when :meth:`routed_backends` last asked it (a plan's
+        read), not asked again; ``None`` when not asked yet or when no plugin could say. The
+        orchestrator compares them with what it would push, before it pushes anything."""
+        return self._served
 
     def _read_containers(self) -> dict[str, tuple[ContainerInfo, ...]]:
         """The project's containers by service in one listing (no inspect per container, so
@@ -244,6 +253,7 @@ class ServerDeployer:
         """Container names the router serves now: asked of the router itself (the truth), else
         the last routing this machine applied."""
         live = self.manager.hook.live_routes(server=self.server, project=self.project, env=self.env)
+        self._served = None if live is None else tuple(live)
         if live is not None:
             return {backend.host for route in live for backend in route.backends}
         state = paths.env_dir(self.project.name, self.env, "config") / "routes.json"
