@@ -21,6 +21,7 @@ calls :func:`allocate`, then carries the result out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 
 import attrs
@@ -166,8 +167,6 @@ def allocate(
 
 def _natural(name: str) -> tuple[object, ...]:
     """``app-lon1-10`` after ``app-lon1-9``."""
-    import re
-
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 

@@ -126,4 +126,4 @@ def converge(engine: ServerDeployer) -> None:
         engine.log(f"{service}: backup container {name} ready (schedule '{item.policy.schedule}', keeps {item.policy.retention_days} day(s))")
 
 
-__all__ = ["BackedUp", "TABLE_SUFFIX", "backed_up", "converge", "schedule_entries", "target_for"]
+__all__ = ["TABLE_SUFFIX", "BackedUp", "backed_up", "converge", "schedule_entries", "target_for"]

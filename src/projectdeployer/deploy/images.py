@@ -14,6 +14,7 @@ does not stop the others: the result says, per server, what happened.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import attrs
 
 from ..core.errors import ProjectDeployerError
+from ..core.fanout import failures, fan_out, successes
 from ..core.provider import Server
 
 Log = Callable[[str], None]
@@ -60,7 +62,7 @@ def ensure_image(local: Any, server: Server, ref: str, *, log: Log | None = None
     """Make ``ref`` (an image of the local engine ``local``, a Docker SDK client) present on
     ``server`` with the same id; when the server has no image of that id, pull it by digest
     (``registry_ref``, ``host:port/repo@sha256:...``, pushed already) or else stream it."""
-    import docker.errors
+    import docker.errors  # noqa: PLC0415 - deferred: docker SDK (start-up: 0.47 s; imported at first use, as providers/docker_runtime.py does)
 
     began = time.monotonic()
     if "@sha256:" in ref:
@@ -105,7 +107,7 @@ def _by_digest(server: Server, ref: str, began: float, log: Log | None) -> Trans
     ``docker save | load`` keeps no digest: the server pulls it itself (through its SSH
     connection for a registry on this machine's loopback), unless it has it already. The
     digest pins the content, so there is no id to compare (it differs between platforms)."""
-    import docker.errors
+    import docker.errors  # noqa: PLC0415 - deferred: docker SDK (start-up, as in ensure_image)
 
     try:
         found = server.docker().images.get(ref)
@@ -119,13 +121,11 @@ def _pull(server: Server, ref: str, image_id: str | None, registry_ref: str, beg
     """The server pulls ``registry_ref`` and tags it ``ref``. A registry on this machine's
     loopback reaches the server through its SSH connection (``reverse_forward``), where the
     engine trusts plain HTTP on loopback."""
-    import contextlib
-
-    host, _, rest = registry_ref.partition("/")
+    host = registry_ref.partition("/")[0]
     name, _, port = host.partition(":")
     tunnel: Any = contextlib.nullcontext()
     if name in ("127.0.0.1", "localhost") and port.isdigit() and hasattr(server, "reverse_forward"):
-        tunnel = server.reverse_forward(int(port))  # type: ignore[attr-defined]
+        tunnel = server.reverse_forward(int(port))
     if log:
         log(f"{server.name}: pulling {registry_ref}")
     remote = server.docker()
@@ -156,7 +156,6 @@ def distribute(local: Any, servers: Sequence[Server], refs: Sequence[str], *, ma
     """Every image of ``refs`` onto every server of ``servers``, servers in parallel (each
     server's images one after the other: its engine loads one at a time anyway). Raises
     :class:`ImageTransferError` naming every server that failed, after all were tried."""
-    from ..core.fanout import failures, fan_out, successes
 
     def feed(server: Server) -> list[Transfer]:
         return [ensure_image(local, server, ref, log=log, registry_ref=(pushed or {}).get(ref)) for ref in refs]

@@ -31,7 +31,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -326,7 +326,7 @@ def job_status(info: ContainerInfo | None, scheduler: ContainerInfo | None) -> d
 def since_epoch(stamp: str) -> float:
     """Docker's RFC 3339 UTC time (``2024-05-01T02:00:00.123456789Z``) as seconds since the epoch."""
     head, _, fraction = stamp.rstrip("Z").partition(".")
-    seconds = datetime.fromisoformat(head).replace(tzinfo=timezone.utc).timestamp()
+    seconds = datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp()
     return seconds + (float("0." + fraction) if fraction.isdigit() else 0.0)
 
 

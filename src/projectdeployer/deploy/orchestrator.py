@@ -61,7 +61,7 @@ from ..core.model import Project, ServiceSpec
 from ..core.plan import Plan
 from ..core.provider import Provider, Server, ServerSpec
 from ..core.routing import Backend, Route, domain_certificates
-from ..core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
+from ..core.runtime import LABEL_CONFIG, LABEL_ENV, LABEL_PROJECT, LABEL_SLOT, ContainerInfo
 from ..environment.releases import new_release_id
 from ..environment.serverlock import local_lock, lock_server, server_lock
 from ..project.order import startup_orders
@@ -232,7 +232,13 @@ class Orchestrator:
                 newest = lock_server(list(by_name.values()))
                 if newest is not None and (holder is None or newest.name != holder.name):
                     held.enter_context(server_lock(self.project.name, self.env, [newest], wait=lock_wait))
-            label_to_name = {p.label: (created[p.label].name if p.label in created else p.name) for p in allocation.servers if p.action == "keep" or p.label in created}
+            # Each server the deploy keeps or created, by its label in the allocation (in its order).
+            label_to_name: dict[str, str] = {}
+            for p in allocation.servers:
+                if p.label in created:
+                    label_to_name[p.label] = created[p.label].name
+                elif p.action == "keep" and p.name is not None:
+                    label_to_name[p.label] = p.name
             self.placement = {svc: tuple(label_to_name[label] for label in labels if label in label_to_name) for svc, labels in allocation.placement.items()}
             keep = [by_name[n] for n in dict.fromkeys(label_to_name.values())]
             dropped = [by_name[p.name] for p in allocation.to_destroy if p.name in by_name]
@@ -497,7 +503,7 @@ class Orchestrator:
 
     def local_docker(self) -> Any:
         if self._local_docker is None:
-            import docker
+            import docker  # noqa: PLC0415 - deferred: docker SDK (start-up: 0.47 s; imported at first use, as providers/docker_runtime.py does)
 
             self._local_docker = docker.from_env(timeout=600)
         return self._local_docker

@@ -197,7 +197,7 @@ class ServerDeployer:
         parts = self.manager.hook.container_parts(service=spec, project=self.project, env=self.env)
 
         def resolve(ref: str) -> str:
-            value = self.manager.hook.resolve_secret(project=self.project.name, env=self.env, ref=ref)
+            value: str | None = self.manager.hook.resolve_secret(project=self.project.name, env=self.env, ref=ref)
             if value is None:
                 raise DeployFailed(f"{spec.name}: no plugin resolves the secret reference {ref!r}")
             return value
