@@ -135,3 +135,26 @@ def test_a_dropped_server_that_cannot_be_read_is_never_destroyed_and_blocks_a_da
     fleet.unread = set()
     assert fleet._stateful_target(spec) == "n1"  # a first start, nothing unread
     assert fleet._destroy([fleet.servers["l1"]]) == ["l1"] and destroyed == ["l1"]
+
+
+def test_a_deploy_pushes_to_a_sidecar_only_what_changes_there_and_to_each_sidecar_once() -> None:
+    """Before the switches, a sidecar that already serves the table (as the plan read it) is
+    left alone; at the end, the sidecars this deploy never pushed to get the table once (which
+    ensures their sidecar), and none gets the same routes twice."""
+    fleet, recorder = _fleet_with_recorder()
+    serving = tuple(reversed(fleet.routes_for(fleet.servers["l1"])))  # the router's own order
+    fleet.engines = {"l1": SimpleNamespace(served_routes=lambda: serving), "n1": SimpleNamespace(served_routes=lambda: None)}  # type: ignore[dict-item]
+    assert fleet._serves_table(fleet.servers["l1"]) and not fleet._serves_table(fleet.servers["n1"])  # n1: not known
+    fleet._route_everywhere([s for s in fleet.servers.values() if not fleet._serves_table(s)])
+    assert recorder.pushed == [("n1", ("api", "db"))]
+    recorder.pushed.clear()
+    fleet._route_unpushed()
+    assert recorder.pushed == [("l1", ("api", "db"))]  # once per deploy, though its routes were right
+    recorder.pushed.clear()
+    fleet._route_unpushed()
+    assert recorder.pushed == []
+    fleet._push_table([("db", None)])  # a switch reaches every sidecar, and a push after it only a changed one
+    assert sorted(recorder.pushed) == [("l1", ("api",)), ("n1", ("api",))]
+    recorder.pushed.clear()
+    fleet._route_unpushed()
+    assert recorder.pushed == []
