@@ -105,8 +105,10 @@ def plan_fleet(
     named = len(allocation.servers) > 1 or len(servers) > 1
     orders = startup_orders({n: s.depends_on for n, s in specs.items()}, {n: s.startup_order for n, s in specs.items()})
     with images_looked_up_once(engines.values()):  # an image shared by many services looked up once
+        # Every server's images at once, before the services are compared one by one.
+        fan_out(list(engines.values()), ServerDeployer.look_up_images, max_workers=max_workers, name=lambda engine: engine.server.name)
         rows = _service_rows(specs, service, allocation, observed, engines, unreachable, ports, orders, stateful, builds, named=named, no_transfer=here, routed=routed)
-        scheduler = _scheduler_plan(engines, observed, rows)
+        scheduler = _scheduler_plan(engines, observed, rows, max_workers=max_workers)
     server_plan = server_rows(allocation, states)
     if service is not None:
         # One service: the servers it will run on (created for it when missing); nothing is
@@ -167,14 +169,20 @@ def _service_rows(
     return rows
 
 
-def _scheduler_plan(engines: Mapping[str, ServerDeployer], observed: Mapping[str, Mapping[str, list[ContainerInfo]]], rows: Sequence[ServicePlan]) -> SchedulerPlan | None:
-    """The scheduler of the first server (by name) that has one or needs one."""
-    for name in sorted(engines):
+def _scheduler_plan(engines: Mapping[str, ServerDeployer], observed: Mapping[str, Mapping[str, list[ContainerInfo]]], rows: Sequence[ServicePlan], *, max_workers: int = 8) -> SchedulerPlan | None:
+    """The scheduler of the first server (by name) that has one or needs one (every server
+    asked at once; an error is raised as the first server by name would raise it)."""
+
+    def plan(name: str) -> SchedulerPlan | None:
         engine = engines[name]
-        mine = [r for r in rows if name in r.servers]
-        found = jobs.plan_scheduler(engine, engine.specs(), observed[name], mine)
-        if found is not None:
-            return found
+        return jobs.plan_scheduler(engine, engine.specs(), observed[name], [r for r in rows if name in r.servers])
+
+    found = fan_out(sorted(engines), plan, max_workers=max_workers, name=str)
+    for result in found.values():
+        if isinstance(result, BaseException):
+            raise result
+        if result is not None:
+            return result
     return None
 
 

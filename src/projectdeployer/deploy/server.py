@@ -233,6 +233,15 @@ class ServerDeployer:
         finally:
             self._image_ids = None
 
+    def look_up_images(self) -> None:
+        """Inside :meth:`planning`: look up now the ids of the images of every service this
+        server holds (a plan reads its servers in parallel, then compares service by service
+        from what was read). Outside it: nothing (there is nowhere to keep them)."""
+        if self._image_ids is None:
+            return
+        for spec in self.specs().values():
+            self._image_id(self.image_for(spec, self.registry.service_types[spec.type]))
+
     def _image_id(self, image: str) -> str | None:
         """The id of ``image`` on the server; looked up once per plan when a plan asks."""
         memo = self._image_ids
