@@ -42,6 +42,11 @@ from .secretfiles import write_secret_files
 Log = Callable[[str], None]
 #: How long a release command (migrations) may run before the deploy gives up on it.
 RELEASE_TIMEOUT = 600.0
+#: The pauses before the second and third health probes of a new container, shorter than its
+#: check's interval (every interval after them): a container that answers a moment after a
+#: failed first probe is not left waiting a whole interval, and with many servers the slowest
+#: one holds the switch of all.
+FIRST_PROBE_PAUSES = (0.25, 0.5)
 
 
 class _Exited(Exception):
@@ -400,8 +405,13 @@ class ServerDeployer:
             stable_since = stable_since or time.monotonic()
             return time.monotonic() - stable_since >= 2.0, "running"
 
+        pauses = iter(FIRST_PROBE_PAUSES)
+
+        def pause(seconds: float) -> None:
+            time.sleep(min(seconds, next(pauses, seconds)))
+
         try:
-            detail = wait_until(probe, timeout=check.start_period, interval=check.interval, what=f"{spec.name} healthy")
+            detail = wait_until(probe, timeout=check.start_period, interval=check.interval, what=f"{spec.name} healthy", sleep=pause)
         except _Exited as exc:
             detail = str(exc)
         except WaitTimeout as exc:
