@@ -53,7 +53,7 @@ import pluggy
 
 from ..build.builder import BuildCheck
 from ..core import paths
-from ..core.containers import JOB_SLOT, STATEFUL_SLOT, network_name
+from ..core.containers import STATEFUL_SLOT, network_name
 from ..core.errors import DeployFailed, ProjectDeployerError
 from ..core.fanout import failures, fan_out, successes
 from ..core.fsutil import atomic_write
@@ -72,7 +72,6 @@ from .containers import ServiceContainer, host_port
 from .images import ImageNotLocal, ensure_image
 from .jobcontainers import scheduler_image
 from .planner import local_image_ids, plan_fleet
-from .ports import PortAssignment
 from .server import ServerDeployer, ServiceOutcome, images_looked_up_once
 
 Log = Callable[[str], None]
