@@ -20,13 +20,12 @@ from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .api.bastion import Deployer
+    from .api.by_name import BackupManager, SecretsRotator
     from .api.project import ProjectDeployer
-    from .backups.manager import BackupManager
     from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
     from .core.gitmanager import GitManager, cleanup_git_checkouts
     from .core.resolver import ResourceResolver
-    from .deploy.environment import Environment
-    from .secrets.rotation import SecretsRotator
+    from .environment.environment import Environment
 
 __version__ = "0.1.0"
 
@@ -39,10 +38,10 @@ _LAZY = {
     "ProjectNotFound": "projectdeployer.core.errors",
     "GitManager": "projectdeployer.core.gitmanager",
     "cleanup_git_checkouts": "projectdeployer.core.gitmanager",
-    "SecretsRotator": "projectdeployer.secrets.rotation",
-    "BackupManager": "projectdeployer.backups.manager",
+    "SecretsRotator": "projectdeployer.api.by_name",
+    "BackupManager": "projectdeployer.api.by_name",
     "Deployer": "projectdeployer.api.bastion",
-    "Environment": "projectdeployer.deploy.environment",
+    "Environment": "projectdeployer.environment.environment",
     "ResourceResolver": "projectdeployer.core.resolver",
 }
 

@@ -30,7 +30,6 @@ from projectdeployer.core.runtime import (
     ImageInfo,
     VolumeInfo,
 )
-from projectdeployer.deploy.environment import Environment
 from projectdeployer.destroy.teardown import (
     THIS_MACHINE,
     ImageFacts,
@@ -42,6 +41,7 @@ from projectdeployer.destroy.teardown import (
     grown_beyond,
     plan_teardown,
 )
+from projectdeployer.environment.environment import Environment
 from projectdeployer.environment.locks import DeployLocked, deploy_lock
 from projectdeployer.environment.releases import Release, ReleaseHistory
 from projectdeployer.hookspecs import hookimpl

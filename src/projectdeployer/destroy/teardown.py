@@ -51,7 +51,7 @@ from ..providers.ssh.keys import KNOWN_HOSTS_FILE
 
 if TYPE_CHECKING:
     from ..core.provider import Server
-    from ..deploy.environment import Environment
+    from ..environment.environment import Environment
 
 Log = Callable[[str], None]
 
