@@ -33,11 +33,11 @@ from ..core.ports import PortAssignment, PortStore
 from ..core.registry import Registry, check_api_methods
 from ..core.servicetype import ServiceType
 from ..core.validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name, warn_project_name
-from ..default_plugins.secrets_files import forget_service_secrets
 from ..environment.environment import Environment
 from ..plugins import get_registry, load_plugins
 from ..project.credentials import warn_plaintext_credentials
 from ..project.file import build_project, read_document, read_project_text, write_document
+from ..secrets.inventory import forget_service_secrets
 
 if TYPE_CHECKING:
     from ..backups.manager import RestoreReport

@@ -18,7 +18,8 @@ import pluggy
 
 from ..api.by_name import SecretsRotator
 from ..core.errors import SecretError
-from ..default_plugins.secrets_files import StoredSecret, password_name, secret_path, secret_references, secrets_root, stored_secrets
+from ..default_plugins.secrets_files import secret_path, secrets_root
+from ..secrets.inventory import StoredSecret, password_name, secret_references, stored_secrets
 from ..secrets.rotation import RotationError
 from .output import print_json, print_table
 from .params import ENV
