@@ -801,7 +801,7 @@ def _env_argument(method: str, env: Any) -> str:
     """Refuse an environment name a project file would refuse (it becomes a directory name)."""
     problem = env_name_problem(env)
     if problem is None:
-        return env
+        return str(env)
     if not isinstance(env, str):
         problem = f"expected an environment name, a string, got {_type_name(env)}"
     raise _argument_error(f"{method}(env={_shown(env)})", problem, cli=f"environment {_shown(env)}: {problem}")
@@ -877,7 +877,8 @@ def _replace_value(container: Any, old: str, new: str) -> None:
 def _services_table(doc: tomlkit.TOMLDocument) -> Table:
     if "services" not in doc:
         doc.add("services", tomlkit.table(is_super_table=True))
-    return doc["services"]  # type: ignore[return-value]
+    table: Table = doc["services"]
+    return table
 
 
 def _to_toml(value: Any, *, inline: bool = False) -> Any:

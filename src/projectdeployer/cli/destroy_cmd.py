@@ -8,6 +8,7 @@ question names the data and the environment's name must be typed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 
 import click
@@ -52,7 +53,7 @@ def _data_lines(items: Sequence[Item]) -> list[str]:
 def _can_ask(env: str) -> None:
     """Refuse, before anything is read, to ask where no one can answer (a script, a pipe):
     an answer read from a pipe is not a decision."""
-    if not click.get_text_stream("stdin").isatty():
+    if not sys.stdin.isatty():  # click's test runner replaces sys.stdin too
         raise NoTerminal(f"destroy --env {env}: stdin is not a terminal, so there is no one to ask: pass --yes to remove what 'destroy --env {env} --dry-run' lists; nothing was changed")
 
 
