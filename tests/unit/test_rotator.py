@@ -184,7 +184,7 @@ def test_redis_refusing_the_old_password_changes_nothing(project: ProjectDeploye
     old = current.read_text()
     answer = ok("WRONGPASS invalid username-password pair or user is disabled.\n\nNOAUTH Authentication required.\n")
     rotator, manager = rotator_with(project, FakeRuntime(answer))
-    with pytest.raises(RotationError, match="Redis refused to add the new password \\(nothing changed.*WRONGPASS"):
+    with pytest.raises(RotationError, match=r"Redis refused to add the new password \(nothing changed.*WRONGPASS"):
         rotator.rotate_redis_password()
     _assert_unchanged(current, old, manager)
 
@@ -204,7 +204,7 @@ def test_a_service_without_password_file_must_be_deployed_first(pd_home: Path) -
     project = ProjectDeployer.create("fresh")
     project.add_redis()
     rotator, _ = rotator_with(project, FakeRuntime(ok()), running={"redis": "fresh_prod_redis"})
-    with pytest.raises(RotationError, match="redis has no password file at .*: deploy it first"):
+    with pytest.raises(RotationError, match=r"redis has no password file at .*: deploy it first"):
         rotator.rotate_redis_password()
 
 
