@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     from .api.bastion import Deployer
     from .api.by_name import BackupManager, SecretsRotator
     from .api.project import ProjectDeployer
+    from .build.git import GitManager, cleanup_git_checkouts
     from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
-    from .core.gitmanager import GitManager, cleanup_git_checkouts
-    from .core.resolver import ResourceResolver
     from .environment.environment import Environment
+    from .secrets.resolver import ResourceResolver
 
 __version__ = "0.1.0"
 
@@ -36,13 +36,13 @@ _LAZY = {
     "ProjectDeployerError": "projectdeployer.core.errors",
     "ProjectExists": "projectdeployer.core.errors",
     "ProjectNotFound": "projectdeployer.core.errors",
-    "GitManager": "projectdeployer.core.gitmanager",
-    "cleanup_git_checkouts": "projectdeployer.core.gitmanager",
+    "GitManager": "projectdeployer.build.git",
+    "cleanup_git_checkouts": "projectdeployer.build.git",
     "SecretsRotator": "projectdeployer.api.by_name",
     "BackupManager": "projectdeployer.api.by_name",
     "Deployer": "projectdeployer.api.bastion",
     "Environment": "projectdeployer.environment.environment",
-    "ResourceResolver": "projectdeployer.core.resolver",
+    "ResourceResolver": "projectdeployer.secrets.resolver",
 }
 
 

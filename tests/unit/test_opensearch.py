@@ -30,9 +30,9 @@ import pytest
 from projectdeployer import ProjectDeployer, SecretsRotator
 from projectdeployer.agents import opensearch_snapshot as snap
 from projectdeployer.agents.opensearch_snapshot import OpenSearchError, SnapshotClient, SnapshotVerificationError
-from projectdeployer.core.containers import SECRETS_MOUNT, build_container
-from projectdeployer.core.ports import PortAssignment
-from projectdeployer.core.resolver import password_path
+from projectdeployer.core.containers import SECRETS_MOUNT
+from projectdeployer.deploy.containers import build_container
+from projectdeployer.deploy.ports import PortAssignment
 from projectdeployer.plugins import get_registry, load_plugins
 from projectdeployer.secrets.resolver import password_path
 from projectdeployer.secrets.rotation import RotationError

@@ -21,6 +21,7 @@ from projectdeployer import ProjectDeployer, ProjectDeployerError, SecretsRotato
 from projectdeployer.core.provider import CommandResult
 from projectdeployer.core.runtime import ContainerInfo
 from projectdeployer.environment.environment import Environment
+from projectdeployer.secrets.resolver import ensure_password, password_path
 from projectdeployer.secrets.rotation import RotationError
 
 pytestmark = pytest.mark.unit

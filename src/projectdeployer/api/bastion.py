@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..backups.manager import BackupManager, RestoreReport
-from ..core.backups import Backup
-from ..core.validation import require_env_name
+from ..backups.store import Backup
 from ..environment.environment import Environment
+from ..project.validation import require_env_name
 from ..sync.files import FileSync, SyncReport
 from .project import ProjectDeployer
 

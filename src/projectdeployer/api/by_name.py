@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 
 from ..backups import manager
 from ..core.provider import Server
-from ..core.validation import require_env_name
 from ..environment.binding import EnvironmentSource
 from ..environment.environment import Environment
+from ..project.validation import require_env_name
 from ..secrets import rotation
 from ..sync import files
 from .project import ProjectDeployer

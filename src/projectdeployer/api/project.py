@@ -23,23 +23,25 @@ import pluggy
 import tomlkit
 from tomlkit.items import InlineTable, Table
 
+from ..build.builder import ProjectBuilder, is_buildable
+from ..build.git import cleanup_git_checkouts
 from ..core import paths
-from ..core.build import ProjectBuilder, is_buildable
 from ..core.errors import ConfigError, ProjectDeployerError, ProjectExists, ProjectNotFound, SecretError
-from ..core.gitmanager import cleanup_git_checkouts
 from ..core.model import Project, ServiceSpec, spec_fields
 from ..core.registry import Registry, check_api_methods
 from ..core.servicetype import ServiceType
-from ..core.validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name, warn_project_name
+from ..deploy.ports import PortAssignment, PortStore
 from ..environment.environment import Environment
 from ..plugins import get_registry, load_plugins
 from ..project.credentials import warn_plaintext_credentials
 from ..project.file import build_project, read_document, read_project_text, write_document
+from ..project.order import startup_groups, startup_orders
+from ..project.validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name, warn_project_name
 from ..secrets.inventory import forget_service_secrets
 
 if TYPE_CHECKING:
     from ..backups.manager import RestoreReport
-    from ..core.build import BuiltImage
+    from ..build.builder import BuiltImage
     from ..deploy.deployment import Deployment, DeployReport
     from ..deploy.planner import FleetPlan
     from ..destroy.teardown import DestroyPlan, TeardownReport

@@ -26,9 +26,11 @@ from ..core.monitoring import Alert
 from ..deploy.backup_jobs import BackedUp, backed_up, target_for
 from ..deploy.deployment import Deployment
 from ..deploy.jobs import job_status, scheduler_name
+from ..deploy.oneoff import BackupJobRunner
 from ..deploy.server import ServerDeployer
 from ..environment.binding import BoundEnvironment, EnvironmentSource
 from ..environment.environment import Environment
+from .store import Backup, choose_backup, read_backups
 
 Log = Callable[[str], None]
 

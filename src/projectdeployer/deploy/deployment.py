@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from ..core.build import BuildCheck, ProjectBuilder, is_buildable
+from ..build.builder import BuildCheck, ProjectBuilder, is_buildable
 from ..core.errors import DeployFailed, ProjectDeployerError
 from ..core.fanout import fan_out, raise_for_failures
 from ..core.plan import DeployResult, Plan
@@ -26,7 +26,6 @@ from ..core.provider import Server
 from ..core.runtime import LABEL_RELEASE, LABEL_SLOT, ContainerInfo
 from ..environment.environment import Environment
 from ..environment.releases import ReleaseHistory
-from ..project.validation import require_env_name
 from . import jobs
 from .allocation import state_of
 from .logs import find_sources, merged_lines

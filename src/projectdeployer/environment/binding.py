@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from ..core.errors import ProjectDeployerError
-from ..core.validation import require_env_name
+from ..project.validation import require_env_name
 from .environment import Environment
 
 Log = Callable[[str], None]

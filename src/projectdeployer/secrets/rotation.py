@@ -49,11 +49,11 @@ from ..core.containers import STATEFUL_SLOT, container_name
 from ..core.errors import ProjectDeployerError
 from ..core.fsutil import write_private
 from ..core.model import ServiceSpec
-from ..core.resolver import generate_password, password_path, service_context
 from ..core.runtime import ContainerInfo, ContainerRuntime
 from ..core.servicetype import RotationError, ServiceType
 from ..environment.binding import BoundEnvironment, EnvironmentSource
 from ..environment.environment import Environment
+from .resolver import generate_password, password_path, service_context
 
 Log = Callable[[str], None]
 
