@@ -20,13 +20,12 @@ from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .api.bastion import Deployer
+    from .api.by_name import BackupManager, SecretsRotator
     from .api.project import ProjectDeployer
-    from .backups.manager import BackupManager
     from .build.git import GitManager, cleanup_git_checkouts
     from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
-    from .deploy.environment import Environment
+    from .environment.environment import Environment
     from .secrets.resolver import ResourceResolver
-    from .secrets.rotation import SecretsRotator
 
 __version__ = "0.1.0"
 
@@ -39,10 +38,10 @@ _LAZY = {
     "ProjectNotFound": "projectdeployer.core.errors",
     "GitManager": "projectdeployer.build.git",
     "cleanup_git_checkouts": "projectdeployer.build.git",
-    "SecretsRotator": "projectdeployer.secrets.rotation",
-    "BackupManager": "projectdeployer.backups.manager",
+    "SecretsRotator": "projectdeployer.api.by_name",
+    "BackupManager": "projectdeployer.api.by_name",
     "Deployer": "projectdeployer.api.bastion",
-    "Environment": "projectdeployer.deploy.environment",
+    "Environment": "projectdeployer.environment.environment",
     "ResourceResolver": "projectdeployer.secrets.resolver",
 }
 

@@ -80,7 +80,15 @@ def test_help_imports_no_command_module_nor_capability() -> None:
     modules = set(proc.stdout.split())
     assert "projectdeployer.cli" in modules and "projectdeployer.plugins" in modules
     assert not modules & set(COMMAND_MODULES)
-    forbidden = {"projectdeployer.deploy.server", "projectdeployer.deploy.orchestrator", "projectdeployer.deploy.environment", "projectdeployer.api.project", "docker", "paramiko"}
+    forbidden = {
+        "projectdeployer.deploy.server",
+        "projectdeployer.deploy.orchestrator",
+        "projectdeployer.deploy.deployment",
+        "projectdeployer.environment.environment",
+        "projectdeployer.api.project",
+        "docker",
+        "paramiko",
+    }
     assert not modules & forbidden
 
 

@@ -1,4 +1,5 @@
-"""``Environment``: one path for the reads (status, zones, logs, run) on one server or many.
+"""``Environment`` and the ``Deployment`` made from it: one path for the reads (status, zones,
+logs, run) on one server or many, and finding the server holding a container.
 
 The servers are fakes (tests/support/fakes.py ``RuntimeOnlyServer`` over an in-memory runtime),
 handed out by a test plugin's ``get_provider``; no engine or sidecar is touched.
@@ -18,7 +19,8 @@ from projectdeployer.core.errors import ConfigError, ProjectDeployerError
 from projectdeployer.core.provider import Provider, Server, ServerSpec
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
-from projectdeployer.deploy.environment import Environment
+from projectdeployer.deploy.deployment import Deployment
+from projectdeployer.environment.environment import Environment
 from projectdeployer.hookspecs import hookimpl
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.project.file import build_project
@@ -130,6 +132,11 @@ def environment_on(manager: pluggy.PluginManager, tmp_path: Path, servers: Seque
     return Environment(project, ENV, manager, registry, log=lines.append), lines
 
 
+def deployment_on(manager: pluggy.PluginManager, tmp_path: Path, servers: Sequence[Server]) -> tuple[Deployment, list[str]]:
+    environment, lines = environment_on(manager, tmp_path, servers)
+    return Deployment(environment), lines
+
+
 def test_the_project_hands_out_its_environment(pd_home: Path) -> None:
     project = ProjectDeployer.create("shop")
     environment = project.environment(ENV, log=lambda line: None)
@@ -141,8 +148,8 @@ def test_the_project_hands_out_its_environment(pd_home: Path) -> None:
 
 def test_zones_count_the_listed_servers_by_state(manager: pluggy.PluginManager, tmp_path: Path) -> None:
     servers = [FakeServer("n1", "lon1", FakeRuntime()), FakeServer("n2", "lon1", FakeRuntime(), "reserve"), FakeServer("n3", "nyc3", FakeRuntime(), "destroying")]
-    environment, _ = environment_on(manager, tmp_path, servers)
-    assert environment.zone_status() == {
+    deployment, _ = deployment_on(manager, tmp_path, servers)
+    assert deployment.zone_status() == {
         "lon1": {"active": 1, "reserve": 1, "destroying": 0, "total": 2},
         "nyc3": {"active": 0, "reserve": 0, "destroying": 1, "total": 1},
     }
@@ -155,52 +162,52 @@ def test_this_machine_is_one_active_server_deployed_or_not(pd_home: Path) -> Non
 
 def test_a_job_runs_on_the_server_holding_its_container(manager: pluggy.PluginManager, tmp_path: Path) -> None:
     first, second = FakeRuntime(), FakeRuntime([running(JOB, "report", role="job", state="exited")], lines=["ran 1", "ran 2"])
-    environment, log = environment_on(manager, tmp_path, [FakeServer("n1", "lon1", first), FakeServer("n2", "lon1", second)])
+    deployment, log = deployment_on(manager, tmp_path, [FakeServer("n1", "lon1", first), FakeServer("n2", "lon1", second)])
     output: list[str] = []
-    assert environment.run_job("report", output=output.append) == 3
+    assert deployment.run_job("report", output=output.append) == 3
     assert second.started == [JOB] and first.started == [] and output == ["ran 1", "ran 2"]
     assert log == [f"report: started {JOB}"]
 
 
 def test_a_job_without_its_container_or_still_running_is_refused(manager: pluggy.PluginManager, tmp_path: Path) -> None:
-    environment, _ = environment_on(manager, tmp_path, [FakeServer("n1", "lon1", FakeRuntime())])
+    deployment, _ = deployment_on(manager, tmp_path, [FakeServer("n1", "lon1", FakeRuntime())])
     with pytest.raises(ProjectDeployerError, match="report has no job container in prod: deploy first"):
-        environment.run_job("report")
+        deployment.run_job("report")
     busy = FakeRuntime([running(JOB, "report", role="job")])
-    environment, _ = environment_on(load_plugins(make_plugin_manager(), env={}), tmp_path, [FakeServer("n1", "lon1", busy)])
+    deployment, _ = deployment_on(load_plugins(make_plugin_manager(), env={}), tmp_path, [FakeServer("n1", "lon1", busy)])
     with pytest.raises(ProjectDeployerError, match="report: a run is in progress"):
-        environment.run_job("report")
+        deployment.run_job("report")
     assert busy.started == []
 
 
 def test_logs_of_one_source_are_as_written_of_several_prefixed(manager: pluggy.PluginManager, tmp_path: Path) -> None:
     one = FakeRuntime([running("shop_prod_api_a", "api", "a")], lines=["GET /"])
     other = FakeRuntime([running("shop_prod_api_b", "api", "b")], lines=["GET /health"])
-    environment, _ = environment_on(manager, tmp_path, [FakeServer("n1", "lon1", one), FakeServer("n2", "lon1", FakeRuntime())])
-    assert list(environment.logs("api", lines=10)) == ["GET /"]
-    environment, _ = environment_on(load_plugins(make_plugin_manager(), env={}), tmp_path, [FakeServer("n1", "lon1", one), FakeServer("n2", "lon1", other)])
-    assert list(environment.logs("api", lines=10)) == ["n1 | GET /", "n2 | GET /health"]
+    deployment, _ = deployment_on(manager, tmp_path, [FakeServer("n1", "lon1", one), FakeServer("n2", "lon1", FakeRuntime())])
+    assert list(deployment.logs("api", lines=10)) == ["GET /"]
+    deployment, _ = deployment_on(load_plugins(make_plugin_manager(), env={}), tmp_path, [FakeServer("n1", "lon1", one), FakeServer("n2", "lon1", other)])
+    assert list(deployment.logs("api", lines=10)) == ["n1 | GET /", "n2 | GET /health"]
 
 
 def test_logs_of_a_service_running_nowhere_say_so(manager: pluggy.PluginManager, tmp_path: Path) -> None:
-    environment, _ = environment_on(manager, tmp_path, [FakeServer("n1", "lon1", FakeRuntime()), FakeServer("n2", "lon1", FakeRuntime())])
+    deployment, _ = deployment_on(manager, tmp_path, [FakeServer("n1", "lon1", FakeRuntime()), FakeServer("n2", "lon1", FakeRuntime())])
     with pytest.raises(ProjectDeployerError, match=r"api is not running in prod \(on none of its 2 server\(s\)\)"):
-        environment.logs("api")
+        deployment.logs("api")
     with pytest.raises(ProjectDeployerError, match="report has no job container in prod: deploy first"):
-        environment.logs("report")
+        deployment.logs("report")
 
 
 def test_status_rows_have_one_shape_on_one_server_or_many(manager: pluggy.PluginManager, tmp_path: Path) -> None:
     one = FakeRuntime([running("shop_prod_api_a", "api", "a"), running(JOB, "report", role="job", state="exited")])
-    environment, _ = environment_on(manager, tmp_path, [FakeServer("n1", "lon1", one)])
-    alone = {r["service"]: r for r in environment.service_status()}
+    deployment, _ = deployment_on(manager, tmp_path, [FakeServer("n1", "lon1", one)])
+    alone = {r["service"]: r for r in deployment.service_status()}
     assert alone["api"]["state"] == "running" and alone["api"]["container"] == "shop_prod_api_a" and alone["api"]["servers"] == ["n1"]
     assert alone["api"]["slot"] == "a" and alone["api"]["host_port"] == 18000
     assert alone["report"]["state"] == "scheduled" and alone["report"]["servers"] == [] and alone["report"]["container"] == JOB
 
     other = FakeRuntime([running("shop_prod_api_b", "api", "b")])
-    environment, _ = environment_on(load_plugins(make_plugin_manager(), env={}), tmp_path, [FakeServer("n1", "lon1", one), FakeServer("n2", "lon1", other), FakeServer("n3", "lon1", FakeRuntime())])
-    many = {r["service"]: r for r in environment.service_status()}
+    deployment, _ = deployment_on(load_plugins(make_plugin_manager(), env={}), tmp_path, [FakeServer("n1", "lon1", one), FakeServer("n2", "lon1", other), FakeServer("n3", "lon1", FakeRuntime())])
+    many = {r["service"]: r for r in deployment.service_status()}
     assert many["api"]["state"] == "running on 2/2" and many["api"]["servers"] == ["n1", "n2"]
     assert many["api"]["container"] == "shop_prod_api_a"  # the first server's detail
     assert many["report"]["state"] == "scheduled" and many["report"]["container"] == JOB

@@ -628,13 +628,13 @@ def _rotator_traversal():
 
 
 def _backups_traversal():
-    from projectdeployer.backups.manager import BackupManager
+    from projectdeployer import BackupManager
 
     return BackupManager("myapp", "../x").list_backups()
 
 
 def _sync_traversal():
-    from projectdeployer.sync.files import FileSync
+    from projectdeployer.api.by_name import FileSync
 
     return FileSync("myapp", "../x").push_config()
 
@@ -651,7 +651,7 @@ def _rotator_loose_env():
 
 
 def _sync_loose_env():
-    from projectdeployer.sync.files import FileSync
+    from projectdeployer.api.by_name import FileSync
 
     return FileSync("myapp", "my_env").push_config()
 

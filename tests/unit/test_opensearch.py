@@ -21,7 +21,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from unittest.mock import MagicMock
 
@@ -32,7 +31,6 @@ from projectdeployer import ProjectDeployer, SecretsRotator
 from projectdeployer.agents import opensearch_snapshot as snap
 from projectdeployer.agents.opensearch_snapshot import OpenSearchError, SnapshotClient, SnapshotVerificationError
 from projectdeployer.core.containers import SECRETS_MOUNT
-from projectdeployer.core.runtime import ContainerInfo
 from projectdeployer.deploy.containers import build_container
 from projectdeployer.deploy.ports import PortAssignment
 from projectdeployer.plugins import get_registry, load_plugins
@@ -41,7 +39,7 @@ from projectdeployer.secrets.rotation import RotationError
 from projectdeployer.service_types import opensearch as os_type
 from projectdeployer.service_types import opensearch_certs
 from tests.support.fake_opensearch import FakeOpenSearch
-from tests.unit.test_rotator import with_lock
+from tests.unit.test_rotator import fake_environment, handing_out, placed
 
 pytestmark = pytest.mark.unit
 
@@ -645,28 +643,14 @@ class NodeContainer:
         return CommandResult(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
 
 
-class FakeEngine:
-    def __init__(self, running: dict[str, str], runtime: Any = None) -> None:
-        self.runtime = runtime
-        self.running = running
-
-    def observed(self) -> dict[str, list[ContainerInfo]]:
-        return {
-            service: [ContainerInfo(id=name, name=name, image_id="sha256:x", labels={}, state="running", health=None, exit_code=None, started_at="2026-01-01T00:00:00Z", ports={9200: 18123})]
-            for service, name in self.running.items()
-        }
-
-    def active_container(self, containers: list[ContainerInfo]) -> ContainerInfo | None:
-        return next((c for c in containers if c.running), None)
-
-
 def rotator_for(project: ProjectDeployer, url: str | None, running: bool = True) -> tuple[SecretsRotator, MagicMock]:
     """A rotator whose node runs in a container reached by exec; ``url``: the fake node (with
     the address 127.0.0.1, which its certificate names too)."""
-    rotator = SecretsRotator(project, ENV, log=lambda line: None, lock_wait=0)
     manager = MagicMock()
     container = NodeContainer(url.replace("://localhost:", "://127.0.0.1:") if url else url)
-    rotator._ops = with_lock(SimpleNamespace(engine_holding=lambda name: FakeEngine({SERVICE: "shop_prod_search"} if running else {}, container), manager=manager))
+    node = "shop_prod_search"
+    environment = fake_environment(project, find_container=lambda name: placed(container, name, ports={9200: 18123}) if running and name == node else None, manager=manager)
+    rotator = SecretsRotator(handing_out(environment), ENV, log=lambda line: None, lock_wait=0)
     rotator.container = container  # type: ignore[attr-defined]
     return rotator, manager
 

@@ -21,9 +21,10 @@ from projectdeployer.core.plan import Plan, ServicePlan
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.runtime import LABEL_CONFIG, LABEL_SLOT, ContainerInfo
 from projectdeployer.default_plugins import docker_builder
-from projectdeployer.deploy.environment import Environment
+from projectdeployer.deploy.deployment import Deployment
 from projectdeployer.deploy.planner import _service_plan
 from projectdeployer.deploy.server import ServerDeployer
+from projectdeployer.environment.environment import Environment
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.project.file import build_project
 from tests.support.fakes import RuntimeOnlyServer
@@ -156,9 +157,9 @@ def test_git_services_are_hashed_only_from_a_checkout_at_the_ref(manager: pluggy
 
 def test_build_checks_cover_the_buildable_services_only(manager: pluggy.PluginManager, client: FakeClient, app: Path, tmp_path: Path) -> None:
     project = make_project(manager, tmp_path, {"api": {"type": "python", "build_context": "api"}, "postgres": {"type": "postgres"}})
-    environment = Environment(project, ENV, manager, build_registry(manager), log=lambda line: None)
-    assert list(environment.build_checks()) == ["api"]
-    assert list(environment.build_checks("postgres")) == []
+    deployment = Deployment(Environment(project, ENV, manager, build_registry(manager), log=lambda line: None))
+    assert list(deployment.build_checks()) == ["api"]
+    assert list(deployment.build_checks("postgres")) == []
 
 
 # --- the plan on this machine (one server, this machine's engine) -------------------------------

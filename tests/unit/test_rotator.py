@@ -14,12 +14,13 @@ from types import SimpleNamespace
 from typing import Any
 from unittest.mock import MagicMock
 
+import attrs
 import pytest
 
 from projectdeployer import ProjectDeployer, ProjectDeployerError, SecretsRotator
 from projectdeployer.core.provider import CommandResult
 from projectdeployer.core.runtime import ContainerInfo
-from projectdeployer.deploy.environment import Environment
+from projectdeployer.environment.environment import Environment
 from projectdeployer.secrets.resolver import ensure_password, password_path
 from projectdeployer.secrets.rotation import RotationError
 
@@ -67,16 +68,9 @@ def opensearch_deployed() -> None:
     path.write_text("stand-in CA\n")
 
 
-class FakeEngine:
-    def __init__(self, runtime: Any, running: dict[str, str]) -> None:
-        self.runtime = runtime
-        self.running = running
-
-    def observed(self) -> dict[str, list[ContainerInfo]]:
-        return {service: [_info(name)] for service, name in self.running.items()}
-
-    def active_container(self, containers: list[ContainerInfo]) -> ContainerInfo | None:
-        return next((c for c in containers if c.running), None)
+def placed(runtime: Any, name: str, **info: Any) -> SimpleNamespace:
+    """What ``Environment.find_container`` answers: container ``name`` running on a server, and that server's runtime."""
+    return SimpleNamespace(server=SimpleNamespace(name="local"), runtime=runtime, info=attrs.evolve(_info(name), **info))
 
 
 @pytest.fixture
@@ -91,22 +85,27 @@ def project(pd_home: Path) -> ProjectDeployer:
 def rotator_with(project: ProjectDeployer, runtime: Any, running: dict[str, str] | None = None) -> tuple[SecretsRotator, MagicMock]:
     if running is None:
         running = {s: f"shop_{ENV}_{s}" for s in ("postgres", "redis", "analytics")}
-    rotator = SecretsRotator(project, ENV, log=lambda line: None, lock_wait=0)
+    names = set(running.values())
     manager = MagicMock()
-    rotator._ops = with_lock(SimpleNamespace(engine_holding=lambda name: FakeEngine(runtime, running), manager=manager))
-    return rotator, manager
+    environment = fake_environment(project, find_container=lambda name: placed(runtime, name) if name in names else None, manager=manager)
+    return SecretsRotator(handing_out(environment), ENV, log=lambda line: None, lock_wait=0), manager
 
 
-def with_lock(ops: SimpleNamespace) -> SimpleNamespace:
-    """``ops`` (a fake environment) with the real ``Environment.lock`` (the local lock, then
-    the provider's creation lock and the lock server's; this machine's provider has neither)."""
-    ops.project = SimpleNamespace(name="shop")
-    ops.env = ENV
-    if not hasattr(ops, "provider"):
-        local = SimpleNamespace(list_servers=lambda project, env: [], creation_lock=lambda project, env, wait=0.0: contextlib.nullcontext())
-        ops.provider = lambda: local
-    ops.lock = lambda wait=0.0: Environment.lock(ops, wait=wait)  # type: ignore[arg-type]
-    return ops
+def fake_environment(project: ProjectDeployer, **fields: Any) -> SimpleNamespace:
+    """A fake environment of ``project`` (its model and registry; ``fields``: ``find_container``,
+    ``manager``, ``provider``) with the real ``Environment.lock`` (the local lock, then the
+    provider's creation lock and the lock server's; this machine's provider has neither)."""
+    environment = SimpleNamespace(project=project.project, env=ENV, registry=project.registry, **fields)
+    if not hasattr(environment, "provider"):
+        local = SimpleNamespace(max_servers=1, list_servers=lambda project, env: [], creation_lock=lambda project, env, wait=0.0: contextlib.nullcontext())
+        environment.provider = lambda: local
+    environment.lock = lambda wait=0.0: Environment.lock(environment, wait=wait)  # type: ignore[arg-type]
+    return environment
+
+
+def handing_out(environment: SimpleNamespace) -> SimpleNamespace:
+    """A project that hands out ``environment`` (what a rotator takes besides an ``Environment``)."""
+    return SimpleNamespace(name=environment.project.name, environment=lambda env, log=None: environment)
 
 
 def _mode(path: Path) -> int:
@@ -185,7 +184,7 @@ def test_redis_refusing_the_old_password_changes_nothing(project: ProjectDeploye
     old = current.read_text()
     answer = ok("WRONGPASS invalid username-password pair or user is disabled.\n\nNOAUTH Authentication required.\n")
     rotator, manager = rotator_with(project, FakeRuntime(answer))
-    with pytest.raises(RotationError, match="Redis refused to add the new password \\(nothing changed.*WRONGPASS"):
+    with pytest.raises(RotationError, match=r"Redis refused to add the new password \(nothing changed.*WRONGPASS"):
         rotator.rotate_redis_password()
     _assert_unchanged(current, old, manager)
 
@@ -205,7 +204,7 @@ def test_a_service_without_password_file_must_be_deployed_first(pd_home: Path) -
     project = ProjectDeployer.create("fresh")
     project.add_redis()
     rotator, _ = rotator_with(project, FakeRuntime(ok()), running={"redis": "fresh_prod_redis"})
-    with pytest.raises(RotationError, match="redis has no password file at .*: deploy it first"):
+    with pytest.raises(RotationError, match=r"redis has no password file at .*: deploy it first"):
         rotator.rotate_redis_password()
 
 
@@ -329,17 +328,16 @@ def test_a_rotator_loads_the_project_by_name(project: ProjectDeployer) -> None:
 
 def test_on_servers_the_database_is_found_on_its_server_and_opensearch_too(project: ProjectDeployer) -> None:
     runtime = FakeRuntime(databases)
-    rotator, _ = rotator_with(project, runtime)
     asked: list[str] = []
 
-    def holding(container: str) -> FakeEngine | None:
+    def holding(container: str) -> SimpleNamespace | None:
         asked.append(container)
         service = container.removeprefix(f"shop_{ENV}_")
-        return FakeEngine(runtime, {service: container}) if service in ("postgres", "opensearch") else None
+        return placed(runtime, container) if service in ("postgres", "opensearch") else None
 
     listed: list[str] = []
     provider = SimpleNamespace(list_servers=lambda project, env: listed.append(env) or [], creation_lock=lambda project, env, wait=0.0: contextlib.nullcontext(listed.append("creation lock")))
-    rotator._ops = with_lock(SimpleNamespace(engine_holding=holding, provider=lambda: provider, manager=MagicMock()))
+    rotator = SecretsRotator(handing_out(fake_environment(project, find_container=holding, provider=lambda: provider, manager=MagicMock())), ENV, log=lambda line: None, lock_wait=0)
     rotator.rotate_postgres_password()
     assert asked == [f"shop_{ENV}_postgres"] and listed == ["creation lock", ENV]  # the servers' lock was taken
     assert runtime.calls[0][0] == f"shop_{ENV}_postgres"

@@ -21,13 +21,14 @@ import pytest
 from click.testing import CliRunner
 
 from projectdeployer import hookimpl
+from projectdeployer.api.by_name import FileSync
 from projectdeployer.api.project import ProjectDeployer
 from projectdeployer.core.paths import server_env_dir
 from projectdeployer.core.provider import CommandResult, Provider, Server, ServerSpec
 from projectdeployer.core.runtime import LABEL_ENV, LABEL_PROJECT, ContainerInfo
 from projectdeployer.plugins import load_plugins, make_plugin_manager
 from projectdeployer.providers.local import LocalServer
-from projectdeployer.sync.files import FileSync, SyncFailed, build_push_archive, unpack_pull_archive
+from projectdeployer.sync.files import SyncFailed, build_push_archive, unpack_pull_archive
 
 pytestmark = pytest.mark.unit
 

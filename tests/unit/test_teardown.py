@@ -12,9 +12,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import pluggy
 import pytest
 
 from projectdeployer.core import paths
@@ -30,7 +29,6 @@ from projectdeployer.core.runtime import (
     ImageInfo,
     VolumeInfo,
 )
-from projectdeployer.deploy.environment import Environment
 from projectdeployer.destroy.teardown import (
     THIS_MACHINE,
     ImageFacts,
@@ -42,6 +40,7 @@ from projectdeployer.destroy.teardown import (
     grown_beyond,
     plan_teardown,
 )
+from projectdeployer.environment.environment import Environment
 from projectdeployer.environment.locks import DeployLocked, deploy_lock
 from projectdeployer.environment.releases import Release, ReleaseHistory
 from projectdeployer.hookspecs import hookimpl
@@ -259,7 +258,7 @@ class FakeServer(Server):
     name = "local"
     zone = "local"
     private_address = public_address = "127.0.0.1"
-    tags: dict[str, str] = {}
+    tags: ClassVar[dict[str, str]] = {}
 
     def __init__(self, runtime: FakeRuntime) -> None:
         self._runtime = runtime
@@ -442,7 +441,7 @@ def test_more_to_remove_than_agreed_changes_nothing(engine: tuple[FakeRuntime, R
 
 
 def test_an_unknown_environment_is_refused_and_nothing_is_made(engine: tuple[FakeRuntime, Router, Callable[..., Teardown]], pd_home: Path) -> None:
-    runtime, router, make = engine
+    _, router, make = engine
     with pytest.raises(UnknownEnvironment, match=r"environment 'prdo' of project shop is unknown: .*\(environments: prod, staging\)") as caught:
         make("prdo").run()
     assert caught.value.exit_code == 2 and len(str(caught.value).splitlines()) == 1
@@ -451,9 +450,8 @@ def test_an_unknown_environment_is_refused_and_nothing_is_made(engine: tuple[Fak
 
 def test_the_deploy_lock_is_held_and_a_running_deploy_stops_the_teardown(engine: tuple[FakeRuntime, Router, Callable[..., Teardown]]) -> None:
     runtime, router, make = engine
-    with deploy_lock(paths.env_dir("shop", "prod") / "deploy.lock"):
-        with pytest.raises(DeployLocked, match="another deploy is running"):
-            make().run()
+    with deploy_lock(paths.env_dir("shop", "prod") / "deploy.lock"), pytest.raises(DeployLocked, match="another deploy is running"):
+        make().run()
     assert "shop_prod_scheduler" in runtime.containers and router.calls == []
 
 
@@ -499,9 +497,8 @@ def test_a_waiter_never_holds_a_deleted_lock_file_beside_a_new_holder(tmp_path: 
         path.unlink()  # what destroy does, holding the lock
     assert acquired.wait(30) and not errors
     # The waiter holds the file now at the path, so a newcomer is refused.
-    with pytest.raises(DeployLocked):
-        with deploy_lock(path):
-            pass
+    with pytest.raises(DeployLocked), deploy_lock(path):
+        pass
     release.set()
     thread.join(30)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..backups.manager import BackupManager, RestoreReport
-    from ..backups.store import Backup
-    from ..deploy.environment import Environment
-    from .project import ProjectDeployer
+from ..backups.manager import BackupManager, RestoreReport
+from ..backups.store import Backup
+from ..environment.environment import Environment
+from ..project.validation import require_env_name
+from ..sync.files import FileSync, SyncReport
+from .project import ProjectDeployer
 
 Log = Callable[[str], None]
 
@@ -29,21 +30,16 @@ class Deployer:
 
     def __init__(self, project: str | ProjectDeployer, *, log: Log | None = None) -> None:
         if isinstance(project, str):
-            from .project import ProjectDeployer
-
             project = ProjectDeployer(project)
         self.project = project
         self.log = log
 
     def environment(self, env: str) -> Environment:
         """The project's environment ``env`` (what backups and sync work on)."""
-        from ..project.validation import require_env_name
-
         return self.project.environment(require_env_name("Deployer", env), log=self.log)
 
     def backups(self, env: str) -> BackupManager:
-        from ..backups.manager import BackupManager
-
+        """The backups of ``env``."""
         return BackupManager(self.environment(env), log=self.log)
 
     # --- backups --------------------------------------------------------------------------
@@ -67,22 +63,16 @@ class Deployer:
 
     # --- file sync ------------------------------------------------------------------------
 
-    def push_config(self, env: str = "dev") -> list[Any]:
+    def push_config(self, env: str = "dev") -> list[SyncReport]:
         """Push ``config/``, ``secrets/`` and ``files/`` to every server of ``env``."""
-        from ..sync.files import FileSync
-
         return FileSync(self.environment(env), log=self.log).push_config()
 
-    def pull_data(self, env: str = "dev") -> list[Any]:
+    def pull_data(self, env: str = "dev") -> list[SyncReport]:
         """Pull ``data/``, ``logs/``, ``backups/`` and ``monitoring/`` from every server, per server."""
-        from ..sync.files import FileSync
-
         return FileSync(self.environment(env), log=self.log).pull_data()
 
-    def full_sync(self, env: str = "dev") -> list[Any]:
+    def full_sync(self, env: str = "dev") -> list[SyncReport]:
         """Push, then pull."""
-        from ..sync.files import FileSync
-
         return FileSync(self.environment(env), log=self.log).full_sync()
 
 

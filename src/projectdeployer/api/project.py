@@ -9,6 +9,7 @@ user put in the file survive. Secrets given to the API (``git_token``, secret-lo
 from __future__ import annotations
 
 import datetime
+import difflib
 import logging
 import os
 import re
@@ -22,22 +23,27 @@ import pluggy
 import tomlkit
 from tomlkit.items import InlineTable, Table
 
+from ..build.builder import ProjectBuilder, is_buildable
+from ..build.git import cleanup_git_checkouts
 from ..core import paths
 from ..core.errors import ConfigError, ProjectDeployerError, ProjectExists, ProjectNotFound, SecretError
 from ..core.model import Project, ServiceSpec, spec_fields
 from ..core.registry import Registry, check_api_methods
 from ..core.servicetype import ServiceType
 from ..deploy.ports import PortAssignment, PortStore
+from ..environment.environment import Environment
 from ..plugins import get_registry, load_plugins
 from ..project.credentials import warn_plaintext_credentials
 from ..project.file import build_project, read_document, read_project_text, write_document
 from ..project.order import startup_groups, startup_orders
 from ..project.validation import PROJECT_NAME_RULE, env_name_problem, is_secret_ref, valid_name, valid_project_name, warn_project_name
+from ..secrets.inventory import forget_service_secrets
 
 if TYPE_CHECKING:
+    from ..backups.manager import RestoreReport
     from ..build.builder import BuiltImage
+    from ..deploy.deployment import Deployment, DeployReport
     from ..core.plan import Plan
-    from ..deploy.environment import DeployReport, Environment
     from ..destroy.teardown import DestroyPlan, TeardownReport
 
 log = logging.getLogger("projectdeployer")
@@ -313,8 +319,6 @@ class ProjectDeployer:
         before = self._project
         self._commit(doc, [])
         # Only after the file is written: a refused removal leaves every secret in place.
-        from ..default_plugins.secrets_files import forget_service_secrets
-
         self.last_secrets_cleanup = forget_service_secrets(self.name, name, before, self._project)
         for line in self.last_secrets_cleanup.lines():
             log.info("%s: %s", name, line)
@@ -357,16 +361,12 @@ class ProjectDeployer:
         _bool_argument("build", "push", push)
         if services is not None:
             self._check_service_list("build", services)
-        from ..build.builder import ProjectBuilder
-
         manager = self._manager if self._manager is not None else load_plugins()
         builder = ProjectBuilder(self._project, env, manager, registry=self.registry, log=log or (lambda line: print(line, flush=True)))
         ordered = [name for group in self.startup_groups(env) for name in group]
         if services is not None:
             ordered = [name for name in ordered if name in services] + [n for n in services if n not in ordered]
         else:
-            from ..build.builder import is_buildable
-
             specs = self.services(env)
             ordered = [name for name in ordered if is_buildable(specs[name])]
         return builder.build(services=ordered, push=push)
@@ -375,14 +375,20 @@ class ProjectDeployer:
 
     def environment(self, env: str = "dev", *, log: Callable[[str], None] | None = None) -> Environment:
         """The environment ``env`` of this project as it is deployed: its provider, servers and
-        locks (:class:`~projectdeployer.deploy.environment.Environment`). Backups, rotation, sync
-        and the command line work on it; ``log`` receives its progress lines (default: printed).
+        locks (:class:`~projectdeployer.environment.environment.Environment`). The deploy path,
+        backups, rotation, sync, destroy and the command line work on it; ``log`` receives
+        their progress lines (default: printed).
         """
         _env_argument("environment", env)
-        from ..deploy.environment import Environment
-
         manager = self._manager if self._manager is not None else load_plugins()
         return Environment(self._project, env, manager, self.registry, log=log)
+
+    def deployment(self, env: str = "dev", *, log: Callable[[str], None] | None = None) -> Deployment:
+        """The deploy path of ``env`` (:class:`~projectdeployer.deploy.deployment.Deployment`):
+        plan, deploy, rollback, status, logs and jobs, on its :meth:`environment`."""
+        from ..deploy.deployment import Deployment  # noqa: PLC0415 - deferred: the deploy machinery (start-up: 0.08-0.15 s more for the commands that only edit the project file)
+
+        return Deployment(self.environment(env, log=log))
 
     # What deploy returns follows from dry_run: a report, or (dry_run=True) the plan.
     @overload
@@ -440,35 +446,33 @@ class ProjectDeployer:
             _bool_argument("deploy", flag, value)
         if isinstance(lock_wait, bool) or not isinstance(lock_wait, (int, float)) or not lock_wait >= 0:
             raise _argument_error(f"deploy(lock_wait={_shown(lock_wait)})", "expected seconds to wait for the deploy lock, a number >= 0")
-        environment = self.environment(env, log=log)
+        deployment = self.deployment(env, log=log)
         if dry_run:
-            return environment.plan(service, build=build)
+            return deployment.plan(service, build=build)
         if build:
-            from ..build.builder import is_buildable
-
             specs = self.services(env)
             targets = [service] if service else [n for n, s in specs.items() if is_buildable(s)]
             targets = [n for n in targets if is_buildable(specs[n])]
             if targets:
                 self.build(env=env, services=targets, log=log)
-        return environment.deploy(service=service, lock_wait=lock_wait)
+        return deployment.deploy(service=service, lock_wait=lock_wait)
 
     def plan(self, env: str = "dev", service: str | None = None) -> Plan:
         """What a deploy of ``env`` would change (nothing is changed)."""
         _env_argument("plan", env)
         if service is not None:
             self._check_service("plan", service)
-        return self.environment(env).plan(service)
+        return self.deployment(env).plan(service)
 
     def status(self, env: str = "dev") -> dict[str, dict[str, int]]:
         """Servers per zone, as the seed shows it: ``{zone: {active, reserve, destroying, total}}``."""
         _env_argument("status", env)
-        return self.environment(env).zone_status()
+        return self.deployment(env).zone_status()
 
     def service_status(self, env: str = "dev") -> list[dict[str, Any]]:
         """One row per service: container, state, health, slot, release, image, ports, URL."""
         _env_argument("service_status", env)
-        return self.environment(env).service_status()
+        return self.deployment(env).service_status()
 
     def logs(self, service: str, env: str = "dev", lines: int = 100) -> list[str]:
         """The last ``lines`` log lines of the container serving ``service``."""
@@ -488,7 +492,7 @@ class ProjectDeployer:
             # 0 is fine: with follow, only the lines still to come.
             raise _argument_error(f"{method}(lines={_shown(lines)})", "expected a number of lines, an integer >= 0", cli=f"--lines {_shown(lines)}: expected an integer >= 0")
         _bool_argument(method, "follow", follow)
-        return iter(self.environment(env).logs(service, lines, follow))
+        return iter(self.deployment(env).logs(service, lines, follow))
 
     def print_logs(self, service: str, env: str = "dev", lines: int = 100) -> None:
         """Print the last ``lines`` log lines of ``service``."""
@@ -505,7 +509,7 @@ class ProjectDeployer:
         self._check_service("run_job", service)
         _env_argument("run_job", env)
         _bool_argument("run_job", "wait", wait)
-        return self.environment(env, log=log).run_job(service, wait=wait, output=output)
+        return self.deployment(env, log=log).run_job(service, wait=wait, output=output)
 
     def rollback(
         self,
@@ -532,10 +536,8 @@ class ProjectDeployer:
         if timestamp is not None:
             if version is not None:
                 raise ConfigError(["rollback: give version= (an image release) or timestamp= (a data backup), not both"], source=str(self._path))
-            from ..backups.manager import BackupManager
-
-            return BackupManager(self, env, log=log).restore(service, timestamp)
-        return self.environment(env, log=log).rollback(service, version)
+            return self._restore(env, service, timestamp, log)
+        return self.deployment(env, log=log).rollback(service, version)
 
     # What destroy returns follows from dry_run: a report, or (dry_run=True) the plan.
     @overload
@@ -598,7 +600,7 @@ class ProjectDeployer:
             _bool_argument("destroy", flag, value)
         if isinstance(lock_wait, bool) or not isinstance(lock_wait, (int, float)) or not lock_wait >= 0:
             raise _argument_error(f"destroy(lock_wait={_shown(lock_wait)})", "expected seconds to wait for the deploy lock, a number >= 0")
-        from ..destroy.teardown import DestroyPlan, Teardown
+        from ..destroy.teardown import DestroyPlan, Teardown  # noqa: PLC0415 - deferred: destroy and the deploy machinery (start-up: 0.05-0.15 s more for the commands that only edit the project file)
 
         if agreed is not None and not isinstance(agreed, DestroyPlan):
             raise _argument_error(f"destroy(agreed={_shown(agreed)})", f"expected the TeardownPlan of destroy(dry_run=True), got {_type_name(agreed)}")
@@ -611,11 +613,15 @@ class ProjectDeployer:
         """Delete this project's git checkouts (of one environment, or all); returns what went."""
         if env is not None:
             _env_argument("cleanup_git_checkouts", env)
-        from ..build.git import cleanup_git_checkouts
-
         return cleanup_git_checkouts(self.name, env)
 
     # --- internals --------------------------------------------------------------------------
+
+    def _restore(self, env: str, service: str, timestamp: str, log: Callable[[str], None] | None) -> RestoreReport:
+        """``rollback(timestamp=...)``: ``service``'s data restored from a backup."""
+        from ..backups.manager import BackupManager  # noqa: PLC0415 - deferred: backups and the deploy machinery (start-up: 0.08-0.15 s more for the commands that only edit the project file)
+
+        return BackupManager(self.environment(env, log=log), log=log).restore(service, timestamp)
 
     def _check_service(self, method: str, name: Any, arg: str = "service") -> None:
         """Refuse a service argument that is not a service of this project.
@@ -645,8 +651,6 @@ class ProjectDeployer:
         problems = []
         for key in options:
             if key not in known:
-                import difflib  # only when there is a typo to explain
-
                 hint = difflib.get_close_matches(key, known, n=1)
                 suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
                 problems.append(f"services.{name}.{key}: a {stype.name} service has no setting '{key}'{suffix}")
@@ -797,7 +801,7 @@ def _env_argument(method: str, env: Any) -> str:
     """Refuse an environment name a project file would refuse (it becomes a directory name)."""
     problem = env_name_problem(env)
     if problem is None:
-        return env
+        return str(env)
     if not isinstance(env, str):
         problem = f"expected an environment name, a string, got {_type_name(env)}"
     raise _argument_error(f"{method}(env={_shown(env)})", problem, cli=f"environment {_shown(env)}: {problem}")
@@ -873,7 +877,8 @@ def _replace_value(container: Any, old: str, new: str) -> None:
 def _services_table(doc: tomlkit.TOMLDocument) -> Table:
     if "services" not in doc:
         doc.add("services", tomlkit.table(is_super_table=True))
-    return doc["services"]  # type: ignore[return-value]
+    table: Table = doc["services"]
+    return table
 
 
 def _to_toml(value: Any, *, inline: bool = False) -> Any:

@@ -2,6 +2,10 @@
 
 See :mod:`projectdeployer.core.backups` for the files and the verification, and
 :mod:`projectdeployer.deploy.backup_jobs` for the scheduled backup containers the deploy creates.
+It works on an :class:`~projectdeployer.environment.environment.Environment` (given, or asked of
+the project when first needed) and reaches the servers through the deploy path's
+:class:`~projectdeployer.deploy.deployment.Deployment`; the seed's ``BackupManager("myapp")``,
+keyed by a project's name, is ``projectdeployer.BackupManager`` (api/by_name.py).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -20,13 +24,13 @@ from ..core.backups import RUN_TIMEOUT, BackupError, backup_container_name
 from ..core.fsutil import atomic_write
 from ..core.monitoring import Alert
 from ..deploy.backup_jobs import BackedUp, backed_up, target_for
+from ..deploy.deployment import Deployment
+from ..deploy.jobs import job_status, scheduler_name
 from ..deploy.oneoff import BackupJobRunner
+from ..deploy.server import ServerDeployer
+from ..environment.binding import BoundEnvironment, EnvironmentSource
+from ..environment.environment import Environment
 from .store import Backup, choose_backup, read_backups
-
-if TYPE_CHECKING:
-    from ..api.project import ProjectDeployer
-    from ..deploy.environment import Environment
-    from ..deploy.server import ServerDeployer
 
 Log = Callable[[str], None]
 
@@ -44,26 +48,17 @@ class RestoreReport:
 
 
 class BackupManager:
-    """The backups of ``project``/``env`` (the seed's ``BackupManager``).
+    """The backups of one environment (the seed's ``BackupManager``).
 
-    ``project`` is a project name (the seed's way), a ``ProjectDeployer``, or an
-    :class:`~projectdeployer.deploy.environment.Environment` (then ``env`` is the environment's).
+    ``project`` is an :class:`Environment` (then ``env`` is the environment's) or a project
+    that hands one out (a ``ProjectDeployer``; ``env`` defaults to ``dev``).
     """
 
-    def __init__(self, project: str | ProjectDeployer | Environment, env: str | None = None, *, log: Log | None = None, lock_wait: float = 60.0) -> None:
-        from ..deploy.environment import Environment, bound_environment
-
-        self._environment, self.env = bound_environment("BackupManager", project, env, BackupError)
+    def __init__(self, project: Environment | EnvironmentSource, env: str | None = None, *, log: Log | None = None, lock_wait: float = 60.0) -> None:
+        self._bound = BoundEnvironment("BackupManager", project, env, error=BackupError)
+        self.project = self._bound.project
+        self.env = self._bound.env
         self.log = log or (lambda line: print(line, flush=True))
-        if isinstance(project, Environment):
-            self.project = project.project.name
-        else:
-            if isinstance(project, str):
-                from ..api.project import ProjectDeployer
-
-                project = ProjectDeployer(project)
-            self._deployer: ProjectDeployer = project
-            self.project = project.name
         self.lock_wait = lock_wait
         self._engines: dict[str, ServerDeployer] = {}
 
@@ -72,21 +67,25 @@ class BackupManager:
     @property
     def environment(self) -> Environment:
         """The environment whose backups these are (obtained from the project when first needed)."""
-        if self._environment is None:
-            self._environment = self._deployer.environment(self.env, log=self.log)
-        return self._environment
+        return self._bound.get(self.log)
+
+    @property
+    def deployment(self) -> Deployment:
+        """The deploy path of the environment: the servers' deployers, a service's route out
+        of the sidecars during a restore."""
+        return Deployment(self.environment)
 
     def engine(self, service: str | None = None) -> ServerDeployer:
         """The engine of the server that keeps ``service``'s backups: the server holding its
         backup container (read live; the first server when none has it yet, where ``deploy
         first`` is the answer). This machine's environment has one server."""
-        environment = self.environment
+        deployment = self.deployment
         if "" not in self._engines:
-            self._engines[""] = environment.any_engine()
+            self._engines[""] = deployment.any_server_deployer()
         if service is None:
             return self._engines[""]
         if service not in self._engines:
-            held = environment.engine_holding(backup_container_name(self.project, self.env, service))
+            held = deployment.server_deployer_holding(backup_container_name(self.project, self.env, service))
             self._engines[service] = held if held is not None else self._engines[""]
         return self._engines[service]
 
@@ -130,8 +129,6 @@ class BackupManager:
     def status(self) -> list[dict[str, Any]]:
         """One row per backed-up service: schedule, retention, the backup container's last run
         (UTC, exit code) and the newest verified backup."""
-        from ..deploy.jobs import job_status, scheduler_name
-
         rows = []
         for service, item in sorted(self.services().items()):
             engine = self.engine(service)
@@ -165,7 +162,7 @@ class BackupManager:
 
         A failure raises :class:`BackupError` and an alert (``send_alert``).
         """
-        item = self._item(service)
+        self._item(service)  # a service that is not backed up is an error saying why
         engine = self.engine(service)
         name = backup_container_name(self.project, self.env, service)
         info = engine.runtime.get(name)
@@ -283,7 +280,7 @@ class BackupManager:
             engine = self.engine(service)
             target = target_for(engine, item.spec, item.policy)
             # Every server's sidecar routes the database: its route goes out of all of them.
-            target = attrs.evolve(target, offline=lambda: self.environment.offline(service))
+            target = attrs.evolve(target, offline=lambda: self.deployment.offline(service))
             if engine.runtime.get(target.host) is None:
                 raise BackupError(f"{service} is not deployed in {self.project}/{self.env}: deploy it first, then restore")
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import pluggy
 
+from ..api.by_name import BackupManager
 from .output import print_json, print_table
 from .params import ENV
 from .project_cmds import open_project
@@ -18,9 +19,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
     def backups() -> None:
         """Backups of the stateful services (PostgreSQL, Redis, OpenSearch)."""
 
-    def manager_for(ctx: click.Context, env: str, quiet: bool):  # type: ignore[no-untyped-def]
-        from ..backups.manager import BackupManager
-
+    def manager_for(ctx: click.Context, env: str, quiet: bool) -> BackupManager:
         log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
         return BackupManager(open_project(ctx), env, log=log)
 

@@ -8,19 +8,17 @@ question names the data and the environment's name must be typed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import click
 import pluggy
 
 from ..core.errors import ProjectDeployerError
+from ..destroy.teardown import DestroyPlan, Item, Teardown, TeardownIncomplete, TeardownReport
 from .output import print_json, print_table
 from .params import ENV, SECONDS
 from .project_cmds import open_project
-
-if TYPE_CHECKING:
-    from ..destroy.teardown import DestroyPlan, Item, TeardownReport
 
 
 class NotConfirmed(ProjectDeployerError):
@@ -55,7 +53,7 @@ def _data_lines(items: Sequence[Item]) -> list[str]:
 def _can_ask(env: str) -> None:
     """Refuse, before anything is read, to ask where no one can answer (a script, a pipe):
     an answer read from a pipe is not a decision."""
-    if not click.get_text_stream("stdin").isatty():
+    if not sys.stdin.isatty():  # click's test runner replaces sys.stdin too
         raise NoTerminal(f"destroy --env {env}: stdin is not a terminal, so there is no one to ask: pass --yes to remove what 'destroy --env {env} --dry-run' lists; nothing was changed")
 
 
@@ -120,8 +118,6 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
         Data volumes and backups are kept (and named) unless --with-data. Asks first, showing
         what goes, unless --yes; --dry-run only shows it.
         """
-        from ..destroy.teardown import Teardown, TeardownIncomplete
-
         project = open_project(ctx)
         log: Callable[[str], None] = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
         # The user's mistakes first, before any engine or server is read.
@@ -138,8 +134,6 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
                     click.echo(f"{plan.project}/{env}: nothing to remove")
             return
         if plan.empty and not plan.unreachable:
-            from ..destroy.teardown import TeardownReport
-
             _show_report(TeardownReport(plan=plan), as_json)
             return
         if not yes:

@@ -9,31 +9,30 @@ Rotating changes the password in the running database first, then the file (see
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import pluggy
 
-from ..default_plugins.secrets_files import StoredSecret, password_name, secret_path, secret_references, secrets_root, stored_secrets
+from ..api.by_name import SecretsRotator
+from ..core.errors import SecretError
+from ..default_plugins.secrets_files import secret_path, secrets_root
+from ..secrets.inventory import StoredSecret, password_name, secret_references, stored_secrets
+from ..secrets.rotation import RotationError
 from .output import print_json, print_table
 from .params import ENV
 from .project_cmds import open_project
 
-if TYPE_CHECKING:
-    from ..secrets.rotation import SecretsRotator
-
 
 def _rotator(ctx: click.Context, env: str, log: Any) -> SecretsRotator:
-    from ..secrets.rotation import SecretsRotator
-
     return SecretsRotator(open_project(ctx), env, log=log)
 
 
 def _modified(path: Path) -> str:
     """The file's mtime in UTC, ``2026-01-31 12:00:00``."""
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _row(rotator: SecretsRotator, secret: StoredSecret, used_by: list[str]) -> dict[str, Any]:
@@ -56,8 +55,6 @@ def _row(rotator: SecretsRotator, secret: StoredSecret, used_by: list[str]) -> d
 
 def _missing_row(project: str, name: str, used_by: list[str]) -> dict[str, Any]:
     """A ``secret:NAME`` a service references but no file holds: its deploy would fail."""
-    from ..core.errors import SecretError
-
     try:
         path: str | None = str(secret_path(project, None, name))
     except SecretError:  # not a valid name: validation says so; here it is just missing
@@ -69,7 +66,7 @@ def _missing_row(project: str, name: str, used_by: list[str]) -> dict[str, Any]:
 def _rows(rotator: SecretsRotator) -> list[dict[str, Any]]:
     """The environment's secrets, then the project-wide ones, then references to missing ones."""
     project, env = rotator.project, rotator.env
-    refs = secret_references(rotator.deployer.project, env)
+    refs = secret_references(rotator.environment.project, env)
     in_env = stored_secrets(project, env)
     in_project = stored_secrets(project, None)
     env_names = {s.name for s in in_env}
@@ -87,9 +84,7 @@ def _rows(rotator: SecretsRotator) -> list[dict[str, Any]]:
 
 def _rotatable(rotator: SecretsRotator, service: str) -> None:
     """Raise one clear line when ``service`` is unknown or has no password to rotate."""
-    from ..secrets.rotation import RotationError
-
-    services = rotator.deployer.project.services_for(rotator.env)
+    services = rotator.environment.project.services_for(rotator.env)
     spec = services.get(service)
     if spec is None:
         raise RotationError(f"no service named '{service}' in {rotator.project}/{rotator.env} (services: {', '.join(services) or 'none'})")

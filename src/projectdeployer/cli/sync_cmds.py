@@ -9,23 +9,19 @@ fetches ``data``, ``logs``, ``backups`` and ``monitoring`` into a folder per ser
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import click
 import pluggy
 
+from ..api.by_name import FileSync
+from ..sync.files import SyncFailed, SyncReport
 from .output import print_json, print_table
 from .params import ENV
 from .project_cmds import open_project
 
-if TYPE_CHECKING:
-    from ..sync.files import FileSync, SyncReport
-
 
 def _file_sync(ctx: click.Context, env: str, as_json: bool) -> FileSync:
     """The environment's :class:`FileSync`; progress lines go to stderr (none with --json)."""
-    from ..sync.files import FileSync
-
     log: Callable[[str], None] = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
     return FileSync(open_project(ctx), env, log=log)
 
@@ -45,8 +41,6 @@ def _show(sync: FileSync, action: str, reports: Sequence[SyncReport], as_json: b
 def _run(sync: FileSync, action: str, as_json: bool) -> None:
     """Run ``action`` and print every server's report, the failed ones too, before the error
     (which exits non-zero and names them) is raised again."""
-    from ..sync.files import SyncFailed
-
     method = sync.push_config if action == "push" else sync.pull_data
     try:
         reports = method()

@@ -31,6 +31,7 @@ idempotent: running it again removes what is left, and an environment with nothi
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,7 +44,7 @@ from ..core import paths
 from ..core.containers import network_name
 from ..core.errors import ProjectDeployerError, shown
 from ..core.fanout import failures, fan_out, one_line, successes
-from ..core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo
+from ..core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE, LABEL_SERVICE, LABEL_SLOT, ContainerInfo, ContainerRuntime
 from ..deploy import jobs
 from ..deploy.allocation import DESTROYING, RESERVE
 from ..environment.releases import ReleaseHistory
@@ -51,7 +52,7 @@ from ..providers.ssh.keys import KNOWN_HOSTS_FILE
 
 if TYPE_CHECKING:
     from ..core.provider import Server
-    from ..deploy.environment import Environment
+    from ..environment.environment import Environment
 
 Log = Callable[[str], None]
 
@@ -301,6 +302,12 @@ def grown_beyond(plan: DestroyPlan, agreed: DestroyPlan) -> list[Item]:
 # --- reading and removing ----------------------------------------------------------------------
 
 
+def _remove_images(runtime: ContainerRuntime, refs: Iterable[str]) -> None:
+    """Remove every reference of one image (its tags; the image goes with the last)."""
+    for ref in refs:
+        runtime.remove_image(ref)
+
+
 def _built_by(tag: str, project: str) -> bool:
     """Whether ``tag`` is in one of the project's built repositories (``[prefix/]{project}-{service}:V``)."""
     repository = tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag
@@ -472,7 +479,8 @@ class Teardown:
         checkouts = paths.home() / "git_checkouts" / self.project.name / self.env
         if checkouts.is_dir():
             state.append(str(checkouts))
-        data, yours = [], []
+        data: list[str] = []
+        yours: list[str] = []
         for rel in LOCAL_DATA:
             path = base / rel
             if path.is_dir():
@@ -605,7 +613,7 @@ class Teardown:
         if not self._facts[where].images_only:
             scheduler = [i for i in kinds["container"] if i.name == jobs.scheduler_name(self.project.name, self.env)]
             for item in scheduler:  # first: it would start jobs while the others go
-                attempt(item, lambda item=item: self._stop_remove(runtime, item.name, STOP_TIMEOUT["scheduler"]))
+                attempt(item, functools.partial(self._stop_remove, runtime, item.name, STOP_TIMEOUT["scheduler"]))
             self.log(f"{where}: taking the routing down")
             try:
                 self.environment.manager.hook.remove_routing(server=server, project=self.project, env=self.env)
@@ -623,13 +631,13 @@ class Teardown:
 
             fan_out(list(planned.values()), stop, name=lambda i: i.name)
             for item in kinds["network"]:
-                attempt(item, lambda item=item: runtime.remove_network(item.name))
+                attempt(item, functools.partial(runtime.remove_network, item.name))
         for item in kinds["image"]:
-            attempt(item, lambda item=item: [runtime.remove_image(ref) for ref in item.refs])
+            attempt(item, functools.partial(_remove_images, runtime, item.refs))
         for item in kinds["volume"]:
-            attempt(item, lambda item=item: runtime.remove_volume(item.name))
+            attempt(item, functools.partial(runtime.remove_volume, item.name))
         for item in kinds["directory"]:
-            attempt(item, lambda item=item: self._remove_directory(server, item.name))
+            attempt(item, functools.partial(self._remove_directory, server, item.name))
         return removed, failed
 
     @staticmethod

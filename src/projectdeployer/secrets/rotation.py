@@ -43,19 +43,17 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ..core import paths
 from ..core.containers import STATEFUL_SLOT, container_name
 from ..core.errors import ProjectDeployerError
 from ..core.fsutil import write_private
+from ..core.model import ServiceSpec
 from ..core.runtime import ContainerInfo, ContainerRuntime
 from ..core.servicetype import RotationError, ServiceType
+from ..environment.binding import BoundEnvironment, EnvironmentSource
+from ..environment.environment import Environment
 from .resolver import generate_password, password_path, service_context
-
-if TYPE_CHECKING:
-    from ..api.project import ProjectDeployer
-    from ..deploy.environment import Environment
 
 Log = Callable[[str], None]
 
@@ -67,23 +65,22 @@ __all__ = ["RotationError", "SecretsRotator"]
 
 
 class SecretsRotator:
-    """Rotates the generated passwords of one project environment (the seed's API)."""
+    """Rotates the generated passwords of one environment (the seed's API).
 
-    def __init__(self, project: str | ProjectDeployer, env: str = "dev", *, log: Log | None = None, lock_wait: float = 60.0) -> None:
-        from ..project.validation import require_env_name
+    ``project`` is an :class:`Environment` (then ``env`` is the environment's) or a project
+    that hands one out (a ``ProjectDeployer``; ``env`` defaults to ``dev``). The seed's
+    ``SecretsRotator("myapp", "prod")``, keyed by a project's name, is
+    ``projectdeployer.SecretsRotator`` (api/by_name.py). Listing and cleaning up the password
+    backups read files only; a rotation asks the environment which server runs the database.
+    """
 
-        env = require_env_name("SecretsRotator", env)
-        if isinstance(project, str):
-            from ..api.project import ProjectDeployer
-
-            project = ProjectDeployer(project)
-        self.deployer = project
-        self.project = project.name
-        self.env = env
+    def __init__(self, project: Environment | EnvironmentSource, env: str | None = None, *, log: Log | None = None, lock_wait: float = 60.0) -> None:
+        self._bound = BoundEnvironment("SecretsRotator", project, env)
+        self.project = self._bound.project
+        self.env = self._bound.env
         self.log = log or (lambda line: print(line, flush=True))
         #: Seconds to wait for a deploy of the environment to finish before rotating.
         self.lock_wait = lock_wait
-        self._ops: Any = None
 
     # --- paths --------------------------------------------------------------------------------
 
@@ -172,33 +169,30 @@ class SecretsRotator:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _services(self) -> dict[str, Any]:
-        return dict(self.deployer.project.services_for(self.env))
-
-    def _type(self, name: str) -> ServiceType | None:
-        return self.deployer.registry.service_type(name)
-
     @property
     def environment(self) -> Environment:
         """The environment rotated (obtained from the project when first needed)."""
-        if self._ops is None:
-            self._ops = self.deployer.environment(self.env, log=self.log)
-        return self._ops
+        return self._bound.get(self.log)
+
+    def _services(self) -> dict[str, ServiceSpec]:
+        return dict(self.environment.project.services_for(self.env))
+
+    def _type(self, name: str) -> ServiceType | None:
+        return self.environment.registry.service_type(name)
 
     def _running_container(self, service: str) -> tuple[ContainerRuntime, ContainerInfo]:
         """The runtime and the running container of ``service``, or a "deploy it first" error."""
         environment = self.environment
-        # A database runs on one server: the one holding its container (read live; this
-        # machine's environment has one server).
-        engine = environment.engine_holding(container_name(self.project, self.env, service, STATEFUL_SLOT))
-        if engine is None:
+        # A database runs on one server, in its one (stateful) container: the server holding
+        # it is asked (read live; this machine's environment has one server).
+        placed = environment.find_container(container_name(self.project, self.env, service, STATEFUL_SLOT))
+        if placed is None:
             if getattr(environment.provider(), "max_servers", None) != 1:
                 raise RotationError(f"{service} is not running on any server of {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
             raise RotationError(f"{service} is not running in {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
-        active = engine.active_container(engine.observed().get(service, []))
-        if active is None:
+        if not placed.info.running:
             raise RotationError(f"{service} is not running in {self.project}/{self.env}: deploy it first (the password is changed in the running database)")
-        return engine.runtime, active
+        return placed.runtime, placed.info
 
     def _hook(self, service: str) -> None:
         self.environment.manager.hook.secret_rotated(project=self.project, env=self.env, service=service)
@@ -262,5 +256,6 @@ class SecretsRotator:
         # type that has a rotation.
         rotate = getattr(self, f"rotate_{spec.type}_password", None)
         if callable(rotate):
-            return rotate(service)
+            backup: Path = rotate(service)
+            return backup
         return self._rotate(service, spec.type)

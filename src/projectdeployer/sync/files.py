@@ -42,7 +42,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -52,10 +52,8 @@ from ..core.fanout import fan_out
 from ..core.fsutil import atomic_write
 from ..core.provider import Server
 from ..core.runtime import LABEL_ENV, LABEL_PROJECT
-
-if TYPE_CHECKING:
-    from ..api.project import ProjectDeployer
-    from ..deploy.environment import Environment
+from ..environment.binding import BoundEnvironment, EnvironmentSource
+from ..environment.environment import Environment
 
 Log = Callable[[str], None]
 
@@ -172,7 +170,7 @@ def _remove_quietly(server: Server, path: str) -> None:
     the error that made us clean up."""
     try:
         server.run(["rm", "-f", "--", path])
-    except Exception:  # noqa: BLE001, S110 - cleanup only; the caller reports the real error
+    except Exception:  # noqa: BLE001 - cleanup only; the caller reports the real error
         pass
 
 
@@ -427,8 +425,10 @@ class FileSync:
     """Push ``config``/``secrets``/``files`` to, and pull ``data``/``logs``/``backups``/
     ``monitoring`` from, every server of one environment.
 
-    ``project`` is a :class:`ProjectDeployer`, a project name (loaded when the servers are
-    needed) or an :class:`~projectdeployer.deploy.environment.Environment` (then ``env`` is its). ``servers`` replaces the provider's list (tests, or syncing a subset);
+    ``project`` is an :class:`~projectdeployer.environment.environment.Environment` (then
+    ``env`` is its) or a project that hands one out (a ``ProjectDeployer``, asked when the
+    servers are needed); ``projectdeployer.FileSync`` (api/by_name.py) also takes a project's
+    name. ``servers`` replaces the provider's list (tests, or syncing a subset);
     ``command_timeout`` bounds each packing/unpacking command on a server.
     Each method returns one :class:`SyncReport` per server and raises :class:`SyncFailed`,
     naming every failed server, once all servers are done.
@@ -436,7 +436,7 @@ class FileSync:
 
     def __init__(
         self,
-        project: ProjectDeployer | Environment | str,
+        project: Environment | EnvironmentSource,
         env: str | None = None,
         *,
         log: Log | None = None,
@@ -445,17 +445,9 @@ class FileSync:
         log_lines: int = DEFAULT_LOG_LINES,
         command_timeout: float | None = DEFAULT_COMMAND_TIMEOUT,
     ) -> None:
-        from ..deploy.environment import Environment, bound_environment
-
-        self._environment, self.env = bound_environment("FileSync", project, env)
-        self._deployer: ProjectDeployer | None = None
-        if isinstance(project, Environment):
-            self.project: str = project.project.name
-        elif isinstance(project, str):
-            self.project = project
-        else:
-            self._deployer = project
-            self.project = project.name
+        self._bound = BoundEnvironment("FileSync", project, env)
+        self.project = self._bound.project
+        self.env = self._bound.env
         self.log: Log = log or (lambda line: print(line, flush=True))
         self._servers = list(servers) if servers is not None else None
         self.max_workers = max(1, max_workers)
@@ -470,13 +462,7 @@ class FileSync:
     @property
     def environment(self) -> Environment:
         """The environment synced (obtained from the project when first needed)."""
-        if self._environment is None:
-            if self._deployer is None:
-                from ..api.project import ProjectDeployer
-
-                self._deployer = ProjectDeployer(self.project)
-            self._environment = self._deployer.environment(self.env, log=self.log)
-        return self._environment
+        return self._bound.get(self.log)
 
     def servers(self) -> list[Server]:
         """The servers synced: the given ones, else the environment provider's."""
