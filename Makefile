@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv system-deps images test unit lint lint-baseline demo bench clean lock upgrade
+.PHONY: venv system-deps images test unit lint demo bench clean lock upgrade
 
 # Debian packages the tests use for real (nginx validates and serves generated configs; git
 # serves test repositories over smart HTTP; zsh and fish run the docs' completion lines). Installed only when missing.
@@ -60,19 +60,14 @@ unit: $(STAMP)
 
 ## make lint: ruff (lint and format check) on src, tests, bench and tools; import-linter's contracts;
 ## mypy (strict) on the package. .ci/run runs it before the tests. All configured in pyproject.toml.
-## While issue 13 restructures the package, each tool has a ratchet there of today's findings
-## (the "lint-baseline" blocks: ruff per-file ignores, ruff format excludes, mypy per-module
-## disabled error codes, import-linter ignore_imports). `make lint-baseline` rewrites those blocks
-## from the tools' output (tools/lint_baseline.py, standard library only; prints the counts):
-## run it after a merge or a fix, and check in `git diff pyproject.toml` that the baseline shrank.
+## No finding is waived per file, per module or per import edge (the ratchet that issue 13 worked
+## down is gone): a finding is fixed, or carries a noqa with its reason on its line.
 LINT_PATHS := src tests bench tools
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
-lint-baseline: $(STAMP)
-	$(PY) tools/lint_baseline.py
 
 ## make demo: deploys examples/fullstack to this machine's Docker engine and prints its URLs
 DEMO := $(VENV)/bin/projectdeployer -f examples/fullstack/projectdeployer.toml

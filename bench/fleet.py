@@ -30,7 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import docker
 import repo_root  # noqa: F401  (tests.support importable)
+
+from projectdeployer import ProjectDeployer
+from projectdeployer.providers.sandbox import SandboxProvider
+from projectdeployer.rehearse.loadgen import LoadGenerator
+from tests.support.bed import images_table
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "python-api"
@@ -38,8 +44,6 @@ DOMAIN = "api.fleet.bench"
 
 
 def project_file(path: Path, name: str, app: Path, count: int, version: str) -> None:
-    from tests.support.bed import images_table
-
     path.write_text(
         f'[project]\nname = "{name}"\n\n{images_table()}\n[environments.bench]\nprovider = "sandbox"\n\n'
         f'[services.api]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'
@@ -54,10 +58,6 @@ def main() -> int:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="pd-bench-fleet-"))
     os.environ["PROJECTDEPLOYER_HOME"] = str(home)
-    from projectdeployer import ProjectDeployer
-    from projectdeployer.providers.sandbox import SandboxProvider
-    from projectdeployer.rehearse.loadgen import LoadGenerator
-
     name = f"bfl{os.getpid() % 100000}"
     app = home / "app"
     shutil.copytree(EXAMPLE, app)
@@ -88,8 +88,6 @@ def main() -> int:
         print(load.result.summary(), flush=True)
     finally:
         provider.purge(name, "bench")
-        import docker
-
         client = docker.from_env()
         for image in client.images.list(filters={"label": f"io.projectdeployer.project={name}"}):
             try:

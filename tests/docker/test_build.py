@@ -31,7 +31,7 @@ TOKEN = "glpat-PrivateRepoToken-7f3c9a1e"
 
 
 def _http_get(port: int, path: str = "/") -> tuple[int, bytes]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
         return resp.status, resp.read()
 
 
@@ -96,7 +96,7 @@ def test_every_service_type_builds_and_runs_from_a_build_context(tmp_path: Path,
     index = _serves(web, "80/tcp", b"ProjectDeployer example app")
     port = _host_port(web, "80/tcp")
     asset = next(part for part in index.decode().split('"') if part.startswith("/static/main.") and part.endswith(".js"))
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{asset}", timeout=3) as resp:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{asset}", timeout=3) as resp:
         assert "immutable" in resp.headers["Cache-Control"]
     assert _http_get(port, "/some/client/route")[1] == index  # SPA fallback
 

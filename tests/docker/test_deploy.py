@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 def _get(port: int, path: str = "/", host: str = DOMAIN) -> dict:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
-    with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
 
 
@@ -226,7 +226,7 @@ def test_the_fullstack_example_serves_data_from_postgresql(tmp_path: Path, bed: 
         first = _get(http_port, host="api.fullstack.localhost")
         assert first["greeting"] == "Hello from PostgreSQL"
         assert _get(http_port, host="api.fullstack.localhost")["visits"] == first["visits"] + 1
-        page = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{http_port}/", headers={"Host": "www.fullstack.localhost"}), timeout=5).read()  # noqa: S310
+        page = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{http_port}/", headers={"Host": "www.fullstack.localhost"}), timeout=5).read()
         assert b"ProjectDeployer" in page
         # A new API version: data in PostgreSQL and Redis is still there.
         project.update_service("api", env_vars={"APP_VERSION": "2"})

@@ -142,7 +142,7 @@ def _image_ids(client, name: str) -> set[str]:  # type: ignore[no-untyped-def]
 
 
 def _get(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
         return response.read().decode().strip()
 
 

@@ -159,7 +159,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
         assert {p.service: p.action for p in planned.services} == {"postgres": "unchanged", "api": "update"}
         seen_states: list[dict[str, str]] = []
 
-        def watch(line: str) -> None:
+        def watch(line: str, seen_states: list[dict[str, str]] = seen_states) -> None:
             lines.append(line)
             if line.startswith("api: switching the sidecars") and not seen_states:
                 seen_states.append({s.name: s.state for s in provider.list_servers(name, "prod") if s.zone == "nyc3"})

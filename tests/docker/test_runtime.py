@@ -109,11 +109,11 @@ def test_this_machines_engine_client_keeps_one_connection_pool_under_many_thread
     for round_ in range(10):
         barrier = threading.Barrier(80)
 
-        def same() -> None:
+        def same(barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             call(bed["python"])
 
-        def other(i: int, round_: int = round_) -> None:
+        def other(i: int, round_: int = round_, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             for k in range(3):
                 call(f"pd-test/none-{uuid.uuid4().hex[:6]}-{round_}-{i}-{k}")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,13 +26,12 @@ pytestmark = pytest.mark.docker
 BIN = Path(sys.executable).with_name("projectdeployer")
 TOKEN = "tok-8b1e"
 
-JOB = (
-    """\
+JOB = """\
 import datetime, os, sys, time
 
 out = "/out"
 with open(os.environ["TOKEN_FILE"]) as fh:
-    token = "ok" if fh.read() == "%s" else "wrong"
+    token = "ok" if fh.read() == "@TOKEN@" else "wrong"
 line = f"{datetime.datetime.now(datetime.timezone.utc).isoformat()} greeting={os.environ.get('GREETING')} token={token}"
 with open(os.path.join(out, "runs.txt"), "a") as fh:
     fh.write(line + "\\n")
@@ -42,9 +41,7 @@ if os.path.exists(os.path.join(out, "sleep")):
 code = int(open(os.path.join(out, "exit_code")).read()) if os.path.exists(os.path.join(out, "exit_code")) else 0
 print("exiting with", code, flush=True)
 sys.exit(code)
-"""
-    % TOKEN
-)
+""".replace("@TOKEN@", TOKEN)
 
 
 def _free_port() -> int:
@@ -98,13 +95,13 @@ def test_scheduled_jobs_run_on_the_minute_show_in_status_run_on_demand_and_go_aw
     quiet = {"log": lambda line: None}
     job_name, scheduler_name = f"{name}_dev_job", f"{name}_dev_scheduler"
 
-    began = datetime.now(timezone.utc)
+    began = datetime.now(UTC)
     report = project.deploy(env="dev", **quiet)
     assert {o.service: (o.action, o.slot) for o in report.outcomes} == {"job": ("create", "job"), "other": ("create", "job")}
 
     # The job container exists, was never started, publishes nothing and never restarts.
     job = _get(docker_client, job_name)
-    read_at = datetime.now(timezone.utc)
+    read_at = datetime.now(UTC)
     # The scheduler may legitimately start it at a minute boundary: one that passed while the
     # deploy ran (the scheduler starts before the deploy returns) or that comes as it is read.
     if began.replace(second=0, microsecond=0) == read_at.replace(second=0, microsecond=0) and read_at.second < 55:
@@ -127,7 +124,7 @@ def test_scheduled_jobs_run_on_the_minute_show_in_status_run_on_demand_and_go_aw
     line = (out / "runs.txt").read_text().splitlines()[0]
     assert "greeting=hello token=ok" in line  # environment and private files as for any service
     job.reload()
-    started = datetime.fromtimestamp(jobs.since_epoch(job.attrs["State"]["StartedAt"]), timezone.utc)
+    started = datetime.fromtimestamp(jobs.since_epoch(job.attrs["State"]["StartedAt"]), UTC)
     assert started.second < 10, f"started at {started}, not at a minute boundary"
     row = _rows(project)["job"]
     assert row["state"] == "scheduled" and row["schedule"] == "* * * * *"

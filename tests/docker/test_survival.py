@@ -55,7 +55,7 @@ class Api:
     def call(self, method: str, path: str) -> tuple[int, dict]:
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method, data=b"" if method == "POST" else None, headers={"Host": DOMAIN})
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(req, timeout=10) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             body = exc.read()

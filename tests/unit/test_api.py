@@ -726,7 +726,7 @@ def test_update_service_merges_tables_key_by_key() -> None:
 def test_a_token_in_an_https_url_is_refused_and_nothing_is_written() -> None:
     project = ProjectDeployer.create("tok")
     before = project.path.read_bytes()
-    with pytest.raises(ConfigError, match="services.api.git_repo: credentials in the URL are not allowed"):
+    with pytest.raises(ConfigError, match=r"services\.api\.git_repo: credentials in the URL are not allowed"):
         project.add_python_service("api", git_repo="https://ghp_abc123@github.com/u/r.git@main")
     assert project.path.read_bytes() == before
     project.add_python_service("api", git_repo="git@github.com:u/r.git@main")  # an ssh user is fine

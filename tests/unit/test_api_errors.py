@@ -124,7 +124,7 @@ def test_toml_values_of_every_kind_are_still_accepted(shop: ProjectDeployer) -> 
     shop.update_service("x", env_vars={"A": None, "B": "2"}, command=None)
     shop.update_service("api", volumes={"/nowhere": None})
     assert shop.project.services["x"].env_vars == {"B": "2"}
-    with pytest.raises(ConfigError, match="services.x.schedule: expected a string"):
+    with pytest.raises(ConfigError, match=r"services\.x\.schedule: expected a string"):
         shop.update_service("x", schedule=datetime.date(2024, 1, 1))  # a TOML value, refused by validation
 
 

@@ -57,7 +57,7 @@ def test_requests_queued_during_an_apply_go_live_together_in_the_next() -> None:
     waiting = threading.Thread(target=lambda: submit_all(coalescer, [f"web{i:02d}" for i in range(1, 20)]))
     waiting.start()
     deadline = time.monotonic() + 10
-    while len(coalescer._pending) < 19 and time.monotonic() < deadline:  # noqa: SLF001 - waiting for the queue
+    while len(coalescer._pending) < 19 and time.monotonic() < deadline:
         time.sleep(0.01)
     release.set()
     first.join(10)
@@ -103,7 +103,7 @@ def test_when_a_batch_fails_each_request_is_applied_alone_and_only_the_bad_one_f
     outcomes: dict[str, BaseException | None] = {}
     rest = threading.Thread(target=lambda: outcomes.update(submit_all(coalescer, ["a", "bad", "b"])))
     rest.start()
-    while len(coalescer._pending) < 3:  # noqa: SLF001
+    while len(coalescer._pending) < 3:
         time.sleep(0.01)
     gate.set()
     first.join(10)
@@ -127,7 +127,7 @@ def test_a_refused_switch_leaves_the_table_as_the_router_serves_it(tmp_path: Pat
     from projectdeployer.deploy.orchestrator import Orchestrator
 
     fleet = Orchestrator.__new__(Orchestrator)  # only the routing push of the fleet is under test
-    fleet._table_lock = threading.RLock()  # noqa: SLF001
+    fleet._table_lock = threading.RLock()
     fleet.table = {"api": placed("shop_dev_api_a")}
     applied: list[dict[str, str]] = []
 
@@ -137,15 +137,15 @@ def test_a_refused_switch_leaves_the_table_as_the_router_serves_it(tmp_path: Pat
             raise RuntimeError("nginx rejected the new routes")
         applied.append(table)
 
-    fleet._route_everywhere = route_everywhere  # type: ignore[method-assign]  # noqa: SLF001
-    fleet._pushes = Coalescer(fleet._push_table)  # noqa: SLF001
+    fleet._route_everywhere = route_everywhere  # type: ignore[method-assign]
+    fleet._pushes = Coalescer(fleet._push_table)
 
     with pytest.raises(RuntimeError):
-        fleet._pushes.submit("broken", placed("shop_dev_broken_a"))  # noqa: SLF001
+        fleet._pushes.submit("broken", placed("shop_dev_broken_a"))
     assert fleet.table == {"api": placed("shop_dev_api_a")}  # not kept
-    fleet._pushes.submit("api", placed("shop_dev_api_b"))  # noqa: SLF001 - the next switch does not carry the refused route
+    fleet._pushes.submit("api", placed("shop_dev_api_b"))
     assert applied == [{"api": "shop_dev_api_b"}]
-    fleet._pushes.submit("api", None)  # noqa: SLF001 - out of the table (a stateful restart)
+    fleet._pushes.submit("api", None)
     assert applied[-1] == {} and fleet.table == {}
 
 

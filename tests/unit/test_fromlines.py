@@ -135,7 +135,7 @@ def src(tmp_path: Path) -> Path:
 def test_a_user_dockerfile_is_redirected_as_a_generated_file(manager: pluggy.PluginManager, tmp_path: Path, src: Path) -> None:
     before = (src / "Dockerfile").read_text()
     builder = _builder(manager, tmp_path, {"type": "generic"}, {"python": "pd-test/python:3.11"})
-    chosen = builder._dockerfile(builder.project.services["own"], src)  # noqa: SLF001 - what build() sends
+    chosen = builder._dockerfile(builder.project.services["own"], src)
     assert chosen.path == GENERATED_DOCKERFILE
     assert chosen.extra == {GENERATED_DOCKERFILE: 'FROM pd-test/python:3.11 AS base\nFROM base\nCMD ["python"]\n'}
     assert chosen.notes == ("FROM python:3.11 -> pd-test/python:3.11 ([images] python)",)
@@ -147,16 +147,16 @@ def test_dockerfile_key_and_dockerfile_content_are_redirected_too(manager: plugg
     (src / "docker" / "api.Dockerfile").write_text("FROM node:18\n")
     images = {"python": "pd-test/python:3.11", "node": "pd-test/node:18"}
     builder = _builder(manager, tmp_path, {"type": "python", "dockerfile": "docker/api.Dockerfile"}, images)
-    chosen = builder._dockerfile(builder.project.services["own"], src)  # noqa: SLF001
+    chosen = builder._dockerfile(builder.project.services["own"], src)
     assert chosen.extra == {GENERATED_DOCKERFILE: "FROM pd-test/node:18\n"}
     builder = _builder(manager, tmp_path, {"type": "generic", "dockerfile_content": {"1": "FROM python:3.11-slim", "2": "CMD ['python']"}}, images)
-    chosen = builder._dockerfile(builder.project.services["own"], src)  # noqa: SLF001
+    chosen = builder._dockerfile(builder.project.services["own"], src)
     assert chosen.extra[GENERATED_DOCKERFILE].startswith("FROM pd-test/python:3.11-slim\n")
 
 
 def test_default_images_leave_a_user_dockerfile_as_it_is(manager: pluggy.PluginManager, tmp_path: Path, src: Path) -> None:
     builder = _builder(manager, tmp_path, {"type": "generic"}, {})
-    chosen = builder._dockerfile(builder.project.services["own"], src)  # noqa: SLF001
+    chosen = builder._dockerfile(builder.project.services["own"], src)
     assert (chosen.path, chosen.extra, chosen.notes) == ("Dockerfile", {}, ())
 
 

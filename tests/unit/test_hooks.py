@@ -123,7 +123,7 @@ def recorder(hook_name: str, calls: list[tuple[str, dict[str, Any]]], label: str
     params = spec_params(hook_name)
     source = f"def {hook_name}({', '.join(params)}):\n    _calls.append((_label, {{{', '.join(f'{p!r}: {p}' for p in params)}}}))\n    return _result\n"
     namespace: dict[str, Any] = {"_calls": calls, "_label": label, "_result": result}
-    exec(source, namespace)  # noqa: S102 - a test double with an exact signature
+    exec(source, namespace)
     return types.SimpleNamespace(**{hook_name: hookimpl(namespace[hook_name])})
 
 
@@ -259,7 +259,7 @@ def _annotation_namespace() -> dict[str, Any]:
     tree = ast.parse(Path(hookspecs.__file__).read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
-            exec(compile(ast.Module(body=node.body, type_ignores=[]), hookspecs.__file__, "exec"), namespace)  # noqa: S102
+            exec(compile(ast.Module(body=node.body, type_ignores=[]), hookspecs.__file__, "exec"), namespace)
     return namespace
 
 
@@ -283,7 +283,7 @@ def test_doc_example_is_a_valid_plugin(name: str) -> None:
     """Each hook's example in docs/plugins.md runs, and registers as a valid plugin of that hook."""
     (code,) = re.findall(r"```python\n(.*?)```", _doc_sections()[_heading(name)], re.S)
     module = types.ModuleType(f"docs_example_{name}")
-    exec(compile(code, f"docs/plugins.md ({name})", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(code, f"docs/plugins.md ({name})", "exec"), module.__dict__)
     manager = make_plugin_manager()
     manager.register(module, name="docs-example")  # raises on a parameter the hook does not have
     manager.check_pending()  # raises on a misspelled hook name
@@ -295,7 +295,7 @@ def test_doc_examples_that_register_things_work(core_manager: pluggy.PluginManag
     for name in ("register_service_types", "register_providers", "register_commands"):
         (code,) = re.findall(r"```python\n(.*?)```", sections[_heading(name)], re.S)
         module = types.ModuleType(f"docs_example_{name}")
-        exec(compile(code, f"docs/plugins.md ({name})", "exec"), module.__dict__)  # noqa: S102
+        exec(compile(code, f"docs/plugins.md ({name})", "exec"), module.__dict__)
         register_plugin(core_manager, module, f"docs-{name}")
     registry = build_registry(core_manager)
     assert registry.service_types["echo"].plugin == "docs-register_service_types"
@@ -309,7 +309,7 @@ def test_doc_minimal_plugin_works(core_manager: pluggy.PluginManager, register_p
     text = DOCS.read_text(encoding="utf-8")
     (code,) = [c for c in re.findall(r"```python\n(.*?)```", text, re.S) if c.startswith("# projectdeployer_hello.py")]
     module = types.ModuleType("projectdeployer_hello")
-    exec(compile(code, "docs/plugins.md (minimal plugin)", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(code, "docs/plugins.md (minimal plugin)", "exec"), module.__dict__)
     register_plugin(core_manager, module, "hello")
     from projectdeployer.cli import make_cli
 
@@ -403,7 +403,7 @@ def test_register_service_types_rejects_what_is_not_a_service_type(core_manager:
             register("widget")
 
     register_plugin(core_manager, Sloppy(), "test-sloppy")
-    with pytest.raises(PluginError, match="test-sloppy.*not a ServiceType"):
+    with pytest.raises(PluginError, match=r"test-sloppy.*not a ServiceType"):
         build_registry(core_manager)
 
 
@@ -1037,7 +1037,7 @@ def _with_entry_points(monkeypatch: pytest.MonkeyPatch, *extra: FakeEntryPoint) 
 
 def _module(name: str, source: str) -> types.ModuleType:
     module = types.ModuleType(name)
-    exec(textwrap.dedent(source), module.__dict__)  # noqa: S102
+    exec(textwrap.dedent(source), module.__dict__)
     return module
 
 

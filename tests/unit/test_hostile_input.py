@@ -678,9 +678,7 @@ def _wrong_type_cases() -> None:
             origin = typing.get_origin(tp)
             if tp is int:
                 wrong: Any = "1"
-            elif tp is str or origin is typing.Literal:
-                wrong = 42
-            elif origin is list:
+            elif tp is str or origin is typing.Literal or origin is list:
                 wrong = 42
             elif origin is dict:
                 wrong = ["x"]

@@ -288,13 +288,13 @@ def test_the_fleet_reads_each_server_once_for_every_service(manager: pluggy.Plug
     fleet.ports = engines["n1"][0].ports()
     for _, runtime, _ in engines.values():
         runtime.reads.clear()
-    table = fleet._observed_table()  # noqa: SLF001 - the fleet's own reading of what runs
+    table = fleet._observed_table()
     assert sorted(table) == ["web00", "web01", "web02"] and all(len(placed) == 2 for placed in table.values())
     for name in ("web00", "web01", "web02"):
-        assert sorted(fleet._containers(name)) == ["n1", "n2"]  # noqa: SLF001
+        assert sorted(fleet._containers(name)) == ["n1", "n2"]
     # Each server: one listing and one router read, whatever the number of services.
     for _, runtime, router_reads in engines.values():
         assert runtime.reads == ["list_brief"] and router_reads == ["live_routes"]
     engines["n2"][0].runtime.remove("shop_dev_web01_a")  # a change through the engine: that server is read anew
-    assert sorted(fleet._containers("web01")) == ["n1"]  # noqa: SLF001
+    assert sorted(fleet._containers("web01")) == ["n1"]
     assert engines["n1"][1].reads == ["list_brief"] and engines["n2"][1].reads == ["list_brief", "list_brief"]

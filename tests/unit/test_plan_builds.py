@@ -105,7 +105,7 @@ def test_check_says_build_before_the_first_build_and_after_a_source_change(manag
     same = builder.check("api")
     assert (same.needed, same.reason, same.inputs, same.previous) == (False, "", first.inputs, first.inputs)
     spec = project.services_for(ENV)["api"]
-    chosen = builder._dockerfile(spec, app)  # noqa: SLF001 - the request build() makes
+    chosen = builder._dockerfile(spec, app)
     request = BuildRequest(project="shop", service=spec, context_dir=app, dockerfile=chosen.path, extra_files=chosen.extra, tag=tag, build_args={})
     assert docker_builder.build_image(request) == ("sha256:img1", True)
 

@@ -330,7 +330,7 @@ def test_store_assign_writes_only_on_change(tmp_path: Path, monkeypatch: pytest.
 def test_store_rejects_malformed_file(tmp_path: Path, text: str) -> None:
     path = tmp_path / "shop-prod-ports.json"
     path.write_text(text)
-    with pytest.raises(PortRecordError, match="shop-prod-ports.json"):
+    with pytest.raises(PortRecordError, match=r"shop-prod-ports\.json"):
         PortStore(path).load()
 
 

@@ -718,7 +718,7 @@ def _project_or_config_error(data: dict) -> None:
     except ConfigError as err:
         assert err.problems, "a ConfigError without problems"
         assert all(line.startswith("f.toml: ") for line in err.format_lines())
-    except Exception as exc:  # noqa: BLE001 - the property: nothing else, ever
+    except Exception as exc:
         raise AssertionError(f"{type(exc).__name__}: {exc} (a traceback for the user) on {data!r}") from exc
     else:
         assert isinstance(result, Project)
@@ -790,7 +790,7 @@ def _parses_or_config_error(text: str) -> None:
         (line,) = err.format_lines()
         assert re.match(r"^f\.toml: (line \d+, column \d+: )?invalid TOML: ", line), line
         return
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise AssertionError(f"{type(exc).__name__}: {exc} on {text!r}") from exc
     data = doc.unwrap()
     assume(isinstance(data, dict))

@@ -70,7 +70,7 @@ def test_the_same_files_always_give_the_same_answer(tmp_path: Path) -> None:
 
 
 def test_a_lock_file_without_pyproject_is_not_a_project(tmp_path: Path) -> None:
-    with pytest.raises(SourceProblem, match="no requirements.txt, uv.lock, poetry.lock or pyproject.toml project"):
+    with pytest.raises(SourceProblem, match=r"no requirements\.txt, uv\.lock, poetry\.lock or pyproject\.toml project"):
         detect(source(tmp_path, uv_lock="", poetry_lock=""))
 
 
@@ -135,7 +135,7 @@ def test_package_manager_without_its_files_is_one_line(tmp_path: Path, manager: 
 
 
 def test_a_missing_requirements_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SourceProblem, match="requirements file requirements-worker.txt not found"):
+    with pytest.raises(SourceProblem, match=r"requirements file requirements-worker\.txt not found"):
         detect(source(tmp_path, requirements_txt=""), requirements_files=("requirements.txt", "requirements-worker.txt"))
 
 
@@ -172,7 +172,7 @@ def test_the_build_log_says_which_file_and_which_packages(manager: pluggy.Plugin
     (tmp_path / "src").mkdir()
     context = source(tmp_path / "src", pyproject_toml=PEP621, poetry_lock="")
     builder = _builder(manager, tmp_path, {"system_packages": ["libpq5"], "build_packages": ["gcc", "libpq-dev"], "build_args": {"POETRY_VERSION": "1.8.5"}})
-    chosen = builder._dockerfile(builder.project.services["api"], context)  # noqa: SLF001 - what build() logs
+    chosen = builder._dockerfile(builder.project.services["api"], context)
     assert chosen.notes == (
         "python: dependencies from poetry.lock with Poetry 1.8.5 (poetry install --only main --no-root)",
         "Debian build_packages (build stage only): gcc libpq-dev",
@@ -186,7 +186,7 @@ def test_pyproject_dependencies_reach_the_build_context_as_a_generated_file(mana
     (tmp_path / "src").mkdir()
     context = source(tmp_path / "src", pyproject_toml=PEP621 + BUILD_SYSTEM)
     builder = _builder(manager, tmp_path, {})
-    chosen = builder._dockerfile(builder.project.services["api"], context)  # noqa: SLF001
+    chosen = builder._dockerfile(builder.project.services["api"], context)
     assert chosen.extra[PYPROJECT_REQUIREMENTS_PATH].splitlines()[1:] == ["fastapi>=0.110", "uvicorn[standard]"]
     assert sorted(p.name for p in context.iterdir()) == ["pyproject.toml"]  # the source is not written
 
@@ -195,6 +195,6 @@ def test_a_source_without_dependencies_fails_the_build_naming_the_service(manage
     (tmp_path / "src").mkdir()
     builder = _builder(manager, tmp_path, {})
     with pytest.raises(BuildFailed, match=r"^api: no dependencies to install in the build context "):
-        builder._dockerfile(builder.project.services["api"], tmp_path / "src")  # noqa: SLF001
+        builder._dockerfile(builder.project.services["api"], tmp_path / "src")
     check = builder.check("api")  # plan says the same, as an error
     assert check.error is not None and check.error.startswith("api: no dependencies to install")

@@ -74,7 +74,7 @@ def test_the_seed_urls_are_what_the_types_put_in_key_file(pd_home: Path) -> None
 
 
 def test_missing_state_is_a_clear_error(pd_home: Path) -> None:
-    with pytest.raises(SecretError, match="no internal port recorded for myapp/prod/api .* \\(deploy first\\)"):
+    with pytest.raises(SecretError, match=r"no internal port recorded for myapp/prod/api .* \(deploy first\)"):
         RR.get_service_port("myapp", "prod", "api")
     with pytest.raises(SecretError, match="no password for myapp/prod/postgres"):
         RR.get_service_password("myapp", "prod", "postgres")

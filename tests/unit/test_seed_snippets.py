@@ -123,7 +123,7 @@ def run_source(src: str, ns: dict, *, name: str) -> tuple[list[Snap], int]:
     snaps = []
     for i, stmt in enumerate(body):
         code = compile(ast.Module(body=[stmt], type_ignores=[]), f"<seed: {name}, statement {i + 1}>", "exec")
-        exec(code, ns)  # noqa: S102 - the seed's own code
+        exec(code, ns)
         project = ns.get("project")
         if not isinstance(project, ProjectDeployer):
             snaps.append(Snap(stmt, "", {}))
@@ -578,7 +578,7 @@ def _params() -> list[Any]:
 @pytest.mark.parametrize(("section", "index", "workaround"), _params())
 def test_seed_snippet(section: Section, index: int, workaround: bool) -> None:
     ns: dict[str, Any] = {"__name__": "seed_snippet"}
-    exec(compile(section.prelude, f"<prelude: {section.id}>", "exec"), ns)  # noqa: S102
+    exec(compile(section.prelude, f"<prelude: {section.id}>", "exec"), ns)
     for earlier in section.cases[:index]:
         run_source(earlier.source(workaround=True), ns, name=earlier.id)
     case = section.cases[index]

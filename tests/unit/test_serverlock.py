@@ -34,19 +34,15 @@ def test_the_first_server_by_name_holds_the_lock(pd_home) -> None:  # type: igno
     b, a = Remote("shop-prod-lon1-2"), Remote("shop-prod-lon1-1")
     assert lock_server([b, a]) is a
     assert lock_server([LocalServer()]) is None
-    with environment_lock("shop", "prod", [b, a], wait=3.0):
-        # the local lock is held too: a second deploy from this machine is refused at once
-        with pytest.raises(DeployLocked):
-            with deploy_lock(paths.env_dir("shop", "prod") / "deploy.lock"):
-                pass
+    # the local lock is held too: a second deploy from this machine is refused at once
+    with environment_lock("shop", "prod", [b, a], wait=3.0), pytest.raises(DeployLocked), deploy_lock(paths.env_dir("shop", "prod") / "deploy.lock"):
+        pass
     assert a.held == [("/local/shop/prod/deploy.lock", 3.0)] and b.held == []
 
 
 def test_this_machine_alone_uses_the_local_lock(pd_home) -> None:  # type: ignore[no-untyped-def]
-    with environment_lock("shop", "dev", [LocalServer()]):
-        with pytest.raises(DeployLocked):
-            with deploy_lock(paths.env_dir("shop", "dev") / "deploy.lock"):
-                pass
+    with environment_lock("shop", "dev", [LocalServer()]), pytest.raises(DeployLocked), deploy_lock(paths.env_dir("shop", "dev") / "deploy.lock"):
+        pass
 
 
 class Recording(Remote):

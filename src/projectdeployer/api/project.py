@@ -42,8 +42,8 @@ from ..secrets.inventory import forget_service_secrets
 if TYPE_CHECKING:
     from ..backups.manager import RestoreReport
     from ..build.builder import BuiltImage
-    from ..deploy.deployment import Deployment, DeployReport
     from ..core.plan import Plan
+    from ..deploy.deployment import Deployment, DeployReport
     from ..destroy.teardown import DestroyPlan, TeardownReport
 
 log = logging.getLogger("projectdeployer")

@@ -33,6 +33,11 @@ def _read_only(files: Mapping[str, str]) -> Mapping[str, str]:
     return types.MappingProxyType(dict(files))
 
 
+def _str_tuple(lines: Iterable[str]) -> tuple[str, ...]:
+    """A typed ``tuple``: mypy's attrs plugin cannot tell the argument type of a generic converter."""
+    return tuple(lines)
+
+
 @attrs.frozen
 class GeneratedBuild:
     """What a service type needs to build its image (the ``generate_dockerfile`` hook's answer).
@@ -46,7 +51,7 @@ class GeneratedBuild:
     files: Mapping[str, str] = attrs.field(factory=dict, converter=_read_only)
     #: Lines for the build log and the plan: how the Dockerfile was chosen (which file the
     #: dependencies come from, which Debian packages are installed where).
-    notes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    notes: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
 
 @attrs.frozen(kw_only=True)

@@ -12,7 +12,7 @@ hook implementation still wins.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -109,6 +109,11 @@ class PasswordRotation:
             raise RotationError(f"cannot rotate in {container.name}: {exc}") from None
 
 
+def _str_frozenset(names: Iterable[str]) -> frozenset[str]:
+    """A typed ``frozenset``: mypy's attrs plugin cannot tell the argument type of a generic converter."""
+    return frozenset(names)
+
+
 @attrs.frozen(kw_only=True)
 class ServiceType:
     """A kind of service (postgres, python, ...), contributed through ``register_service_types``.
@@ -156,7 +161,7 @@ class ServiceType:
     has_password: bool = False
     auto_pieces: tuple[str, ...] = ()
     rotation: PasswordRotation | None = None
-    unused_fields: frozenset[str] = attrs.field(converter=frozenset)
+    unused_fields: frozenset[str] = attrs.field(converter=_str_frozenset)
     #: Filled in by the registry: the plugin that registered this type.
     plugin: str = ""
 

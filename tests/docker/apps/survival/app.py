@@ -89,7 +89,7 @@ class Handler(BaseHTTPRequestHandler):
                 with rds() as client:
                     names = sorted(client.scan_iter(match=PREFIX + "*"))
                     values = client.mget(names) if names else []
-                return self._json(200, {"keys": {n[len(PREFIX) :]: v for n, v in zip(names, values)}})
+                return self._json(200, {"keys": {n[len(PREFIX) :]: v for n, v in zip(names, values, strict=True)}})
             if (method, url.path) == ("GET", "/info"):
                 conn = pg()
                 try:
