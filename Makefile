@@ -58,11 +58,11 @@ upgrade: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q -m unit
 
-## make lint: ruff (lint and format check) on src, tests, bench and tools; import-linter's contracts;
+## make lint: ruff (lint and format check) on src, tests and bench; import-linter's contracts;
 ## mypy (strict) on the package. .ci/run runs it before the tests. All configured in pyproject.toml.
 ## No finding is waived per file, per module or per import edge (the ratchet that issue 13 worked
 ## down is gone): a finding is fixed, or carries a noqa with its reason on its line.
-LINT_PATHS := src tests bench tools
+LINT_PATHS := src tests bench
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
