@@ -20,7 +20,7 @@ from .hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .api.bastion import Deployer
-    from .api.by_name import BackupManager, SecretsRotator
+    from .api.by_name import BackupManager, FileSync, SecretsRotator
     from .api.project import ProjectDeployer
     from .build.git import GitManager, cleanup_git_checkouts
     from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
@@ -40,6 +40,7 @@ _LAZY = {
     "cleanup_git_checkouts": "projectdeployer.build.git",
     "SecretsRotator": "projectdeployer.api.by_name",
     "BackupManager": "projectdeployer.api.by_name",
+    "FileSync": "projectdeployer.api.by_name",
     "Deployer": "projectdeployer.api.bastion",
     "Environment": "projectdeployer.environment.environment",
     "ResourceResolver": "projectdeployer.secrets.resolver",
@@ -60,6 +61,7 @@ __all__ = [
     "ConfigError",
     "Deployer",
     "Environment",
+    "FileSync",
     "GitManager",
     "PluginError",
     "ProjectDeployer",
