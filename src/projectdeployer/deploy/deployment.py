@@ -121,7 +121,7 @@ class Deployment:
 
     def build_checks(self, service: str | None = None) -> dict[str, BuildCheck]:
         """``service -> BuildCheck`` for the buildable services a deploy would build (all, or
-        ``service``): what the build would do, found without building (core/build.py)."""
+        ``service``): what the build would do, found without building (build/builder.py)."""
         environment = self.environment
         specs = self.project.services_for(self.env)
         names = [n for n, s in specs.items() if is_buildable(s) and service in (None, n)]
