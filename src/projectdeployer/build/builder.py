@@ -19,7 +19,7 @@ Nothing here talks to Docker itself: the builder plugin does (``default_plugins/
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import attrs
@@ -145,16 +145,7 @@ class ProjectBuilder:
             chosen = self._dockerfile(spec, context_dir)
         except ProjectDeployerError as exc:
             return BuildCheck(service=name, needed=True, error=str(exc))
-        request = BuildRequest(
-            project=self.project.name,
-            service=spec,
-            context_dir=context_dir,
-            dockerfile=chosen.path,
-            extra_files=chosen.extra,
-            tag=image_tag(self.project, spec.name),
-            build_args=dict(spec.build_args),
-            log=self.log,
-        )
+        request = self._request(spec, context_dir, chosen)
         try:
             answer = self.manager.hook.image_inputs(request=request)
         except ProjectDeployerError as exc:  # e.g. no engine to read the base images from
@@ -196,17 +187,7 @@ class ProjectBuilder:
         }
         if commit:
             labels["io.projectdeployer.commit"] = commit
-        request = BuildRequest(
-            project=self.project.name,
-            service=spec,
-            context_dir=context_dir,
-            dockerfile=chosen.path,
-            extra_files=chosen.extra,
-            tag=tag,
-            build_args=dict(spec.build_args),
-            labels=labels,
-            log=self.log,
-        )
+        request = self._request(spec, context_dir, chosen, labels=labels)
         result = self.manager.hook.build_image(request=request)
         if result is None:
             raise BuildFailed("no builder plugin answered build_image (is the docker_builder plugin loaded?)")
@@ -235,6 +216,21 @@ class ProjectBuilder:
                 raise BuildFailed(f"{spec.name}: build_context {context} is not a directory")
             return context, None
         raise BuildFailed(f"{spec.name}: nothing to build from: set build_context or git_repo")
+
+    def _request(self, spec: BuildSpec, context_dir: Path, chosen: ChosenDockerfile, *, labels: Mapping[str, str] | None = None) -> BuildRequest:
+        """The request a check hashes (``image_inputs``) and a build builds (``build_image``):
+        one construction, so what the plan compares is what the build uses."""
+        return BuildRequest(
+            project=self.project.name,
+            service=spec,
+            context_dir=context_dir,
+            dockerfile=chosen.path,
+            extra_files=chosen.extra,
+            tag=image_tag(self.project, spec.name),
+            build_args=dict(spec.build_args),
+            labels=dict(labels or {}),
+            log=self.log,
+        )
 
     def _dockerfile(self, spec: BuildSpec, context_dir: Path) -> ChosenDockerfile:
         chosen = self._pick_dockerfile(spec, context_dir)
