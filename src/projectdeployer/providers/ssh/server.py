@@ -51,6 +51,19 @@ class _PinOnFirstContact(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
         server.known_hosts.pin(server.name, server.public_address, server.port, _host_key(key))
 
 
+def _no_delay(client: paramiko.SSHClient) -> None:
+    """Send each SSH packet at once (``TCP_NODELAY``), as OpenSSH's client does.
+
+    Without it a request written in two packets (an HTTP request's headers, then its body; a
+    command, then its stdin) waits for the server to acknowledge the first: up to 40 ms of
+    delayed ACK per round trip, measured as 44 ms of each 2 ms ``exec_create`` here.
+    """
+    transport = client.get_transport()
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _host_key(key: paramiko.PKey) -> HostKey:
     return HostKey(key.get_name(), key.get_base64())
 
@@ -205,6 +218,7 @@ class SshServer(Server):
         except BaseException:
             client.close()
             raise
+        _no_delay(client)
         return client
 
     def wait_until_reachable(self, timeout: float = 60.0) -> None:
