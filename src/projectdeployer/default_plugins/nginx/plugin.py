@@ -61,7 +61,7 @@ from ...core.routing import Backend, Route, RoutingError, check_domain
 from ...core.runtime import LABEL_ENV, LABEL_PROJECT, LABEL_ROLE
 from ...hookspecs import hookimpl
 from .netconns import in_flight_to
-from .proxy import NginxProxy, Staged, list_processes
+from .proxy import NginxProxy, Staged, list_processes, read_states
 from .render import (
     _VERSION_LINE,
     ACME_ROOT,
@@ -224,7 +224,8 @@ class NginxSidecar:
         files = render_config(routes, cert_paths)  # every route checked, both proxies' together
         tcp_routes = [r for r in routes if r.protocol == "tcp"]
         http_routes = [r for r in routes if r.protocol == "http"]
-        tcp_state = self.tcp.state(container)
+        states = read_states(container, [self.http, self.tcp])  # one exec for both proxies
+        tcp_state = states["tcp"]
         if tcp_routes and tcp_state.main is None:
             raise RoutingError(f"{self.container_name}: the image {self.image} has no nginx stream module, so tcp routes cannot be served")
 
@@ -238,7 +239,7 @@ class NginxSidecar:
                     stages.append((self.tcp, staged))
             http_files = {n: t for n, t in files.items() if n.startswith("http/")}
             keep = [Path(p).name for pair in cert_paths.values() for p in pair]
-            staged = self.http.stage(container, self.http.state(container), http_files, _routes_json(http_routes), cert_files, keep)
+            staged = self.http.stage(container, states["http"], http_files, _routes_json(http_routes), cert_files, keep)
             if staged is not None:
                 stages.append((self.http, staged))
         except BaseException:
@@ -247,8 +248,10 @@ class NginxSidecar:
             raise
         switched: list[tuple[NginxProxy, Staged]] = []
         for i, (proxy, staged) in enumerate(stages):
+            # The last switch prunes in the same exec: nothing can need a revert after it.
+            last = i == len(stages) - 1
             try:
-                proxy.switch(container, staged)
+                proxy.switch(container, staged, prune=last)
             except BaseException:
                 for done, done_staged in switched:
                     done.revert(container, done_staged)
@@ -256,7 +259,7 @@ class NginxSidecar:
                     later.discard(container, later_staged)
                 raise
             switched.append((proxy, staged))
-        for proxy, staged in switched:
+        for proxy, staged in switched[:-1]:
             proxy.prune(container, staged)
         return bool(switched)
 
@@ -299,11 +302,12 @@ class NginxSidecar:
         container = self._find()
         if container is None:
             return None
-        text = self.http.live_routes_json(container)
+        states = read_states(container, [self.http, self.tcp])
+        text = states["http"].routes_json
         if text is None:
             return None
         routes = [r for r in _parse_routes(text) if r.protocol == "http"]
-        tcp = self.tcp.live_routes_json(container)
+        tcp = states["tcp"].routes_json
         # A sidecar made before the two proxies served its TCP routes from the one tree.
         routes += [r for r in _parse_routes(text if tcp is None else tcp) if r.protocol == "tcp"]
         return tuple(sorted(routes, key=lambda r: r.internal_port))

@@ -49,6 +49,45 @@ _PS_SCRIPT = (
 )
 
 
+# Prints each proxy root's nginx.conf, active.conf and the live version's routes.json, framed as
+# "<bytes> <path>" + the text (or "- <path>" when there is none): one exec reads a proxy's state,
+# where the archive API would take one call (and a docker-tar process on the engine) per file.
+_STATE_SCRIPT = (
+    'emit() { if [ -r "$1" ]; then printf "%s %s\\n" "$(wc -c < "$1" | tr -d " ")" "$1"; cat "$1"; else printf -- "- %s\\n" "$1"; fi; }; '
+    'for root in "$@"; do emit "$root/nginx.conf"; emit "$root/active.conf"; '
+    "v=$(sed -n 's/^# pd-version \\([A-Za-z0-9_]*\\)$/\\1/p' \"$root/active.conf\" 2>/dev/null | head -n 1); "
+    '[ -z "$v" ] || emit "$root/v/$v/routes.json"; done'
+)
+
+# One switch in one exec: find the proxy's master ($1: its main configuration), note its workers,
+# rename the staged active.conf live ($2 -> $3), SIGHUP the master, then watch for up to $4 polls
+# of 20 ms until new workers run and none of the noted ones still serves; on success run $5 (the
+# prune). Prints "pd-before: <pids>" and "pd-switch: <outcome>" (reloaded, pending, no-master,
+# mv-failed, kill-failed). "pending" is no verdict: the caller keeps watching, and reads the
+# master's log for a refusal (nginx reports a configuration it cannot load only there).
+_SWITCH_SCRIPT = (
+    "workers() { for d in /proc/[0-9]*; do "
+    "t=$(tr '\\000' ' ' 2>/dev/null < \"$d/cmdline\") || continue; "
+    'case "$t" in "nginx: worker process is shutting down"*) ;; "nginx: worker process"*) '
+    'read -r _ _ _ pp _ 2>/dev/null < "$d/stat" && [ "$pp" = "$master" ] && printf "%s " "${d#/proc/}";; esac; done; }; '
+    "master=; for d in /proc/[0-9]*; do "
+    "t=$(tr '\\000' ' ' 2>/dev/null < \"$d/cmdline\") || continue; "
+    'case "$t" in "nginx: master process"*"-c $1 "*) master=${d#/proc/};; esac; done; '
+    '[ -n "$master" ] || { echo "pd-switch: no-master"; exit 0; }; '
+    'before=" $(workers)"; echo "pd-before:$before"; '
+    'mv -f "$2" "$3" || { echo "pd-switch: mv-failed"; exit 0; }; '
+    'kill -HUP "$master" || { echo "pd-switch: kill-failed"; exit 0; }; '
+    "i=0; while [ $i -lt $4 ]; do now=$(workers); old=no; "
+    'for w in $now; do case "$before " in *" $w "*) old=yes;; esac; done; '
+    'if [ -n "$now" ] && [ $old = no ]; then echo "pd-switch: reloaded"; sh -c "$5"; exit 0; fi; '
+    "sleep 0.02; i=$((i + 1)); done; "
+    'echo "pd-switch: pending"'
+)
+#: Polls of 20 ms the switch script waits for new workers before the caller takes over (a
+#: reload takes tens of milliseconds; a refused one never ends, and its cause is in the log).
+_SWITCH_POLLS = 75
+
+
 @attrs.frozen(kw_only=True)
 class Staged:
     """A version written into a proxy and accepted by ``nginx -t``, not live yet."""
@@ -68,6 +107,37 @@ class ProxyState:
     #: Its ``active.conf`` and the version that names (``None``: unreadable).
     active: str | None
     version: str | None
+    #: That version's ``routes.json`` (``None``: no live version, or unreadable).
+    routes_json: str | None = None
+
+
+def read_states(container: Any, proxies: Sequence[NginxProxy]) -> dict[str, ProxyState]:
+    """kind -> state of each of ``proxies`` in ``container``, all read by one exec (through
+    the archive API, a call per file, when the container is not running: no exec there)."""
+    if container.status != "running":
+        return {proxy.kind: proxy.read_state(container) for proxy in proxies}
+    result = container.exec_run(["sh", "-c", _STATE_SCRIPT, "sh", *(p.paths.root for p in proxies)], stdout=True, stderr=True, user="root")
+    output: bytes = result.output or b""
+    if result.exit_code != 0:
+        raise RoutingError(f"{container.name}: cannot read its nginx configuration: {output.decode(errors='replace').strip()}")
+    files: dict[str, str] = {}
+    at = 0
+    while at < len(output):
+        end = output.index(b"\n", at)
+        size, _, path = output[at:end].decode(errors="replace").partition(" ")
+        at = end + 1
+        if size.isdigit():
+            files[path] = output[at : at + int(size)].decode(errors="replace")
+            at += int(size)
+    states: dict[str, ProxyState] = {}
+    for proxy in proxies:
+        paths = proxy.paths
+        active = files.get(paths.active_conf)
+        match = _VERSION_LINE.search(active or "")
+        version = match.group(1) if match else None
+        routes = files.get(f"{paths.versions_dir}/{version}/routes.json") if version else None
+        states[proxy.kind] = ProxyState(main=files.get(paths.main_conf), active=active, version=version, routes_json=routes)
+    return states
 
 
 def docker_time(raw: str) -> float:
@@ -122,11 +192,18 @@ class NginxProxy:
 
     # --- switching --------------------------------------------------------------------------
 
-    def state(self, container: Any) -> ProxyState:
-        """What this proxy runs now: its main configuration and its live version (two reads)."""
+    def read_state(self, container: Any) -> ProxyState:
+        """:meth:`state` through the archive API (works on a stopped container too)."""
         active = self.read(container, self.paths.active_conf)
         match = _VERSION_LINE.search(active or "")
-        return ProxyState(main=self.read(container, self.paths.main_conf), active=active, version=match.group(1) if match else None)
+        version = match.group(1) if match else None
+        routes = self.read(container, f"{self.paths.versions_dir}/{version}/routes.json") if version else None
+        return ProxyState(main=self.read(container, self.paths.main_conf), active=active, version=version, routes_json=routes)
+
+    def state(self, container: Any) -> ProxyState:
+        """What this proxy runs now: its main configuration, its live version and that
+        version's routes (one exec; :func:`read_states` reads both proxies at once)."""
+        return read_states(container, [self])[self.kind]
 
     def stage(
         self,
@@ -163,21 +240,39 @@ class NginxProxy:
             raise RoutingError(f"{self.label}: nginx rejected the new routes: {_nginx_message(output)}")
         return Staged(version=version, previous_active=state.active, keep_certs=tuple(keep_certs))
 
-    def switch(self, container: Any, staged: Staged) -> None:
-        """Make ``staged`` live: rename, SIGHUP, wait for the new workers. On failure the previous
-        configuration is live again and RoutingError says why."""
-        everything = list_processes(container)
-        before = self.workers(container, everything)
+    def switch(self, container: Any, staged: Staged, *, prune: bool = False) -> None:
+        """Make ``staged`` live: rename, SIGHUP, wait for the new workers; then, with ``prune``,
+        :meth:`prune`. On failure the previous configuration is live again and RoutingError
+        says why.
+
+        The rename, the signal and the usual wait are one exec (a round trip to a remote
+        engine costs more than the reload); a reload still not seen after a while is watched
+        from here, with the master's log, as long as :data:`RELOAD_TIMEOUT` allows.
+        """
         since = self._engine_time()
-        code, output = self.exec(container, ["mv", "-f", f"{self.paths.root}/.active-{staged.version}.tmp", self.paths.active_conf])
-        if code != 0:
+        tmp = f"{self.paths.root}/.active-{staged.version}.tmp"
+        code, output = self.exec(container, ["sh", "-c", _SWITCH_SCRIPT, "sh", self.paths.main_conf, tmp, self.paths.active_conf, str(_SWITCH_POLLS), self._prune_script(staged) if prune else ":"])
+        lines = output.splitlines()
+        outcome = next((line.removeprefix("pd-switch: ").strip() for line in lines if line.startswith("pd-switch: ")), None)
+        before = {int(pid) for line in lines if line.startswith("pd-before:") for pid in line.removeprefix("pd-before:").split() if pid.isdigit()}
+        if code != 0 or outcome is None:
+            raise RoutingError(f"{self.label}: could not switch to the new routes: {output.strip() or f'exit {code}'}")
+        if outcome == "no-master":
+            raise RoutingError(f"{self.label}: its nginx master is not running")
+        if outcome == "mv-failed":
             raise RoutingError(f"{self.label}: could not switch to the new routes: {output.strip()}")
-        self.signal(container, "HUP", everything)  # a reload keeps the master: the listing holds
+        if outcome == "kill-failed":
+            self._put_back(container, staged.previous_active, reload_again=False)
+            raise RoutingError(f"{self.label}: cannot signal its nginx master: {output.strip()}")
+        if outcome == "reloaded":
+            return
         error = self._wait_reloaded(container, before, since)
         if error is not None:
             self._put_back(container, staged.previous_active, reload_again=error.startswith("no new workers"))
             self.exec(container, ["rm", "-rf", f"{self.paths.versions_dir}/{staged.version}"])
             raise RoutingError(f"{self.label}: reload failed, the previous routes stay live: {error}")
+        if prune:
+            self.prune(container, staged)
 
     def revert(self, container: Any, staged: Staged) -> None:
         """Undo a successful :meth:`switch` (the other proxy's failed): the previous version live
@@ -197,20 +292,20 @@ class NginxProxy:
 
         Safe while old workers drain: nginx read every file (certificates included) at reload.
         """
+        self.exec(container, ["sh", "-c", self._prune_script(staged)])
+
+    def _prune_script(self, staged: Staged) -> str:
+        # Names only of our own making: hex versions, content-addressed certificate files.
         keep = " ".join(staged.keep_certs)
-        script = (
+        return (
             f'for d in {self.paths.versions_dir}/*; do [ "${{d##*/}}" = {staged.version} ] || rm -rf "$d"; done; '
             f'for f in {self.paths.certs_dir}/*; do case " {keep} " in *" ${{f##*/}} "*) ;; *) rm -f "$f";; esac; done; '
             f"rm -f {self.paths.root}/.active-*.tmp"
         )
-        self.exec(container, ["sh", "-c", script])
 
     def live_routes_json(self, container: Any) -> str | None:
         """The ``routes.json`` of the live version; ``"[]"`` before the first apply."""
-        match = _VERSION_LINE.search(self.read(container, self.paths.active_conf) or "")
-        if match is None:
-            return None
-        return self.read(container, f"{self.paths.versions_dir}/{match.group(1)}/routes.json")
+        return self.state(container).routes_json
 
     # --- processes --------------------------------------------------------------------------
 
@@ -325,4 +420,4 @@ class NginxProxy:
             self.signal(container, "HUP")
 
 
-__all__ = ["NginxProxy", "ProxyState", "Staged", "docker_time", "list_processes"]
+__all__ = ["NginxProxy", "ProxyState", "Staged", "docker_time", "list_processes", "read_states"]
