@@ -237,6 +237,8 @@ class Cloud:
         self.snapshots: dict[int, dict[str, Any]] = {}
         #: Creates that will fail (their action ``errored``), for rehearsing failure.
         self.failing_creates = 0
+        #: Creates that succeed but whose answer is lost (the connection closes instead).
+        self.lost_create_answers = 0
         self._threads: list[threading.Thread] = []
 
     def next_id(self) -> int:

@@ -198,9 +198,19 @@ class _ApiHandler(BaseHTTPRequestHandler):
                 status, answer = exc.status, {"id": exc.error_id, "message": exc.message}
             if isinstance(answer, _Page):
                 answer = answer.render(self._base(), parts.path, query)
+            if method == "POST" and parts.path.rstrip("/") == "/v2/droplets" and status == 202 and self._lose_answer():
+                self.api.requests.append((method, parts.path, 0))
+                self.close_connection = True  # done, but the client never hears of it
+                return
             self._send(status, answer, headers)
             return
         self._send(404, {"id": "not_found", "message": "The resource you were accessing could not be found."}, headers)
+
+    def _lose_answer(self) -> bool:
+        with self.api.cloud.lock:
+            lose = self.api.cloud.lost_create_answers > 0
+            self.api.cloud.lost_create_answers -= 1 if lose else 0
+        return lose
 
     def _base(self) -> str:
         return f"{self.api.scheme}://{self.headers.get('Host') or 'localhost'}"
@@ -211,9 +221,11 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self.api.limits.storm(int(body.get("requests", 10)), float(body.get("reset_in", 1.0)))
             self._send(200, {"storm": int(body.get("requests", 10))}, {})
         elif method == "POST" and path == "/_fake/failures":
-            with self.api.cloud.lock:
-                self.api.cloud.failing_creates = int(body.get("droplet_create", 1))
-            self._send(200, {"failing_creates": self.api.cloud.failing_creates}, {})
+            cloud = self.api.cloud
+            with cloud.lock:
+                cloud.failing_creates = int(body.get("droplet_create", 0))
+                cloud.lost_create_answers = int(body.get("droplet_create_answer_lost", 0))
+            self._send(200, {"droplet_create": cloud.failing_creates, "droplet_create_answer_lost": cloud.lost_create_answers}, {})
         elif method == "GET" and path == "/_fake/requests":
             self._send(200, {"requests": [{"method": m, "path": p, "status": s} for m, p, s in self.api.requests]}, {})
         else:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..core.errors import ProjectDeployerError
-from ..core.provider import Provider
-from ..hookspecs import hookimpl
+from ...core.errors import ProjectDeployerError
+from ...core.provider import Provider
+from ...hookspecs import hookimpl
 
 #: DigitalOcean's region slugs (the seed lists lon1, nyc1, nyc3, sfo3, sgp1, fra1, tor1, ams3, blr1).
 REGIONS = frozenset({"nyc1", "nyc2", "nyc3", "sfo1", "sfo2", "sfo3", "ams2", "ams3", "sgp1", "lon1", "fra1", "tor1", "blr1", "syd1", "atl1"})
