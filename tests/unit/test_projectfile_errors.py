@@ -147,6 +147,55 @@ CASES = [
     ("unknown-server-zone", P + '[services.api]\ntype = "python"\nserver_zone = "mars1"\n', "services.api.server_zone", ["unknown zone 'mars1'", "lon1", "nyc3"], 1),
     ("unknown-env-zone", P + '[environments.prod]\nzones = ["lon1", "mars1"]\n', "environments.prod.zones[1]", ["unknown zone 'mars1'"], 1),
     ("unknown-provider", P + '[environments.prod]\nprovider = "aws"\n', "environments.prod.provider", ["unknown provider 'aws'", "digitalocean"], 1),
+    ("ssh-without-servers", P + '[environments.prod]\nprovider = "ssh"\n', "environments.prod.servers", ['provider "ssh" deploys to the servers you list here'], 1),
+    (
+        "servers-without-ssh",
+        P + '[environments.prod]\nprovider = "sandbox"\n' + '[[environments.prod.servers]]\nname = "web-1"\naddress = "10.0.0.1"\nzone = "fsn1"\n',
+        "environments.prod.servers",
+        ['servers are listed for provider "ssh" only', '"sandbox"'],
+        1,
+    ),
+    (
+        "server-listed-twice",
+        P
+        + '[environments.prod]\nprovider = "ssh"\n'
+        + '[[environments.prod.servers]]\nname = "web-1"\naddress = "10.0.0.1"\nzone = "fsn1"\n'
+        + '[[environments.prod.servers]]\nname = "web-1"\naddress = "10.0.0.1"\nzone = "fsn1"\n',
+        "environments.prod.servers[1].name",
+        ["'web-1' is listed twice (also at servers[0])"],
+        2,
+    ),
+    (
+        "server-bad-port",
+        P + '[environments.prod]\nprovider = "ssh"\n' + '[[environments.prod.servers]]\nname = "web-1"\naddress = "10.0.0.1"\nzone = "fsn1"\n'.replace("zone", "port = 70000\nzone"),
+        "environments.prod.servers[0].port",
+        ["between 1 and 65535, got 70000"],
+        1,
+    ),
+    (
+        "server-bad-address",
+        P + '[environments.prod]\nprovider = "ssh"\n' + '[[environments.prod.servers]]\nname = "web-1"\naddress = "10.0.0.1"\nzone = "fsn1"\n'.replace("10.0.0.1", "10.0.0.1; rm -rf /"),
+        "environments.prod.servers[0].address",
+        ["is not an IP address or host name"],
+        1,
+    ),
+    (
+        "server-missing-address",
+        P + '[environments.prod]\nprovider = "ssh"\n' + '[[environments.prod.servers]]\nname = "web-1"\nzone = "fsn1"\n',
+        "environments.prod.servers[0].address",
+        ["required"],
+        1,
+    ),
+    (
+        "zone-of-no-server",
+        P
+        + '[environments.prod]\nprovider = "ssh"\n'
+        + '[[environments.prod.servers]]\nname = "web-1"\naddress = "10.0.0.1"\nzone = "fsn1"\n'
+        + '[services.api]\ntype = "python"\nserver_zone = "fsn2"\n',
+        "services.api.server_zone",
+        ["unknown zone 'fsn2'", "fsn1"],
+        1,
+    ),
     ("server-cpu-not-a-size", P + '[services.api]\ntype = "python"\nserver_cpu = 3\n', "services.api.server_cpu", ["must be one of 1, 2, 4"], 1),
     ("servers-count-zero", P + '[services.api]\ntype = "python"\nservers_count = 0\n', "services.api.servers_count", ["between 1 and 20"], 1),
     ("malformed-domain", P + '[services.api]\ntype = "python"\nport = 8000\ndomain = "api..example.com"\n', "services.api.domain", ["'api..example.com' is not a valid domain name"], 1),

@@ -164,6 +164,21 @@ class ProjectSettings:
 
 
 @define(kw_only=True)
+class HostSpec:
+    """A server you already have, listed under ``[[environments.NAME.servers]]`` (the ``ssh``
+    provider): how to reach it and the zone it counts in."""
+
+    name: str
+    #: Address (or host name) this machine reaches its sshd on.
+    address: str
+    zone: str
+    user: str = "root"
+    port: int = 22
+    #: Address the other servers of its zone reach it on (its VPC address); unset: ``address``.
+    private_address: str | None = None
+
+
+@define(kw_only=True)
 class EnvironmentSpec:
     """An ``[environments.NAME]`` table: where the environment runs and per-env overrides."""
 
@@ -184,6 +199,8 @@ class EnvironmentSpec:
     #: websocket) after a reload; unset: until the connection ends (a reload changes routes,
     #: not the backends of unchanged services).
     sidecar_shutdown_timeout: int | None = None
+    #: The servers of a ``provider = "ssh"`` environment (servers you already have).
+    servers: list[HostSpec] = field(factory=list)
 
 
 @define(kw_only=True)

@@ -108,6 +108,12 @@ class Provider(abc.ABC):
     def destroy_server(self, server: Server) -> None:
         """Destroy ``server``; destroying one that is already gone is not an error."""
 
+    def missing_servers(self, project: str, env: str, wanted: Mapping[str, int]) -> str | None:
+        """Why the provider cannot create ``wanted`` (zone -> how many new servers) now, or
+        ``None`` when it can. A deploy or plan asks before anything changes and stops with this
+        line. The default is ``None``: a cloud creates what it is asked for."""
+        return None
+
     def resize_server(self, server: Server, cpu: int, memory: int) -> Server:
         """Change a server's size (vertical scaling). Providers that cannot, say so."""
         raise NotImplementedError(f"provider '{self.name}' cannot resize servers")

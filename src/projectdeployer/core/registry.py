@@ -36,14 +36,16 @@ class ProviderEntry:
     plugin: str
     images: Mapping[str, str] = attrs.field(factory=dict)
     _instance: Provider | None = None
-    _for_projects: dict[tuple[str, tuple[tuple[str, str], ...]], Provider] = attrs.field(factory=dict)
+    _for_projects: dict[tuple[Any, ...], Provider] = attrs.field(factory=dict)
 
     def get(self, project: Any = None) -> Provider:
         """The provider object, created on first use (its SDK is imported only then). With a
         ``project``, a factory that has ``for_project(project)`` (a class method) makes one
-        configured by the project file (e.g. its ``[images]``), kept per project."""
+        configured by the project file (e.g. its ``[images]``), kept per project (and per
+        ``cache_key(project)`` when the factory has one: what else of the file it reads)."""
         if project is not None and hasattr(self.factory, "for_project"):
-            key = (project.name, tuple(sorted(project.images.items())))
+            more = self.factory.cache_key(project) if hasattr(self.factory, "cache_key") else ()
+            key = (project.name, tuple(sorted(project.images.items())), more)
             if key not in self._for_projects:
                 self._for_projects[key] = self.factory.for_project(project)
             return self._for_projects[key]

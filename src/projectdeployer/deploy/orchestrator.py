@@ -45,6 +45,7 @@ import contextlib
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -180,6 +181,15 @@ class Orchestrator:
             zone_of=getattr(self.provider, "zone_of", None),
         )
 
+    def _check_capacity(self, plans: Sequence[Any]) -> None:
+        """Stop before anything changes when the provider cannot make the servers ``plans`` ask
+        for (servers you list yourself: fewer free ones than needed)."""
+        missing = getattr(self.provider, "missing_servers", None)  # a Provider's; test doubles may not have it
+        if plans and missing is not None:
+            why = missing(self.project.name, self.env, Counter(p.zone for p in plans))
+            if why is not None:
+                raise DeployFailed(why)
+
     def _create(self, plans: Sequence[Any]) -> dict[str, Server]:
         """Create the servers of ``plans`` in parallel; label -> server."""
         if plans:
@@ -226,7 +236,9 @@ class Orchestrator:
                 holder = held.enter_context(server_lock(self.project.name, self.env, existing, wait=lock_wait))
                 allocation = self._allocation = self.allocation(existing)
                 # One service: only the servers it needs; the others wait for a whole deploy.
-                created = self._create([p for p in allocation.to_create if service is None or service in p.services])
+                to_create = [p for p in allocation.to_create if service is None or service in p.services]
+                self._check_capacity(to_create)
+                created = self._create(to_create)
                 by_name = {s.name: s for s in existing} | {s.name: s for s in created.values()}
                 newest = lock_server(list(by_name.values()))
                 if newest is not None and (holder is None or newest.name != holder.name):
@@ -276,6 +288,7 @@ class Orchestrator:
         if not existing and service is not None:
             raise DeployFailed(f"environment {self.env} has no server yet: deploy the whole environment first (not one service)")
         allocation = self.allocation(existing)
+        self._check_capacity([p for p in allocation.to_create if service is None or service in p.services])
         self.placement = dict(allocation.placement)
         image_source = local_image_ids(self.local_docker)
         return plan_fleet(

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from ..agents.scheduler import CronError, parse_cron
 from ..core.errors import ConfigError, shown
-from ..core.model import MAX_SERVERS, MIN_SERVERS, BuildSpec, DatabaseSpec, GenericSpec, Project, ServiceSpec
+from ..core.model import MAX_SERVERS, MIN_SERVERS, BuildSpec, DatabaseSpec, GenericSpec, HostSpec, Project, ServiceSpec
 from ..core.registry import Registry
 from ..core.safety import command_problem, image_template_problem
 from ..core.servicetype import ServiceType
@@ -46,6 +46,12 @@ MAX_COOLDOWN = 86400
 MAX_DRAIN_TIMEOUT = 3600
 MAX_SHUTDOWN_TIMEOUT = 86400
 MAX_RPS = 1_000_000.0
+#: The provider of servers you already have (``[[environments.NAME.servers]]``).
+HOSTS_PROVIDER = "ssh"
+HOST_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?\Z")
+ZONE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?\Z")
+SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+ADDRESS_RE = re.compile(r"^[A-Za-z0-9.:-]{1,253}\Z")
 
 
 def valid_name(name: str) -> bool:
@@ -210,13 +216,49 @@ def auto_piece_target(value: str, spec: ServiceSpec, project: Project, types: Ma
     return target, piece
 
 
+def known_zones(project: Project, registry: Registry) -> frozenset[str]:
+    """The zones services may name: every provider's, and those of the servers the project's
+    ``ssh`` environments list."""
+    return registry.zones | {host.zone for env in project.environments.values() for host in env.servers}
+
+
+def check_hosts(env_name: str, provider: str, hosts: Sequence[HostSpec]) -> Iterator[Problem]:
+    """Problems of an environment's ``servers`` list (servers you already have)."""
+    path: tuple[str | int, ...] = ("environments", env_name, "servers")
+    if provider == HOSTS_PROVIDER and not hosts:
+        yield path, f'provider "{HOSTS_PROVIDER}" deploys to the servers you list here: add at least one ([[environments.{env_name}.servers]] with name, address and zone)'
+    elif hosts and provider != HOSTS_PROVIDER:
+        yield path, f'servers are listed for provider "{HOSTS_PROVIDER}" only (this environment\'s provider is "{provider}")'
+    names: dict[str, int] = {}
+    places: dict[tuple[str, int], int] = {}
+    for i, host in enumerate(hosts):
+        if not HOST_NAME_RE.match(host.name):
+            yield (*path, i, "name"), f"{shown(host.name)} is not a valid server name (lower-case letters, digits, . and -, at most 63)"
+        elif host.name in names:
+            yield (*path, i, "name"), f"{shown(host.name)} is listed twice (also at servers[{names[host.name]}])"
+        names.setdefault(host.name, i)
+        for key in ("address", "private_address"):
+            value = getattr(host, key)
+            if value is not None and not ADDRESS_RE.match(value):
+                yield (*path, i, key), f"{shown(value)} is not an IP address or host name"
+        if not ZONE_RE.match(host.zone):
+            yield (*path, i, "zone"), f"{shown(host.zone)} is not a valid zone name (lower-case letters, digits and -, at most 32)"
+        if not SSH_USER_RE.match(host.user):
+            yield (*path, i, "user"), f"{shown(host.user)} is not a valid user name"
+        if not 1 <= host.port <= 65535:
+            yield (*path, i, "port"), f"must be between 1 and 65535, got {host.port}"
+        elif (host.address, host.port) in places:
+            yield (*path, i, "address"), f"{host.address}:{host.port} is listed twice (also at servers[{places[(host.address, host.port)]}])"
+        places.setdefault((host.address, host.port), i)
+
+
 def check_service(spec: ServiceSpec, stype: ServiceType, project: Project, registry: Registry) -> Iterator[Problem]:
     """Problems of one service; paths are relative to the service's table."""
     if not valid_name(spec.name):
         yield (), f"{shown(spec.name)} is not a valid service name (lower-case letters, digits, _ and -, starting with a letter, at most 40)"
     if not MIN_SERVERS <= spec.servers_count <= MAX_SERVERS:
         yield ("servers_count",), f"must be between {MIN_SERVERS} and {MAX_SERVERS}, got {spec.servers_count}"
-    zones = registry.zones
+    zones = known_zones(project, registry)
     if zones and spec.server_zone not in zones:
         yield ("server_zone",), f"unknown zone '{spec.server_zone}' (known: {', '.join(sorted(zones))})"
     if spec.server_cpu not in CPU_SIZES:
@@ -402,8 +444,9 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
         if env.sidecar_shutdown_timeout is not None and not 1 <= env.sidecar_shutdown_timeout <= MAX_SHUTDOWN_TIMEOUT:
             yield ("environments", env_name, "sidecar_shutdown_timeout"), f"must be between 1 and {MAX_SHUTDOWN_TIMEOUT} seconds, got {env.sidecar_shutdown_timeout}"
         for i, zone in enumerate(env.zones):
-            if zone not in registry.zones:
+            if zone not in known_zones(project, registry):
                 yield ("environments", env_name, "zones", i), f"unknown zone '{zone}'"
+        yield from check_hosts(env_name, env.provider, env.servers)
 
     yield from check_project_rendering(project)
 
