@@ -1,14 +1,15 @@
 """The ``digitalocean`` provider: droplets in DigitalOcean's regions (through pydo).
 
-Registration only for now: it declares the regions so project files are validated against
-them; creating droplets arrives with the multi-server capability.
+The provider (``provider.py``) lists droplets by tag, creates them from the cheapest fitting
+size into the environment's VPC and firewall, tags their state and slot, resizes and destroys
+them; the API layer (``api.py``) handles DigitalOcean's errors, rate limits, pagination and
+actions once. Both are imported when the provider is first used, not when plugins load.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ...core.errors import ProjectDeployerError
 from ...core.provider import Provider
 from ...hookspecs import hookimpl
 
@@ -17,7 +18,9 @@ REGIONS = frozenset({"nyc1", "nyc2", "nyc3", "sfo1", "sfo2", "sfo3", "ams2", "am
 
 
 def _factory() -> Provider:
-    raise ProjectDeployerError("the DigitalOcean provider is not available yet in this version of ProjectDeployer")
+    from .provider import DigitalOceanProvider  # noqa: PLC0415 - deferred: loaded with the plugins, used rarely
+
+    return DigitalOceanProvider()
 
 
 @hookimpl

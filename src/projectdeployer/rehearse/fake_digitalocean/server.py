@@ -19,7 +19,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from .catalog import region_objects, size_objects
 from .cloud import ApiError, Cloud, not_found
@@ -193,7 +193,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
                 self._send(405, {"id": "method_not_allowed", "message": f"{method} is not allowed on {parts.path}"}, headers)
                 return
             try:
-                status, answer = handler(Request(method, parts.path, query, body, match.groups()))
+                status, answer = handler(Request(method, parts.path, query, body, tuple(unquote(g) for g in match.groups())))
             except ApiError as exc:
                 status, answer = exc.status, {"id": exc.error_id, "message": exc.message}
             if isinstance(answer, _Page):

@@ -1,0 +1,354 @@
+"""The ``digitalocean`` provider: droplets, listed live by their tags, reached over SSH.
+
+What lives where (the seed's contract):
+
+- **Inventory** is the droplets tagged ``pd:{project}:{env}``, read from the API on every
+  listing (paginated), never cached. A droplet's other tags say what a deploy needs to know:
+  ``zone:{region}``, ``status:active|reserve|destroying`` and ``slot:{n}``.
+- **One SSH key** per environment (its key pair's public half), uploaded once; **one VPC per
+  region** (``pd-{project}-{env}-{region}``); **one cloud firewall** per environment
+  (``pd-{project}-{env}``, applied by tag): SSH, 80 and 443 from anywhere, every other TCP
+  port only from the environment's own droplets; written whole on each creation (an update is a
+  full PUT).
+- **Sizes** are read from ``sizes.list()``: the cheapest available one in the region with the
+  vCPUs and memory asked for. **Resize** powers off, resizes (disk too), powers on: data kept.
+- **The creation lock**: DigitalOcean has no lock, but VPC names are unique in an account, so
+  creating the VPC ``pd-lock-{project}-{env}`` succeeds for one caller only (see
+  :meth:`DigitalOceanProvider.creation_lock` for the lease and its guarantees).
+
+The API token comes from ``DIGITALOCEAN_API_TOKEN`` and ``DIGITALOCEAN_API_URL`` points the
+provider at another endpoint (the fake in ``projectdeployer.rehearse.fake_digitalocean``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from ...core.errors import ProjectDeployerError
+from ...core.provider import CommandResult, Provider, Server, ServerSpec
+from ...core.runtime import ContainerRuntime
+from .api import TOKEN_ENV, DigitalOceanApi, DigitalOceanError, api_url
+
+#: The image a droplet starts from when its region has no template snapshot yet.
+BASE_IMAGE = "debian-12-x64"
+STATES = ("active", "reserve", "destroying")
+#: The region that holds an environment's creation-lock VPC (any region would do).
+LOCK_REGION = "nyc3"
+#: Seconds a creation lock is good for; a holder that crashed is taken over after it.
+LOCK_LEASE = 1800
+
+
+def env_tag(project: str, env: str) -> str:
+    """The tag every droplet of ``project``/``env`` carries (what listing asks for)."""
+    return f"pd:{project}:{env}"
+
+
+def droplet_name(project: str, env: str, zone: str, index: int) -> str:
+    return f"{project}-{env}-{zone}-{index}"
+
+
+def firewall_body(project: str, env: str) -> dict[str, Any]:
+    """The environment's whole firewall (a PUT replaces everything it had)."""
+    anywhere = {"addresses": ["0.0.0.0/0", "::/0"]}
+    ours = {"tags": [env_tag(project, env)]}
+    return {
+        "name": f"pd-{project}-{env}",
+        "tags": [env_tag(project, env)],
+        "inbound_rules": [
+            {"protocol": "tcp", "ports": "22", "sources": anywhere},
+            {"protocol": "tcp", "ports": "80", "sources": anywhere},
+            {"protocol": "tcp", "ports": "443", "sources": anywhere},
+            {"protocol": "tcp", "ports": "1-65535", "sources": ours},
+            {"protocol": "udp", "ports": "1-65535", "sources": ours},
+            {"protocol": "icmp", "sources": ours},
+        ],
+        "outbound_rules": [
+            {"protocol": "tcp", "ports": "1-65535", "destinations": anywhere},
+            {"protocol": "udp", "ports": "1-65535", "destinations": anywhere},
+            {"protocol": "icmp", "destinations": anywhere},
+        ],
+    }
+
+
+def tags_of(droplet: Mapping[str, Any]) -> dict[str, str]:
+    """``zone:lon1``, ``status:active``, ``slot:0`` ... as a dict (the last of a key wins)."""
+    found: dict[str, str] = {}
+    for tag in droplet.get("tags") or []:
+        key, sep, value = str(tag).partition(":")
+        if sep and key in ("zone", "status", "slot"):
+            found["state" if key == "status" else key] = value
+    return found
+
+
+def _address(droplet: Mapping[str, Any], kind: str) -> str:
+    return next((n["ip_address"] for n in (droplet.get("networks") or {}).get("v4") or [] if n.get("type") == kind), "")
+
+
+class DropletServer(Server):
+    """A droplet as listed now; commands, files and Docker go through its (reused) SSH access."""
+
+    def __init__(self, droplet: Mapping[str, Any], project: str, env: str, ssh: Callable[[], Any]) -> None:
+        self.droplet_id = int(droplet["id"])
+        self.name = str(droplet["name"])
+        self.zone = str((droplet.get("region") or {}).get("slug", ""))
+        self.public_address = _address(droplet, "public")
+        self.private_address = _address(droplet, "private") or self.public_address
+        self.status = str(droplet.get("status", ""))
+        self.tags = {"project": project, "env": env, "zone": self.zone, "state": "active", "size": str(droplet.get("size_slug", "")), "droplet_id": str(self.droplet_id), **tags_of(droplet)}
+        self._ssh_factory = ssh
+        self._ssh: Any = None
+
+    def __repr__(self) -> str:
+        return f"<DropletServer {self.name} id={self.droplet_id} {self.public_address} {self.status} {self.tags.get('state')}>"
+
+    @property
+    def state(self) -> str:
+        return self.tags["state"]
+
+    @property
+    def running(self) -> bool:
+        return self.status == "active" and bool(self.public_address)
+
+    # Ports are published on every address: servers in other regions reach a database over its
+    # public address, and the firewall admits only the environment's droplets there.
+    bind_address = "0.0.0.0"
+
+    @property
+    def ssh(self) -> Any:
+        if self._ssh is None:
+            self._ssh = self._ssh_factory()
+        return self._ssh
+
+    def run(self, command: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        return self.ssh.run(command, timeout=timeout)  # type: ignore[no-any-return]
+
+    def docker(self) -> Any:
+        return self.ssh.docker()
+
+    def put_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> None:
+        self.ssh.put_file(remote_path, data, mode=mode)
+
+    def get_file(self, remote_path: str) -> bytes:
+        return self.ssh.get_file(remote_path)  # type: ignore[no-any-return]
+
+    def runtime(self) -> ContainerRuntime:
+        from ..docker_runtime import DockerRuntime  # noqa: PLC0415 - deferred: imports the docker SDK (start-up)
+
+        return DockerRuntime(self.docker(), bind_address=self.bind_address)
+
+    def probe_http(self, port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[bool, str]:
+        return self.ssh.probe_http(port, path, timeout=timeout)  # type: ignore[no-any-return]
+
+    def probe_tcp(self, port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
+        return self.ssh.probe_tcp(port, timeout=timeout)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.ssh, name)
+
+
+class DigitalOceanProvider(Provider):
+    """Droplets in DigitalOcean's regions (see the module).
+
+    :param api: the API client (default: one made from ``DIGITALOCEAN_API_TOKEN`` and
+        ``DIGITALOCEAN_API_URL`` on first use).
+    :param ready_timeout: seconds a new droplet may take to become active and accept SSH.
+    """
+
+    name = "digitalocean"
+
+    def __init__(self, api: DigitalOceanApi | None = None, *, ready_timeout: float = 600.0, log: Callable[[str], None] | None = None) -> None:
+        self._api = api
+        self.ready_timeout = ready_timeout
+        self.log = log or (lambda line: None)
+        self._lock = threading.Lock()
+        self._naming: set[str] = set()
+        self._setup = threading.Lock()
+        #: Environments whose firewall this provider wrote (once per process: it never changes).
+        self._firewalled: set[tuple[str, str]] = set()
+        self._ssh: dict[int, Any] = {}
+
+    def api(self) -> DigitalOceanApi:
+        """The API client, made from the environment variables on first use."""
+        with self._lock:
+            if self._api is None:
+                self._api = DigitalOceanApi(os.environ.get(TOKEN_ENV, ""), url=api_url(os.environ), verify=os.environ.get("DIGITALOCEAN_API_CA") or True, log=self.log)
+            return self._api
+
+    # --- listing -------------------------------------------------------------------------------
+
+    def list_servers(self, project: str, env: str) -> list[Server]:
+        droplets = self.api().droplets(env_tag(project, env))
+        servers = [self._server(project, env, d) for d in droplets]
+        return sorted(servers, key=lambda s: (s.zone, int(s.tags.get("slot", "0") or 0) if str(s.tags.get("slot", "")).isdigit() else 0, s.name))
+
+    def _server(self, project: str, env: str, droplet: Mapping[str, Any]) -> DropletServer:
+        droplet_id = int(droplet["id"])
+        public, private = _address(droplet, "public"), _address(droplet, "private")
+        zone = str((droplet.get("region") or {}).get("slug", ""))
+
+        def ssh() -> Any:
+            with self._lock:
+                found = self._ssh.get(droplet_id)
+                if found is None or found.public_address != public:
+                    from ..ssh.server import SshServer  # noqa: PLC0415 - deferred: imports paramiko (start-up: ~0.1 s)
+
+                    found = SshServer.for_project(project, env, name=str(droplet["name"]), zone=zone, public_address=public, private_address=private or public, bind_address="0.0.0.0")
+                    self._ssh[droplet_id] = found
+                return found
+
+        return DropletServer(droplet, project, env, ssh)
+
+    # --- creating ------------------------------------------------------------------------------
+
+    def create_server(self, project: str, env: str, spec: ServerSpec) -> Server:
+        """A droplet in ``spec.zone`` of the cheapest fitting size, tagged, in the environment's
+        VPC and firewall, returned once it is active and accepts SSH."""
+        from ..ssh.keys import ensure_keypair  # noqa: PLC0415 - deferred: next to paramiko's imports
+
+        api = self.api()
+        zone = spec.zone
+        state = spec.tags.get("state", "active")
+        if state not in STATES:
+            raise DigitalOceanError(f"unknown server state {state!r} (one of {', '.join(STATES)})")
+        # One at a time in this process (a deploy creates several servers at once): the firewall
+        # is found by name, and DigitalOcean lets two firewalls share one. Other processes are
+        # kept out by the creation lock the deploy holds.
+        with self._setup:
+            key = api.ensure_ssh_key(f"projectdeployer-{project}-{env}", ensure_keypair(project, env).public_openssh)
+            vpc = api.ensure_vpc(f"pd-{project}-{env}-{zone}", zone)
+            if (project, env) not in self._firewalled:
+                api.put_firewall(firewall_body(project, env))
+                self._firewalled.add((project, env))
+        size = api.cheapest_size(vcpus=spec.cpu, memory_mb=spec.memory, region=zone)
+        tag = env_tag(project, env)
+        tags = [tag, f"zone:{zone}", f"status:{state}", *([f"slot:{spec.tags['slot']}"] if spec.tags.get("slot") else [])]
+        name = self._claim_name(api, project, env, zone)
+        try:
+            body = {"name": name, "region": zone, "size": size["slug"], "image": BASE_IMAGE, "ssh_keys": [key["id"]], "vpc_uuid": vpc["id"], "tags": tags, "monitoring": True}
+            droplet = api.create_droplet(body, tag=tag, timeout=self.ready_timeout)
+        finally:
+            with self._lock:
+                self._naming.discard(name)
+        server = self._server(project, env, droplet)
+        self._wait_reachable(server)
+        return server
+
+    def _wait_reachable(self, server: DropletServer) -> None:
+        """Until the new droplet's sshd accepts the environment's key."""
+        server.ssh.wait_until_reachable(timeout=self.ready_timeout)
+
+    def _claim_name(self, api: DigitalOceanApi, project: str, env: str, zone: str) -> str:
+        """The lowest free ``{project}-{env}-{zone}-{n}``, kept from other creations of this
+        provider until the droplet exists (a deploy creates several at once)."""
+        taken = {d["name"] for d in api.droplets(env_tag(project, env))}
+        with self._lock:
+            index = 1
+            while droplet_name(project, env, zone, index) in taken | self._naming:
+                index += 1
+            name = droplet_name(project, env, zone, index)
+            self._naming.add(name)
+            return name
+
+    # --- changing ------------------------------------------------------------------------------
+
+    def set_server_state(self, server: Server, state: str) -> Server:
+        if state not in STATES:
+            raise DigitalOceanError(f"unknown server state {state!r} (one of {', '.join(STATES)})")
+        api = self.api()
+        droplet_id = int(server.tags["droplet_id"])
+        resource = {"resources": [{"resource_id": str(droplet_id), "resource_type": "droplet"}]}
+        wanted = f"status:{state}"
+        api.call(f"create tag {wanted}", api.client.tags.create, body={"name": wanted})
+        api.call(f"tag droplet {server.name} {wanted}", api.client.tags.assign_resources, wanted, body=resource)
+        current = api.droplet(droplet_id)
+        for tag in current.get("tags") or []:
+            if str(tag).startswith("status:") and tag != wanted:
+                api.call(f"untag droplet {server.name} {tag}", api.client.tags.unassign_resources, tag, body=resource)
+        return self._server(server.tags["project"], server.tags["env"], api.droplet(droplet_id))
+
+    def resize_server(self, server: Server, cpu: int, memory: int) -> Server:
+        """Power off, resize (CPU, memory and disk), power on: the droplet keeps its data and
+        addresses. Returns it as listed after."""
+        api = self.api()
+        droplet_id = int(server.tags["droplet_id"])
+        size = api.cheapest_size(vcpus=cpu, memory_mb=memory, region=server.zone)
+        for body in ({"type": "power_off"}, {"type": "resize", "size": size["slug"], "disk": True}, {"type": "power_on"}):
+            action = api.call(f"{body['type']} droplet {server.name}", api.client.droplet_actions.post, droplet_id, body=body, idempotent=False)["action"]
+            api.wait_action(action["id"], what=f"{body['type']} droplet {server.name}", timeout=self.ready_timeout)
+        return self._server(server.tags["project"], server.tags["env"], api.droplet(droplet_id))
+
+    def destroy_server(self, server: Server) -> None:
+        """Mark it ``destroying``, then destroy it; a droplet that is gone already is fine."""
+        with contextlib.suppress(DigitalOceanError, KeyError):
+            self.set_server_state(server, "destroying")
+        droplet_id = int(server.tags["droplet_id"])
+        self.api().destroy_droplet(droplet_id)
+        with self._lock:
+            ssh = self._ssh.pop(droplet_id, None)
+        if ssh is not None:
+            with contextlib.suppress(Exception):
+                ssh.close()
+
+    # --- the first deploy's lock ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def creation_lock(self, project: str, env: str, *, wait: float = 0.0) -> Iterator[None]:
+        """Held while the VPC ``pd-lock-{project}-{env}`` exists and is ours.
+
+        Guarantees: VPC names are unique in a DigitalOcean account, so of two creates of the
+        lock one fails (422) and its caller waits or gives up naming the holder (host, process,
+        since when, from the VPC's description). A holder that crashed leaves the VPC behind: it
+        is taken over once its lease (:data:`LOCK_LEASE` seconds from its creation) has passed,
+        by deleting that very VPC (by id: a lock taken meanwhile by someone else is a new VPC
+        and stays). A deploy that holds the lock longer than the lease is not protected past it.
+        """
+        api = self.api()
+        name = f"pd-lock-{project}-{env}"
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": int(time.time()), "lease": LOCK_LEASE}
+        deadline = time.monotonic() + wait
+        held: dict[str, Any] | None = None
+        while held is None:
+            try:
+                held = dict(api.call(f"take the creation lock {name}", api.client.vpcs.create, body={"name": name, "region": LOCK_REGION, "description": json.dumps(holder)}, idempotent=False)["vpc"])
+            except DigitalOceanError as exc:
+                if exc.status not in (409, 422):
+                    raise
+                current = next((v for v in api.pages("list VPCs", api.client.vpcs.list, "vpcs") if v["name"] == name), None)
+                if current is None:
+                    continue  # released meanwhile
+                owner = _lease(current)
+                if owner.get("since", 0) + owner.get("lease", LOCK_LEASE) < time.time():
+                    self.log(f"DigitalOcean: taking over the creation lock {name} (its lease has passed: {_holder(owner)})")
+                    with contextlib.suppress(DigitalOceanError):
+                        api.call(f"remove the stale lock {name}", api.client.vpcs.delete, current["id"])
+                    continue
+                if time.monotonic() >= deadline:
+                    raise ProjectDeployerError(f"{project}/{env}: another deploy holds the creation lock ({_holder(owner)}); try again when it has finished") from None
+                time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(DigitalOceanError):
+                api.call(f"release the creation lock {name}", api.client.vpcs.delete, held["id"])
+
+
+def _lease(vpc: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        found = json.loads(vpc.get("description") or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _holder(owner: Mapping[str, Any]) -> str:
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(owner.get("since", 0))))
+    return f"held by {owner.get('host', '?')} pid {owner.get('pid', '?')} since {since}"
