@@ -41,6 +41,8 @@ BASE_IMAGE = "debian-12-x64"
 STATES = ("active", "reserve", "destroying")
 #: The region that holds an environment's creation-lock VPC (any region would do).
 LOCK_REGION = "nyc3"
+#: A CA bundle to trust for the API's certificate (a fake served over HTTPS).
+CA_ENV = "DIGITALOCEAN_API_CA"
 #: Seconds a creation lock is good for; a holder that crashed is taken over after it.
 LOCK_LEASE = 1800
 
@@ -166,7 +168,9 @@ class DigitalOceanProvider(Provider):
     name = "digitalocean"
 
     def __init__(self, api: DigitalOceanApi | None = None, *, ready_timeout: float = 600.0, log: Callable[[str], None] | None = None) -> None:
-        self._api = api
+        self._given = api
+        self._api: DigitalOceanApi | None = None
+        self._api_key: tuple[str, str, bool | str] | None = None
         self.ready_timeout = ready_timeout
         self.log = log or (lambda line: None)
         self._lock = threading.Lock()
@@ -177,10 +181,15 @@ class DigitalOceanProvider(Provider):
         self._ssh: dict[int, Any] = {}
 
     def api(self) -> DigitalOceanApi:
-        """The API client, made from the environment variables on first use."""
+        """The API client given, or one made from the environment variables (made again when
+        they change: the token or the endpoint of another account)."""
+        if self._given is not None:
+            return self._given
+        token, url, verify = os.environ.get(TOKEN_ENV, ""), api_url(os.environ), os.environ.get(CA_ENV) or True
         with self._lock:
-            if self._api is None:
-                self._api = DigitalOceanApi(os.environ.get(TOKEN_ENV, ""), url=api_url(os.environ), verify=os.environ.get("DIGITALOCEAN_API_CA") or True, log=self.log)
+            if self._api is None or self._api_key != (token, url, verify):
+                self._api = DigitalOceanApi(token, url=url, verify=verify, log=self.log)
+                self._api_key = (token, url, verify)
             return self._api
 
     # --- listing -------------------------------------------------------------------------------

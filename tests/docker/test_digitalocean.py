@@ -1,0 +1,89 @@
+"""``provider = "digitalocean"`` end to end against the fake DigitalOcean, whose droplets are
+real servers (sandbox servers reached over SSH at their public address), through pydo:
+
+* the first deploy uploads the environment's key, makes the region's VPC and the firewall and
+  creates a droplet per server (tagged with the environment, zone, status and slot), and the
+  service serves through each droplet's sidecar;
+* scaling down destroys a droplet; the inventory is what the API lists, nothing cached;
+* the API token appears in no log line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from projectdeployer import ProjectDeployer
+from projectdeployer.providers.digitalocean.provider import env_tag
+from projectdeployer.rehearse.fake_digitalocean import Cloud, FakeDigitalOcean
+from projectdeployer.rehearse.fake_digitalocean.sandbox_machines import SandboxMachines
+from tests.docker.conftest import remove_project
+
+pytestmark = pytest.mark.docker
+
+APP = Path(__file__).resolve().parents[2] / "examples" / "python-api"
+DOMAIN = "api.do.test"
+TOKEN = "dop_v1_rehearsal_" + "7" * 40
+
+
+def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, registry: str, count: int, version: str) -> None:
+    path.write_text(
+        f'[project]\nname = "{name}"\nregistry = "{registry}"\n\n[images]\n'
+        + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
+        + '\n[environments.prod]\nprovider = "digitalocean"\n'
+        + f'\n[services.api]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'
+        + f'servers_count = {count}\nserver_zone = "lon1"\ndomain = "{DOMAIN}"\nhealth_path = "/health"\nenv_vars = {{ APP_VERSION = "{version}" }}\n'
+    )
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, bed: dict[str, str], docker_client: Any, registry: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    name = f"dop{os.getpid() % 1000}{int(time.time()) % 10000}"
+    machines = SandboxMachines(f"t{name}")
+    fake = FakeDigitalOcean(Cloud(machines, action_seconds=0.2), tokens={TOKEN}).start()
+    monkeypatch.setenv("DIGITALOCEAN_API_TOKEN", TOKEN)
+    monkeypatch.setenv("DIGITALOCEAN_API_URL", fake.url)
+    app = tmp_path / "app"
+    shutil.copytree(APP, app)
+    try:
+        yield {"name": name, "path": tmp_path / "do.toml", "app": app, "bed": bed, "registry": registry, "fake": fake}
+    finally:
+        fake.stop()
+        machines.purge()
+        remove_project(docker_client, name, env="prod")
+
+
+def _get(server: Any) -> dict[str, Any]:
+    result = server.run(["curl", "-sS", "--max-time", "10", "-H", f"Host: {DOMAIN}", "http://127.0.0.1:80/"])
+    assert result.ok, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_droplets_are_created_tagged_served_and_destroyed_through_the_api(cloud: dict[str, Any]) -> None:
+    name, path, fake = cloud["name"], cloud["path"], cloud["fake"]
+    write = lambda count, version: _project_file(path, name, cloud["bed"], cloud["app"], cloud["registry"], count, version)  # noqa: E731
+    lines: list[str] = []
+    write(2, "1")
+    ProjectDeployer(str(path), path=path).deploy(env="prod", log=lines.append)
+    droplets = fake.cloud.list_droplets(tag_name=env_tag(name, "prod"))
+    assert sorted(d.name for d in droplets) == [f"{name}-prod-lon1-1", f"{name}-prod-lon1-2"], lines[-20:]
+    assert all({"zone:lon1", "status:active"} <= set(d.tags) for d in droplets)
+    assert sorted(t for d in droplets for t in d.tags if t.startswith("slot:")) == ["slot:0", "slot:1"]
+    assert len(fake.cloud.keys) == 1 and len(fake.cloud.firewalls) == 1
+    provider = ProjectDeployer(str(path), path=path).environment("prod").provider()
+    servers = provider.list_servers(name, "prod")
+    assert [_get(s)["version"] for s in servers] == ["1", "1"]
+
+    write(1, "2")
+    ProjectDeployer(str(path), path=path).deploy(env="prod", log=lines.append)
+    (left,) = fake.cloud.list_droplets(tag_name=env_tag(name, "prod"))
+    (server,) = provider.list_servers(name, "prod")
+    assert server.name == left.name and _get(server)["version"] == "2"
+    assert not any(TOKEN in line for line in lines)
