@@ -1,9 +1,11 @@
 """``provider = "digitalocean"`` end to end against the fake DigitalOcean, whose droplets are
 real servers (sandbox servers reached over SSH at their public address), through pydo:
 
-* the first deploy uploads the environment's key, makes the region's VPC and the firewall and
-  creates a droplet per server (tagged with the environment, zone, status and slot), and the
-  service serves through each droplet's sidecar;
+* the first deploy uploads the environment's key, makes the region's VPC and the firewall,
+  makes the region's template (a droplet provisioned with the sidecar's and the scheduler's
+  images, snapshotted, destroyed) and creates a droplet per server from it (tagged with the
+  environment, zone, status and slot), which needs none of those images sent; the service
+  serves through each droplet's sidecar;
 * scaling down destroys a droplet; the inventory is what the API lists, nothing cached;
 * the API token appears in no log line.
 """
@@ -77,6 +79,13 @@ def test_droplets_are_created_tagged_served_and_destroyed_through_the_api(cloud:
     assert all({"zone:lon1", "status:active"} <= set(d.tags) for d in droplets)
     assert sorted(t for d in droplets for t in d.tags if t.startswith("slot:")) == ["slot:0", "slot:1"]
     assert len(fake.cloud.keys) == 1 and len(fake.cloud.firewalls) == 1
+    # The first server of the region made its template: a droplet provisioned, snapshotted and
+    # destroyed; the servers come from the snapshot, which holds the sidecar's nginx image.
+    (template,) = fake.cloud.snapshots.values()
+    assert template["name"].startswith("pd-template-lon1-") and template["regions"] == ["lon1"]
+    assert all(d.image["id"] == template["id"] for d in droplets)
+    assert fake.cloud.list_droplets(tag_name="pd:template") == []
+    assert not [line for line in lines if ": sending image " in line], lines  # nginx and python came with the template
     provider = ProjectDeployer(str(path), path=path).environment("prod").provider()
     servers = provider.list_servers(name, "prod")
     assert [_get(s)["version"] for s in servers] == ["1", "1"]

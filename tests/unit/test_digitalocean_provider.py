@@ -22,10 +22,18 @@ pytestmark = pytest.mark.unit
 
 
 class RecordsOnly(DigitalOceanProvider):
-    """The fake's droplets here are records with addresses, not machines: nothing to SSH to."""
+    """The fake's droplets here are records with addresses, not machines: nothing to SSH to
+    (and no template to provision: servers come from the base image)."""
+
+    use_templates = False
 
     def _wait_reachable(self, server: DropletServer) -> None:
         assert server.running, server
+
+    def _provision(self, server: DropletServer, images: dict[str, str]) -> None:
+        self.provisioned.append(server.name)
+
+    provisioned: list[str]
 
 
 @pytest.fixture
@@ -36,7 +44,9 @@ def fake(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDigital
 
 
 def provider(fake: FakeDigitalOcean) -> RecordsOnly:
-    return RecordsOnly(DigitalOceanApi("tok", url=fake.url, action_interval=0.02))
+    made = RecordsOnly(DigitalOceanApi("tok", url=fake.url, action_interval=0.02))
+    made.provisioned = []
+    return made
 
 
 def test_servers_are_created_in_parallel_once_each_tagged_and_listed_live(fake: FakeDigitalOcean) -> None:
@@ -49,6 +59,7 @@ def test_servers_are_created_in_parallel_once_each_tagged_and_listed_live(fake: 
     for thread in threads:
         thread.join()
     assert sorted(s.name for s in made) == ["shop-prod-nyc3-1", "shop-prod-nyc3-2", "shop-prod-nyc3-3"]
+    assert sorted(do.provisioned) == sorted(s.name for s in made)  # from the base image: each provisioned
     listed = do.list_servers("shop", "prod")
     assert [(s.zone, s.tags["state"], s.tags["slot"]) for s in listed] == [("nyc3", "reserve", "0"), ("nyc3", "reserve", "1"), ("nyc3", "reserve", "2")]
     droplet = fake.cloud.droplet(listed[0].droplet_id)  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ actions once. Both are imported when the provider is first used, not when plugin
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ...core.provider import Provider
 from ...hookspecs import hookimpl
@@ -17,12 +18,22 @@ from ...hookspecs import hookimpl
 REGIONS = frozenset({"nyc1", "nyc2", "nyc3", "sfo1", "sfo2", "sfo3", "ams2", "ams3", "sgp1", "lon1", "fra1", "tor1", "blr1", "syd1", "atl1"})
 
 
-def _factory() -> Provider:
-    from .provider import DigitalOceanProvider  # noqa: PLC0415 - deferred: loaded with the plugins, used rarely
+class _Lazy:
+    """Makes the provider on first use: its modules (and pydo) load only then."""
 
-    return DigitalOceanProvider()
+    def __call__(self) -> Provider:
+        from .provider import DigitalOceanProvider  # noqa: PLC0415 - deferred: loaded with the plugins, used rarely
+
+        return DigitalOceanProvider()
+
+    @staticmethod
+    def for_project(project: Any) -> Provider:
+        """A provider whose template snapshots hold the project's nginx and Python images."""
+        from .provider import DigitalOceanProvider  # noqa: PLC0415 - deferred: loaded with the plugins, used rarely
+
+        return DigitalOceanProvider.for_project(project)
 
 
 @hookimpl
 def register_providers(register: Callable[..., None]) -> None:
-    register("digitalocean", _factory, zones=REGIONS)
+    register("digitalocean", _Lazy(), zones=REGIONS)

@@ -35,9 +35,8 @@ from ...core.errors import ProjectDeployerError
 from ...core.provider import CommandResult, Provider, Server, ServerSpec
 from ...core.runtime import ContainerRuntime
 from .api import TOKEN_ENV, DigitalOceanApi, DigitalOceanError, api_url
+from .template import BASE_IMAGE, TEMPLATE_TAG, delete_templates, digest, find_template, image_ids, provision, template_name
 
-#: The image a droplet starts from when its region has no template snapshot yet.
-BASE_IMAGE = "debian-12-x64"
 STATES = ("active", "reserve", "destroying")
 #: The region that holds an environment's creation-lock VPC (any region would do).
 LOCK_REGION = "nyc3"
@@ -166,6 +165,11 @@ class DigitalOceanProvider(Provider):
     """
 
     name = "digitalocean"
+    #: Servers come from the region's template snapshot (made on first need); ``False``: from
+    #: the base image, provisioned one by one (the seed's ``create_droplet``).
+    use_templates = True
+    #: The images a template holds (the project's nginx and Python images; see template.py).
+    template_images: tuple[str, ...] = ()
 
     def __init__(self, api: DigitalOceanApi | None = None, *, ready_timeout: float = 600.0, log: Callable[[str], None] | None = None) -> None:
         self._given = api
@@ -176,9 +180,23 @@ class DigitalOceanProvider(Provider):
         self._lock = threading.Lock()
         self._naming: set[str] = set()
         self._setup = threading.Lock()
+        self._template_locks: dict[str, threading.Lock] = {}
         #: Environments whose firewall this provider wrote (once per process: it never changes).
         self._firewalled: set[tuple[str, str]] = set()
         self._ssh: dict[int, Any] = {}
+
+    @classmethod
+    def for_project(cls, project: Any) -> DigitalOceanProvider:
+        """A provider whose templates hold the project's nginx and Python images."""
+        provider = cls()
+        refs: list[str] = []
+        for key in ("nginx", "python"):
+            try:
+                refs.append(project.image(key))
+            except (KeyError, AttributeError):
+                continue
+        provider.template_images = tuple(refs)
+        return provider
 
     def api(self) -> DigitalOceanApi:
         """The API client given, or one made from the environment variables (made again when
@@ -240,16 +258,62 @@ class DigitalOceanProvider(Provider):
         size = api.cheapest_size(vcpus=spec.cpu, memory_mb=spec.memory, region=zone)
         tag = env_tag(project, env)
         tags = [tag, f"zone:{zone}", f"status:{state}", *([f"slot:{spec.tags['slot']}"] if spec.tags.get("slot") else [])]
+        image: int | str = self.get_or_create_template(project, env, zone) if self.use_templates else BASE_IMAGE
         name = self._claim_name(api, project, env, zone)
         try:
-            body = {"name": name, "region": zone, "size": size["slug"], "image": BASE_IMAGE, "ssh_keys": [key["id"]], "vpc_uuid": vpc["id"], "tags": tags, "monitoring": True}
+            body = {"name": name, "region": zone, "size": size["slug"], "image": image, "ssh_keys": [key["id"]], "vpc_uuid": vpc["id"], "tags": tags, "monitoring": True}
             droplet = api.create_droplet(body, tag=tag, timeout=self.ready_timeout)
         finally:
             with self._lock:
                 self._naming.discard(name)
         server = self._server(project, env, droplet)
         self._wait_reachable(server)
+        if image == BASE_IMAGE:
+            self._provision(server, image_ids(self.template_images))
         return server
+
+    def _provision(self, server: DropletServer, images: dict[str, str]) -> None:
+        """Make a droplet from the base image what a template holds (template.py)."""
+        provision(server, images, self.log)
+
+    # --- templates -----------------------------------------------------------------------------
+
+    def get_or_create_template(self, project: str, env: str, region: str) -> int:
+        """The id of ``region``'s template snapshot, made first when there is none (a droplet
+        from the base image, provisioned, snapshotted, destroyed; see template.py)."""
+        from ..ssh.keys import ensure_keypair  # noqa: PLC0415 - deferred: next to paramiko's imports
+
+        api = self.api()
+        images = image_ids(self.template_images)
+        name = template_name(region, digest(images))
+        with self._lock:
+            region_lock = self._template_locks.setdefault(region, threading.Lock())
+        with region_lock:  # the servers of one deploy wait for one template
+            found = find_template(api, name, region)
+            if found is not None:
+                return int(found["id"])
+            self.log(f"DigitalOcean: making the template {name} (the first server of {region} from it)")
+            key = api.ensure_ssh_key(f"projectdeployer-{project}-{env}", ensure_keypair(project, env).public_openssh)
+            size = api.cheapest_size(vcpus=1, memory_mb=1024, region=region)
+            body = {"name": f"{name}-build", "region": region, "size": size["slug"], "image": BASE_IMAGE, "ssh_keys": [key["id"]], "tags": [TEMPLATE_TAG]}
+            droplet = api.create_droplet(body, tag=TEMPLATE_TAG, timeout=self.ready_timeout)
+            server = self._server(project, env, droplet)
+            try:
+                self._wait_reachable(server)
+                self._provision(server, images)
+                action = api.call(f"snapshot {name}", api.client.droplet_actions.post, server.droplet_id, body={"type": "snapshot", "name": name}, idempotent=False)["action"]
+                api.wait_action(action["id"], what=f"snapshot {name}", timeout=max(self.ready_timeout, 1800.0))
+            finally:
+                self.destroy_server(server)
+            found = find_template(api, name, region)
+            if found is None:
+                raise DigitalOceanError(f"DigitalOcean: the snapshot {name} was taken but is not listed in {region}")
+            return int(found["id"])
+
+    def delete_template(self) -> list[str]:
+        """Remove every template snapshot and any template droplet left behind (the next server
+        made needs a new template); the names removed."""
+        return delete_templates(self.api(), self.log)
 
     def _wait_reachable(self, server: DropletServer) -> None:
         """Until the new droplet's sshd accepts the environment's key."""
@@ -306,6 +370,9 @@ class DigitalOceanProvider(Provider):
         if ssh is not None:
             with contextlib.suppress(Exception):
                 ssh.close()
+            # DigitalOcean hands the address to another droplet later, with another host key.
+            with contextlib.suppress(Exception):
+                ssh.known_hosts.remove(ssh.public_address, ssh.port)
 
     # --- the first deploy's lock ---------------------------------------------------------------
 
