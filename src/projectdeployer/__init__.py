@@ -21,6 +21,7 @@ from .hookspecs import hookimpl
 if TYPE_CHECKING:
     from .api.bastion import Deployer
     from .api.by_name import BackupManager, FileSync, SecretsRotator
+    from .api.domanager import DOManager
     from .api.project import ProjectDeployer
     from .build.git import GitManager, cleanup_git_checkouts
     from .core.errors import ConfigError, PluginError, ProjectDeployerError, ProjectExists, ProjectNotFound
@@ -42,6 +43,7 @@ _LAZY = {
     "BackupManager": "projectdeployer.api.by_name",
     "FileSync": "projectdeployer.api.by_name",
     "Deployer": "projectdeployer.api.bastion",
+    "DOManager": "projectdeployer.api.domanager",
     "Environment": "projectdeployer.environment.environment",
     "ResourceResolver": "projectdeployer.secrets.resolver",
 }
@@ -59,6 +61,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BackupManager",
     "ConfigError",
+    "DOManager",
     "Deployer",
     "Environment",
     "FileSync",

@@ -7,7 +7,9 @@ real servers (sandbox servers reached over SSH at their public address), through
   environment, zone, status and slot), which needs none of those images sent; the service
   serves through each droplet's sidecar;
 * scaling down destroys a droplet; the inventory is what the API lists, nothing cached;
-* the API token appears in no log line.
+* the API token appears in no log line;
+* the seed's ``DOManager`` snippets (template, create_server from it, create_droplet from the
+  base image, status, delete_template) run as written.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from projectdeployer import ProjectDeployer
+from projectdeployer import DOManager, ProjectDeployer
 from projectdeployer.providers.digitalocean.provider import env_tag
 from projectdeployer.rehearse.fake_digitalocean import Cloud, FakeDigitalOcean
 from projectdeployer.rehearse.fake_digitalocean.sandbox_machines import SandboxMachines
@@ -96,3 +98,35 @@ def test_droplets_are_created_tagged_served_and_destroyed_through_the_api(cloud:
     (server,) = provider.list_servers(name, "prod")
     assert server.name == left.name and _get(server)["version"] == "2"
     assert not any(TOKEN in line for line in lines)
+
+
+@pytest.fixture
+def bare_cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDigitalOcean]:
+    machines = SandboxMachines(f"m{os.getpid() % 1000}{int(time.time()) % 10000}")
+    fake = FakeDigitalOcean(Cloud(machines, action_seconds=0.2), tokens={TOKEN}).start()
+    monkeypatch.setenv("DIGITALOCEAN_API_TOKEN", TOKEN)
+    monkeypatch.setenv("DIGITALOCEAN_API_URL", fake.url)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+        machines.purge()
+
+
+def test_the_seeds_domanager_snippets(bare_cloud: FakeDigitalOcean) -> None:
+    """The seed's template snippets, as written there, against the fake."""
+    snapshot_id = DOManager.get_or_create_template(region="lon1")
+    assert DOManager.get_or_create_template(region="lon1") == snapshot_id  # made once
+    server = DOManager.create_server("myserver", "lon1", cpu=2, memory=4096)
+    legacy = DOManager.create_droplet("oldstyle", "lon1")
+    assert server.run(["cat", "/etc/projectdeployer/template"]).ok and legacy.run(["docker", "info", "--format", "{{.ServerVersion}}"]).ok
+    made = {d.name: d for d in bare_cloud.cloud.list_droplets()}
+    assert made["myserver"].image["id"] == snapshot_id and made["myserver"].size_slug == "s-2vcpu-4gb"
+    assert made["oldstyle"].image["slug"] == "debian-12-x64"
+    assert DOManager.status() == {"lon1": {"active": 2, "reserve": 0, "destroying": 0, "total": 2}}
+    removed = DOManager.delete_template()
+    assert len(removed) == 1 and removed[0].startswith("pd-template-lon1-")
+    assert bare_cloud.cloud.snapshots == {}
+    for each in DOManager.servers():
+        DOManager.destroy_server(each)
+    assert bare_cloud.cloud.list_droplets() == []

@@ -236,9 +236,10 @@ class DigitalOceanProvider(Provider):
 
     # --- creating ------------------------------------------------------------------------------
 
-    def create_server(self, project: str, env: str, spec: ServerSpec) -> Server:
+    def create_server(self, project: str, env: str, spec: ServerSpec, *, name: str | None = None) -> Server:
         """A droplet in ``spec.zone`` of the cheapest fitting size, tagged, in the environment's
-        VPC and firewall, returned once it is active and accepts SSH."""
+        VPC and firewall, returned once it is active and accepts SSH. ``name``: that name
+        instead of the next free ``{project}-{env}-{zone}-{n}``."""
         from ..ssh.keys import ensure_keypair  # noqa: PLC0415 - deferred: next to paramiko's imports
 
         api = self.api()
@@ -259,7 +260,11 @@ class DigitalOceanProvider(Provider):
         tag = env_tag(project, env)
         tags = [tag, f"zone:{zone}", f"status:{state}", *([f"slot:{spec.tags['slot']}"] if spec.tags.get("slot") else [])]
         image: int | str = self.get_or_create_template(project, env, zone) if self.use_templates else BASE_IMAGE
-        name = self._claim_name(api, project, env, zone)
+        if name is None:
+            name = self._claim_name(api, project, env, zone)
+        else:
+            with self._lock:
+                self._naming.add(name)
         try:
             body = {"name": name, "region": zone, "size": size["slug"], "image": image, "ssh_keys": [key["id"]], "vpc_uuid": vpc["id"], "tags": tags, "monitoring": True}
             droplet = api.create_droplet(body, tag=tag, timeout=self.ready_timeout)
