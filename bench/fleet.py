@@ -14,10 +14,15 @@ Prints each phase's deploy time and the failed/sent count, then LAST
 ``failed=N sent=M deploy_3_servers/1_server=R.RR`` (R well under 3: the servers are deployed in
 parallel). Exit status 1 when a request failed.
 
+``--provider digitalocean`` runs the same against the fake DigitalOcean (rehearse), its droplets
+sandbox servers: the first deploy makes the region's template snapshot. Two more phases under
+the same load then add one server each: from the template, and from the base image provisioned
+from scratch; LAST adds ``snapshot_server=Ts scratch_server=Ts`` (create to serving).
+
 Everything it creates (servers, their networks and volumes, the image, its PROJECTDEPLOYER_HOME)
 is removed at the end, also after an error. Needs the image bed (make images).
 
-Usage: python bench/fleet.py [--rate 60]
+Usage: python bench/fleet.py [--rate 60] [--provider sandbox|digitalocean]
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import repo_root  # noqa: F401  (tests.support importable)
 
 from projectdeployer import ProjectDeployer
 from projectdeployer.providers.sandbox import SandboxProvider
+from projectdeployer.rehearse.fake_digitalocean import Cloud, FakeDigitalOcean
+from projectdeployer.rehearse.fake_digitalocean.sandbox_machines import SandboxMachines
 from projectdeployer.rehearse.loadgen import LoadGenerator
 from tests.support.bed import images_table
 
@@ -43,9 +50,9 @@ EXAMPLE = ROOT / "examples" / "python-api"
 DOMAIN = "api.fleet.bench"
 
 
-def project_file(path: Path, name: str, app: Path, count: int, version: str) -> None:
+def project_file(path: Path, name: str, app: Path, count: int, version: str, provider: str = "sandbox") -> None:
     path.write_text(
-        f'[project]\nname = "{name}"\n\n{images_table()}\n[environments.bench]\nprovider = "sandbox"\n\n'
+        f'[project]\nname = "{name}"\n\n{images_table()}\n[environments.bench]\nprovider = "{provider}"\n\n'
         f'[services.api]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'
         f'servers_count = {count}\nserver_zone = "lon1"\ndomain = "{DOMAIN}"\nhealth_path = "/health"\n'
         f'env_vars = {{ APP_VERSION = "{version}" }}\n'
@@ -55,6 +62,7 @@ def project_file(path: Path, name: str, app: Path, count: int, version: str) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=60.0, help="requests per second through the sidecar")
+    parser.add_argument("--provider", choices=("sandbox", "digitalocean"), default="sandbox", help="sandbox servers, or droplets of the fake DigitalOcean")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="pd-bench-fleet-"))
     os.environ["PROJECTDEPLOYER_HOME"] = str(home)
@@ -62,32 +70,50 @@ def main() -> int:
     app = home / "app"
     shutil.copytree(EXAMPLE, app)
     path = home / "fleet.toml"
-    provider = SandboxProvider()
     failed = sent = 0
     times: dict[int, float] = {}
+    added: dict[str, float] = {}
     quiet = lambda line: None  # noqa: E731 - the bench prints its own lines
+    cloud = fake = None
+    if args.provider == "digitalocean":
+        cloud = SandboxMachines(f"b{name}")
+        fake = FakeDigitalOcean(Cloud(cloud, action_seconds=0.2), tokens={"bench"}).start()
+        os.environ["DIGITALOCEAN_API_TOKEN"], os.environ["DIGITALOCEAN_API_URL"] = "bench", fake.url
+    write = lambda count, version: project_file(path, name, app, count, version, args.provider)  # noqa: E731
     try:
-        project_file(path, name, app, 3, "1")
+        write(3, "1")
         began = time.monotonic()
         ProjectDeployer(str(path), path=path).deploy(env="bench", log=quiet)
-        print(f"first deploy (3 servers created, image sent to each): {time.monotonic() - began:.1f}s", flush=True)
+        made = "servers from the region's new template" if fake else "image sent to each"
+        print(f"first deploy (3 servers created, {made}): {time.monotonic() - began:.1f}s", flush=True)
+        provider = ProjectDeployer(str(path), path=path).environment("bench").provider()
         # The load goes through the zone's first server (slot 0: the one scaling down keeps;
         # parallel creation hands out names in any order, so not the first name).
         first = min(provider.list_servers(name, "bench"), key=lambda s: (int(s.tags.get("slot", 0)), s.name))
         with LoadGenerator(f"http://{first.public_address}:80/", host_header=DOMAIN, rate=args.rate) as load:
             load.wait_sent(50, timeout=60)
-            for count, version, label in ((3, "2", "redeploy on 3 servers"), (1, "2", "scale to 1 server"), (1, "3", "redeploy on 1 server")):
-                project_file(path, name, app, count, version)
+            phases = [(3, "2", "redeploy on 3 servers"), (1, "2", "scale to 1 server"), (1, "3", "redeploy on 1 server")]
+            if fake is not None:
+                phases += [(2, "3", "add a server from the template"), (3, "3", "add a server from scratch")]
+            for count, version, label in phases:
+                write(count, version)
+                if fake is not None:  # from scratch: the base image, provisioned over SSH (the seed's create_droplet)
+                    provider.use_templates = "scratch" not in label  # type: ignore[attr-defined]
                 began = time.monotonic()
                 ProjectDeployer(str(path), path=path).deploy(env="bench", log=quiet)
                 seconds = time.monotonic() - began
                 if label.startswith("redeploy"):
                     times[count] = seconds
+                if label.startswith("add"):
+                    added["snapshot" if "template" in label else "scratch"] = seconds
                 print(f"{label}: {seconds:.1f}s", flush=True)
         failed, sent = load.result.failed, load.result.sent
         print(load.result.summary(), flush=True)
     finally:
-        provider.purge(name, "bench")
+        if fake is not None and cloud is not None:
+            fake.stop()
+            cloud.purge()
+        SandboxProvider().purge(name, "bench")
         client = docker.from_env()
         for image in client.images.list(filters={"label": f"io.projectdeployer.project={name}"}):
             try:
@@ -96,7 +122,8 @@ def main() -> int:
                 pass
         shutil.rmtree(home, ignore_errors=True)
     ratio = times[3] / times[1] if times.get(1) else float("nan")
-    print(f"failed={failed} sent={sent} deploy_3_servers/1_server={ratio:.2f}")
+    extra = f" snapshot_server={added['snapshot']:.1f}s scratch_server={added['scratch']:.1f}s" if added else ""
+    print(f"failed={failed} sent={sent} deploy_3_servers/1_server={ratio:.2f}{extra}")
     return 1 if failed else 0
 
 
