@@ -7,7 +7,8 @@ beforehand and listed in the project file by address, reached over real SSH.
   missing;
 * scaling down releases servers: the environment's containers gone, the state file removed, the
   server free for the next claim;
-* a listed server that does not answer is named by the deploy.
+* ``servers check`` reports every listed server (the free one too): SSH, host key, Docker
+  version, free disk, what of ours runs there; one that does not answer fails the check.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from projectdeployer import ProjectDeployer
+from projectdeployer.cli import make_cli
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.core.provider import ServerSpec
 from projectdeployer.providers.hosts import HostsProvider, state_file
@@ -96,7 +99,7 @@ def _ours(host: dict[str, Any], name: str) -> list[str]:
     return sorted(c.name for c in client.containers.list(all=True, filters={"label": f"io.projectdeployer.project={name}"}))
 
 
-def test_servers_you_list_are_claimed_served_refused_beyond_the_list_and_released(hosts: dict[str, Any]) -> None:
+def test_servers_you_list_are_claimed_served_refused_beyond_the_list_and_released(hosts: dict[str, Any], docker_client: Any) -> None:
     name, path, listed = hosts["name"], hosts["path"], hosts["hosts"]
     write = lambda count, version: _project_file(path, name, hosts["bed"], hosts["app"], hosts["registry"], listed, count, version)  # noqa: E731
     write(2, "1")
@@ -112,6 +115,14 @@ def test_servers_you_list_are_claimed_served_refused_beyond_the_list_and_release
     for server in servers.values():
         assert _get(server)["version"] == "1"
     assert _ours(listed[2], name) == []  # the third is not the environment's
+
+    # `servers check` reads every listed server, the free one too.
+    checked = CliRunner().invoke(make_cli(), ["-f", str(path), "servers", "check", "--env", "prod", "--json"], catch_exceptions=False)
+    assert checked.exit_code == 0, checked.output
+    report = {s["server"]: s for s in json.loads(checked.output)["servers"]}
+    assert {n: r["state"] for n, r in report.items()} == {"box-1": "active", "box-2": "active", "box-3": "free"}
+    assert all(r["ok"] and r["host_key"] == "pinned" and r["docker"][0].isdigit() and r["disk_free_gib"] > 0 for r in report.values()), report
+    assert report["box-3"]["containers"] == [] and f"{name}_prod_nginx" in report["box-1"]["containers"]
 
     # More than the list has: refused before anything changes, naming what is missing.
     write(4, "2")
@@ -135,3 +146,10 @@ def test_servers_you_list_are_claimed_served_refused_beyond_the_list_and_release
             assert _ours(host, name) == [], host["name"]
             with pytest.raises(FileNotFoundError):
                 host["sandbox"].get_file(state_file("/local", name, "prod"))
+
+    # A listed server that does not answer: the check names it and fails.
+    stopped = next(h for h in listed if h["name"] not in kept)
+    docker_client.containers.get(stopped["sandbox"].container_id).stop(timeout=5)
+    checked = CliRunner().invoke(make_cli(), ["-f", str(path), "servers", "check", "--env", "prod"])
+    assert checked.exit_code == 1 and str(checked.exception).endswith(f"failed the check: {stopped['name']}"), checked.output
+    assert "FAILED: server " + stopped["name"] in checked.output and "Unable to" in checked.output

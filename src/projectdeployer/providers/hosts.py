@@ -195,6 +195,13 @@ class HostsProvider(Provider):
         that could not be asked (as not running)."""
         return [server for server, ours in self._read_all(project, env) if ours]
 
+    def listed_servers(self, project: str, env: str) -> list[Server]:
+        """Every listed server, the free ones too (state ``free``): what ``servers check`` reads."""
+        found: list[Server] = []
+        for server, ours in self._read_all(project, env):
+            found.append(server if ours else HostServer(server.ssh, {**server.tags, "state": "free"}))
+        return found
+
     # --- claiming and releasing ----------------------------------------------------------------
 
     def missing_servers(self, project: str, env: str, wanted: Mapping[str, int]) -> str | None:
