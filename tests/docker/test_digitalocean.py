@@ -7,7 +7,9 @@ real servers (sandbox servers reached over SSH at their public address), through
   environment, zone, status and slot), which needs none of those images sent; the service
   serves through each droplet's sidecar;
 * scaling down destroys a droplet; the inventory is what the API lists, nothing cached;
-* the API token appears in no log line;
+* a 429 storm during a deploy is waited out (each wait a line); a failed droplet create is one
+  clear error, leaves no droplet, and the next deploy creates it once;
+* the API token appears in no log line, container environment or file on the servers;
 * the seed's ``DOManager`` snippets (template, create_server from it, create_droplet from the
   base image, status, delete_template) run as written.
 """
@@ -18,6 +20,7 @@ import json
 import os
 import shutil
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from typing import Any
 import pytest
 
 from projectdeployer import DOManager, ProjectDeployer
+from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.providers.digitalocean.provider import env_tag
 from projectdeployer.rehearse.fake_digitalocean import Cloud, FakeDigitalOcean
 from projectdeployer.rehearse.fake_digitalocean.sandbox_machines import SandboxMachines
@@ -64,6 +68,10 @@ def cloud(tmp_path: Path, bed: dict[str, str], docker_client: Any, registry: str
         remove_project(docker_client, name, env="prod")
 
 
+def _control(fake: FakeDigitalOcean, path: str, body: dict[str, Any]) -> None:
+    urllib.request.urlopen(urllib.request.Request(f"{fake.url}/_fake/{path}", data=json.dumps(body).encode(), method="POST"), timeout=5).read()
+
+
 def _get(server: Any) -> dict[str, Any]:
     result = server.run(["curl", "-sS", "--max-time", "10", "-H", f"Host: {DOMAIN}", "http://127.0.0.1:80/"])
     assert result.ok, result.stderr
@@ -92,12 +100,31 @@ def test_droplets_are_created_tagged_served_and_destroyed_through_the_api(cloud:
     servers = provider.list_servers(name, "prod")
     assert [_get(s)["version"] for s in servers] == ["1", "1"]
 
+    # A 429 storm in the middle: waited out until the reset, each wait told.
     write(1, "2")
+    _control(fake, "rate_limit", {"requests": 4, "reset_in": 2})
     ProjectDeployer(str(path), path=path).deploy(env="prod", log=lines.append)
+    assert sum("DigitalOcean: rate limit reached" in line for line in lines) == 4, lines[-20:]
     (left,) = fake.cloud.list_droplets(tag_name=env_tag(name, "prod"))
     (server,) = provider.list_servers(name, "prod")
     assert server.name == left.name and _get(server)["version"] == "2"
+
+    # A droplet create that fails: one clear line, nothing left behind; the next deploy makes it.
+    write(2, "2")
+    _control(fake, "failures", {"droplet_create": 1})
+    with pytest.raises(ProjectDeployerError, match=r"cannot create servers: .*DigitalOcean: create droplet .*: the create action \d+ errored"):
+        ProjectDeployer(str(path), path=path).deploy(env="prod", log=lines.append)
+    assert len(fake.cloud.list_droplets(tag_name=env_tag(name, "prod"))) == 1
+    ProjectDeployer(str(path), path=path).deploy(env="prod", log=lines.append)
+    assert len(fake.cloud.list_droplets(tag_name=env_tag(name, "prod"))) == 2
+
+    # The token is in no log line, no container's environment and no file on the servers.
     assert not any(TOKEN in line for line in lines)
+    for each in provider.list_servers(name, "prod"):
+        for container in each.docker().containers.list(all=True):
+            assert not any(TOKEN in value for value in container.attrs["Config"].get("Env") or []), container.name
+        found = each.run(["grep", "-rl", TOKEN, "/local", "/etc", "/root"])
+        assert found.exit_code == 1 and not found.stdout.strip(), found.stdout
 
 
 @pytest.fixture

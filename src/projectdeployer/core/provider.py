@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -87,6 +87,9 @@ class Provider(abc.ABC):
     """Creates, lists, resizes and destroys servers. Inventory is read live, never cached."""
 
     name: str
+    #: Where the provider tells what it waits for or makes on the way (a rate limit, a template):
+    #: the environment that hands it out points it at its own progress log.
+    log: Callable[[str], None] = staticmethod(lambda line: None)
     #: At most this many servers per zone (``None``: no limit); allocation respects it, so a
     #: ``servers_count`` above it runs on that many (this machine's provider: 1).
     max_servers: int | None = None

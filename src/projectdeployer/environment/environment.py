@@ -75,7 +75,9 @@ class Environment:
         entry = self.registry.providers.get(name)
         if entry is None:
             raise ProjectDeployerError(f"environment {self.env}: no provider named '{name}' is loaded")
-        return entry.get(self.project)
+        provider = entry.get(self.project)
+        provider.log = self.log  # its waits and creations show in this environment's progress
+        return provider
 
     def servers(self) -> tuple[list[Server], list[Server]]:
         """Every server of the environment as the provider lists it now (this machine's one for a

@@ -206,7 +206,7 @@ class DigitalOceanProvider(Provider):
         token, url, verify = os.environ.get(TOKEN_ENV, ""), api_url(os.environ), os.environ.get(CA_ENV) or True
         with self._lock:
             if self._api is None or self._api_key != (token, url, verify):
-                self._api = DigitalOceanApi(token, url=url, verify=verify, log=self.log)
+                self._api = DigitalOceanApi(token, url=url, verify=verify, log=lambda line: self.log(line))
                 self._api_key = (token, url, verify)
             return self._api
 
