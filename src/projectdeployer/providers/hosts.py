@@ -34,15 +34,16 @@ import contextlib
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..core.errors import ProjectDeployerError
 from ..core.fanout import fan_out
 from ..core.model import HostSpec, Project
-from ..core.provider import CommandResult, Provider, Server, ServerSpec
-from ..core.runtime import LABEL_ENV, LABEL_PROJECT, ContainerRuntime
+from ..core.provider import Provider, Server, ServerSpec
+from ..core.runtime import LABEL_ENV, LABEL_PROJECT
 from ..hookspecs import hookimpl
+from .ssh.wrapped import SshBackedServer
 
 PROVIDER_NAME = "ssh"
 STATES = ("active", "reserve", "destroying")
@@ -57,12 +58,12 @@ def state_file(data_root: str, project: str, env: str) -> str:
     return f"{data_root.rstrip('/')}/{project}/{env}/server.json"
 
 
-class HostServer(Server):
+class HostServer(SshBackedServer):
     """A listed server as read now: its tags (state, slot) from its state file, everything else
     through its (reused) :class:`~projectdeployer.providers.ssh.server.SshServer`."""
 
     def __init__(self, ssh: Any, tags: Mapping[str, str]) -> None:
-        self.ssh = ssh
+        self._ssh = ssh
         self.name = ssh.name
         self.zone = ssh.zone
         self.public_address = ssh.public_address
@@ -73,7 +74,11 @@ class HostServer(Server):
         self.tags = dict(tags)
 
     def __repr__(self) -> str:
-        return f"<HostServer {self.name} {self.ssh.address} zone={self.zone} state={self.tags.get('state')}>"
+        return f"<HostServer {self.name} {self._ssh.address} zone={self.zone} state={self.tags.get('state')}>"
+
+    @property
+    def ssh(self) -> Any:
+        return self._ssh
 
     @property
     def state(self) -> str:
@@ -83,33 +88,6 @@ class HostServer(Server):
     def running(self) -> bool:
         """Whether it answered when listed (one that did not is named by the deploy)."""
         return self.tags.get("power") != "unreachable"
-
-    def run(self, command: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        return self.ssh.run(command, timeout=timeout)  # type: ignore[no-any-return]
-
-    def docker(self) -> Any:
-        return self.ssh.docker()
-
-    def put_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> None:
-        self.ssh.put_file(remote_path, data, mode=mode)
-
-    def get_file(self, remote_path: str) -> bytes:
-        return self.ssh.get_file(remote_path)  # type: ignore[no-any-return]
-
-    def runtime(self) -> ContainerRuntime:
-        return self.ssh.runtime()  # type: ignore[no-any-return]
-
-    def probe_http(self, port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[bool, str]:
-        return self.ssh.probe_http(port, path, timeout=timeout)  # type: ignore[no-any-return]
-
-    def probe_tcp(self, port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
-        return self.ssh.probe_tcp(port, timeout=timeout)  # type: ignore[no-any-return]
-
-    def __getattr__(self, name: str) -> Any:
-        ssh = self.__dict__.get("ssh")
-        if name.startswith("_") or ssh is None:
-            raise AttributeError(name)
-        return getattr(ssh, name)
 
 
 class HostsProvider(Provider):

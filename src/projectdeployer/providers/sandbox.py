@@ -73,11 +73,11 @@ import attrs
 from ..core.errors import ProjectDeployerError
 from ..core.fanout import fan_out
 from ..core.poll import WaitTimeout, retry, wait_until
-from ..core.provider import CommandResult, Provider, Server, ServerSpec
-from ..core.runtime import ContainerRuntime
+from ..core.provider import Provider, Server, ServerSpec
 from ..hookspecs import hookimpl
 from .digitalocean import REGIONS
 from .ssh.keys import HostKey, ensure_keypair, known_hosts_path
+from .ssh.wrapped import SshBackedServer
 
 if TYPE_CHECKING:
     from .ssh.server import SshServer
@@ -490,7 +490,7 @@ def pick_subnet(used: Iterable[str], pool: str = DEFAULT_SUBNETS, prefix: int = 
 # --- the server -------------------------------------------------------------------------------
 
 
-class SandboxServer(Server):
+class SandboxServer(SshBackedServer):
     """A sandbox server: its addresses and tags, and an :class:`SshServer` for everything it does.
 
     ``public_address`` is its address on the shared network (what servers of other zones use),
@@ -555,34 +555,10 @@ class SandboxServer(Server):
             raise SandboxError(f"server {self.name} {what}")
         return self._ssh
 
-    def run(self, command: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        return self.ssh.run(command, timeout=timeout)
-
-    def docker(self) -> Any:
-        return self.ssh.docker()
-
-    def put_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> None:
-        self.ssh.put_file(remote_path, data, mode=mode)
-
-    def get_file(self, remote_path: str) -> bytes:
-        return self.ssh.get_file(remote_path)
-
-    def runtime(self) -> ContainerRuntime:
-        from .docker_runtime import DockerRuntime  # noqa: PLC0415 - deferred: imports the docker SDK (start-up)
-
-        return DockerRuntime(self.docker(), bind_address=self.bind_address)
-
-    def probe_http(self, port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[bool, str]:
-        return self.ssh.probe_http(port, path, timeout=timeout)
-
-    def probe_tcp(self, port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
-        return self.ssh.probe_tcp(port, timeout=timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        ssh = self.__dict__.get("_ssh")
-        if name.startswith("_") or ssh is None:
-            raise AttributeError(name)
-        return getattr(ssh, name)
+    def _delegate(self) -> Any:
+        # A server that was not running when read has no SSH access: its other attributes are
+        # missing (getattr's default applies), not an error.
+        return self.__dict__.get("_ssh")
 
 
 # --- the provider -----------------------------------------------------------------------------

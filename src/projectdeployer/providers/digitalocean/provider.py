@@ -28,12 +28,12 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ...core.errors import ProjectDeployerError
-from ...core.provider import CommandResult, Provider, Server, ServerSpec
-from ...core.runtime import ContainerRuntime
+from ...core.provider import Provider, Server, ServerSpec
+from ..ssh.wrapped import SshBackedServer
 from .api import TOKEN_ENV, DigitalOceanApi, DigitalOceanError, api_url
 from .template import BASE_IMAGE, TEMPLATE_TAG, delete_templates, digest, find_template, image_ids, provision, template_name
 
@@ -92,8 +92,9 @@ def _address(droplet: Mapping[str, Any], kind: str) -> str:
     return next((n["ip_address"] for n in (droplet.get("networks") or {}).get("v4") or [] if n.get("type") == kind), "")
 
 
-class DropletServer(Server):
-    """A droplet as listed now; commands, files and Docker go through its (reused) SSH access."""
+class DropletServer(SshBackedServer):
+    """A droplet as listed now; commands, files and Docker go through its (reused) SSH access,
+    made on first use (listing connects to nothing)."""
 
     def __init__(self, droplet: Mapping[str, Any], project: str, env: str, ssh: Callable[[], Any]) -> None:
         self.droplet_id = int(droplet["id"])
@@ -126,34 +127,6 @@ class DropletServer(Server):
         if self._ssh is None:
             self._ssh = self._ssh_factory()
         return self._ssh
-
-    def run(self, command: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        return self.ssh.run(command, timeout=timeout)  # type: ignore[no-any-return]
-
-    def docker(self) -> Any:
-        return self.ssh.docker()
-
-    def put_file(self, remote_path: str, data: bytes, *, mode: int = 0o644) -> None:
-        self.ssh.put_file(remote_path, data, mode=mode)
-
-    def get_file(self, remote_path: str) -> bytes:
-        return self.ssh.get_file(remote_path)  # type: ignore[no-any-return]
-
-    def runtime(self) -> ContainerRuntime:
-        from ..docker_runtime import DockerRuntime  # noqa: PLC0415 - deferred: imports the docker SDK (start-up)
-
-        return DockerRuntime(self.docker(), bind_address=self.bind_address)
-
-    def probe_http(self, port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[bool, str]:
-        return self.ssh.probe_http(port, path, timeout=timeout)  # type: ignore[no-any-return]
-
-    def probe_tcp(self, port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
-        return self.ssh.probe_tcp(port, timeout=timeout)  # type: ignore[no-any-return]
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.ssh, name)
 
 
 class DigitalOceanProvider(Provider):
