@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import re
+import secrets
 import tarfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,14 +50,16 @@ _PS_SCRIPT = (
 )
 
 
-# Prints each proxy root's nginx.conf, active.conf and the live version's routes.json, framed as
-# "<bytes> <path>" + the text (or "- <path>" when there is none): one exec reads a proxy's state,
-# where the archive API would take one call (and a docker-tar process on the engine) per file.
+# Prints each proxy root's nginx.conf, active.conf and the live version's routes.json, each as
+# "== <marker> <path>" + its text + a line with the marker ($1, new per call: no file holds
+# it), or "- <marker> <path>" when there is none, then "- <marker> pd-end": one exec reads the proxies' state, where the
+# archive API would take one call (and a docker-tar process on the engine) per file. Each file
+# is read once, so one that a concurrent switch replaces is whole, old or new.
 _STATE_SCRIPT = (
-    'emit() { if [ -r "$1" ]; then printf "%s %s\\n" "$(wc -c < "$1" | tr -d " ")" "$1"; cat "$1"; else printf -- "- %s\\n" "$1"; fi; }; '
+    'mark=$1; shift; emit() { if [ -r "$1" ]; then printf "== %s %s\\n" "$mark" "$1"; cat "$1"; printf "\\n%s\\n" "$mark"; else printf -- "- %s %s\\n" "$mark" "$1"; fi; }; '
     'for root in "$@"; do emit "$root/nginx.conf"; emit "$root/active.conf"; '
     "v=$(sed -n 's/^# pd-version \\([A-Za-z0-9_]*\\)$/\\1/p' \"$root/active.conf\" 2>/dev/null | head -n 1); "
-    '[ -z "$v" ] || emit "$root/v/$v/routes.json"; done'
+    '[ -z "$v" ] || emit "$root/v/$v/routes.json"; done; printf -- "- %s pd-end\\n" "$mark"'
 )
 
 # One switch in one exec: find the proxy's master ($1: its main configuration), note its workers,
@@ -116,19 +119,10 @@ def read_states(container: Any, proxies: Sequence[NginxProxy]) -> dict[str, Prox
     the archive API, a call per file, when the container is not running: no exec there)."""
     if container.status != "running":
         return {proxy.kind: proxy.read_state(container) for proxy in proxies}
-    result = container.exec_run(["sh", "-c", _STATE_SCRIPT, "sh", *(p.paths.root for p in proxies)], stdout=True, stderr=True, user="root")
-    output: bytes = result.output or b""
-    if result.exit_code != 0:
-        raise RoutingError(f"{container.name}: cannot read its nginx configuration: {output.decode(errors='replace').strip()}")
-    files: dict[str, str] = {}
-    at = 0
-    while at < len(output):
-        end = output.index(b"\n", at)
-        size, _, path = output[at:end].decode(errors="replace").partition(" ")
-        at = end + 1
-        if size.isdigit():
-            files[path] = output[at : at + int(size)].decode(errors="replace")
-            at += int(size)
+    files = _read_files(container, [p.paths.root for p in proxies])
+    if files is None:
+        # The answer came back cut short (it ends with a marker): read file by file instead.
+        return {proxy.kind: proxy.read_state(container) for proxy in proxies}
     states: dict[str, ProxyState] = {}
     for proxy in proxies:
         paths = proxy.paths
@@ -136,7 +130,14 @@ def read_states(container: Any, proxies: Sequence[NginxProxy]) -> dict[str, Prox
         match = _VERSION_LINE.search(active or "")
         version = match.group(1) if match else None
         routes = files.get(f"{paths.versions_dir}/{version}/routes.json") if version else None
-        states[proxy.kind] = ProxyState(main=files.get(paths.main_conf), active=active, version=version, routes_json=routes)
+        if paths.main_conf not in files:
+            # No main configuration: a proxy this container does not run (an image without the
+            # stream module), said by the archive API too before anyone acts on it. (In the
+            # many-servers test an exec on a sidecar just restarted with its server once saw
+            # none of the files the archive API then read: the exec's view is not trusted alone.)
+            states[proxy.kind] = proxy.read_state(container)
+            continue
+        states[proxy.kind] = ProxyState(main=files[paths.main_conf], active=active, version=version, routes_json=routes)
     return states
 
 
@@ -162,6 +163,42 @@ def list_processes(container: Any) -> dict[int, tuple[int, str]]:
         if pid.isdigit() and ppid.isdigit():
             found[int(pid)] = (int(ppid), " ".join(title.split()))
     return found
+
+
+def _read_files(container: Any, roots: Sequence[str]) -> dict[str, str] | None:
+    """path -> text of what :data:`_STATE_SCRIPT` printed for ``roots``; ``None`` when the
+    output is incomplete (no end line, or a file without its closing marker)."""
+    mark = f"--pd-{secrets.token_hex(8)}--"
+    result = container.exec_run(["sh", "-c", _STATE_SCRIPT, "sh", mark, *roots], stdout=True, stderr=True, user="root")
+    output: bytes = result.output or b""
+    if result.exit_code != 0:
+        raise RoutingError(f"{container.name}: cannot read its nginx configuration: {output.decode(errors='replace').strip()}")
+    closing = f"\n{mark}\n".encode()
+    present, absent = f"== {mark} ".encode(), f"- {mark} ".encode()
+    files: dict[str, str] = {}
+    at = 0
+    while True:
+        # Only lines that carry this call's marker count: nothing else in the output (a stray
+        # line, bytes of another answer) can be taken for a file.
+        found = [i for i in (output.find(present, at), output.find(absent, at)) if i >= 0]
+        if not found:
+            return None
+        start = min(found)
+        end = output.find(b"\n", start)
+        if end < 0:
+            return None
+        line = output[start:end].decode(errors="replace")
+        path = line.split(" ", 2)[2]
+        at = end + 1
+        if line.startswith("- "):
+            if path == "pd-end":
+                return files
+            continue
+        stop = output.find(closing, at)
+        if stop < 0:
+            return None
+        files[path] = output[at:stop].decode(errors="replace")
+        at = stop + len(closing)
 
 
 class NginxProxy:
