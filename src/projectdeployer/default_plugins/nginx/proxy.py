@@ -340,10 +340,6 @@ class NginxProxy:
             f"rm -f {self.paths.root}/.active-*.tmp"
         )
 
-    def live_routes_json(self, container: Any) -> str | None:
-        """The ``routes.json`` of the live version; ``"[]"`` before the first apply."""
-        return self.state(container).routes_json
-
     # --- processes --------------------------------------------------------------------------
 
     def processes(self, container: Any, everything: Mapping[int, tuple[int, str]] | None = None) -> dict[int, str]:
