@@ -62,7 +62,8 @@ def register_providers(register: Callable[..., None]) -> None:
     :param register: the core's callback taking a provider name, a zero-argument factory,
         the zones the provider serves (used to validate ``server_zone``) and, optionally,
         ``images={"key": "default"}``: ``[images]`` keys the provider reads (the sandbox's
-        ``server``). A factory with a ``for_project(project)`` class method is given the
+        ``server``), and ``api_token=True`` when an environment's ``api_token`` reference may
+        give the provider its API token (:meth:`Provider.use_api_token`). A factory with a ``for_project(project)`` class method is given the
         project when a deploy asks for the provider.
     """
 

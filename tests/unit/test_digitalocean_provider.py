@@ -10,7 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from projectdeployer import ProjectDeployer
+from projectdeployer.cli import make_cli
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.core.provider import ServerSpec
 from projectdeployer.providers.digitalocean import provider as do_provider
@@ -118,3 +121,27 @@ def test_a_second_deploy_waits_for_the_lock(fake: FakeDigitalOcean) -> None:
         order.append("first lets go")
     waiter.join(timeout=20)
     assert order == ["first lets go", "second holds it"]
+
+
+def test_the_token_from_a_secret_reference_set_from_stdin(fake: FakeDigitalOcean, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``api_token = "secret:NAME"`` in the environment's table: stored with ``secrets set``
+    (from standard input, never an argument), resolved when the provider is handed out, and it
+    wins over ``DIGITALOCEAN_API_TOKEN``; a missing one is one line naming the key."""
+    path = tmp_path / "shop.toml"
+    path.write_text('[project]\nname = "shop"\n\n[environments.prod]\nprovider = "digitalocean"\napi_token = "secret:digitalocean/token"\n')
+    monkeypatch.setenv("DIGITALOCEAN_API_URL", fake.url)
+    monkeypatch.setenv("DIGITALOCEAN_API_TOKEN", "another-accounts-token")
+    with pytest.raises(ProjectDeployerError, match=r"^environment prod: api_token: secret reference 'secret:digitalocean/token': .* does not exist$"):
+        ProjectDeployer(str(path), path=path).environment("prod").provider()
+
+    stored = CliRunner().invoke(make_cli(), ["-f", str(path), "secrets", "set", "digitalocean/token", "--env", "prod"], input="tok\n")
+    assert stored.exit_code == 0, stored.output
+    assert "refer to it as secret:digitalocean/token" in stored.output and "tok\n" not in stored.output
+    (secret,) = (tmp_path / "home").glob("shop/prod/secrets/digitalocean/token")
+    assert secret.read_text() == "tok" and secret.stat().st_mode & 0o777 == 0o600
+
+    listed = ProjectDeployer(str(path), path=path).environment("prod").provider().list_servers("shop", "prod")
+    assert listed == []  # the fake accepts "tok" only: the reference won over the variable
+    assert fake.requests[-1][2] == 200
+    refused = CliRunner().invoke(make_cli(), ["-f", str(path), "secrets", "set", "../escape", "--env", "prod"], input="x\n")
+    assert refused.exit_code != 0 and "not a valid secret name" in refused.output

@@ -147,6 +147,15 @@ CASES = [
     ("unknown-server-zone", P + '[services.api]\ntype = "python"\nserver_zone = "mars1"\n', "services.api.server_zone", ["unknown zone 'mars1'", "lon1", "nyc3"], 1),
     ("unknown-env-zone", P + '[environments.prod]\nzones = ["lon1", "mars1"]\n', "environments.prod.zones[1]", ["unknown zone 'mars1'"], 1),
     ("unknown-provider", P + '[environments.prod]\nprovider = "aws"\n', "environments.prod.provider", ["unknown provider 'aws'", "digitalocean"], 1),
+    ("api-token-literal", P + '[environments.prod]\nprovider = "digitalocean"\napi_token = "dop_v1_abc"\n', "environments.prod.api_token", ["must be a reference", "never the token itself"], 1),
+    ("api-token-bad-name", P + '[environments.prod]\nprovider = "digitalocean"\napi_token = "secret:../token"\n', "environments.prod.api_token", ["secret:../token"], 1),
+    (
+        "api-token-for-ssh",
+        P + '[environments.prod]\nprovider = "ssh"\napi_token = "secret:do/token"\n' + '[[environments.prod.servers]]\nname = "web-1"\naddress = "10.0.0.1"\nzone = "fsn1"\n',
+        "environments.prod.api_token",
+        ['provider "ssh" calls no API that takes a token'],
+        1,
+    ),
     ("ssh-without-servers", P + '[environments.prod]\nprovider = "ssh"\n', "environments.prod.servers", ['provider "ssh" deploys to the servers you list here'], 1),
     (
         "servers-without-ssh",

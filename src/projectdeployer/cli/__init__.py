@@ -57,7 +57,7 @@ CORE_COMMANDS: dict[str, LazyCommand] = {
     "logs": LazyCommand("projectdeployer.cli.deploy_cmds", "Print the log lines of the container serving SERVICE."),
     "rollback": LazyCommand("projectdeployer.cli.deploy_cmds", "Redeploy SERVICE with its previous image, with zero downtime."),
     "plugins": LazyCommand("projectdeployer.cli.plugins_cmd", "List the loaded plugins (built-in and installed) with their hooks."),
-    "secrets": LazyCommand("projectdeployer.cli.secrets_cmds", "List and rotate the generated passwords of an environment."),
+    "secrets": LazyCommand("projectdeployer.cli.secrets_cmds", "List, set and rotate the secrets of an environment (and of its project)."),
     "backups": LazyCommand("projectdeployer.cli.backups_cmds", "Backups of the stateful services (PostgreSQL, Redis, OpenSearch)."),
     "servers": LazyCommand("projectdeployer.cli.servers_cmds", "Check the servers of an environment over SSH."),
     "sync": LazyCommand("projectdeployer.cli.sync_cmds", "Send config/secrets/files to the servers; fetch data/logs/backups/monitoring back."),

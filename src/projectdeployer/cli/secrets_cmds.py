@@ -1,14 +1,18 @@
-"""``secrets list`` and ``secrets rotate``: the secrets of an environment and of its project.
+"""``secrets list``, ``secrets set`` and ``secrets rotate``: the secrets of an environment and
+of its project.
 
 Listing shows every secret file (the environment's generated passwords, the project-wide git
 tokens and ``env_vars`` secrets, anything else under either secrets store), where each is used
 (service and key), its mode and when it last changed, never its contents.
+Setting stores a value the operator types or pipes in (never an argument: it would show in the
+process list and the shell's history) as a 0600 file, and prints the reference to write.
 Rotating changes the password in the running database first, then the file (see
 :mod:`..secrets.rotation`); the containers that use it pick the new one up on the next ``deploy``.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -98,7 +102,7 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
 
     @cli.group()
     def secrets() -> None:
-        """List and rotate the generated passwords of an environment."""
+        """List, set and rotate the secrets of an environment (and of its project)."""
 
     @secrets.command("list")
     @env_option
@@ -120,6 +124,34 @@ def register(cli: click.Group, manager: pluggy.PluginManager) -> None:
             ["scope", "service", "file", "used by", "mode", "modified", "backups"],
             [(r["scope"], r["service"], r["file"], ", ".join(r["used_by"]) or "-", "missing" if r["missing"] else r["mode"], r["modified"] or "", r["backups"]) for r in rows],
         )
+
+    @secrets.command("set")
+    @click.argument("name")
+    @env_option
+    @click.option("--project-wide", is_flag=True, help="Store it for every environment of the project.")
+    @click.pass_context
+    def set_cmd(ctx: click.Context, name: str, env: str, project_wide: bool) -> None:
+        """Store secret NAME (e.g. digitalocean/token) from standard input, or a hidden prompt.
+
+        The value never goes on the command line; the file is 0600 in the environment's secrets
+        store (or the project's, with --project-wide). Refer to it as secret:NAME.
+        """
+        project = open_project(ctx)
+        try:
+            secret_path(project.name, None, name)  # checks the name before asking for a value
+        except SecretError as exc:
+            raise click.BadParameter(str(exc), param_hint="NAME") from None
+        if sys.stdin.isatty():
+            value = click.prompt(f"value of {name}", hide_input=True, err=True)
+        else:
+            value = sys.stdin.read()
+            value = value[:-1] if value.endswith("\n") else value
+        if not value:
+            raise click.BadParameter("the value is empty", param_hint="standard input")
+        scope = None if project_wide else env
+        ref = manager.hook.store_secret(project=project.name, env=scope, name=name, value=value)
+        where = secret_path(project.name, scope, name)
+        click.echo(f"stored {where} (0600); refer to it as {ref}")
 
     @secrets.command("rotate")
     @click.argument("service", required=False)

@@ -201,6 +201,9 @@ class EnvironmentSpec:
     sidecar_shutdown_timeout: int | None = None
     #: The servers of a ``provider = "ssh"`` environment (servers you already have).
     servers: list[HostSpec] = field(factory=list)
+    #: A reference (``secret:NAME``, ``env:NAME``, ``file:PATH``) to the provider's API token
+    #: (DigitalOcean's), never the token itself; unset: the provider's environment variable.
+    api_token: str | None = None
 
 
 @define(kw_only=True)

@@ -93,6 +93,14 @@ class Provider(abc.ABC):
     #: At most this many servers per zone (``None``: no limit); allocation respects it, so a
     #: ``servers_count`` above it runs on that many (this machine's provider: 1).
     max_servers: int | None = None
+    #: Whether the provider calls an API that an environment's ``api_token`` reference can
+    #: give a token for (:meth:`use_api_token`).
+    takes_api_token: bool = False
+
+    def use_api_token(self, project: str, env: str, token: str) -> None:
+        """Call the API with ``token`` for ``project``/``env`` (the environment's ``api_token``
+        reference, resolved): it wins over the provider's own environment variable."""
+        raise NotImplementedError(f"provider '{self.name}' calls no API that takes a token")
 
     def zone_of(self, zone: str) -> str:
         """The provider's zone for a zone the project names (a service's ``server_zone``, an

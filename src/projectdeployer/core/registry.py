@@ -35,6 +35,8 @@ class ProviderEntry:
     zones: frozenset[str]
     plugin: str
     images: Mapping[str, str] = attrs.field(factory=dict)
+    #: The provider calls an API that an environment's ``api_token`` reference can feed.
+    takes_api_token: bool = False
     _instance: Provider | None = None
     _for_projects: dict[tuple[Any, ...], Provider] = attrs.field(factory=dict)
 
@@ -123,12 +125,13 @@ def build_registry(manager: pluggy.PluginManager, *, reserved_api_methods: Mappi
             factory: Callable[[], Provider],
             zones: frozenset[str] | set[str] | None = None,
             images: Mapping[str, str] | None = None,
+            api_token: bool = False,
             origin: str = origin,
         ) -> None:
             if name in registry.providers:
                 first = registry.providers[name].plugin
                 raise PluginError(f"provider '{name}' is registered by both '{first}' and '{origin}'")
-            registry.providers[name] = ProviderEntry(name, factory, frozenset(zones or ()), origin, dict(images or {}))
+            registry.providers[name] = ProviderEntry(name, factory, frozenset(zones or ()), origin, dict(images or {}), api_token)
 
         _call_one(manager, "register_providers", origin, register=register_provider)
     if reserved_api_methods is not None:

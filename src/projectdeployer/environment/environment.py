@@ -40,11 +40,12 @@ class Placed:
 
 
 def provider_name(project: Project, env: str) -> str:
-    """The provider of ``env``: its setting, or ``auto`` = DigitalOcean with a token, else local."""
-    setting = project.environment(env).provider
-    if setting != "auto":
-        return setting
-    return "digitalocean" if os.environ.get("DIGITALOCEAN_API_TOKEN") else "local"
+    """The provider of ``env``: its setting, or ``auto`` = DigitalOcean with a token (its
+    environment variable or the environment's ``api_token``), else local."""
+    settings = project.environment(env)
+    if settings.provider != "auto":
+        return settings.provider
+    return "digitalocean" if os.environ.get("DIGITALOCEAN_API_TOKEN") or settings.api_token else "local"
 
 
 class Environment:
@@ -77,6 +78,15 @@ class Environment:
             raise ProjectDeployerError(f"environment {self.env}: no provider named '{name}' is loaded")
         provider = entry.get(self.project)
         provider.log = self.log  # its waits and creations show in this environment's progress
+        ref = self.project.environment(self.env).api_token
+        if ref is not None:
+            try:
+                token: str | None = self.manager.hook.resolve_secret(project=self.project.name, env=self.env, ref=ref)
+            except ProjectDeployerError as exc:
+                raise ProjectDeployerError(f"environment {self.env}: api_token: {exc}") from None
+            if not token:
+                raise ProjectDeployerError(f"environment {self.env}: api_token {ref!r} resolves to nothing (no plugin knows the reference, or it is empty)")
+            provider.use_api_token(self.project.name, self.env, token)
         return provider
 
     def servers(self) -> tuple[list[Server], list[Server]]:

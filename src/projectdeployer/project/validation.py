@@ -447,6 +447,13 @@ def check_project(project: Project, registry: Registry) -> Iterator[Problem]:
             if zone not in known_zones(project, registry):
                 yield ("environments", env_name, "zones", i), f"unknown zone '{zone}'"
         yield from check_hosts(env_name, env.provider, env.servers)
+        if env.api_token is not None:
+            if not is_secret_ref(env.api_token):
+                yield ("environments", env_name, "api_token"), "must be a reference (secret:NAME, env:NAME or file:PATH), never the token itself"
+            elif why := secret_ref_problem(env.api_token):
+                yield ("environments", env_name, "api_token"), why
+            elif (entry := registry.providers.get(env.provider if env.provider != "auto" else "digitalocean")) is not None and not entry.takes_api_token:
+                yield ("environments", env_name, "api_token"), f'provider "{env.provider}" calls no API that takes a token'
 
     yield from check_project_rendering(project)
 

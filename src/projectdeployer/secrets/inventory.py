@@ -76,6 +76,10 @@ def secret_references(project: Project, env: str | None) -> dict[str, list[str]]
         for dep in spec.depends_on:
             if dep in specs and specs[dep].type in DATABASE_TYPES:
                 refs.setdefault(password_name(dep), []).append(f"{name}.depends_on")
+    if env is not None:
+        api_token = project.environment(env).api_token
+        if api_token is not None and api_token.startswith("secret:"):
+            refs.setdefault(api_token.removeprefix("secret:"), []).append(f"environments.{env}.api_token")
     return refs
 
 

@@ -36,4 +36,4 @@ class _Lazy:
 
 @hookimpl
 def register_providers(register: Callable[..., None]) -> None:
-    register("digitalocean", _Lazy(), zones=REGIONS)
+    register("digitalocean", _Lazy(), zones=REGIONS, api_token=True)

@@ -146,8 +146,10 @@ class DigitalOceanProvider(Provider):
 
     def __init__(self, api: DigitalOceanApi | None = None, *, ready_timeout: float = 600.0, log: Callable[[str], None] | None = None) -> None:
         self._given = api
-        self._api: DigitalOceanApi | None = None
-        self._api_key: tuple[str, str, bool | str] | None = None
+        #: API clients by (token, endpoint, CA): one per account in use.
+        self._apis: dict[tuple[str, str, bool | str], DigitalOceanApi] = {}
+        #: Tokens the environments' ``api_token`` references gave, by (project, env).
+        self._tokens: dict[tuple[str, str], str] = {}
         self.ready_timeout = ready_timeout
         self.log = log or (lambda line: None)
         self._lock = threading.Lock()
@@ -171,22 +173,32 @@ class DigitalOceanProvider(Provider):
         provider.template_images = tuple(refs)
         return provider
 
-    def api(self) -> DigitalOceanApi:
-        """The API client given, or one made from the environment variables (made again when
-        they change: the token or the endpoint of another account)."""
+    takes_api_token = True
+
+    def use_api_token(self, project: str, env: str, token: str) -> None:
+        with self._lock:
+            self._tokens[(project, env)] = token
+
+    def api(self, project: str | None = None, env: str | None = None) -> DigitalOceanApi:
+        """The API client given, or one for ``project``/``env``'s token (its ``api_token``
+        reference, else ``DIGITALOCEAN_API_TOKEN``) and the endpoint the environment variables
+        name (a new one when they change: another account)."""
         if self._given is not None:
             return self._given
-        token, url, verify = os.environ.get(TOKEN_ENV, ""), api_url(os.environ), os.environ.get(CA_ENV) or True
         with self._lock:
-            if self._api is None or self._api_key != (token, url, verify):
-                self._api = DigitalOceanApi(token, url=url, verify=verify, log=lambda line: self.log(line))
-                self._api_key = (token, url, verify)
-            return self._api
+            token = self._tokens.get((project or "", env or "")) or os.environ.get(TOKEN_ENV, "")
+            key = (token, api_url(os.environ), os.environ.get(CA_ENV) or True)
+            if key not in self._apis:
+                self._apis[key] = DigitalOceanApi(key[0], url=key[1], verify=key[2], log=lambda line: self.log(line))
+            return self._apis[key]
+
+    def _api_of(self, server: Server) -> DigitalOceanApi:
+        return self.api(server.tags.get("project"), server.tags.get("env"))
 
     # --- listing -------------------------------------------------------------------------------
 
     def list_servers(self, project: str, env: str) -> list[Server]:
-        droplets = self.api().droplets(env_tag(project, env))
+        droplets = self.api(project, env).droplets(env_tag(project, env))
         servers = [self._server(project, env, d) for d in droplets]
         return sorted(servers, key=lambda s: (s.zone, int(s.tags.get("slot", "0") or 0) if str(s.tags.get("slot", "")).isdigit() else 0, s.name))
 
@@ -215,7 +227,7 @@ class DigitalOceanProvider(Provider):
         instead of the next free ``{project}-{env}-{zone}-{n}``."""
         from ..ssh.keys import ensure_keypair  # noqa: PLC0415 - deferred: next to paramiko's imports
 
-        api = self.api()
+        api = self.api(project, env)
         zone = spec.zone
         state = spec.tags.get("state", "active")
         if state not in STATES:
@@ -261,7 +273,7 @@ class DigitalOceanProvider(Provider):
         from the base image, provisioned, snapshotted, destroyed; see template.py)."""
         from ..ssh.keys import ensure_keypair  # noqa: PLC0415 - deferred: next to paramiko's imports
 
-        api = self.api()
+        api = self.api(project, env)
         images = image_ids(self.template_images)
         name = template_name(region, digest(images))
         with self._lock:
@@ -314,7 +326,7 @@ class DigitalOceanProvider(Provider):
     def set_server_state(self, server: Server, state: str) -> Server:
         if state not in STATES:
             raise DigitalOceanError(f"unknown server state {state!r} (one of {', '.join(STATES)})")
-        api = self.api()
+        api = self._api_of(server)
         droplet_id = int(server.tags["droplet_id"])
         resource = {"resources": [{"resource_id": str(droplet_id), "resource_type": "droplet"}]}
         wanted = f"status:{state}"
@@ -329,7 +341,7 @@ class DigitalOceanProvider(Provider):
     def resize_server(self, server: Server, cpu: int, memory: int) -> Server:
         """Power off, resize (CPU, memory and disk), power on: the droplet keeps its data and
         addresses. Returns it as listed after."""
-        api = self.api()
+        api = self._api_of(server)
         droplet_id = int(server.tags["droplet_id"])
         size = api.cheapest_size(vcpus=cpu, memory_mb=memory, region=server.zone)
         for body in ({"type": "power_off"}, {"type": "resize", "size": size["slug"], "disk": True}, {"type": "power_on"}):
@@ -342,7 +354,7 @@ class DigitalOceanProvider(Provider):
         with contextlib.suppress(DigitalOceanError, KeyError):
             self.set_server_state(server, "destroying")
         droplet_id = int(server.tags["droplet_id"])
-        self.api().destroy_droplet(droplet_id)
+        self._api_of(server).destroy_droplet(droplet_id)
         with self._lock:
             ssh = self._ssh.pop(droplet_id, None)
         if ssh is not None:
@@ -365,11 +377,12 @@ class DigitalOceanProvider(Provider):
         by deleting that very VPC (by id: a lock taken meanwhile by someone else is a new VPC
         and stays). A deploy that holds the lock longer than the lease is not protected past it.
         """
-        api = self.api()
+        api = self.api(project, env)
         name = f"pd-lock-{project}-{env}"
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": int(time.time()), "lease": LOCK_LEASE}
         deadline = time.monotonic() + wait
         held: dict[str, Any] | None = None
+        told = False
         while held is None:
             try:
                 held = dict(api.call(f"take the creation lock {name}", api.client.vpcs.create, body={"name": name, "region": LOCK_REGION, "description": json.dumps(holder)}, idempotent=False)["vpc"])
@@ -387,6 +400,9 @@ class DigitalOceanProvider(Provider):
                     continue
                 if time.monotonic() >= deadline:
                     raise ProjectDeployerError(f"{project}/{env}: another deploy holds the creation lock ({_holder(owner)}); try again when it has finished") from None
+                if not told:
+                    self.log(f"DigitalOcean: waiting for the creation lock {name} ({_holder(owner)})")
+                    told = True
                 time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
         try:
             yield
