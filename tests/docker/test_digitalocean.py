@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ import pytest
 from projectdeployer import DOManager, ProjectDeployer
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.providers.digitalocean.provider import env_tag
+from projectdeployer.providers.ssh.keys import ensure_keypair
 from projectdeployer.rehearse.fake_digitalocean import Cloud, FakeDigitalOcean
 from projectdeployer.rehearse.fake_digitalocean.sandbox_machines import SandboxMachines
 from tests.docker.conftest import remove_project
@@ -78,12 +81,34 @@ def _get(server: Any) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
-def test_droplets_are_created_tagged_served_and_destroyed_through_the_api(cloud: dict[str, Any]) -> None:
+def test_droplets_are_created_tagged_served_and_destroyed_through_the_api(cloud: dict[str, Any], pd_home: Path) -> None:
     name, path, fake = cloud["name"], cloud["path"], cloud["fake"]
     write = lambda count, version: _project_file(path, name, cloud["bed"], cloud["app"], cloud["registry"], count, version)  # noqa: E731
     lines: list[str] = []
     write(2, "1")
-    ProjectDeployer(str(path), path=path).deploy(env="prod", log=lines.append)
+    # Two first deploys at once from two machines (two homes sharing the environment's key, as
+    # a team shares it): one takes the creation lock, the other waits for it, finds the servers
+    # made and deploys onto them. Each droplet is created once.
+    other_home = pd_home.parent / "teammate_home"
+    keys = ensure_keypair(name, "prod").private_path.parent
+    shutil.copytree(keys, other_home / keys.relative_to(pd_home))
+    teammate = subprocess.Popen(
+        [str(Path(sys.executable).parent / "projectdeployer"), "-f", str(path), "deploy", "--env", "prod", "--lock-wait", "600"],
+        env={**os.environ, "PROJECTDEPLOYER_HOME": str(other_home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        ProjectDeployer(str(path), path=path).deploy(env="prod", lock_wait=600, log=lines.append)
+        teammate_out, _ = teammate.communicate(timeout=900)
+    finally:
+        teammate.kill()
+    assert teammate.returncode == 0, teammate_out[-3000:]
+    waited = [text for text in ("\n".join(lines), teammate_out) if "DigitalOcean: waiting for the creation lock" in text]
+    assert len(waited) == 1, (lines[-20:], teammate_out[-3000:])  # one of the two waited
+    creates = [r for r in fake.requests if r == ("POST", "/v2/droplets", 202)]
+    assert len(creates) == 3, creates  # the template and two servers, once each
     droplets = fake.cloud.list_droplets(tag_name=env_tag(name, "prod"))
     assert sorted(d.name for d in droplets) == [f"{name}-prod-lon1-1", f"{name}-prod-lon1-2"], lines[-20:]
     assert all({"zone:lon1", "status:active"} <= set(d.tags) for d in droplets)
