@@ -1,12 +1,21 @@
-"""Many servers, end to end, on sandbox servers (containers running sshd and their own dockerd,
-reached over real SSH): PostgreSQL on one server in lon1, the API on three servers in nyc3.
+"""Many servers, end to end: PostgreSQL on one server in lon1, the API on three servers in nyc3,
+on each kind of server the product deploys to, all real machines reached over real SSH:
+
+* ``sandbox``: sandbox servers (containers running sshd and their own dockerd);
+* ``digitalocean``: droplets of the fake DigitalOcean (sandbox servers behind its API, through
+  pydo): the first deploy makes each region's template snapshot and the servers come from it;
+* ``ssh``: servers made beforehand and listed in the project file (six: one more than the
+  scenario ever needs at once), their zones the listing's, one private network between them.
+
+In each:
 
 * the API's image is pushed once to a registry on this machine and pulled by digest by each server
-  through its SSH connection; the bed's images are streamed over SSH;
+  through its SSH connection; the bed's images are streamed over SSH (or come with the template);
 * the API reads and writes PostgreSQL across servers (and zones) through ``nginx:<internal port>``;
 * a redeploy of the API across its servers under continuous load through one server's sidecar
   fails no request;
-* scaling ``servers_count`` 3 -> 5 -> 2 creates and destroys servers with no failed request;
+* scaling ``servers_count`` 3 -> 5 -> 2 creates (claims) and destroys (releases) servers with no
+  failed request;
 * a server stopped in the middle of a deploy gives an error naming it, the others keep serving,
   and the next deploy converges;
 * ``plan`` reads every server and says which servers are created, kept or destroyed and what
@@ -26,15 +35,22 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from projectdeployer import BackupManager, ProjectDeployer, SecretsRotator
 from projectdeployer.core.errors import ProjectDeployerError
 from projectdeployer.core.paths import server_env_dir
-from projectdeployer.providers.sandbox import SandboxProvider
+from projectdeployer.core.provider import Provider, ServerSpec
+from projectdeployer.providers.digitalocean.provider import DigitalOceanProvider, env_tag
+from projectdeployer.providers.hosts import HostsProvider
+from projectdeployer.providers.sandbox import SandboxProvider, public_network_name, zone_network_name
+from projectdeployer.rehearse.fake_digitalocean import Cloud, FakeDigitalOcean
+from projectdeployer.rehearse.fake_digitalocean.sandbox_machines import SandboxMachines
 from projectdeployer.rehearse.loadgen import LoadGenerator
 from tests.docker.conftest import remove_project, wait_for
 
@@ -42,13 +58,14 @@ pytestmark = pytest.mark.docker
 
 APP = Path(__file__).parent / "apps" / "survival"
 DOMAIN = "api.fleet.test"
+TOKEN = "dop_v1_fleet_" + "5" * 44
 
 
-def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: int, mark: str, registry: str) -> None:
+def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: int, mark: str, registry: str, environment: str) -> None:
     path.write_text(
         f'[project]\nname = "{name}"\nregistry = "{registry}"\n\n[images]\n'
         + "".join(f'{k} = "{v}"\n' for k, v in bed.items())
-        + '\n[environments.prod]\nprovider = "sandbox"\n'
+        + environment
         + '\n[services.postgres]\ntype = "postgres"\nserver_zone = "lon1"\n'
         + f'\n[services.api]\ntype = "python"\nbuild_context = "{app}"\ncommand = "python app.py"\nport = 8000\n'
         + f'servers_count = {count}\nserver_zone = "nyc3"\ndomain = "{DOMAIN}"\nhealth_path = "/health"\ndepends_on = ["postgres"]\n'
@@ -56,19 +73,79 @@ def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, count: 
     )
 
 
-@pytest.fixture
-def fleet(tmp_path: Path, bed: dict[str, str], docker_client, registry: str) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+@dataclass
+class Servers:
+    """The servers of one kind, as the test reaches them."""
+
+    kind: str
+    #: The ``[environments.prod]`` table (and its servers list, for ``ssh``).
+    environment: str
+    #: The product's provider of that kind: lists the environment's servers as a deploy does.
+    provider: Provider
+    #: The Docker container under a server: stopping it is the machine going away unannounced.
+    container: Callable[[Any], Any]
+    #: The fake DigitalOcean (``digitalocean`` only).
+    fake: FakeDigitalOcean | None = None
+
+
+def _sandbox(name: str) -> Iterator[Servers]:
+    provider = SandboxProvider()
+    try:
+        yield Servers("sandbox", '\n[environments.prod]\nprovider = "sandbox"\n', provider, lambda s: provider.client.containers.get(s.container_id))
+    finally:
+        for server in provider.list_servers(name, "prod"):
+            provider.destroy_server(server)
+
+
+def _digitalocean(name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Servers]:
+    machines = SandboxMachines(f"d{name}")
+    fake = FakeDigitalOcean(Cloud(machines, action_seconds=0.2), tokens={TOKEN}).start()
+    monkeypatch.setenv("DIGITALOCEAN_API_TOKEN", TOKEN)
+    monkeypatch.setenv("DIGITALOCEAN_API_URL", fake.url)
+    try:
+        yield Servers("digitalocean", '\n[environments.prod]\nprovider = "digitalocean"\n', DigitalOceanProvider(), lambda s: machines.container(int(s.tags["droplet_id"])), fake)
+    finally:
+        fake.stop()
+        machines.purge()
+
+
+def _ssh(name: str, docker_client: Any) -> Iterator[Servers]:
+    """Six servers made beforehand (the environment's key in root's authorized_keys), listed by
+    address as a team lists its own: one in lon1, five in nyc3, all on one private network (as
+    a team's servers in two datacenters share a WireGuard or Tailscale network)."""
+    sandbox = SandboxProvider()
+    try:
+        made = sorted(sandbox.create_servers(name, "prod", [ServerSpec(zone="lon1") for _ in range(6)]), key=lambda s: s.name)
+        listing = '\n[environments.prod]\nprovider = "ssh"\n'
+        boxes = {}
+        for i, server in enumerate(made):
+            networks = docker_client.containers.get(server.container_id).attrs["NetworkSettings"]["Networks"]
+            public = networks[public_network_name(name, "prod")]["IPAddress"]
+            private = networks[zone_network_name(name, "prod", "lon1")]["IPAddress"]
+            zone = "lon1" if i == 0 else "nyc3"
+            listing += f'\n[[environments.prod.servers]]\nname = "box-{i + 1}"\naddress = "{public}"\nzone = "{zone}"\nprivate_address = "{private}"\n'
+            boxes[f"box-{i + 1}"] = server
+        yield Servers("ssh", listing, HostsProvider(), lambda s: sandbox.client.containers.get(boxes[s.name].container_id))
+    finally:
+        for server in sandbox.list_servers(name, "prod"):
+            sandbox.destroy_server(server)
+
+
+@pytest.fixture(params=["sandbox", "digitalocean", "ssh"])
+def fleet(request: pytest.FixtureRequest, tmp_path: Path, bed: dict[str, str], docker_client: Any, registry: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     name = f"flt{os.getpid() % 1000}{int(time.time()) % 10000}"
     app = tmp_path / "app"
     shutil.copytree(APP, app)
     path = tmp_path / "fleet.toml"
-    _project_file(path, name, bed, app, 3, "one", registry)
-    provider = SandboxProvider()
+    made = {"sandbox": lambda: _sandbox(name), "digitalocean": lambda: _digitalocean(name, monkeypatch), "ssh": lambda: _ssh(name, docker_client)}[request.param]()
     try:
-        yield {"name": name, "path": path, "app": app, "bed": bed, "provider": provider, "registry": registry}
+        servers = next(made)
+        _project_file(path, name, bed, app, 3, "one", registry, servers.environment)
+        if servers.kind == "ssh":
+            servers.provider = ProjectDeployer(str(path), path=path).environment("prod").provider()  # reads the listing
+        yield {"name": name, "path": path, "app": app, "bed": bed, "servers": servers, "provider": servers.provider, "registry": registry}
     finally:
-        for server in provider.list_servers(name, "prod"):
-            provider.destroy_server(server)
+        made.close()
         remove_project(docker_client, name, env="prod")
 
 
@@ -90,7 +167,37 @@ def _post(server, path: str) -> dict:  # type: ignore[no-untyped-def]
     return json.loads(result.stdout)
 
 
-def _zones(provider: SandboxProvider, name: str) -> dict[str, int]:
+def _write(fleet: dict[str, Any], count: int, mark: str) -> ProjectDeployer:
+    _project_file(fleet["path"], fleet["name"], fleet["bed"], fleet["app"], count, mark, fleet["registry"], fleet["servers"].environment)
+    return ProjectDeployer(str(fleet["path"]), path=fleet["path"])
+
+
+def _answers(provider: Provider, name: str, server: str) -> bool:
+    """Whether ``server`` is listed running and its Docker engine answers over SSH."""
+    try:
+        return any(s.name == server and s.running and s.run(["docker", "version"]).ok for s in provider.list_servers(name, "prod"))
+    except Exception:  # noqa: BLE001 - not back yet (SSH refused, the engine starting)
+        return False
+
+
+def _from_templates(fleet: dict[str, Any], lines: list[str]) -> None:
+    """On DigitalOcean: one template snapshot, made by the first deploy in one region and
+    copied (transferred) to the other; every droplet of the environment created from it; no
+    template droplet left; the sidecar's and Python's images never sent (they came with it)."""
+    fake = fleet["servers"].fake
+    if fake is None:
+        return
+    (template,) = fake.cloud.snapshots.values()
+    assert template["name"].startswith("pd-template-") and sorted(template["regions"]) == ["lon1", "nyc3"], template
+    assert sum("DigitalOcean: making the template" in line for line in lines) == 1 and sum("DigitalOcean: copying the template" in line for line in lines) == 1, lines
+    droplets = fake.cloud.list_droplets(tag_name=env_tag(fleet["name"], "prod"))
+    assert all(d.image["id"] == template["id"] for d in droplets), [(d.name, d.image) for d in droplets]
+    assert fake.cloud.list_droplets(tag_name="pd:template") == []
+    sent = [line for line in lines if any(f": sending image {fleet['bed'][key]} " in line for key in ("nginx", "python"))]
+    assert not sent, sent
+
+
+def _zones(provider: Provider, name: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for server in provider.list_servers(name, "prod"):
         counts[server.zone] = counts.get(server.zone, 0) + 1
@@ -108,6 +215,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert provider.list_servers(name, "prod") == []
     project.deploy(env="prod", log=lines.append)
     assert _zones(provider, name) == {"lon1": 1, "nyc3": 3}
+    _from_templates(fleet, lines)
     # Read back from every server: what runs is what the project file says.
     again = project.plan(env="prod")
     assert {p.service: (p.action, p.reason) for p in again.services} == {"postgres": ("unchanged", "running and up to date"), "api": ("unchanged", "running and up to date")}
@@ -137,8 +245,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert [(r["service"], r["server"], r["latest"]) for r in BackupManager(project, "prod").status()] == [("postgres", db_server.name, taken.timestamp)]
 
     # Redeploy the API (a changed variable) under load through one server's sidecar.
-    _project_file(path, name, fleet["bed"], fleet["app"], 3, "two", fleet["registry"])
-    project = ProjectDeployer(str(path), path=path)
+    project = _write(fleet, 3, "two")
     target = api_servers[1]
     with LoadGenerator(f"{_sidecar(target)}/health", host_header=DOMAIN, rate=60) as load:
         load.wait_sent(50, timeout=30)
@@ -151,8 +258,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     # Scale 3 -> 5 -> 2 under load: servers created, then drained and destroyed. New servers are
     # "reserve" until their services run; servers to remove are "destroying" before the switch.
     for count, expected in ((5, 5), (2, 2)):
-        _project_file(path, name, fleet["bed"], fleet["app"], count, "two", fleet["registry"])
-        project = ProjectDeployer(str(path), path=path)
+        project = _write(fleet, count, "two")
         planned = project.plan(env="prod")
         actions = sorted(r.action for r in planned.servers if r.zone == "nyc3")
         assert actions == (["create"] * 2 + ["keep"] * 3 if count == 5 else ["destroy"] * 3 + ["keep"] * 2), planned
@@ -169,6 +275,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
             project.deploy(env="prod", log=watch)
         assert load.result.failed == 0, load.result.summary()
         assert _zones(provider, name) == {"lon1": 1, "nyc3": expected}
+        _from_templates(fleet, lines)
         during = sorted(seen_states[0].values())
         assert during == (["active"] * 3 + ["reserve"] * 2 if count == 5 else ["active"] * 2 + ["destroying"] * 3), seen_states
     survivors = sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: int(s.tags["slot"]))
@@ -179,9 +286,8 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
 
     # A server lost in the middle of a deploy (once the new containers are starting): the deploy
     # names it, the other server keeps serving throughout, and once it is back a deploy converges.
-    _project_file(path, name, fleet["bed"], fleet["app"], 2, "three", fleet["registry"])
-    project = ProjectDeployer(str(path), path=path)
-    lost = provider.client.containers.get(survivors[1].container_id)
+    project = _write(fleet, 2, "three")
+    lost = fleet["servers"].container(survivors[1])
 
     def log(line: str) -> None:
         lines.append(line)
@@ -197,7 +303,7 @@ def test_many_servers_two_zones_zero_downtime_scaling_and_a_lost_server(fleet: d
     assert load.result.failed == 0, load.result.summary()
     assert _get(survivors[0], "/rows")["rows"] == ["first"]
     lost.start()
-    wait_for(lambda: provider.get_server(name, "prod", survivors[1].name).running, timeout=60, what="the server back")
+    wait_for(lambda: _answers(provider, name, survivors[1].name), timeout=120, what="the server back")
     project.deploy(env="prod", log=lines.append)
     for server in sorted((s for s in provider.list_servers(name, "prod") if s.zone == "nyc3"), key=lambda s: s.name):
         assert _get(server, "/rows")["rows"] == ["first"]

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from projectdeployer.core.errors import DeployFailed
+from projectdeployer.core.provider import Provider, Server, ServerSpec
 from projectdeployer.core.registry import build_registry
 from projectdeployer.core.routing import Backend
 from projectdeployer.deploy.orchestrator import Orchestrator, Placed
@@ -19,6 +20,25 @@ from tests.unit.test_hooks import make_project
 pytestmark = pytest.mark.unit
 
 
+class Servers(Provider):
+    """A provider that creates nothing: what these tests ask of it is how servers reach each
+    other (the default rule) and, for one, the servers it was asked to destroy."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        self.destroyed: list[str] = []
+
+    def list_servers(self, project: str, env: str) -> list[Server]:
+        return []
+
+    def create_server(self, project: str, env: str, spec: ServerSpec) -> Server:
+        raise AssertionError("no server is created here")
+
+    def destroy_server(self, server: Server) -> None:
+        self.destroyed.append(server.name)
+
+
 def server(name: str, zone: str, private: str, public: str) -> SimpleNamespace:
     return SimpleNamespace(name=name, zone=zone, private_address=private, public_address=public, tags={})
 
@@ -26,7 +46,7 @@ def server(name: str, zone: str, private: str, public: str) -> SimpleNamespace:
 def test_each_sidecar_reaches_local_containers_by_name_and_others_by_address() -> None:
     manager = load_plugins(make_plugin_manager(), env={})
     project = make_project(manager, {"db": {"type": "postgres"}, "api": {"type": "python", "port": 8000, "domain": "api.example.com"}})
-    fleet = Orchestrator(project, "prod", provider=None, manager=manager, registry=build_registry(manager))  # type: ignore[arg-type]
+    fleet = Orchestrator(project, "prod", provider=Servers(), manager=manager, registry=build_registry(manager))
     fleet.servers = {
         "l1": server("l1", "lon1", "10.1.0.2", "198.51.100.1"),
         "l2": server("l2", "lon1", "10.1.0.3", "198.51.100.2"),
@@ -73,7 +93,7 @@ def _fleet_with_recorder() -> tuple[Orchestrator, RoutingRecorder]:
     recorder = RoutingRecorder()
     manager.register(recorder)
     project = make_project(manager, {"db": {"type": "redis"}, "api": {"type": "python", "port": 8000}})
-    fleet = Orchestrator(project, "prod", provider=None, manager=manager, registry=build_registry(manager), log=lambda line: None)  # type: ignore[arg-type]
+    fleet = Orchestrator(project, "prod", provider=Servers(), manager=manager, registry=build_registry(manager), log=lambda line: None)
     fleet.servers = {"l1": server("l1", "lon1", "10.1.0.2", "198.51.100.1"), "n1": server("n1", "nyc3", "10.2.0.2", "203.0.113.1")}
     fleet.ports = {"db": PortAssignment(host=8100, internal=5100), "api": PortAssignment(host=8200, internal=5200)}
     table = {
@@ -123,8 +143,8 @@ def test_offline_puts_the_route_back_when_the_block_fails_and_keeps_its_error() 
 
 def test_a_dropped_server_that_cannot_be_read_is_never_destroyed_and_blocks_a_database_start() -> None:
     fleet, _ = _fleet_with_recorder()
-    destroyed: list[str] = []
-    fleet.provider = SimpleNamespace(destroy_server=lambda s: destroyed.append(s.name))  # type: ignore[assignment]
+    fleet.provider = provider = Servers()
+    destroyed = provider.destroyed
     fleet.engines = {"n1": SimpleNamespace(containers=lambda: {})}  # type: ignore[dict-item]
     fleet.placement = {"db": ("n1",)}
     fleet.unread = {"l1"}

@@ -102,6 +102,12 @@ class Provider(abc.ABC):
         reference, resolved): it wins over the provider's own environment variable."""
         raise NotImplementedError(f"provider '{self.name}' calls no API that takes a token")
 
+    def address_for(self, target: Server, viewer: Server) -> str:
+        """The address at which ``viewer`` reaches ``target``'s published ports: its private
+        (VPC) address within a zone, its public one across zones (a cloud's VPCs are per
+        region), as the default."""
+        return target.private_address if target.zone == viewer.zone else target.public_address
+
     def zone_of(self, zone: str) -> str:
         """The provider's zone for a zone the project names (a service's ``server_zone``, an
         environment's ``zones``): the same by default; this machine's provider has one."""

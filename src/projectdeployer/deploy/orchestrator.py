@@ -555,9 +555,9 @@ class Orchestrator:
         return Placed(server=server, container=container, port=spec.port, host_port=host_port(self.ports[spec.name], slot))
 
     def address(self, target: str, viewer: Server) -> str:
-        """How ``viewer`` reaches server ``target``: its VPC address within a zone, else its public one."""
-        server = self.servers[target]
-        return server.private_address if server.zone == viewer.zone else server.public_address
+        """How ``viewer`` reaches server ``target`` (the provider says: a cloud's VPC address
+        within a zone, else the public one)."""
+        return self.provider.address_for(self.servers[target], viewer)
 
     def routes_for(self, viewer: Server, table: Mapping[str, list[Placed]] | None = None) -> list[Route]:
         """``viewer``'s sidecar routes: every service of the table, local containers by name,

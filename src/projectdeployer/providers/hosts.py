@@ -182,6 +182,13 @@ class HostsProvider(Provider):
 
     # --- claiming and releasing ----------------------------------------------------------------
 
+    def address_for(self, target: Server, viewer: Server) -> str:
+        """Always the listed ``private_address`` (the address when none is given): ports are
+        published there only, and servers of other zones reach it on the team's own private
+        network (WireGuard, Tailscale, a provider's vSwitch); without one, leave
+        ``private_address`` unset and firewall the public address."""
+        return target.private_address
+
     def missing_servers(self, project: str, env: str, wanted: Mapping[str, int]) -> str | None:
         free = Counter(server.zone for server, ours in self._read_all(project, env) if not ours)
         short = {zone: count - free.get(zone, 0) for zone, count in wanted.items() if count > free.get(zone, 0)}

@@ -64,6 +64,16 @@ class SandboxMachines:
         private = networks[zone_network_name(PROJECT, self.namespace, droplet.region)]["IPAddress"]
         return Addresses(public=public, private=private)
 
+    def machine(self, droplet_id: int) -> Any:
+        """The sandbox server behind droplet ``droplet_id`` (to stop or start it as a crash or a
+        reboot would, without the API knowing), or ``None`` when it has none."""
+        with self._lock:
+            return self._servers.get(droplet_id)
+
+    def container(self, droplet_id: int) -> Any:
+        """The Docker container of the sandbox server behind droplet ``droplet_id``."""
+        return self._container(self._servers[droplet_id])
+
     def _container(self, server: Any) -> Any:
         return self.sandbox.client.containers.get(server.container_id)
 
