@@ -8,7 +8,10 @@ beforehand and listed in the project file by address, reached over real SSH.
 * scaling down releases servers: the environment's containers gone, the state file removed, the
   server free for the next claim;
 * ``servers check`` reports every listed server (the free one too): SSH, host key, Docker
-  version, free disk, what of ours runs there; one that does not answer fails the check.
+  version, free disk, what of ours runs there; one that does not answer fails the check;
+* ``servers setup`` makes a bare Debian server (sshd only, no Docker) ready: Docker installed
+  from Debian's mirror and started, the data root, the sidecar's and scheduler's images copied;
+  run twice it changes nothing; a deploy then claims that server and serves from it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from projectdeployer.core.provider import ServerSpec
 from projectdeployer.providers.hosts import HostsProvider, state_file
 from projectdeployer.providers.sandbox import SandboxProvider, public_network_name, zone_network_name
 from tests.docker.conftest import remove_project
+from tests.support.bed import SERVER_IMAGE
 
 pytestmark = pytest.mark.docker
 
@@ -50,18 +54,31 @@ def _project_file(path: Path, name: str, bed: dict[str, str], app: Path, registr
     )
 
 
+BARE = "pd-test/bare-server:bookworm"
+
+
+@pytest.fixture(scope="module")
+def bare_image(docker_client: Any, bed: dict[str, str]) -> str:  # the bed: its server image
+    """A server image without Docker (tests/images/bare-server), from the bed's server image."""
+    context = Path(__file__).resolve().parents[1] / "images" / "bare-server"
+    docker_client.images.build(path=str(context), tag=BARE, buildargs={"BASE": SERVER_IMAGE}, rm=True)
+    return BARE
+
+
 @pytest.fixture
-def hosts(tmp_path: Path, bed: dict[str, str], docker_client: Any, registry: str) -> Iterator[dict[str, Any]]:
+def hosts(tmp_path: Path, bed: dict[str, str], docker_client: Any, registry: str, bare_image: str) -> Iterator[dict[str, Any]]:
     """Three servers made beforehand (sandbox servers, sshd and dockerd, the environment's key
-    in root's authorized_keys), listed by their addresses as a team lists its own."""
+    in root's authorized_keys; the third bare: sshd only), listed by their addresses as a team
+    lists its own."""
     name = f"hst{os.getpid() % 1000}{int(time.time()) % 10000}"
     sandbox = SandboxProvider()
     app = tmp_path / "app"
     shutil.copytree(APP, app)
     try:
-        made = sandbox.create_servers(name, "prod", [ServerSpec(zone="lon1") for _ in range(3)])
+        made = sorted(sandbox.create_servers(name, "prod", [ServerSpec(zone="lon1") for _ in range(2)]), key=lambda s: s.name)
+        made.append(sandbox.create_server(name, "prod", ServerSpec(zone="lon1"), image=bare_image))
         listed = []
-        for i, server in enumerate(sorted(made, key=lambda s: s.name)):
+        for i, server in enumerate(made):
             networks = docker_client.containers.get(server.container_id).attrs["NetworkSettings"]["Networks"]
             listed.append(
                 {
@@ -114,9 +131,26 @@ def test_servers_you_list_are_claimed_served_refused_beyond_the_list_and_release
     servers = {s.name: s for s in provider.list_servers(name, "prod")}
     for server in servers.values():
         assert _get(server)["version"] == "1"
-    assert _ours(listed[2], name) == []  # the third is not the environment's
 
-    # `servers check` reads every listed server, the free one too.
+    # `servers check` reads every listed server, the free one too: the bare one has no engine.
+    checked = CliRunner().invoke(make_cli(), ["-f", str(path), "servers", "check", "--env", "prod", "--json"])
+    assert checked.exit_code == 1 and str(checked.exception).endswith("failed the check: box-3"), checked.output
+    report = {s["server"]: s for s in json.loads(checked.output)["servers"]}
+    assert not report["box-3"]["ok"] and report["box-3"]["reachable"] and "no Docker engine answers" in report["box-3"]["error"], report["box-3"]
+
+    # `servers setup`: Docker installed on the bare server (from Debian's mirror) and started,
+    # the images copied there; the other two had the engine. Twice: nothing changes.
+    set_up = CliRunner().invoke(make_cli(), ["-f", str(path), "servers", "setup", "--env", "prod", "--json"], catch_exceptions=False)
+    assert set_up.exit_code == 0, set_up.output
+    done = {s["server"]: s for s in json.loads(set_up.output)["servers"]}
+    assert {n: r["docker"] for n, r in done.items()} == {"box-1": "present", "box-2": "present", "box-3": "installed"}, done
+    assert sorted(done["box-3"]["images_copied"]) == sorted([hosts["bed"]["nginx"], hosts["bed"]["python"]])
+    assert done["box-1"]["images_copied"] == [hosts["bed"]["python"]]  # the sidecar's came with the deploy; the scheduler's not yet
+    assert done["box-3"]["os"].startswith("debian") and done["box-3"]["docker_version"][0].isdigit()
+    again = CliRunner().invoke(make_cli(), ["-f", str(path), "servers", "setup", "--env", "prod"], catch_exceptions=False)
+    assert again.exit_code == 0 and "installing Docker" not in again.output and "copying" not in again.output, again.output
+    assert again.output.count("present (") == 3, again.output
+    assert _ours(listed[2], name) == []  # the third is not the environment's (nothing deployed there)
     checked = CliRunner().invoke(make_cli(), ["-f", str(path), "servers", "check", "--env", "prod", "--json"], catch_exceptions=False)
     assert checked.exit_code == 0, checked.output
     report = {s["server"]: s for s in json.loads(checked.output)["servers"]}
@@ -131,10 +165,11 @@ def test_servers_you_list_are_claimed_served_refused_beyond_the_list_and_release
     assert _claimed(provider, name) == claimed
     assert all(_get(s)["version"] == "1" for s in servers.values())
 
-    # Three: the free one is claimed; then one: two are released (nothing of ours left there).
+    # Three: the free one (the server set up from bare) is claimed and serves; then one: two are released (nothing of ours left there).
     write(3, "2")
     ProjectDeployer(str(path), path=path).deploy(env="prod", log=lines.append)
     assert sorted(_claimed(provider, name)) == ["box-1", "box-2", "box-3"]
+    assert _get(next(s for s in provider.list_servers(name, "prod") if s.name == "box-3"))["version"] == "2"
     write(1, "2")
     ProjectDeployer(str(path), path=path).deploy(env="prod", log=lines.append)
     kept = _claimed(provider, name)

@@ -145,3 +145,21 @@ def test_the_token_from_a_secret_reference_set_from_stdin(fake: FakeDigitalOcean
     assert fake.requests[-1][2] == 200
     refused = CliRunner().invoke(make_cli(), ["-f", str(path), "secrets", "set", "../escape", "--env", "prod"], input="x\n")
     assert refused.exit_code != 0 and "not a valid secret name" in refused.output
+
+
+def test_a_region_without_a_template_gets_a_copy_of_one_made_elsewhere(fake: FakeDigitalOcean) -> None:
+    do = provider(fake)
+    do.use_templates = True
+    lines: list[str] = []
+    do.log = lines.append
+    made = do.get_or_create_template("shop", "prod", "lon1")
+    assert len(do.provisioned) == 1 and fake.cloud.list_droplets(tag_name="pd:template") == []
+    copied = do.get_or_create_template("shop", "prod", "nyc3")
+    assert copied == made and len(do.provisioned) == 1  # transferred, not made again
+    (snapshot,) = fake.cloud.snapshots.values()
+    assert snapshot["name"].startswith("pd-template-lon1-") and sorted(snapshot["regions"]) == ["lon1", "nyc3"]
+    assert [line for line in lines if "copying the template" in line] == [f"DigitalOcean: copying the template {snapshot['name']} to nyc3"]
+    assert [a.type for a in fake.cloud.actions.values() if a.resource_type == "image"] == ["transfer"]
+    assert do.get_or_create_template("shop", "prod", "nyc3") == made  # there now: nothing to do
+    server = do.create_server("shop", "prod", ServerSpec(zone="nyc3", tags={"state": "active", "slot": "0"}))
+    assert fake.cloud.droplet(server.droplet_id).image["id"] == made  # type: ignore[attr-defined]

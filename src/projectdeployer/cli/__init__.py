@@ -59,7 +59,7 @@ CORE_COMMANDS: dict[str, LazyCommand] = {
     "plugins": LazyCommand("projectdeployer.cli.plugins_cmd", "List the loaded plugins (built-in and installed) with their hooks."),
     "secrets": LazyCommand("projectdeployer.cli.secrets_cmds", "List, set and rotate the secrets of an environment (and of its project)."),
     "backups": LazyCommand("projectdeployer.cli.backups_cmds", "Backups of the stateful services (PostgreSQL, Redis, OpenSearch)."),
-    "servers": LazyCommand("projectdeployer.cli.servers_cmds", "Check the servers of an environment over SSH."),
+    "servers": LazyCommand("projectdeployer.cli.servers_cmds", "Check the servers of an environment, or set them up, over SSH."),
     "sync": LazyCommand("projectdeployer.cli.sync_cmds", "Send config/secrets/files to the servers; fetch data/logs/backups/monitoring back."),
     "destroy": LazyCommand("projectdeployer.cli.destroy_cmd", "Take the environment ENV down: its containers, network, unused images and state."),
 }

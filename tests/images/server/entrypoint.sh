@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# pd-test/server entrypoint: start sshd and dockerd, then either wait (no arguments) or run the
-# given command once dockerd answers and exit with its status.
+# pd-test/server entrypoint: start sshd and dockerd (sshd alone where Docker is not installed),
+# then either wait (no arguments) or run the given command once dockerd answers and exit with its
+# status.
 #
 # Environment:
 #   SSH_AUTHORIZED_KEYS     public key line(s) added to /root/.ssh/authorized_keys
@@ -51,6 +52,17 @@ args=(--host=unix:///var/run/docker.sock --mtu="$mtu")
 
 # A stale pid file from a previous start of this container stops dockerd from starting.
 rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+
+if ! command -v dockerd >/dev/null 2>&1; then
+    # A bare server (pd-test/bare-server): sshd only, as a fresh machine is before anyone
+    # installs Docker on it. An engine installed later is started by its init script.
+    /usr/sbin/sshd -D -e 2>>/var/log/sshd.log &
+    pids+=($!)
+    log "ready (no Docker engine installed)"
+    touch /run/pd-server-ready
+    wait "${pids[0]}"
+    exit 0
+fi
 
 dockerd "${args[@]}" >>/var/log/dockerd.log 2>&1 &
 pids+=($!)

@@ -33,9 +33,10 @@ from typing import Any
 
 from ...core.errors import ProjectDeployerError
 from ...core.provider import Provider, Server, ServerSpec
+from ..ssh.bootstrap import image_ids
 from ..ssh.wrapped import SshBackedServer
 from .api import TOKEN_ENV, DigitalOceanApi, DigitalOceanError, api_url
-from .template import BASE_IMAGE, TEMPLATE_TAG, delete_templates, digest, find_template, image_ids, provision, template_name
+from .template import BASE_IMAGE, TEMPLATE_TAG, delete_templates, digest, find_template, provision, template_name
 
 STATES = ("active", "reserve", "destroying")
 #: The region that holds an environment's creation-lock VPC (any region would do).
@@ -269,19 +270,29 @@ class DigitalOceanProvider(Provider):
     # --- templates -----------------------------------------------------------------------------
 
     def get_or_create_template(self, project: str, env: str, region: str) -> int:
-        """The id of ``region``'s template snapshot, made first when there is none (a droplet
-        from the base image, provisioned, snapshotted, destroyed; see template.py)."""
+        """The id of ``region``'s template snapshot: one available there; else one holding the
+        same (made in another region) transferred there; else one made first (a droplet from
+        the base image, provisioned, snapshotted, destroyed; see template.py)."""
         from ..ssh.keys import ensure_keypair  # noqa: PLC0415 - deferred: next to paramiko's imports
 
         api = self.api(project, env)
         images = image_ids(self.template_images)
-        name = template_name(region, digest(images))
+        held = digest(images)
+        name = template_name(region, held)
         with self._lock:
-            region_lock = self._template_locks.setdefault(region, threading.Lock())
-        with region_lock:  # the servers of one deploy wait for one template
-            found = find_template(api, name, region)
+            content_lock = self._template_locks.setdefault(held, threading.Lock())
+        # The servers of one deploy wait for one template, in every region: the first region
+        # makes it and the others copy it.
+        with content_lock:
+            found = find_template(api, held, region)
             if found is not None:
                 return int(found["id"])
+            elsewhere = find_template(api, held)
+            if elsewhere is not None:
+                try:
+                    return self._transfer(api, elsewhere, region)
+                except DigitalOceanError as exc:
+                    self.log(f"DigitalOcean: cannot copy the template {elsewhere['name']} to {region} ({exc}); making one there")
             self.log(f"DigitalOcean: making the template {name} (the first server of {region} from it)")
             key = api.ensure_ssh_key(f"projectdeployer-{project}-{env}", ensure_keypair(project, env).public_openssh)
             size = api.cheapest_size(vcpus=1, memory_mb=1024, region=region)
@@ -295,10 +306,18 @@ class DigitalOceanProvider(Provider):
                 api.wait_action(action["id"], what=f"snapshot {name}", timeout=max(self.ready_timeout, 1800.0))
             finally:
                 self.destroy_server(server)
-            found = find_template(api, name, region)
+            found = find_template(api, held, region)
             if found is None:
                 raise DigitalOceanError(f"DigitalOcean: the snapshot {name} was taken but is not listed in {region}")
             return int(found["id"])
+
+    def _transfer(self, api: DigitalOceanApi, image: Mapping[str, Any], region: str) -> int:
+        """Make snapshot ``image`` available in ``region`` too (an image ``transfer`` action)."""
+        self.log(f"DigitalOcean: copying the template {image['name']} to {region}")
+        answer = api.call(f"transfer {image['name']} to {region}", api.client.image_actions.post, int(image["id"]), body={"type": "transfer", "region": region}, idempotent=False)
+        action = answer.get("action", answer)  # DigitalOcean's description answers it unwrapped
+        api.wait_action(int(action["id"]), what=f"transfer {image['name']} to {region}", timeout=max(self.ready_timeout, 3600.0))
+        return int(image["id"])
 
     def delete_template(self) -> list[str]:
         """Remove every template snapshot and any template droplet left behind (the next server

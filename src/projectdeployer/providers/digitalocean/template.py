@@ -3,13 +3,15 @@ servers are then created from the snapshot, ready in the time a droplet boots.
 
 What a template holds (:func:`provision`, also run on a droplet made from the base image):
 
-- Docker: Debian's ``docker.io`` installed when the image has no engine;
-- ``/local`` (the seed's tree) and ``/etc/projectdeployer/template`` (what it was made from);
-- the images every server of the project runs before any service: the routing sidecar's nginx
-  and the Python image of the scheduler agent, copied from this machine's engine, so a new
-  server's first deploy sends none of them.
+- what ``servers setup`` makes of a bare server (:mod:`..ssh.bootstrap`): Docker (Debian's
+  ``docker.io``) when the image has no engine, ``/local`` (the seed's tree), and the images
+  every server of the project runs before any service (the routing sidecar's nginx and the
+  Python image of the scheduler agent), copied from this machine's engine, so a new server's
+  first deploy sends none of them;
+- ``/etc/projectdeployer/template`` (what it was made from).
 
-A template is named ``pd-template-{region}-{digest}``, the digest of what it holds (those
+A template is named ``pd-template-{region}-{digest}`` (the region it was made in: a region
+without one gets a copy, an image transfer, of one made elsewhere), the digest of what it holds (those
 images' ids and :data:`TEMPLATE_VERSION`): another nginx image makes another template, and
 ``delete_template`` removes them all (with any template droplet a crash left behind).
 """
@@ -18,38 +20,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from ...core.provider import Server
-from .api import DigitalOceanApi, DigitalOceanError
+from ..ssh.bootstrap import bootstrap
+from .api import DigitalOceanApi
 
 #: Bump when :func:`provision` changes what a template holds.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 TEMPLATE_TAG = "pd:template"
 TEMPLATE_PREFIX = "pd-template-"
 #: The base image a template (or a server made from scratch) starts from.
 BASE_IMAGE = "debian-12-x64"
-_DOCKER_INSTALL = "command -v docker >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q docker.io && systemctl enable --now docker; }"
 
 
 def template_name(region: str, digest: str) -> str:
     return f"{TEMPLATE_PREFIX}{region}-{digest[:10]}"
-
-
-def image_ids(refs: Sequence[str]) -> dict[str, str]:
-    """ref -> id of each of ``refs`` this machine's engine has (the others are left out)."""
-    import docker  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
-    import docker.errors  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
-
-    client = docker.from_env()
-    found: dict[str, str] = {}
-    for ref in refs:
-        try:
-            found[ref] = client.images.get(ref).id
-        except docker.errors.ImageNotFound:
-            continue
-    return found
 
 
 def digest(images: dict[str, str]) -> str:
@@ -57,31 +44,21 @@ def digest(images: dict[str, str]) -> str:
 
 
 def provision(server: Server, images: dict[str, str], log: Callable[[str], None]) -> None:
-    """Make ``server`` what a template holds (see the module); safe to run twice."""
-    import docker  # noqa: PLC0415 - deferred: the docker SDK (start-up: ~0.2 s)
-
-    result = server.run(["sh", "-c", _DOCKER_INSTALL], timeout=900)
-    if not result.ok:
-        raise DigitalOceanError(f"server {server.name}: installing Docker failed: {(result.stderr or result.stdout).strip()[-300:]}")
-    result = server.run(["mkdir", "-p", "/local", "/etc/projectdeployer"])
-    if not result.ok:
-        raise DigitalOceanError(f"server {server.name}: cannot create /local: {result.stderr.strip()}")
-    local, remote = docker.from_env(), server.docker()
-    for ref, image_id in sorted(images.items()):
-        try:
-            if remote.images.get(ref).id == image_id:
-                continue
-        except docker.errors.ImageNotFound:
-            pass
-        log(f"{server.name}: copying {ref} into the template")
-        remote.images.load(local.images.get(image_id).save(named=ref))
+    """Make ``server`` what a template holds (see the module): what ``servers setup`` makes of
+    a bare server (:func:`~..ssh.bootstrap.bootstrap`), and the record of what it was made
+    from. Safe to run twice."""
+    bootstrap(server, images, log=log)
     server.put_file("/etc/projectdeployer/template", (json.dumps({"version": TEMPLATE_VERSION, "images": images}, sort_keys=True) + "\n").encode())
 
 
-def find_template(api: DigitalOceanApi, name: str, region: str) -> dict[str, Any] | None:
-    """The snapshot image named ``name`` available in ``region``, if any."""
+def find_template(api: DigitalOceanApi, held: str, region: str | None = None) -> dict[str, Any] | None:
+    """A template snapshot holding what ``held`` (its :func:`digest`) says, available in
+    ``region`` (any region: ``None``), if any. Its name tells the region it was made in; a copy
+    transferred to another region keeps it."""
+    suffix = template_name("", held).removeprefix(TEMPLATE_PREFIX)
     for image in api.pages("list snapshots", api.client.images.list, "images", private=True):
-        if image.get("name") == name and region in (image.get("regions") or []):
+        name = str(image.get("name", ""))
+        if name.startswith(TEMPLATE_PREFIX) and name.endswith(suffix) and (region is None or region in (image.get("regions") or [])):
             return dict(image)
     return None
 

@@ -246,7 +246,7 @@ class Cloud:
 
     # --- actions -------------------------------------------------------------------------------
 
-    def start_action(self, kind: str, resource: Droplet | None, effect: Callable[[], Settle], *, on_error: Callable[[], None] | None = None) -> Action:
+    def start_action(self, kind: str, resource: Droplet | None, effect: Callable[[], Settle], *, on_error: Callable[[], None] | None = None, image: tuple[int, str] | None = None) -> Action:
         """An ``in-progress`` action running ``effect`` on a thread; ``completed`` after it
         (and at least :attr:`action_seconds`), ``errored`` when it raised. What ``effect``
         returns is applied (under the lock) as the action completes: a droplet changes when
@@ -254,9 +254,9 @@ class Cloud:
         action = Action(
             id=self.next_id(),
             type=kind,
-            resource_id=resource.id if resource else None,
-            resource_type="droplet" if resource else "backend",
-            region=resource.region if resource else None,
+            resource_id=resource.id if resource else image[0] if image else None,
+            resource_type="droplet" if resource else "image" if image else "backend",
+            region=resource.region if resource else image[1] if image else None,
             started_at=now_iso(),
         )
         self.actions[action.id] = action
@@ -480,6 +480,24 @@ class Cloud:
         if disk < snapshot["min_disk_size"]:
             raise unprocessable(f"This image needs a disk of at least {snapshot['min_disk_size']} GB.")
         return self.image_json(snapshot)
+
+    def image_action(self, image_id: Any, body: Mapping[str, Any]) -> Action:
+        """``transfer`` (to ``body["region"]``): the snapshot becomes available there too once
+        the action completes (a sandbox snapshot is one image for every region)."""
+        kind, region = body.get("type"), body.get("region")
+        with self.lock:
+            snapshot = self.snapshot(image_id)
+            if kind != "transfer":
+                raise unprocessable(f"Image action type {kind!r} is not supported here")
+            if region not in REGIONS:
+                raise unprocessable(f"Region is not available: {region!r}")
+            if region in snapshot["regions"]:
+                raise unprocessable(f"The image is already available in {region}.")
+
+        def effect() -> Settle:
+            return lambda: snapshot["regions"].append(region) if region not in snapshot["regions"] else None
+
+        return self.start_action("transfer", None, effect, image=(int(snapshot["id"]), str(region)))
 
     @staticmethod
     def image_json(snapshot: Mapping[str, Any]) -> dict[str, Any]:

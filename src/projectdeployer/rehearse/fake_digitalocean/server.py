@@ -384,6 +384,9 @@ def _routes(cloud: Cloud) -> list[tuple[re.Pattern[str], dict[str, Handler]]]:
         (re.compile(r"/v2/actions/([^/]+)"), {"GET": action}),
         (re.compile(r"/v2/images"), {"GET": images}),
         (re.compile(r"/v2/images/([^/]+)"), {"GET": image, "DELETE": delete_image}),
+        # DigitalOcean's description answers an image action unwrapped (not under "action").
+        (re.compile(r"/v2/images/([^/]+)/actions"), {"POST": lambda r: (201, cloud.image_action(r.groups[0], r.body).as_json())}),
+        (re.compile(r"/v2/images/([^/]+)/actions/([^/]+)"), {"GET": action}),
         (re.compile(r"/v2/snapshots"), {"GET": snapshots}),
         (re.compile(r"/v2/snapshots/([^/]+)"), {"GET": lambda r: (200, {"snapshot": cloud.snapshot_json(cloud.snapshot(r.groups[0]))}), "DELETE": delete_image}),
     ]
