@@ -134,6 +134,25 @@ def test_key_vpc_and_firewall_are_made_once_and_the_firewall_replaced_whole(fake
     assert second["id"] == first["id"] and second["inbound_rules"] == rules and len(fake.cloud.firewalls) == 1
 
 
+def test_a_key_or_vpc_made_meanwhile_by_another_deploy_is_found_not_duplicated(fake: FakeDigitalOcean, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between this deploy's look and its create, another made the VPC (or uploaded the key):
+    the create is refused (the name is taken) and the other's is returned."""
+    other, do = api(fake), api(fake)
+    made_vpc, made_key = other.ensure_vpc("shop-prod-lon1", "lon1"), other.ensure_ssh_key("shop-prod", PUBLIC_KEY)
+    real_pages, hidden = do.pages, {"list VPCs": 1, "list SSH keys": 1}
+
+    def late_pages(what: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        if hidden.get(what):  # the first look misses what the other deploy made
+            hidden[what] -= 1
+            return []
+        return real_pages(what, *args, **kwargs)
+
+    monkeypatch.setattr(do, "pages", late_pages)
+    assert do.ensure_vpc("shop-prod-lon1", "lon1")["id"] == made_vpc["id"]
+    assert do.ensure_ssh_key("shop-prod", PUBLIC_KEY)["id"] == made_key["id"]
+    assert len(fake.cloud.vpcs) == 1 and len(fake.cloud.keys) == 1 and hidden == {"list VPCs": 0, "list SSH keys": 0}
+
+
 def test_the_cheapest_size_that_fits(fake: FakeDigitalOcean) -> None:
     do = api(fake)
     assert do.cheapest_size(vcpus=1, memory_mb=1024, region="lon1")["slug"] == "s-1vcpu-1gb"

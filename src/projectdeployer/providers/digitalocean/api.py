@@ -24,7 +24,7 @@ import base64
 import hashlib
 import ipaddress
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -273,30 +273,34 @@ class DigitalOceanApi:
     def ensure_ssh_key(self, name: str, public_key: str) -> dict[str, Any]:
         """The account's key with ``public_key``'s fingerprint, uploaded once."""
         wanted = fingerprint(public_key)
-        for key in self.pages("list SSH keys", self.client.ssh_keys.list, "ssh_keys"):
-            if key["fingerprint"] == wanted:
-                return key
-        try:
-            return dict(self.call(f"upload SSH key {name}", self.client.ssh_keys.create, body={"name": name, "public_key": public_key}, idempotent=False)["ssh_key"])
-        except DigitalOceanError:
-            for key in self.pages("list SSH keys", self.client.ssh_keys.list, "ssh_keys"):
-                if key["fingerprint"] == wanted:
-                    return key  # uploaded meanwhile (another deploy)
-            raise
+        return self._find_or_create(
+            lambda: (k for k in self.pages("list SSH keys", self.client.ssh_keys.list, "ssh_keys") if k["fingerprint"] == wanted),
+            lambda: self.call(f"upload SSH key {name}", self.client.ssh_keys.create, body={"name": name, "public_key": public_key}, idempotent=False)["ssh_key"],
+        )
 
     def ensure_vpc(self, name: str, region: str) -> dict[str, Any]:
         """The VPC named ``name`` in ``region``, created once."""
-        for vpc in self.pages("list VPCs", self.client.vpcs.list, "vpcs"):
-            if vpc["name"] == name:
-                if vpc["region"] != region:
-                    raise DigitalOceanError(f"DigitalOcean: the VPC {name} is in {vpc['region']}, not {region}")
-                return vpc
-        try:
-            return dict(self.call(f"create VPC {name}", self.client.vpcs.create, body={"name": name, "region": region}, idempotent=False)["vpc"])
-        except DigitalOceanError:
+
+        def find() -> Iterator[dict[str, Any]]:
             for vpc in self.pages("list VPCs", self.client.vpcs.list, "vpcs"):
                 if vpc["name"] == name:
-                    return vpc
+                    if vpc["region"] != region:
+                        raise DigitalOceanError(f"DigitalOcean: the VPC {name} is in {vpc['region']}, not {region}")
+                    yield vpc
+
+        return self._find_or_create(find, lambda: self.call(f"create VPC {name}", self.client.vpcs.create, body={"name": name, "region": region}, idempotent=False)["vpc"])
+
+    @staticmethod
+    def _find_or_create(find: Callable[[], Iterator[dict[str, Any]]], create: Callable[[], Any]) -> dict[str, Any]:
+        """What ``find`` yields first, else what ``create`` makes. Two deploys may create at
+        once: the one whose create fails (a name or key taken) finds the other's."""
+        for found in find():
+            return dict(found)
+        try:
+            return dict(create())
+        except DigitalOceanError:
+            for found in find():
+                return dict(found)  # made meanwhile (another deploy)
             raise
 
     def put_firewall(self, body: Mapping[str, Any]) -> dict[str, Any]:
