@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # imported for annotations only: plugins must not pay for the
     from .core.monitoring import Alert, HealthCheck, MetricSample
     from .core.plan import DeployResult, Plan
     from .core.provider import Provider, Server
-    from .core.routing import Backend, Route
+    from .core.routing import Backend, DomainTarget, Route
     from .core.servicetype import ServiceType
 
 hookspec = pluggy.HookspecMarker("projectdeployer")
@@ -171,12 +171,19 @@ def configure_routing(server: Server, project: Project, env: str, routes: Sequen
 
 
 @hookspec
-def publish_domains(project: Project, env: str, domains: Sequence[str]) -> None:
-    """Point public DNS (and load balancers) at the servers that serve ``domains``.
+def publish_domains(project: Project, env: str, targets: Sequence[DomainTarget], log: Callable[[str], None]) -> None:
+    """Point public DNS (and load balancers) at the servers that serve each domain now.
+
+    Called by every deploy once its services are switched and before the servers it removes
+    are destroyed, which ``targets`` already leave out: a record or an origin never points at a
+    server that is gone. Converge (create, update, remove what no target names any more): the
+    same targets twice change nothing. Raising stops the deploy before those servers go.
 
     :param project: the project.
     :param env: the environment.
-    :param domains: the domains of the environment's web services.
+    :param targets: one per domain of the environment's web services: its service, health path
+        and, per zone, the public addresses of the servers that serve it.
+    :param log: the deploy's progress lines (say what was changed or waited for).
     """
 
 

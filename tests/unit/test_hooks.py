@@ -41,7 +41,7 @@ from projectdeployer.core.monitoring import Alert, HealthCheck, MetricSample
 from projectdeployer.core.plan import DeployResult, Plan, Step
 from projectdeployer.core.provider import CommandResult, Provider, Server, ServerSpec
 from projectdeployer.core.registry import build_registry
-from projectdeployer.core.routing import Backend, Route, domain_certificates
+from projectdeployer.core.routing import Backend, DomainTarget, Route, domain_certificates
 from projectdeployer.core.servicetype import ServiceType
 from projectdeployer.plugins import (
     ESSENTIAL_PLUGINS,
@@ -601,7 +601,8 @@ def test_hook_configure_routing(bare_manager: pluggy.PluginManager, register_plu
 
 def test_hook_publish_domains(bare_manager: pluggy.PluginManager, register_plugin: Callable) -> None:
     project = make_project(load_plugins(make_plugin_manager(), env={}), {})
-    check_collecting(bare_manager, register_plugin, "publish_domains", {"project": project, "env": "prod", "domains": ["api.example.com", "www.example.com"]})
+    targets = [DomainTarget(domain="api.example.com", service="api", health_path="/health", zones={"lon1": ("198.51.100.1",)})]
+    check_collecting(bare_manager, register_plugin, "publish_domains", {"project": project, "env": "prod", "targets": targets, "log": lambda line: None})
 
 
 def test_hook_obtain_certificate(bare_manager: pluggy.PluginManager, manager: pluggy.PluginManager, register_plugin: Callable, home: Path) -> None:

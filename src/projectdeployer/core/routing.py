@@ -7,7 +7,7 @@ Also the routing contract every router and certificate plugin shares: :class:`Ro
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -24,6 +24,19 @@ SIDECAR_HOST = "nginx"
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"^(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}\Z", re.IGNORECASE)
+
+
+@attrs.frozen(kw_only=True)
+class DomainTarget:
+    """Where public DNS must send one domain (what ``publish_domains`` receives): per zone, the
+    public addresses of the servers that serve its service there now."""
+
+    domain: str
+    service: str
+    #: The service's health path, for a load balancer's monitor.
+    health_path: str
+    #: zone -> public addresses, in order; a zone with no server of the service is absent.
+    zones: Mapping[str, tuple[str, ...]]
 
 
 class RoutingError(ProjectDeployerError):

@@ -56,7 +56,7 @@ from ..build.builder import BuildCheck
 from ..core import paths
 from ..core.containers import STATEFUL_SLOT, network_name
 from ..core.errors import DeployFailed, ProjectDeployerError
-from ..core.fanout import failures, fan_out, successes
+from ..core.fanout import failures, fan_out, one_line, successes
 from ..core.fsutil import atomic_write
 from ..core.model import Project, ServiceSpec
 from ..core.plan import Plan
@@ -70,6 +70,7 @@ from . import jobs
 from .allocation import ACTIVE, DESTROYING, RESERVE, Allocation, ServerState, allocate, slot_of, state_of
 from .coalesce import Coalescer
 from .containers import ServiceContainer, host_port
+from .domains import domain_targets
 from .images import ImageNotLocal, ensure_image
 from .jobcontainers import scheduler_image
 from .planner import local_image_ids, plan_fleet
@@ -275,6 +276,7 @@ class Orchestrator:
                 outcomes += self._remove_gone_services()
             else:
                 self._route_unpushed()
+            self._publish_domains()
             destroyed = self._destroy(leaving)
         return FleetReport(allocation=allocation, outcomes=tuple(outcomes), created=tuple(s.name for s in created.values()), destroyed=tuple(destroyed), seconds=time.monotonic() - started)
 
@@ -357,6 +359,20 @@ class Orchestrator:
             return
         for name, exc in errors.items():  # a tag is bookkeeping; the deploy goes on
             self.log(f"{name}: could not mark it {state}: {exc}")
+
+    def _publish_domains(self) -> None:
+        """Public DNS to the servers that serve each domain now (the ``publish_domains`` hook),
+        the servers leaving left out: before they are destroyed. A plugin that fails stops the
+        deploy there, so those servers stay until a deploy gets DNS past them."""
+        kept = {name: server for name, server in self.servers.items() if name not in self.leaving}
+        targets = domain_targets(self.project, self.env, self.placement, kept)
+        if not targets:
+            return
+        try:
+            self.manager.hook.publish_domains(project=self.project, env=self.env, targets=targets, log=self.log)
+        except Exception as exc:  # a DNS plugin's SDK raises its own errors: any of them stops here
+            leaving = f"; the servers being removed ({', '.join(sorted(self.leaving))}) are kept until a deploy updates it" if self.leaving else ""
+            raise DeployFailed(f"the services are switched, but public DNS could not be updated: {one_line(exc)}{leaving}") from exc
 
     def _settle_states(self, keep: Sequence[Server]) -> None:
         """Servers that run services now are ``active``; the others ``reserve``."""
