@@ -173,11 +173,9 @@ def _write(fleet: dict[str, Any], count: int, mark: str) -> ProjectDeployer:
 
 
 def _answers(provider: Provider, name: str, server: str) -> bool:
-    """Whether ``server`` is listed running and its Docker engine answers over SSH."""
-    try:
-        return any(s.name == server and s.running and s.run(["docker", "version"]).ok for s in provider.list_servers(name, "prod"))
-    except Exception:  # noqa: BLE001 - not back yet (SSH refused, the engine starting)
-        return False
+    """Whether ``server`` is listed running and its Docker engine answers over SSH (what stops
+    it, SSH refused or the engine starting, is what ``wait_for`` reports on timeout)."""
+    return any(s.name == server and s.running and s.run(["docker", "version"]).ok for s in provider.list_servers(name, "prod"))
 
 
 def _from_templates(fleet: dict[str, Any], lines: list[str]) -> None:

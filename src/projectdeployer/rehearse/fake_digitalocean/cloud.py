@@ -362,7 +362,19 @@ class Cloud:
             found = [d for d in found if tag_name in d.tags]
         if name is not None:
             found = [d for d in found if d.name == name]
-        return found
+        return [self.current(d) for d in found]
+
+    def current(self, droplet: Droplet) -> Droplet:
+        """``droplet`` with the addresses its machine has now, for machines that can change
+        them (a sandbox server restarted by hand may get other addresses from Docker, which a
+        droplet never does: the fake reports what is true of the machine)."""
+        addresses = getattr(self.machines, "addresses", None)
+        if droplet.status == "active" and addresses is not None:
+            now = addresses(droplet)
+            if now is not None:
+                with self.lock:
+                    droplet.public_ip, droplet.private_ip = now.public, now.private
+        return droplet
 
     def destroy_droplet(self, droplet_id: int) -> None:
         with self.lock:

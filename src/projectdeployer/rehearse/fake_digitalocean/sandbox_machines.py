@@ -64,6 +64,22 @@ class SandboxMachines:
         private = networks[zone_network_name(PROJECT, self.namespace, droplet.region)]["IPAddress"]
         return Addresses(public=public, private=private)
 
+    def addresses(self, droplet: Droplet) -> Addresses | None:
+        """The addresses the server has now (``None`` while it is not running): Docker may give
+        a restarted container other ones."""
+        with self._lock:
+            server = self._servers.get(droplet.id)
+        if server is None:
+            return None
+        try:
+            container = self._container(server)
+        except Exception:  # noqa: BLE001 - removed meanwhile: keep what the droplet says
+            return None
+        networks = container.attrs["NetworkSettings"]["Networks"] if container.status == "running" else {}
+        public = (networks.get(public_network_name(PROJECT, self.namespace)) or {}).get("IPAddress")
+        private = (networks.get(zone_network_name(PROJECT, self.namespace, droplet.region)) or {}).get("IPAddress")
+        return Addresses(public=public, private=private) if public and private else None
+
     def machine(self, droplet_id: int) -> Any:
         """The sandbox server behind droplet ``droplet_id`` (to stop or start it as a crash or a
         reboot would, without the API knowing), or ``None`` when it has none."""

@@ -377,7 +377,7 @@ def _routes(cloud: Cloud) -> list[tuple[re.Pattern[str], dict[str, Handler]]]:
         (re.compile(r"/v2/tags/([^/]+)"), {"GET": lambda r: (200, {"tag": cloud.tag(r.groups[0])}), "DELETE": deleted(cloud.delete_tag)}),
         (re.compile(r"/v2/tags/([^/]+)/resources"), {"POST": tag_resources(True), "DELETE": tag_resources(False)}),
         (re.compile(r"/v2/droplets"), {"GET": list_droplets, "POST": create_droplet, "DELETE": destroy_droplets}),
-        (re.compile(r"/v2/droplets/([^/]+)"), {"GET": lambda r: (200, {"droplet": cloud.droplet(droplet_id(r)).as_json()}), "DELETE": destroy_droplet}),
+        (re.compile(r"/v2/droplets/([^/]+)"), {"GET": lambda r: (200, {"droplet": cloud.current(cloud.droplet(droplet_id(r))).as_json()}), "DELETE": destroy_droplet}),
         (re.compile(r"/v2/droplets/([^/]+)/actions"), {"GET": droplet_actions, "POST": droplet_action}),
         (re.compile(r"/v2/droplets/([^/]+)/actions/([^/]+)"), {"GET": action}),
         (re.compile(r"/v2/actions"), {"GET": lambda r: (200, _Page("actions", [a.as_json() for a in list(cloud.actions.values())], r.query))}),
