@@ -13,11 +13,8 @@ from collections.abc import Sequence
 
 from ..core.fanout import fan_out, one_line
 from ..core.provider import Server
-from ..providers.ssh.bootstrap import SetupReport, bootstrap, image_ids
+from ..providers.ssh.bootstrap import SetupReport, bootstrap, image_ids, server_image_refs
 from .environment import Environment
-
-#: The ``[images]`` keys every server runs before any service: the sidecar and the scheduler.
-SERVER_IMAGES = ("nginx", "python")
 
 
 def setup_servers(environment: Environment, *, apt_proxy: str | None = None) -> dict[str, SetupReport | str]:
@@ -26,12 +23,6 @@ def setup_servers(environment: Environment, *, apt_proxy: str | None = None) -> 
     project, env = environment.project.name, environment.env
     listed = getattr(provider, "listed_servers", None)
     servers: Sequence[Server] = listed(project, env) if listed is not None else provider.list_servers(project, env)
-    refs = []
-    for key in SERVER_IMAGES:
-        try:
-            refs.append(environment.project.image(key))
-        except KeyError:
-            continue
-    images = image_ids(refs)
+    images = image_ids(server_image_refs(environment.project))
     done = fan_out(list(servers), lambda s: bootstrap(s, images, log=environment.log, apt_proxy=apt_proxy), max_workers=8, name=lambda s: s.name)
     return {s.name: r if isinstance(r, SetupReport) else one_line(r) for s, r in ((s, done[s.name]) for s in servers)}

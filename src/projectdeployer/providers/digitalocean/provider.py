@@ -33,7 +33,7 @@ from typing import Any
 
 from ...core.errors import ProjectDeployerError
 from ...core.provider import Provider, Server, ServerSpec
-from ..ssh.bootstrap import image_ids
+from ..ssh.bootstrap import image_ids, server_image_refs
 from ..ssh.wrapped import SshBackedServer
 from .api import TOKEN_ENV, DigitalOceanApi, DigitalOceanError, api_url
 from .template import BASE_IMAGE, TEMPLATE_TAG, delete_templates, digest, find_template, provision, template_name
@@ -165,13 +165,7 @@ class DigitalOceanProvider(Provider):
     def for_project(cls, project: Any) -> DigitalOceanProvider:
         """A provider whose templates hold the project's nginx and Python images."""
         provider = cls()
-        refs: list[str] = []
-        for key in ("nginx", "python"):
-            try:
-                refs.append(project.image(key))
-            except (KeyError, AttributeError):
-                continue
-        provider.template_images = tuple(refs)
+        provider.template_images = server_image_refs(project)
         return provider
 
     takes_api_token = True

@@ -31,6 +31,8 @@ from ...core.provider import Server
 
 #: Where setup says what it did (JSON).
 SETUP_FILE = "/etc/projectdeployer/setup"
+#: The ``[images]`` keys every server runs before any service: the sidecar and the scheduler.
+SERVER_IMAGES = ("nginx", "python")
 #: Seconds apt-get may take to fetch and install the engine.
 INSTALL_TIMEOUT = 900.0
 #: Seconds the engine may take to answer once started.
@@ -123,6 +125,18 @@ def image_ids(refs: Sequence[str]) -> dict[str, str]:
         except docker.errors.ImageNotFound:
             continue
     return found
+
+
+def server_image_refs(project: Any) -> tuple[str, ...]:
+    """The images every server runs before any service, as ``project``'s ``[images]`` names
+    them: the sidecar's nginx and the scheduler's Python (a key it lacks is left out)."""
+    refs: list[str] = []
+    for key in SERVER_IMAGES:
+        try:
+            refs.append(project.image(key))
+        except (KeyError, AttributeError):
+            continue
+    return tuple(refs)
 
 
 def copy_images(server: Server, images: Mapping[str, str], log: Callable[[str], None]) -> list[str]:
